@@ -1,0 +1,197 @@
+#include "core/model.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <string.h>
+
+void sw_group_ptrs_make(sw_group_ptrs *p, const sw_table *tt, int group, void *base, int elem)
+{
+	memset(p, 0, sizeof(*p));
+	const sw_group *g = &tt->g[group];
+	for (int i = g->first; i < g->first + g->count; i++)
+		p->t[tt->t[i].kind] = (char *)base + (uint64_t)tt->t[i].offset * (uint64_t)elem;
+}
+
+sw_dims sw_dims_make(const sw_config *c, int B, int T)
+{
+	sw_dims d = { 0 };
+	d.B = B;
+	d.T = T;
+	d.N = B * T;
+	d.C = (int)c->dim;
+	d.nh = (int)c->n_heads;
+	d.nkv = (int)c->n_kv_heads;
+	d.hd = (int)c->head_dim;
+	d.F = (int)c->ffn_dim;
+	d.V = (int)c->vocab;
+	d.eps = (float)c->rms_eps;
+	return d;
+}
+
+/* Sizes in elements of each scratch buffer, in the order of sw_layer_scratch. */
+struct scratch_sizes { uint64_t act[18]; int nact; uint64_t f32[3]; };
+
+static void scratch_sizes(const sw_dims *d, struct scratch_sizes *z)
+{
+	uint64_t N = (uint64_t)d->N, C = (uint64_t)d->C, qd = (uint64_t)d->nh * (uint64_t)d->hd;
+	uint64_t kvd = (uint64_t)d->nkv * (uint64_t)d->hd, F = (uint64_t)d->F;
+	uint64_t a[] = { N * C, N * qd, N * kvd, N * kvd, N * qd, N * C, N * C, N * F, N * F, N * F,
+			 N * C, N * qd, N * kvd, N * kvd, N * qd, N * F, N * F, N * F };
+	z->nact = (int)(sizeof(a) / sizeof(a[0]));
+	memcpy(z->act, a, sizeof(a));
+	z->f32[0] = N;
+	z->f32[1] = N;
+	z->f32[2] = (uint64_t)d->B * (uint64_t)d->nh * (uint64_t)d->T;
+}
+
+static uint64_t round256(uint64_t b) { return (b + 255) / 256 * 256; }
+
+uint64_t sw_layer_scratch_bytes(const sw_dims *d, sw_dtype act)
+{
+	struct scratch_sizes z;
+	scratch_sizes(d, &z);
+	uint64_t total = 0;
+	for (int i = 0; i < z.nact; i++)
+		total += round256(z.act[i] * (uint64_t)sw_dtype_size(act));
+	for (int i = 0; i < 3; i++)
+		total += round256(z.f32[i] * 4);
+	return total;
+}
+
+int sw_layer_scratch_alloc(sw_backend *be, const sw_dims *d, sw_layer_scratch *s)
+{
+	struct scratch_sizes z;
+	scratch_sizes(d, &z);
+	memset(s, 0, sizeof(*s));
+	void **act[] = { &s->h1, &s->q, &s->k, &s->v, &s->att, &s->x2, &s->h2, &s->g, &s->u, &s->s,
+			 &s->dh, &s->dq, &s->dk, &s->dv, &s->datt, &s->dg, &s->du, &s->ds };
+	float **f32[] = { &s->rstd1, &s->rstd2, &s->lse };
+	for (int i = 0; i < z.nact; i++) {
+		int rc = be->ops->dev_alloc(be, z.act[i] * (uint64_t)sw_dtype_size(be->act), act[i]);
+		if (rc)
+			goto err_free;
+	}
+	for (int i = 0; i < 3; i++) {
+		int rc = be->ops->dev_alloc(be, z.f32[i] * 4, (void **)f32[i]);
+		if (rc)
+			goto err_free;
+	}
+	return 0;
+err_free:
+	sw_layer_scratch_free(be, s);
+	return -ENOMEM;
+}
+
+void sw_layer_scratch_free(sw_backend *be, sw_layer_scratch *s)
+{
+	void *all[] = { s->h1, s->q, s->k, s->v, s->att, s->x2, s->h2, s->g, s->u, s->s, s->dh,
+			s->dq, s->dk, s->dv, s->datt, s->dg, s->du, s->ds, s->rstd1, s->rstd2, s->lse };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (all[i])
+			be->ops->dev_free(be, all[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+#define W(k) (w->t[SW_T_##k])
+#define G(k) ((float *)g->t[SW_T_##k])
+
+void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	int N = d->N, C = d->C, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
+	/* attention block: x2 = x + o_proj(attn(rope(q), rope(k), v)) */
+	o->rmsnorm_fwd(be, st, s->h1, s->rstd1, x, W(ATTN_NORM), N, C, d->eps);
+	o->matmul_fwd(be, st, s->q, s->h1, W(WQ), W(BQ), N, C, qd);
+	o->matmul_fwd(be, st, s->k, s->h1, W(WK), W(BK), N, C, kvd);
+	o->matmul_fwd(be, st, s->v, s->h1, W(WV), W(BV), N, C, kvd);
+	o->rope_fwd(be, st, s->q, inv_freq, N, d->T, d->nh, d->hd);
+	o->rope_fwd(be, st, s->k, inv_freq, N, d->T, d->nkv, d->hd);
+	o->attention_fwd(be, st, s->att, s->lse, s->q, s->k, s->v, d->B, d->T, d->nh, d->nkv, d->hd);
+	o->matmul_fwd(be, st, s->x2, s->att, W(WO), NULL, N, qd, C);
+	o->add(be, st, s->x2, s->x2, x, (int64_t)N * C);
+	/* MLP block: y = x2 + down(silu(gate(h2)) * up(h2)) */
+	o->rmsnorm_fwd(be, st, s->h2, s->rstd2, s->x2, W(MLP_NORM), N, C, d->eps);
+	o->matmul_fwd(be, st, s->g, s->h2, W(WGATE), NULL, N, C, d->F);
+	o->matmul_fwd(be, st, s->u, s->h2, W(WUP), NULL, N, C, d->F);
+	o->swiglu_fwd(be, st, s->s, s->g, s->u, (int64_t)N * d->F);
+	o->matmul_fwd(be, st, y, s->s, W(WDOWN), NULL, N, d->F, C);
+	o->add(be, st, y, y, s->x2, (int64_t)N * C);
+}
+
+void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
+		  sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	int N = d->N, C = d->C, F = d->F, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
+	/* recompute: the output itself is not needed, only the intermediates; 'dh' serves as the
+	 * throw-away output buffer (it is overwritten below before any use). */
+	sw_layer_fwd(be, st, d, w, inv_freq, x, s->dh, s);
+	/* MLP block: dres = dy flows straight to x2 and into down_proj */
+	o->matmul_bwd(be, st, s->ds, G(WDOWN), NULL, dres, s->s, W(WDOWN), N, F, C, 0);
+	o->swiglu_bwd(be, st, s->dg, s->du, s->ds, s->g, s->u, (int64_t)N * F);
+	o->matmul_bwd(be, st, s->dh, G(WGATE), NULL, s->dg, s->h2, W(WGATE), N, C, F, 0);
+	o->matmul_bwd(be, st, s->dh, G(WUP), NULL, s->du, s->h2, W(WUP), N, C, F, 1);
+	o->rmsnorm_bwd(be, st, dres, G(MLP_NORM), s->dh, s->x2, W(MLP_NORM), s->rstd2, N, C);
+	/* attention block: dres now holds d/dx2 */
+	o->matmul_bwd(be, st, s->datt, G(WO), NULL, dres, s->att, W(WO), N, qd, C, 0);
+	o->attention_bwd(be, st, s->dq, s->dk, s->dv, s->datt, s->q, s->k, s->v, s->att, s->lse,
+			 d->B, d->T, d->nh, d->nkv, d->hd);
+	o->rope_bwd(be, st, s->dq, inv_freq, N, d->T, d->nh, d->hd);
+	o->rope_bwd(be, st, s->dk, inv_freq, N, d->T, d->nkv, d->hd);
+	o->matmul_bwd(be, st, s->dh, G(WQ), G(BQ), s->dq, s->h1, W(WQ), N, C, qd, 0);
+	o->matmul_bwd(be, st, s->dh, G(WK), G(BK), s->dk, s->h1, W(WK), N, C, kvd, 1);
+	o->matmul_bwd(be, st, s->dh, G(WV), G(BV), s->dv, s->h1, W(WV), N, C, kvd, 1);
+	o->rmsnorm_bwd(be, st, dres, G(ATTN_NORM), s->dh, x, W(ATTN_NORM), s->rstd1, N, C);
+}
+
+static const void *head_matrix(const sw_table *tt, const sw_group_ptrs *head,
+			       const sw_group_ptrs *embed)
+{
+	return tt->cfg.tie_embeddings ? embed->t[SW_T_EMBED] : head->t[SW_T_LM_HEAD];
+}
+
+void sw_head_fwd_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_table *tt,
+		     const sw_group_ptrs *head_w, const sw_group_ptrs *embed_w,
+		     const sw_group_ptrs *head_g, const sw_group_ptrs *embed_g, const void *xL,
+		     const int32_t *targets, float scale, float *losses, void *dres,
+		     sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	int N = d->N, C = d->C;
+	const void *wh = head_matrix(tt, head_w, embed_w);
+	float *dwh = NULL;
+	if (dres)
+		dwh = (float *)(tt->cfg.tie_embeddings ? embed_g->t[SW_T_EMBED] : head_g->t[SW_T_LM_HEAD]);
+	o->rmsnorm_fwd(be, st, s->h1, s->rstd1, xL, head_w->t[SW_T_FINAL_NORM], N, C, d->eps);
+	o->head_loss(be, st, losses, dres ? s->dh : NULL, dwh, s->h1, wh, targets, scale, N, C, d->V);
+	if (!dres)
+		return;
+	o->memset0(be, st, dres, (uint64_t)N * C * (uint64_t)sw_dtype_size(be->act));
+	o->rmsnorm_bwd(be, st, dres, (float *)head_g->t[SW_T_FINAL_NORM], s->dh, xL,
+		       head_w->t[SW_T_FINAL_NORM], s->rstd1, N, C);
+}
+
+void sw_head_logits(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_table *tt,
+		    const sw_group_ptrs *head_w, const sw_group_ptrs *embed_w, const void *xL,
+		    float *logits, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	o->rmsnorm_fwd(be, st, s->h1, s->rstd1, xL, head_w->t[SW_T_FINAL_NORM], d->N, d->C, d->eps);
+	o->head_logits(be, st, logits, s->h1, head_matrix(tt, head_w, embed_w), d->N, d->C, d->V);
+}
+
+double sw_model_step_flops(const sw_config *c, int64_t tokens, int T)
+{
+	double C = (double)c->dim, hd = (double)c->head_dim;
+	double qd = (double)c->n_heads * hd, kvd = (double)c->n_kv_heads * hd, F = (double)c->ffn_dim;
+	double layer_mm = C * qd * 2 + C * kvd * 2 + 3 * C * F;      /* matmul params per layer */
+	double mm = layer_mm * (double)c->n_layers;
+	double head = C * (double)c->vocab;
+	/* causal attention: QK^T and PV, each 2*T*T/2*hd per head per sequence -> per token T*hd*2 */
+	double attn = 2.0 * (double)T * qd * (double)c->n_layers;     /* fwd FLOPs per token */
+	double t = (double)tokens;
+	/* layers: fwd 2, recompute 2, bwd 4 FLOPs per param per token; head: fwd 2 + bwd 4 */
+	return t * (8 * mm + 6 * head) + t * attn * 4;   /* attn: fwd + recompute + bwd (2x) */
+}

@@ -1,0 +1,801 @@
+// Causal attention with grouped KV heads, flash-attention style: tiles of 64 queries x 64 keys,
+// online softmax, the row log-sum-exp saved for the backward, never a T x T matrix in memory.
+//
+// Fast path (bf16, head dim 64 or 128, sm_80+): bf16 tensor cores through mma.sync.m16n8k16
+// with fp32 accumulation, tiles staged in shared memory with cp.async and read with ldmatrix.
+// Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
+//
+// Backward is deterministic (no atomics): D = rowsum(dO * O) first; then dK/dV with one block
+// per KV tile that loops over the query heads of its group and the query tiles in a fixed order;
+// then dQ in a separate pass, one block per query tile looping over the KV tiles. S and P are
+// recomputed in both passes (7 tile products instead of FA2's 5, the price of no atomics).
+#include "cuda/common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG2E_F 1.4426950408889634f
+#define LN2_F 0.6931471805599453f
+
+typedef __nv_bfloat16 bf16;
+
+// ---------------------------------------------------------------- generic (fp32) path
+#define ROW_DMAX 8  // per-lane elements: head dim <= 256
+
+template <typename T>
+__device__ __forceinline__ float warp_dot(const float *a, const T *row, int hd, int lane)
+{
+	float acc = 0.f;
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		if (d < hd)
+			acc += a[u] * ld_act(row, d);
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		acc += __shfl_xor_sync(0xffffffffu, acc, o);
+	return acc;
+}
+
+// One warp per query row (b, i, h).
+template <typename T>
+__global__ void attn_fwd_rows(T *out, float *lse, const T *q, const T *k, const T *v, int B, int T_,
+			      int nh, int nkv, int hd, float scale)
+{
+	const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+	const int lane = threadIdx.x & 31;
+	if (w >= (int64_t)B * T_ * nh)
+		return;
+	const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
+	const int kvh = h / (nh / nkv);
+	const T *qr = q + w * hd;
+	float qv[ROW_DMAX], o[ROW_DMAX];
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		qv[u] = d < hd ? ld_act(qr, d) : 0.f;
+		o[u] = 0.f;
+	}
+	float m = -INFINITY, l = 0.f;
+	for (int j = 0; j <= i; j++) {
+		const int64_t kr = (((int64_t)b * T_ + j) * nkv + kvh) * hd;
+		const float s = warp_dot(qv, k + kr, hd, lane) * scale;
+		const float mn = fmaxf(m, s);
+		const float corr = expf(m - mn), p = expf(s - mn);
+		l = l * corr + p;
+#pragma unroll
+		for (int u = 0; u < ROW_DMAX; u++) {
+			int d = lane + 32 * u;
+			o[u] = o[u] * corr + (d < hd ? p * ld_act(v + kr, d) : 0.f);
+		}
+		m = mn;
+	}
+	T *orow = out + w * hd;
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		if (d < hd)
+			st_act(orow, d, o[u] / l);
+	}
+	if (lane == 0)
+		lse[((int64_t)b * nh + h) * T_ + i] = m + logf(l);
+}
+
+// D (B,nh,T) = rowsum(dO * O), one warp per row.
+template <typename T>
+__global__ void attn_bwd_dot(float *Dd, const T *dout, const T *out, int B, int T_, int nh, int hd)
+{
+	const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+	const int lane = threadIdx.x & 31;
+	if (w >= (int64_t)B * T_ * nh)
+		return;
+	const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
+	float acc = 0.f;
+	for (int d = lane; d < hd; d += 32)
+		acc += ld_act(dout + w * hd, d) * ld_act(out + w * hd, d);
+	for (int o = 16; o > 0; o >>= 1)
+		acc += __shfl_xor_sync(0xffffffffu, acc, o);
+	if (lane == 0)
+		Dd[((int64_t)b * nh + h) * T_ + i] = acc;
+}
+
+// dQ, one warp per query row: dq = scale * sum_j p_ij (dp_ij - D_i) k_j.
+template <typename T>
+__global__ void attn_bwd_dq_rows(T *dq, const T *q, const T *k, const T *v, const T *dout,
+				 const float *lse, const float *Dd, int B, int T_, int nh, int nkv, int hd,
+				 float scale)
+{
+	const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+	const int lane = threadIdx.x & 31;
+	if (w >= (int64_t)B * T_ * nh)
+		return;
+	const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
+	const int kvh = h / (nh / nkv);
+	float qv[ROW_DMAX], dov[ROW_DMAX], acc[ROW_DMAX];
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		qv[u] = d < hd ? ld_act(q + w * hd, d) : 0.f;
+		dov[u] = d < hd ? ld_act(dout + w * hd, d) : 0.f;
+		acc[u] = 0.f;
+	}
+	const float L = lse[((int64_t)b * nh + h) * T_ + i], Di = Dd[((int64_t)b * nh + h) * T_ + i];
+	for (int j = 0; j <= i; j++) {
+		const int64_t kr = (((int64_t)b * T_ + j) * nkv + kvh) * hd;
+		const float p = expf(warp_dot(qv, k + kr, hd, lane) * scale - L);
+		const float ds = p * (warp_dot(dov, v + kr, hd, lane) - Di);
+#pragma unroll
+		for (int u = 0; u < ROW_DMAX; u++) {
+			int d = lane + 32 * u;
+			if (d < hd)
+				acc[u] += ds * ld_act(k + kr, d);
+		}
+	}
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		if (d < hd)
+			st_act(dq + w * hd, d, acc[u] * scale);
+	}
+}
+
+// dK, dV, one warp per key row (b, j, kvh), over the group's query heads and rows i >= j.
+template <typename T>
+__global__ void attn_bwd_dkdv_rows(T *dk, T *dv, const T *q, const T *k, const T *v, const T *dout,
+				   const float *lse, const float *Dd, int B, int T_, int nh, int nkv,
+				   int hd, float scale)
+{
+	const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+	const int lane = threadIdx.x & 31;
+	if (w >= (int64_t)B * T_ * nkv)
+		return;
+	const int kvh = (int)(w % nkv), j = (int)((w / nkv) % T_), b = (int)(w / ((int64_t)nkv * T_));
+	const int G = nh / nkv;
+	float kv[ROW_DMAX], vv[ROW_DMAX], dka[ROW_DMAX], dva[ROW_DMAX];
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		kv[u] = d < hd ? ld_act(k + w * hd, d) : 0.f;
+		vv[u] = d < hd ? ld_act(v + w * hd, d) : 0.f;
+		dka[u] = dva[u] = 0.f;
+	}
+	for (int hh = 0; hh < G; hh++) {
+		const int h = kvh * G + hh;
+		for (int i = j; i < T_; i++) {
+			const int64_t qr = (((int64_t)b * T_ + i) * nh + h) * hd;
+			const int64_t li = ((int64_t)b * nh + h) * T_ + i;
+			const float p = expf(warp_dot(kv, q + qr, hd, lane) * scale - lse[li]);
+			const float ds = p * (warp_dot(vv, dout + qr, hd, lane) - Dd[li]);
+#pragma unroll
+			for (int u = 0; u < ROW_DMAX; u++) {
+				int d = lane + 32 * u;
+				if (d < hd) {
+					dva[u] += p * ld_act(dout + qr, d);
+					dka[u] += ds * ld_act(q + qr, d);
+				}
+			}
+		}
+	}
+#pragma unroll
+	for (int u = 0; u < ROW_DMAX; u++) {
+		int d = lane + 32 * u;
+		if (d < hd) {
+			st_act(dk + w * hd, d, dka[u] * scale);
+			st_act(dv + w * hd, d, dva[u]);
+		}
+	}
+}
+
+// ---------------------------------------------------------------- tensor-core path (bf16)
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+	return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// 16-byte async copy global -> shared; zero-fills when !valid (rows past T).
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid)
+{
+	const int n = valid ? 16 : 0;
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+		     "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(smem_u32(p)));
+}
+
+// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col)
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+		     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+		     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *(uint32_t *)&v;
+}
+
+// Fragment addresses inside a [rows][LD] bf16 tile (lane = thread's lane):
+//  A operand, 16 rows from r0, 16 columns from c0:
+#define FRAG_A(base, LD, r0, c0) ((base) + ((r0) + ((lane >> 3) & 1) * 8 + (lane & 7)) * (LD) + (c0) + (lane >> 4) * 8)
+//  B operand from a tile stored [n][k] (two n-tiles of 8 from n0, 16 k from c0), non-transposed:
+#define FRAG_BN(base, LD, n0, c0) ((base) + ((n0) + (lane >> 4) * 8 + (lane & 7)) * (LD) + (c0) + ((lane >> 3) & 1) * 8)
+//  B operand from a tile stored [k][n] (16 k from k0, two n-tiles of 8 from n0), .trans:
+#define FRAG_BT(base, LD, k0, n0) ((base) + ((k0) + ((lane >> 3) & 1) * 8 + (lane & 7)) * (LD) + (n0) + (lane >> 4) * 8)
+
+#define TILE 64
+// Copies rows [row0, row0+ROWS) of a (T, stride) bf16 matrix into a [ROWS][LD] tile; rows >= T
+// are zero-filled.
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t stride, int row0, int T_)
+{
+	constexpr int LD = HD + 8, CPR = HD / 8;
+	for (int c = threadIdx.x; c < ROWS * CPR; c += blockDim.x) {
+		const int r = c / CPR, cc = c % CPR, row = row0 + r;
+		const bool ok = row < T_;
+		cp_async16(dst + r * LD + cc * 8, src + (int64_t)(ok ? row : 0) * stride + cc * 8, ok);
+	}
+}
+
+// 16 x 64 = A (16 x HD: fragments in registers) @ Bt^T, Bt stored [64][HD] in shared memory.
+template <int HD>
+__device__ __forceinline__ void tile_qk_reg(float s[8][4], const uint32_t a[HD / 16][4], const bf16 *Bs, int lane)
+{
+	constexpr int LD = HD + 8;
+#pragma unroll
+	for (int nt = 0; nt < 8; nt++)
+		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+	for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			uint32_t r[4];
+			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			mma16816(s[2 * np], a[kk], r[0], r[1]);
+			mma16816(s[2 * np + 1], a[kk], r[2], r[3]);
+		}
+	}
+}
+
+// 16 x 64 = A (16 x HD, smem rows from ar0) @ Bt^T, Bt stored [64][HD].
+template <int HD>
+__device__ __forceinline__ void tile_qk(float s[8][4], const bf16 *As, int ar0, const bf16 *Bs, int lane)
+{
+	constexpr int LD = HD + 8;
+#pragma unroll
+	for (int nt = 0; nt < 8; nt++)
+		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+	for (int kk = 0; kk < HD / 16; kk++) {
+		uint32_t a[4];
+		ldsm_x4(a, FRAG_A(As, LD, ar0, kk * 16));
+#pragma unroll
+		for (int np = 0; np < 4; np++) {
+			uint32_t r[4];
+			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			mma16816(s[2 * np], a, r[0], r[1]);
+			mma16816(s[2 * np + 1], a, r[2], r[3]);
+		}
+	}
+}
+
+// acc (16 x HD) += P (16 x 64, from accumulator layout) @ Vs (stored [64][HD]).
+template <int HD>
+__device__ __forceinline__ void tile_pv(float acc[HD / 8][4], const float p[8][4], const bf16 *Vs, int lane)
+{
+	constexpr int LD = HD + 8;
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++) {
+		uint32_t a[4] = { pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+				  pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+				  pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]) };
+#pragma unroll
+		for (int dp = 0; dp < HD / 16; dp++) {
+			uint32_t r[4];
+			ldsm_x4_t(r, FRAG_BT(Vs, LD, kk * 16, dp * 16));
+			mma16816(acc[2 * dp], a, r[0], r[1]);
+			mma16816(acc[2 * dp + 1], a, r[2], r[3]);
+		}
+	}
+}
+
+// Each block owns BM = 16 * NW rows (queries in the forward and dQ, keys in dK/dV), one warp per
+// 16 of them, and streams the other side in tiles of 64. Masking uses absolute positions; a
+// warp skips the tiles that are entirely masked for its 16 rows.
+template <int HD, int NW>
+static constexpr int attn_smem_fwd() { return (16 * NW + 4 * TILE) * (HD + 8) * 2; }
+template <int HD, int NW, int ST>
+static constexpr int attn_smem_bwd() { return (2 * 16 * NW + 2 * ST * TILE) * (HD + 8) * 2 + 2 * ST * TILE * 4; }
+
+// Forward: K/V tiles double-buffered with cp.async; Q fragments held in registers.
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32) attn_fwd_mma(bf16 *out, float *lse, const bf16 *q,
+		const bf16 *k, const bf16 *v, int T_, int nh, int nkv, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = 16 * NW;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + BM * LD, *Vs = Ks + 2 * TILE * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const bf16 *qb = q + (int64_t)b * T_ * qs + h * HD;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 16;
+	int nkt = (q0 + BM - 1) / TILE + 1;
+	if (nkt > (T_ + TILE - 1) / TILE)
+		nkt = (T_ + TILE - 1) / TILE;
+
+	load_tile<HD, BM>(Qs, qb, qs, q0, T_);
+	load_tile<HD, TILE>(Ks, kb, ks, 0, T_);
+	load_tile<HD, TILE>(Vs, vb, ks, 0, T_);
+	cp_async_commit();
+
+	float o[HD / 8][4];
+#pragma unroll
+	for (int d = 0; d < HD / 8; d++)
+		o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+	float mrow[2] = { -INFINITY, -INFINITY }, lrow[2] = { 0.f, 0.f };
+	uint32_t qf[HD / 16][4];
+	for (int j = 0; j < nkt; j++) {
+		const int buf = j & 1;
+		if (j + 1 < nkt) {
+			load_tile<HD, TILE>(Ks + (buf ^ 1) * TILE * LD, kb, ks, (j + 1) * TILE, T_);
+			load_tile<HD, TILE>(Vs + (buf ^ 1) * TILE * LD, vb, ks, (j + 1) * TILE, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		if (j == 0) {
+#pragma unroll
+			for (int kk = 0; kk < HD / 16; kk++)
+				ldsm_x4(qf[kk], FRAG_A(Qs, LD, warp * 16, kk * 16));
+		}
+		if (j * TILE <= wq0 + 15) {  // else every key of this tile is after this warp's rows
+			float s[8][4];
+			tile_qk_reg<HD>(s, qf, Ks + buf * TILE * LD, lane);
+			const bool mask = j * TILE + TILE - 1 > wq0;
+			float mx[2] = { mrow[0], mrow[1] };
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					float x = s[nt][e] * scale_log2;
+					if (mask && j * TILE + nt * 8 + t4 * 2 + (e & 1) > wq0 + g + (e >> 1) * 8)
+						x = -INFINITY;
+					s[nt][e] = x;
+					mx[e >> 1] = fmaxf(mx[e >> 1], x);
+				}
+			float corr[2], ls[2] = { 0.f, 0.f };
+#pragma unroll
+			for (int r = 0; r < 2; r++) {
+				mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+				mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+				corr[r] = exp2f(mrow[r] - mx[r]);
+				mrow[r] = mx[r];
+			}
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					float p = exp2f(s[nt][e] - mrow[e >> 1]);
+					s[nt][e] = p;
+					ls[e >> 1] += p;
+				}
+#pragma unroll
+			for (int r = 0; r < 2; r++)
+				lrow[r] = lrow[r] * corr[r] + ls[r];
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++) {
+				o[d][0] *= corr[0];
+				o[d][1] *= corr[0];
+				o[d][2] *= corr[1];
+				o[d][3] *= corr[1];
+			}
+			tile_pv<HD>(o, s, Vs + buf * TILE * LD, lane);
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+		lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+		const int row = wq0 + g + r * 8;
+		if (row >= T_)
+			continue;
+		const float inv = 1.0f / lrow[r];
+		bf16 *op = out + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			*(uint32_t *)(op + d * 8) = pack_bf16(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+		if (t4 == 0)
+			lse[((int64_t)b * nh + h) * T_ + row] = (mrow[r] + log2f(lrow[r])) * LN2_F;
+	}
+}
+
+// Backward kernels stream the other side's tiles through ST shared-memory stages: 2 (the next
+// tile loads while this one computes) where shared memory allows (H100, A100); 1 on consumer
+// GPUs (99 KB per block), which overlap loads across blocks instead.
+
+// 4-byte async copy (lse, D rows); zero when !valid.
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid)
+{
+	const int n = valid ? 4 : 0;
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+		     "r"(n));
+}
+
+// Backward dK, dV: block = BM keys of one (b, kv head); loops over the group's query heads and
+// the query tiles that can see its keys (one flat, fixed-order sequence of (head, tile)).
+// Transposed tiles: S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q. Query rows past T
+// are zero-filled (Q, dO, lse, D all 0), which makes their dS and P^T dO contributions 0.
+template <int HD, int NW, int ST>
+__global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = 16 * NW;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + BM * LD, *Qs = Vs + BM * LD, *dOs = Qs + ST * TILE * LD;
+	float *lse_s = (float *)(dOs + ST * TILE * LD), *D_s = lse_s + ST * TILE;
+	const int nqt = (T_ + TILE - 1) / TILE, kt = blockIdx.y;
+	const int b = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv;
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int k0 = kt * BM, wk0 = k0 + warp * 16, i0 = k0 / TILE, ni = nqt - i0, total = G * ni;
+	load_tile<HD, BM>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+	load_tile<HD, BM>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+
+	// Issues the loads of step it (query head kvh*G + it/ni, query tile i0 + it%ni) into stage st.
+	auto issue = [&](int it, int st) {
+		const int h = kvh * G + it / ni, i = i0 + it % ni;
+		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
+		load_tile<HD, TILE>(Qs + st * TILE * LD, q + qoff, qs, i * TILE, T_);
+		load_tile<HD, TILE>(dOs + st * TILE * LD, dout + qoff, qs, i * TILE, T_);
+		const int tid = threadIdx.x, row = i * TILE + (tid & (TILE - 1));
+		const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+		if (tid < TILE)
+			cp_async4(lse_s + st * TILE + tid, lse + loff, row < T_);
+		else if (tid < 2 * TILE)
+			cp_async4(D_s + st * TILE + (tid - TILE), Dd + loff, row < T_);
+	};
+	if (ST == 2)
+		issue(0, 0);
+	cp_async_commit();
+
+	float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+	for (int d = 0; d < HD / 8; d++)
+#pragma unroll
+		for (int e = 0; e < 4; e++)
+			dka[d][e] = dva[d][e] = 0.f;
+	for (int it = 0; it < total; it++) {
+		const int st = ST == 2 ? it & 1 : 0, i = i0 + it % ni;
+		if (ST == 1) {
+			issue(it, 0);
+			cp_async_commit();
+			cp_async_wait<0>();
+		} else if (it + 1 < total) {
+			issue(it + 1, st ^ 1);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		// Skip when every query of this tile is before this warp's keys.
+		if (i * TILE + TILE - 1 >= wk0) {
+			const bf16 *Qt = Qs + st * TILE * LD, *dOt = dOs + st * TILE * LD;
+			const float *Lt = lse_s + st * TILE, *Dt = D_s + st * TILE;
+			const bool mask = i * TILE < wk0 + 15;
+			float sc[8][4], dpt[8][4];
+			tile_qk<HD>(sc, Ks, warp * 16, Qt, lane);
+			tile_qk<HD>(dpt, Vs, warp * 16, dOt, lane);
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					const int qi = nt * 8 + t4 * 2 + (e & 1);
+					float p = exp2f(sc[nt][e] * scale_log2 - Lt[qi] * LOG2E_F);
+					if (mask && i * TILE + qi < wk0 + g + (e >> 1) * 8)
+						p = 0.f;
+					sc[nt][e] = p;
+					dpt[nt][e] = p * (dpt[nt][e] - Dt[qi]);
+				}
+			tile_pv<HD>(dva, sc, dOt, lane);
+			tile_pv<HD>(dka, dpt, Qt, lane);
+		}
+		__syncthreads();  // this stage is free for the loads of step it + 2
+	}
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		const int row = wk0 + g + r * 8;
+		if (row >= T_)
+			continue;
+		const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + t4 * 2;
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++) {
+			*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[d][2 * r] * scale, dka[d][2 * r + 1] * scale);
+			*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[d][2 * r], dva[d][2 * r + 1]);
+		}
+	}
+}
+
+// Backward dQ: block = BM queries of one (b, h); loops over the KV tiles its queries can see.
+template <int HD, int NW, int ST>
+__global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 *q, const bf16 *k,
+		const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_, int nh, int nkv,
+		float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = 16 * NW;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + BM * LD, *Ks = dOs + BM * LD, *Vs = Ks + ST * TILE * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 16;
+	int nkt = (q0 + BM - 1) / TILE + 1;
+	if (nkt > (T_ + TILE - 1) / TILE)
+		nkt = (T_ + TILE - 1) / TILE;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	load_tile<HD, BM>(Qs, q + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	load_tile<HD, BM>(dOs, dout + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	if (ST == 2) {
+		load_tile<HD, TILE>(Ks, kb, ks, 0, T_);
+		load_tile<HD, TILE>(Vs, vb, ks, 0, T_);
+	}
+	cp_async_commit();
+	float L[2], Di[2];
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		const int row = wq0 + g + r * 8;
+		L[r] = row < T_ ? lse[((int64_t)b * nh + h) * T_ + row] * LOG2E_F : INFINITY;
+		Di[r] = row < T_ ? Dd[((int64_t)b * nh + h) * T_ + row] : 0.f;
+	}
+	float acc[HD / 8][4];
+#pragma unroll
+	for (int d = 0; d < HD / 8; d++)
+		acc[d][0] = acc[d][1] = acc[d][2] = acc[d][3] = 0.f;
+	for (int j = 0; j < nkt; j++) {
+		const int st = ST == 2 ? j & 1 : 0;
+		if (ST == 1) {
+			load_tile<HD, TILE>(Ks, kb, ks, j * TILE, T_);
+			load_tile<HD, TILE>(Vs, vb, ks, j * TILE, T_);
+			cp_async_commit();
+			cp_async_wait<0>();
+		} else if (j + 1 < nkt) {
+			load_tile<HD, TILE>(Ks + (st ^ 1) * TILE * LD, kb, ks, (j + 1) * TILE, T_);
+			load_tile<HD, TILE>(Vs + (st ^ 1) * TILE * LD, vb, ks, (j + 1) * TILE, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		// Skip when every key of this tile is after this warp's rows.
+		if (j * TILE <= wq0 + 15) {
+			const bf16 *Kt = Ks + st * TILE * LD, *Vt = Vs + st * TILE * LD;
+			const bool mask = j * TILE + TILE - 1 > wq0;
+			float sc[8][4], dp[8][4];
+			tile_qk<HD>(sc, Qs, warp * 16, Kt, lane);
+			tile_qk<HD>(dp, dOs, warp * 16, Vt, lane);
+#pragma unroll
+			for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					float p = exp2f(sc[nt][e] * scale_log2 - L[e >> 1]);
+					if (mask && j * TILE + nt * 8 + t4 * 2 + (e & 1) > wq0 + g + (e >> 1) * 8)
+						p = 0.f;
+					dp[nt][e] = p * (dp[nt][e] - Di[e >> 1]);
+				}
+			tile_pv<HD>(acc, dp, Kt, lane);
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		const int row = wq0 + g + r * 8;
+		if (row >= T_)
+			continue;
+		bf16 *op = dq + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			*(uint32_t *)(op + d * 8) = pack_bf16(acc[d][2 * r] * scale, acc[d][2 * r + 1] * scale);
+	}
+}
+
+// ---------------------------------------------------------------- launchers
+static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
+{
+	if (!isbf || (hd != 64 && hd != 128))
+		return false;
+	for (int i = 0; i < nptr; i++)
+		if ((uintptr_t)ptrs[i] & 15)
+			return false;
+	return true;
+}
+
+// Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
+// (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
+// (tests use it to cover both variants on one GPU).
+static int attn_warps(int need8)
+{
+	static int optin = -1;
+	if (optin < 0) {
+		int dev = 0;
+		CU_CHECK(cudaGetDevice(&dev));
+		CU_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+	}
+	const char *e = getenv("SW_CUDA_ATTN_WARPS");
+	if (e && (!strcmp(e, "4") || !strcmp(e, "8")))
+		return atoi(e);
+	return optin >= need8 ? 8 : 4;
+}
+
+template <int HD, int NW>
+static void fwd_mma(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		    int B, int T, int nh, int nkv, float scale)
+{
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_mma<HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_fwd<HD, NW>()));
+		attr_set = true;
+	}
+	// Heads vary fastest and the longest (last) query tiles start first: better tail balance.
+	dim3 grid(B * nh, (T + 16 * NW - 1) / (16 * NW));
+	attn_fwd_mma<HD, NW><<<grid, NW * 32, attn_smem_fwd<HD, NW>(), s>>>((bf16 *)out, lse,
+		(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+template <int HD, int NW, int ST>
+static void dkdv_mma(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q,
+		     const void *k, const void *v, const float *lse, const float *Dd, int B, int T, int nh,
+		     int nkv, float scale)
+{
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_mma<HD, NW, ST>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem_bwd<HD, NW, ST>()));
+		attr_set = true;
+	}
+	const int nt = (T + 16 * NW - 1) / (16 * NW);
+	attn_bwd_dkdv_mma<HD, NW, ST><<<dim3(B * nkv, nt), NW * 32, attn_smem_bwd<HD, NW, ST>(), s>>>(
+		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+template <int HD, int NW, int ST>
+static void dq_mma(cudaStream_t s, void *dq, const void *dout, const void *q, const void *k,
+		   const void *v, const float *lse, const float *Dd, int B, int T, int nh, int nkv,
+		   float scale)
+{
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dq_mma<HD, NW, ST>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem_bwd<HD, NW, ST>()));
+		attr_set = true;
+	}
+	const int nt = (T + 16 * NW - 1) / (16 * NW);
+	attn_bwd_dq_mma<HD, NW, ST><<<dim3(B * nh, nt), NW * 32, attn_smem_bwd<HD, NW, ST>(), s>>>(
+		(bf16 *)dq, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd,
+		T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Tensor-core backward. Large shared memory (H100, A100): dQ with 8 warps and 2 stages; dK/dV
+// with 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
+// warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
+// does the most work -- does not leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks
+// of 128 keys on 132 SMs). SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests).
+// Consumer GPUs: 4 warps, 1 stage for both.
+template <int HD>
+static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv, const void *dout,
+		    const void *q, const void *k, const void *v, const float *lse, const float *Dd,
+		    int B, int T, int nh, int nkv, float scale)
+{
+	if (attn_warps(attn_smem_bwd<HD, 8, 2>()) == 8) {
+		const int64_t blocks8 = (int64_t)B * nkv * ((T + 127) / 128);
+		const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
+		if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
+			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else
+			dkdv_mma<HD, 4, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+	} else {
+		dkdv_mma<HD, 4, 1>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+	}
+}
+
+void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, float *lse,
+			const void *q, const void *k, const void *v, int B, int T, int nh, int nkv, int hd)
+{
+	(void)ci;
+	if (B <= 0 || T <= 0)
+		return;
+	SW_ASSERT(hd <= 32 * ROW_DMAX);
+	const float scale = 1.0f / sqrtf((float)hd);
+	const void *ptrs[] = { out, q, k, v };
+	if (use_mma(isbf, hd, ptrs, 4)) {
+		if (hd == 64 && attn_warps(attn_smem_fwd<64, 8>()) == 8)
+			fwd_mma<64, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (hd == 64)
+			fwd_mma<64, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (attn_warps(attn_smem_fwd<128, 8>()) == 8)
+			fwd_mma<128, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else
+			fwd_mma<128, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		return;
+	}
+	const int64_t warps = (int64_t)B * T * nh;
+	unsigned g = (unsigned)((warps * 32 + 127) / 128);
+	if (isbf)
+		attn_fwd_rows<<<g, 128, 0, s>>>((bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k,
+						(const bf16 *)v, B, T, nh, nkv, hd, scale);
+	else
+		attn_fwd_rows<<<g, 128, 0, s>>>((float *)out, lse, (const float *)q, (const float *)k,
+						(const float *)v, B, T, nh, nkv, hd, scale);
+	CU_CHECK_LAUNCH();
+}
+
+void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void *dk, void *dv,
+			const void *dout, const void *q, const void *k, const void *v,
+			const void *out, const float *lse, int B, int T, int nh, int nkv, int hd)
+{
+	if (B <= 0 || T <= 0)
+		return;
+	SW_ASSERT(hd <= 32 * ROW_DMAX);
+	const float scale = 1.0f / sqrtf((float)hd);
+	float *Dd = (float *)cuda_scratch_take(ci, s, (uint64_t)B * nh * T * 4);
+	const int64_t warps = (int64_t)B * T * nh;
+	const unsigned g = (unsigned)((warps * 32 + 127) / 128);
+	if (isbf)
+		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
+	else
+		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (const float *)dout, (const float *)out, B, T, nh, hd);
+	CU_CHECK_LAUNCH();
+	const void *ptrs[] = { dq, dk, dv, dout, q, k, v };
+	if (use_mma(isbf, hd, ptrs, 7)) {
+		if (hd == 64)
+			bwd_mma<64>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else
+			bwd_mma<128>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		return;
+	}
+	const unsigned gk = (unsigned)(((int64_t)B * T * nkv * 32 + 127) / 128);
+	if (isbf) {
+		attn_bwd_dq_rows<<<g, 128, 0, s>>>((bf16 *)dq, (const bf16 *)q, (const bf16 *)k,
+			(const bf16 *)v, (const bf16 *)dout, lse, Dd, B, T, nh, nkv, hd, scale);
+		attn_bwd_dkdv_rows<<<gk, 128, 0, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q,
+			(const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd, B, T, nh, nkv, hd, scale);
+	} else {
+		attn_bwd_dq_rows<<<g, 128, 0, s>>>((float *)dq, (const float *)q, (const float *)k,
+			(const float *)v, (const float *)dout, lse, Dd, B, T, nh, nkv, hd, scale);
+		attn_bwd_dkdv_rows<<<gk, 128, 0, s>>>((float *)dk, (float *)dv, (const float *)q,
+			(const float *)k, (const float *)v, (const float *)dout, lse, Dd, B, T, nh, nkv, hd,
+			scale);
+	}
+	CU_CHECK_LAUNCH();
+}

@@ -1,0 +1,563 @@
+// The CUDA backend's memory-bound kernels: embedding forward, RMSNorm, RoPE, SwiGLU, add,
+// casts, the deterministic reductions (sumsq, bias gradient) and the per-chunk pieces of the
+// fused LM head + cross-entropy. Each op is templated on the activation type T (float or
+// __nv_bfloat16); arithmetic is fp32 with explicitly rounded intrinsics where the CPU backend's
+// operation order matters, so the compiler cannot contract a*b+c into an FMA.
+#include "cuda/common.cuh"
+
+#include <float.h>
+
+#define FULL_MASK 0xffffffffu
+
+// Sum over the block in a fixed tree (the same order every run). All threads get the result.
+// blockDim.x must be a multiple of 32, at most 1024.
+template <typename A>
+__device__ A block_sum(A v, A *sh)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(FULL_MASK, v, o);
+	__syncthreads();  // sh may still be read by a previous call
+	if (lane == 0)
+		sh[warp] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : (A)0;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(FULL_MASK, v, o);
+	return v;
+}
+
+__device__ float block_max(float v, float *sh)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+	__syncthreads();
+	if (lane == 0)
+		sh[warp] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : -INFINITY;
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+	return v;
+}
+
+static int row_threads(int C)
+{
+	int t = 32;
+	while (t < C && t < 1024)
+		t *= 2;
+	return t;
+}
+
+// ---------------------------------------------------------------- embedding forward
+template <typename T>
+__global__ void embedding_fwd_kernel(T *out, const int32_t *tokens, const T *wte, int N, int C)
+{
+	for (int n = blockIdx.x; n < N; n += gridDim.x) {
+		const int64_t t = tokens[n];
+		for (int c = threadIdx.x; c < C; c += blockDim.x)
+			out[(int64_t)n * C + c] = wte[t * C + c];
+	}
+}
+
+void cuda_embedding_fwd(cudaStream_t s, int bf16, void *out, const int32_t *tokens, const void *wte,
+			int N, int C)
+{
+	if (N <= 0)
+		return;
+	unsigned g = cuda_blocks(N, 1, 65535);
+	int th = row_threads(C) > 256 ? 256 : row_threads(C);
+	if (bf16)
+		embedding_fwd_kernel<<<g, th, 0, s>>>((__nv_bfloat16 *)out, tokens, (const __nv_bfloat16 *)wte, N, C);
+	else
+		embedding_fwd_kernel<<<g, th, 0, s>>>((float *)out, tokens, (const float *)wte, N, C);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- RMSNorm
+// One block per row: rstd = 1 / sqrt(mean(x^2) + eps); out = (x * rstd) * w.
+template <typename T>
+__global__ void rmsnorm_fwd_kernel(T *out, float *rstd, const T *inp, const T *w, int N, int C, float eps)
+{
+	__shared__ float sh[32];
+	for (int n = blockIdx.x; n < N; n += gridDim.x) {
+		const T *x = inp + (int64_t)n * C;
+		float ss = 0.f;
+		for (int c = threadIdx.x; c < C; c += blockDim.x) {
+			float v = ld_act(x, c);
+			ss = __fadd_rn(ss, __fmul_rn(v, v));
+		}
+		ss = block_sum(ss, sh);
+		float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)C), eps)));
+		if (threadIdx.x == 0)
+			rstd[n] = r;
+		for (int c = threadIdx.x; c < C; c += blockDim.x)
+			st_act(out + (int64_t)n * C, c, __fmul_rn(__fmul_rn(ld_act(x, c), r), ld_act(w, c)));
+	}
+}
+
+void cuda_rmsnorm_fwd(cudaStream_t s, int bf16, void *out, float *rstd, const void *inp,
+		      const void *w, int N, int C, float eps)
+{
+	if (N <= 0)
+		return;
+	unsigned g = cuda_blocks(N, 1, 65535);
+	int th = row_threads(C) > 512 ? 512 : row_threads(C);
+	if (bf16)
+		rmsnorm_fwd_kernel<<<g, th, 0, s>>>((__nv_bfloat16 *)out, rstd, (const __nv_bfloat16 *)inp,
+						    (const __nv_bfloat16 *)w, N, C, eps);
+	else
+		rmsnorm_fwd_kernel<<<g, th, 0, s>>>((float *)out, rstd, (const float *)inp, (const float *)w,
+						    N, C, eps);
+	CU_CHECK_LAUNCH();
+}
+
+// Backward. With xh = x * r and g = dout * w:
+//   dx = r * (g - xh * (sum(g * xh) / C)),   dw += sum over rows of dout * xh.
+// Block b owns rows b, b+G, ...; its dw contribution goes to its own partial row part[b][C]
+// (no atomics), and rmsnorm_dw_reduce adds the G partials in order b = 0..G-1.
+template <typename T>
+__global__ void rmsnorm_bwd_kernel(T *dinp, float *part, const T *dout, const T *inp, const T *w,
+				   const float *rstd, int N, int C)
+{
+	__shared__ float sh[32];
+	float *pd = part + (int64_t)blockIdx.x * C;
+	for (int c = threadIdx.x; c < C; c += blockDim.x)
+		pd[c] = 0.f;
+	for (int n = blockIdx.x; n < N; n += gridDim.x) {
+		const T *x = inp + (int64_t)n * C, *dy = dout + (int64_t)n * C;
+		const float r = rstd[n];
+		float dot = 0.f;
+		for (int c = threadIdx.x; c < C; c += blockDim.x) {
+			float xh = __fmul_rn(ld_act(x, c), r);
+			float g = __fmul_rn(ld_act(dy, c), ld_act(w, c));
+			dot = __fadd_rn(dot, __fmul_rn(g, xh));
+			pd[c] = __fadd_rn(pd[c], __fmul_rn(ld_act(dy, c), xh));
+		}
+		dot = block_sum(dot, sh);
+		const float k = __fdiv_rn(dot, (float)C);
+		T *dx = dinp + (int64_t)n * C;
+		for (int c = threadIdx.x; c < C; c += blockDim.x) {
+			float xh = __fmul_rn(ld_act(x, c), r);
+			float g = __fmul_rn(ld_act(dy, c), ld_act(w, c));
+			float d = __fmul_rn(r, __fsub_rn(g, __fmul_rn(xh, k)));
+			st_act(dx, c, __fadd_rn(ld_act(dx, c), d));
+		}
+	}
+}
+
+__global__ void rmsnorm_dw_reduce(float *dw, const float *part, int G, int C)
+{
+	int c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c >= C)
+		return;
+	float acc = 0.f;
+	for (int b = 0; b < G; b++)
+		acc = __fadd_rn(acc, part[(int64_t)b * C + c]);
+	dw[c] = __fadd_rn(dw[c], acc);
+}
+
+void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float *dw,
+		      const void *dout, const void *inp, const void *w, const float *rstd, int N, int C)
+{
+	if (N <= 0)
+		return;
+	// G depends on the shape only (never on the device), so the sum order is fixed.
+	int64_t G = N < 256 ? N : 256;
+	while (G > 1 && (uint64_t)G * C * 4 > ci->scr.bytes)
+		G /= 2;
+	SW_ASSERT((uint64_t)G * C * 4 <= ci->scr.bytes);
+	float *part = (float *)cuda_scratch_take(ci, s, (uint64_t)G * C * 4);
+	int th = row_threads(C) > 512 ? 512 : row_threads(C);
+	if (bf16)
+		rmsnorm_bwd_kernel<<<(unsigned)G, th, 0, s>>>((__nv_bfloat16 *)dinp, part,
+			(const __nv_bfloat16 *)dout, (const __nv_bfloat16 *)inp, (const __nv_bfloat16 *)w, rstd, N, C);
+	else
+		rmsnorm_bwd_kernel<<<(unsigned)G, th, 0, s>>>((float *)dinp, part, (const float *)dout,
+			(const float *)inp, (const float *)w, rstd, N, C);
+	CU_CHECK_LAUNCH();
+	rmsnorm_dw_reduce<<<cuda_blocks(C, 256, 1 << 20), 256, 0, s>>>(dw, part, (int)G, C);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- RoPE
+// x (N, nh, hd); row n sits at position n % T. One thread per (row, pair i), looping over
+// heads: angle = fp32(pos * inv_freq[i]); HF rotate_half pairs element i with i + hd/2.
+template <typename T>
+__global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, int hd, int inverse)
+{
+	const int half = hd / 2;
+	const int64_t total = (int64_t)N * half;
+	for (int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; id < total;
+	     id += (int64_t)gridDim.x * blockDim.x) {
+		const int n = (int)(id / half), i = (int)(id % half);
+		// cos/sin of the fp32 angle evaluated in double and rounded once (correctly rounded in
+		// practice), as the CPU backend does; once per (row, pair), shared by all heads.
+		const float ang = __fmul_rn((float)(n % T_), inv_freq[i]);
+		const float c = (float)cos((double)ang), sn = (float)sin((double)ang);
+		T *row = x + (int64_t)n * nh * hd;
+		for (int h = 0; h < nh; h++) {
+			T *p = row + (int64_t)h * hd;
+			const float x1 = ld_act(p, i), x2 = ld_act(p, i + half);
+			float y1, y2;
+			if (!inverse) {
+				y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
+				y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+			} else {
+				y1 = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
+				y2 = __fsub_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+			}
+			st_act(p, i, y1);
+			st_act(p, i + half, y2);
+		}
+	}
+}
+
+void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, int T, int nh,
+	       int hd, int inverse)
+{
+	if (N <= 0)
+		return;
+	SW_ASSERT(hd % 2 == 0 && T > 0);
+	unsigned g = cuda_blocks((int64_t)N * (hd / 2), 256, 1 << 16);
+	if (bf16)
+		rope_kernel<<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
+	else
+		rope_kernel<<<g, 256, 0, s>>>((float *)x, inv_freq, N, T, nh, hd, inverse);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- SwiGLU, add, casts
+// Element-wise kernels process 8 elements per thread step when the pointers allow 16-byte
+// (bf16) access; the scalar tail handles the rest. Arithmetic per element is the same.
+__device__ __forceinline__ float silu_f(float g) { return __fdiv_rn(g, __fadd_rn(1.0f, expf(-g))); }
+
+template <typename T>
+__global__ void swiglu_fwd_kernel(T *out, const T *gate, const T *up, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		st_act(out, i, __fmul_rn(silu_f(ld_act(gate, i)), ld_act(up, i)));
+}
+
+// s = sigmoid(g); d silu/dg = s * (1 + g * (1 - s)).
+template <typename T>
+__global__ void swiglu_bwd_kernel(T *dgate, T *dup, const T *dout, const T *gate, const T *up, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x) {
+		const float g = ld_act(gate, i), u = ld_act(up, i), dy = ld_act(dout, i);
+		const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+		const float silu = __fmul_rn(g, sg);
+		const float dsilu = __fmul_rn(sg, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sg))));
+		st_act(dup, i, __fmul_rn(dy, silu));
+		st_act(dgate, i, __fmul_rn(__fmul_rn(dy, u), dsilu));
+	}
+}
+
+template <typename T>
+__global__ void add_kernel(T *out, const T *a, const T *b, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		st_act(out, i, __fadd_rn(ld_act(a, i), ld_act(b, i)));
+}
+
+// bf16 fast path for add: 8 elements (16 bytes) per access.
+__global__ void add_bf16x8_kernel(uint4 *out, const uint4 *a, const uint4 *b, int64_t n8)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8;
+	     i += (int64_t)gridDim.x * blockDim.x) {
+		uint4 va = a[i], vb = b[i], vo;
+		const __nv_bfloat162 *pa = (const __nv_bfloat162 *)&va, *pb = (const __nv_bfloat162 *)&vb;
+		__nv_bfloat162 *po = (__nv_bfloat162 *)&vo;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float2 fa = __bfloat1622float2(pa[j]), fb = __bfloat1622float2(pb[j]);
+			po[j] = __floats2bfloat162_rn(__fadd_rn(fa.x, fb.x), __fadd_rn(fa.y, fb.y));
+		}
+		out[i] = vo;
+	}
+}
+
+__global__ void swiglu_fwd_bf16x8_kernel(uint4 *out, const uint4 *gate, const uint4 *up, int64_t n8)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8;
+	     i += (int64_t)gridDim.x * blockDim.x) {
+		uint4 vg = gate[i], vu = up[i], vo;
+		const __nv_bfloat162 *pg = (const __nv_bfloat162 *)&vg, *pu = (const __nv_bfloat162 *)&vu;
+		__nv_bfloat162 *po = (__nv_bfloat162 *)&vo;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float2 g = __bfloat1622float2(pg[j]), u = __bfloat1622float2(pu[j]);
+			po[j] = __floats2bfloat162_rn(__fmul_rn(silu_f(g.x), u.x), __fmul_rn(silu_f(g.y), u.y));
+		}
+		out[i] = vo;
+	}
+}
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+void cuda_swiglu_fwd(cudaStream_t s, int bf16, void *out, const void *gate, const void *up, int64_t n)
+{
+	if (n <= 0)
+		return;
+	if (bf16 && aligned16(out) && aligned16(gate) && aligned16(up)) {
+		int64_t n8 = n / 8;
+		if (n8)
+			swiglu_fwd_bf16x8_kernel<<<cuda_blocks(n8, 256, 1 << 16), 256, 0, s>>>(
+				(uint4 *)out, (const uint4 *)gate, (const uint4 *)up, n8);
+		int64_t done = n8 * 8;
+		if (done < n)
+			swiglu_fwd_kernel<<<1, 32, 0, s>>>((__nv_bfloat16 *)out + done,
+				(const __nv_bfloat16 *)gate + done, (const __nv_bfloat16 *)up + done, n - done);
+	} else if (bf16) {
+		swiglu_fwd_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((__nv_bfloat16 *)out,
+			(const __nv_bfloat16 *)gate, (const __nv_bfloat16 *)up, n);
+	} else {
+		swiglu_fwd_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((float *)out,
+			(const float *)gate, (const float *)up, n);
+	}
+	CU_CHECK_LAUNCH();
+}
+
+void cuda_swiglu_bwd(cudaStream_t s, int bf16, void *dgate, void *dup, const void *dout,
+		     const void *gate, const void *up, int64_t n)
+{
+	if (n <= 0)
+		return;
+	unsigned g = cuda_blocks(n, 256, 1 << 16);
+	if (bf16)
+		swiglu_bwd_kernel<<<g, 256, 0, s>>>((__nv_bfloat16 *)dgate, (__nv_bfloat16 *)dup,
+			(const __nv_bfloat16 *)dout, (const __nv_bfloat16 *)gate, (const __nv_bfloat16 *)up, n);
+	else
+		swiglu_bwd_kernel<<<g, 256, 0, s>>>((float *)dgate, (float *)dup, (const float *)dout,
+			(const float *)gate, (const float *)up, n);
+	CU_CHECK_LAUNCH();
+}
+
+void cuda_add(cudaStream_t s, int bf16, void *out, const void *a, const void *b, int64_t n)
+{
+	if (n <= 0)
+		return;
+	if (bf16 && aligned16(out) && aligned16(a) && aligned16(b)) {
+		int64_t n8 = n / 8;
+		if (n8)
+			add_bf16x8_kernel<<<cuda_blocks(n8, 256, 1 << 16), 256, 0, s>>>(
+				(uint4 *)out, (const uint4 *)a, (const uint4 *)b, n8);
+		int64_t done = n8 * 8;
+		if (done < n)
+			add_kernel<<<1, 32, 0, s>>>((__nv_bfloat16 *)out + done,
+				(const __nv_bfloat16 *)a + done, (const __nv_bfloat16 *)b + done, n - done);
+	} else if (bf16) {
+		add_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((__nv_bfloat16 *)out,
+			(const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n);
+	} else {
+		add_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((float *)out, (const float *)a,
+			(const float *)b, n);
+	}
+	CU_CHECK_LAUNCH();
+}
+
+template <typename T>
+__global__ void cast_from_f32_kernel(T *dst, const float *src, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		st_act(dst, i, src[i]);
+}
+
+template <typename T>
+__global__ void cast_to_f32_kernel(float *dst, const T *src, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		dst[i] = ld_act(src, i);
+}
+
+void cuda_cast_f32_to_act(cudaStream_t s, int bf16, void *dst, const float *src, int64_t n)
+{
+	if (n <= 0)
+		return;
+	if (!bf16) {
+		if (dst != (const void *)src)
+			CU_CHECK(cudaMemcpyAsync(dst, src, (size_t)n * 4, cudaMemcpyDeviceToDevice, s));
+		return;
+	}
+	cast_from_f32_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((__nv_bfloat16 *)dst, src, n);
+	CU_CHECK_LAUNCH();
+}
+
+void cuda_cast_act_to_f32(cudaStream_t s, int bf16, float *dst, const void *src, int64_t n)
+{
+	if (n <= 0)
+		return;
+	if (!bf16) {
+		if ((const void *)dst != src)
+			CU_CHECK(cudaMemcpyAsync(dst, src, (size_t)n * 4, cudaMemcpyDeviceToDevice, s));
+		return;
+	}
+	cast_to_f32_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>(dst, (const __nv_bfloat16 *)src, n);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- sumsq
+// Fixed split: SUMSQ_BLOCKS blocks, block b sums the contiguous range [b*chunk, (b+1)*chunk)
+// in double with a fixed thread assignment and a fixed tree, then one block adds the partials
+// in a fixed tree. Same bits every run, on every device.
+#define SUMSQ_BLOCKS 1024
+#define SUMSQ_THREADS 256
+
+__global__ void sumsq_partial_kernel(double *part, const float *x, int64_t n, int64_t chunk)
+{
+	__shared__ double sh[32];
+	const int64_t lo = blockIdx.x * chunk;
+	int64_t hi = lo + chunk;
+	if (hi > n)
+		hi = n;
+	double acc = 0.0;
+	for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+		double v = (double)x[i];
+		acc += v * v;
+	}
+	acc = block_sum(acc, sh);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = acc;
+}
+
+__global__ void sumsq_final_kernel(double *out, const double *part, int nparts)
+{
+	__shared__ double sh[32];
+	double acc = 0.0;
+	for (int i = threadIdx.x; i < nparts; i += blockDim.x)
+		acc += part[i];
+	acc = block_sum(acc, sh);
+	if (threadIdx.x == 0)
+		out[0] = acc;
+}
+
+void cuda_sumsq(cuda_impl *ci, cudaStream_t s, double *out, const float *x, int64_t n)
+{
+	double *part = (double *)cuda_scratch_take(ci, s, SUMSQ_BLOCKS * sizeof(double));
+	int64_t chunk = (n + SUMSQ_BLOCKS - 1) / SUMSQ_BLOCKS;
+	if (chunk < 1)
+		chunk = 1;
+	sumsq_partial_kernel<<<SUMSQ_BLOCKS, SUMSQ_THREADS, 0, s>>>(part, x, n, chunk);
+	CU_CHECK_LAUNCH();
+	sumsq_final_kernel<<<1, SUMSQ_THREADS, 0, s>>>(out, part, SUMSQ_BLOCKS);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- bias gradient
+template <typename T>
+__global__ void colsum_add_kernel(float *dbias, const T *dout, int N, int OC)
+{
+	int c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c >= OC)
+		return;
+	float acc = 0.f;
+	for (int n = 0; n < N; n++)
+		acc = __fadd_rn(acc, ld_act(dout, (int64_t)n * OC + c));
+	dbias[c] = __fadd_rn(dbias[c], acc);
+}
+
+void cuda_colsum_add(cudaStream_t s, int bf16, float *dbias, const void *dout, int N, int OC)
+{
+	unsigned g = cuda_blocks(OC, 256, 1 << 20);
+	if (bf16)
+		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const __nv_bfloat16 *)dout, N, OC);
+	else
+		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const float *)dout, N, OC);
+	CU_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- cross-entropy pieces
+// stats (rows, 4): running max m, running sum s of exp(l - m), the target's logit, and (after
+// finish) the log-sum-exp. One block per row reads the chunk's logits (rows, vc) fp32.
+__global__ void xent_chunk_stats_kernel(float *stats, const float *logits, const int32_t *targets,
+					int vc, int v0, int first)
+{
+	__shared__ float sh[32];
+	const int r = blockIdx.x;
+	const float *l = logits + (int64_t)r * vc;
+	float mx = -INFINITY;
+	for (int j = threadIdx.x; j < vc; j += blockDim.x)
+		mx = fmaxf(mx, l[j]);
+	mx = block_max(mx, sh);
+	float sum = 0.f;
+	for (int j = threadIdx.x; j < vc; j += blockDim.x)
+		sum += expf(l[j] - mx);
+	sum = block_sum(sum, sh);
+	if (threadIdx.x == 0) {
+		float *st = stats + (int64_t)r * 4;
+		const int t = targets[r];
+		if (first) {
+			st[0] = mx;
+			st[1] = sum;
+			st[2] = 0.f;
+		} else {
+			const float m = fmaxf(st[0], mx);
+			st[1] = st[1] * expf(st[0] - m) + sum * expf(mx - m);
+			st[0] = m;
+		}
+		if (t >= v0 && t < v0 + vc)
+			st[2] = l[t - v0];
+	}
+}
+
+void cuda_xent_chunk_stats(cudaStream_t s, float *stats, const float *logits, const int32_t *targets,
+			   int rows, int vc, int v0, int first)
+{
+	xent_chunk_stats_kernel<<<rows, 256, 0, s>>>(stats, logits, targets, vc, v0, first);
+	CU_CHECK_LAUNCH();
+}
+
+__global__ void xent_finish_kernel(float *losses, float *stats, const int32_t *targets, int rows)
+{
+	int r = blockIdx.x * blockDim.x + threadIdx.x;
+	if (r >= rows)
+		return;
+	float *st = stats + (int64_t)r * 4;
+	const float lse = st[0] + logf(st[1]);
+	st[3] = lse;
+	losses[r] = targets[r] < 0 ? 0.f : lse - st[2];
+}
+
+void cuda_xent_finish(cudaStream_t s, float *losses, float *stats, const int32_t *targets, int rows)
+{
+	xent_finish_kernel<<<cuda_blocks(rows, 256, 1 << 20), 256, 0, s>>>(losses, stats, targets, rows);
+	CU_CHECK_LAUNCH();
+}
+
+// dlogits (rows, vc) act = scale * (softmax - onehot); 0 for ignored rows.
+template <typename T>
+__global__ void xent_dlogits_kernel(T *dl, const float *logits, const float *stats,
+				    const int32_t *targets, int vc, int v0, float scale)
+{
+	const int r = blockIdx.x;
+	const int t = targets[r];
+	const float lse = stats[(int64_t)r * 4 + 3];
+	const float *l = logits + (int64_t)r * vc;
+	T *d = dl + (int64_t)r * vc;
+	for (int j = threadIdx.x; j < vc; j += blockDim.x) {
+		float g = 0.f;
+		if (t >= 0) {
+			float p = expf(l[j] - lse);
+			g = __fmul_rn(scale, __fsub_rn(p, (v0 + j == t) ? 1.0f : 0.0f));
+		}
+		st_act(d, j, g);
+	}
+}
+
+void cuda_xent_dlogits(cudaStream_t s, int bf16, void *dlogits, const float *logits,
+		       const float *stats, const int32_t *targets, int rows, int vc, int v0, float scale)
+{
+	if (bf16)
+		xent_dlogits_kernel<<<rows, 256, 0, s>>>((__nv_bfloat16 *)dlogits, logits, stats, targets,
+							 vc, v0, scale);
+	else
+		xent_dlogits_kernel<<<rows, 256, 0, s>>>((float *)dlogits, logits, stats, targets, vc, v0,
+							 scale);
+	CU_CHECK_LAUNCH();
+}

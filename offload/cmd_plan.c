@@ -1,0 +1,232 @@
+/* spillway plan: place a model's training state under budgets and predict the step time,
+ * without training and without files (the shape can come from flags). docs/planner.md. */
+#include "core/cli.h"
+#include "core/commands.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/tensors.h"
+#include "offload/plan.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+/* config.json reading lives in core/ and may not be in this build yet: referenced weakly so
+ * `plan --model` says so instead of the link failing. Drop this once core/config.c lands. */
+#pragma weak sw_config_load
+
+static const char summary[] =
+	"place a model's training state under budgets and predict the step time";
+
+/* "/mnt/a:2TB,/mnt/b" -> in->nvme[]; a path without :SIZE gets its filesystem's free space.
+ * Returns 0, or the exit status after printing one line. */
+static int parse_nvme(const char *spec, sw_plan_input *in)
+{
+	char buf[4096];
+	if (strlen(spec) >= sizeof(buf)) {
+		sw_error("plan: --nvme list is too long");
+		return 2;
+	}
+	snprintf(buf, sizeof(buf), "%s", spec);
+	char *save = NULL;
+	for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (in->n_nvme == SW_PLAN_MAX_NVME) {
+			sw_error("plan: --nvme has more than %d paths", SW_PLAN_MAX_NVME);
+			return 2;
+		}
+		sw_plan_nvme *n = &in->nvme[in->n_nvme];
+		char *colon = strrchr(item, ':');
+		uint64_t cap = 0;
+		int have_cap = colon && sw_parse_size(colon + 1, &cap) == 0;
+		if (have_cap)
+			*colon = 0;
+		if (!item[0] || strlen(item) >= sizeof(n->path)) {
+			sw_error("plan: --nvme '%s': expected PATH or PATH:SIZE (e.g. /mnt/a:2TB)", spec);
+			return 2;
+		}
+		snprintf(n->path, sizeof(n->path), "%s", item);
+		if (!have_cap) {
+			struct statvfs st;
+			if (statvfs(item, &st)) {
+				sw_error("plan: --nvme '%s': %s; give its capacity as %s:SIZE to plan for a disk "
+					 "not mounted here", item, strerror(errno), item);
+				return 1;
+			}
+			cap = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+		}
+		if (cap == 0 || cap > (1ull << 60)) {
+			sw_error("plan: --nvme '%s': capacity %llu bytes is not usable (1 B to 1 EiB)", item,
+				 (unsigned long long)cap);
+			return 2;
+		}
+		n->capacity = cap;
+		in->n_nvme++;
+	}
+	if (in->n_nvme == 0) {
+		sw_error("plan: --nvme '%s' names no path; expected PATH[:SIZE],...", spec);
+		return 2;
+	}
+	return 0;
+}
+
+typedef struct shape_flags {
+	const char *arch;
+	int64_t dim, layers, heads, kv_heads, head_dim, ffn, vocab;
+	int tie;
+} shape_flags;
+
+/* A config from --arch/--dim/... (what `spillway init` takes). Returns 0 or 2 after one line. */
+static int config_from_flags(sw_config *c, const shape_flags *s)
+{
+	static const char *archs[] = { "llama", "mistral", "qwen2" };
+	int known = 0;
+	for (int i = 0; i < 3; i++)
+		known |= !strcmp(s->arch, archs[i]);
+	if (!known) {
+		sw_error("plan: --arch '%s' is not supported; use llama, mistral or qwen2", s->arch);
+		return 2;
+	}
+	const struct { const char *name; int64_t v; } req[] = {
+		{ "dim", s->dim }, { "layers", s->layers }, { "heads", s->heads }, { "ffn", s->ffn },
+		{ "vocab", s->vocab },
+	};
+	for (int i = 0; i < 5; i++) {
+		if (req[i].v <= 0) {
+			sw_error("plan: --%s is required with --arch and must be positive (got %lld)",
+				 req[i].name, (long long)req[i].v);
+			return 2;
+		}
+	}
+	int64_t kv = s->kv_heads ? s->kv_heads : s->heads;
+	if (kv <= 0 || s->heads % kv) {
+		sw_error("plan: --kv-heads %lld must be positive and divide --heads %lld", (long long)kv,
+			 (long long)s->heads);
+		return 2;
+	}
+	if (s->head_dim < 0 || (!s->head_dim && s->dim % s->heads)) {
+		sw_error("plan: --dim %lld is not a multiple of --heads %lld; give --head-dim",
+			 (long long)s->dim, (long long)s->heads);
+		return 2;
+	}
+	memset(c, 0, sizeof(*c));
+	snprintf(c->model_type, sizeof(c->model_type), "%s", s->arch);
+	c->dim = s->dim;
+	c->n_layers = s->layers;
+	c->n_heads = s->heads;
+	c->n_kv_heads = kv;
+	c->head_dim = s->head_dim ? s->head_dim : s->dim / s->heads;
+	c->ffn_dim = s->ffn;
+	c->vocab = s->vocab;
+	c->max_pos = 4096;
+	c->rope_theta = 10000;
+	c->rms_eps = 1e-5;
+	c->tie_embeddings = s->tie;
+	c->attention_bias = !strcmp(s->arch, "qwen2");
+	c->dtype = SW_DTYPE_BF16;
+	c->bos_id = c->eos_id = -1;
+	return 0;
+}
+
+int cmd_plan(int argc, char **argv)
+{
+	const char *model = NULL, *nvme = NULL, *dtype = "bf16";
+	shape_flags s = { .arch = NULL };
+	sw_plan_input in;
+	sw_plan_input_init(&in, NULL);
+	int checkpoint_only = 0;
+	int64_t prefetch = in.prefetch, grad_bufs = in.grad_bufs, io_depth = in.io_depth;
+	double nvme_read = 0, nvme_write = 0, adam_g = in.rates.adam_params_per_s / 1e9;
+	const sw_opt opts[] = {
+		{ "model", SW_OPT_STR, &model, "DIR", "Hugging Face model directory (its config.json)", 0 },
+		{ "arch", SW_OPT_STR, &s.arch, "NAME", "or the shape: llama, mistral or qwen2", 0 },
+		{ "dim", SW_OPT_INT, &s.dim, "N", "hidden size", 0 },
+		{ "layers", SW_OPT_INT, &s.layers, "N", "decoder layers", 0 },
+		{ "heads", SW_OPT_INT, &s.heads, "N", "attention heads", 0 },
+		{ "kv-heads", SW_OPT_INT, &s.kv_heads, "N", "key/value heads (default: --heads)", 0 },
+		{ "head-dim", SW_OPT_INT, &s.head_dim, "N", "head size (default: dim / heads)", 0 },
+		{ "ffn", SW_OPT_INT, &s.ffn, "N", "MLP intermediate size", 0 },
+		{ "vocab", SW_OPT_INT, &s.vocab, "N", "vocabulary size", 0 },
+		{ "tie-embeddings", SW_OPT_FLAG, &s.tie, NULL, "lm_head shares the embedding", 0 },
+		{ "gpu-mem", SW_OPT_SIZE, &in.gpu_mem, "SIZE", "GPU memory budget, e.g. 24GiB", 1 },
+		{ "cpu-mem", SW_OPT_SIZE, &in.cpu_mem, "SIZE", "host memory budget, e.g. 128GiB", 1 },
+		{ "nvme", SW_OPT_STR, &nvme, "PATH[:SIZE],...", "NVMe paths (SIZE: capacity to use; default its free space)", 0 },
+		{ "batch-tokens", SW_OPT_INT, &in.batch_tokens, "N", "tokens per optimizer step (default 65536)", 0 },
+		{ "seq-len", SW_OPT_INT, &in.seq_len, "N", "tokens per row (default 2048)", 0 },
+		{ "micro-batch", SW_OPT_INT, &in.micro_rows, "ROWS", "rows per micro-batch (default 1)", 0 },
+		{ "dtype", SW_OPT_STR, &dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
+		{ "checkpoint-only", SW_OPT_FLAG, &checkpoint_only, NULL, "one slot of optimizer state on disk, consistent at checkpoints only", 0 },
+		{ "prefetch", SW_OPT_INT, &prefetch, "K", "group-sized P16 buffers on the GPU (default 2)", 0 },
+		{ "grad-buffers", SW_OPT_INT, &grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },
+		{ "chunk", SW_OPT_INT, &in.chunk_params, "PARAMS", "I/O chunk of streamed state (default 67108864)", 0 },
+		{ "io-depth", SW_OPT_INT, &io_depth, "N", "staging chunks per stream and direction (default 2)", 0 },
+		{ "vocab-chunk", SW_OPT_INT, &in.vocab_chunk, "N", "logits computed this many vocab entries at a time (default 8192)", 0 },
+		{ "gpu-reserve", SW_OPT_SIZE, &in.gpu_reserve, "SIZE", "GPU memory held back, e.g. for the CUDA context (default 0)", 0 },
+		{ "cublas-workspace", SW_OPT_SIZE, &in.cublas_workspace, "SIZE", "GEMM workspace (default 32MiB)", 0 },
+		{ "gemm-tflops", SW_OPT_FLOAT, &in.rates.gemm_tflops, "X", "achieved GEMM rate, TFLOP/s (default 400)", 0 },
+		{ "h2d-gbs", SW_OPT_FLOAT, &in.rates.h2d_gbs, "X", "PCIe host-to-device GB/s (default 40)", 0 },
+		{ "d2h-gbs", SW_OPT_FLOAT, &in.rates.d2h_gbs, "X", "PCIe device-to-host GB/s (default 40)", 0 },
+		{ "nvme-read-gbs", SW_OPT_FLOAT, &nvme_read, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
+		{ "nvme-write-gbs", SW_OPT_FLOAT, &nvme_write, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
+		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
+		{ NULL, 0, NULL, NULL, NULL, 0 },
+	};
+	int rc = sw_cli_parse("plan", summary, opts, argc, argv);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!!model == !!s.arch) {
+		sw_error("plan: give either --model DIR or the shape (--arch, --dim, --layers, --heads, --ffn, "
+			 "--vocab), %s", model ? "not both" : "none was given");
+		return 2;
+	}
+	if (strcmp(dtype, "bf16") && strcmp(dtype, "fp32")) {
+		sw_error("plan: --dtype '%s' is not bf16 or fp32", dtype);
+		return 2;
+	}
+	if (prefetch < 1 || prefetch > 64 || grad_bufs < 1 || grad_bufs > 8 || io_depth < 1 || io_depth > 64) {
+		sw_error("plan: --prefetch (1-64), --grad-buffers (1-8) or --io-depth (1-64) is out of range");
+		return 2;
+	}
+	in.fp32 = !strcmp(dtype, "fp32");
+	in.prefetch = (int)prefetch;
+	in.grad_bufs = (int)grad_bufs;
+	in.io_depth = (int)io_depth;
+	in.slots = checkpoint_only ? 1 : 2;
+	if (nvme && (rc = parse_nvme(nvme, &in)))
+		return rc;
+	int paths = in.n_nvme ? in.n_nvme : 1;
+	in.rates.nvme_read_gbs = nvme_read ? nvme_read : 6.0 * paths;
+	in.rates.nvme_write_gbs = nvme_write ? nvme_write : 4.0 * paths;
+	in.rates.adam_params_per_s = adam_g * 1e9;
+
+	sw_config cfg;
+	if (model) {
+		if (!sw_config_load) {
+			sw_error("plan: --model needs config.json reading, which this build lacks; give the "
+				 "shape with --arch, --dim, --layers, --heads, --ffn, --vocab instead");
+			return 1;
+		}
+		if (sw_config_load(&cfg, model))
+			return 1;
+	} else if ((rc = config_from_flags(&cfg, &s))) {
+		return rc;
+	}
+	sw_table tt;
+	if (sw_table_build(&tt, &cfg)) {
+		sw_error("plan: out of memory building the tensor table");
+		return 1;
+	}
+	in.tt = &tt;
+	sw_plan p;
+	rc = sw_plan_build(&p, &in);
+	if (rc) {
+		sw_error("%s", p.why);
+		rc = rc == -EINVAL ? 2 : 1;
+	} else {
+		sw_plan_print(&p, stdout);
+	}
+	sw_plan_free(&p);
+	sw_table_free(&tt);
+	return rc;
+}

@@ -1,0 +1,142 @@
+/* spillway train: fine-tune a Hugging Face model directory on a token file.
+ *
+ * Loads config + weights (fp32 masters), plans the placement of every state under the budgets
+ * (offload/plan.h), runs the offload executor (offload/exec.h) for --steps optimizer steps with
+ * the LR schedule of optim/schedule.h, and prints one line per step (step, loss, lr, grad norm,
+ * tokens/s, TFLOPS, busy time per resource and bound/measured), appending the same as JSON to
+ * RUN/metrics.jsonl. The run directory also receives the trained weights (see offload/exec.h's
+ * run-directory functions) so that `spillway export` can write an HF directory. */
+#include "core/backend.h"
+#include "core/cli.h"
+#include "core/commands.h"
+#include "core/data.h"
+#include "core/hfmodel.h"
+#include "core/log.h"
+#include "core/model.h"
+#include "offload/exec.h"
+#include "offload/plan.h"
+#include "optim/schedule.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char summary[] = "fine-tune a model on a token file (offloading what does not fit)";
+
+typedef struct train_args {
+	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule;
+	int64_t steps, seq_len, batch_tokens, micro_tokens, warmup, seed, threads, save_every;
+	int64_t prefetch, chunk;
+	double lr, min_lr, wd, beta1, beta2, eps, clip;
+	uint64_t gpu_mem, cpu_mem;
+	int resume, quiet, checkpoint_only;
+} train_args;
+
+/* Checks the numeric arguments; returns 0 or 2 after one line. */
+static int check_args(const train_args *a)
+{
+	if (a->steps < 1 || a->seq_len < 1 || a->batch_tokens < 1) {
+		sw_error("train: --steps, --seq-len and --batch-tokens must be positive");
+		return 2;
+	}
+	if (a->micro_tokens % a->seq_len || a->batch_tokens % a->micro_tokens) {
+		sw_error("train: --micro-batch-tokens %lld must be a multiple of --seq-len %lld and "
+			 "divide --batch-tokens %lld", (long long)a->micro_tokens, (long long)a->seq_len,
+			 (long long)a->batch_tokens);
+		return 2;
+	}
+	if (!(a->lr >= 0) || !isfinite(a->lr) || a->min_lr < 0 || a->min_lr > a->lr || a->wd < 0 ||
+	    !(a->beta1 >= 0 && a->beta1 < 1) || !(a->beta2 >= 0 && a->beta2 < 1) || !(a->eps > 0) ||
+	    a->clip < 0 || a->warmup < 0 || a->save_every < 0 || a->threads < 0) {
+		sw_error("train: optimizer settings out of range (need lr >= 0, 0 <= min-lr <= lr, "
+			 "weight-decay >= 0, betas in [0,1), eps > 0, clip >= 0, warmup >= 0)");
+		return 2;
+	}
+	if (strcmp(a->dtype, "bf16") && strcmp(a->dtype, "fp32")) {
+		sw_error("train: --dtype '%s' is not bf16 or fp32", a->dtype);
+		return 2;
+	}
+	return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	train_args a = {
+		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
+		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
+		.wd = 0.0, .prefetch = 2,
+	};
+	const sw_opt opts[] = {
+		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
+		{ "data", SW_OPT_STR, &a.data, "FILE", "token file from 'spillway data'", 1 },
+		{ "steps", SW_OPT_INT, &a.steps, "N", "optimizer steps", 1 },
+		{ "lr", SW_OPT_FLOAT, &a.lr, "X", "peak learning rate (default 1e-5)", 0 },
+		{ "seq-len", SW_OPT_INT, &a.seq_len, "T", "tokens per row", 1 },
+		{ "batch-tokens", SW_OPT_INT, &a.batch_tokens, "N", "tokens per optimizer step", 1 },
+		{ "micro-batch-tokens", SW_OPT_INT, &a.micro_tokens, "N", "tokens per micro-batch (default --seq-len)", 0 },
+		{ "run", SW_OPT_STR, &a.run, "DIR", "run directory: metrics.jsonl, state, trained weights", 0 },
+		{ "backend", SW_OPT_STR, &a.backend, "NAME", "auto, cpu or cuda (default auto)", 0 },
+		{ "dtype", SW_OPT_STR, &a.dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
+		{ "gpu-mem", SW_OPT_SIZE, &a.gpu_mem, "SIZE", "GPU memory budget (default: what the run needs, all resident)", 0 },
+		{ "cpu-mem", SW_OPT_SIZE, &a.cpu_mem, "SIZE", "host memory budget (default 16GiB)", 0 },
+		{ "nvme", SW_OPT_STR, &a.nvme, "PATHS", "NVMe directories, PATH[:SIZE],... for the state that does not fit", 0 },
+		{ "schedule", SW_OPT_STR, &a.schedule, "NAME", "constant or cosine (default cosine)", 0 },
+		{ "warmup", SW_OPT_INT, &a.warmup, "N", "linear warm-up steps (default 0)", 0 },
+		{ "min-lr", SW_OPT_FLOAT, &a.min_lr, "X", "cosine floor (default 0)", 0 },
+		{ "weight-decay", SW_OPT_FLOAT, &a.wd, "X", "decoupled weight decay of matrices (default 0)", 0 },
+		{ "beta1", SW_OPT_FLOAT, &a.beta1, "X", "AdamW beta1 (default 0.9)", 0 },
+		{ "beta2", SW_OPT_FLOAT, &a.beta2, "X", "AdamW beta2 (default 0.999)", 0 },
+		{ "eps", SW_OPT_FLOAT, &a.eps, "X", "AdamW eps (default 1e-8)", 0 },
+		{ "clip", SW_OPT_FLOAT, &a.clip, "X", "max global gradient norm, 0: off (default 1.0)", 0 },
+		{ "seed", SW_OPT_INT, &a.seed, "N", "data order seed (default 0)", 0 },
+		{ "threads", SW_OPT_INT, &a.threads, "N", "CPU threads for ops and AdamW (default: all cores)", 0 },
+		{ "prefetch", SW_OPT_INT, &a.prefetch, "K", "streamed groups' P16 buffers on the GPU (default 2)", 0 },
+		{ "chunk", SW_OPT_INT, &a.chunk, "PARAMS", "NVMe I/O chunk of streamed state (default 67108864)", 0 },
+		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
+		{ "checkpoint-only", SW_OPT_FLAG, &a.checkpoint_only, NULL, "one slot of NVMe optimizer state (updated in place; consistent only at saves)", 0 },
+		{ "trace", SW_OPT_STR, &a.trace, "FILE", "write a Chrome/Perfetto trace", 0 },
+		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
+		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
+		{ NULL, 0, NULL, NULL, NULL, 0 },
+	};
+	a.cpu_mem = 16ull << 30;
+	int rc = sw_cli_parse("train", summary, opts, argc, argv);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!a.micro_tokens)
+		a.micro_tokens = a.seq_len;
+	if ((rc = check_args(&a)))
+		return rc;
+	if (a.resume && !a.run) {
+		sw_error("train: --resume needs --run DIR");
+		return 2;
+	}
+	sw_lr_schedule sched = { .lr = a.lr, .warmup_steps = a.warmup, .total_steps = a.steps,
+				 .min_lr_rate = a.lr > 0 ? a.min_lr / a.lr : 0 };
+	if (sw_lr_kind_parse(a.schedule, &sched.kind)) {
+		sw_error("train: --schedule '%s' is not constant or cosine", a.schedule);
+		return 2;
+	}
+	char why[256];
+	if (sw_lr_schedule_check(&sched, why, sizeof(why))) {
+		sw_error("train: %s", why);
+		return 2;
+	}
+
+	sw_exec_args ea = {
+		.model = a.model, .data = a.data, .run = a.run, .backend = a.backend, .nvme = a.nvme,
+		.trace = a.trace, .steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
+		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
+		.threads = (int)a.threads, .save_every = a.save_every, .prefetch = (int)a.prefetch, .chunk = a.chunk,
+		.slots = a.checkpoint_only ? 1 : 2,
+		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,
+		.clip = a.clip, .resume = a.resume, .quiet = a.quiet, .sched = sched,
+		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,
+			  .weight_decay = a.wd },
+		.print_steps = 1,
+	};
+	return sw_exec_train(&ea) ? 1 : 0;
+}

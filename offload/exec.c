@@ -1,0 +1,1379 @@
+/* The offload executor (offload/exec.h has the schedule; docs/architecture.md the choices).
+ *
+ * Threads and ownership. The executor thread (the caller) issues all GPU work: ops on the
+ * compute stream `cs`, P16 prefetches on the copy stream `hs`, gradient copies to the host on
+ * `ds`; NVMe I/O is submitted from the executor thread (P16, checkpoints) or the optimizer
+ * thread (optimizer state). Ownership of a buffer passes only through
+ *   - events: a window slot is filled on hs after hs waited for the slot's 'free' event (recorded
+ *     on cs after its last use), and cs waits for its 'ready' event; a GPU gradient buffer is
+ *     reused after cs waited for its 'free' event (recorded after the D2H or the GPU update);
+ *   - queue messages: a pinned host gradient buffer goes to the optimizer thread with a message
+ *     carrying the D2H event (which the thread waits for) and comes back when the thread marks
+ *     it free (condition variable); the executor waits for the queue to drain at the step end.
+ * Nothing relies on timing, so the CPU backend (synchronous) and CUDA (asynchronous) agree. */
+#include "offload/exec.h"
+#include "core/cli.h"
+#include "core/log.h"
+#include "core/model.h"
+#include "core/pool.h"
+#include "core/safetensors.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSTAGE 2              /* staging sets per stream (read-ahead / write-behind) */
+#define OPT_Q 2               /* pinned host gradient buffers = optimizer queue depth */
+
+typedef struct grp {
+	sw_tier p16_tier, opt_tier;
+	void *p16_dev;                     /* resident P16 */
+	float *opt_dev[3];                 /* P32, m, v on the GPU */
+	void *p16_host;                    /* P16 home on the host */
+	float *opt_host[3];
+	sw_io_extent p16_ext;              /* P16 home on NVMe (one slot) */
+	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
+} grp;
+
+typedef struct ckpt {
+	sw_tier tier;
+	void *dev, *host;
+	sw_io_extent ext;
+} ckpt;
+
+typedef struct span { int track; double t0, t1; char name[24]; } span;
+
+typedef struct opt_msg { int group, hb; double scale; } opt_msg;
+
+struct sw_exec {
+	sw_backend *be;
+	const sw_table *tt;
+	const sw_plan *p;
+	sw_io *io;
+	sw_exec_opts o;
+	sw_dims d;
+	int L, M, G, H, ab, tied;
+	sw_stream *cs, *hs, *ds;
+	grp *g;
+	/* P16 window */
+	int K;
+	void **win;
+	int *win_group;
+	int64_t *win_last;
+	sw_event **win_ready, **win_free;
+	int64_t use_clock;
+	void *head_small;                  /* tied + streamed head: the final norm's P16 */
+	/* gradients */
+	int ngb, gb_next;
+	float **gbuf;
+	sw_event **gb_free;
+	float *tgrad;                      /* tied: the embedding's gradient through backward */
+	double *dsum;                      /* (G) device */
+	/* activations */
+	void *carry_dev, *carry_host;      /* (M, N, C) act */
+	void *xa, *xo, *xc;                /* (N, C) act device */
+	int32_t *tok, *tgt;
+	float *losses;
+	float *inv_freq;
+	sw_layer_scratch s;
+	ckpt *ck;                          /* (L, M) */
+	void *ck_stage[NSTAGE];
+	sw_event *ck_ev[NSTAGE];
+	int ck_next;
+	/* P16 staging from NVMe */
+	void *p16_stage[NSTAGE];
+	sw_event *p16_ev[NSTAGE];
+	int p16_next;
+	int64_t chunk;                     /* parameters per I/O chunk */
+	/* optimizer thread */
+	sw_pool *pool;
+	float *hgrad[OPT_Q];
+	sw_event *hgrad_ev[OPT_Q];
+	int hgrad_busy[OPT_Q];
+	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
+	pthread_t thr;
+	int thr_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	opt_msg q[OPT_Q];
+	int qn, qhead, busy, quit, err;
+	int64_t step;
+	uint64_t host_bytes;                /* pinned host memory allocated */
+	double lr;
+	int slot;                          /* NVMe optimizer slot holding the current state */
+	int64_t skipped_elems;
+	/* measurement */
+	double t_step0;
+	sw_event *ev0;
+	sw_event **sev;                    /* event spans of the step: begin/end pairs */
+	int *strack;
+	int nsev, maxsev;
+	span *spans;
+	int nspans, maxspans;
+	double t_origin;
+	pthread_mutex_t smu;
+	FILE *trace;
+	int trace_first;
+};
+
+int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt)
+{
+	int64_t c = p->in.chunk_params > 0 ? p->in.chunk_params : tt->max_group_numel;
+	c = (c + 2047) / 2048 * 2048;            /* 4 KiB of bf16: chunk offsets stay aligned */
+	return c < tt->max_group_numel ? c : tt->max_group_numel;
+}
+
+/* ---------------------------------------------------------------- measurement ---------- */
+
+static void span_add(sw_exec *ex, int track, const char *name, double t0, double t1)
+{
+	pthread_mutex_lock(&ex->smu);
+	if (ex->nspans == ex->maxspans) {
+		int n = ex->maxspans ? ex->maxspans * 2 : 1024;
+		span *s = realloc(ex->spans, (size_t)n * sizeof(span));
+		if (!s) {
+			pthread_mutex_unlock(&ex->smu);
+			return;
+		}
+		ex->spans = s;
+		ex->maxspans = n;
+	}
+	span *s = &ex->spans[ex->nspans++];
+	s->track = track;
+	s->t0 = t0;
+	s->t1 = t1;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	pthread_mutex_unlock(&ex->smu);
+}
+
+/* Device spans: an event pair recorded on a stream, converted after the step's sync. */
+static int gspan_begin(sw_exec *ex, sw_stream *st, int track)
+{
+	if (ex->nsev + 2 > ex->maxsev)
+		return -1;
+	int i = ex->nsev;
+	ex->nsev += 2;
+	ex->strack[i] = track;
+	ex->be->ops->event_record(ex->be, ex->sev[i], st);
+	return i;
+}
+
+static void gspan_end(sw_exec *ex, sw_stream *st, int i)
+{
+	if (i >= 0)
+		ex->be->ops->event_record(ex->be, ex->sev[i + 1], st);
+}
+
+static const char *track_name[SW_TRACK_COUNT] = {
+	"compute", "H2D", "D2H", "NVMe read", "NVMe write", "optimizer",
+};
+
+/* ---------------------------------------------------------------- allocation ----------- */
+
+static int dalloc(sw_exec *ex, uint64_t bytes, void *out)
+{
+	return ex->be->ops->dev_alloc(ex->be, bytes ? bytes : 1, (void **)out);
+}
+
+static int halloc(sw_exec *ex, uint64_t bytes, void *out)
+{
+	bytes = (bytes + 4095) / 4096 * 4096;
+	int rc = ex->be->ops->host_alloc(ex->be, bytes, (void **)out);
+	if (!rc)
+		ex->host_bytes += bytes;
+	return rc;
+}
+
+uint64_t sw_exec_host_bytes(const sw_exec *ex) { return ex->host_bytes; }
+
+static uint64_t up4k(uint64_t b) { return (b + 4095) / 4096 * 4096; }
+
+static int ealloc(sw_exec *ex, uint64_t bytes, sw_io_extent *e)
+{
+	if (!ex->io) {
+		sw_error("executor: the plan puts state on NVMe but no --nvme path is open");
+		return -EINVAL;
+	}
+	return sw_io_extent_alloc(ex->io, up4k(bytes), e);
+}
+
+static int io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf)
+{
+	sw_io_req r;
+	double t0 = sw_now();
+	int rc = sw_io_submit_read(ex->io, &r, e, off, len, buf);
+	if (!rc)
+		rc = sw_io_wait(ex->io, &r);
+	if (rc)
+		sw_error("executor: NVMe read failed: %s", sw_io_req_error(&r));
+	span_add(ex, SW_TRACK_NVME_READ, "read", t0, sw_now());
+	return rc;
+}
+
+/* Read length: whole 4 KiB pages (the extent is rounded up; the tail is ours). */
+static uint64_t io_len(uint64_t bytes) { return up4k(bytes); }
+
+static int grp_alloc(sw_exec *ex, int gi)
+{
+	grp *g = &ex->g[gi];
+	const sw_plan *p = ex->p;
+	uint64_t n = (uint64_t)ex->tt->g[gi].numel;
+	int rc;
+	g->p16_tier = p->tier[gi][SW_STATE_P16];
+	g->opt_tier = p->tier[gi][SW_STATE_P32];
+	switch (g->p16_tier) {
+	case SW_TIER_GPU: rc = dalloc(ex, n * (uint64_t)ex->ab, &g->p16_dev); break;
+	case SW_TIER_HOST: rc = halloc(ex, n * (uint64_t)ex->ab, &g->p16_host); break;
+	default: rc = ealloc(ex, n * (uint64_t)ex->ab, &g->p16_ext); break;
+	}
+	if (rc)
+		return rc;
+	for (int k = 0; k < 3; k++) {
+		if (g->opt_tier == SW_TIER_GPU)
+			rc = dalloc(ex, n * 4, &g->opt_dev[k]);
+		else if (g->opt_tier == SW_TIER_HOST)
+			rc = halloc(ex, n * 4, &g->opt_host[k]);
+		if (rc)
+			return rc;
+	}
+	if (g->opt_tier == SW_TIER_NVME)
+		for (int s = 0; s < (p->in.slots == 2 ? 2 : 1); s++)
+			for (int k = 0; k < 3; k++)
+				if ((rc = ealloc(ex, n * 4, &g->opt_ext[s][k])))
+					return rc;
+	return 0;
+}
+
+static void *opt_thread(void *arg);
+
+int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_io *io,
+		   const sw_exec_opts *o, sw_exec **out)
+{
+	sw_exec *ex = calloc(1, sizeof(*ex));
+	if (!ex)
+		return -ENOMEM;
+	ex->be = be;
+	ex->tt = tt;
+	ex->p = plan;
+	ex->io = io;
+	ex->o = *o;
+	ex->L = (int)tt->cfg.n_layers;
+	ex->M = (int)plan->n_micro;
+	ex->G = tt->ngroups;
+	ex->H = ex->G - 1;
+	ex->ab = sw_dtype_size(be->act);
+	ex->tied = tt->cfg.tie_embeddings;
+	ex->d = sw_dims_make(&tt->cfg, (int)plan->in.micro_rows, (int)plan->in.seq_len);
+	ex->t_origin = sw_now();
+	pthread_mutex_init(&ex->mu, NULL);
+	pthread_cond_init(&ex->cv, NULL);
+	pthread_mutex_init(&ex->smu, NULL);
+	ex->trace_first = 1;
+	const sw_backend_ops *op = be->ops;
+	int rc = -ENOMEM, L = ex->L, M = ex->M, G = ex->G;
+	uint64_t N = (uint64_t)ex->d.N, C = (uint64_t)ex->d.C, ab = (uint64_t)ex->ab;
+	uint64_t maxg = (uint64_t)tt->max_group_numel;
+	ex->g = calloc((size_t)G, sizeof(grp));
+	ex->ck = calloc((size_t)L * (size_t)M, sizeof(ckpt));
+	if (!ex->g || !ex->ck)
+		goto err;
+	if ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
+	    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0)))
+		goto err;
+	/* the working set first (as the planner orders it) */
+	ex->ngb = plan->in.grad_bufs > 0 ? plan->in.grad_bufs : 1;
+	ex->gbuf = calloc((size_t)ex->ngb, sizeof(float *));
+	ex->gb_free = calloc((size_t)ex->ngb, sizeof(sw_event *));
+	rc = -ENOMEM;
+	if (!ex->gbuf || !ex->gb_free)
+		goto err;
+	for (int i = 0; i < ex->ngb; i++)
+		if ((rc = dalloc(ex, maxg * 4, &ex->gbuf[i])) || (rc = op->event_create(be, &ex->gb_free[i])))
+			goto err;
+	if (ex->tied && (rc = dalloc(ex, (uint64_t)tt->g[0].numel * 4, &ex->tgrad)))
+		goto err;
+	if ((rc = sw_layer_scratch_alloc(be, &ex->d, &ex->s)) ||
+	    (rc = dalloc(ex, N * C * ab, &ex->xa)) || (rc = dalloc(ex, N * C * ab, &ex->xo)) ||
+	    (rc = dalloc(ex, N * C * ab, &ex->xc)) || (rc = dalloc(ex, N * 4, &ex->tok)) ||
+	    (rc = dalloc(ex, N * 4, &ex->tgt)) || (rc = dalloc(ex, N * 4, &ex->losses)) ||
+	    (rc = dalloc(ex, (uint64_t)tt->cfg.head_dim / 2 * 4, &ex->inv_freq)) ||
+	    (rc = dalloc(ex, (uint64_t)G * sizeof(double), &ex->dsum)))
+		goto err;
+	/* the P16 window */
+	ex->K = plan->streaming ? (plan->in.prefetch > 1 ? plan->in.prefetch : 2) : 0;
+	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
+	ex->win_group = calloc((size_t)ex->K + 1, sizeof(int));
+	ex->win_last = calloc((size_t)ex->K + 1, sizeof(int64_t));
+	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
+	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
+	rc = -ENOMEM;
+	if (!ex->win || !ex->win_group || !ex->win_last || !ex->win_ready || !ex->win_free)
+		goto err;
+	for (int i = 0; i < ex->K; i++) {
+		ex->win_group[i] = -1;
+		if ((rc = dalloc(ex, maxg * ab, &ex->win[i])) ||
+		    (rc = op->event_create(be, &ex->win_ready[i])) ||
+		    (rc = op->event_create(be, &ex->win_free[i])))
+			goto err;
+	}
+	/* the carry */
+	if (plan->carry_on_gpu)
+		rc = dalloc(ex, (uint64_t)M * N * C * ab, &ex->carry_dev);
+	else
+		rc = halloc(ex, (uint64_t)M * N * C * ab, &ex->carry_host);
+	if (rc)
+		goto err;
+	/* groups: resident first (bottom up), as the planner fills the GPU */
+	for (int gi = 0; gi < G; gi++)
+		if ((rc = grp_alloc(ex, gi)))
+			goto err;
+	if (ex->tied && ex->g[ex->H].p16_tier != SW_TIER_GPU &&
+	    (rc = dalloc(ex, (uint64_t)tt->g[ex->H].numel * ab, &ex->head_small)))
+		goto err;
+	/* checkpoints */
+	int any_nvme_ck = 0;
+	for (int l = 0; l < L; l++)
+		for (int m = 0; m < M; m++) {
+			ckpt *k = &ex->ck[l * M + m];
+			k->tier = sw_plan_ckpt_tier(plan, l, m);
+			if (k->tier == SW_TIER_GPU)
+				rc = dalloc(ex, N * C * ab, &k->dev);
+			else if (k->tier == SW_TIER_HOST)
+				rc = halloc(ex, N * C * ab, &k->host);
+			else {
+				rc = ealloc(ex, N * C * ab, &k->ext);
+				any_nvme_ck = 1;
+			}
+			if (rc)
+				goto err;
+		}
+	/* pinned host gradient buffers and staging */
+	int any_cpu_opt = 0, any_nvme_p16 = 0, any_nvme_opt = 0;
+	for (int gi = 0; gi < G; gi++) {
+		any_cpu_opt |= ex->g[gi].opt_tier != SW_TIER_GPU;
+		any_nvme_p16 |= ex->g[gi].p16_tier == SW_TIER_NVME;
+		any_nvme_opt |= ex->g[gi].opt_tier == SW_TIER_NVME;
+	}
+	ex->chunk = sw_exec_chunk(plan, tt);
+	for (int i = 0; i < OPT_Q && any_cpu_opt; i++)
+		if ((rc = halloc(ex, maxg * 4, &ex->hgrad[i])) || (rc = op->event_create(be, &ex->hgrad_ev[i])))
+			goto err;
+	for (int i = 0; i < NSTAGE; i++) {
+		if (any_nvme_ck && ((rc = halloc(ex, N * C * ab, &ex->ck_stage[i])) ||
+				    (rc = op->event_create(be, &ex->ck_ev[i]))))
+			goto err;
+		if (any_nvme_p16 && ((rc = halloc(ex, (uint64_t)ex->chunk * ab, &ex->p16_stage[i])) ||
+				     (rc = op->event_create(be, &ex->p16_ev[i]))))
+			goto err;
+		if ((any_nvme_opt || any_nvme_p16) && (rc = halloc(ex, (uint64_t)ex->chunk * (12 + ab) + 4 * 4096,
+						&ex->opt_stage[i])))
+			goto err;
+	}
+	/* events for device spans: generous per step */
+	ex->maxsev = 8 * (G + 2) * (M + 2) + 64;
+	ex->sev = calloc((size_t)ex->maxsev, sizeof(sw_event *));
+	ex->strack = calloc((size_t)ex->maxsev, sizeof(int));
+	rc = -ENOMEM;
+	if (!ex->sev || !ex->strack)
+		goto err;
+	for (int i = 0; i < ex->maxsev; i++)
+		if ((rc = op->event_create(be, &ex->sev[i])))
+			goto err;
+	float inv[1024];
+	SW_ASSERT(tt->cfg.head_dim / 2 <= 1024);
+	sw_config_rope_inv_freq(&tt->cfg, inv);
+	op->copy_h2d(be, ex->cs, ex->inv_freq, inv, (uint64_t)tt->cfg.head_dim / 2 * 4);
+	op->stream_sync(be, ex->cs);
+	if (any_cpu_opt) {
+		ex->pool = sw_pool_create(o->cpu_threads, NULL);
+		rc = -ENOMEM;
+		if (!ex->pool)
+			goto err;
+		if ((rc = -pthread_create(&ex->thr, NULL, opt_thread, ex)))
+			goto err;
+		ex->thr_started = 1;
+	}
+	if (o->trace) {
+		ex->trace = fopen(o->trace, "w");
+		if (!ex->trace) {
+			rc = -errno;
+			sw_error("trace %s: %s; give a writable --trace path", o->trace, strerror(errno));
+			goto err;
+		}
+		fprintf(ex->trace, "{\"traceEvents\":[\n");
+		for (int t = 0; t < SW_TRACK_COUNT; t++)
+			fprintf(ex->trace, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+				"\"args\":{\"name\":\"%s\"}}", t ? ",\n" : "", t + 1, track_name[t]);
+		ex->trace_first = 0;
+	}
+	*out = ex;
+	return 0;
+err:
+	if (rc == -ENOMEM) {
+		char b1[32], b2[32];
+		sw_error("executor: out of memory allocating the placement (backend %s arena %s, %s in "
+			 "use); the plan's accounting is short, raise --gpu-mem / --cpu-mem",
+			 be->name, sw_fmt_size(be->budget, b1, 32), sw_fmt_size(be->used, b2, 32));
+	}
+	sw_exec_destroy(ex);
+	return rc;
+}
+
+static void trace_flush(sw_exec *ex)
+{
+	if (!ex->trace)
+		return;
+	for (int i = 0; i < ex->nspans; i++) {
+		span *s = &ex->spans[i];
+		fprintf(ex->trace, "%s{\"name\":\"%s\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.1f,"
+			"\"dur\":%.1f}", ex->trace_first ? "" : ",\n", s->name, s->track + 1,
+			(s->t0 - ex->t_origin) * 1e6, (s->t1 - s->t0) * 1e6);
+		ex->trace_first = 0;
+	}
+	ex->nspans = 0;
+}
+
+void sw_exec_destroy(sw_exec *ex)
+{
+	if (!ex)
+		return;
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	if (ex->thr_started) {
+		pthread_mutex_lock(&ex->mu);
+		ex->quit = 1;
+		pthread_cond_broadcast(&ex->cv);
+		pthread_mutex_unlock(&ex->mu);
+		pthread_join(ex->thr, NULL);
+	}
+	if (ex->cs)
+		op->stream_sync(be, ex->cs);
+	if (ex->hs)
+		op->stream_sync(be, ex->hs);
+	if (ex->ds)
+		op->stream_sync(be, ex->ds);
+	if (ex->trace) {
+		trace_flush(ex);
+		fprintf(ex->trace, "\n]}\n");
+		fclose(ex->trace);
+	}
+#define DF(x) do { if (x) op->dev_free(be, (x)); } while (0)
+#define HF(x) do { if (x) op->host_free(be, (x)); } while (0)
+#define EF(x) do { if (x) op->event_destroy(be, (x)); } while (0)
+	if (ex->ck)
+		for (int i = 0; i < ex->L * ex->M; i++) {
+			DF(ex->ck[i].dev);
+			HF(ex->ck[i].host);
+		}
+	if (ex->g)
+		for (int gi = 0; gi < ex->G; gi++) {
+			DF(ex->g[gi].p16_dev);
+			HF(ex->g[gi].p16_host);
+			for (int k = 0; k < 3; k++) {
+				DF(ex->g[gi].opt_dev[k]);
+				HF(ex->g[gi].opt_host[k]);
+			}
+		}
+	for (int i = 0; i < ex->ngb && ex->gbuf; i++) {
+		DF(ex->gbuf[i]);
+		EF(ex->gb_free[i]);
+	}
+	for (int i = 0; i < ex->K && ex->win; i++) {
+		DF(ex->win[i]);
+		EF(ex->win_ready[i]);
+		EF(ex->win_free[i]);
+	}
+	for (int i = 0; i < OPT_Q; i++) {
+		HF(ex->hgrad[i]);
+		EF(ex->hgrad_ev[i]);
+	}
+	for (int i = 0; i < NSTAGE; i++) {
+		HF(ex->ck_stage[i]);
+		EF(ex->ck_ev[i]);
+		HF(ex->p16_stage[i]);
+		EF(ex->p16_ev[i]);
+		HF(ex->opt_stage[i]);
+	}
+	for (int i = 0; i < ex->maxsev && ex->sev; i++)
+		EF(ex->sev[i]);
+	DF(ex->tgrad);
+	DF(ex->head_small);
+	DF(ex->dsum);
+	DF(ex->xa);
+	DF(ex->xo);
+	DF(ex->xc);
+	DF(ex->tok);
+	DF(ex->tgt);
+	DF(ex->losses);
+	DF(ex->inv_freq);
+	DF(ex->carry_dev);
+	HF(ex->carry_host);
+	sw_layer_scratch_free(be, &ex->s);
+	EF(ex->ev0);
+#undef DF
+#undef HF
+#undef EF
+	if (ex->cs)
+		op->stream_destroy(be, ex->cs);
+	if (ex->hs)
+		op->stream_destroy(be, ex->hs);
+	if (ex->ds)
+		op->stream_destroy(be, ex->ds);
+	if (ex->pool)
+		sw_pool_destroy(ex->pool);
+	free(ex->g);
+	free(ex->ck);
+	free(ex->gbuf);
+	free(ex->gb_free);
+	free(ex->win);
+	free(ex->win_group);
+	free(ex->win_last);
+	free(ex->win_ready);
+	free(ex->win_free);
+	free(ex->sev);
+	free(ex->strack);
+	free(ex->spans);
+	pthread_mutex_destroy(&ex->mu);
+	pthread_cond_destroy(&ex->cv);
+	pthread_mutex_destroy(&ex->smu);
+	free(ex);
+}
+
+/* ---------------------------------------------------------------- group state ---------- */
+
+/* Byte offset of element off in an optimizer-state extent. */
+static uint64_t opt_off(int64_t off) { return (uint64_t)off * 4; }
+
+static int io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf)
+{
+	sw_io_req r;
+	double t0 = sw_now();
+	int rc = sw_io_submit_write(ex->io, &r, e, off, len, buf);
+	if (!rc)
+		rc = sw_io_wait(ex->io, &r);
+	if (rc)
+		sw_error("executor: NVMe write failed: %s", sw_io_req_error(&r));
+	span_add(ex, SW_TRACK_NVME_WRITE, "write", t0, sw_now());
+	return rc;
+}
+
+/* Writes n elements starting at element 'off' of a state whose extent holds 'total' elements;
+ * lengths rounded to 4 KiB (the last chunk runs into the extent's padding). */
+static uint64_t chunk_len(int64_t off, int64_t n, int64_t total, int esz)
+{
+	(void)off; (void)total;
+	return io_len((uint64_t)n * (uint64_t)esz);
+}
+
+int sw_exec_set_group(sw_exec *ex, int gi, const float *host)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	grp *g = &ex->g[gi];
+	int64_t n = ex->tt->g[gi].numel;
+	int rc = 0;
+	/* P16 = P32 rounded to nearest even on the host (the same rounding as the backends' cast
+	 * and the AdamW p16 output), so every placement starts from the same bits */
+	float *zero = calloc((size_t)n + 1024, 4);
+	void *p16h = malloc((size_t)n * (size_t)ex->ab + 4096);
+	if (!zero || !p16h) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	sw_convert(p16h, be->act, host, SW_DTYPE_F32, n);
+	if (g->p16_tier == SW_TIER_GPU)
+		op->copy_h2d(be, ex->cs, g->p16_dev, p16h, (uint64_t)n * (uint64_t)ex->ab);
+	else if (g->p16_tier == SW_TIER_HOST)
+		memcpy(g->p16_host, p16h, (size_t)n * (size_t)ex->ab);
+	else {
+		for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
+			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+			memcpy(ex->p16_stage[0], (char *)p16h + off * ex->ab, (size_t)c * (size_t)ex->ab);
+			rc = io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
+					   chunk_len(off, c, n, ex->ab), ex->p16_stage[0]);
+		}
+	}
+	const float *src[3] = { host, zero, zero };
+	for (int k = 0; k < 3 && !rc; k++) {
+		if (g->opt_tier == SW_TIER_GPU)
+			op->copy_h2d(be, ex->cs, g->opt_dev[k], src[k], (uint64_t)n * 4);
+		else if (g->opt_tier == SW_TIER_HOST)
+			memcpy(g->opt_host[k], src[k], (size_t)n * 4);
+		else {
+			for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
+				int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+				memcpy(ex->opt_stage[0], src[k] + off, (size_t)c * 4);
+				rc = io_write_wait(ex, g->opt_ext[ex->slot][k], opt_off(off),
+						   chunk_len(off, c, n, 4), ex->opt_stage[0]);
+			}
+		}
+	}
+	op->stream_sync(be, ex->cs);
+out:
+	free(zero);
+	free(p16h);
+	return rc;
+}
+
+int sw_exec_get_group(sw_exec *ex, int gi, sw_state state, float *host)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
+	int64_t n = ex->tt->g[gi].numel;
+	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2;
+	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
+	if (g->opt_tier == SW_TIER_GPU) {
+		be->ops->copy_d2h(be, ex->cs, host, g->opt_dev[k], (uint64_t)n * 4);
+		be->ops->stream_sync(be, ex->cs);
+		return 0;
+	}
+	if (g->opt_tier == SW_TIER_HOST) {
+		memcpy(host, g->opt_host[k], (size_t)n * 4);
+		return 0;
+	}
+	for (int64_t off = 0; off < n; off += ex->chunk) {
+		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+		int rc = io_read(ex, g->opt_ext[ex->slot][k], opt_off(off), chunk_len(off, c, n, 4),
+				 ex->opt_stage[0]);
+		if (rc)
+			return rc;
+		memcpy(host + off, ex->opt_stage[0], (size_t)c * 4);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the optimizer -------- */
+
+/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay). */
+static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, float *m, float *v,
+		       const float *gr, void *p16, double scale)
+{
+	const sw_table *tt = ex->tt;
+	const sw_group *grp_ = &tt->g[gi];
+	for (int i = grp_->first; i < grp_->first + grp_->count; i++) {
+		const sw_tensor *t = &tt->t[i];
+		int64_t a = t->offset > off ? t->offset : off;
+		int64_t b = t->offset + t->numel < off + n ? t->offset + t->numel : off + n;
+		if (a >= b)
+			continue;
+		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+		int64_t r = a - off;
+		ex->skipped_elems += sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
+							      (char *)p16 + r * ex->ab, ex->be->act,
+							      b - a, &args);
+	}
+}
+
+/* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
+static int opt_group(sw_exec *ex, int gi, const float *hg, double scale)
+{
+	grp *g = &ex->g[gi];
+	int64_t n = ex->tt->g[gi].numel;
+	double t0 = sw_now();
+	int rc = 0;
+	if (g->opt_tier == SW_TIER_HOST) {
+		for (int64_t off = 0; off < n; off += ex->chunk) {
+			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+			void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
+								: ex->opt_stage[0];
+			adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
+				   g->opt_host[2] + off, hg + off, p16, scale);
+			if (g->p16_tier == SW_TIER_NVME &&
+			    (rc = io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
+						chunk_len(off, c, n, ex->ab), p16)))
+				break;
+		}
+		span_add(ex, SW_TRACK_OPTIM, "adam", t0, sw_now());
+		return rc;
+	}
+	/* NVMe state: chunk c read into staging set c%2 before chunk c-1 is written back
+	 * (read-ahead before write-behind); writes of set s complete before set s is read again */
+	int rs = ex->slot, ws = ex->p->in.slots == 2 ? 1 - ex->slot : ex->slot;
+	int64_t nch = (n + ex->chunk - 1) / ex->chunk;
+	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
+	int wr_n[NSTAGE] = { 0 };
+	uint64_t cb = up4k((uint64_t)ex->chunk * 4), pb = up4k((uint64_t)ex->chunk * (uint64_t)ex->ab);
+	(void)pb;
+	double tr0 = 0;
+	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
+		int s = (int)(ci % NSTAGE);
+		if (ci < nch) {
+			/* free set s: wait for its write-behind */
+			for (int w = 0; w < wr_n[s]; w++) {
+				double tw = sw_now();
+				int r = sw_io_wait(ex->io, &wr[s][w]);
+				span_add(ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
+				if (r && !rc) {
+					sw_error("executor: NVMe write failed: %s", sw_io_req_error(&wr[s][w]));
+					rc = r;
+				}
+			}
+			wr_n[s] = 0;
+			int64_t off = ci * ex->chunk, c = n - off < ex->chunk ? n - off : ex->chunk;
+			char *base = ex->opt_stage[s];
+			tr0 = sw_now();
+			for (int k = 0; k < 3 && !rc; k++)
+				rc = sw_io_submit_read(ex->io, &rd[s][k], g->opt_ext[rs][k], opt_off(off),
+						       chunk_len(off, c, n, 4), base + (uint64_t)k * cb);
+			if (g->p16_tier == SW_TIER_NVME && !rc && ci == 0) {
+				/* nothing to read for P16: it is recomputed from P32 */
+			}
+		}
+		if (ci == 0)
+			continue;
+		/* update chunk ci-1 (its reads were issued one iteration ago) */
+		int ps = (int)((ci - 1) % NSTAGE);
+		int64_t off = (ci - 1) * ex->chunk, c = n - off < ex->chunk ? n - off : ex->chunk;
+		char *base = ex->opt_stage[ps];
+		for (int k = 0; k < 3; k++) {
+			int r = sw_io_wait(ex->io, &rd[ps][k]);
+			if (r && !rc) {
+				sw_error("executor: NVMe read failed: %s", sw_io_req_error(&rd[ps][k]));
+				rc = r;
+			}
+		}
+		span_add(ex, SW_TRACK_NVME_READ, "read", tr0, sw_now());
+		if (rc)
+			break;
+		float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
+		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
+							: (void *)(base + 3 * cb);
+		double ta = sw_now();
+		adam_range(ex, gi, off, c, p32, m, v, hg + off, p16, scale);
+		span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
+		for (int k = 0; k < 3 && !rc; k++)
+			if (!(rc = sw_io_submit_write(ex->io, &wr[ps][wr_n[ps]], g->opt_ext[ws][k],
+						      opt_off(off), chunk_len(off, c, n, 4),
+						      base + (uint64_t)k * cb)))
+				wr_n[ps]++;
+		if (!rc && g->p16_tier == SW_TIER_NVME &&
+		    !(rc = sw_io_submit_write(ex->io, &wr[ps][wr_n[ps]], g->p16_ext,
+					      (uint64_t)off * (uint64_t)ex->ab,
+					      chunk_len(off, c, n, ex->ab), p16)))
+			wr_n[ps]++;
+	}
+	for (int s = 0; s < NSTAGE; s++)
+		for (int w = 0; w < wr_n[s]; w++) {
+			double tw = sw_now();
+			int r = sw_io_wait(ex->io, &wr[s][w]);
+			span_add(ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
+			if (r && !rc) {
+				sw_error("executor: NVMe write failed: %s", sw_io_req_error(&wr[s][w]));
+				rc = r;
+			}
+		}
+	(void)t0;
+	return rc;
+}
+
+static void *opt_thread(void *arg)
+{
+	sw_exec *ex = arg;
+	pthread_mutex_lock(&ex->mu);
+	for (;;) {
+		while (!ex->qn && !ex->quit)
+			pthread_cond_wait(&ex->cv, &ex->mu);
+		if (!ex->qn && ex->quit)
+			break;
+		opt_msg msg = ex->q[ex->qhead];
+		ex->qhead = (ex->qhead + 1) % OPT_Q;
+		ex->qn--;
+		ex->busy = 1;
+		pthread_mutex_unlock(&ex->mu);
+		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);   /* the gradient has arrived */
+		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale);
+		pthread_mutex_lock(&ex->mu);
+		if (rc && !ex->err)
+			ex->err = rc;
+		ex->hgrad_busy[msg.hb] = 0;
+		ex->busy = 0;
+		pthread_cond_broadcast(&ex->cv);
+	}
+	pthread_mutex_unlock(&ex->mu);
+	return NULL;
+}
+
+/* Waits for a free pinned gradient buffer; returns its index. */
+static int hgrad_acquire(sw_exec *ex)
+{
+	pthread_mutex_lock(&ex->mu);
+	for (;;) {
+		for (int i = 0; i < OPT_Q; i++)
+			if (!ex->hgrad_busy[i]) {
+				ex->hgrad_busy[i] = 1;
+				pthread_mutex_unlock(&ex->mu);
+				return i;
+			}
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	}
+}
+
+static void opt_send(sw_exec *ex, int gi, int hb, double scale)
+{
+	pthread_mutex_lock(&ex->mu);
+	SW_ASSERT(ex->qn < OPT_Q);
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, scale };
+	ex->qn++;
+	pthread_cond_broadcast(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
+}
+
+static int opt_drain(sw_exec *ex)
+{
+	if (!ex->thr_started)
+		return 0;
+	pthread_mutex_lock(&ex->mu);
+	while (ex->qn || ex->busy)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	int rc = ex->err;
+	ex->err = 0;
+	pthread_mutex_unlock(&ex->mu);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- P16 window ----------- */
+
+typedef struct useq { int *g; int n, pos; } useq;
+
+static int is_streamed(const sw_exec *ex, int gi) { return ex->g[gi].p16_tier != SW_TIER_GPU; }
+
+static int win_find(const sw_exec *ex, int gi)
+{
+	for (int i = 0; i < ex->K; i++)
+		if (ex->win_group[i] == gi)
+			return i;
+	return -1;
+}
+
+/* Copies group gi's P16 home into window slot i on the copy stream. */
+static int win_fill(sw_exec *ex, int i, int gi)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	grp *g = &ex->g[gi];
+	int64_t n = ex->tt->g[gi].numel;
+	uint64_t ab = (uint64_t)ex->ab;
+	op->stream_wait(be, ex->hs, ex->win_free[i]);
+	ex->win_group[i] = gi;
+	int sp = gspan_begin(ex, ex->hs, SW_TRACK_H2D);
+	if (g->p16_tier == SW_TIER_HOST) {
+		op->copy_h2d(be, ex->hs, ex->win[i], g->p16_host, (uint64_t)n * ab);
+	} else {
+		for (int64_t off = 0; off < n; off += ex->chunk) {
+			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+			int s = ex->p16_next;
+			ex->p16_next = (s + 1) % NSTAGE;
+			op->event_sync(be, ex->p16_ev[s]);       /* the previous H2D from it is done */
+			int rc = io_read(ex, g->p16_ext, (uint64_t)off * ab, chunk_len(off, c, n, ex->ab),
+					 ex->p16_stage[s]);
+			if (rc)
+				return rc;
+			op->copy_h2d(be, ex->hs, (char *)ex->win[i] + (uint64_t)off * ab, ex->p16_stage[s],
+				     (uint64_t)c * ab);
+			op->event_record(be, ex->p16_ev[s], ex->hs);
+		}
+	}
+	gspan_end(ex, ex->hs, sp);
+	op->event_record(be, ex->win_ready[i], ex->hs);
+	return 0;
+}
+
+/* Makes the groups of uses [start, start + K) resident in the window (at most `want_n` distinct
+ * streamed groups): slots holding one of them are never victims, so the group being computed
+ * (the use before u->pos, included by win_ahead) keeps its slot while the next ones load. */
+static int win_prefetch(sw_exec *ex, const useq *u, int start, int want_n)
+{
+	int want[16], nw = 0;
+	for (int j = start; j < u->n && nw < want_n && nw < 16; j++) {
+		int gi = u->g[j];
+		if (!is_streamed(ex, gi))
+			continue;
+		int dup = 0;
+		for (int k = 0; k < nw; k++)
+			dup |= want[k] == gi;
+		if (!dup)
+			want[nw++] = gi;
+	}
+	for (int k = 0; k < nw; k++) {
+		if (win_find(ex, want[k]) >= 0)
+			continue;
+		/* victim: a slot whose group is not wanted, least recently used */
+		int vi = -1;
+		for (int i = 0; i < ex->K; i++) {
+			int wanted = 0;
+			for (int q = 0; q < nw; q++)
+				wanted |= ex->win_group[i] == want[q];
+			if (!wanted && (vi < 0 || ex->win_last[i] < ex->win_last[vi]))
+				vi = i;
+		}
+		SW_ASSERT(vi >= 0);
+		int rc = win_fill(ex, vi, want[k]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The P16 of the group used next (u->pos), ready on cs. Only that group is loaded here (when a
+ * prefetch did not bring it already); the caller issues the group's compute and then calls
+ * win_ahead, so NVMe reads for later groups overlap the compute just queued. */
+static int win_use(sw_exec *ex, useq *u, void **p16)
+{
+	int gi = u->g[u->pos];
+	if (!is_streamed(ex, gi)) {
+		*p16 = ex->g[gi].p16_dev;
+		u->pos++;
+		return 0;
+	}
+	int rc = win_prefetch(ex, u, u->pos, 1);
+	if (rc)
+		return rc;
+	int i = win_find(ex, gi);
+	SW_ASSERT(i >= 0);
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->win_ready[i]);
+	ex->win_last[i] = ++ex->use_clock;
+	*p16 = ex->win[i];
+	u->pos++;
+	return 0;
+}
+
+/* After the current group's compute is queued: load the next K-1 groups (the current one,
+ * u->pos - 1, stays). */
+static int win_ahead(sw_exec *ex, const useq *u)
+{
+	if (!ex->K || u->pos == 0)
+		return 0;
+	return win_prefetch(ex, u, u->pos - 1, ex->K);
+}
+
+static void win_release(sw_exec *ex, void *p16)
+{
+	for (int i = 0; i < ex->K; i++)
+		if (ex->win[i] == p16)
+			ex->be->ops->event_record(ex->be, ex->win_free[i], ex->cs);
+}
+
+/* ---------------------------------------------------------------- activations ---------- */
+
+static uint64_t xbytes(const sw_exec *ex) { return (uint64_t)ex->d.N * (uint64_t)ex->d.C * (uint64_t)ex->ab; }
+
+/* Device view of carry[m] (staged into xa when the carry is on the host). */
+static void *carry_get(sw_exec *ex, int m)
+{
+	if (ex->carry_dev)
+		return (char *)ex->carry_dev + (uint64_t)m * xbytes(ex);
+	ex->be->ops->copy_h2d(ex->be, ex->cs, ex->xa, (char *)ex->carry_host + (uint64_t)m * xbytes(ex),
+			      xbytes(ex));
+	return ex->xa;
+}
+
+static void carry_put(sw_exec *ex, int m, const void *x)
+{
+	if (ex->carry_dev) {
+		void *dst = (char *)ex->carry_dev + (uint64_t)m * xbytes(ex);
+		if (dst != x)
+			ex->be->ops->copy_d2d(ex->be, ex->cs, dst, x, xbytes(ex));
+		return;
+	}
+	ex->be->ops->copy_d2h(ex->be, ex->cs, (char *)ex->carry_host + (uint64_t)m * xbytes(ex), x,
+			      xbytes(ex));
+}
+
+static int ckpt_save(sw_exec *ex, int l, int m, const void *x)
+{
+	sw_backend *be = ex->be;
+	ckpt *k = &ex->ck[l * ex->M + m];
+	if (k->tier == SW_TIER_GPU) {
+		be->ops->copy_d2d(be, ex->cs, k->dev, x, xbytes(ex));
+		return 0;
+	}
+	int sp = gspan_begin(ex, ex->cs, SW_TRACK_D2H);
+	if (k->tier == SW_TIER_HOST) {
+		be->ops->copy_d2h(be, ex->cs, k->host, x, xbytes(ex));
+		gspan_end(ex, ex->cs, sp);
+		return 0;
+	}
+	int s = ex->ck_next;
+	ex->ck_next = (s + 1) % NSTAGE;
+	be->ops->copy_d2h(be, ex->cs, ex->ck_stage[s], x, xbytes(ex));
+	gspan_end(ex, ex->cs, sp);
+	be->ops->event_record(be, ex->ck_ev[s], ex->cs);
+	be->ops->event_sync(be, ex->ck_ev[s]);
+	return io_write_wait(ex, k->ext, 0, io_len(xbytes(ex)), ex->ck_stage[s]);
+}
+
+/* Device view of checkpoint (l, m) (fetched into xc unless it lives on the GPU). */
+static int ckpt_get(sw_exec *ex, int l, int m, void **x)
+{
+	sw_backend *be = ex->be;
+	ckpt *k = &ex->ck[l * ex->M + m];
+	if (k->tier == SW_TIER_GPU) {
+		*x = k->dev;
+		return 0;
+	}
+	const void *src = k->host;
+	if (k->tier == SW_TIER_NVME) {
+		int s = ex->ck_next;
+		ex->ck_next = (s + 1) % NSTAGE;
+		be->ops->event_sync(be, ex->ck_ev[s]);
+		int rc = io_read(ex, k->ext, 0, io_len(xbytes(ex)), ex->ck_stage[s]);
+		if (rc)
+			return rc;
+		src = ex->ck_stage[s];
+		int sp = gspan_begin(ex, ex->cs, SW_TRACK_H2D);
+		be->ops->copy_h2d(be, ex->cs, ex->xc, src, xbytes(ex));
+		gspan_end(ex, ex->cs, sp);
+		be->ops->event_record(be, ex->ck_ev[s], ex->cs);
+	} else {
+		int sp = gspan_begin(ex, ex->cs, SW_TRACK_H2D);
+		be->ops->copy_h2d(be, ex->cs, ex->xc, src, xbytes(ex));
+		gspan_end(ex, ex->cs, sp);
+	}
+	*x = ex->xc;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the step ------------- */
+
+static float *grad_begin(sw_exec *ex, int gi)
+{
+	if (ex->tied && gi == 0) {
+		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
+		return ex->tgrad;
+	}
+	int k = ex->gb_next;
+	ex->gb_next = (k + 1) % ex->ngb;
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->gb_free[k]);
+	ex->be->ops->memset0(ex->be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+	return ex->gbuf[k];
+}
+
+static sw_event *gbuf_event(sw_exec *ex, const float *gb)
+{
+	for (int k = 0; k < ex->ngb; k++)
+		if (ex->gbuf[k] == gb)
+			return ex->gb_free[k];
+	return NULL;
+}
+
+/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW. */
+static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int64_t n = ex->tt->g[gi].numel;
+	op->sumsq(be, ex->cs, ex->dsum + gi, gb, n);
+	sw_event *fe = gbuf_event(ex, gb);
+	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
+		grp *g = &ex->g[gi];
+		const sw_group *tg = &ex->tt->g[gi];
+		for (int i = tg->first; i < tg->first + tg->count; i++) {
+			const sw_tensor *t = &ex->tt->t[i];
+			sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+			op->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
+				  g->opt_dev[2] + t->offset, gb + t->offset,
+				  (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
+		}
+	} else if (update) {
+		int hb = hgrad_acquire(ex);
+		sw_event *done = ex->sev[0];
+		(void)done;
+		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
+		sw_event *e = ex->hgrad_ev[hb];
+		op->event_record(be, e, ex->cs);
+		op->stream_wait(be, ex->ds, e);
+		int sp = gspan_begin(ex, ex->ds, SW_TRACK_D2H);
+		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
+		gspan_end(ex, ex->ds, sp);
+		op->event_record(be, e, ex->ds);
+		if (fe)
+			op->event_record(be, fe, ex->ds);
+		opt_send(ex, gi, hb, scale);
+		return;
+	}
+	if (fe)
+		op->event_record(be, fe, ex->cs);
+}
+
+/* One backward pass: head, layers top-down, embedding. recompute_top: rebuild x_L from the
+ * last checkpoint first (the carry holds dx_0 after an earlier pass). loss_out: NULL, or the
+ * summed loss (first pass). */
+static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			 float scale_tokens, int update, double gscale, int recompute_top,
+			 double *loss_out)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int L = ex->L, M = ex->M, H = ex->H, N = ex->d.N;
+	int rc;
+	void *w;
+	sw_group_ptrs wp, gp, ep, egp;
+	if (recompute_top) {
+		if ((rc = win_use(ex, u, &w)))
+			return rc;
+		sw_group_ptrs_make(&wp, ex->tt, L, w, ex->ab);
+		for (int m = 0; m < M; m++) {
+			void *x;
+			if ((rc = ckpt_get(ex, L - 1, m, &x)))
+				return rc;
+			int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+			gspan_end(ex, ex->cs, sp);
+			carry_put(ex, m, ex->xo);
+		}
+		if ((rc = win_ahead(ex, u)))
+			return rc;
+		win_release(ex, w);
+	}
+	/* head */
+	void *hw;
+	if ((rc = win_use(ex, u, &hw)))
+		return rc;
+	float *hg = grad_begin(ex, H), *eg = NULL;
+	if (ex->tied) {
+		/* hw is the embedding's P16; the final norm comes from the head group */
+		sw_group_ptrs_make(&ep, ex->tt, 0, hw, ex->ab);
+		void *hp = ex->g[H].p16_dev;
+		if (!hp) {
+			hp = ex->head_small;
+			const grp *g = &ex->g[H];
+			uint64_t nb = (uint64_t)ex->tt->g[H].numel * (uint64_t)ex->ab;
+			if (g->p16_tier == SW_TIER_HOST)
+				op->copy_h2d(be, ex->cs, hp, g->p16_host, nb);
+			else {
+				int s = ex->p16_next;
+				ex->p16_next = (s + 1) % NSTAGE;
+				op->event_sync(be, ex->p16_ev[s]);
+				if ((rc = io_read(ex, g->p16_ext, 0, io_len(nb), ex->p16_stage[s])))
+					return rc;
+				op->copy_h2d(be, ex->cs, hp, ex->p16_stage[s], nb);
+				op->event_record(be, ex->p16_ev[s], ex->cs);
+			}
+		}
+		sw_group_ptrs_make(&wp, ex->tt, H, hp, ex->ab);
+		eg = grad_begin(ex, 0);
+		sw_group_ptrs_make(&egp, ex->tt, 0, eg, 4);
+	} else {
+		sw_group_ptrs_make(&wp, ex->tt, H, hw, ex->ab);
+		memset(&ep, 0, sizeof(ep));
+		memset(&egp, 0, sizeof(egp));
+	}
+	sw_group_ptrs_make(&gp, ex->tt, H, hg, 4);
+	float *hl = NULL;
+	if (loss_out && !(hl = malloc((size_t)N * (size_t)M * 4)))
+		return -ENOMEM;
+	for (int m = 0; m < M; m++) {
+		void *x = carry_get(ex, m);
+		op->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &wp, &ep, &gp, &egp, x, ex->tgt,
+				scale_tokens, ex->losses, ex->xo, &ex->s);
+		gspan_end(ex, ex->cs, sp);
+		if (hl)
+			op->copy_d2h(be, ex->cs, hl + (int64_t)m * N, ex->losses, (uint64_t)N * 4);
+		carry_put(ex, m, ex->xo);
+		/* the targets buffer is reused by the next micro-batch: same stream, in order */
+	}
+	if ((rc = win_ahead(ex, u))) {
+		free(hl);
+		return rc;
+	}
+	win_release(ex, hw);
+	grad_end(ex, H, hg, update, gscale);
+	if (hl) {
+		op->stream_sync(be, ex->cs);
+		double s = 0;
+		for (int64_t i = 0; i < (int64_t)N * M; i++)
+			s += hl[i];
+		*loss_out = s;
+		free(hl);
+	}
+	/* layers, top-down */
+	for (int l = L - 1; l >= 0; l--) {
+		if ((rc = win_use(ex, u, &w)))
+			return rc;
+		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
+		float *g = grad_begin(ex, l + 1);
+		sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
+		for (int m = 0; m < M; m++) {
+			void *x;
+			if ((rc = ckpt_get(ex, l, m, &x)))
+				return rc;
+			void *dres = carry_get(ex, m);
+			int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+			sw_layer_bwd(be, ex->cs, &ex->d, &wp, &gp, ex->inv_freq, x, dres, &ex->s);
+			gspan_end(ex, ex->cs, sp);
+			carry_put(ex, m, dres);
+		}
+		if ((rc = win_ahead(ex, u)))
+			return rc;
+		win_release(ex, w);
+		grad_end(ex, l + 1, g, update, gscale);
+	}
+	/* embedding */
+	float *g0 = ex->tied ? eg : grad_begin(ex, 0);
+	for (int m = 0; m < M; m++) {
+		void *dres = carry_get(ex, m);
+		op->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		op->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
+		gspan_end(ex, ex->cs, sp);
+	}
+	grad_end(ex, 0, g0, update, gscale);
+	return 0;
+}
+
+static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int L = ex->L, M = ex->M, N = ex->d.N;
+	void *w;
+	int rc = win_use(ex, u, &w);
+	if (rc)
+		return rc;
+	for (int m = 0; m < M; m++) {
+		op->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		op->embedding_fwd(be, ex->cs, ex->xo, ex->tok, w, N, ex->d.C);
+		gspan_end(ex, ex->cs, sp);
+		carry_put(ex, m, ex->xo);
+	}
+	if ((rc = win_ahead(ex, u)))
+		return rc;
+	win_release(ex, w);
+	for (int l = 0; l < L; l++) {
+		if ((rc = win_use(ex, u, &w)))
+			return rc;
+		sw_group_ptrs wp;
+		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
+		for (int m = 0; m < M; m++) {
+			void *x = carry_get(ex, m);
+			if ((rc = ckpt_save(ex, l, m, x)))
+				return rc;
+			int sp = gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+			gspan_end(ex, ex->cs, sp);
+			carry_put(ex, m, ex->xo);
+		}
+		if ((rc = win_ahead(ex, u)))
+			return rc;
+		win_release(ex, w);
+	}
+	return 0;
+}
+
+/* The uses of P16 in a step, in order (the head's use is the embedding when tied). */
+static void build_uses(sw_exec *ex, useq *u, int passes)
+{
+	int L = ex->L, hd = ex->tied ? 0 : ex->H, n = 0;
+	u->g[n++] = 0;
+	for (int l = 1; l <= L; l++)
+		u->g[n++] = l;
+	for (int p = 0; p < passes; p++) {
+		if (p)
+			u->g[n++] = L;          /* recompute of x_L */
+		u->g[n++] = hd;
+		for (int l = L; l >= 1; l--)
+			u->g[n++] = l;
+	}
+	u->n = n;
+	u->pos = 0;
+}
+
+static void finish_spans(sw_exec *ex, sw_exec_stats *st)
+{
+	sw_backend *be = ex->be;
+	for (int i = 0; i + 1 < ex->nsev; i += 2) {
+		double a = be->ops->event_ms(be, ex->ev0, ex->sev[i]) / 1e3;
+		double b = be->ops->event_ms(be, ex->ev0, ex->sev[i + 1]) / 1e3;
+		span_add(ex, ex->strack[i], track_name[ex->strack[i]], ex->t_step0 + a, ex->t_step0 + b);
+	}
+	ex->nsev = 0;
+	for (int i = 0; i < ex->nspans; i++)
+		if (ex->spans[i].t1 >= ex->t_step0)
+			st->busy[ex->spans[i].track] += ex->spans[i].t1 - ex->spans[i].t0;
+	if (ex->trace)
+		trace_flush(ex);
+	else
+		ex->nspans = 0;
+}
+
+int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
+		 double lr, sw_exec_stats *st)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int N = ex->d.N, M = ex->M, G = ex->G;
+	memset(st, 0, sizeof(*st));
+	for (int64_t i = 0; i < (int64_t)N * M; i++)
+		st->s.tokens += targets[i] >= 0;
+	float scale = st->s.tokens ? 1.0f / (float)st->s.tokens : 0.0f;
+	ex->step = step;
+	ex->lr = lr;
+	ex->skipped_elems = 0;
+	/* weights change every step: the window starts empty */
+	for (int i = 0; i < ex->K; i++)
+		ex->win_group[i] = -1;
+	int passes = ex->o.clip > 0 ? 2 : 1;
+	st->passes = passes;
+	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
+	if (!ug)
+		return -ENOMEM;
+	useq u = { .g = ug };
+	build_uses(ex, &u, passes);
+	op->stream_sync(be, ex->cs);
+	ex->t_step0 = sw_now();
+	op->event_record(be, ex->ev0, ex->cs);
+	double loss = 0;
+	int rc = forward_pass(ex, &u, inputs);
+	double ss[G];
+	if (!rc && passes == 2) {
+		/* pass 1: the norm only */
+		rc = backward_pass(ex, &u, inputs, targets, scale, 0, 1.0, 0, &loss);
+		if (!rc) {
+			op->copy_d2h(be, ex->cs, ss, ex->dsum, sizeof(ss));
+			op->stream_sync(be, ex->cs);
+			double total = 0;
+			for (int gi = 0; gi < G; gi++)
+				total += ss[gi];
+			st->s.grad_norm = sqrt(total);
+			if (!isfinite(st->s.grad_norm)) {
+				st->s.skipped = 1;
+			} else {
+				double coef = ex->o.clip / (st->s.grad_norm + 1e-6);
+				st->s.grad_scale = coef < 1.0 ? coef : 1.0;
+				rc = backward_pass(ex, &u, inputs, targets, scale, 1, st->s.grad_scale, 1,
+						   NULL);
+			}
+		}
+	} else if (!rc) {
+		st->s.grad_scale = 1.0;
+		rc = backward_pass(ex, &u, inputs, targets, scale, 1, 1.0, 0, &loss);
+	}
+	int orc = opt_drain(ex);
+	op->stream_sync(be, ex->cs);
+	op->stream_sync(be, ex->hs);
+	op->stream_sync(be, ex->ds);
+	if (!rc)
+		rc = orc;
+	if (!rc && passes == 1) {
+		op->copy_d2h(be, ex->cs, ss, ex->dsum, sizeof(ss));
+		op->stream_sync(be, ex->cs);
+		double total = 0;
+		for (int gi = 0; gi < G; gi++)
+			total += ss[gi];
+		st->s.grad_norm = sqrt(total);
+		st->s.skipped = !isfinite(st->s.grad_norm);
+	}
+	if (!rc && (passes == 1 || !st->s.skipped) && ex->p->in.slots == 2)
+		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
+	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
+	st->step_s = sw_now() - ex->t_step0;
+	finish_spans(ex, st);
+	free(ug);
+	return rc;
+}

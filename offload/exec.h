@@ -1,0 +1,100 @@
+/* The offload executor: the iteration schedule of DESIGN.md over a placement from the planner.
+ *
+ * Every group's P16 and optimizer state (P32, m, v) lives where sw_plan says: on the GPU (the
+ * backend's arena; updated there by be->ops->adamw), on the host (pinned, be->ops->host_alloc)
+ * or on NVMe (io/io.h extents; P32/m/v in two slots when plan->in.slots is 2). A step:
+ *   forward   layer-major over the M micro-batches; a streamed group's P16 is fetched into one
+ *             of K GPU window buffers on the copy stream (NVMe -> pinned staging -> GPU) up to
+ *             K-1 groups ahead, ordered by events; each layer input is the checkpoint, copied
+ *             to its tier (GPU, host, or host staging -> NVMe);
+ *   head      final norm + LM head + loss, its gradient turns the carry into dx;
+ *   backward  layers top-down: checkpoints fetched back, sw_layer_bwd (recompute + backward)
+ *             accumulating the layer's fp32 gradient on the GPU; then either GPU AdamW
+ *             (resident groups) or the gradient goes D2H to a pinned host buffer and a message
+ *             to the optimizer thread, which runs the threaded CPU AdamW chunk by chunk (NVMe
+ *             state read ahead, written behind) while the GPU goes on with the layer below.
+ *   The step ends when the optimizer queue is drained: updates are synchronous.
+ * Clipping (exact): with clip > 0 the backward runs twice, the first pass only accumulating the
+ * global norm (no update, no gradient leaves the GPU), the second applying the clipped update;
+ * clip == 0 runs one fully overlapped pass. docs/architecture.md has the costs. A non-finite
+ * norm skips the step (two-pass: nothing is touched; one-pass: see docs/architecture.md).
+ * Results do not depend on the placement: the same ops run in the same order on the same
+ * values wherever the bytes live. */
+#ifndef SW_OFFLOAD_EXEC_H
+#define SW_OFFLOAD_EXEC_H
+#include <stdint.h>
+#include "core/backend.h"
+#include "core/tensors.h"
+#include "io/io.h"
+#include "offload/plan.h"
+#include "offload/trainer.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+
+typedef struct sw_exec sw_exec;
+
+/* What one step measured, besides sw_step_stats. Seconds. */
+enum { SW_TRACK_COMPUTE, SW_TRACK_H2D, SW_TRACK_D2H, SW_TRACK_NVME_READ, SW_TRACK_NVME_WRITE,
+       SW_TRACK_OPTIM, SW_TRACK_COUNT };
+
+typedef struct sw_exec_stats {
+	sw_step_stats s;
+	double step_s;
+	double busy[SW_TRACK_COUNT];
+	int passes;               /* backward passes run (2 with clipping) */
+} sw_exec_stats;
+
+typedef struct sw_exec_opts {
+	sw_adamw_hparams adam;
+	double clip;
+	int cpu_threads;          /* optimizer pool threads (0: all cores) */
+	const char *trace;        /* Chrome trace file, or NULL */
+} sw_exec_opts;
+
+/* Allocates what the plan places (GPU arena, pinned host, NVMe extents through io, which may
+ * be NULL when nothing is on NVMe). -errno after one error line. */
+int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_io *io,
+		   const sw_exec_opts *o, sw_exec **out);
+/* Writes the trace (when asked) and frees everything. */
+void sw_exec_destroy(sw_exec *ex);
+
+/* Parameters per NVMe I/O chunk (the plan's chunk, 2048-aligned, at most the largest group).
+ * The NVMe engine's stripe unit must be chunk * act bytes (rounded to 4 KiB) so that chunk
+ * boundaries are piece boundaries. */
+int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt);
+
+/* Pinned host bytes the executor allocated (its share of --cpu-mem). */
+uint64_t sw_exec_host_bytes(const sw_exec *ex);
+
+/* Group state from/to host fp32 (numel floats at table offsets); set also zeroes m and v. */
+int sw_exec_set_group(sw_exec *ex, int group, const float *host);
+int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
+
+/* One optimizer step; inputs, targets (M, rows, T) int32 on the host. 0 or -errno (I/O). */
+int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
+		 double lr, sw_exec_stats *st);
+
+/* ---- the `spillway train` driver (offload/run.c) ---- */
+typedef struct sw_exec_args {
+	const char *model, *data, *run, *backend, *nvme, *trace;
+	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
+	uint64_t seed;
+	int threads, prefetch, fp32, resume, quiet, print_steps;
+	int slots;                   /* NVMe optimizer-state slots: 2, or 1 (--checkpoint-only) */
+	int64_t chunk;               /* I/O chunk, parameters (0: the planner's default) */
+	uint64_t gpu_mem, cpu_mem;   /* gpu_mem 0: as much as the whole state needs */
+	double clip;
+	sw_lr_schedule sched;
+	sw_adamw_hparams adam;
+	double *losses_out;          /* optional: per-step losses (steps entries) */
+} sw_exec_args;
+
+/* Loads, plans (printing the placement), trains, writes RUN/metrics.jsonl and RUN/weights.
+ * Returns 0 or -errno after one error line. */
+int sw_exec_train(const sw_exec_args *a);
+/* GPU bytes the CUDA backend keeps for itself inside an arena of `budget` bytes (cuBLASLt
+ * workspace and op scratch): the planner gets the budget minus this. */
+uint64_t sw_exec_backend_reserve(uint64_t budget);
+/* Free bytes of the filesystem holding dir (0 when it cannot be read). */
+uint64_t sw_exec_dir_free(const char *dir);
+#endif

@@ -1,0 +1,182 @@
+/* The planner: where every state of every group lives, what the GPU and the host must hold
+ * besides, how much disk the run needs, and how long a step should take.
+ *
+ * This header is the seam between the planner and the executor. The executor allocates what
+ * the plan says, and nothing more: every byte it allocates belongs to one (tier, purpose) cell
+ * of sw_plan.bytes, and it can check its real allocations against that cell. docs/planner.md
+ * explains the policy and every formula; the short version:
+ *
+ *   GPU   working set (mandatory): P16 prefetch window of K groups, fp32 gradient buffer(s),
+ *         one micro-batch through one layer (forward intermediates and their gradients),
+ *         micro-batch staging for x / dx, the head's loss workspace (chunked over vocab),
+ *         cuBLAS workspace, a reserve. Then, with what is left: the activation carry, whole
+ *         groups resident (P16+P32+m+v, updated by GPU AdamW), activation checkpoints.
+ *   host  pinned gradient buffers and the activation carry when the GPU lacks room for it;
+ *         when anything spills to NVMe, pinned I/O staging; then the P16 cache, activation
+ *         checkpoints, and optimizer state (P32, m, v), each as long as it fits.
+ *   NVMe  everything else; optimizer state in 1 or 2 slots (crash safety), P16 in one
+ *         (it is bf16(P32), so it can be re-derived), activation spill as scratch.
+ *
+ * Groups are those of core/tensors.h: 0 the embedding, 1..L the decoder layers, L+1 the head.
+ * A state of a group is placed whole on one tier. P32, m and v of a group always share a tier,
+ * and that tier is the GPU only when the group's P16 is resident there too ("resident group").
+ * The gradient's tier says where the optimizer reads it: GPU (resident groups) or host. */
+#ifndef SW_OFFLOAD_PLAN_H
+#define SW_OFFLOAD_PLAN_H
+#include <stdint.h>
+#include <stdio.h>
+#include "core/tensors.h"
+
+#define SW_PLAN_MAX_NVME 16
+#define SW_PLAN_ALIGN 4096          /* NVMe extents: every placed range starts 4 KiB aligned */
+
+typedef struct sw_plan_nvme {
+	char path[256];
+	uint64_t capacity;          /* bytes this path may use */
+} sw_plan_nvme;
+
+/* Measured (bench-io, bench-adam, the backend's GEMM probe) or flag-given rates. Defaults and
+ * their origin are in docs/planner.md. GB are 1e9 bytes. */
+typedef struct sw_plan_rates {
+	double gemm_tflops;         /* achieved GPU GEMM rate in the compute dtype, TFLOP/s */
+	double h2d_gbs, d2h_gbs;    /* PCIe from pinned host memory, each direction, GB/s */
+	double nvme_read_gbs;       /* all --nvme paths together, O_DIRECT, GB/s */
+	double nvme_write_gbs;
+	double adam_params_per_s;   /* CPU AdamW, all optimizer workers, parameters/s */
+} sw_plan_rates;
+
+typedef struct sw_plan_input {
+	const sw_table *tt;         /* the model; must outlive the plan */
+	uint64_t gpu_mem;           /* --gpu-mem */
+	uint64_t cpu_mem;           /* --cpu-mem */
+	int n_nvme;                 /* --nvme PATH:CAP,... (0: no NVMe tier) */
+	sw_plan_nvme nvme[SW_PLAN_MAX_NVME];
+	int64_t batch_tokens;       /* tokens per optimizer step */
+	int64_t seq_len;            /* tokens per row */
+	int64_t micro_rows;         /* rows per micro-batch (default 1) */
+	int fp32;                   /* 1: --dtype fp32 (P16 and activations 4 B), 0: bf16 */
+	int slots;                  /* optimizer state slots on NVMe: 2 crash-safe, 1 checkpoint-only */
+	int prefetch;               /* K: group-sized P16 buffers on the GPU (computing + in flight) */
+	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls) */
+	int64_t chunk_params;       /* I/O chunk for streamed state, parameters */
+	int io_depth;               /* staging buffers per stream and direction */
+	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
+	uint64_t cublas_workspace;  /* GPU bytes */
+	uint64_t gpu_reserve;       /* GPU bytes held back (e.g. the CUDA context) */
+	sw_plan_rates rates;
+} sw_plan_input;
+
+/* Where bytes go. The first four equal sw_state (P16, P32, m, v) and count state; the rest are
+ * buffers. A cell is bytes[tier][purpose]; on NVMe, P32/m/v count all their slots. */
+typedef enum {
+	SW_PURPOSE_P16,             /* GPU: resident groups; host: P16 cache; NVMe: P16 (1 slot) */
+	SW_PURPOSE_P32,
+	SW_PURPOSE_M,
+	SW_PURPOSE_V,
+	SW_PURPOSE_CKPT,            /* activation checkpoints (layer inputs, per micro-batch) */
+	SW_PURPOSE_CARRY,           /* hidden state / its gradient between layers, whole batch */
+	SW_PURPOSE_WINDOW,          /* GPU: P16 prefetch window, K group-sized buffers */
+	SW_PURPOSE_GRAD,            /* GPU: fp32 gradient buffer(s); host: pinned gradient buffers */
+	SW_PURPOSE_TIED_GRAD,       /* GPU: tied embedding's gradient, held through backward */
+	SW_PURPOSE_ACT,             /* GPU: one micro-batch through one layer, with its gradients */
+	SW_PURPOSE_MB_IO,           /* GPU: micro-batch staging for x, dx and checkpoints */
+	SW_PURPOSE_HEAD,            /* GPU: final norm, vocab-chunked logits and loss, tokens */
+	SW_PURPOSE_WORKSPACE,       /* GPU: cuBLAS workspace */
+	SW_PURPOSE_RESERVE,         /* GPU: --gpu-reserve */
+	SW_PURPOSE_STAGE_P16,       /* host, pinned: P16 read from / written to NVMe */
+	SW_PURPOSE_STAGE_OPT,       /* host, pinned: P32/m/v read-ahead and write-behind */
+	SW_PURPOSE_STAGE_CKPT,      /* host, pinned: checkpoints to / from NVMe */
+	SW_PURPOSE_COUNT
+} sw_plan_purpose;
+
+typedef enum { SW_RES_COMPUTE, SW_RES_PCIE, SW_RES_NVME, SW_RES_CPU_ADAM, SW_RES_COUNT } sw_plan_resource;
+
+/* The cost model (docs/planner.md "Step time"). Traffic is per optimizer step. */
+typedef struct sw_plan_cost {
+	double flops_model;         /* 6 * N_gemm * tokens */
+	double flops_recompute;     /* 2 * N_layers_gemm * tokens */
+	double flops_attn;          /* 8 * L * tokens * seq_len * q_dim (causal, fwd+recompute+bwd) */
+	uint64_t h2d, d2h;          /* PCIe bytes each way */
+	uint64_t nvme_read, nvme_write;
+	int64_t adam_params;        /* parameters updated by CPU AdamW */
+	double t_h2d, t_d2h, t_nvme_read, t_nvme_write;   /* seconds */
+	double t[SW_RES_COUNT];     /* compute; PCIe = max(h2d, d2h); NVMe = read + write; CPU */
+	double step_s;              /* max of t[] */
+	sw_plan_resource bottleneck;
+	double tokens_per_s;
+	double tflops;              /* (model + attention FLOPs) / step, recompute not counted */
+} sw_plan_cost;
+
+typedef struct sw_plan {
+	sw_plan_input in;           /* a copy of the inputs */
+	/* shapes */
+	int n_layers, ngroups;
+	int64_t micro_tokens;       /* T = micro_rows * seq_len */
+	int64_t n_micro;            /* M = batch_tokens / T */
+	int p16_bytes, act_bytes;   /* 2 and 2 in bf16, 4 and 4 in fp32 */
+	uint64_t ckpt_item;         /* bytes of one checkpoint: T * dim * act_bytes */
+	int64_t chunk_params;       /* min(in.chunk_params, largest group) */
+	/* decisions */
+	int streaming;              /* 1: some group is not resident (the window exists) */
+	int carry_on_gpu;           /* 1: the activation carry lives on the GPU, else on the host */
+	int resident_groups;        /* groups fully on the GPU */
+	sw_tier (*tier)[SW_STATE_COUNT];   /* [ngroups][state] */
+	uint8_t *ckpt_tier;         /* [n_layers * n_micro] sw_tier; see sw_plan_ckpt_tier */
+	int64_t ckpt_count[SW_TIER_COUNT];
+	/* accounting: every byte the run may allocate, by tier and purpose */
+	uint64_t bytes[SW_TIER_COUNT][SW_PURPOSE_COUNT];
+	uint64_t total[SW_TIER_COUNT];
+	uint64_t budget[SW_TIER_COUNT];    /* gpu_mem, cpu_mem, sum of NVMe capacities */
+	uint64_t nvme_path_bytes[SW_PLAN_MAX_NVME];   /* NVMe total split by capacity */
+	/* disk: NVMe tier need under each consistency mode, index slots-1 */
+	uint64_t disk_bytes[2];
+	/* optimizer state of resident (GPU/host) groups, saved to the run directory at
+	 * --save-every: one copy per slot; outside the NVMe budget */
+	uint64_t save_bytes[2];
+	sw_plan_cost cost;
+	/* a failed build: which tier is short and by how much, and the one-line message
+	 * ("--gpu-mem 2.00 GiB is 1.37 GiB short of ...; raise ...") without "spillway: " */
+	sw_tier short_tier;
+	uint64_t short_bytes;
+	char why[1024];
+} sw_plan;
+
+/* Defaults for everything but the table and the budgets (docs/planner.md lists them). */
+void sw_plan_input_init(sw_plan_input *in, const sw_table *tt);
+
+/* Places every state under the budgets and runs the cost model. Returns 0; -EINVAL for
+ * inputs that make no sense, -ENOSPC when a tier is short (p->short_tier, p->short_bytes), in
+ * both cases with p->why set; -ENOMEM. Never returns a plan over a budget (asserted). Call
+ * sw_plan_free afterwards whatever it returned. */
+int sw_plan_build(sw_plan *p, const sw_plan_input *in);
+void sw_plan_free(sw_plan *p);
+
+/* The smallest budget of one tier with which sw_plan_build succeeds, the other tiers' budgets
+ * taken from in (for the host: given in->gpu_mem; for NVMe: given both memories; the NVMe
+ * answer is the total capacity needed). Planning with it succeeds; with one byte less, the
+ * build fails naming that tier. Returns 0 and sets *bytes, or the error sw_plan_build gives
+ * (an earlier tier short, bad input) with that plan's why copied into why (may be NULL). */
+int sw_plan_min_budget(const sw_plan_input *in, sw_tier tier, uint64_t *bytes, char *why, int why_len);
+
+/* GPU bytes that must be there whatever else is placed: the working set without the prefetch
+ * window (which is prefetch * largest group * P16 bytes, needed unless every group is
+ * resident), in total and by purpose; the planner's own accounting, for tests and the executor. */
+uint64_t sw_plan_gpu_working_set(const sw_plan_input *in, uint64_t by_purpose[SW_PURPOSE_COUNT]);
+
+/* Copies the placement into the table's per-group tiers (sw_group.tier). */
+void sw_plan_apply(const sw_plan *p, sw_table *tt);
+
+/* Tier of the checkpoint of decoder layer `layer`'s input for micro-batch mb. */
+static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)
+{
+	return (sw_tier)p->ckpt_tier[(int64_t)layer * p->n_micro + mb];
+}
+
+/* Prints the placement table, tier accounting, disk cost per mode and the step-time
+ * prediction (spillway plan; spillway train at start). */
+void sw_plan_print(const sw_plan *p, FILE *f);
+
+const char *sw_plan_tier_name(sw_tier t);
+const char *sw_plan_purpose_name(sw_plan_purpose u);
+const char *sw_plan_resource_name(sw_plan_resource r);
+#endif

@@ -1,0 +1,336 @@
+/* The training driver behind `spillway train`: load, plan, train, report, save.
+ *
+ * Run directory (--run DIR):
+ *   metrics.jsonl          one JSON object per step (appended)
+ *   weights-NNNNNNNN/      fp32 master weights after step N (an HF directory)
+ *   manifest.json          {"step": N, "weights": "weights-NNNNNNNN", ...}: written to a
+ *                          temporary file, fsynced, renamed, directory fsynced; the previous
+ *                          weights directory is removed only after the rename (two slots). */
+#include "offload/exec.h"
+#include "core/data.h"
+#include "core/hfmodel.h"
+#include "core/log.h"
+#include "core/cli.h"
+#include "core/model.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+uint64_t sw_exec_backend_reserve(uint64_t budget)
+{
+	/* cuda/backend_cuda.cu reserve_sizes(): cuBLASLt workspace + op scratch */
+	uint64_t mib = 1ull << 20, ws = budget >= 1024 * mib ? 32 * mib : 4 * mib, s = budget / 16;
+	s = s > 256 * mib ? 256 * mib : s < 4 * mib ? 4 * mib : s;
+	return ws + s;
+}
+
+uint64_t sw_exec_dir_free(const char *dir)
+{
+	struct statvfs st;
+	if (statvfs(dir, &st))
+		return 0;
+	return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+}
+
+static int rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return unlink(path) ? -errno : 0;
+	struct dirent *e;
+	char buf[4096];
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(buf, sizeof(buf), "%s/%s", path, e->d_name);
+		rm_rf(buf);
+	}
+	closedir(d);
+	return rmdir(path) ? -errno : 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* Writes the fp32 masters to RUN/weights-STEP and commits the manifest. */
+static int save_state(sw_exec *ex, const sw_table *tt, const char *run, int64_t step,
+		      const sw_data *data, const char *prev, char *cur, int curlen)
+{
+	char dir[4096], tmp[4200], man[4200];
+	snprintf(cur, (size_t)curlen, "weights-%08lld", (long long)step);
+	snprintf(dir, sizeof(dir), "%s/%s", run, cur);
+	rm_rf(dir);
+	sw_st_writer *w;
+	int rc = sw_hf_write_begin(&w, dir, tt, SW_DTYPE_F32, 0);
+	if (rc)
+		return rc;
+	float *buf = malloc((size_t)tt->max_group_numel * 4);
+	if (!buf) {
+		sw_st_writer_abort(w);
+		return -ENOMEM;
+	}
+	for (int g = 0; g < tt->ngroups && !rc; g++) {
+		if (!(rc = sw_exec_get_group(ex, g, SW_STATE_P32, buf)))
+			rc = sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
+	}
+	free(buf);
+	if (rc) {
+		sw_st_writer_abort(w);
+		return rc;
+	}
+	sw_config cfg = tt->cfg;
+	cfg.dtype = SW_DTYPE_F32;
+	if ((rc = sw_st_writer_finish(w, &cfg)))
+		return rc;
+	snprintf(tmp, sizeof(tmp), "%s/manifest.json.tmp", run);
+	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		sw_error("run %s: cannot write %s: %s", run, tmp, strerror(errno));
+		return -errno;
+	}
+	fprintf(f, "{\"version\": 1, \"step\": %lld, \"weights\": \"%s\", \"data_epoch\": %llu, "
+		"\"data_index\": %llu}\n", (long long)step, cur,
+		(unsigned long long)data->pos.epoch, (unsigned long long)data->pos.index);
+	if (fflush(f) || fsync(fileno(f))) {
+		rc = -errno;
+		fclose(f);
+		return rc;
+	}
+	fclose(f);
+	if (rename(tmp, man))
+		return -errno;
+	fsync_dir(run);
+	if (prev && prev[0] && strcmp(prev, cur)) {
+		snprintf(dir, sizeof(dir), "%s/%s", run, prev);
+		rm_rf(dir);
+	}
+	return 0;
+}
+
+static const char *res_json[SW_TRACK_COUNT] = {
+	"compute_s", "h2d_s", "d2h_s", "nvme_read_s", "nvme_write_s", "optim_s",
+};
+
+int sw_exec_train(const sw_exec_args *a)
+{
+	double t_load = sw_now();
+	sw_hf_model hm;
+	int rc = sw_hf_open(&hm, a->model);
+	if (rc)
+		return rc;
+	const sw_table *tt = &hm.tt;
+	sw_data data;
+	memset(&data, 0, sizeof(data));
+	sw_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	sw_backend *be = NULL;
+	sw_io *io = NULL;
+	sw_exec *ex = NULL;
+	FILE *metrics = NULL;
+	int32_t *inputs = NULL, *targets = NULL;
+	float *buf = NULL;
+	char prev[64] = "", cur[64] = "";
+	int data_open = 0;
+	if ((rc = sw_data_open(&data, a->data, a->seq_len, a->seed)))
+		goto out;
+	data_open = 1;
+	if (data.h.vocab > (uint32_t)tt->cfg.vocab) {
+		sw_error("train: %s has token ids up to vocab %u but the model's vocab_size is %lld; "
+			 "tokenize for this model", a->data, data.h.vocab, (long long)tt->cfg.vocab);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* plan */
+	sw_plan_input in;
+	sw_plan_input_init(&in, tt);
+	in.cpu_mem = a->cpu_mem;
+	in.batch_tokens = a->batch_tokens;
+	in.seq_len = a->seq_len;
+	in.micro_rows = a->micro_rows;
+	in.fp32 = a->fp32;
+	in.prefetch = a->prefetch;
+	in.slots = a->slots ? a->slots : 2;
+	in.gpu_mem = a->gpu_mem ? a->gpu_mem : (1ull << 50);
+	/* the CPU backend has no GEMM workspace */
+	int cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
+	in.cublas_workspace = 0;   /* the CUDA backend takes its workspace from its reserve */
+	if (a->chunk > 0)
+		in.chunk_params = a->chunk;
+	if (a->nvme) {
+		char *dirs[SW_PLAN_MAX_NVME];
+		uint64_t caps[SW_PLAN_MAX_NVME];
+		int n = sw_io_paths_parse(a->nvme, dirs, caps, SW_PLAN_MAX_NVME);
+		if (n < 0) {
+			rc = -EINVAL;
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			snprintf(in.nvme[i].path, sizeof(in.nvme[i].path), "%s", dirs[i]);
+			in.nvme[i].capacity = caps[i] ? caps[i] : sw_exec_dir_free(dirs[i]);
+			free(dirs[i]);
+		}
+		in.n_nvme = n;
+	}
+	uint64_t arena = a->gpu_mem;
+	if (a->gpu_mem && !cpu) {
+		/* the CUDA backend keeps its GEMM workspace and op scratch inside the arena */
+		uint64_t r = sw_exec_backend_reserve(a->gpu_mem);
+		if (r >= a->gpu_mem) {
+			sw_error("train: --gpu-mem is below the CUDA backend's own reserve; raise it");
+			rc = -ENOSPC;
+			goto out;
+		}
+		in.gpu_mem = a->gpu_mem - r;
+	}
+	if ((rc = sw_plan_build(&plan, &in))) {
+		sw_error("train: %s", plan.why);
+		goto out;
+	}
+	if (!a->gpu_mem) {
+		/* no budget given: exactly what the all-resident plan needs */
+		in.gpu_mem = plan.total[SW_TIER_GPU];
+		arena = in.gpu_mem + (cpu ? 0 : sw_exec_backend_reserve(in.gpu_mem + (288ull << 20)));
+		sw_plan_free(&plan);
+		memset(&plan, 0, sizeof(plan));
+		if ((rc = sw_plan_build(&plan, &in))) {
+			sw_error("train: %s", plan.why);
+			goto out;
+		}
+	}
+	if (!a->quiet)
+		sw_plan_print(&plan, stdout);
+	/* backend: its arena is the GPU budget */
+	sw_backend_opts bo = { .mem_budget = arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
+			       .threads = a->threads };
+	if ((rc = sw_backend_create(a->backend, &bo, &be)))
+		goto out;
+	if (plan.total[SW_TIER_NVME]) {
+		sw_io_config ic = { .paths = a->nvme, .quiet = 1 };
+		uint64_t extents = (uint64_t)tt->ngroups * 7 + (uint64_t)tt->cfg.n_layers * (uint64_t)plan.n_micro;
+		ic.stripe = ((uint64_t)sw_exec_chunk(&plan, tt) * (a->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
+		ic.size = plan.total[SW_TIER_NVME] + extents * ic.stripe;   /* stripe alignment */
+		if ((rc = sw_io_open(&ic, &io)))
+			goto out;
+	}
+	if (a->run && mkdir(a->run, 0755) && errno != EEXIST) {
+		rc = -errno;
+		sw_error("train: --run %s: %s", a->run, strerror(errno));
+		goto out;
+	}
+	sw_exec_opts eo = { .adam = a->adam, .clip = a->clip, .cpu_threads = a->threads,
+			    .trace = a->trace };
+	if ((rc = sw_exec_create(be, tt, &plan, io, &eo, &ex)))
+		goto out;
+	/* weights: fp32 masters group by group */
+	buf = malloc((size_t)tt->max_group_numel * 4);
+	rc = -ENOMEM;
+	if (!buf)
+		goto out;
+	sw_progress pr;
+	sw_progress_begin(&pr, "train: loading weights", (uint64_t)tt->total);
+	uint64_t done = 0;
+	for (int g = 0; g < tt->ngroups; g++) {
+		sw_hf_read_group(&hm, g, buf, SW_DTYPE_F32);
+		if ((rc = sw_exec_set_group(ex, g, buf)))
+			goto out;
+		done += (uint64_t)tt->g[g].numel;
+		sw_progress_update(&pr, done);
+	}
+	sw_progress_end(&pr);
+	if (a->run) {
+		char mp[4200];
+		snprintf(mp, sizeof(mp), "%s/metrics.jsonl", a->run);
+		metrics = fopen(mp, "a");
+		if (!metrics) {
+			rc = -errno;
+			sw_error("train: cannot open %s: %s", mp, strerror(errno));
+			goto out;
+		}
+	}
+	int64_t rows = a->batch_tokens / a->seq_len;
+	inputs = malloc((size_t)rows * (size_t)a->seq_len * 4);
+	targets = malloc((size_t)rows * (size_t)a->seq_len * 4);
+	rc = -ENOMEM;
+	if (!inputs || !targets)
+		goto out;
+	printf("train: %s, %lld parameters, backend %s (%s), %lld micro-batches of %lld tokens per "
+	       "step, loaded in %.1f s; GPU arena %.1f MiB, pinned host %.1f MiB\n", tt->cfg.model_type,
+	       (long long)tt->total, be->name, be->device_name, (long long)plan.n_micro,
+	       (long long)plan.micro_tokens, sw_now() - t_load, (double)be->budget / 1048576.0,
+	       (double)sw_exec_host_bytes(ex) / 1048576.0);
+	fflush(stdout);
+	double t_train = sw_now();
+	rc = 0;
+	for (int64_t step = 1; step <= a->steps; step++) {
+		if ((rc = sw_data_next(&data, rows, inputs, targets)))
+			break;
+		double lr = sw_lr_at(&a->sched, step);
+		sw_exec_stats st;
+		if ((rc = sw_exec_step(ex, inputs, targets, step, lr, &st)))
+			break;
+		double tps = (double)a->batch_tokens / st.step_s;
+		double tflops = sw_model_step_flops(&tt->cfg, a->batch_tokens, (int)a->seq_len) / st.step_s / 1e12;
+		double bound = plan.cost.step_s / st.step_s;
+		if (a->losses_out)
+			a->losses_out[step - 1] = st.s.loss;
+		if (a->print_steps) {
+			printf("step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | %.0f tok/s | "
+			       "%.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme r %.2f "
+			       "w %.2f adam %.2f s | bound/measured %.2f\n", (long long)step,
+			       (long long)a->steps, st.s.loss, lr, st.s.grad_norm,
+			       st.s.skipped ? " (non-finite: step skipped)" : "", tps, tflops, st.step_s,
+			       st.busy[0], st.busy[1], st.busy[2], st.busy[3], st.busy[4], st.busy[5], bound);
+			fflush(stdout);
+		}
+		if (metrics) {
+			fprintf(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+				"\"skipped\": %d, \"tokens_per_s\": %.6g, \"tflops\": %.6g, \"step_s\": %.6g",
+				(long long)step, st.s.loss, lr, st.s.grad_norm, st.s.skipped, tps, tflops,
+				st.step_s);
+			for (int r = 0; r < SW_TRACK_COUNT; r++)
+				fprintf(metrics, ", \"%s\": %.6g", res_json[r], st.busy[r]);
+			fprintf(metrics, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g}\n",
+				plan.cost.step_s, bound);
+			fflush(metrics);
+		}
+		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps)) {
+			if ((rc = save_state(ex, tt, a->run, step, &data, prev, cur, sizeof(cur))))
+				break;
+			snprintf(prev, sizeof(prev), "%s", cur);
+		}
+	}
+	if (!rc)
+		printf("train: %lld steps in %.1f s; GPU arena peak %.1f MiB of %.1f MiB\n",
+		       (long long)a->steps, sw_now() - t_train, (double)be->peak / 1048576.0,
+		       (double)be->budget / 1048576.0);
+out:
+	if (metrics)
+		fclose(metrics);
+	free(inputs);
+	free(targets);
+	free(buf);
+	sw_exec_destroy(ex);
+	sw_io_close(io);
+	sw_backend_destroy(be);
+	sw_plan_free(&plan);
+	if (data_open)
+		sw_data_close(&data);
+	sw_hf_close(&hm);
+	return rc;
+}

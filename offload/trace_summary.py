@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Summarises a `spillway train --trace` file: busy seconds per track, and how long each pair
+of tracks was busy at the same time (overlap), over the whole trace or from --from-step-s on.
+Usage: trace_summary.py TRACE.json [--skip-s SECONDS]"""
+import json, sys
+
+def merge(iv):
+    iv = sorted(iv)
+    out = []
+    for a, b in iv:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+def inter(x, y):
+    i = j = 0
+    t = 0.0
+    while i < len(x) and j < len(y):
+        a = max(x[i][0], y[j][0]); b = min(x[i][1], y[j][1])
+        if b > a:
+            t += b - a
+        if x[i][1] < y[j][1]:
+            i += 1
+        else:
+            j += 1
+    return t
+
+def main():
+    path = sys.argv[1]
+    skip = float(sys.argv[sys.argv.index('--skip-s') + 1]) if '--skip-s' in sys.argv else 0.0
+    ev = json.load(open(path))['traceEvents']
+    names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
+    spans = {}
+    t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
+    for e in ev:
+        if e.get('ph') != 'X':
+            continue
+        a = (e['ts'] - t0) / 1e6
+        if a < skip:
+            continue
+        spans.setdefault(e['tid'], []).append((a, a + e['dur'] / 1e6))
+    m = {k: merge(v) for k, v in spans.items()}
+    end = max((b for v in m.values() for _, b in v), default=0)
+    print(f"trace {path}: {end - skip:.2f} s (from {skip:.2f} s)")
+    print(f"{'track':<12} {'busy s':>8} {'share':>6}")
+    for k in sorted(m):
+        busy = sum(b - a for a, b in m[k])
+        print(f"{names.get(k, k):<12} {busy:8.2f} {busy / max(end - skip, 1e-9):6.1%}")
+    print("overlap (seconds both busy):")
+    keys = sorted(m)
+    for i in range(len(keys)):
+        for j in range(i + 1, len(keys)):
+            o = inter(m[keys[i]], m[keys[j]])
+            if o > 0:
+                print(f"  {names.get(keys[i])} & {names.get(keys[j])}: {o:.2f}")
+
+main()

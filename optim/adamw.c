@@ -1,0 +1,292 @@
+/* The scalar AdamW path (the reference every faster path must match bit for bit), the run-time
+ * choice of path, and the threaded driver.
+ * This file must be compiled without floating-point contraction (-ffp-contract=off, global in
+ * the Makefile): every operation below is a separately rounded IEEE fp32 operation. */
+#include "optim/adamw.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+sw_adamw_args sw_adamw_args_make(const sw_adamw_hparams *h, double lr, int64_t t, int decay,
+				 double grad_scale)
+{
+	sw_adamw_args a;
+	a.lr = (float)lr;
+	a.beta1 = (float)h->beta1;
+	a.beta2 = (float)h->beta2;
+	a.eps = (float)h->eps;
+	a.weight_decay = decay ? (float)h->weight_decay : 0.0f;
+	a.step_size = (float)(lr / (1.0 - pow(h->beta1, (double)t)));
+	a.bc2_sqrt = (float)sqrt(1.0 - pow(h->beta2, (double)t));
+	a.grad_scale = (float)grad_scale;
+	a.one_minus_beta1 = (float)(1.0 - h->beta1);
+	a.one_minus_beta2 = (float)(1.0 - h->beta2);
+	return a;
+}
+
+int sw_adamw_decays(sw_decay_rule rule, int ndim)
+{
+	return rule == SW_DECAY_ALL || ndim >= 2;
+}
+
+int sw_decay_rule_parse(const char *name, sw_decay_rule *out)
+{
+	if (name && strcmp(name, "matrices") == 0)
+		*out = SW_DECAY_MATRICES;
+	else if (name && strcmp(name, "all") == 0)
+		*out = SW_DECAY_ALL;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int64_t sw_adamw_kernel_scalar(float *p32, float *m, float *v, const float *g, void *p16,
+			       int bf16, int64_t n, const sw_adamw_args *a)
+{
+	const float lrwd = a->lr * a->weight_decay;
+	const float omb1 = a->one_minus_beta1, omb2 = a->one_minus_beta2;
+	int64_t bad = 0;
+	for (int64_t i = 0; i < n; i++) {
+		float gi = g[i] * a->grad_scale;
+		float p = p32[i];
+		if (isfinite(gi)) {
+			p = p - lrwd * p;
+			float mi = m[i] + omb1 * (gi - m[i]);
+			float vi = a->beta2 * v[i] + omb2 * (gi * gi);
+			float d = sqrtf(vi) / a->bc2_sqrt + a->eps;
+			p = p - a->step_size * (mi / d);
+			p32[i] = p;
+			m[i] = mi;
+			v[i] = vi;
+		} else {
+			bad++;
+		}
+		if (p16 && bf16)
+			((sw_bf16 *)p16)[i] = sw_f32_to_bf16(p);
+		else if (p16)
+			((float *)p16)[i] = p;
+	}
+	return bad;
+}
+
+/* Sum of squares in double, lane i % 8 into acc[i % 8]: the order every path follows. The
+ * products of two floats are exact in double, so only the additions round. */
+void sw_sumsq_kernel_scalar(const float *g, int64_t n, double acc[8])
+{
+	for (int64_t i = 0; i < n; i++)
+		acc[i & 7] += (double)g[i] * (double)g[i];
+}
+
+/* ---- path selection ---- */
+
+static const char *const path_names[SW_ADAMW_PATH_COUNT] = { "auto", "scalar", "avx2", "avx512" };
+static _Atomic int path_in_use = -1;   /* -1: not chosen yet */
+
+const char *sw_adamw_path_name(sw_adamw_path path)
+{
+	return (unsigned)path < SW_ADAMW_PATH_COUNT ? path_names[path] : "?";
+}
+
+int sw_adamw_path_parse(const char *name, sw_adamw_path *out)
+{
+	for (int i = 0; i < SW_ADAMW_PATH_COUNT; i++)
+		if (name && strcmp(name, path_names[i]) == 0) {
+			*out = (sw_adamw_path)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int sw_adamw_path_supported(sw_adamw_path path)
+{
+	switch (path) {
+	case SW_ADAMW_PATH_AUTO:
+	case SW_ADAMW_PATH_SCALAR:
+		return 1;
+#if defined(__x86_64__)
+	case SW_ADAMW_PATH_AVX2:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx2");
+	case SW_ADAMW_PATH_AVX512:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
+	default:
+		return 0;
+	}
+}
+
+static sw_adamw_path path_best(void)
+{
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512))
+		return SW_ADAMW_PATH_AVX512;
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX2))
+		return SW_ADAMW_PATH_AVX2;
+	return SW_ADAMW_PATH_SCALAR;
+}
+
+/* The automatic choice: SW_ADAMW_PATH when set and usable (a warning otherwise), else the best. */
+static sw_adamw_path path_auto(void)
+{
+	const char *env = getenv("SW_ADAMW_PATH");
+	sw_adamw_path p;
+	if (!env || !*env)
+		return path_best();
+	if (sw_adamw_path_parse(env, &p) != 0) {
+		sw_warn("SW_ADAMW_PATH=%s is not one of auto, scalar, avx2, avx512; using %s", env,
+			path_names[path_best()]);
+		return path_best();
+	}
+	if (p == SW_ADAMW_PATH_AUTO)
+		return path_best();
+	if (!sw_adamw_path_supported(p)) {
+		sw_warn("SW_ADAMW_PATH=%s: this CPU cannot run it; using %s", env,
+			path_names[path_best()]);
+		return path_best();
+	}
+	return p;
+}
+
+int sw_adamw_path_set(sw_adamw_path path)
+{
+	if ((unsigned)path >= SW_ADAMW_PATH_COUNT || !sw_adamw_path_supported(path))
+		return -ENOTSUP;
+	atomic_store(&path_in_use, (int)(path == SW_ADAMW_PATH_AUTO ? path_auto() : path));
+	return 0;
+}
+
+sw_adamw_path sw_adamw_path_get(void)
+{
+	int p = atomic_load(&path_in_use);
+	if (p < 0) {
+		p = (int)path_auto();
+		atomic_store(&path_in_use, p);
+	}
+	return (sw_adamw_path)p;
+}
+
+static sw_adamw_kernel_fn adamw_kernel(void)
+{
+	switch (sw_adamw_path_get()) {
+#if defined(__x86_64__)
+	case SW_ADAMW_PATH_AVX512:
+		return sw_adamw_kernel_avx512;
+	case SW_ADAMW_PATH_AVX2:
+		return sw_adamw_kernel_avx2;
+#endif
+	default:
+		return sw_adamw_kernel_scalar;
+	}
+}
+
+sw_sumsq_kernel_fn sw_sumsq_kernel(void)
+{
+	switch (sw_adamw_path_get()) {
+#if defined(__x86_64__)
+	case SW_ADAMW_PATH_AVX512:
+		return sw_sumsq_kernel_avx512;
+	case SW_ADAMW_PATH_AVX2:
+		return sw_sumsq_kernel_avx2;
+#endif
+	default:
+		return sw_sumsq_kernel_scalar;
+	}
+}
+
+/* ---- entry points ---- */
+
+int64_t sw_adamw_update_checked(float *p32, float *m, float *v, const float *g, void *p16,
+				sw_dtype act, int64_t n, const sw_adamw_args *a)
+{
+	if (n <= 0)
+		return 0;
+	return adamw_kernel()(p32, m, v, g, p16, act == SW_DTYPE_BF16, n, a);
+}
+
+void sw_adamw_update(float *p32, float *m, float *v, const float *g, void *p16, sw_dtype act,
+		     int64_t n, const sw_adamw_args *a)
+{
+	(void)sw_adamw_update_checked(p32, m, v, g, p16, act, n, a);
+}
+
+struct update_job {
+	sw_adamw_kernel_fn fn;
+	float *p32, *m, *v;
+	const float *g;
+	char *p16;
+	int bf16, p16_size;
+	int threads;
+	int64_t n;
+	const sw_adamw_args *a;
+	atomic_int_fast64_t bad;
+};
+
+static void update_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	struct update_job *j = ctx;
+	int64_t off = task * SW_ADAMW_CHUNK;
+	int64_t len = j->n - off < SW_ADAMW_CHUNK ? j->n - off : SW_ADAMW_CHUNK;
+	int64_t bad = j->fn(j->p32 + off, j->m + off, j->v + off, j->g + off,
+			    j->p16 ? j->p16 + off * j->p16_size : NULL, j->bf16, len, j->a);
+	if (bad)
+		atomic_fetch_add(&j->bad, bad);
+}
+
+/* SW_ADAMW_STATIC=1: one contiguous slice per worker instead of SW_ADAMW_CHUNK-sized tasks
+ * (for measuring; the bits are the same either way, the update being element-wise). */
+static int static_slices(void)
+{
+	static _Atomic int st = -1;
+	int v = atomic_load_explicit(&st, memory_order_relaxed);
+	if (v < 0) {
+		const char *e = getenv("SW_ADAMW_STATIC");
+		v = e && e[0] == '1';
+		atomic_store_explicit(&st, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+static void slice_task(void *ctx, int64_t task, int worker)
+{
+	(void)task;
+	struct update_job *j = ctx;
+	int t = j->threads;
+	int64_t blocks = (j->n + 15) / 16;
+	int64_t lo = blocks * worker / t * 16, hi = blocks * (worker + 1) / t * 16;
+	hi = hi < j->n ? hi : j->n;
+	if (lo >= hi)
+		return;
+	int64_t bad = j->fn(j->p32 + lo, j->m + lo, j->v + lo, j->g + lo,
+			    j->p16 ? j->p16 + lo * j->p16_size : NULL, j->bf16, hi - lo, j->a);
+	if (bad)
+		atomic_fetch_add(&j->bad, bad);
+}
+
+int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, const float *g,
+				 void *p16, sw_dtype act, int64_t n, const sw_adamw_args *a)
+{
+	if (n <= 0)
+		return 0;
+	struct update_job j = {
+		.fn = adamw_kernel(), .p32 = p32, .m = m, .v = v, .g = g, .p16 = p16,
+		.bf16 = act == SW_DTYPE_BF16, .p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n, .a = a,
+	};
+	atomic_init(&j.bad, 0);
+	int64_t tasks = (n + SW_ADAMW_CHUNK - 1) / SW_ADAMW_CHUNK;
+	if (!pool || tasks == 1) {
+		for (int64_t t = 0; t < tasks; t++)
+			update_task(&j, t, 0);
+	} else if (static_slices()) {
+		j.threads = sw_pool_threads(pool);
+		sw_pool_run_each(pool, slice_task, &j);
+	} else {
+		sw_pool_run(pool, update_task, &j, tasks);
+	}
+	return atomic_load(&j.bad);
+}

@@ -1,0 +1,289 @@
+/* The AVX2 and AVX-512 AdamW paths and sum-of-squares kernels, chosen at run time
+ * (optim/adamw.c). Each function carries its own target attribute, so the file builds with the
+ * project's generic flags and the instructions only run where the CPU has them.
+ *
+ * Bit-identity with the scalar path (sw_adamw_kernel_scalar) rests on three rules:
+ *  - the same operations in the same order, each a separately rounded IEEE op (mul, add, sub,
+ *    div, sqrt are correctly rounded in SSE/AVX as in scalar code); the "fma" target is never
+ *    enabled here and -ffp-contract=off is global, so nothing is fused;
+ *  - the bf16 rounding is done on the integer bits exactly as sw_f32_to_bf16 (round to nearest
+ *    even; NaN -> (bits >> 16) | 0x40), never with VCVTNEPS2BF16, which flushes denormals;
+ *  - the MXCSR is left at its default (no FTZ/DAZ), as for the scalar code. */
+#include "optim/adamw.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define T_AVX2 __attribute__((target("avx2")))
+
+#ifndef SW_ADAMW_PREFETCH_DEFAULT
+#define SW_ADAMW_PREFETCH_DEFAULT 2048   /* measured best on the H100 host: docs/perf/adam.md */
+#endif
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
+/* Non-temporal stores for the p16 stream (written once, read next by a DMA to the GPU), when
+ * aligned. SW_ADAMW_NT=0 turns them off. */
+static int nt_stores(void)
+{
+	static _Atomic int nt = -1;
+	int v = atomic_load_explicit(&nt, memory_order_relaxed);
+	if (v < 0) {
+		const char *e = getenv("SW_ADAMW_NT");
+		v = !(e && e[0] == '0');
+		atomic_store_explicit(&nt, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+/* SW_ADAMW_NT_STATE=1: non-temporal stores for p32, m and v too (AVX-512, 64-byte aligned
+ * pointers only; for measuring). */
+static int nt_state(void)
+{
+	static _Atomic int nts = -1;
+	int v = atomic_load_explicit(&nts, memory_order_relaxed);
+	if (v < 0) {
+		const char *e = getenv("SW_ADAMW_NT_STATE");
+		v = e && e[0] == '1';
+		atomic_store_explicit(&nts, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+/* Software prefetch distance in bytes ahead of each of the four input streams (default 2048:
+ * +4 to +31 % over the hardware prefetchers alone on the H100 host, docs/perf/adam.md); 0 leaves
+ * it to the hardware. SW_ADAMW_PREFETCH=BYTES sets it, SW_ADAMW_PREFETCH_L2=1 prefetches into
+ * L2 only (for measuring). Returns the distance, negative for L2. */
+static int64_t prefetch_bytes(void)
+{
+	static _Atomic int64_t pf = INT64_MIN;
+	int64_t v = atomic_load_explicit(&pf, memory_order_relaxed);
+	if (v == INT64_MIN) {
+		const char *e = getenv("SW_ADAMW_PREFETCH"), *l2 = getenv("SW_ADAMW_PREFETCH_L2");
+		v = e ? atoll(e) : SW_ADAMW_PREFETCH_DEFAULT;
+		v = v < 0 ? 0 : v > (1 << 20) ? (1 << 20) : v;
+		if (l2 && l2[0] == '1')
+			v = -v;
+		atomic_store_explicit(&pf, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+int64_t sw_adamw_prefetch(void) { return prefetch_bytes(); }
+
+#define PREFETCH4(i, pf)                                                                       \
+	do {                                                                                   \
+		if ((pf) > 0) {                                                                \
+			_mm_prefetch((const char *)(g + (i)) + (pf), _MM_HINT_T0);             \
+			_mm_prefetch((const char *)(p32 + (i)) + (pf), _MM_HINT_T0);           \
+			_mm_prefetch((const char *)(m + (i)) + (pf), _MM_HINT_T0);             \
+			_mm_prefetch((const char *)(v + (i)) + (pf), _MM_HINT_T0);             \
+		} else {                                                                       \
+			_mm_prefetch((const char *)(g + (i)) - (pf), _MM_HINT_T1);             \
+			_mm_prefetch((const char *)(p32 + (i)) - (pf), _MM_HINT_T1);           \
+			_mm_prefetch((const char *)(m + (i)) - (pf), _MM_HINT_T1);             \
+			_mm_prefetch((const char *)(v + (i)) - (pf), _MM_HINT_T1);             \
+		}                                                                              \
+	} while (0)
+
+/* ---------------- AVX-512 ---------------- */
+
+static inline T_AVX512 __m256i bf16_round16(__m512 p)
+{
+	const __m512i u = _mm512_castps_si512(p);
+	const __m512i hi = _mm512_srli_epi32(u, 16);
+	const __m512i absu = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+	const __mmask16 nan = _mm512_cmpgt_epi32_mask(absu, _mm512_set1_epi32(0x7f800000));
+	const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+	__m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+	r = _mm512_srli_epi32(r, 16);
+	r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+	return _mm512_cvtepi32_epi16(r);
+}
+
+int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g,
+					 void *p16, int bf16, int64_t n, const sw_adamw_args *a)
+{
+	const __m512 gs = _mm512_set1_ps(a->grad_scale);
+	const __m512 lrwd = _mm512_set1_ps(a->lr * a->weight_decay);
+	const __m512 omb1 = _mm512_set1_ps(a->one_minus_beta1);
+	const __m512 omb2 = _mm512_set1_ps(a->one_minus_beta2);
+	const __m512 beta2 = _mm512_set1_ps(a->beta2), bc2 = _mm512_set1_ps(a->bc2_sqrt);
+	const __m512 eps = _mm512_set1_ps(a->eps), ss = _mm512_set1_ps(a->step_size);
+	const __m512 zero = _mm512_setzero_ps();
+	const int nt = p16 && nt_stores() &&
+		       ((uintptr_t)p16 & (bf16 ? 31u : 63u)) == 0;
+	const int64_t pf = prefetch_bytes();
+	const int nts = nt_state() && (((uintptr_t)p32 | (uintptr_t)m | (uintptr_t)v) & 63) == 0;
+	int64_t bad = 0;
+	for (int64_t i = 0; i < n; i += 16) {
+		if (pf)
+			PREFETCH4(i, pf);
+		/* full vectors use plain loads (masked loads of every vector are slower out of
+		 * cache); the last n % 16 elements use masked loads and stores */
+		const int full = n - i >= 16;
+		const __mmask16 k = full ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+		const __m512 g0 = full ? _mm512_loadu_ps(g + i) : _mm512_maskz_loadu_ps(k, g + i);
+		const __m512 p0 = full ? _mm512_loadu_ps(p32 + i) : _mm512_maskz_loadu_ps(k, p32 + i);
+		const __m512 m0 = full ? _mm512_loadu_ps(m + i) : _mm512_maskz_loadu_ps(k, m + i);
+		const __m512 v0 = full ? _mm512_loadu_ps(v + i) : _mm512_maskz_loadu_ps(k, v + i);
+		const __m512 gi = _mm512_mul_ps(g0, gs);
+		/* finite: gi - gi is +0 exactly; NaN for NaN and +-Inf */
+		const __mmask16 ok = _mm512_cmp_ps_mask(_mm512_sub_ps(gi, gi), zero, _CMP_EQ_OQ) & k;
+		__m512 p = _mm512_sub_ps(p0, _mm512_mul_ps(lrwd, p0));
+		__m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(omb1, _mm512_sub_ps(gi, m0)));
+		__m512 vi = _mm512_add_ps(_mm512_mul_ps(beta2, v0),
+					  _mm512_mul_ps(omb2, _mm512_mul_ps(gi, gi)));
+		__m512 d = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2), eps);
+		p = _mm512_sub_ps(p, _mm512_mul_ps(ss, _mm512_div_ps(mi, d)));
+		if (__builtin_expect(ok != k, 0)) {
+			/* a non-finite gradient: keep those elements' state as it was */
+			p = _mm512_mask_blend_ps(ok, p0, p);
+			mi = _mm512_mask_blend_ps(ok, m0, mi);
+			vi = _mm512_mask_blend_ps(ok, v0, vi);
+			bad += __builtin_popcount((unsigned)(k & ~ok));
+		}
+		if (full && nts) {
+			_mm512_stream_ps(p32 + i, p);
+			_mm512_stream_ps(m + i, mi);
+			_mm512_stream_ps(v + i, vi);
+		} else if (full) {
+			_mm512_storeu_ps(p32 + i, p);
+			_mm512_storeu_ps(m + i, mi);
+			_mm512_storeu_ps(v + i, vi);
+		}
+		if (full) {
+			if (p16 && bf16 && nt)
+				_mm256_stream_si256((__m256i *)((sw_bf16 *)p16 + i), bf16_round16(p));
+			else if (p16 && bf16)
+				_mm256_storeu_si256((__m256i *)((sw_bf16 *)p16 + i), bf16_round16(p));
+			else if (p16 && nt)
+				_mm512_stream_ps((float *)p16 + i, p);
+			else if (p16)
+				_mm512_storeu_ps((float *)p16 + i, p);
+		} else {
+			_mm512_mask_storeu_ps(p32 + i, k, p);
+			_mm512_mask_storeu_ps(m + i, k, mi);
+			_mm512_mask_storeu_ps(v + i, k, vi);
+			if (p16 && bf16)
+				_mm256_mask_storeu_epi16((sw_bf16 *)p16 + i, k, bf16_round16(p));
+			else if (p16)
+				_mm512_mask_storeu_ps((float *)p16 + i, k, p);
+		}
+	}
+	if (nt || nts)
+		_mm_sfence();   /* non-temporal stores are weakly ordered: publish before returning */
+	return bad;
+}
+
+/* acc[l] += g[i]^2 for i % 8 == l, in order of i: one 8-lane double accumulator. */
+void T_AVX512 sw_sumsq_kernel_avx512(const float *g, int64_t n, double acc[8])
+{
+	__m512d s = _mm512_loadu_pd(acc);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(g + i));
+		s = _mm512_add_pd(s, _mm512_mul_pd(x, x));
+	}
+	_mm512_storeu_pd(acc, s);
+	for (; i < n; i++)
+		acc[i & 7] += (double)g[i] * (double)g[i];
+}
+
+/* ---------------- AVX2 ---------------- */
+
+static inline T_AVX2 __m128i bf16_round8(__m256 p)
+{
+	const __m256i u = _mm256_castps_si256(p);
+	const __m256i hi = _mm256_srli_epi32(u, 16);
+	const __m256i absu = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+	const __m256i nan = _mm256_cmpgt_epi32(absu, _mm256_set1_epi32(0x7f800000));
+	const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+	__m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+	r = _mm256_srli_epi32(r, 16);
+	r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+	/* 8 x u32 (each <= 0xffff) -> 8 x u16: pack within 128-bit lanes, then gather qwords 0, 2 */
+	r = _mm256_packus_epi32(r, r);
+	r = _mm256_permute4x64_epi64(r, 0x08);
+	return _mm256_castsi256_si128(r);
+}
+
+int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
+				     int bf16, int64_t n, const sw_adamw_args *a)
+{
+	const __m256 gs = _mm256_set1_ps(a->grad_scale);
+	const __m256 lrwd = _mm256_set1_ps(a->lr * a->weight_decay);
+	const __m256 omb1 = _mm256_set1_ps(a->one_minus_beta1);
+	const __m256 omb2 = _mm256_set1_ps(a->one_minus_beta2);
+	const __m256 beta2 = _mm256_set1_ps(a->beta2), bc2 = _mm256_set1_ps(a->bc2_sqrt);
+	const __m256 eps = _mm256_set1_ps(a->eps), ss = _mm256_set1_ps(a->step_size);
+	const __m256 zero = _mm256_setzero_ps();
+	const int nt = p16 && nt_stores() &&
+		       ((uintptr_t)p16 & (bf16 ? 15u : 31u)) == 0;
+	const int64_t pf = prefetch_bytes();
+	int64_t bad = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		if (pf && (i & 15) == 0)
+			PREFETCH4(i, pf);
+		const __m256 p0 = _mm256_loadu_ps(p32 + i);
+		const __m256 m0 = _mm256_loadu_ps(m + i);
+		const __m256 v0 = _mm256_loadu_ps(v + i);
+		const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), gs);
+		const __m256 ok = _mm256_cmp_ps(_mm256_sub_ps(gi, gi), zero, _CMP_EQ_OQ);
+		__m256 p = _mm256_sub_ps(p0, _mm256_mul_ps(lrwd, p0));
+		__m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(omb1, _mm256_sub_ps(gi, m0)));
+		__m256 vi = _mm256_add_ps(_mm256_mul_ps(beta2, v0),
+					  _mm256_mul_ps(omb2, _mm256_mul_ps(gi, gi)));
+		__m256 d = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
+		p = _mm256_sub_ps(p, _mm256_mul_ps(ss, _mm256_div_ps(mi, d)));
+		const int okbits = _mm256_movemask_ps(ok);
+		if (__builtin_expect(okbits != 0xff, 0)) {
+			p = _mm256_blendv_ps(p0, p, ok);
+			mi = _mm256_blendv_ps(m0, mi, ok);
+			vi = _mm256_blendv_ps(v0, vi, ok);
+			bad += 8 - __builtin_popcount((unsigned)okbits);
+		}
+		_mm256_storeu_ps(p32 + i, p);
+		_mm256_storeu_ps(m + i, mi);
+		_mm256_storeu_ps(v + i, vi);
+		if (p16 && bf16 && nt)
+			_mm_stream_si128((__m128i *)((sw_bf16 *)p16 + i), bf16_round8(p));
+		else if (p16 && bf16)
+			_mm_storeu_si128((__m128i *)((sw_bf16 *)p16 + i), bf16_round8(p));
+		else if (p16 && nt)
+			_mm256_stream_ps((float *)p16 + i, p);
+		else if (p16)
+			_mm256_storeu_ps((float *)p16 + i, p);
+	}
+	if (nt)
+		_mm_sfence();
+	if (i < n) {
+		/* the last n % 8 elements: the scalar reference, which is the same arithmetic */
+		void *t16 = p16 ? (char *)p16 + i * (bf16 ? 2 : 4) : NULL;
+		bad += sw_adamw_kernel_scalar(p32 + i, m + i, v + i, g + i, t16, bf16, n - i, a);
+	}
+	return bad;
+}
+
+/* Lanes 0-3 in lo, 4-7 in hi: the same order as the scalar kernel. */
+void T_AVX2 sw_sumsq_kernel_avx2(const float *g, int64_t n, double acc[8])
+{
+	__m256d lo = _mm256_loadu_pd(acc), hi = _mm256_loadu_pd(acc + 4);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+		__m256d xh = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+		lo = _mm256_add_pd(lo, _mm256_mul_pd(xl, xl));
+		hi = _mm256_add_pd(hi, _mm256_mul_pd(xh, xh));
+	}
+	_mm256_storeu_pd(acc, lo);
+	_mm256_storeu_pd(acc + 4, hi);
+	for (; i < n; i++)
+		acc[i & 7] += (double)g[i] * (double)g[i];
+}
+#else
+int64_t sw_adamw_prefetch(void) { return 0; }
+#endif

@@ -1,0 +1,458 @@
+/* spillway bench-adam: CPU AdamW throughput against the memory bandwidth of the same machine,
+ * measured in the same run with the same threads by a STREAM-like triad.
+ *
+ * Bytes counted per parameter: 30 = read p32, m, v, g (4 B each) + write p32, m, v (4 B each)
+ * + write the bf16 copy p16 (2 B). Triad a[i] = b[i] + s * c[i]: 24 B per element (read b, c,
+ * write a), STREAM's count; it is run twice, with non-temporal stores (24 B is then the real
+ * traffic) and with ordinary stores (the real traffic is 32 B: the CPU reads a's lines before
+ * writing them, which STREAM does not count), and the ratio is taken against the larger.
+ * The AdamW runs are sw_adamw_update_parallel, the code the engine runs, on its chunks. */
+#include "core/cli.h"
+#include "core/commands.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "optim/adamw.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define BENCH_BYTES_PER_PARAM 30
+#define TRIAD_BYTES_PER_ELEM 24
+#define MAX_CPUS 4096
+
+typedef struct bench {
+	int64_t n;          /* parameters (and triad elements) */
+	float *p, *m, *v, *g;
+	sw_bf16 *h;
+	float *a, *b, *c;   /* triad */
+	int nt;             /* triad: non-temporal stores */
+	int threads;
+	sw_adamw_args args;
+} bench;
+
+/* The slice of worker w of T: 64-element aligned bounds. */
+static void slice(int64_t n, int w, int t, int64_t *lo, int64_t *hi)
+{
+	int64_t blocks = (n + 63) / 64;
+	*lo = blocks * w / t * 64;
+	*hi = blocks * (w + 1) / t * 64;
+	if (*lo > n)
+		*lo = n;
+	if (*hi > n)
+		*hi = n;
+}
+
+static void init_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	bench *b = ctx;
+	int64_t lo, hi;
+	slice(b->n, (int)task, b->threads, &lo, &hi);
+	uint64_t r = 0x9e3779b97f4a7c15ull ^ (uint64_t)lo;
+	for (int64_t i = lo; i < hi; i++) {
+		r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+		float u = (float)(r >> 40) * (1.0f / 16777216.0f) - 0.5f;
+		b->p[i] = 0.04f * u;
+		b->m[i] = 0;
+		b->v[i] = 0;
+		b->g[i] = 1e-3f * u;
+		b->h[i] = 0;
+		b->a[i] = 0;
+		b->b[i] = u;
+		b->c[i] = 2 * u;
+	}
+}
+
+static uint32_t f_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void triad_avx512(float *a, const float *b,
+							      const float *c, int64_t lo, int64_t hi,
+							      float s, int nt)
+{
+	const __m512 vs = _mm512_set1_ps(s);
+	int64_t i = lo;
+	for (; i + 16 <= hi; i += 16) {
+		__m512 x = _mm512_add_ps(_mm512_loadu_ps(b + i), _mm512_mul_ps(vs, _mm512_loadu_ps(c + i)));
+		if (nt)
+			_mm512_stream_ps(a + i, x);
+		else
+			_mm512_storeu_ps(a + i, x);
+	}
+	for (; i < hi; i++)
+		a[i] = b[i] + s * c[i];
+	_mm_sfence();
+}
+
+__attribute__((target("avx2"))) static void triad_avx2(float *a, const float *b, const float *c,
+							int64_t lo, int64_t hi, float s, int nt)
+{
+	const __m256 vs = _mm256_set1_ps(s);
+	int64_t i = lo;
+	for (; i + 8 <= hi; i += 8) {
+		__m256 x = _mm256_add_ps(_mm256_loadu_ps(b + i), _mm256_mul_ps(vs, _mm256_loadu_ps(c + i)));
+		if (nt)
+			_mm256_stream_ps(a + i, x);
+		else
+			_mm256_storeu_ps(a + i, x);
+	}
+	for (; i < hi; i++)
+		a[i] = b[i] + s * c[i];
+	_mm_sfence();
+}
+#endif
+
+#if defined(__x86_64__)
+/* AdamW's memory pattern without its arithmetic: read p32, m, v, g, write p32, m, v back
+ * (x + 0, so the stores stay) and a bf16 (truncated p + g) with non-temporal stores: what the
+ * update could reach if its arithmetic cost nothing. */
+__attribute__((target("avx512f,avx512bw"))) static void pattern_avx512(bench *b, int64_t lo,
+									  int64_t hi)
+{
+	const __m512 z = _mm512_set1_ps(b->args.weight_decay * 0.0f);
+	const char *e = getenv("SW_ADAMW_NT_STATE");
+	const int nts = e && e[0] == '1';
+	int64_t i = lo;
+	for (; i + 16 <= hi; i += 16) {
+		__m512 p = _mm512_add_ps(_mm512_loadu_ps(b->p + i), z);
+		__m512 m = _mm512_add_ps(_mm512_loadu_ps(b->m + i), z);
+		__m512 v = _mm512_add_ps(_mm512_loadu_ps(b->v + i), z);
+		__m512 x = _mm512_add_ps(p, _mm512_loadu_ps(b->g + i));
+		if (nts) {
+			_mm512_stream_ps(b->p + i, p);
+			_mm512_stream_ps(b->m + i, m);
+			_mm512_stream_ps(b->v + i, v);
+		} else {
+			_mm512_storeu_ps(b->p + i, p);
+			_mm512_storeu_ps(b->m + i, m);
+			_mm512_storeu_ps(b->v + i, v);
+		}
+		_mm256_stream_si256((__m256i *)(b->h + i),
+				    _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(x), 16)));
+	}
+	for (; i < hi; i++)
+		b->h[i] = (sw_bf16)(f_bits(b->p[i] + b->g[i]) >> 16);
+	_mm_sfence();
+}
+#endif
+
+static void pattern_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	bench *b = ctx;
+	int64_t lo, hi;
+	slice(b->n, (int)task, b->threads, &lo, &hi);
+#if defined(__x86_64__)
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512)) {
+		pattern_avx512(b, lo, hi);
+		return;
+	}
+#endif
+	for (int64_t i = lo; i < hi; i++) {
+		b->h[i] = (sw_bf16)(f_bits(b->p[i] + b->g[i]) >> 16);
+		b->p[i] += 0.0f;
+		b->m[i] += 0.0f;
+		b->v[i] += 0.0f;
+	}
+}
+
+static void triad_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	bench *b = ctx;
+	int64_t lo, hi;
+	slice(b->n, (int)task, b->threads, &lo, &hi);
+	const float s = 3.0f;
+#if defined(__x86_64__)
+	/* slices start on 64-element (256 B) boundaries of 2 MiB-aligned arrays: aligned */
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512)) {
+		triad_avx512(b->a, b->b, b->c, lo, hi, s, b->nt);
+		return;
+	}
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX2)) {
+		triad_avx2(b->a, b->b, b->c, lo, hi, s, b->nt);
+		return;
+	}
+#endif
+	for (int64_t i = lo; i < hi; i++)
+		b->a[i] = b->b[i] + s * b->c[i];
+}
+
+static void *huge_alloc(uint64_t bytes)
+{
+	const uint64_t align = 2u << 20;
+	bytes = (bytes + align - 1) / align * align;
+	void *p = NULL;
+	if (posix_memalign(&p, align, bytes))
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	madvise(p, bytes, MADV_HUGEPAGE);  /* fewer TLB misses; a hint, failures do not matter */
+#endif
+	return p;
+}
+
+/* "1,2,4,8,16" -> sorted unique values capped at 'online'; returns the count or -EINVAL. */
+static int parse_threads(const char *s, int online, int *out, int max, int *capped)
+{
+	int n = 0;
+	*capped = 0;
+	const char *q = s;
+	while (*q) {
+		char *end;
+		errno = 0;
+		long t = strtol(q, &end, 10);
+		if (end == q || errno || t < 1 || t > 100000 || (*end && *end != ','))
+			return -EINVAL;
+		if (t > online) {
+			t = online;
+			*capped = 1;
+		}
+		int dup = 0;
+		for (int i = 0; i < n; i++)
+			dup |= out[i] == t;
+		if (!dup) {
+			if (n == max)
+				return -EINVAL;
+			int i = n++;
+			while (i > 0 && out[i - 1] > t) {
+				out[i] = out[i - 1];
+				i--;
+			}
+			out[i] = (int)t;
+		}
+		q = *end ? end + 1 : end;
+		if (*end == ',' && !*q)
+			return -EINVAL;
+	}
+	return n ? n : -EINVAL;
+}
+
+/* "134217728", "128M" (10^6), "2G", "500K": a positive count; -EINVAL otherwise. */
+static int parse_count(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (end == s || errno || !(x > 0))
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		x *= 1e3, end++;
+	else if (*end == 'M' || *end == 'm')
+		x *= 1e6, end++;
+	else if (*end == 'G' || *end == 'g')
+		x *= 1e9, end++;
+	if (*end || x < 1 || x > 1e12 || x != floor(x))
+		return -EINVAL;
+	*out = (int64_t)x;
+	return 0;
+}
+
+static void cpu_model(char *buf, int len)
+{
+	snprintf(buf, (size_t)len, "unknown CPU");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		char *c = strchr(line, ':');
+		if (strncmp(line, "model name", 10) == 0 && c) {
+			snprintf(buf, (size_t)len, "%s", c + 2);
+			buf[strcspn(buf, "\n")] = 0;
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static double best_of(double a, double b) { return a < b ? a : b; }
+
+int cmd_bench_adam(int argc, char **argv)
+{
+	const char *params_s = "256M", *threads_s = "1,2,4,8,16", *path_s = "auto";
+	int64_t reps = 5;
+	const sw_opt opts[] = {
+		{ "params", SW_OPT_STR, &params_s, "N", "parameters to update (K, M, G = 10^3, 10^6, 10^9); default 256M", 0 },
+		{ "threads", SW_OPT_STR, &threads_s, "LIST", "comma-separated thread counts, capped at the online CPUs; default 1,2,4,8,16", 0 },
+		{ "reps", SW_OPT_INT, &reps, "R", "timed runs per measurement, the best is kept; default 5", 0 },
+		{ "path", SW_OPT_STR, &path_s, "P", "AdamW path: auto, scalar, avx2, avx512; default auto", 0 },
+		{ NULL, 0, NULL, NULL, NULL, 0 },
+	};
+	const char *summary = "CPU AdamW throughput vs the memory bandwidth (STREAM-like triad)";
+	int rc = sw_cli_parse("bench-adam", summary, opts, argc, argv);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+
+	int64_t n;
+	if (parse_count(params_s, &n)) {
+		sw_error("bench-adam: --params '%s' is not a positive whole number of parameters; e.g. 128M or 1000000", params_s);
+		return 2;
+	}
+	if (reps < 1 || reps > 1000) {
+		sw_error("bench-adam: --reps %lld is out of range; use 1 to 1000", (long long)reps);
+		return 2;
+	}
+	sw_adamw_path path;
+	if (sw_adamw_path_parse(path_s, &path)) {
+		sw_error("bench-adam: --path '%s' is not one of auto, scalar, avx2, avx512", path_s);
+		return 2;
+	}
+	int online = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (online < 1)
+		online = 1;
+	int tlist[64], capped;
+	int nt = parse_threads(threads_s, online, tlist, 64, &capped);
+	if (nt < 0) {
+		sw_error("bench-adam: --threads '%s' is not a list of positive thread counts; e.g. 1,2,4,8,16", threads_s);
+		return 2;
+	}
+	if (sw_adamw_path_set(path)) {
+		sw_error("bench-adam: --path %s: this CPU cannot run it; use auto", path_s);
+		return 1;
+	}
+
+	static int cpus[MAX_CPUS];
+	char where[128];
+	int ncpus = sw_pool_cpus_near_gpu(NULL, cpus, MAX_CPUS, where, sizeof(where));
+	if (ncpus < 1) {
+		sw_error("bench-adam: cannot list this machine's CPUs (hwloc failed)");
+		return 1;
+	}
+
+	uint64_t need = (uint64_t)n * (18 + 12);  /* p, m, v, g, p16: 18 B; triad a, b, c: 12 B */
+	long pages = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	char b1[32], b2[32];
+	if (pages > 0 && psize > 0 && need > (uint64_t)pages * (uint64_t)psize) {
+		sw_error("bench-adam: --params %s needs %s of memory but %s is free; use a smaller --params",
+			 params_s, sw_fmt_size(need, b1, sizeof(b1)),
+			 sw_fmt_size((uint64_t)pages * (uint64_t)psize, b2, sizeof(b2)));
+		return 1;
+	}
+	bench b = { .n = n };
+	int *bind = malloc((size_t)tlist[nt - 1] * sizeof(int));
+	b.p = huge_alloc((uint64_t)n * 4);
+	b.m = huge_alloc((uint64_t)n * 4);
+	b.v = huge_alloc((uint64_t)n * 4);
+	b.g = huge_alloc((uint64_t)n * 4);
+	b.h = huge_alloc((uint64_t)n * 2);
+	b.a = huge_alloc((uint64_t)n * 4);
+	b.b = huge_alloc((uint64_t)n * 4);
+	b.c = huge_alloc((uint64_t)n * 4);
+	rc = 0;
+	if (!bind || !b.p || !b.m || !b.v || !b.g || !b.h || !b.a || !b.b || !b.c) {
+		sw_error("bench-adam: cannot allocate %s for --params %s; use a smaller --params",
+			 sw_fmt_size(need, b1, sizeof(b1)), params_s);
+		rc = 1;
+		goto out_free;
+	}
+
+	char model[256];
+	cpu_model(model, sizeof(model));
+	const char *ntenv = getenv("SW_ADAMW_NT");
+	printf("bench-adam: %lld parameters (AdamW state %s, triad %s), %s\n", (long long)n,
+	       sw_fmt_size((uint64_t)n * 18, b1, sizeof(b1)), sw_fmt_size((uint64_t)n * 12, b2, sizeof(b2)),
+	       model);
+	const char *stenv = getenv("SW_ADAMW_STATIC"), *nsenv = getenv("SW_ADAMW_NT_STATE");
+	int64_t pf = sw_adamw_prefetch();
+	char pfs[48];
+	if (pf)
+		snprintf(pfs, sizeof(pfs), "%lld B ahead%s", (long long)(pf < 0 ? -pf : pf),
+			 pf < 0 ? " (to L2)" : "");
+	else
+		snprintf(pfs, sizeof(pfs), "off");
+	printf("path %s, bf16 copy with %s stores%s, software prefetch %s, %s; %d online CPUs, "
+	       "threads bound to %s: %d CPUs\n", sw_adamw_path_name(sw_adamw_path_get()),
+	       ntenv && ntenv[0] == '0' ? "ordinary" : "non-temporal",
+	       nsenv && nsenv[0] == '1' ? " (p32, m, v too)" : "",
+	       pfs,
+	       stenv && stenv[0] == '1' ? "one slice per thread" : "32Ki-element chunks",
+	       online, where, ncpus);
+	if (capped)
+		printf("(thread counts above the %d online CPUs were capped)\n", online);
+	long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+	if (llc > 0 && (uint64_t)n * 12 < 4 * (uint64_t)llc)
+		printf("(note: the triad's %s are not much larger than the %s last-level cache: these "
+		       "numbers measure the cache more than memory; use a larger --params)\n",
+		       sw_fmt_size((uint64_t)n * 12, b1, sizeof(b1)),
+		       sw_fmt_size((uint64_t)llc, b2, sizeof(b2)));
+	printf("%7s %9s %10s %11s %11s %8s %13s %13s\n", "threads", "Gparam/s", "adam GB/s",
+	       "triad GB/s", "triad-rfo", "ratio", "pattern GB/s", "adam/pattern");
+
+	sw_adamw_hparams hp = { 1e-4, 0.9, 0.999, 1e-8, 0.01 };
+	int64_t step = 0;
+	for (int ti = -1; ti < nt; ti++) {
+		/* ti = -1: the largest pool writes every array first (first touch puts the pages on
+		 * the bound CPUs' node) */
+		int t = tlist[ti < 0 ? nt - 1 : ti];
+		for (int i = 0; i < t; i++)
+			bind[i] = cpus[i % ncpus];
+		sw_pool *pool = sw_pool_create(t, bind);
+		if (!pool) {
+			sw_error("bench-adam: cannot start %d threads", t);
+			rc = 1;
+			goto out_free;
+		}
+		b.threads = t;
+		if (ti < 0) {
+			sw_pool_run_each(pool, init_task, &b);
+			sw_pool_destroy(pool);
+			continue;
+		}
+		double ta = INFINITY, tnt = INFINITY, trfo = INFINITY, tpat = INFINITY;
+		for (int64_t r = -1; r < reps; r++) {        /* r = -1: warm-up, not timed */
+			b.args = sw_adamw_args_make(&hp, hp.lr, ++step, 1, 1.0);
+			double t0 = sw_now();
+			int64_t bad = sw_adamw_update_parallel(pool, b.p, b.m, b.v, b.g, b.h,
+							       SW_DTYPE_BF16, n, &b.args);
+			double t1 = sw_now();
+			SW_ASSERT(bad == 0);
+			b.nt = 1;
+			sw_pool_run_each(pool, triad_task, &b);
+			double t2 = sw_now();
+			b.nt = 0;
+			sw_pool_run_each(pool, triad_task, &b);
+			double t3 = sw_now();
+			sw_pool_run_each(pool, pattern_task, &b);
+			double t4 = sw_now();
+			if (r >= 0) {
+				ta = best_of(ta, t1 - t0);
+				tnt = best_of(tnt, t2 - t1);
+				trfo = best_of(trfo, t3 - t2);
+				tpat = best_of(tpat, t4 - t3);
+			}
+		}
+		sw_pool_destroy(pool);
+		double adam_gbs = (double)n * BENCH_BYTES_PER_PARAM / ta / 1e9;
+		double nt_gbs = (double)n * TRIAD_BYTES_PER_ELEM / tnt / 1e9;
+		double rfo_gbs = (double)n * TRIAD_BYTES_PER_ELEM / trfo / 1e9;
+		double bw = nt_gbs > rfo_gbs ? nt_gbs : rfo_gbs;
+		double pat_gbs = (double)n * BENCH_BYTES_PER_PARAM / tpat / 1e9;
+		printf("%7d %9.3f %10.1f %11.1f %11.1f %7.1f%% %13.1f %12.1f%%\n", t,
+		       (double)n / ta / 1e9, adam_gbs, nt_gbs, rfo_gbs, 100.0 * adam_gbs / bw, pat_gbs,
+		       100.0 * adam_gbs / pat_gbs);
+		fflush(stdout);
+	}
+	printf("bytes counted: AdamW %d per parameter (read p32, m, v, g; write p32, m, v, bf16 p16); "
+	       "triad %d per element (read b, c; write a; triad-rfo: ordinary stores, whose "
+	       "line reads are not counted); ratio = adam / the larger triad; pattern: AdamW's loads and "
+	       "stores without its arithmetic, 30 B counted; best of %lld runs; GB = 10^9 bytes\n", BENCH_BYTES_PER_PARAM, TRIAD_BYTES_PER_ELEM, (long long)reps);
+out_free:
+	free(bind);
+	free(b.p); free(b.m); free(b.v); free(b.g); free(b.h); free(b.a); free(b.b); free(b.c);
+	return rc;
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The op tests again with the attention kernels forced to 4 warps (64-row tiles, 1 stage), the variant
+# that consumer GPUs (99 KB of shared memory per block) run; the H100 runs the 8-warp one.
+set -u
+bin=${BUILD:-build}/tests/gpu/test_cuda_ops
+[ -x "$bin" ] || { echo "missing $bin (run make test-gpu)"; exit 1; }
+SW_CUDA_ATTN_WARPS=4 SW_TEST_QUICK=1 "$bin" || exit 1
+# And the 8-warp dK/dV kernel, which the large-smem path only picks for long sequences / many
+# blocks (the op tests' shapes would otherwise run the 4-warp, 2-stage one).
+SW_CUDA_ATTN_DKDV_WARPS=8 SW_TEST_QUICK=1 "$bin"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# compute-sanitizer over the CUDA op tests: memcheck (out-of-bounds and misaligned accesses,
+# errors of any CUDA call), racecheck (shared-memory hazards in the attention kernels and the
+# block reductions) and synccheck. SW_TEST_QUICK=1 drops the large head_loss cases, which
+# would take minutes under the sanitizer and exercise no kernel the small cases miss.
+# Skips (77) when compute-sanitizer is not installed.
+set -u
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -z "$san" ]; then echo "skip: compute-sanitizer not found"; exit 77; fi
+bin=${BUILD:-build}/tests/gpu/test_cuda_ops
+[ -x "$bin" ] || { echo "missing $bin (run make test-gpu)"; exit 1; }
+rc=0
+for tool in memcheck racecheck synccheck; do
+  echo "== compute-sanitizer --tool $tool"
+  SW_TEST_QUICK=1 "$san" --tool $tool --error-exitcode 1 "$bin" > /tmp/sw_san_$tool.log 2>&1
+  r=$?
+  tail -n 3 /tmp/sw_san_$tool.log
+  if [ $r != 0 ]; then echo "FAIL: $tool (exit $r)"; grep -m 20 -E "=========" /tmp/sw_san_$tool.log; rc=1; fi
+done
+exit $rc

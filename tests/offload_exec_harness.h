@@ -1,0 +1,122 @@
+/* Shared by the executor tests: plan a placement from budgets, run the executor on the CPU
+ * backend (its "GPU" arena is exactly --gpu-mem), with an NVMe tier in a temporary directory. */
+#ifndef SW_TESTS_OFFLOAD_EXEC_HARNESS_H
+#define SW_TESTS_OFFLOAD_EXEC_HARNESS_H
+#include "core/backend.h"
+#include "core/tensors.h"
+#include "io/io.h"
+#include "offload/exec.h"
+#include "offload/plan.h"
+#include "tests/check.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct hx_run {
+	sw_plan plan;
+	sw_backend *be;
+	sw_io *io;
+	sw_exec *ex;
+	uint64_t gpu_mem, cpu_mem;
+} hx_run;
+
+static char hx_dir[256];
+
+/* SW_TEST_BACKEND=cuda runs the same test on the GPU (tests/gpu/test_offload_exec_gpu.sh). */
+static const char *hx_backend(void)
+{
+	const char *b = getenv("SW_TEST_BACKEND");
+	return b && *b ? b : "cpu";
+}
+
+static void hx_cleanup(void)
+{
+	if (hx_dir[0]) {
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", hx_dir);
+		if (system(cmd)) {
+		}
+	}
+}
+
+static const char *hx_nvme_dir(void)
+{
+	if (!hx_dir[0]) {
+		snprintf(hx_dir, sizeof(hx_dir), "/tmp/sw-exec-test.XXXXXX");
+		CHECK(mkdtemp(hx_dir));
+		atexit(hx_cleanup);
+	}
+	return hx_dir;
+}
+
+static void hx_input(sw_plan_input *in, const sw_table *tt, int M, int T, int fp32, int64_t chunk)
+{
+	sw_plan_input_init(in, tt);
+	in->batch_tokens = (int64_t)M * T;
+	in->seq_len = T;
+	in->micro_rows = 1;
+	in->fp32 = fp32;
+	in->cublas_workspace = 0;
+	in->chunk_params = chunk;
+	in->n_nvme = 1;
+	snprintf(in->nvme[0].path, sizeof(in->nvme[0].path), "%s", hx_nvme_dir());
+	in->nvme[0].capacity = 1ull << 30;
+}
+
+/* Plans with the budgets and opens backend, NVMe and executor. Returns 0, or the plan's error. */
+static int hx_open(hx_run *r, const sw_table *tt, sw_plan_input *in, uint64_t gpu, uint64_t cpu,
+		   double clip, const sw_adamw_hparams *h)
+{
+	memset(r, 0, sizeof(*r));
+	in->gpu_mem = gpu;
+	in->cpu_mem = cpu;
+	r->gpu_mem = gpu;
+	r->cpu_mem = cpu;
+	int rc = sw_plan_build(&r->plan, in);
+	if (rc)
+		return rc;
+	const char *bk = hx_backend();
+	uint64_t arena = gpu + (strcmp(bk, "cpu") ? sw_exec_backend_reserve(gpu + (288ull << 20)) : 0);
+	sw_backend_opts bo = { .mem_budget = arena, .act = in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
+			       .threads = 2 };
+	CHECK(sw_backend_create(bk, &bo, &r->be) == 0);
+	if (r->plan.total[SW_TIER_NVME]) {
+		char paths[300];
+		snprintf(paths, sizeof(paths), "%s", hx_nvme_dir());
+		sw_io_config ic = { .paths = paths, .quiet = 1, .file_name = "exec-test.data" };
+		ic.stripe = ((uint64_t)sw_exec_chunk(&r->plan, tt) * (in->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
+		ic.size = r->plan.total[SW_TIER_NVME] + (uint64_t)(tt->ngroups * 7 + 64 * 64) * ic.stripe;
+		CHECK(sw_io_open(&ic, &r->io) == 0);
+	}
+	sw_exec_opts eo = { .adam = *h, .clip = clip, .cpu_threads = 2 };
+	CHECKF(sw_exec_create(r->be, tt, &r->plan, r->io, &eo, &r->ex) == 0,
+	       "executor does not fit the plan's accounting (gpu %llu cpu %llu)",
+	       (unsigned long long)gpu, (unsigned long long)cpu);
+	/* the executor stays inside the budgets it was planned for */
+	CHECKF(r->be->used <= arena, "GPU arena %llu > budget %llu", (unsigned long long)r->be->used,
+	       (unsigned long long)arena);
+	CHECKF(sw_exec_host_bytes(r->ex) <= cpu, "pinned host %llu > --cpu-mem %llu",
+	       (unsigned long long)sw_exec_host_bytes(r->ex), (unsigned long long)cpu);
+	return 0;
+}
+
+static void hx_close(hx_run *r)
+{
+	sw_exec_destroy(r->ex);
+	sw_io_close(r->io);
+	sw_backend_destroy(r->be);
+	sw_plan_free(&r->plan);
+}
+
+/* How many groups / checkpoints the plan put on a tier for a state. */
+static int hx_count(const sw_plan *p, int ngroups, sw_state s, sw_tier t)
+{
+	int n = 0;
+	for (int g = 0; g < ngroups; g++)
+		n += p->tier[g][s] == t;
+	return n;
+}
+#endif

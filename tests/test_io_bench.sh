@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# spillway bench-io --quick runs in seconds and recommends train flags; bad input is one line
+# and exit 2; a missing path or an injected I/O error is one line naming it and exit 1; the
+# test files are removed afterwards.
+set -u
+bin=${SW_BIN:-build/spillway}
+fail() { echo "FAIL: $*"; exit 1; }
+d=$(mktemp -d /tmp/sw-io-bench.XXXXXX); trap 'rm -rf "$d"' EXIT
+mkdir -p "$d/a" "$d/b"
+
+out=$("$bin" bench-io --nvme "$d/a" --quick 2>&1) || fail "bench-io --quick failed: $out"
+echo "$out"
+echo "$out" | grep -Eq '^ +1 +1 +1MiB +16 +[0-9.]+ +[0-9.]+ +[0-9.]+$' || fail "no result row"
+echo "$out" | grep -q 'recommended (pass to spillway train): --io-bs 1MiB --io-qd 16 --io-threads 1 --io-stripe 1MiB' \
+  || fail "no recommendation line"
+[ -z "$(ls "$d/a")" ] || fail "test file left behind: $(ls "$d/a")"
+
+# Two paths: the scaling table appears; --tsv rows parse.
+out=$("$bin" bench-io --nvme "$d/a,$d/b" --quick --tsv "$d/r.tsv" 2>&1) || fail "two paths: $out"
+echo "$out" | grep -q 'path scaling' || fail "no path scaling table"
+[ "$(wc -l < "$d/r.tsv")" = 3 ] || fail "tsv should have 3 rows: $(cat "$d/r.tsv")"
+awk -F'\t' 'NF != 7 || $6 <= 0 { exit 1 }' "$d/r.tsv" || fail "bad tsv: $(cat "$d/r.tsv")"
+
+usage() {  # args... : expects exit 2 and one line
+  out=$("$bin" bench-io "$@" 2>&1); rc=$?
+  [ $rc = 2 ] || fail "'$*' should exit 2, got $rc: $out"
+  [ "$(echo "$out" | wc -l)" = 1 ] || fail "'$*': expected one line, got: $out"
+  echo "ok usage: $out"
+}
+usage --quick
+usage --nvme "$d/a" --bs 3000
+usage --nvme "$d/a" --bs 1MiB,lots
+usage --nvme "$d/a" --qd 0
+usage --nvme "$d/a" --threads 1,x
+usage --nvme "$d/a" --size 1MiB --chunk 1MiB
+usage --nvme "$d/a:big" --quick
+usage --nvme "$d/a,$d/a" --quick
+
+out=$("$bin" bench-io --nvme "$d/missing" --quick 2>&1); rc=$?
+[ $rc = 1 ] || fail "missing path should exit 1, got $rc"
+echo "$out" | grep -q "$d/missing: No such file or directory" || fail "missing path not named: $out"
+
+out=$(SPILLWAY_IO_FAULT=EIO:read:3 "$bin" bench-io --nvme "$d/a" --quick 2>&1); rc=$?
+[ $rc = 1 ] || fail "injected EIO should exit 1, got $rc: $out"
+echo "$out" | grep -q "spillway: bench-io: io: read of $d/a/spillway-bench.data at offset [0-9]* ([0-9]* bytes): Input/output error" \
+  || fail "EIO message does not name file and offset: $out"
+out=$(SPILLWAY_IO_FAULT=corrupt:read:2 "$bin" bench-io --nvme "$d/a" --quick 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "checksum mismatch" || fail "corruption not caught: $out"
+[ -z "$(ls "$d/a")" ] || fail "test file left behind after failure"
+exit 0

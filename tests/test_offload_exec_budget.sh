@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 7, Done when 4 (CLI side) and the train/export commands: impossible budgets fail before
+# any work (no run directory, no NVMe file) with one line naming the short tier and the amount;
+# budgets that fit train; export writes bf16 and fp32 HF directories; bad arguments exit 2.
+# (The exact minimum budgets are exercised in test_offload_exec_invariance.)
+set -u
+bin=${SW_BIN:-build/spillway}
+w=$(mktemp -d /tmp/sw-exec-budget.XXXXXX)
+trap 'rm -rf "$w"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+"$bin" init --arch llama --dim 64 --layers 2 --heads 4 --ffn 96 --vocab 258 --out "$w/m" >/dev/null || fail init
+"$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
+mkdir -p "$w/nv"
+common=(--model "$w/m" --data "$w/d.tok" --steps 3 --lr 1e-3 --seq-len 32 --batch-tokens 128 --backend cpu --quiet)
+
+expect_short() {  # name, pattern, args...
+  local name=$1 pat=$2; shift 2
+  "$bin" train "${common[@]}" --run "$w/r_$name" "$@" >"$w/out" 2>"$w/err"; rc=$?
+  [ $rc = 1 ] || fail "$name: exit $rc, expected 1"
+  [ "$(wc -l <"$w/err")" = 1 ] || { cat "$w/err"; fail "$name: expected one error line"; }
+  grep -q -- "$pat" "$w/err" || { cat "$w/err"; fail "$name: message does not name '$pat'"; }
+  grep -q "short" "$w/err" || fail "$name: message does not give the shortfall"
+  [ ! -e "$w/r_$name" ] || fail "$name: the run directory was created before the budget check"
+  [ ! -e "$w/nv/spillway.data" ] || fail "$name: the NVMe file was created before the budget check"
+  echo "ok $name: $(cat "$w/err")"
+}
+expect_short gpu "--gpu-mem" --gpu-mem 64KiB
+expect_short cpu "--cpu-mem" --gpu-mem 480KiB --cpu-mem 16KiB --nvme "$w/nv" --chunk 4096
+expect_short nvme "--nvme" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv:64KiB" --chunk 4096
+
+# budgets that fit: weights streamed, optimizer state and checkpoints on NVMe
+"$bin" train "${common[@]}" --run "$w/run" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+  --trace "$w/trace.json" >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "fitting budgets did not train"; }
+grep -q "^step 3/3" "$w/out" || fail "no step lines"
+[ "$(wc -l <"$w/run/metrics.jsonl")" = 3 ] || fail "metrics.jsonl should have 3 lines"
+python3 -c "import json,sys; t=json.load(open('$w/trace.json')); assert len(t['traceEvents'])>10" 2>/dev/null \
+  || grep -q '"traceEvents"' "$w/trace.json" || fail "trace is not Chrome JSON"
+echo "ok fitting budgets train: $(grep '^step 3/3' "$w/out" | cut -c1-60)"
+
+"$bin" export --run "$w/run" --out "$w/hf16" >/dev/null || fail "export bf16"
+"$bin" export --run "$w/run" --out "$w/hf32" --fp32 >/dev/null || fail "export fp32"
+[ -s "$w/hf16/model.safetensors" ] && [ -s "$w/hf32/config.json" ] || fail "export wrote no model"
+s16=$(stat -c %s "$w/hf16/model.safetensors"); s32=$(stat -c %s "$w/hf32/model.safetensors")
+[ $((s32 / 2 - s16)) -lt 4096 ] && [ $((s32 / 2 - s16)) -gt -4096 ] || fail "bf16 export should be half the fp32 size ($s16 vs $s32)"
+"$bin" export --run "$w/nope" --out "$w/x" 2>"$w/err"; rc=$?
+[ $rc = 1 ] && [ "$(wc -l <"$w/err")" = 1 ] || fail "export of a missing run: exit $rc"
+[ ! -e "$w/x" ] || fail "export of a missing run left output"
+echo "ok export"
+
+"$bin" train "${common[@]}" --micro-batch-tokens 48 2>"$w/err"; rc=$?
+[ $rc = 2 ] || fail "--micro-batch-tokens 48 with --seq-len 32: exit $rc, expected 2"
+"$bin" train "${common[@]}" --dtype fp16 2>"$w/err"; rc=$?
+[ $rc = 2 ] || fail "--dtype fp16: exit $rc, expected 2"
+echo "ok usage errors"

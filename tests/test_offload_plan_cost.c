@@ -1,0 +1,248 @@
+/* The planner's accounting and cost model against numbers worked out by hand from the formulas
+ * of docs/planner.md for a tiny config (nothing here is copied from the planner's output). */
+#include "core/tensors.h"
+#include "offload/plan.h"
+#include "tests/check.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define AL(x) (((uint64_t)(x) + 4095) / 4096 * 4096)
+
+/* llama, dim 64, 2 layers, 4 heads (kv 2, head_dim 16), ffn 160, vocab 256, untied */
+enum { C = 64, L = 2, H = 4, KVH = 2, HD = 16, F = 160, V = 256 };
+enum { QD = H * HD, KVD = KVH * HD };
+enum { S = 32, ROWS = 2, T = ROWS * S, BATCH = 256, M = BATCH / T };
+
+static void tiny_config(sw_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->model_type, "llama");
+	c->dim = C;
+	c->n_layers = L;
+	c->n_heads = H;
+	c->n_kv_heads = KVH;
+	c->head_dim = HD;
+	c->ffn_dim = F;
+	c->vocab = V;
+	c->max_pos = 128;
+	c->rope_theta = 10000;
+	c->rms_eps = 1e-5;
+	c->bos_id = c->eos_id = -1;
+}
+
+static void tiny_input(sw_plan_input *in, const sw_table *tt)
+{
+	sw_plan_input_init(in, tt);
+	in->batch_tokens = BATCH;
+	in->seq_len = S;
+	in->micro_rows = ROWS;
+	in->prefetch = 2;
+	in->grad_bufs = 1;
+	in->io_depth = 2;
+	in->cublas_workspace = 1 << 20;
+	in->gpu_reserve = 0;
+	in->vocab_chunk = 100;           /* < V: the head works in chunks */
+	in->rates.gemm_tflops = 1e-3;    /* 1 GFLOP/s */
+	in->rates.h2d_gbs = 1e-3;        /* 1 MB/s */
+	in->rates.d2h_gbs = 2e-3;
+	in->rates.nvme_read_gbs = 1e-3;
+	in->rates.nvme_write_gbs = 0.5e-3;
+	in->rates.adam_params_per_s = 1e5;
+}
+
+static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b) + 1e-12; }
+
+int main(void)
+{
+	sw_config cfg;
+	tiny_config(&cfg);
+	sw_table tt;
+	CHECK(sw_table_build(&tt, &cfg) == 0);
+
+	/* parameters, by hand */
+	const uint64_t layer = C + QD * C + KVD * C + KVD * C + C * QD + C + 3 * (uint64_t)F * C;
+	const uint64_t embed = (uint64_t)V * C, head = C + (uint64_t)V * C;
+	const uint64_t total = embed + L * layer + head;
+	CHECK((uint64_t)tt.g[1].numel == layer && (uint64_t)tt.g[0].numel == embed);
+	CHECK((uint64_t)tt.g[L + 1].numel == head && (uint64_t)tt.total == total);
+	const uint64_t maxg = layer;     /* 43136 > 16448 */
+	CHECK(layer == 43136);
+
+	sw_plan_input in;
+	tiny_input(&in, &tt);
+
+	/* the GPU working set, by hand */
+	uint64_t ws[SW_PURPOSE_COUNT];
+	uint64_t w0 = sw_plan_gpu_working_set(&in, ws);
+	const uint64_t grad = maxg * 4;
+	const uint64_t act = 2 * 2 * (uint64_t)T * (3 * C + 2 * QD + 2 * KVD + 3 * F) + 4 * T * H + 8 * T + 4 * S * S;
+	const uint64_t mbio = 6 * (uint64_t)T * C * 2;
+	const uint64_t headws = 2 * 4 * (uint64_t)T * 100 + 16 * T + 2 * (uint64_t)T * C * 2 + 8 * T;
+	CHECKF(ws[SW_PURPOSE_GRAD] == grad, "%llu", (unsigned long long)ws[SW_PURPOSE_GRAD]);
+	CHECKF(ws[SW_PURPOSE_ACT] == act, "%llu vs %llu", (unsigned long long)ws[SW_PURPOSE_ACT], (unsigned long long)act);
+	CHECK(ws[SW_PURPOSE_MB_IO] == mbio);
+	CHECKF(ws[SW_PURPOSE_HEAD] == headws, "%llu vs %llu", (unsigned long long)ws[SW_PURPOSE_HEAD], (unsigned long long)headws);
+	CHECK(ws[SW_PURPOSE_TIED_GRAD] == 0 && ws[SW_PURPOSE_WORKSPACE] == 1 << 20);
+	CHECK(w0 == grad + act + mbio + headws + (1 << 20));
+	const uint64_t window = 2 * maxg * 2;
+	const uint64_t all_state = total * 14;
+	uint64_t gmin = 0;
+	CHECK(sw_plan_min_budget(&in, SW_TIER_GPU, &gmin, NULL, 0) == 0);
+	CHECK(gmin == w0 + window);
+
+	/* FLOPs, by hand: GEMM parameters are the layer matrices plus lm_head */
+	const double n_layer_gemm = (double)L * (QD * C + 2 * KVD * C + C * QD + 3.0 * F * C);
+	const double n_gemm = n_layer_gemm + (double)V * C;
+	const double flops = 6 * n_gemm * BATCH + 2 * n_layer_gemm * BATCH + 8.0 * L * BATCH * S * QD;
+	const uint64_t item = (uint64_t)T * C * 2;                  /* one checkpoint */
+	const uint64_t carry_pass = (uint64_t)(L + 1) * BATCH * C * 2;
+	const uint64_t p16_fetch = (embed + 2 * L * layer + head) * 2;   /* layers twice, ends once */
+
+	/* A: weights streamed from the host. GPU = exactly the working set and window: no carry,
+	 * no resident group, no checkpoint on the GPU; the host holds everything. */
+	{
+		in.gpu_mem = w0 + window;
+		in.cpu_mem = 1ull << 30;
+		in.n_nvme = 0;
+		sw_plan p;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.streaming && !p.carry_on_gpu && p.resident_groups == 0);
+		CHECK(p.ckpt_count[SW_TIER_GPU] == 0 && p.ckpt_count[SW_TIER_HOST] == L * M);
+		for (int g = 0; g < L + 2; g++) {
+			CHECK(p.tier[g][SW_STATE_P16] == SW_TIER_HOST && p.tier[g][SW_STATE_V] == SW_TIER_HOST);
+			CHECK(p.tier[g][SW_STATE_GRAD] == SW_TIER_HOST);
+		}
+		const uint64_t h2d = p16_fetch + L * M * item + 2 * carry_pass;
+		const uint64_t d2h = total * 4 + 2 * carry_pass;
+		CHECKF(p.cost.h2d == h2d, "h2d %llu vs %llu", (unsigned long long)p.cost.h2d, (unsigned long long)h2d);
+		CHECKF(p.cost.d2h == d2h, "d2h %llu vs %llu", (unsigned long long)p.cost.d2h, (unsigned long long)d2h);
+		CHECK(p.cost.nvme_read == 0 && p.cost.nvme_write == 0);
+		CHECK(p.cost.adam_params == (int64_t)total);
+		double tc = flops / 1e9, th = (double)h2d / 1e6, td = (double)d2h / 2e6, ta = (double)total / 1e5;
+		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], tc));
+		CHECK(close_to(p.cost.t[SW_RES_PCIE], th > td ? th : td));
+		CHECK(p.cost.t[SW_RES_NVME] == 0);
+		CHECK(close_to(p.cost.t[SW_RES_CPU_ADAM], ta));
+		double mx = tc > th ? tc : th;
+		mx = mx > td ? mx : td;
+		mx = mx > ta ? mx : ta;
+		CHECK(close_to(p.cost.step_s, mx));
+		CHECK(close_to(p.cost.t[p.cost.bottleneck], mx));
+		CHECK(close_to(p.cost.tokens_per_s, BATCH / mx));
+		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (2 groups), carry */
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_P16] == total * 2);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_M] == total * 4);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == 2 * maxg * 4);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == (uint64_t)BATCH * C * 2);
+		CHECK(p.total[SW_TIER_HOST] == total * 14 + L * M * item + 2 * maxg * 4 + (uint64_t)BATCH * C * 2);
+		CHECK(p.total[SW_TIER_GPU] == w0 + window);
+		sw_plan_apply(&p, &tt);
+		for (int g = 0; g < L + 2; g++)
+			for (int s = 0; s < SW_STATE_COUNT; s++)
+				CHECK(tt.g[g].tier[s] == p.tier[g][s]);
+		sw_plan_free(&p);
+	}
+
+	/* B: everything possible on NVMe. Small chunks so staging is cheaper than holding it all;
+	 * the host gets exactly its minimum, which by hand is the pinned gradient buffers, the
+	 * carry and staging for the three streams. */
+	{
+		in.chunk_params = 4096;
+		in.gpu_mem = w0 + window;
+		in.n_nvme = 1;
+		strcpy(in.nvme[0].path, "/x");
+		in.nvme[0].capacity = 1ull << 40;
+		const uint64_t stage = 2 * 2 * 4096 * 2 + 2 * 2 * 4096 * 12 + 2 * 2 * item;
+		const uint64_t hmin_hand = 2 * maxg * 4 + (uint64_t)BATCH * C * 2 + stage;
+		CHECK(hmin_hand < total * 14 + L * M * item);
+		uint64_t hmin = 0;
+		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
+		CHECKF(hmin == hmin_hand, "%llu vs %llu", (unsigned long long)hmin, (unsigned long long)hmin_hand);
+		in.cpu_mem = hmin;
+		sw_plan p;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.ckpt_count[SW_TIER_NVME] == L * M);
+		for (int g = 0; g < L + 2; g++)
+			CHECK(p.tier[g][SW_STATE_P16] == SW_TIER_NVME && p.tier[g][SW_STATE_P32] == SW_TIER_NVME);
+		const uint64_t nr = p16_fetch + total * 12 + L * M * item;
+		const uint64_t nw = total * 2 + total * 12 + L * M * item;
+		CHECK(p.cost.nvme_read == nr && p.cost.nvme_write == nw);
+		CHECK(close_to(p.cost.t[SW_RES_NVME], (double)nr / 1e6 + (double)nw / 0.5e6));
+		CHECK(p.cost.h2d == p16_fetch + L * M * item + 2 * carry_pass);
+		/* disk, by hand: every range 4 KiB aligned; P16 once, P32/m/v per slot, spill once */
+		const uint64_t p16d = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2);
+		const uint64_t opt1 = 3 * (AL(embed * 4) + L * AL(layer * 4) + AL(head * 4));
+		const uint64_t spill = L * M * AL(item);
+		CHECK(p.disk_bytes[1] == p16d + 2 * opt1 + spill);
+		CHECK(p.disk_bytes[0] == p16d + opt1 + spill);
+		CHECK(p.total[SW_TIER_NVME] == p.disk_bytes[1]);
+		CHECK(p.total[SW_TIER_HOST] == hmin);
+		sw_plan_free(&p);
+
+		/* the NVMe minimum is that total; one byte less fails naming --nvme */
+		uint64_t nmin = 0;
+		CHECK(sw_plan_min_budget(&in, SW_TIER_NVME, &nmin, NULL, 0) == 0);
+		CHECK(nmin == p16d + 2 * opt1 + spill);
+		in.nvme[0].capacity = nmin - 1;
+		CHECK(sw_plan_build(&p, &in) == -ENOSPC);
+		CHECK(p.short_tier == SW_TIER_NVME && p.short_bytes == 1);
+		CHECKF(strstr(p.why, "--nvme") && strstr(p.why, "--checkpoint-only"), "%s", p.why);
+		sw_plan_free(&p);
+		in.slots = 1;                /* one slot fits where two do not */
+		CHECK(sw_plan_build(&p, &in) == 0);
+		CHECK(p.total[SW_TIER_NVME] == p16d + opt1 + spill);
+		sw_plan_free(&p);
+		in.slots = 2;
+		in.chunk_params = 64 << 20;
+		in.n_nvme = 0;
+	}
+
+	/* C: all on the GPU, carry and checkpoints too: no traffic, the step is the compute */
+	{
+		in.gpu_mem = w0 + all_state + (uint64_t)BATCH * C * 2 + L * M * item;
+		in.cpu_mem = 0;
+		sw_plan p;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(!p.streaming && p.carry_on_gpu && p.resident_groups == L + 2);
+		CHECK(p.ckpt_count[SW_TIER_GPU] == L * M && p.bytes[SW_TIER_GPU][SW_PURPOSE_WINDOW] == 0);
+		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == 0);
+		CHECK(p.cost.h2d == 0 && p.cost.d2h == 0 && p.cost.adam_params == 0);
+		CHECK(close_to(p.cost.step_s, flops / 1e9) && p.cost.bottleneck == SW_RES_COMPUTE);
+		sw_plan_free(&p);
+	}
+
+	/* fp32 compute: P16 and activations 4 B */
+	{
+		in.fp32 = 1;
+		uint64_t ws32[SW_PURPOSE_COUNT];
+		sw_plan_gpu_working_set(&in, ws32);
+		CHECK(ws32[SW_PURPOSE_MB_IO] == 6 * (uint64_t)T * C * 4);
+		CHECK(sw_plan_min_budget(&in, SW_TIER_GPU, &gmin, NULL, 0) == 0);
+		uint64_t w32 = 0;
+		for (int u = 0; u < SW_PURPOSE_COUNT; u++)
+			w32 += ws32[u];
+		CHECK(gmin == w32 + 2 * maxg * 4);
+		in.fp32 = 0;
+	}
+
+	/* bad input: one line naming the option */
+	{
+		sw_plan p;
+		in.batch_tokens = BATCH + 1;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL);
+		CHECKF(strstr(p.why, "--batch-tokens") && !strchr(p.why, '\n'), "%s", p.why);
+		sw_plan_free(&p);
+		in.batch_tokens = BATCH;
+		in.slots = 3;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL);
+		sw_plan_free(&p);
+		in.slots = 2;
+		in.rates.h2d_gbs = 0;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL);
+		sw_plan_free(&p);
+	}
+	sw_table_free(&tt);
+	printf("ok\n");
+	return 0;
+}

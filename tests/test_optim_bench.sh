@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# bench-adam: bad input is one line on stderr and exit 2; a tiny run prints the table.
+set -u
+bin=${SW_BIN:-build/spillway}
+fail() { echo "FAIL: $*"; exit 1; }
+usage() {   # usage ARGS... : exit 2, exactly one line naming the option
+  local out
+  out=$("$bin" bench-adam "$@" 2>&1 >/dev/null); rc=$?
+  [ $rc = 2 ] || fail "bench-adam $*: exit $rc, expected 2"
+  [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "bench-adam $*: expected one line, got: $out"
+  printf "%s\n" "$out" | grep -q -- "$1" || fail "bench-adam $*: message does not name $1: $out"
+}
+usage --params 0
+usage --params -5
+usage --params 12X
+usage --params 1.5
+usage --threads abc
+usage --threads 0
+usage --threads 1,,2
+usage --threads 2,
+usage --reps 0
+usage --path sse
+usage --bogus 1
+"$bin" bench-adam --help >/dev/null || fail "--help should exit 0"
+out=$("$bin" bench-adam --params 300K --threads 1,2,64 --reps 1 2>&1) || fail "tiny run failed: $out"
+echo "$out"
+echo "$out" | grep -q "Gparam/s" || fail "no table header"
+[ "$(echo "$out" | grep -cE '^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9.]+%$')" -ge 2 ] || fail "expected rows for 1 and 2 threads"
+echo "$out" | grep -q "bytes counted: AdamW 30 per parameter" || fail "bytes-per-parameter note missing"
+out=$(SW_ADAMW_PATH=scalar "$bin" bench-adam --params 100K --threads 1 --reps 1 2>&1) || fail "scalar run failed"
+echo "$out" | grep -q "path scalar" || fail "SW_ADAMW_PATH=scalar not honoured: $out"
+exit 0
