@@ -270,6 +270,28 @@ void sw_hf_read_group(const sw_hf_model *m, int g, void *dst, sw_dtype dst_dtype
 				  dst_dtype);
 }
 
+void sw_hf_read_range(const sw_hf_model *m, int g, int64_t off, int64_t n, void *dst,
+		      sw_dtype dst_dtype)
+{
+	SW_ASSERT(g >= 0 && g < m->tt.ngroups && off >= 0 && n >= 0 && off + n <= m->tt.g[g].numel);
+	const sw_group *gr = &m->tt.g[g];
+	size_t dsz = sw_dtype_size(dst_dtype);
+	for (int i = gr->first; i < gr->first + gr->count; i++) {
+		const sw_tensor *t = &m->tt.t[i];
+		int64_t a = t->offset, b = a + t->numel;      /* the tensor in group elements */
+		int64_t lo = a > off ? a : off, hi = b < off + n ? b : off + n;
+		if (lo >= hi)
+			continue;
+		const sw_st_tensor *e = sw_hf_entry(m, i);
+		const sw_st_file *f = &m->files[m->loc[i].file];
+		size_t ssz = sw_dtype_size(e->dtype);
+		uint64_t sb = (uint64_t)(lo - a) * ssz, se = (uint64_t)(hi - a) * ssz;
+		sw_convert((uint8_t *)dst + (size_t)(lo - off) * dsz, dst_dtype,
+			   (const uint8_t *)sw_st_data(f, e) + sb, e->dtype, hi - lo);
+		sw_st_release(f, e, sb, se);
+	}
+}
+
 int sw_hf_write_begin(sw_st_writer **w, const char *dir, const sw_table *tt, sw_dtype dtype,
 		      uint64_t max_shard_bytes)
 {

@@ -30,6 +30,11 @@ void sw_hf_read_tensor(const sw_hf_model *m, int ti, void *dst, sw_dtype dst_dty
 /* Copies every tensor of group g into dst (group numel elements of dst_dtype) at the table's
  * offsets: one contiguous layer-major block, ready for one transfer. */
 void sw_hf_read_group(const sw_hf_model *m, int g, void *dst, sw_dtype dst_dtype);
+/* Copies elements [off, off + n) of group g's layer-major block into dst (n elements of
+ * dst_dtype), then drops the mapped source pages from this process (sw_st_release), so that
+ * streaming a checkpoint larger than memory through a small buffer keeps the resident set small. */
+void sw_hf_read_range(const sw_hf_model *m, int g, int64_t off, int64_t n, void *dst,
+		      sw_dtype dst_dtype);
 
 /* Starts writing the table's tensors (in table order, all in 'dtype') to DIR: then
  * sw_st_writer_write each group's block in group order, and sw_st_writer_finish(w, &tt->cfg)

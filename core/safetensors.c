@@ -296,6 +296,20 @@ void sw_st_close(sw_st_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
+void sw_st_release(const sw_st_file *f, const sw_st_tensor *t, uint64_t begin, uint64_t end)
+{
+	if (!f->mapped || begin >= end)
+		return;
+	/* whole pages inside the range only: a page shared with a neighbour stays (it costs at
+	 * most two pages per call) */
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)sw_st_data(f, t) + begin, b = (uintptr_t)sw_st_data(f, t) + end;
+	a = (a + pg - 1) / pg * pg;
+	b = b / pg * pg;
+	if (a < b)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int sw_st_find(const sw_st_file *f, const char *name)
 {
 	for (int i = 0; i < f->n; i++)

@@ -51,6 +51,10 @@ static inline const void *sw_st_data(const sw_st_file *f, const sw_st_tensor *t)
 	return f->base + f->data_off + t->begin;
 }
 
+/* Drops the pages of bytes [begin, end) of t's data from this process's resident set (the file
+ * stays in the page cache; a later read faults them back in). For streaming reads. */
+void sw_st_release(const sw_st_file *f, const sw_st_tensor *t, uint64_t begin, uint64_t end);
+
 /* Converts n elements (F32/BF16/F16 in any direction; to BF16/F16 rounds to nearest even). */
 void sw_convert(void *dst, sw_dtype dst_dtype, const void *src, sw_dtype src_dtype, int64_t n);
 

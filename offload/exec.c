@@ -94,6 +94,7 @@ struct sw_exec {
 	sw_event *hgrad_ev[OPT_Q];
 	int hgrad_busy[OPT_Q];
 	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
+	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
 	pthread_t thr;
 	int thr_started;
 	pthread_mutex_t mu;
@@ -372,6 +373,8 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 						&ex->opt_stage[i])))
 			goto err;
 	}
+	if ((rc = halloc(ex, (uint64_t)ex->chunk * 4, &ex->xfer)))
+		goto err;
 	/* events for device spans: generous per step */
 	ex->maxsev = 8 * (G + 2) * (M + 2) + 64;
 	ex->sev = calloc((size_t)ex->maxsev, sizeof(sw_event *));
@@ -497,6 +500,7 @@ void sw_exec_destroy(sw_exec *ex)
 		EF(ex->p16_ev[i]);
 		HF(ex->opt_stage[i]);
 	}
+	HF(ex->xfer);
 	for (int i = 0; i < ex->maxsev && ex->sev; i++)
 		EF(ex->sev[i]);
 	DF(ex->tgrad);
@@ -568,81 +572,125 @@ static uint64_t chunk_len(int64_t off, int64_t n, int64_t total, int esz)
 	return io_len((uint64_t)n * (uint64_t)esz);
 }
 
-int sw_exec_set_group(sw_exec *ex, int gi, const float *host)
+float *sw_exec_xfer(sw_exec *ex) { return ex->xfer; }
+int64_t sw_exec_xfer_len(const sw_exec *ex) { return ex->chunk; }
+
+/* P16 of a range from its fp32 masters: round to nearest even on the host (the same rounding
+ * as the backends' cast and the AdamW p16 output), so every placement starts from the same bits.
+ * The GPU tier goes through a small bounce buffer in pieces; host and NVMe tiers convert in
+ * place (into the cache, or into the NVMe staging buffer). */
+static int put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src)
 {
 	sw_backend *be = ex->be;
-	const sw_backend_ops *op = be->ops;
 	grp *g = &ex->g[gi];
+	uint64_t ab = (uint64_t)ex->ab;
+	if (g->p16_tier == SW_TIER_HOST) {
+		sw_convert((char *)g->p16_host + (uint64_t)off * ab, be->act, src, SW_DTYPE_F32, n);
+		return 0;
+	}
+	if (g->p16_tier == SW_TIER_NVME) {
+		sw_convert(ex->p16_stage[0], be->act, src, SW_DTYPE_F32, n);
+		return io_write_wait(ex, g->p16_ext, (uint64_t)off * ab, chunk_len(off, n, 0, ex->ab),
+				     ex->p16_stage[0]);
+	}
+	enum { PIECE = 1 << 16 };
+	uint8_t *bounce = malloc((size_t)PIECE * ab);
+	if (!bounce)
+		return -ENOMEM;
+	for (int64_t o = 0; o < n; o += PIECE) {
+		int64_t c = n - o < PIECE ? n - o : PIECE;
+		sw_convert(bounce, be->act, src + o, SW_DTYPE_F32, c);
+		be->ops->copy_h2d(be, ex->cs, (char *)g->p16_dev + (uint64_t)(off + o) * ab, bounce,
+				  (uint64_t)c * ab);
+		be->ops->stream_sync(be, ex->cs);
+	}
+	free(bounce);
+	return 0;
+}
+
+int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, const float *src)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
+	int64_t numel = ex->tt->g[gi].numel;
+	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
+	SW_ASSERT(off >= 0 && off % ex->chunk == 0 && n > 0 && n <= ex->chunk &&
+		  (off + n == numel || n == ex->chunk));
+	SW_ASSERT(src || state != SW_STATE_P32);
+	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2, rc = 0;
+	uint64_t bytes = (uint64_t)n * 4;
+	if (g->opt_tier == SW_TIER_GPU) {
+		if (src)
+			be->ops->copy_h2d(be, ex->cs, g->opt_dev[k] + off, src, bytes);
+		else
+			be->ops->memset0(be, ex->cs, g->opt_dev[k] + off, bytes);
+		be->ops->stream_sync(be, ex->cs);
+	} else if (g->opt_tier == SW_TIER_HOST) {
+		if (src)
+			memcpy(g->opt_host[k] + off, src, bytes);
+		else
+			memset(g->opt_host[k] + off, 0, bytes);
+	} else {
+		if (src)
+			memcpy(ex->opt_stage[0], src, bytes);
+		else
+			memset(ex->opt_stage[0], 0, bytes);
+		rc = io_write_wait(ex, g->opt_ext[ex->slot][k], opt_off(off), chunk_len(off, n, 0, 4),
+				   ex->opt_stage[0]);
+	}
+	if (!rc && state == SW_STATE_P32)
+		rc = put_p16(ex, gi, off, n, src);
+	return rc;
+}
+
+int sw_exec_take(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, float *dst)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
+	int64_t numel = ex->tt->g[gi].numel;
+	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
+	SW_ASSERT(off >= 0 && off % ex->chunk == 0 && n > 0 && n <= ex->chunk &&
+		  (off + n == numel || n == ex->chunk));
+	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2;
+	uint64_t bytes = (uint64_t)n * 4;
+	if (g->opt_tier == SW_TIER_GPU) {
+		be->ops->copy_d2h(be, ex->cs, dst, g->opt_dev[k] + off, bytes);
+		be->ops->stream_sync(be, ex->cs);
+		return 0;
+	}
+	if (g->opt_tier == SW_TIER_HOST) {
+		memcpy(dst, g->opt_host[k] + off, bytes);
+		return 0;
+	}
+	int rc = io_read(ex, g->opt_ext[ex->slot][k], opt_off(off), chunk_len(off, n, 0, 4),
+			 ex->opt_stage[0]);
+	if (!rc)
+		memcpy(dst, ex->opt_stage[0], bytes);
+	return rc;
+}
+
+int sw_exec_set_group(sw_exec *ex, int gi, const float *host)
+{
 	int64_t n = ex->tt->g[gi].numel;
 	int rc = 0;
-	/* P16 = P32 rounded to nearest even on the host (the same rounding as the backends' cast
-	 * and the AdamW p16 output), so every placement starts from the same bits */
-	float *zero = calloc((size_t)n + 1024, 4);
-	void *p16h = malloc((size_t)n * (size_t)ex->ab + 4096);
-	if (!zero || !p16h) {
-		rc = -ENOMEM;
-		goto out;
+	for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
+		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+		if (!(rc = sw_exec_put(ex, gi, SW_STATE_P32, off, c, host + off)) &&
+		    !(rc = sw_exec_put(ex, gi, SW_STATE_M, off, c, NULL)))
+			rc = sw_exec_put(ex, gi, SW_STATE_V, off, c, NULL);
 	}
-	sw_convert(p16h, be->act, host, SW_DTYPE_F32, n);
-	if (g->p16_tier == SW_TIER_GPU)
-		op->copy_h2d(be, ex->cs, g->p16_dev, p16h, (uint64_t)n * (uint64_t)ex->ab);
-	else if (g->p16_tier == SW_TIER_HOST)
-		memcpy(g->p16_host, p16h, (size_t)n * (size_t)ex->ab);
-	else {
-		for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
-			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-			memcpy(ex->p16_stage[0], (char *)p16h + off * ex->ab, (size_t)c * (size_t)ex->ab);
-			rc = io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
-					   chunk_len(off, c, n, ex->ab), ex->p16_stage[0]);
-		}
-	}
-	const float *src[3] = { host, zero, zero };
-	for (int k = 0; k < 3 && !rc; k++) {
-		if (g->opt_tier == SW_TIER_GPU)
-			op->copy_h2d(be, ex->cs, g->opt_dev[k], src[k], (uint64_t)n * 4);
-		else if (g->opt_tier == SW_TIER_HOST)
-			memcpy(g->opt_host[k], src[k], (size_t)n * 4);
-		else {
-			for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
-				int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-				memcpy(ex->opt_stage[0], src[k] + off, (size_t)c * 4);
-				rc = io_write_wait(ex, g->opt_ext[ex->slot][k], opt_off(off),
-						   chunk_len(off, c, n, 4), ex->opt_stage[0]);
-			}
-		}
-	}
-	op->stream_sync(be, ex->cs);
-out:
-	free(zero);
-	free(p16h);
 	return rc;
 }
 
 int sw_exec_get_group(sw_exec *ex, int gi, sw_state state, float *host)
 {
-	sw_backend *be = ex->be;
-	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
-	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2;
-	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
-	if (g->opt_tier == SW_TIER_GPU) {
-		be->ops->copy_d2h(be, ex->cs, host, g->opt_dev[k], (uint64_t)n * 4);
-		be->ops->stream_sync(be, ex->cs);
-		return 0;
-	}
-	if (g->opt_tier == SW_TIER_HOST) {
-		memcpy(host, g->opt_host[k], (size_t)n * 4);
-		return 0;
-	}
-	for (int64_t off = 0; off < n; off += ex->chunk) {
+	int rc = 0;
+	for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
 		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-		int rc = io_read(ex, g->opt_ext[ex->slot][k], opt_off(off), chunk_len(off, c, n, 4),
-				 ex->opt_stage[0]);
-		if (rc)
-			return rc;
-		memcpy(host + off, ex->opt_stage[0], (size_t)c * 4);
+		rc = sw_exec_take(ex, gi, state, off, c, host + off);
 	}
-	return 0;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- the optimizer -------- */

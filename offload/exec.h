@@ -66,7 +66,18 @@ int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt);
 /* Pinned host bytes the executor allocated (its share of --cpu-mem). */
 uint64_t sw_exec_host_bytes(const sw_exec *ex);
 
-/* Group state from/to host fp32 (numel floats at table offsets); set also zeroes m and v. */
+/* Group state between steps, one chunk at a time: elements [off, off + n) of group g's
+ * layer-major block, off a multiple of sw_exec_xfer_len() and n that length (or the rest of the
+ * group). put: state P32 (also writes the P16 rounded from it), M or V; src NULL writes zeros
+ * (not for P32). take: P32, M or V into dst. Both 0 or -errno after one error line (NVMe). */
+int sw_exec_put(sw_exec *ex, int g, sw_state state, int64_t off, int64_t n, const float *src);
+int sw_exec_take(sw_exec *ex, int g, sw_state state, int64_t off, int64_t n, float *dst);
+/* The executor's transfer buffer (pinned, sw_exec_xfer_len() floats, counted by the planner
+ * as "load/save staging"): the caller's room for one chunk between steps. */
+float *sw_exec_xfer(sw_exec *ex);
+int64_t sw_exec_xfer_len(const sw_exec *ex);
+/* Whole groups (numel floats at table offsets) through put/take; set also zeroes m and v.
+ * For tests: a group-sized buffer is the caller's. */
 int sw_exec_set_group(sw_exec *ex, int group, const float *host);
 int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
 

@@ -21,6 +21,7 @@ static const char *purpose_names[SW_PURPOSE_COUNT] = {
 	[SW_PURPOSE_HEAD] = "head and loss workspace", [SW_PURPOSE_WORKSPACE] = "cuBLAS workspace",
 	[SW_PURPOSE_RESERVE] = "reserve", [SW_PURPOSE_STAGE_P16] = "I/O staging P16",
 	[SW_PURPOSE_STAGE_OPT] = "I/O staging optimizer", [SW_PURPOSE_STAGE_CKPT] = "I/O staging checkpoints",
+	[SW_PURPOSE_XFER] = "load/save staging",
 };
 static const char *resource_names[SW_RES_COUNT] = { "GPU compute", "PCIe", "NVMe", "CPU AdamW" };
 
@@ -298,6 +299,7 @@ static int place_gpu(sw_plan *p)
  * staging when that stream exists. */
 typedef struct host_need {
 	uint64_t grad, carry;            /* pinned gradient buffers, the carry when not on the GPU */
+	uint64_t xfer;                   /* load/save staging (offload/exec.c sw_exec_xfer) */
 	uint64_t stage[3];               /* P16, optimizer, checkpoints (their staging) */
 	uint64_t items;                  /* every off-GPU P16, optimizer state and checkpoint */
 } host_need;
@@ -322,6 +324,9 @@ static void host_needs(const sw_plan *p, host_need *h)
 	h->items += (uint64_t)ck_off * p->ckpt_item;
 	/* two pinned gradient buffers: the CPU updates one group while the next one's arrives */
 	h->grad = (uint64_t)(n_off < 2 ? n_off : 2) * max_off * GRAD_BYTES;
+	/* one chunk as sw_exec_chunk() rounds it, fp32 */
+	uint64_t xc = ((uint64_t)in->chunk_params + 2047) / 2048 * 2048;
+	h->xfer = min_u64(xc, (uint64_t)in->tt->max_group_numel) * 4;
 	if (!p->carry_on_gpu)
 		h->carry = (uint64_t)in->batch_tokens * (uint64_t)in->tt->cfg.dim * (uint64_t)p->act_bytes;
 	uint64_t chunk = min_u64((uint64_t)p->chunk_params, max_off);
@@ -390,7 +395,7 @@ static unsigned fill_host(sw_plan *p, uint64_t budget, uint64_t *used)
 
 static void host_min(const host_need *h, uint64_t *need, int *all_on_host)
 {
-	uint64_t base = h->grad + h->carry, stage = staging_of(h, 7);
+	uint64_t base = h->grad + h->carry + h->xfer, stage = staging_of(h, 7);
 	*all_on_host = h->items <= stage;
 	*need = base + min_u64(h->items, stage);
 }
@@ -407,6 +412,7 @@ static int place_host(sw_plan *p)
 		char b[4][32], list[512] = "";
 		list_add(list, sizeof(list), "pinned gradient buffers", h.grad);
 		list_add(list, sizeof(list), "activation carry", h.carry);
+		list_add(list, sizeof(list), "load/save staging", h.xfer);
 		if (cheaper_all) {
 			list_add(list, sizeof(list), "state and checkpoints off the GPU", h.items);
 		} else {
@@ -426,7 +432,8 @@ static int place_host(sw_plan *p)
 	uint64_t *hb = p->bytes[SW_TIER_HOST];
 	hb[SW_PURPOSE_GRAD] = h.grad;
 	hb[SW_PURPOSE_CARRY] = h.carry;
-	uint64_t base = h.grad + h.carry, used = 0;
+	hb[SW_PURPOSE_XFER] = h.xfer;
+	uint64_t base = h.grad + h.carry + h.xfer, used = 0;
 	unsigned stage_kinds = 0;
 	if (in->cpu_mem - base >= h.items) {
 		SW_ASSERT(fill_host(p, in->cpu_mem - base, &used) == 0);
@@ -855,6 +862,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 			 fmt_count((double)p->chunk_params, n, 32));
 		return buf;
 	case SW_PURPOSE_STAGE_CKPT: return "pinned, checkpoints on their way to / from NVMe";
+	case SW_PURPOSE_XFER: return "pinned, one chunk of fp32: model in, weights and optimizer state out";
 	default:
 		break;
 	}

@@ -86,6 +86,8 @@ typedef enum {
 	SW_PURPOSE_STAGE_P16,       /* host, pinned: P16 read from / written to NVMe */
 	SW_PURPOSE_STAGE_OPT,       /* host, pinned: P32/m/v read-ahead and write-behind */
 	SW_PURPOSE_STAGE_CKPT,      /* host, pinned: checkpoints to / from NVMe */
+	SW_PURPOSE_XFER,            /* host, pinned: one I/O chunk of fp32 for loading the model
+	                               and saving / resuming the run's state */
 	SW_PURPOSE_COUNT
 } sw_plan_purpose;
 

@@ -1,11 +1,15 @@
-/* The training driver behind `spillway train`: load, plan, train, report, save.
+/* The training driver behind `spillway train`: load, plan, train, report, save, resume.
  *
- * Run directory (--run DIR):
- *   metrics.jsonl          one JSON object per step (appended)
+ * Run directory (--run DIR), docs/formats.md has the details:
+ *   metrics.jsonl          one JSON object per step (appended; a resumed run appends too)
  *   weights-NNNNNNNN/      fp32 master weights after step N (an HF directory)
- *   manifest.json          {"step": N, "weights": "weights-NNNNNNNN", ...}: written to a
- *                          temporary file, fsynced, renamed, directory fsynced; the previous
- *                          weights directory is removed only after the rename (two slots). */
+ *   optim-NNNNNNNN/m, /v   AdamW's m and v after step N (HF directories, fp32, same names)
+ *   manifest.json          {"step": N, "weights": ..., "optim": ..., data position}: written to
+ *                          a temporary file, fsynced, renamed, directory fsynced; the previous
+ *                          step's directories are removed only after the rename (two slots).
+ * Everything moves one I/O chunk at a time through the executor's transfer buffer, and the
+ * checkpoint's mapped pages are dropped as they are read, so loading and saving a model larger
+ * than host memory stays inside --cpu-mem. */
 #include "offload/exec.h"
 #include "core/data.h"
 #include "core/hfmodel.h"
@@ -14,6 +18,7 @@
 #include "core/model.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -67,69 +72,177 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-/* Writes the fp32 masters to RUN/weights-STEP and commits the manifest. */
-static int save_state(sw_exec *ex, const sw_table *tt, const char *run, int64_t step,
-		      const sw_data *data, const char *prev, char *cur, int curlen)
+/* Writes one state (P32, m or v) of every group to HF directory DIR, chunk by chunk. */
+static int save_one(sw_exec *ex, const sw_table *tt, const char *dir, sw_state state)
 {
-	char dir[4096], tmp[4200], man[4200];
-	snprintf(cur, (size_t)curlen, "weights-%08lld", (long long)step);
-	snprintf(dir, sizeof(dir), "%s/%s", run, cur);
 	rm_rf(dir);
 	sw_st_writer *w;
 	int rc = sw_hf_write_begin(&w, dir, tt, SW_DTYPE_F32, 0);
 	if (rc)
 		return rc;
-	float *buf = malloc((size_t)tt->max_group_numel * 4);
-	if (!buf) {
-		sw_st_writer_abort(w);
-		return -ENOMEM;
-	}
-	for (int g = 0; g < tt->ngroups && !rc; g++) {
-		if (!(rc = sw_exec_get_group(ex, g, SW_STATE_P32, buf)))
-			rc = sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
-	}
-	free(buf);
+	float *x = sw_exec_xfer(ex);
+	int64_t chunk = sw_exec_xfer_len(ex);
+	for (int g = 0; g < tt->ngroups && !rc; g++)
+		for (int64_t off = 0; off < tt->g[g].numel && !rc; off += chunk) {
+			int64_t c = tt->g[g].numel - off < chunk ? tt->g[g].numel - off : chunk;
+			if (!(rc = sw_exec_take(ex, g, state, off, c, x)))
+				rc = sw_st_writer_write(w, x, SW_DTYPE_F32, c);
+		}
 	if (rc) {
 		sw_st_writer_abort(w);
 		return rc;
 	}
 	sw_config cfg = tt->cfg;
 	cfg.dtype = SW_DTYPE_F32;
-	if ((rc = sw_st_writer_finish(w, &cfg)))
+	return sw_st_writer_finish(w, &cfg);
+}
+
+/* Writes RUN/weights-STEP (fp32 masters) and RUN/optim-STEP/{m,v}, then commits the manifest;
+ * the previous step's directories go only after the commit. cur gets "NNNNNNNN". */
+static int save_state(sw_exec *ex, const sw_table *tt, const char *run, int64_t step,
+		      const sw_data *data, const char *prev, char *cur, int curlen)
+{
+	char dir[4200], tmp[4200], man[4200];
+	snprintf(cur, (size_t)curlen, "%08lld", (long long)step);
+	snprintf(dir, sizeof(dir), "%s/weights-%s", run, cur);
+	int rc = save_one(ex, tt, dir, SW_STATE_P32);
+	snprintf(dir, sizeof(dir), "%s/optim-%s", run, cur);
+	rm_rf(dir);
+	if (!rc && mkdir(dir, 0755)) {
+		rc = -errno;
+		sw_error("run %s: cannot create %s: %s", run, dir, strerror(errno));
+	}
+	snprintf(dir, sizeof(dir), "%s/optim-%s/m", run, cur);
+	if (!rc)
+		rc = save_one(ex, tt, dir, SW_STATE_M);
+	snprintf(dir, sizeof(dir), "%s/optim-%s/v", run, cur);
+	if (!rc)
+		rc = save_one(ex, tt, dir, SW_STATE_V);
+	if (rc)
 		return rc;
 	snprintf(tmp, sizeof(tmp), "%s/manifest.json.tmp", run);
 	snprintf(man, sizeof(man), "%s/manifest.json", run);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
+		rc = -errno;
 		sw_error("run %s: cannot write %s: %s", run, tmp, strerror(errno));
-		return -errno;
+		return rc;
 	}
-	fprintf(f, "{\"version\": 1, \"step\": %lld, \"weights\": \"%s\", \"data_epoch\": %llu, "
-		"\"data_index\": %llu}\n", (long long)step, cur,
+	fprintf(f, "{\"version\": 2, \"step\": %lld, \"weights\": \"weights-%s\", \"optim\": "
+		"\"optim-%s\", \"data_epoch\": %llu, \"data_index\": %llu}\n", (long long)step, cur, cur,
 		(unsigned long long)data->pos.epoch, (unsigned long long)data->pos.index);
 	if (fflush(f) || fsync(fileno(f))) {
 		rc = -errno;
 		fclose(f);
+		sw_error("run %s: cannot write %s: %s", run, tmp, strerror(-rc));
 		return rc;
 	}
 	fclose(f);
-	if (rename(tmp, man))
-		return -errno;
+	if (rename(tmp, man)) {
+		rc = -errno;
+		sw_error("run %s: cannot rename %s: %s", run, tmp, strerror(-rc));
+		return rc;
+	}
 	fsync_dir(run);
 	if (prev && prev[0] && strcmp(prev, cur)) {
-		snprintf(dir, sizeof(dir), "%s/%s", run, prev);
+		snprintf(dir, sizeof(dir), "%s/weights-%s", run, prev);
+		rm_rf(dir);
+		snprintf(dir, sizeof(dir), "%s/optim-%s", run, prev);
 		rm_rf(dir);
 	}
 	return 0;
+}
+
+/* What --resume continues from: RUN/manifest.json. */
+typedef struct resume_point {
+	int64_t step;
+	sw_data_pos pos;
+	char weights[4200], m[4200], v[4200];
+	char tag[64];
+} resume_point;
+
+static int read_manifest(const char *run, resume_point *r)
+{
+	char man[4200];
+	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	json_error_t je;
+	json_t *root = json_load_file(man, 0, &je);
+	if (!root) {
+		if (access(man, F_OK))
+			sw_error("train: --resume: %s does not exist: nothing was saved in %s yet; "
+				 "start it without --resume", man, run);
+		else
+			sw_error("train: --resume: %s: %s (line %d); the run directory is damaged", man,
+				 je.text, je.line);
+		return -EINVAL;
+	}
+	json_t *st = json_object_get(root, "step"), *w = json_object_get(root, "weights"),
+	       *o = json_object_get(root, "optim"), *de = json_object_get(root, "data_epoch"),
+	       *di = json_object_get(root, "data_index");
+	int ok = json_is_integer(st) && json_integer_value(st) > 0 && json_is_string(w) &&
+		 json_is_integer(de) && json_integer_value(de) >= 0 && json_is_integer(di) &&
+		 json_integer_value(di) >= 0 && (!o || json_is_string(o));
+	if (ok && (strchr(json_string_value(w), '/') || (o && strchr(json_string_value(o), '/'))))
+		ok = 0;
+	if (!ok) {
+		sw_error("train: --resume: %s lacks step, weights, optim or the data position, or has "
+			 "the wrong types; the run directory is damaged", man);
+		json_decref(root);
+		return -EINVAL;
+	}
+	if (!o) {
+		sw_error("train: --resume: %s is from a version of spillway that saved no optimizer "
+			 "state; start a new run from %s/%s", man, run, json_string_value(w));
+		json_decref(root);
+		return -EINVAL;
+	}
+	r->step = json_integer_value(st);
+	r->pos.epoch = (uint64_t)json_integer_value(de);
+	r->pos.index = (uint64_t)json_integer_value(di);
+	snprintf(r->weights, sizeof(r->weights), "%s/%s", run, json_string_value(w));
+	snprintf(r->m, sizeof(r->m), "%s/%s/m", run, json_string_value(o));
+	snprintf(r->v, sizeof(r->v), "%s/%s/v", run, json_string_value(o));
+	snprintf(r->tag, sizeof(r->tag), "%08lld", (long long)r->step);
+	json_decref(root);
+	return 0;
+}
+
+/* The saved state must be this model's: same tensors, same shapes, same groups. */
+static int same_table(const sw_table *a, const sw_table *b, const char *what)
+{
+	int ok = a->n == b->n && a->ngroups == b->ngroups && a->total == b->total;
+	for (int i = 0; ok && i < a->n; i++)
+		ok = !strcmp(a->t[i].name, b->t[i].name) && a->t[i].numel == b->t[i].numel &&
+		     a->t[i].group == b->t[i].group && a->t[i].offset == b->t[i].offset;
+	if (!ok)
+		sw_error("train: --resume: %s does not hold the tensors of --model (another model's "
+			 "run?); resume with the model the run started from", what);
+	return ok ? 0 : -EINVAL;
 }
 
 static const char *res_json[SW_TRACK_COUNT] = {
 	"compute_s", "h2d_s", "d2h_s", "nvme_read_s", "nvme_write_s", "optim_s",
 };
 
+/* A "Vm...:" line of /proc/self/status in bytes (0 when unreadable). */
+static uint64_t proc_status_bytes(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long kib = 0;
+	size_t kl = strlen(key);
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && sscanf(line + kl, "%llu", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
 int sw_exec_train(const sw_exec_args *a)
 {
 	double t_load = sw_now();
+	uint64_t rss_start = proc_status_bytes("VmRSS:");
 	sw_hf_model hm;
 	int rc = sw_hf_open(&hm, a->model);
 	if (rc)
@@ -144,8 +257,10 @@ int sw_exec_train(const sw_exec_args *a)
 	sw_exec *ex = NULL;
 	FILE *metrics = NULL;
 	int32_t *inputs = NULL, *targets = NULL;
-	float *buf = NULL;
 	char prev[64] = "", cur[64] = "";
+	resume_point rp;
+	sw_hf_model rs[3];
+	int nrs = 0;
 	int data_open = 0;
 	if ((rc = sw_data_open(&data, a->data, a->seq_len, a->seed)))
 		goto out;
@@ -237,22 +352,53 @@ int sw_exec_train(const sw_exec_args *a)
 			    .trace = a->trace };
 	if ((rc = sw_exec_create(be, tt, &plan, io, &eo, &ex)))
 		goto out;
-	/* weights: fp32 masters group by group */
-	buf = malloc((size_t)tt->max_group_numel * 4);
-	rc = -ENOMEM;
-	if (!buf)
-		goto out;
-	sw_progress pr;
-	sw_progress_begin(&pr, "train: loading weights", (uint64_t)tt->total);
-	uint64_t done = 0;
-	for (int g = 0; g < tt->ngroups; g++) {
-		sw_hf_read_group(&hm, g, buf, SW_DTYPE_F32);
-		if ((rc = sw_exec_set_group(ex, g, buf)))
+	/* the state: fp32 masters (P16 rounded from them) and zero m, v from the model; or P32, m
+	 * and v from the run's last save with --resume. Chunk by chunk through the transfer buffer. */
+	if (a->resume) {
+		if ((rc = read_manifest(a->run, &rp)))
 			goto out;
-		done += (uint64_t)tt->g[g].numel;
-		sw_progress_update(&pr, done);
+		if (rp.step >= a->steps) {
+			sw_error("train: --resume: %s is already at step %lld; give --steps above it",
+				 a->run, (long long)rp.step);
+			rc = -EINVAL;
+			goto out;
+		}
+		const char *dirs[3] = { rp.weights, rp.m, rp.v };
+		for (int k = 0; k < 3; k++) {
+			if ((rc = sw_hf_open(&rs[k], dirs[k])))
+				goto out;
+			nrs++;
+			if ((rc = same_table(tt, &rs[k].tt, dirs[k])))
+				goto out;
+		}
+		sw_data_set_pos(&data, rp.pos);
+		snprintf(prev, sizeof(prev), "%s", rp.tag);
 	}
-	sw_progress_end(&pr);
+	{
+		sw_progress pr;
+		sw_progress_begin(&pr, a->resume ? "train: loading the saved state" : "train: loading weights",
+				  (uint64_t)tt->total);
+		float *x = sw_exec_xfer(ex);
+		int64_t chunk = sw_exec_xfer_len(ex), done = 0;
+		static const sw_state states[3] = { SW_STATE_P32, SW_STATE_M, SW_STATE_V };
+		for (int g = 0; g < tt->ngroups && !rc; g++)
+			for (int64_t off = 0; off < tt->g[g].numel && !rc; off += chunk) {
+				int64_t c = tt->g[g].numel - off < chunk ? tt->g[g].numel - off : chunk;
+				for (int k = 0; k < 3 && !rc; k++) {
+					const float *src = NULL;
+					if (k == 0 || a->resume) {
+						sw_hf_read_range(a->resume ? &rs[k] : &hm, g, off, c, x, SW_DTYPE_F32);
+						src = x;
+					}
+					rc = sw_exec_put(ex, g, states[k], off, c, src);
+				}
+				done += c;
+				sw_progress_update(&pr, (uint64_t)done);
+			}
+		sw_progress_end(&pr);
+		if (rc)
+			goto out;
+	}
 	if (a->run) {
 		char mp[4200];
 		snprintf(mp, sizeof(mp), "%s/metrics.jsonl", a->run);
@@ -276,8 +422,9 @@ int sw_exec_train(const sw_exec_args *a)
 	       (double)sw_exec_host_bytes(ex) / 1048576.0);
 	fflush(stdout);
 	double t_train = sw_now();
+	int64_t first = a->resume ? rp.step + 1 : 1;
 	rc = 0;
-	for (int64_t step = 1; step <= a->steps; step++) {
+	for (int64_t step = first; step <= a->steps; step++) {
 		if ((rc = sw_data_next(&data, rows, inputs, targets)))
 			break;
 		double lr = sw_lr_at(&a->sched, step);
@@ -315,16 +462,24 @@ int sw_exec_train(const sw_exec_args *a)
 			snprintf(prev, sizeof(prev), "%s", cur);
 		}
 	}
-	if (!rc)
-		printf("train: %lld steps in %.1f s; GPU arena peak %.1f MiB of %.1f MiB\n",
-		       (long long)a->steps, sw_now() - t_train, (double)be->peak / 1048576.0,
-		       (double)be->budget / 1048576.0);
+	if (!rc) {
+		/* host memory as the kernel counts it: the peak resident set (pinned buffers and, on
+		 * the CPU backend, the "GPU" arena are inside it) and what the process held before
+		 * spillway allocated anything (code, libraries, the CUDA runtime's own) */
+		uint64_t hwm = proc_status_bytes("VmHWM:");
+		printf("train: %lld steps in %.1f s; GPU arena peak %.1f MiB of %.1f MiB; host peak RSS "
+		       "%.1f MiB (%.1f MiB of it before loading: program and libraries)\n",
+		       (long long)(a->steps - first + 1), sw_now() - t_train, (double)be->peak / 1048576.0,
+		       (double)be->budget / 1048576.0, (double)hwm / 1048576.0,
+		       (double)rss_start / 1048576.0);
+	}
 out:
 	if (metrics)
 		fclose(metrics);
 	free(inputs);
 	free(targets);
-	free(buf);
+	for (int k = 0; k < nrs; k++)
+		sw_hf_close(&rs[k]);
 	sw_exec_destroy(ex);
 	sw_io_close(io);
 	sw_backend_destroy(be);

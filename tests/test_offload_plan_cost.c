@@ -130,12 +130,16 @@ int main(void)
 		CHECK(close_to(p.cost.step_s, mx));
 		CHECK(close_to(p.cost.t[p.cost.bottleneck], mx));
 		CHECK(close_to(p.cost.tokens_per_s, BATCH / mx));
-		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (2 groups), carry */
+		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (2 groups), carry,
+		 * load/save staging */
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_P16] == total * 2);
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_M] == total * 4);
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == 2 * maxg * 4);
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == (uint64_t)BATCH * C * 2);
-		CHECK(p.total[SW_TIER_HOST] == total * 14 + L * M * item + 2 * maxg * 4 + (uint64_t)BATCH * C * 2);
+		/* load/save staging: one I/O chunk of fp32; the default chunk is larger than any group */
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_XFER] == maxg * 4);
+		CHECK(p.total[SW_TIER_HOST] == total * 14 + L * M * item + 2 * maxg * 4 + (uint64_t)BATCH * C * 2 +
+		      maxg * 4);
 		CHECK(p.total[SW_TIER_GPU] == w0 + window);
 		sw_plan_apply(&p, &tt);
 		for (int g = 0; g < L + 2; g++)
@@ -146,7 +150,7 @@ int main(void)
 
 	/* B: everything possible on NVMe. Small chunks so staging is cheaper than holding it all;
 	 * the host gets exactly its minimum, which by hand is the pinned gradient buffers, the
-	 * carry and staging for the three streams. */
+	 * carry, staging for the three streams and the load/save staging (one chunk of fp32). */
 	{
 		in.chunk_params = 4096;
 		in.gpu_mem = w0 + window;
@@ -154,7 +158,7 @@ int main(void)
 		strcpy(in.nvme[0].path, "/x");
 		in.nvme[0].capacity = 1ull << 40;
 		const uint64_t stage = 2 * 2 * 4096 * 2 + 2 * 2 * 4096 * 12 + 2 * 2 * item;
-		const uint64_t hmin_hand = 2 * maxg * 4 + (uint64_t)BATCH * C * 2 + stage;
+		const uint64_t hmin_hand = 2 * maxg * 4 + (uint64_t)BATCH * C * 2 + stage + 4096 * 4;
 		CHECK(hmin_hand < total * 14 + L * M * item);
 		uint64_t hmin = 0;
 		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
@@ -201,12 +205,15 @@ int main(void)
 	/* C: all on the GPU, carry and checkpoints too: no traffic, the step is the compute */
 	{
 		in.gpu_mem = w0 + all_state + (uint64_t)BATCH * C * 2 + L * M * item;
-		in.cpu_mem = 0;
+		in.cpu_mem = maxg * 4 - 1;   /* the host holds only the load/save staging: one chunk */
 		sw_plan p;
+		CHECK(sw_plan_build(&p, &in) == -ENOSPC && p.short_tier == SW_TIER_HOST && p.short_bytes == 1);
+		sw_plan_free(&p);
+		in.cpu_mem = maxg * 4;
 		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
 		CHECK(!p.streaming && p.carry_on_gpu && p.resident_groups == L + 2);
 		CHECK(p.ckpt_count[SW_TIER_GPU] == L * M && p.bytes[SW_TIER_GPU][SW_PURPOSE_WINDOW] == 0);
-		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == 0);
+		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == maxg * 4);
 		CHECK(p.cost.h2d == 0 && p.cost.d2h == 0 && p.cost.adam_params == 0);
 		CHECK(close_to(p.cost.step_s, flops / 1e9) && p.cost.bottleneck == SW_RES_COMPUTE);
 		sw_plan_free(&p);
