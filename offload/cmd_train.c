@@ -29,7 +29,8 @@ static const char summary[] = "fine-tune a model on a token file (offloading wha
 typedef struct train_args {
 	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule;
 	int64_t steps, seq_len, batch_tokens, micro_tokens, warmup, seed, threads, save_every;
-	int64_t prefetch, chunk;
+	int64_t prefetch, chunk, io_qd, io_threads;
+	uint64_t io_bs, io_stripe;
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
 	int resume, quiet, checkpoint_only;
@@ -53,6 +54,13 @@ static int check_args(const train_args *a)
 	    a->clip < 0 || a->warmup < 0 || a->save_every < 0 || a->threads < 0) {
 		sw_error("train: optimizer settings out of range (need lr >= 0, 0 <= min-lr <= lr, "
 			 "weight-decay >= 0, betas in [0,1), eps > 0, clip >= 0, warmup >= 0)");
+		return 2;
+	}
+	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */
+	if (a->io_bs % 4096 || a->io_stripe % 4096 || a->io_stripe > (1ull << 30) || a->io_qd < 0 ||
+	    a->io_qd > 4096 || a->io_threads < 0 || a->io_threads > 64) {
+		sw_error("train: --io-bs and --io-stripe must be multiples of 4KiB (stripe up to 1GiB), "
+			 "--io-qd in 1..4096, --io-threads in 1..64; `spillway bench-io` recommends values");
 		return 2;
 	}
 	if (strcmp(a->dtype, "bf16") && strcmp(a->dtype, "fp32")) {
@@ -95,6 +103,10 @@ int cmd_train(int argc, char **argv)
 		{ "threads", SW_OPT_INT, &a.threads, "N", "CPU threads for ops and AdamW (default: all cores)", 0 },
 		{ "prefetch", SW_OPT_INT, &a.prefetch, "K", "streamed groups' P16 buffers on the GPU (default 2)", 0 },
 		{ "chunk", SW_OPT_INT, &a.chunk, "PARAMS", "NVMe I/O chunk of streamed state (default 67108864)", 0 },
+		{ "io-bs", SW_OPT_SIZE, &a.io_bs, "SIZE", "largest single NVMe transfer (default 1MiB)", 0 },
+		{ "io-qd", SW_OPT_INT, &a.io_qd, "N", "NVMe transfers in flight per I/O thread (default 32)", 0 },
+		{ "io-threads", SW_OPT_INT, &a.io_threads, "N", "I/O threads, one io_uring each (default 2)", 0 },
+		{ "io-stripe", SW_OPT_SIZE, &a.io_stripe, "SIZE", "stripe unit over the --nvme paths; must divide one chunk of P16 (default: that chunk)", 0 },
 		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &a.checkpoint_only, NULL, "one slot of NVMe optimizer state (updated in place; consistent only at saves)", 0 },
 		{ "trace", SW_OPT_STR, &a.trace, "FILE", "write a Chrome/Perfetto trace", 0 },
@@ -132,6 +144,8 @@ int cmd_train(int argc, char **argv)
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .prefetch = (int)a.prefetch, .chunk = a.chunk,
 		.slots = a.checkpoint_only ? 1 : 2,
+		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
+		.io_threads = (int)a.io_threads,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,
 		.clip = a.clip, .resume = a.resume, .quiet = a.quiet, .sched = sched,
 		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,

@@ -93,6 +93,8 @@ typedef struct sw_exec_args {
 	int threads, prefetch, fp32, resume, quiet, print_steps;
 	int slots;                   /* NVMe optimizer-state slots: 2, or 1 (--checkpoint-only) */
 	int64_t chunk;               /* I/O chunk, parameters (0: the planner's default) */
+	uint64_t io_bs, io_stripe;   /* NVMe engine settings (io/io.h; 0: its defaults; the */
+	int io_qd, io_threads;       /* stripe 0: one chunk of P16) */
 	uint64_t gpu_mem, cpu_mem;   /* gpu_mem 0: as much as the whole state needs */
 	double clip;
 	sw_lr_schedule sched;

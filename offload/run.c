@@ -336,9 +336,21 @@ int sw_exec_train(const sw_exec_args *a)
 	if ((rc = sw_backend_create(a->backend, &bo, &be)))
 		goto out;
 	if (plan.total[SW_TIER_NVME]) {
-		sw_io_config ic = { .paths = a->nvme, .quiet = 1 };
+		sw_io_config ic = { .paths = a->nvme, .quiet = 1, .bs = a->io_bs, .qd = a->io_qd,
+				    .threads = a->io_threads };
 		uint64_t extents = (uint64_t)tt->ngroups * 7 + (uint64_t)tt->cfg.n_layers * (uint64_t)plan.n_micro;
-		ic.stripe = ((uint64_t)sw_exec_chunk(&plan, tt) * (a->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
+		/* a chunk of P16 (and so of P32/m/v) must be whole checksum pieces: the stripe unit
+		 * divides it */
+		uint64_t chunk16 = ((uint64_t)sw_exec_chunk(&plan, tt) * (a->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
+		ic.stripe = a->io_stripe ? a->io_stripe : chunk16;
+		if (chunk16 % ic.stripe) {
+			char b1[32], b2[32];
+			sw_error("train: --io-stripe %s does not divide one I/O chunk of P16 (%s); give a "
+				 "divisor of it (a power of two from 4KiB up does) or change --chunk",
+				 sw_fmt_size(ic.stripe, b1, 32), sw_fmt_size(chunk16, b2, 32));
+			rc = -EINVAL;
+			goto out;
+		}
 		ic.size = plan.total[SW_TIER_NVME] + extents * ic.stripe;   /* stripe alignment */
 		if ((rc = sw_io_open(&ic, &io)))
 			goto out;

@@ -51,4 +51,23 @@ echo "ok export"
 [ $rc = 2 ] || fail "--micro-batch-tokens 48 with --seq-len 32: exit $rc, expected 2"
 "$bin" train "${common[@]}" --dtype fp16 2>"$w/err"; rc=$?
 [ $rc = 2 ] || fail "--dtype fp16: exit $rc, expected 2"
+for bad in "--io-qd 0x" "--io-qd 5000" "--io-threads 65" "--io-bs 1000" "--io-stripe 6000"; do
+  "$bin" train "${common[@]}" $bad 2>"$w/err"; rc=$?
+  [ $rc = 2 ] && [ "$(wc -l <"$w/err")" = 1 ] || fail "$bad: exit $rc, expected 2 and one line"
+done
 echo "ok usage errors"
+
+# the NVMe engine's settings, as bench-io recommends them, change where bytes go, not results
+"$bin" train "${common[@]}" --run "$w/run_io" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+  --io-bs 4KiB --io-qd 3 --io-threads 1 --io-stripe 4KiB >"$w/out" 2>"$w/err" \
+  || { cat "$w/err"; fail "training with --io-* settings"; }
+loss() { sed 's/.*"loss": \([^,]*\),.*/\1/' "$1"; }
+[ "$(loss "$w/run/metrics.jsonl")" = "$(loss "$w/run_io/metrics.jsonl")" ] || fail "--io-* settings changed the losses"
+cmp -s "$w/run/weights-00000003/model.safetensors" "$w/run_io/weights-00000003/model.safetensors" \
+  || fail "--io-* settings changed the weights"
+# a stripe that does not divide a chunk of P16 (4096 params x 2 B = 8 KiB) fails before any work
+"$bin" train "${common[@]}" --run "$w/run_bad" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+  --io-stripe 12KiB >"$w/out" 2>"$w/err"; rc=$?
+[ $rc = 1 ] && [ "$(wc -l <"$w/err")" = 1 ] && grep -q -- "--io-stripe" "$w/err" || { cat "$w/err"; fail "bad stripe: exit $rc"; }
+[ ! -e "$w/run_bad" ] || fail "bad stripe: the run directory was created"
+echo "ok --io-* settings: same losses and weights; $(cat "$w/err")"
