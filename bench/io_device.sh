@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot NVMe-tier evaluation on a machine (used for the GPU machine's numbers in
-# docs/perf/io.md): what the disk is, the topology, tests, fio vs bench-io, path scaling and a
+# docs/perf.md): what the disk is, the topology, tests, fio vs bench-io, path scaling and a
 # full sweep with the recommended flags. Logs go to $OUT (default ./io-device-out).
 #   bench/io_device.sh [DIR]      DIR: where to put the test files (default: a directory on
 #                                 the filesystem with the most free space among . and /tmp)

@@ -872,7 +872,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 		if (t == SW_TIER_HOST)
 			return u == SW_PURPOSE_P16 ? "P16 cache of streamed groups" : "CPU AdamW state in memory";
 		if (u == SW_PURPOSE_P16)
-			return "one copy: re-derived from P32 on resume";
+			return "one copy: rounded from P32 whenever state is loaded";
 		snprintf(buf, sizeof(buf), "%d slot%s", p->in.slots, p->in.slots > 1 ? "s" : "");
 		return buf;
 	}
