@@ -122,9 +122,8 @@ struct sw_exec {
 
 int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt)
 {
-	int64_t c = p->in.chunk_params > 0 ? p->in.chunk_params : tt->max_group_numel;
-	c = (c + 2047) / 2048 * 2048;            /* 4 KiB of bf16: chunk offsets stay aligned */
-	return c < tt->max_group_numel ? c : tt->max_group_numel;
+	(void)tt;
+	return p->chunk_params;
 }
 
 /* ---------------------------------------------------------------- measurement ---------- */
@@ -608,16 +607,23 @@ static int put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src
 	return 0;
 }
 
-int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, const float *src)
+/* Index of P32/m/v in a group's optimizer arrays, after checking that [off, off + n) is one
+ * whole chunk (or the group's last). */
+static int state_slot(const sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n)
 {
-	sw_backend *be = ex->be;
-	grp *g = &ex->g[gi];
 	int64_t numel = ex->tt->g[gi].numel;
 	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
 	SW_ASSERT(off >= 0 && off % ex->chunk == 0 && n > 0 && n <= ex->chunk &&
 		  (off + n == numel || n == ex->chunk));
+	return state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2;
+}
+
+int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, const float *src)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
 	SW_ASSERT(src || state != SW_STATE_P32);
-	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2, rc = 0;
+	int k = state_slot(ex, gi, state, off, n), rc = 0;
 	uint64_t bytes = (uint64_t)n * 4;
 	if (g->opt_tier == SW_TIER_GPU) {
 		if (src)
@@ -647,11 +653,7 @@ int sw_exec_take(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, fl
 {
 	sw_backend *be = ex->be;
 	grp *g = &ex->g[gi];
-	int64_t numel = ex->tt->g[gi].numel;
-	SW_ASSERT(state == SW_STATE_P32 || state == SW_STATE_M || state == SW_STATE_V);
-	SW_ASSERT(off >= 0 && off % ex->chunk == 0 && n > 0 && n <= ex->chunk &&
-		  (off + n == numel || n == ex->chunk));
-	int k = state == SW_STATE_P32 ? 0 : state == SW_STATE_M ? 1 : 2;
+	int k = state_slot(ex, gi, state, off, n);
 	uint64_t bytes = (uint64_t)n * 4;
 	if (g->opt_tier == SW_TIER_GPU) {
 		be->ops->copy_d2h(be, ex->cs, dst, g->opt_dev[k] + off, bytes);

@@ -58,8 +58,8 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 /* Writes the trace (when asked) and frees everything. */
 void sw_exec_destroy(sw_exec *ex);
 
-/* Parameters per NVMe I/O chunk (the plan's chunk, 2048-aligned, at most the largest group).
- * The NVMe engine's stripe unit must be chunk * act bytes (rounded to 4 KiB) so that chunk
+/* Parameters per NVMe I/O chunk: plan->chunk_params (2048-aligned, at most the largest group).
+ * The NVMe engine's stripe unit must divide chunk * act bytes (rounded to 4 KiB) so that chunk
  * boundaries are piece boundaries. */
 int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt);
 

@@ -324,9 +324,7 @@ static void host_needs(const sw_plan *p, host_need *h)
 	h->items += (uint64_t)ck_off * p->ckpt_item;
 	/* two pinned gradient buffers: the CPU updates one group while the next one's arrives */
 	h->grad = (uint64_t)(n_off < 2 ? n_off : 2) * max_off * GRAD_BYTES;
-	/* one chunk as sw_exec_chunk() rounds it, fp32 */
-	uint64_t xc = ((uint64_t)in->chunk_params + 2047) / 2048 * 2048;
-	h->xfer = min_u64(xc, (uint64_t)in->tt->max_group_numel) * 4;
+	h->xfer = (uint64_t)p->chunk_params * 4;          /* one chunk of fp32 */
 	if (!p->carry_on_gpu)
 		h->carry = (uint64_t)in->batch_tokens * (uint64_t)in->tt->cfg.dim * (uint64_t)p->act_bytes;
 	uint64_t chunk = min_u64((uint64_t)p->chunk_params, max_off);
@@ -666,7 +664,10 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	p->n_micro = in->batch_tokens / p->micro_tokens;
 	p->p16_bytes = p->act_bytes = act_bytes_of(in);
 	p->ckpt_item = (uint64_t)p->micro_tokens * (uint64_t)tt->cfg.dim * (uint64_t)p->act_bytes;
-	p->chunk_params = in->chunk_params < tt->max_group_numel ? in->chunk_params : tt->max_group_numel;
+	/* rounded up to 2048 parameters (4 KiB of bf16: chunk offsets stay aligned), at most the
+	 * largest group; the executor moves exactly this (sw_exec_chunk) */
+	int64_t c = (in->chunk_params + 2047) / 2048 * 2048;
+	p->chunk_params = c < tt->max_group_numel ? c : tt->max_group_numel;
 	p->budget[SW_TIER_GPU] = in->gpu_mem;
 	p->budget[SW_TIER_HOST] = in->cpu_mem;
 	p->tier = calloc((size_t)p->ngroups, sizeof(*p->tier));

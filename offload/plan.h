@@ -117,7 +117,7 @@ typedef struct sw_plan {
 	int64_t n_micro;            /* M = batch_tokens / T */
 	int p16_bytes, act_bytes;   /* 2 and 2 in bf16, 4 and 4 in fp32 */
 	uint64_t ckpt_item;         /* bytes of one checkpoint: T * dim * act_bytes */
-	int64_t chunk_params;       /* min(in.chunk_params, largest group) */
+	int64_t chunk_params;       /* min(in.chunk_params rounded up to 2048, largest group) */
 	/* decisions */
 	int streaming;              /* 1: some group is not resident (the window exists) */
 	int carry_on_gpu;           /* 1: the activation carry lives on the GPU, else on the host */
