@@ -183,6 +183,14 @@ int sw_cpu_backend_create(const sw_backend_opts *o, sw_backend **out);
 #ifdef SW_HAVE_CUDA
 int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **out);
 int sw_cuda_device_count(void);
+/* Creates this process's CUDA context on device (once) and returns the device memory it took,
+ * measured: free memory before (NVML, when the driver's library loads) less free memory after
+ * (cudaMemGetInfo). *exact is 0 when NVML was unusable: the figure then also holds what other
+ * processes use on the device. 0 or -ENODEV. */
+int sw_cuda_context_bytes(int device, uint64_t *context, int *exact);
+/* Device memory this process uses now (cudaMemGetInfo against the baseline taken by
+ * sw_cuda_context_bytes, which must have run). 0 or -ENODEV. */
+int sw_cuda_mem_used(uint64_t *used);
 #else
 static inline int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **out)
 {
@@ -190,5 +198,11 @@ static inline int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **
 	return -19; /* -ENODEV: this build has no CUDA */
 }
 static inline int sw_cuda_device_count(void) { return 0; }
+static inline int sw_cuda_context_bytes(int device, uint64_t *context, int *exact)
+{
+	(void)device; *context = 0; *exact = 0;
+	return -19;
+}
+static inline int sw_cuda_mem_used(uint64_t *used) { *used = 0; return -19; }
 #endif
 #endif

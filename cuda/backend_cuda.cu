@@ -8,6 +8,7 @@
 // once and cached, so the same shape always runs the same kernel (same bits).
 #include "cuda/common.cuh"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -619,6 +620,90 @@ extern "C" int sw_cuda_device_count(void)
 }
 
 static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
+
+// ---- Device memory as this process uses it ------------------------------------------------
+// cudaMemGetInfo reports the whole device: what other processes hold (a desktop, another job)
+// counts too. So the free memory before this process made its CUDA context is taken as the
+// baseline, read through NVML (the driver's management library, opened with dlopen because it
+// ships with the driver rather than the toolkit and a build must not need it); what this process
+// uses at any moment is then baseline - cudaMemGetInfo's free. Without NVML the baseline is the
+// device's total, so other processes' memory is counted as ours: the safe side for a budget.
+static struct {
+	int ready, nvml;
+	uint64_t base_free;   // free device bytes before this process's context existed
+	uint64_t context;     // bytes the context took (measured right after creating it)
+} g_mem;
+
+// NVML's free bytes of the device with this PCI bus id; 0 and *ok = 0 when NVML is unusable.
+static uint64_t nvml_free(const char *bus, int *ok)
+{
+	typedef struct { unsigned long long total, free, used; } nvml_memory;
+	*ok = 0;
+	void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return 0;
+	int (*init)(void) = (int (*)(void))dlsym(h, "nvmlInit_v2");
+	int (*shut)(void) = (int (*)(void))dlsym(h, "nvmlShutdown");
+	int (*by_bus)(const char *, void **) = (int (*)(const char *, void **))dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2");
+	int (*meminfo)(void *, nvml_memory *) = (int (*)(void *, nvml_memory *))dlsym(h, "nvmlDeviceGetMemoryInfo");
+	uint64_t f = 0;
+	void *dev = NULL;
+	nvml_memory m;
+	if (init && shut && by_bus && meminfo && init() == 0) {
+		if (by_bus(bus, &dev) == 0 && meminfo(dev, &m) == 0) {
+			f = m.free;
+			*ok = 1;
+		}
+		shut();
+	}
+	dlclose(h);
+	return f;
+}
+
+extern "C" int sw_cuda_context_bytes(int device, uint64_t *context, int *exact)
+{
+	if (!g_mem.ready) {
+		if (device < 0 || device >= sw_cuda_device_count())
+			return -ENODEV;
+		char bus[32] = { 0 };
+		int ok = 0;
+		uint64_t before = 0;
+		if (cudaDeviceGetPCIBusId(bus, (int)sizeof(bus), device) == cudaSuccess)
+			before = nvml_free(bus, &ok);
+		else
+			cudaGetLastError();
+		if (cudaSetDevice(device) != cudaSuccess || cudaFree(0) != cudaSuccess) {
+			cudaGetLastError();
+			return -ENODEV;
+		}
+		size_t free_b = 0, total_b = 0;
+		if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+			cudaGetLastError();
+			return -ENODEV;
+		}
+		// NVML and the runtime may round differently; never let the baseline sit below the
+		// free memory the runtime sees, nor above the device's size
+		g_mem.nvml = ok && before >= free_b && before <= total_b;
+		g_mem.base_free = g_mem.nvml ? before : total_b;
+		g_mem.context = g_mem.base_free - free_b;
+		g_mem.ready = 1;
+	}
+	*context = g_mem.context;
+	*exact = g_mem.nvml;
+	return 0;
+}
+
+extern "C" int sw_cuda_mem_used(uint64_t *used)
+{
+	size_t free_b = 0, total_b = 0;
+	if (!g_mem.ready || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+		cudaGetLastError();
+		return -ENODEV;
+	}
+	*used = g_mem.base_free > free_b ? g_mem.base_free - free_b : 0;
+	return 0;
+}
+
 
 // Workspace and scratch reserved out of the budget at create: small budgets (tests, tiny
 // models) keep small reserves; large ones cap them at 32 MiB + 256 MiB.

@@ -29,6 +29,12 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+/* Device memory allowed for the kernels the CUDA runtime loads on first use (lazy loading,
+ * the default since CUDA 12.2): our modules and the cuBLASLt kernels the GEMM shapes pick. The
+ * context is measured before planning, these arrive during the first step; the run reports the
+ * measured peak against --gpu-mem. */
+#define SW_CUDA_LAZY_ALLOWANCE (128ull << 20)
+
 uint64_t sw_exec_backend_reserve(uint64_t budget)
 {
 	/* cuda/backend_cuda.cu reserve_sizes(): cuBLASLt workspace + op scratch */
@@ -242,6 +248,15 @@ static uint64_t proc_status_bytes(const char *key)
 int sw_exec_train(const sw_exec_args *a)
 {
 	double t_load = sw_now();
+	/* the CUDA context first: it takes device memory out of --gpu-mem (measured here) and host
+	 * memory that, like the program's code, is not spillway's to budget */
+	int cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
+	uint64_t ctx_bytes = 0;
+	int ctx_exact = 0;
+	if (!cpu && sw_cuda_context_bytes(0, &ctx_bytes, &ctx_exact)) {
+		sw_error("train: no CUDA device is usable; use --backend cpu");
+		return -ENODEV;
+	}
 	uint64_t rss_start = proc_status_bytes("VmRSS:");
 	sw_hf_model hm;
 	int rc = sw_hf_open(&hm, a->model);
@@ -283,7 +298,6 @@ int sw_exec_train(const sw_exec_args *a)
 	in.slots = a->slots ? a->slots : 2;
 	in.gpu_mem = a->gpu_mem ? a->gpu_mem : (1ull << 50);
 	/* the CPU backend has no GEMM workspace */
-	int cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
 	in.cublas_workspace = 0;   /* the CUDA backend takes its workspace from its reserve */
 	if (a->chunk > 0)
 		in.chunk_params = a->chunk;
@@ -304,14 +318,30 @@ int sw_exec_train(const sw_exec_args *a)
 	}
 	uint64_t arena = a->gpu_mem;
 	if (a->gpu_mem && !cpu) {
-		/* the CUDA backend keeps its GEMM workspace and op scratch inside the arena */
-		uint64_t r = sw_exec_backend_reserve(a->gpu_mem);
-		if (r >= a->gpu_mem) {
-			sw_error("train: --gpu-mem is below the CUDA backend's own reserve; raise it");
+		/* --gpu-mem bounds all the device memory this process takes: the CUDA context
+		 * (measured), the kernels that load on first use (an allowance), then the backend's
+		 * arena, which keeps its GEMM workspace and op scratch inside */
+		uint64_t held = ctx_bytes + SW_CUDA_LAZY_ALLOWANCE, r = 0;
+		if (held < a->gpu_mem) {
+			arena = a->gpu_mem - held;
+			r = sw_exec_backend_reserve(arena);
+		}
+		if (held + r >= a->gpu_mem) {
+			sw_error("train: --gpu-mem %.0f MiB does not cover the CUDA context (%.0f MiB, "
+				 "measured) + %.0f MiB for kernels + the backend's %.0f MiB reserve; raise it",
+				 (double)a->gpu_mem / 1048576.0, (double)ctx_bytes / 1048576.0,
+				 (double)SW_CUDA_LAZY_ALLOWANCE / 1048576.0, (double)r / 1048576.0);
 			rc = -ENOSPC;
 			goto out;
 		}
-		in.gpu_mem = a->gpu_mem - r;
+		in.gpu_mem = arena - r;
+		if (!a->quiet)
+			printf("GPU budget: --gpu-mem %.0f MiB = CUDA context %.0f MiB (measured%s) + %.0f MiB "
+			       "for kernels loaded on first use + backend arena %.0f MiB (%.0f MiB workspace "
+			       "and scratch, %.0f MiB for the plan)\n", (double)a->gpu_mem / 1048576.0,
+			       (double)ctx_bytes / 1048576.0, ctx_exact ? "" : "; NVML unusable, so it includes "
+			       "other processes' use", (double)SW_CUDA_LAZY_ALLOWANCE / 1048576.0,
+			       (double)arena / 1048576.0, (double)r / 1048576.0, (double)in.gpu_mem / 1048576.0);
 	}
 	if ((rc = sw_plan_build(&plan, &in))) {
 		sw_error("train: %s", plan.why);
@@ -434,6 +464,9 @@ int sw_exec_train(const sw_exec_args *a)
 	       (double)sw_exec_host_bytes(ex) / 1048576.0);
 	fflush(stdout);
 	double t_train = sw_now();
+	uint64_t dev_peak = 0;
+	if (!cpu)
+		sw_cuda_mem_used(&dev_peak);
 	int64_t first = a->resume ? rp.step + 1 : 1;
 	rc = 0;
 	for (int64_t step = first; step <= a->steps; step++) {
@@ -443,6 +476,9 @@ int sw_exec_train(const sw_exec_args *a)
 		sw_exec_stats st;
 		if ((rc = sw_exec_step(ex, inputs, targets, step, lr, &st)))
 			break;
+		uint64_t dev_used;
+		if (!cpu && !sw_cuda_mem_used(&dev_used) && dev_used > dev_peak)
+			dev_peak = dev_used;
 		double tps = (double)a->batch_tokens / st.step_s;
 		double tflops = sw_model_step_flops(&tt->cfg, a->batch_tokens, (int)a->seq_len) / st.step_s / 1e12;
 		double bound = plan.cost.step_s / st.step_s;
@@ -480,10 +516,19 @@ int sw_exec_train(const sw_exec_args *a)
 		 * spillway allocated anything (code, libraries, the CUDA runtime's own) */
 		uint64_t hwm = proc_status_bytes("VmHWM:");
 		printf("train: %lld steps in %.1f s; GPU arena peak %.1f MiB of %.1f MiB; host peak RSS "
-		       "%.1f MiB (%.1f MiB of it before loading: program and libraries)\n",
+		       "%.1f MiB (%.1f MiB of it before loading: program, libraries%s), pinned %.1f MiB\n",
 		       (long long)(a->steps - first + 1), sw_now() - t_train, (double)be->peak / 1048576.0,
 		       (double)be->budget / 1048576.0, (double)hwm / 1048576.0,
-		       (double)rss_start / 1048576.0);
+		       (double)rss_start / 1048576.0, cpu ? "" : ", CUDA context",
+		       (double)sw_exec_host_bytes(ex) / 1048576.0);
+		if (!cpu) {
+			/* measured, not planned: the device's free memory against the baseline taken
+			 * before the context existed, sampled after every step */
+			printf("train: GPU memory measured (cudaMemGetInfo): peak %.1f MiB, %s --gpu-mem "
+			       "%.1f MiB\n", (double)dev_peak / 1048576.0,
+			       a->gpu_mem && dev_peak > a->gpu_mem ? "OVER" : "within",
+			       (double)(a->gpu_mem ? a->gpu_mem : be->budget) / 1048576.0);
+		}
 	}
 out:
 	if (metrics)

@@ -56,4 +56,27 @@ def main():
             if o > 0:
                 print(f"  {names.get(keys[i])} & {names.get(keys[j])}: {o:.2f}")
 
+    # the schedule's point: the GPU computes while NVMe reads ahead and the CPU runs AdamW
+    by = {names.get(k): m[k] for k in keys}
+    trio = ('compute', 'NVMe read', 'optimizer')
+    if all(t in by for t in trio):
+        both = by['compute']
+        for t in trio[1:]:
+            both = intersect(both, by[t])
+        print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
+
+def intersect(x, y):
+    """The intervals where both x and y (sorted, merged) are busy."""
+    i = j = 0
+    out = []
+    while i < len(x) and j < len(y):
+        a = max(x[i][0], y[j][0]); b = min(x[i][1], y[j][1])
+        if b > a:
+            out.append([a, b])
+        if x[i][1] < y[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
 main()

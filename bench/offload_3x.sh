@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 7, Done when 3: a model whose training state (P16 + P32 + m + v, 14 B per parameter) is
+# more than 3x --gpu-mem + --cpu-mem trains 10 steps with the rest on the local disk; prints the
+# measured GPU memory (cudaMemGetInfo) and host memory (peak RSS, pinned) against the budgets and
+# summarises the trace (busy time per track, overlap between tracks).
+#   bench/offload_3x.sh [DIR] [STEPS]   DIR: scratch space on the disk under test (default /tmp)
+# Model: llama, dim 2048, 32 layers, GQA 16/8, ffn 5632, vocab 32000: 1.64 B parameters,
+# 22.9 GB of state against 2 GiB + 4 GiB of budgets (3.6x). Needs ~30 GB free in DIR.
+# Env: OUT (where trace.json and the log go, default DIR), SW_BIN (build/spillway); MODEL, SHAPE
+# and BUDGET replace the model, the sequence/batch and the budgets (for a quick try elsewhere).
+set -euo pipefail
+dir=${1:-/tmp}/sw-3x.$$
+steps=${2:-10}
+bin=${SW_BIN:-build/spillway}
+out=${OUT:-$dir}
+mkdir -p "$dir/nv" "$out"
+trap 'rm -rf "$dir"' EXIT
+df -h "$dir" | tail -1
+t0=$(date +%s)
+model=${MODEL:---dim 2048 --layers 32 --heads 16 --kv-heads 8 --ffn 5632 --vocab 32000}
+shape=${SHAPE:---seq-len 2048 --batch-tokens 16384}
+budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 4GiB --chunk 16777216}
+"$bin" init --arch llama $model --out "$dir/m" | tail -1
+"$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
+echo "init + data: $(( $(date +%s) - t0 )) s"
+"$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
+  --nvme "$dir/nv" --checkpoint-only --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
+python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true
