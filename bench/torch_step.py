@@ -35,7 +35,7 @@ def main():
     def step():
         for m in range(M):
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = model(input_ids=ids[m], labels=ids[m])
+                out = model(input_ids=ids[m], labels=ids[m], use_cache=False)
             (out.loss / M).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

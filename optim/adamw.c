@@ -6,10 +6,20 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#ifndef SW_ADAMW_PREFETCH_DEFAULT
+#define SW_ADAMW_PREFETCH_DEFAULT 2048   /* measured best on the H100 host: docs/perf/adam.md */
+#endif
 
 sw_adamw_args sw_adamw_args_make(const sw_adamw_hparams *h, double lr, int64_t t, int decay,
 				 double grad_scale)
@@ -198,6 +208,182 @@ sw_sumsq_kernel_fn sw_sumsq_kernel(void)
 	}
 }
 
+/* ---- measurement switches (optim/adamw.h: sw_adamw_tuning) ---- */
+
+#if defined(__x86_64__)
+/* CPUID leaf 7 EBX: bit 23 clflushopt, bit 24 clwb. Asked directly because
+ * __builtin_cpu_supports does not know clwb in every gcc. */
+static int cpuid7_ebx(int bit)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return 0;
+	return (int)((b >> bit) & 1);
+}
+
+/* CPUID 0x80000001 ECX bit 8: PREFETCHW. */
+static int has_prefetchw(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0x80000001u, &a, &b, &c, &d))
+		return 0;
+	return (int)((c >> 8) & 1);
+}
+#else
+static int has_prefetchw(void) { return 0; }
+#endif
+
+int sw_adamw_flush_supported(int f)
+{
+	switch (f) {
+	case SW_ADAMW_FLUSH_OFF:
+		return 1;
+#if defined(__x86_64__)
+	case SW_ADAMW_FLUSH_CLWB:
+		return cpuid7_ebx(24);
+	case SW_ADAMW_FLUSH_CLFLUSHOPT:
+		return cpuid7_ebx(23);
+#endif
+	default:
+		return 0;
+	}
+}
+
+static const char *const flush_names[] = { "off", "clwb", "clflushopt" };
+
+static const sw_adamw_tuning tuning_default = {
+	.prefetch = SW_ADAMW_PREFETCH_DEFAULT, .nt = 1, .chunk = SW_ADAMW_CHUNK,
+	.block = SW_ADAMW_FLUSH_BLOCK_DEFAULT,
+};
+
+/* A whole number in [lo, hi] that is a multiple of 'mult', or -1. */
+static int64_t env_count(const char *e, int64_t lo, int64_t hi, int64_t mult)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(e, &end, 10);
+	if (end == e || *end || errno || x < lo || x > hi || x % mult)
+		return -1;
+	return (int64_t)x;
+}
+
+int sw_adamw_tuning_env(sw_adamw_tuning *t)
+{
+	*t = tuning_default;
+	const char *e;
+	/* the four switches that predate this struct keep their old, lenient parsing */
+	if ((e = getenv("SW_ADAMW_PREFETCH"))) {
+		long long x = atoll(e);
+		t->prefetch = x < 0 ? 0 : x > (1 << 20) ? (1 << 20) : x;
+	}
+	e = getenv("SW_ADAMW_PREFETCH_L2");
+	t->prefetch_l2 = e && e[0] == '1';
+	e = getenv("SW_ADAMW_NT");
+	t->nt = !(e && e[0] == '0');
+	e = getenv("SW_ADAMW_NT_STATE");
+	t->nt_state = e && e[0] == '1';
+	e = getenv("SW_ADAMW_STATIC");
+	t->static_slices = e && e[0] == '1';
+
+	if ((e = getenv("SW_ADAMW_CHUNK")) && *e) {
+		/* a multiple of 64 elements keeps every task's pointers as aligned as the first's
+		 * (the non-temporal stores need 32 or 64 bytes) */
+		int64_t x = env_count(e, 64, (int64_t)1 << 30, 64);
+		if (x < 0)
+			sw_warn("SW_ADAMW_CHUNK=%s is not a multiple of 64 in [64, 2^30] elements; "
+				"using %" PRId64, e, t->chunk);
+		else
+			t->chunk = x;
+	}
+	if ((e = getenv("SW_ADAMW_FLUSH_BLOCK")) && *e) {
+		int64_t x = env_count(e, 64, (int64_t)1 << 20, 64);
+		if (x < 0)
+			sw_warn("SW_ADAMW_FLUSH_BLOCK=%s is not a multiple of 64 in [64, 1048576] "
+				"bytes; using %" PRId64, e, t->block);
+		else
+			t->block = x;
+	}
+	if ((e = getenv("SW_ADAMW_FLUSH")) && *e) {
+		int64_t x = env_count(e, 0, 2, 1);
+		if (x < 0)
+			sw_warn("SW_ADAMW_FLUSH=%s is not 0 (off), 1 (clwb) or 2 (clflushopt); "
+				"not flushing", e);
+		else if (!sw_adamw_flush_supported((int)x))
+			sw_warn("SW_ADAMW_FLUSH=%s: this CPU has no %s; not flushing", e,
+				flush_names[x]);
+		else
+			t->flush = (int)x;
+	}
+	if ((e = getenv("SW_ADAMW_BURST")) && *e) {
+		int64_t x = env_count(e, 0, 2, 1);
+		if (x < 0) {
+			sw_warn("SW_ADAMW_BURST=%s is not 0 (off), 1 (prefetchw) or 2 (prefetcht0); "
+				"off", e);
+		} else if (x == 1 && !has_prefetchw()) {
+			sw_warn("SW_ADAMW_BURST=1: this CPU has no prefetchw; using prefetcht0 "
+				"(SW_ADAMW_BURST=2)");
+			t->burst = 2;
+		} else {
+			t->burst = (int)x;
+		}
+	}
+	return 0;
+}
+
+/* The settings in use: written by the first sw_adamw_tuning_get (once) or by
+ * sw_adamw_tuning_set (tests, between updates), read by every kernel call. */
+static sw_adamw_tuning tuning;
+static pthread_once_t tuning_once = PTHREAD_ONCE_INIT;
+
+static void tuning_init(void)
+{
+	sw_adamw_tuning_env(&tuning);
+}
+
+const sw_adamw_tuning *sw_adamw_tuning_get(void)
+{
+	pthread_once(&tuning_once, tuning_init);
+	return &tuning;
+}
+
+int sw_adamw_tuning_set(const sw_adamw_tuning *t)
+{
+	pthread_once(&tuning_once, tuning_init);
+	if (!t) {
+		sw_adamw_tuning_env(&tuning);
+		return 0;
+	}
+	if (t->prefetch < 0 || t->prefetch > (1 << 20) || t->chunk < 64 ||
+	    t->chunk > ((int64_t)1 << 30) || t->chunk % 64 || t->block < 64 ||
+	    t->block > (1 << 20) || t->block % 64 || t->flush < 0 || t->flush > 2 ||
+	    t->burst < 0 || t->burst > 2)
+		return -EINVAL;
+	if (!sw_adamw_flush_supported(t->flush) || (t->burst == 1 && !has_prefetchw()))
+		return -ENOTSUP;
+	tuning = *t;
+	tuning.prefetch_l2 = !!t->prefetch_l2;
+	tuning.nt = !!t->nt;
+	tuning.nt_state = !!t->nt_state;
+	tuning.static_slices = !!t->static_slices;
+	return 0;
+}
+
+void sw_adamw_tuning_describe(const sw_adamw_tuning *t, char *buf, int len)
+{
+	snprintf(buf, (size_t)len,
+		 "SW_ADAMW_PREFETCH=%" PRId64 " SW_ADAMW_PREFETCH_L2=%d SW_ADAMW_NT=%d "
+		 "SW_ADAMW_NT_STATE=%d SW_ADAMW_STATIC=%d SW_ADAMW_CHUNK=%" PRId64
+		 " SW_ADAMW_FLUSH=%d SW_ADAMW_FLUSH_BLOCK=%" PRId64 " SW_ADAMW_BURST=%d",
+		 t->prefetch, t->prefetch_l2, t->nt, t->nt_state, t->static_slices, t->chunk,
+		 t->flush, t->block, t->burst);
+}
+
+int64_t sw_adamw_prefetch(void)
+{
+	const sw_adamw_tuning *t = sw_adamw_tuning_get();
+	return t->prefetch_l2 ? -t->prefetch : t->prefetch;
+}
+
 /* ---- entry points ---- */
 
 int64_t sw_adamw_update_checked(float *p32, float *m, float *v, const float *g, void *p16,
@@ -221,7 +407,7 @@ struct update_job {
 	char *p16;
 	int bf16, p16_size;
 	int threads;
-	int64_t n;
+	int64_t n, chunk;
 	const sw_adamw_args *a;
 	atomic_int_fast64_t bad;
 };
@@ -230,28 +416,16 @@ static void update_task(void *ctx, int64_t task, int worker)
 {
 	(void)worker;
 	struct update_job *j = ctx;
-	int64_t off = task * SW_ADAMW_CHUNK;
-	int64_t len = j->n - off < SW_ADAMW_CHUNK ? j->n - off : SW_ADAMW_CHUNK;
+	int64_t off = task * j->chunk;
+	int64_t len = j->n - off < j->chunk ? j->n - off : j->chunk;
 	int64_t bad = j->fn(j->p32 + off, j->m + off, j->v + off, j->g + off,
 			    j->p16 ? j->p16 + off * j->p16_size : NULL, j->bf16, len, j->a);
 	if (bad)
 		atomic_fetch_add(&j->bad, bad);
 }
 
-/* SW_ADAMW_STATIC=1: one contiguous slice per worker instead of SW_ADAMW_CHUNK-sized tasks
- * (for measuring; the bits are the same either way, the update being element-wise). */
-static int static_slices(void)
-{
-	static _Atomic int st = -1;
-	int v = atomic_load_explicit(&st, memory_order_relaxed);
-	if (v < 0) {
-		const char *e = getenv("SW_ADAMW_STATIC");
-		v = e && e[0] == '1';
-		atomic_store_explicit(&st, v, memory_order_relaxed);
-	}
-	return v;
-}
-
+/* SW_ADAMW_STATIC=1: one contiguous slice per worker instead of chunk-sized tasks (for
+ * measuring; the bits are the same either way, the update being element-wise). */
 static void slice_task(void *ctx, int64_t task, int worker)
 {
 	(void)task;
@@ -273,16 +447,18 @@ int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, 
 {
 	if (n <= 0)
 		return 0;
+	const sw_adamw_tuning *tu = sw_adamw_tuning_get();
 	struct update_job j = {
 		.fn = adamw_kernel(), .p32 = p32, .m = m, .v = v, .g = g, .p16 = p16,
-		.bf16 = act == SW_DTYPE_BF16, .p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n, .a = a,
+		.bf16 = act == SW_DTYPE_BF16, .p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n,
+		.chunk = tu->chunk, .a = a,
 	};
 	atomic_init(&j.bad, 0);
-	int64_t tasks = (n + SW_ADAMW_CHUNK - 1) / SW_ADAMW_CHUNK;
+	int64_t tasks = (n + j.chunk - 1) / j.chunk;
 	if (!pool || tasks == 1) {
 		for (int64_t t = 0; t < tasks; t++)
 			update_task(&j, t, 0);
-	} else if (static_slices()) {
+	} else if (tu->static_slices) {
 		j.threads = sw_pool_threads(pool);
 		sw_pool_run_each(pool, slice_task, &j);
 	} else {

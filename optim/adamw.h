@@ -62,11 +62,12 @@ void sw_adamw_update(float *p32, float *m, float *v, const float *g, void *p16, 
 int64_t sw_adamw_update_checked(float *p32, float *m, float *v, const float *g, void *p16,
 				sw_dtype act, int64_t n, const sw_adamw_args *a);
 
-/* The update of n elements split into fixed chunks of SW_ADAMW_CHUNK elements run on the pool
- * (pool NULL: the calling thread). The executor calls it once per chunk of a layer with the
- * pointers offset to [off, off + n): while one chunk is updated here, its I/O threads read the
- * next chunk and write back the previous one. Element-wise, so the bits do not depend on the
- * number of threads. Returns the number of skipped non-finite gradient elements. */
+/* The update of n elements split into fixed chunks of SW_ADAMW_CHUNK elements (the default of
+ * the SW_ADAMW_CHUNK switch below) run on the pool (pool NULL: the calling thread). The executor
+ * calls it once per chunk of a layer with the pointers offset to [off, off + n): while one chunk
+ * is updated here, its I/O threads read the next chunk and write back the previous one.
+ * Element-wise, so the bits do not depend on the number of threads. Returns the number of
+ * skipped non-finite gradient elements. */
 #define SW_ADAMW_CHUNK ((int64_t)32768)
 int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, const float *g,
 				 void *p16, sw_dtype act, int64_t n, const sw_adamw_args *a);
@@ -108,4 +109,59 @@ sw_sumsq_kernel_fn sw_sumsq_kernel(void);        /* the sum-of-squares kernel of
 /* The SIMD paths' software prefetch distance in bytes (SW_ADAMW_PREFETCH, default 2048; negative:
  * into L2 only, SW_ADAMW_PREFETCH_L2=1; 0: off). */
 int64_t sw_adamw_prefetch(void);
+
+/* ---- measurement switches ----
+ * How the update moves memory, never what it computes: every setting gives the same bits
+ * (tests/test_optim_adamw.c runs each against the scalar path). They exist to measure
+ * (docs/perf/adam.md); each is read from the environment once, at the first update. */
+typedef struct sw_adamw_tuning {
+	int64_t prefetch;       /* SW_ADAMW_PREFETCH: bytes ahead of each input stream, 0 off,
+				 * [0, 1 MiB]; default 2048: +4 to +31 % over the hardware
+				 * prefetchers alone on the H100 host (docs/perf/adam.md) */
+	int prefetch_l2;        /* SW_ADAMW_PREFETCH_L2=1: prefetch into L2 (T1) instead of L1 */
+	int nt;                 /* SW_ADAMW_NT (default 1): non-temporal stores for the p16 copy */
+	int nt_state;           /* SW_ADAMW_NT_STATE=1: non-temporal stores for p32, m, v too */
+	int static_slices;      /* SW_ADAMW_STATIC=1: one slice per thread instead of chunks */
+	int64_t chunk;          /* SW_ADAMW_CHUNK: elements per pool task, a multiple of 64 */
+	int flush;              /* SW_ADAMW_FLUSH: 0 off, 1 clwb, 2 clflushopt (SW_ADAMW_FLUSH_*) */
+	int64_t block;          /* SW_ADAMW_FLUSH_BLOCK: bytes of each fp32 stream per sub-block,
+				 * a multiple of 64 in [64, 1 MiB]; default 4096 */
+	int burst;              /* SW_ADAMW_BURST: 0 off, 1 prefetchw for p32/m/v (where the CPU
+				 * has it) + prefetcht0 for g, 2 prefetcht0 for all four */
+} sw_adamw_tuning;
+enum { SW_ADAMW_FLUSH_OFF, SW_ADAMW_FLUSH_CLWB, SW_ADAMW_FLUSH_CLFLUSHOPT };
+#define SW_ADAMW_FLUSH_BLOCK_DEFAULT ((int64_t)4096)
+
+/* Parses the environment into *t (no caching; each bad or unusable value: a warning and its
+ * default, so a sweep never stops on a typo). Always returns 0. */
+int sw_adamw_tuning_env(sw_adamw_tuning *t);
+/* The settings in use: the environment's, read once, unless sw_adamw_tuning_set replaced them. */
+const sw_adamw_tuning *sw_adamw_tuning_get(void);
+/* Replaces the settings in use (tests; NULL: the environment's again). Not while an update runs.
+ * -EINVAL for a value out of range, -ENOTSUP for a flush the CPU lacks; nothing changes then. */
+int sw_adamw_tuning_set(const sw_adamw_tuning *t);
+/* "SW_ADAMW_PREFETCH=2048 SW_ADAMW_PREFETCH_L2=0 ...": every switch as in use, one line. */
+void sw_adamw_tuning_describe(const sw_adamw_tuning *t, char *buf, int len);
+/* Whether this CPU can run flush kind f (SW_ADAMW_FLUSH_*; OFF: always 1). */
+int sw_adamw_flush_supported(int f);
+
+/* The SIMD paths' inner loop over n elements, cut into sub-blocks by sw_adamw_run_blocked when
+ * SW_ADAMW_FLUSH or SW_ADAMW_BURST is on (bench-adam's pattern kernel uses it too). pf: the
+ * per-vector prefetch distance (0 off, negative into L2); nt: non-temporal p16 stores (aligned);
+ * nts: non-temporal p32/m/v stores (aligned). No fence: the caller fences. */
+typedef struct sw_adamw_span_opts {
+	int64_t pf;
+	int nt, nts;
+} sw_adamw_span_opts;
+typedef int64_t (*sw_adamw_span_fn)(float *p32, float *m, float *v, const float *g, void *p16,
+				    int bf16, int64_t n, const sw_adamw_args *a,
+				    const sw_adamw_span_opts *o);
+/* Runs fn over [0, n) in sub-blocks of t->block bytes of each fp32 stream (a multiple of 16
+ * elements, so the non-temporal p16 stores stay aligned): with t->burst, the block t->burst's
+ * distance ahead is prefetched first, stream by stream; with t->flush, the lines of p32, m and
+ * v the block wrote are written back after it (each line once, in address order; the last,
+ * partial line at the end). Returns the sum of fn's results. */
+int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v, const float *g,
+			     void *p16, int bf16, int64_t n, const sw_adamw_args *a,
+			     const sw_adamw_span_opts *o, const sw_adamw_tuning *t);
 #endif

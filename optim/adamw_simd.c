@@ -13,65 +13,137 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #define T_AVX2 __attribute__((target("avx2")))
-
-#ifndef SW_ADAMW_PREFETCH_DEFAULT
-#define SW_ADAMW_PREFETCH_DEFAULT 2048   /* measured best on the H100 host: docs/perf/adam.md */
-#endif
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
-/* Non-temporal stores for the p16 stream (written once, read next by a DMA to the GPU), when
- * aligned. SW_ADAMW_NT=0 turns them off. */
-static int nt_stores(void)
+/* The measurement switches (sw_adamw_tuning, read once in optim/adamw.c) as one kernel call
+ * uses them. nt: non-temporal stores for the p16 stream (written once, read next by a DMA to
+ * the GPU) when aligned to the vector. nts (AVX-512 only): non-temporal stores for p32, m, v
+ * when all three are 64-byte aligned. pf: the per-vector prefetch distance, negative into L2. */
+static sw_adamw_span_opts span_opts(const sw_adamw_tuning *t, const float *p32, const float *m,
+				    const float *v, const void *p16, int bf16, unsigned vec_bytes,
+				    int nts_ok)
 {
-	static _Atomic int nt = -1;
-	int v = atomic_load_explicit(&nt, memory_order_relaxed);
-	if (v < 0) {
-		const char *e = getenv("SW_ADAMW_NT");
-		v = !(e && e[0] == '0');
-		atomic_store_explicit(&nt, v, memory_order_relaxed);
-	}
-	return v;
+	sw_adamw_span_opts o = {
+		.pf = t->prefetch_l2 ? -t->prefetch : t->prefetch,
+		.nt = p16 && t->nt && ((uintptr_t)p16 & ((bf16 ? vec_bytes / 2 : vec_bytes) - 1)) == 0,
+		.nts = nts_ok && t->nt_state &&
+		       (((uintptr_t)p32 | (uintptr_t)m | (uintptr_t)v) & 63) == 0,
+	};
+	return o;
 }
 
-/* SW_ADAMW_NT_STATE=1: non-temporal stores for p32, m and v too (AVX-512, 64-byte aligned
- * pointers only; for measuring). */
-static int nt_state(void)
+/* ---------------- sub-blocks: bursts of prefetches, write-back of dirty lines ----------------
+ *
+ * Why (docs/perf/adam.md): AdamW's access pattern, not its arithmetic, is what keeps it at ~64 %
+ * of a triad. With ordinary stores, the dirty lines of p32, m and v leave the cache whenever L3
+ * evicts them, in no particular order, interleaved with reads: the DRAM sees scattered writes
+ * and many read/write turnarounds. SW_ADAMW_FLUSH writes a sub-block's lines back right after it
+ * is updated, stream by stream in address order (bursts that fill DRAM rows); SW_ADAMW_BURST
+ * asks for the input in the same shape, one contiguous run of prefetches per stream, instead of
+ * one prefetch per stream per vector. Neither changes a value. */
+
+#define LINE 64u
+
+static inline uintptr_t line_down(const void *p) { return (uintptr_t)p & ~(uintptr_t)(LINE - 1); }
+
+/* clwb: written back, the line may stay cached (clean); clflushopt: written back and dropped. Both
+ * are weakly ordered hints as far as this thread's values go (the line stays coherent), so no
+ * fence is needed for correctness. */
+static __attribute__((target("clwb"))) void lines_clwb(uintptr_t lo, uintptr_t hi)
 {
-	static _Atomic int nts = -1;
-	int v = atomic_load_explicit(&nts, memory_order_relaxed);
-	if (v < 0) {
-		const char *e = getenv("SW_ADAMW_NT_STATE");
-		v = e && e[0] == '1';
-		atomic_store_explicit(&nts, v, memory_order_relaxed);
-	}
-	return v;
+	for (; lo < hi; lo += LINE)
+		_mm_clwb((void *)lo);
 }
 
-/* Software prefetch distance in bytes ahead of each of the four input streams (default 2048:
- * +4 to +31 % over the hardware prefetchers alone on the H100 host, docs/perf/adam.md); 0 leaves
- * it to the hardware. SW_ADAMW_PREFETCH=BYTES sets it, SW_ADAMW_PREFETCH_L2=1 prefetches into
- * L2 only (for measuring). Returns the distance, negative for L2. */
-static int64_t prefetch_bytes(void)
+static __attribute__((target("clflushopt"))) void lines_clflushopt(uintptr_t lo, uintptr_t hi)
 {
-	static _Atomic int64_t pf = INT64_MIN;
-	int64_t v = atomic_load_explicit(&pf, memory_order_relaxed);
-	if (v == INT64_MIN) {
-		const char *e = getenv("SW_ADAMW_PREFETCH"), *l2 = getenv("SW_ADAMW_PREFETCH_L2");
-		v = e ? atoll(e) : SW_ADAMW_PREFETCH_DEFAULT;
-		v = v < 0 ? 0 : v > (1 << 20) ? (1 << 20) : v;
-		if (l2 && l2[0] == '1')
-			v = -v;
-		atomic_store_explicit(&pf, v, memory_order_relaxed);
-	}
-	return v;
+	for (; lo < hi; lo += LINE)
+		_mm_clflushopt((void *)lo);
 }
 
-int64_t sw_adamw_prefetch(void) { return prefetch_bytes(); }
+/* prefetchw: the line comes in owned (ready to be written), for the read-modify-write streams */
+static __attribute__((target("prfchw"))) void lines_prefetchw(uintptr_t lo, uintptr_t hi)
+{
+	for (; lo < hi; lo += LINE)
+		_m_prefetchw((void *)lo);
+}
+
+static void lines_prefetch(uintptr_t lo, uintptr_t hi, int l2)
+{
+	if (l2)
+		for (; lo < hi; lo += LINE)
+			_mm_prefetch((const char *)lo, _MM_HINT_T1);
+	else
+		for (; lo < hi; lo += LINE)
+			_mm_prefetch((const char *)lo, _MM_HINT_T0);
+}
+
+/* Prefetches elements [e0, min(e0 + blk, n)) of p32, then m, then v, then g, each stream as
+ * one run of line prefetches. */
+static void burst(const sw_adamw_tuning *t, const float *p32, const float *m, const float *v,
+		  const float *g, int64_t e0, int64_t n, int64_t blk)
+{
+	if (e0 >= n)
+		return;
+	const int64_t e1 = n - e0 < blk ? n : e0 + blk;
+	const float *const rmw[3] = { p32, m, v };
+	for (int k = 0; k < 3; k++) {
+		uintptr_t lo = line_down(rmw[k] + e0), hi = (uintptr_t)(rmw[k] + e1);
+		if (t->burst == 1 && !t->prefetch_l2)
+			lines_prefetchw(lo, hi);
+		else
+			lines_prefetch(lo, hi, t->prefetch_l2);
+	}
+	lines_prefetch(line_down(g + e0), (uintptr_t)(g + e1), t->prefetch_l2);
+}
+
+int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v, const float *g,
+			     void *p16, int bf16, int64_t n, const sw_adamw_args *a,
+			     const sw_adamw_span_opts *o, const sw_adamw_tuning *t)
+{
+	const int64_t blk = t->block / 4;   /* elements; a multiple of 16 (block: of 64 bytes) */
+	const int64_t psz = bf16 ? 2 : 4;
+	/* non-temporal state stores leave no dirty lines behind to write back */
+	const int flush = o->nts ? SW_ADAMW_FLUSH_OFF : t->flush;
+	sw_adamw_span_opts in = *o;
+	int64_t ahead = 0;
+	if (t->burst) {
+		/* the distance in whole blocks, rounded to the nearest, at least one */
+		ahead = (t->prefetch + t->block / 2) / t->block;
+		ahead = ahead < 1 ? 1 : ahead;
+		in.pf = 0;     /* the bursts replace the per-vector prefetches */
+		for (int64_t b = 0; b < ahead; b++)
+			burst(t, p32, m, v, g, b * blk, n, blk);
+	}
+	float *const st[3] = { p32, m, v };
+	/* per stream, the first line not yet written back: each line goes once, and a line shared
+	 * with the next block (misaligned streams) only once that block has written it too */
+	uintptr_t done[3] = { line_down(p32), line_down(m), line_down(v) };
+	int64_t bad = 0;
+	for (int64_t lo = 0; lo < n; lo += blk) {
+		const int64_t hi = n - lo < blk ? n : lo + blk;
+		if (t->burst)
+			burst(t, p32, m, v, g, lo + ahead * blk, n, blk);
+		bad += fn(p32 + lo, m + lo, v + lo, g + lo, p16 ? (char *)p16 + lo * psz : NULL, bf16,
+			  hi - lo, a, &in);
+		if (!flush)
+			continue;
+		for (int k = 0; k < 3; k++) {
+			/* whole lines only, except at the end: there the last, partial line too */
+			uintptr_t end = hi == n ? (uintptr_t)(st[k] + hi) : line_down(st[k] + hi);
+			if (flush == SW_ADAMW_FLUSH_CLWB)
+				lines_clwb(done[k], end);
+			else
+				lines_clflushopt(done[k], end);
+			if (end > done[k])
+				done[k] = end;
+		}
+	}
+	return bad;
+}
 
 #define PREFETCH4(i, pf)                                                                       \
 	do {                                                                                   \
@@ -103,8 +175,10 @@ static inline T_AVX512 __m256i bf16_round16(__m512 p)
 	return _mm512_cvtepi32_epi16(r);
 }
 
-int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g,
-					 void *p16, int bf16, int64_t n, const sw_adamw_args *a)
+/* The update of n elements, vector by vector; the kernel below runs it once, or per sub-block. */
+static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float *g, void *p16,
+				    int bf16, int64_t n, const sw_adamw_args *a,
+				    const sw_adamw_span_opts *o)
 {
 	const __m512 gs = _mm512_set1_ps(a->grad_scale);
 	const __m512 lrwd = _mm512_set1_ps(a->lr * a->weight_decay);
@@ -113,10 +187,8 @@ int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const fl
 	const __m512 beta2 = _mm512_set1_ps(a->beta2), bc2 = _mm512_set1_ps(a->bc2_sqrt);
 	const __m512 eps = _mm512_set1_ps(a->eps), ss = _mm512_set1_ps(a->step_size);
 	const __m512 zero = _mm512_setzero_ps();
-	const int nt = p16 && nt_stores() &&
-		       ((uintptr_t)p16 & (bf16 ? 31u : 63u)) == 0;
-	const int64_t pf = prefetch_bytes();
-	const int nts = nt_state() && (((uintptr_t)p32 | (uintptr_t)m | (uintptr_t)v) & 63) == 0;
+	const int nt = o->nt, nts = o->nts;
+	const int64_t pf = o->pf;
 	int64_t bad = 0;
 	for (int64_t i = 0; i < n; i += 16) {
 		if (pf)
@@ -173,7 +245,20 @@ int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const fl
 				_mm512_mask_storeu_ps((float *)p16 + i, k, p);
 		}
 	}
-	if (nt || nts)
+	return bad;
+}
+
+int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g,
+					 void *p16, int bf16, int64_t n, const sw_adamw_args *a)
+{
+	const sw_adamw_tuning *t = sw_adamw_tuning_get();
+	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, 64, 1);
+	int64_t bad;
+	if (t->flush || t->burst)
+		bad = sw_adamw_run_blocked(span_avx512, p32, m, v, g, p16, bf16, n, a, &o, t);
+	else
+		bad = span_avx512(p32, m, v, g, p16, bf16, n, a, &o);
+	if (o.nt || o.nts)
 		_mm_sfence();   /* non-temporal stores are weakly ordered: publish before returning */
 	return bad;
 }
@@ -210,8 +295,9 @@ static inline T_AVX2 __m128i bf16_round8(__m256 p)
 	return _mm256_castsi256_si128(r);
 }
 
-int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
-				     int bf16, int64_t n, const sw_adamw_args *a)
+static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, void *p16,
+				int bf16, int64_t n, const sw_adamw_args *a,
+				const sw_adamw_span_opts *o)
 {
 	const __m256 gs = _mm256_set1_ps(a->grad_scale);
 	const __m256 lrwd = _mm256_set1_ps(a->lr * a->weight_decay);
@@ -220,9 +306,8 @@ int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float 
 	const __m256 beta2 = _mm256_set1_ps(a->beta2), bc2 = _mm256_set1_ps(a->bc2_sqrt);
 	const __m256 eps = _mm256_set1_ps(a->eps), ss = _mm256_set1_ps(a->step_size);
 	const __m256 zero = _mm256_setzero_ps();
-	const int nt = p16 && nt_stores() &&
-		       ((uintptr_t)p16 & (bf16 ? 15u : 31u)) == 0;
-	const int64_t pf = prefetch_bytes();
+	const int nt = o->nt;
+	const int64_t pf = o->pf;
 	int64_t bad = 0, i = 0;
 	for (; i + 8 <= n; i += 8) {
 		if (pf && (i & 15) == 0)
@@ -257,13 +342,27 @@ int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float 
 		else if (p16)
 			_mm256_storeu_ps((float *)p16 + i, p);
 	}
-	if (nt)
-		_mm_sfence();
 	if (i < n) {
 		/* the last n % 8 elements: the scalar reference, which is the same arithmetic */
 		void *t16 = p16 ? (char *)p16 + i * (bf16 ? 2 : 4) : NULL;
 		bad += sw_adamw_kernel_scalar(p32 + i, m + i, v + i, g + i, t16, bf16, n - i, a);
 	}
+	return bad;
+}
+
+/* Sub-blocks are multiples of 16 elements, so only the last one reaches the scalar tail. */
+int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
+				     int bf16, int64_t n, const sw_adamw_args *a)
+{
+	const sw_adamw_tuning *t = sw_adamw_tuning_get();
+	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, 32, 0);
+	int64_t bad;
+	if (t->flush || t->burst)
+		bad = sw_adamw_run_blocked(span_avx2, p32, m, v, g, p16, bf16, n, a, &o, t);
+	else
+		bad = span_avx2(p32, m, v, g, p16, bf16, n, a, &o);
+	if (o.nt)
+		_mm_sfence();
 	return bad;
 }
 
@@ -285,5 +384,12 @@ void T_AVX2 sw_sumsq_kernel_avx2(const float *g, int64_t n, double acc[8])
 		acc[i & 7] += (double)g[i] * (double)g[i];
 }
 #else
-int64_t sw_adamw_prefetch(void) { return 0; }
+/* No sub-block machinery off x86: the span in one piece. */
+int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v, const float *g,
+			     void *p16, int bf16, int64_t n, const sw_adamw_args *a,
+			     const sw_adamw_span_opts *o, const sw_adamw_tuning *t)
+{
+	(void)t;
+	return fn(p32, m, v, g, p16, bf16, n, a, o);
+}
 #endif

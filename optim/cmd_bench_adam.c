@@ -120,34 +120,41 @@ __attribute__((target("avx2"))) static void triad_avx2(float *a, const float *b,
 #if defined(__x86_64__)
 /* AdamW's memory pattern without its arithmetic: read p32, m, v, g, write p32, m, v back
  * (x + 0, so the stores stay) and a bf16 (truncated p + g) with non-temporal stores: what the
- * update could reach if its arithmetic cost nothing. */
-__attribute__((target("avx512f,avx512bw"))) static void pattern_avx512(bench *b, int64_t lo,
-									  int64_t hi)
+ * update could reach if its arithmetic cost nothing. A span (sw_adamw_span_fn) so that
+ * SW_ADAMW_FLUSH and SW_ADAMW_BURST cut it into the same sub-blocks as the update
+ * (sw_adamw_run_blocked); o->nts is SW_ADAMW_NT_STATE. It never prefetches per vector (o->pf is
+ * ignored): it is the pattern of the docs/perf/adam.md table, hardware prefetchers only. */
+__attribute__((target("avx512f,avx512bw"))) static int64_t pattern_span(float *p32, float *m,
+									  float *v, const float *g,
+									  void *p16, int bf16, int64_t n,
+									  const sw_adamw_args *a,
+									  const sw_adamw_span_opts *o)
 {
-	const __m512 z = _mm512_set1_ps(b->args.weight_decay * 0.0f);
-	const char *e = getenv("SW_ADAMW_NT_STATE");
-	const int nts = e && e[0] == '1';
-	int64_t i = lo;
-	for (; i + 16 <= hi; i += 16) {
-		__m512 p = _mm512_add_ps(_mm512_loadu_ps(b->p + i), z);
-		__m512 m = _mm512_add_ps(_mm512_loadu_ps(b->m + i), z);
-		__m512 v = _mm512_add_ps(_mm512_loadu_ps(b->v + i), z);
-		__m512 x = _mm512_add_ps(p, _mm512_loadu_ps(b->g + i));
+	(void)bf16;
+	sw_bf16 *h = p16;
+	const __m512 z = _mm512_set1_ps(a->weight_decay * 0.0f);
+	const int nts = o->nts;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 p = _mm512_add_ps(_mm512_loadu_ps(p32 + i), z);
+		__m512 mm = _mm512_add_ps(_mm512_loadu_ps(m + i), z);
+		__m512 vv = _mm512_add_ps(_mm512_loadu_ps(v + i), z);
+		__m512 x = _mm512_add_ps(p, _mm512_loadu_ps(g + i));
 		if (nts) {
-			_mm512_stream_ps(b->p + i, p);
-			_mm512_stream_ps(b->m + i, m);
-			_mm512_stream_ps(b->v + i, v);
+			_mm512_stream_ps(p32 + i, p);
+			_mm512_stream_ps(m + i, mm);
+			_mm512_stream_ps(v + i, vv);
 		} else {
-			_mm512_storeu_ps(b->p + i, p);
-			_mm512_storeu_ps(b->m + i, m);
-			_mm512_storeu_ps(b->v + i, v);
+			_mm512_storeu_ps(p32 + i, p);
+			_mm512_storeu_ps(m + i, mm);
+			_mm512_storeu_ps(v + i, vv);
 		}
-		_mm256_stream_si256((__m256i *)(b->h + i),
+		_mm256_stream_si256((__m256i *)(h + i),
 				    _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(x), 16)));
 	}
-	for (; i < hi; i++)
-		b->h[i] = (sw_bf16)(f_bits(b->p[i] + b->g[i]) >> 16);
-	_mm_sfence();
+	for (; i < n; i++)
+		h[i] = (sw_bf16)(f_bits(p32[i] + g[i]) >> 16);
+	return 0;
 }
 #endif
 
@@ -159,7 +166,17 @@ static void pattern_task(void *ctx, int64_t task, int worker)
 	slice(b->n, (int)task, b->threads, &lo, &hi);
 #if defined(__x86_64__)
 	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512)) {
-		pattern_avx512(b, lo, hi);
+		/* slices start on 64-element boundaries of 2 MiB-aligned arrays: every stream is
+		 * 64-byte aligned, as the non-temporal stores need */
+		const sw_adamw_tuning *t = sw_adamw_tuning_get();
+		const sw_adamw_span_opts o = { .pf = 0, .nt = 1, .nts = t->nt_state };
+		if (t->flush || t->burst)
+			sw_adamw_run_blocked(pattern_span, b->p + lo, b->m + lo, b->v + lo, b->g + lo,
+					     b->h + lo, 1, hi - lo, &b->args, &o, t);
+		else
+			pattern_span(b->p + lo, b->m + lo, b->v + lo, b->g + lo, b->h + lo, 1, hi - lo,
+				     &b->args, &o);
+		_mm_sfence();
 		return;
 	}
 #endif
@@ -363,25 +380,37 @@ int cmd_bench_adam(int argc, char **argv)
 
 	char model[256];
 	cpu_model(model, sizeof(model));
-	const char *ntenv = getenv("SW_ADAMW_NT");
+	const sw_adamw_tuning *tu = sw_adamw_tuning_get();
 	printf("bench-adam: %lld parameters (AdamW state %s, triad %s), %s\n", (long long)n,
 	       sw_fmt_size((uint64_t)n * 18, b1, sizeof(b1)), sw_fmt_size((uint64_t)n * 12, b2, sizeof(b2)),
 	       model);
-	const char *stenv = getenv("SW_ADAMW_STATIC"), *nsenv = getenv("SW_ADAMW_NT_STATE");
-	int64_t pf = sw_adamw_prefetch();
-	char pfs[48];
-	if (pf)
-		snprintf(pfs, sizeof(pfs), "%lld B ahead%s", (long long)(pf < 0 ? -pf : pf),
-			 pf < 0 ? " (to L2)" : "");
+	char pfs[96], chs[48], fls[64];
+	if (tu->burst)
+		snprintf(pfs, sizeof(pfs), "in %s bursts of %lld B per stream, %lld B ahead%s",
+			 tu->burst == 1 && !tu->prefetch_l2 ? "prefetchw/t0" : "prefetch",
+			 (long long)tu->block, (long long)tu->prefetch, tu->prefetch_l2 ? " (to L2)" : "");
+	else if (tu->prefetch)
+		snprintf(pfs, sizeof(pfs), "%lld B ahead%s", (long long)tu->prefetch,
+			 tu->prefetch_l2 ? " (to L2)" : "");
 	else
 		snprintf(pfs, sizeof(pfs), "off");
-	printf("path %s, bf16 copy with %s stores%s, software prefetch %s, %s; %d online CPUs, "
+	if (tu->chunk % 1024 == 0)
+		snprintf(chs, sizeof(chs), "%lldKi-element chunks", (long long)(tu->chunk / 1024));
+	else
+		snprintf(chs, sizeof(chs), "%lld-element chunks", (long long)tu->chunk);
+	if (tu->flush)
+		snprintf(fls, sizeof(fls), ", p32/m/v lines written back (%s) every %lld B",
+			 tu->flush == SW_ADAMW_FLUSH_CLWB ? "clwb" : "clflushopt", (long long)tu->block);
+	else
+		fls[0] = 0;
+	printf("path %s, bf16 copy with %s stores%s, software prefetch %s%s, %s; %d online CPUs, "
 	       "threads bound to %s: %d CPUs\n", sw_adamw_path_name(sw_adamw_path_get()),
-	       ntenv && ntenv[0] == '0' ? "ordinary" : "non-temporal",
-	       nsenv && nsenv[0] == '1' ? " (p32, m, v too)" : "",
-	       pfs,
-	       stenv && stenv[0] == '1' ? "one slice per thread" : "32Ki-element chunks",
-	       online, where, ncpus);
+	       tu->nt ? "non-temporal" : "ordinary", tu->nt_state ? " (p32, m, v too)" : "", pfs, fls,
+	       tu->static_slices ? "one slice per thread" : chs, online, where, ncpus);
+	/* every switch as in effect (after any fall-back), so that a sweep's log describes itself */
+	char sws[512];
+	sw_adamw_tuning_describe(tu, sws, sizeof(sws));
+	printf("switches: SW_ADAMW_PATH=%s %s\n", sw_adamw_path_name(sw_adamw_path_get()), sws);
 	if (capped)
 		printf("(thread counts above the %d online CPUs were capped)\n", online);
 	long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);

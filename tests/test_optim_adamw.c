@@ -1,7 +1,9 @@
 /* AdamW: every SIMD path and the threaded driver give the scalar path's bits (random data with
- * zeros, denormals, huge and tiny values, odd lengths, misaligned pointers); the scalar path
- * agrees with the formula evaluated in fp64; the bf16 rounding agrees with round-to-nearest-even
- * computed from the math; non-finite gradients leave the state untouched and are counted. */
+ * zeros, denormals, huge and tiny values, odd lengths, misaligned pointers), under every
+ * measurement switch (sw_adamw_tuning: prefetch, non-temporal stores, slices, chunk size,
+ * write-back of dirty lines, prefetch bursts); the scalar path agrees with the formula evaluated
+ * in fp64; the bf16 rounding agrees with round-to-nearest-even computed from the math;
+ * non-finite gradients leave the state untouched and are counted. */
 #include "optim/adamw.h"
 #include "core/pool.h"
 #include "tests/check.h"
@@ -134,6 +136,96 @@ static int64_t run_path(sw_adamw_path path, state *s, int64_t n, int shift, int 
 				       act, n, a);
 }
 
+/* The measurement switches: each alone, then combinations. They change where and when memory
+ * moves, never a value, so every one must give the scalar path's bits. Sub-blocks of 64 and
+ * 128 bytes (16 and 32 elements) put block edges, chunk edges and the vector tail close
+ * together; chunks of 64 elements make many tasks out of the test's lengths. */
+static const struct tuning_case {
+	const char *name;
+	int64_t prefetch;
+	int l2, nt, nts, slices;
+	int64_t chunk;
+	int flush;
+	int64_t block;
+	int burst;
+} tuning_cases[] = {
+	/* name                          pf     l2 nt nts sl chunk   fl block  burst */
+	{ "default",                     2048,  0, 1, 0, 0, 32768,  0, 4096,  0 },
+	{ "prefetch off",                0,     0, 1, 0, 0, 32768,  0, 4096,  0 },
+	{ "prefetch 8192 to L2",         8192,  1, 1, 0, 0, 32768,  0, 4096,  0 },
+	{ "ordinary p16 stores",         2048,  0, 0, 0, 0, 32768,  0, 4096,  0 },
+	{ "non-temporal state",          2048,  0, 1, 1, 0, 32768,  0, 4096,  0 },
+	{ "static slices",               2048,  0, 1, 0, 1, 32768,  0, 4096,  0 },
+	{ "chunk 64",                    2048,  0, 1, 0, 0, 64,     0, 4096,  0 },
+	{ "chunk 8192",                  2048,  0, 1, 0, 0, 8192,   0, 4096,  0 },
+	{ "chunk 131072",                2048,  0, 1, 0, 0, 131072, 0, 4096,  0 },
+	{ "clwb 4096",                   2048,  0, 1, 0, 0, 32768,  1, 4096,  0 },
+	{ "clwb 64",                     2048,  0, 1, 0, 0, 32768,  1, 64,    0 },
+	{ "clflushopt 1024",             2048,  0, 1, 0, 0, 32768,  2, 1024,  0 },
+	{ "clflushopt + nt state",       2048,  0, 1, 1, 0, 32768,  2, 4096,  0 },
+	{ "burst prefetchw 2048/4096",   2048,  0, 1, 0, 0, 32768,  0, 4096,  1 },
+	{ "burst t0 8192/1024",          8192,  0, 1, 0, 0, 32768,  0, 1024,  2 },
+	{ "burst to L2 /256",            2048,  1, 1, 0, 0, 32768,  0, 256,   1 },
+	{ "burst + clwb, pf 0, /64",     0,     0, 1, 0, 0, 32768,  1, 64,    1 },
+	{ "clwb + burst 16384, slices",  65536, 0, 1, 0, 1, 32768,  1, 16384, 1 },
+	{ "all, chunk 64, /128",         2048,  0, 0, 1, 0, 64,     2, 128,   2 },
+};
+#define N_TUNINGS ((int)(sizeof(tuning_cases) / sizeof(tuning_cases[0])))
+
+static sw_adamw_tuning tuning_of(const struct tuning_case *c)
+{
+	sw_adamw_tuning t = {
+		.prefetch = c->prefetch, .prefetch_l2 = c->l2, .nt = c->nt, .nt_state = c->nts,
+		.static_slices = c->slices, .chunk = c->chunk, .flush = c->flush,
+		.block = c->block, .burst = c->burst,
+	};
+	return t;
+}
+
+/* Selects tuning case i; 0 when this CPU cannot run it (a flush or prefetchw it lacks). */
+static int tuning_use(int i)
+{
+	sw_adamw_tuning t = tuning_of(&tuning_cases[i]);
+	int rc = sw_adamw_tuning_set(&t);
+	CHECKF(rc == 0 || rc == -ENOTSUP, "%s: sw_adamw_tuning_set: %d", tuning_cases[i].name, rc);
+	if (rc == 0)
+		CHECK(memcmp(sw_adamw_tuning_get(), &t, sizeof(t)) == 0);
+	return rc == 0;
+}
+
+/* Each SIMD path, on the calling thread and through the threaded driver, and the scalar path
+ * through the driver, against ref (the scalar path on the calling thread), under the switches
+ * in use (tuning case ti). Returns the number of SIMD comparisons. */
+static int compare_paths(const sw_adamw_path *paths, int npaths, const state *base,
+			 const state *ref, state *got, int64_t n, int shift, int out,
+			 const sw_adamw_args *a, sw_pool *pool, int64_t bad_ref, size_t ci, int ti)
+{
+	int compared = 0;
+	char what[192];
+	for (int pi = 0; pi < npaths; pi++) {
+		if (!sw_adamw_path_supported(paths[pi]))
+			continue;
+		for (int par = 0; par < 2; par++) {
+			snprintf(what, sizeof(what), "%s%s n=%lld case=%zu shift=%d out=%d switches '%s'",
+				 sw_adamw_path_name(paths[pi]), par ? " parallel" : "", (long long)n, ci,
+				 shift, out, tuning_cases[ti].name);
+			state_copy(got, base, n);
+			int64_t bad = run_path(paths[pi], got, n, shift, out, a, par ? pool : NULL);
+			expect_same(got, ref, n, what);
+			CHECKF(bad == bad_ref, "%s: skipped %lld vs %lld", what, (long long)bad,
+			       (long long)bad_ref);
+			compared++;
+		}
+	}
+	/* the scalar path through the threaded driver too (chunks, slices) */
+	snprintf(what, sizeof(what), "scalar parallel n=%lld switches '%s'", (long long)n,
+		 tuning_cases[ti].name);
+	state_copy(got, base, n);
+	CHECK(run_path(SW_ADAMW_PATH_SCALAR, got, n, shift, out, a, pool) == bad_ref);
+	expect_same(got, ref, n, what);
+	return compared;
+}
+
 static void test_paths_identical(sw_pool *pool)
 {
 	static const int64_t lens[] = { 0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, 100, 1003,
@@ -144,7 +236,14 @@ static void test_paths_identical(sw_pool *pool)
 		{ 1.0, 2.5e-3, 3, 1 }, { 0.0, 1.0, 2, 1 },
 	};
 	sw_adamw_path paths[] = { SW_ADAMW_PATH_AVX2, SW_ADAMW_PATH_AVX512 };
-	int compared = 0;
+	int compared = 0, tunings_run = 0;
+	for (int ti = 0; ti < N_TUNINGS; ti++) {
+		int ok = tuning_use(ti);
+		tunings_run += ok;
+		if (!ok)
+			printf("switches '%s': not run, this CPU lacks an instruction it needs\n",
+			       tuning_cases[ti].name);
+	}
 	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
 		int64_t n = lens[li];
 		state base, ref, got;
@@ -160,39 +259,24 @@ static void test_paths_identical(sw_pool *pool)
 					state_copy(&ref, &base, n);
 					int64_t bad_ref = run_path(SW_ADAMW_PATH_SCALAR, &ref, n, shift, out,
 								   &a, NULL);
-					for (size_t pi = 0; pi < 2; pi++) {
-						if (!sw_adamw_path_supported(paths[pi]))
+					for (int ti = 0; ti < N_TUNINGS; ti++) {
+						if (!tuning_use(ti))
 							continue;
-						for (int par = 0; par < 2; par++) {
-							char what[128];
-							snprintf(what, sizeof(what),
-								 "%s%s n=%lld case=%zu shift=%d out=%d",
-								 sw_adamw_path_name(paths[pi]),
-								 par ? " parallel" : "", (long long)n, ci,
-								 shift, out);
-							state_copy(&got, &base, n);
-							int64_t bad = run_path(paths[pi], &got, n, shift, out, &a,
-									       par ? pool : NULL);
-							expect_same(&got, &ref, n, what);
-							CHECKF(bad == bad_ref, "%s: skipped %lld vs %lld", what,
-							       (long long)bad, (long long)bad_ref);
-							compared++;
-						}
+						compared += compare_paths(paths, 2, &base, &ref, &got, n, shift,
+									  out, &a, pool, bad_ref, ci, ti);
 					}
-					/* the scalar path through the threaded driver too */
-					state_copy(&got, &base, n);
-					CHECK(run_path(SW_ADAMW_PATH_SCALAR, &got, n, shift, out, &a, pool) ==
-					      bad_ref);
-					expect_same(&got, &ref, n, "scalar parallel");
 				}
 		}
 		state_free(&base);
 		state_free(&ref);
 		state_free(&got);
 	}
-	printf("paths identical to scalar: %d comparisons (avx2 %s, avx512 %s)\n", compared,
+	CHECK(sw_adamw_tuning_set(NULL) == 0);
+	printf("paths identical to scalar: %d comparisons (avx2 %s, avx512 %s), %d of %d settings of "
+	       "the measurement switches\n", compared,
 	       sw_adamw_path_supported(SW_ADAMW_PATH_AVX2) ? "run" : "not supported here",
-	       sw_adamw_path_supported(SW_ADAMW_PATH_AVX512) ? "run" : "not supported here");
+	       sw_adamw_path_supported(SW_ADAMW_PATH_AVX512) ? "run" : "not supported here",
+	       tunings_run, N_TUNINGS);
 }
 
 /* The scalar path against the formula evaluated in fp64 from the same inputs: ordinary data. */
@@ -312,7 +396,7 @@ static void test_bf16_rounding(void)
 
 /* NaN/Inf gradients: the element's p32/m/v are untouched, p16 is the old p rounded, the count
  * is returned; finite neighbours are updated as usual. Also a scale that overflows g. */
-static void test_nonfinite(sw_pool *pool)
+static void nonfinite_paths(sw_pool *pool)
 {
 	const int64_t n = 1000;
 	sw_adamw_hparams h = { 1e-3, 0.9, 0.999, 1e-8, 0.1 };
@@ -367,6 +451,100 @@ static void test_nonfinite(sw_pool *pool)
 	}
 }
 
+/* ... on every path, under every setting of the measurement switches. */
+static void test_nonfinite(sw_pool *pool)
+{
+	for (int ti = 0; ti < N_TUNINGS; ti++)
+		if (tuning_use(ti))
+			nonfinite_paths(pool);
+	CHECK(sw_adamw_tuning_set(NULL) == 0);
+}
+
+/* The switches' API: out-of-range settings are refused and change nothing; the environment is
+ * parsed as documented, bad values fall back to their defaults (with a warning). */
+static void test_tuning_api(void)
+{
+	static const char *const vars[] = {
+		"SW_ADAMW_PREFETCH", "SW_ADAMW_PREFETCH_L2", "SW_ADAMW_NT", "SW_ADAMW_NT_STATE",
+		"SW_ADAMW_STATIC", "SW_ADAMW_CHUNK", "SW_ADAMW_FLUSH", "SW_ADAMW_FLUSH_BLOCK",
+		"SW_ADAMW_BURST",
+	};
+	const int nvars = (int)(sizeof(vars) / sizeof(vars[0]));
+	char *saved[sizeof(vars) / sizeof(vars[0])];
+	for (int i = 0; i < nvars; i++) {
+		const char *e = getenv(vars[i]);
+		saved[i] = e ? strdup(e) : NULL;
+		unsetenv(vars[i]);
+	}
+	sw_adamw_tuning t, d;
+	CHECK(sw_adamw_tuning_env(&d) == 0);
+	CHECK(d.prefetch == 2048 && !d.prefetch_l2 && d.nt && !d.nt_state && !d.static_slices);
+	CHECK(d.chunk == SW_ADAMW_CHUNK && d.flush == 0 && d.block == 4096 && d.burst == 0);
+
+	const int64_t bad_chunk[] = { 0, 63, 100, 32768 + 32 }, bad_block[] = { 0, 32, 100, 2 << 20 };
+	for (int i = 0; i < 4; i++) {
+		t = d;
+		t.chunk = bad_chunk[i];
+		CHECK(sw_adamw_tuning_set(&t) == -EINVAL);
+		t = d;
+		t.block = bad_block[i];
+		CHECK(sw_adamw_tuning_set(&t) == -EINVAL);
+	}
+	t = d; t.flush = 3;       CHECK(sw_adamw_tuning_set(&t) == -EINVAL);
+	t = d; t.burst = -1;      CHECK(sw_adamw_tuning_set(&t) == -EINVAL);
+	t = d; t.prefetch = -64;  CHECK(sw_adamw_tuning_set(&t) == -EINVAL);
+	for (int f = 1; f <= 2; f++) {
+		t = d;
+		t.flush = f;
+		CHECK(sw_adamw_tuning_set(&t) == (sw_adamw_flush_supported(f) ? 0 : -ENOTSUP));
+	}
+	CHECK(sw_adamw_tuning_set(NULL) == 0);
+	CHECK(memcmp(sw_adamw_tuning_get(), &d, sizeof(d)) == 0);
+
+	setenv("SW_ADAMW_PREFETCH", "8192", 1);
+	setenv("SW_ADAMW_PREFETCH_L2", "1", 1);
+	setenv("SW_ADAMW_NT", "0", 1);
+	setenv("SW_ADAMW_NT_STATE", "1", 1);
+	setenv("SW_ADAMW_STATIC", "1", 1);
+	setenv("SW_ADAMW_CHUNK", "8192", 1);
+	setenv("SW_ADAMW_FLUSH", "1", 1);
+	setenv("SW_ADAMW_FLUSH_BLOCK", "16384", 1);
+	setenv("SW_ADAMW_BURST", "2", 1);
+	CHECK(sw_adamw_tuning_env(&t) == 0);
+	CHECK(t.prefetch == 8192 && t.prefetch_l2 && !t.nt && t.nt_state && t.static_slices);
+	CHECK(t.chunk == 8192 && t.block == 16384 && t.burst == 2);
+	CHECK(t.flush == (sw_adamw_flush_supported(1) ? 1 : 0));
+	char line[512];
+	sw_adamw_tuning_describe(&t, line, sizeof(line));
+	CHECKF(strstr(line, "SW_ADAMW_CHUNK=8192 ") && strstr(line, "SW_ADAMW_FLUSH_BLOCK=16384 ") &&
+	       strstr(line, "SW_ADAMW_BURST=2"), "%s", line);
+
+	/* bad values: their defaults (each with a warning on stderr) */
+	setenv("SW_ADAMW_CHUNK", "100", 1);
+	setenv("SW_ADAMW_FLUSH", "clwb", 1);
+	setenv("SW_ADAMW_FLUSH_BLOCK", "4000", 1);
+	setenv("SW_ADAMW_BURST", "3", 1);
+	CHECK(sw_adamw_tuning_env(&t) == 0);
+	CHECK(t.chunk == SW_ADAMW_CHUNK && t.flush == 0 && t.block == 4096 && t.burst == 0);
+	setenv("SW_ADAMW_CHUNK", "64", 1);
+	setenv("SW_ADAMW_FLUSH", "0", 1);
+	setenv("SW_ADAMW_FLUSH_BLOCK", "64", 1);
+	setenv("SW_ADAMW_BURST", "0", 1);
+	CHECK(sw_adamw_tuning_env(&t) == 0 && t.chunk == 64 && t.block == 64);
+
+	for (int i = 0; i < nvars; i++) {
+		if (saved[i])
+			setenv(vars[i], saved[i], 1);
+		else
+			unsetenv(vars[i]);
+		free(saved[i]);
+	}
+	CHECK(sw_adamw_tuning_set(NULL) == 0);
+	printf("measurement switches: clwb %s, clflushopt %s\n",
+	       sw_adamw_flush_supported(1) ? "available" : "not on this CPU",
+	       sw_adamw_flush_supported(2) ? "available" : "not on this CPU");
+}
+
 static void test_path_selection(void)
 {
 	sw_adamw_path p;
@@ -401,6 +579,7 @@ int main(void)
 	sw_pool *pool = sw_pool_create(3, NULL);
 	CHECK(pool);
 	test_path_selection();
+	test_tuning_api();
 	test_against_fp64();
 	test_bf16_rounding();
 	test_nonfinite(pool);

@@ -29,4 +29,16 @@ echo "$out" | grep -q "Gparam/s" || fail "no table header"
 echo "$out" | grep -q "bytes counted: AdamW 30 per parameter" || fail "bytes-per-parameter note missing"
 out=$(SW_ADAMW_PATH=scalar "$bin" bench-adam --params 100K --threads 1 --reps 1 2>&1) || fail "scalar run failed"
 echo "$out" | grep -q "path scalar" || fail "SW_ADAMW_PATH=scalar not honoured: $out"
+# the measurement switches are read and reported on one line (the update and the pattern kernel
+# run with them; their bits are tests/test_optim_adamw.c's business)
+echo "$out" | grep -q "^switches: SW_ADAMW_PATH=scalar SW_ADAMW_PREFETCH=2048 .*SW_ADAMW_CHUNK=32768 SW_ADAMW_FLUSH=0 " ||
+  fail "no default switches line: $out"
+out=$(SW_ADAMW_FLUSH=1 SW_ADAMW_FLUSH_BLOCK=1024 SW_ADAMW_BURST=2 SW_ADAMW_CHUNK=8192 \
+      "$bin" bench-adam --params 300K --threads 1,2 --reps 1 2>&1) || fail "run with switches failed: $out"
+echo "$out" | grep -q "^switches: .*SW_ADAMW_CHUNK=8192 SW_ADAMW_FLUSH=[01] SW_ADAMW_FLUSH_BLOCK=1024 SW_ADAMW_BURST=2$" ||
+  fail "switches not reported: $out"
+[ "$(echo "$out" | grep -cE '^ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9.]+%$')" -ge 2 ] || fail "switches: expected rows for 1 and 2 threads: $out"
+out=$(SW_ADAMW_CHUNK=100 "$bin" bench-adam --params 100K --threads 1 --reps 1 2>&1) || fail "run with a bad SW_ADAMW_CHUNK failed: $out"
+echo "$out" | grep -q "SW_ADAMW_CHUNK=100 is not a multiple of 64" || fail "no warning for SW_ADAMW_CHUNK=100: $out"
+echo "$out" | grep -q "^switches: .*SW_ADAMW_CHUNK=32768 " || fail "bad SW_ADAMW_CHUNK: default not used: $out"
 exit 0

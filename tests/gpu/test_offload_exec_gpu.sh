@@ -3,7 +3,9 @@
 # placement bit-identical, and equal to the in-memory trainer on the same backend).
 set -u
 dir=$(dirname "$0")/../..
-SW_TEST_BACKEND=cuda "${BUILD:-build}/tests/test_offload_exec_invariance" || exit 1
+cd "$dir" || exit 1
+inv=${BUILD:-build}/tests/test_offload_exec_invariance   # make test-gpu builds it
+SW_TEST_BACKEND=cuda "$inv" || exit 1
 
 # Issue 7, Done when 3/4 on the GPU: --gpu-mem bounds the device memory the process takes,
 # measured (cudaMemGetInfo against the free memory before the context existed), not only the
