@@ -3,7 +3,8 @@
 # more than 3x --gpu-mem + --cpu-mem trains 10 steps with the rest on the local disk; prints the
 # measured GPU memory (cudaMemGetInfo) and host memory (peak RSS, pinned) against the budgets and
 # summarises the trace (busy time per track, overlap between tracks).
-#   bench/offload_3x.sh [DIR] [STEPS]   DIR: scratch space on the disk under test (default /tmp)
+#   bench/offload_3x.sh [DIR] [STEPS] [TRAIN FLAGS...]   DIR: scratch space on the disk under test
+#   (default /tmp); further flags go to train (e.g. the measured --nvme-read-gbs X)
 # Model: llama, dim 2048, 32 layers, GQA 16/8, ffn 5632, vocab 32000: 1.64 B parameters,
 # 22.9 GB of state against 2 GiB + 4 GiB of budgets (3.6x). Needs ~30 GB free in DIR.
 # Env: OUT (where trace.json and the log go, default DIR), SW_BIN (build/spillway); MODEL, SHAPE
@@ -11,6 +12,7 @@
 set -euo pipefail
 dir=${1:-/tmp}/sw-3x.$$
 steps=${2:-10}
+shift $(( $# < 2 ? $# : 2 ))
 bin=${SW_BIN:-build/spillway}
 out=${OUT:-$dir}
 mkdir -p "$dir/nv" "$out"
@@ -24,6 +26,6 @@ budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 4GiB --chunk 16777216}
 "$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
 echo "init + data: $(( $(date +%s) - t0 )) s"
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
-  --nvme "$dir/nv" --checkpoint-only --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+  --nvme "$dir/nv" --checkpoint-only "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true

@@ -34,6 +34,7 @@ typedef struct train_args {
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
 	int resume, quiet, checkpoint_only;
+	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
 } train_args;
 
 /* Checks the numeric arguments; returns 0 or 2 after one line. */
@@ -56,6 +57,14 @@ static int check_args(const train_args *a)
 			 "weight-decay >= 0, betas in [0,1), eps > 0, clip >= 0, warmup >= 0)");
 		return 2;
 	}
+	double rates[] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs, a->nvme_write_gbs,
+			   a->adam_gparams };
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
+		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
+			sw_error("train: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
+				 "--nvme-write-gbs and --adam-gparams must be positive numbers");
+			return 2;
+		}
 	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */
 	if (a->io_bs % 4096 || a->io_stripe % 4096 || a->io_stripe > (1ull << 30) || a->io_qd < 0 ||
 	    a->io_qd > 4096 || a->io_threads < 0 || a->io_threads > 64) {
@@ -110,6 +119,12 @@ int cmd_train(int argc, char **argv)
 		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &a.checkpoint_only, NULL, "one slot of NVMe optimizer state (updated in place; consistent only at saves)", 0 },
 		{ "trace", SW_OPT_STR, &a.trace, "FILE", "write a Chrome/Perfetto trace", 0 },
+		{ "gemm-tflops", SW_OPT_FLOAT, &a.gemm_tflops, "X", "measured GEMM rate for the step's bound, TFLOP/s (default 400)", 0 },
+		{ "h2d-gbs", SW_OPT_FLOAT, &a.h2d_gbs, "X", "measured PCIe host-to-device GB/s (default 40)", 0 },
+		{ "d2h-gbs", SW_OPT_FLOAT, &a.d2h_gbs, "X", "measured PCIe device-to-host GB/s (default 40)", 0 },
+		{ "nvme-read-gbs", SW_OPT_FLOAT, &a.nvme_read_gbs, "X", "measured NVMe read GB/s, all paths (default 6 per path)", 0 },
+		{ "nvme-write-gbs", SW_OPT_FLOAT, &a.nvme_write_gbs, "X", "measured NVMe write GB/s, all paths (default 4 per path)", 0 },
+		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
@@ -151,6 +166,9 @@ int cmd_train(int argc, char **argv)
 		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,
 			  .weight_decay = a.wd },
 		.print_steps = 1,
+		.rates = { .gemm_tflops = a.gemm_tflops, .h2d_gbs = a.h2d_gbs, .d2h_gbs = a.d2h_gbs,
+			   .nvme_read_gbs = a.nvme_read_gbs, .nvme_write_gbs = a.nvme_write_gbs,
+			   .adam_params_per_s = a.adam_gparams * 1e9 },
 	};
 	return sw_exec_train(&ea) ? 1 : 0;
 }

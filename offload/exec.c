@@ -38,6 +38,17 @@ typedef struct grp {
 	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
 } grp;
 
+/* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
+ * not yet consumed, or holding a write in flight. Its event marks the end of the last GPU copy
+ * to or from it. */
+#define CK_MAX_SLOTS 16
+enum { CK_FREE, CK_READING, CK_WRITING };
+typedef struct ck_slot {
+	int state, l, m;
+	sw_io_req req;
+	double t0;                         /* submitted at (for the trace) */
+} ck_slot;
+
 typedef struct ckpt {
 	sw_tier tier;
 	void *dev, *host;
@@ -80,9 +91,13 @@ struct sw_exec {
 	float *inv_freq;
 	sw_layer_scratch s;
 	ckpt *ck;                          /* (L, M) */
-	void *ck_stage[NSTAGE];
-	sw_event *ck_ev[NSTAGE];
-	int ck_next;
+	/* checkpoints on NVMe: ck_nslot pinned staging slots shared by the forward's write-behind
+	 * (ring position ck_next) and the backward's read-ahead (ring position ck_ra_slot, next
+	 * checkpoint to read (ck_ra_l, ck_ra_m) in backward order) */
+	void *ck_stage[CK_MAX_SLOTS];
+	sw_event *ck_ev[CK_MAX_SLOTS];
+	ck_slot cks[CK_MAX_SLOTS];
+	int ck_nslot, ck_next, ck_ra_slot, ck_ra_l, ck_ra_m;
 	/* P16 staging from NVMe */
 	void *p16_stage[NSTAGE];
 	sw_event *p16_ev[NSTAGE];
@@ -127,6 +142,8 @@ int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt)
 }
 
 /* ---------------------------------------------------------------- measurement ---------- */
+
+static int ck_drain(sw_exec *ex);
 
 static void span_add(sw_exec *ex, int track, const char *name, double t0, double t1)
 {
@@ -361,10 +378,16 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	for (int i = 0; i < OPT_Q && any_cpu_opt; i++)
 		if ((rc = halloc(ex, maxg * 4, &ex->hgrad[i])) || (rc = op->event_create(be, &ex->hgrad_ev[i])))
 			goto err;
-	for (int i = 0; i < NSTAGE; i++) {
-		if (any_nvme_ck && ((rc = halloc(ex, N * C * ab, &ex->ck_stage[i])) ||
-				    (rc = op->event_create(be, &ex->ck_ev[i]))))
+	/* the planner counts 2 x io_depth checkpoint items of pinned staging */
+	ex->ck_nslot = any_nvme_ck ? 2 * plan->in.io_depth : 0;
+	if (ex->ck_nslot > CK_MAX_SLOTS)
+		ex->ck_nslot = CK_MAX_SLOTS;
+	for (int i = 0; i < ex->ck_nslot; i++)
+		if ((rc = halloc(ex, N * C * ab, &ex->ck_stage[i])) ||
+		    (rc = op->event_create(be, &ex->ck_ev[i])))
 			goto err;
+	ex->ck_ra_l = -1;
+	for (int i = 0; i < NSTAGE; i++) {
 		if (any_nvme_p16 && ((rc = halloc(ex, (uint64_t)ex->chunk * ab, &ex->p16_stage[i])) ||
 				     (rc = op->event_create(be, &ex->p16_ev[i]))))
 			goto err;
@@ -492,9 +515,12 @@ void sw_exec_destroy(sw_exec *ex)
 		HF(ex->hgrad[i]);
 		EF(ex->hgrad_ev[i]);
 	}
-	for (int i = 0; i < NSTAGE; i++) {
+	ck_drain(ex);
+	for (int i = 0; i < ex->ck_nslot; i++) {
 		HF(ex->ck_stage[i]);
 		EF(ex->ck_ev[i]);
+	}
+	for (int i = 0; i < NSTAGE; i++) {
 		HF(ex->p16_stage[i]);
 		EF(ex->p16_ev[i]);
 		HF(ex->opt_stage[i]);
@@ -1032,6 +1058,41 @@ static void carry_put(sw_exec *ex, int m, const void *x)
 			      xbytes(ex));
 }
 
+/* Makes slot i reusable: waits for its I/O (a read nobody consumed is dropped) and for the last
+ * GPU copy to or from it. 0 or -errno of a failed write. */
+static int ck_slot_take(sw_exec *ex, int i)
+{
+	ck_slot *c = &ex->cks[i];
+	int rc = 0;
+	if (c->state != CK_FREE) {
+		rc = sw_io_wait(ex->io, &c->req);
+		span_add(ex, c->state == CK_WRITING ? SW_TRACK_NVME_WRITE : SW_TRACK_NVME_READ,
+			 c->state == CK_WRITING ? "write" : "read", c->t0, sw_now());
+		if (rc && c->state == CK_WRITING)
+			sw_error("executor: NVMe write of a checkpoint failed: %s", sw_io_req_error(&c->req));
+		if (c->state == CK_READING)
+			rc = 0;   /* a dropped read: whatever happened to it, nobody uses its data */
+		c->state = CK_FREE;
+	}
+	if (ex->ck_ev[i])
+		ex->be->ops->event_sync(ex->be, ex->ck_ev[i]);
+	return rc;
+}
+
+/* Waits for every checkpoint slot (writes and unconsumed reads). 0 or the first error. */
+static int ck_drain(sw_exec *ex)
+{
+	int rc = 0;
+	for (int i = 0; i < ex->ck_nslot; i++) {
+		int r = ck_slot_take(ex, i);
+		if (r && !rc)
+			rc = r;
+	}
+	return rc;
+}
+
+/* Writes behind: the copy to pinned memory is waited for, the NVMe write is not (the slot's
+ * next user waits for it, and every read waits for all writes first: ck_read_ahead). */
 static int ckpt_save(sw_exec *ex, int l, int m, const void *x)
 {
 	sw_backend *be = ex->be;
@@ -1046,13 +1107,61 @@ static int ckpt_save(sw_exec *ex, int l, int m, const void *x)
 		gspan_end(ex, ex->cs, sp);
 		return 0;
 	}
-	int s = ex->ck_next;
-	ex->ck_next = (s + 1) % NSTAGE;
-	be->ops->copy_d2h(be, ex->cs, ex->ck_stage[s], x, xbytes(ex));
+	int i = ex->ck_next, rc;
+	ex->ck_next = (i + 1) % ex->ck_nslot;
+	if ((rc = ck_slot_take(ex, i)))
+		return rc;
+	be->ops->copy_d2h(be, ex->cs, ex->ck_stage[i], x, xbytes(ex));
 	gspan_end(ex, ex->cs, sp);
-	be->ops->event_record(be, ex->ck_ev[s], ex->cs);
-	be->ops->event_sync(be, ex->ck_ev[s]);
-	return io_write_wait(ex, k->ext, 0, io_len(xbytes(ex)), ex->ck_stage[s]);
+	be->ops->event_record(be, ex->ck_ev[i], ex->cs);
+	be->ops->event_sync(be, ex->ck_ev[i]);
+	ck_slot *c = &ex->cks[i];
+	c->t0 = sw_now();
+	if ((rc = sw_io_submit_write(ex->io, &c->req, k->ext, 0, io_len(xbytes(ex)), ex->ck_stage[i]))) {
+		sw_error("executor: NVMe write of a checkpoint failed: %s", sw_io_req_error(&c->req));
+		return rc;
+	}
+	c->state = CK_WRITING;
+	return 0;
+}
+
+/* Submits reads of the NVMe checkpoints the backward pass will ask for next, in its order
+ * ((l, 0..M-1) for l = L-1 down to 0), into the slots after the last one read into, while
+ * those slots hold no unconsumed read. Every pending write completes first, so a read never
+ * overtakes the write of the same checkpoint. */
+static int ck_read_ahead(sw_exec *ex)
+{
+	int rc;
+	for (int i = 0; i < ex->ck_nslot; i++)
+		if (ex->cks[i].state == CK_WRITING && (rc = ck_slot_take(ex, i)))
+			return rc;
+	while (ex->ck_ra_l >= 0) {
+		int l = ex->ck_ra_l, m = ex->ck_ra_m;
+		ckpt *k = &ex->ck[l * ex->M + m];
+		if (k->tier == SW_TIER_NVME) {
+			int i = ex->ck_ra_slot;
+			if (ex->cks[i].state == CK_READING)
+				break;   /* every slot holds a read still to be consumed */
+			if ((rc = ck_slot_take(ex, i)))
+				return rc;
+			ck_slot *c = &ex->cks[i];
+			c->t0 = sw_now();
+			if ((rc = sw_io_submit_read(ex->io, &c->req, k->ext, 0, io_len(xbytes(ex)),
+						    ex->ck_stage[i]))) {
+				sw_error("executor: NVMe read of a checkpoint failed: %s", sw_io_req_error(&c->req));
+				return rc;
+			}
+			c->state = CK_READING;
+			c->l = l;
+			c->m = m;
+			ex->ck_ra_slot = (i + 1) % ex->ck_nslot;
+		}
+		if (++ex->ck_ra_m == ex->M) {
+			ex->ck_ra_m = 0;
+			ex->ck_ra_l--;
+		}
+	}
+	return 0;
 }
 
 /* Device view of checkpoint (l, m) (fetched into xc unless it lives on the GPU). */
@@ -1066,17 +1175,39 @@ static int ckpt_get(sw_exec *ex, int l, int m, void **x)
 	}
 	const void *src = k->host;
 	if (k->tier == SW_TIER_NVME) {
-		int s = ex->ck_next;
-		ex->ck_next = (s + 1) % NSTAGE;
-		be->ops->event_sync(be, ex->ck_ev[s]);
-		int rc = io_read(ex, k->ext, 0, io_len(xbytes(ex)), ex->ck_stage[s]);
-		if (rc)
+		int i = -1, rc;
+		for (int j = 0; j < ex->ck_nslot && i < 0; j++)
+			if (ex->cks[j].state == CK_READING && ex->cks[j].l == l && ex->cks[j].m == m)
+				i = j;
+		if (i < 0) {
+			/* not read ahead (the first of a pass, or backward asked out of order): drop
+			 * what was read ahead and start reading ahead from here */
+			for (int j = 0; j < ex->ck_nslot; j++)
+				if (ex->cks[j].state == CK_READING)
+					ck_slot_take(ex, j);
+			ex->ck_ra_l = l;
+			ex->ck_ra_m = m;
+			i = ex->ck_ra_slot;
+			if ((rc = ck_read_ahead(ex)))
+				return rc;
+			SW_ASSERT(ex->cks[i].state == CK_READING && ex->cks[i].l == l && ex->cks[i].m == m);
+		}
+		ck_slot *c = &ex->cks[i];
+		rc = sw_io_wait(ex->io, &c->req);
+		span_add(ex, SW_TRACK_NVME_READ, "read", c->t0, sw_now());
+		c->state = CK_FREE;
+		if (rc) {
+			sw_error("executor: NVMe read of a checkpoint failed: %s", sw_io_req_error(&c->req));
 			return rc;
-		src = ex->ck_stage[s];
+		}
+		src = ex->ck_stage[i];
 		int sp = gspan_begin(ex, ex->cs, SW_TRACK_H2D);
 		be->ops->copy_h2d(be, ex->cs, ex->xc, src, xbytes(ex));
 		gspan_end(ex, ex->cs, sp);
-		be->ops->event_record(be, ex->ck_ev[s], ex->cs);
+		be->ops->event_record(be, ex->ck_ev[i], ex->cs);
+		/* the slot is free once the copy is done: read further ahead into it */
+		if ((rc = ck_read_ahead(ex)))
+			return rc;
 	} else {
 		int sp = gspan_begin(ex, ex->cs, SW_TRACK_H2D);
 		be->ops->copy_h2d(be, ex->cs, ex->xc, src, xbytes(ex));
@@ -1161,6 +1292,16 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	int rc;
 	void *w;
 	sw_group_ptrs wp, gp, ep, egp;
+	/* start reading the top layer's checkpoints now: they arrive while the head computes */
+	if (ex->ck_nslot) {
+		for (int j = 0; j < ex->ck_nslot; j++)
+			if (ex->cks[j].state == CK_READING)
+				ck_slot_take(ex, j);
+		ex->ck_ra_l = L - 1;
+		ex->ck_ra_m = 0;
+		if ((rc = ck_read_ahead(ex)))
+			return rc;
+	}
 	if (recompute_top) {
 		if ((rc = win_use(ex, u, &w)))
 			return rc;
@@ -1334,6 +1475,15 @@ static void build_uses(sw_exec *ex, useq *u, int passes)
 	u->pos = 0;
 }
 
+/* By track, then start. */
+static int span_cmp(const void *x, const void *y)
+{
+	const span *a = x, *b = y;
+	if (a->track != b->track)
+		return a->track < b->track ? -1 : 1;
+	return (a->t0 > b->t0) - (a->t0 < b->t0);
+}
+
 static void finish_spans(sw_exec *ex, sw_exec_stats *st)
 {
 	sw_backend *be = ex->be;
@@ -1343,9 +1493,33 @@ static void finish_spans(sw_exec *ex, sw_exec_stats *st)
 		span_add(ex, ex->strack[i], track_name[ex->strack[i]], ex->t_step0 + a, ex->t_step0 + b);
 	}
 	ex->nsev = 0;
-	for (int i = 0; i < ex->nspans; i++)
-		if (ex->spans[i].t1 >= ex->t_step0)
-			st->busy[ex->spans[i].track] += ex->spans[i].t1 - ex->spans[i].t0;
+	/* busy = the union of a track's spans in this step: reads in flight together (checkpoints
+	 * read ahead beside optimizer state) count once */
+	span *v = malloc((size_t)(ex->nspans ? ex->nspans : 1) * sizeof(span));
+	int n = 0;
+	for (int i = 0; i < ex->nspans && v; i++)
+		if (ex->spans[i].t1 >= ex->t_step0) {
+			v[n] = ex->spans[i];
+			if (v[n].t0 < ex->t_step0)
+				v[n].t0 = ex->t_step0;
+			n++;
+		}
+	if (v)
+		qsort(v, (size_t)n, sizeof(span), span_cmp);
+	for (int i = 0; i < n;) {
+		int tr = v[i].track;
+		double a = v[i].t0, b = v[i].t1;
+		for (i++; i < n && v[i].track == tr; i++) {
+			if (v[i].t0 > b) {
+				st->busy[tr] += b - a;
+				a = v[i].t0;
+			}
+			if (v[i].t1 > b)
+				b = v[i].t1;
+		}
+		st->busy[tr] += b - a;
+	}
+	free(v);
 	if (ex->trace)
 		trace_flush(ex);
 	else

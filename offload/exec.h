@@ -100,6 +100,8 @@ typedef struct sw_exec_args {
 	sw_lr_schedule sched;
 	sw_adamw_hparams adam;
 	double *losses_out;          /* optional: per-step losses (steps entries) */
+	sw_plan_rates rates;         /* the machine's measured rates for the plan's bound; each 0:
+	                              * the planner's default */
 } sw_exec_args;
 
 /* Loads, plans (printing the placement), trains, writes RUN/metrics.jsonl and RUN/weights.

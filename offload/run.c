@@ -296,6 +296,18 @@ int sw_exec_train(const sw_exec_args *a)
 	in.fp32 = a->fp32;
 	in.prefetch = a->prefetch;
 	in.slots = a->slots ? a->slots : 2;
+	/* the rates only move the predicted bound (and so the placement's tie-breaks), never what
+	 * fits; the NVMe defaults are per path, as in `spillway plan` */
+	const sw_plan_rates *ra = &a->rates;
+	int npaths = 1;
+	for (const char *c = a->nvme; c && *c; c++)
+		npaths += *c == ',';
+	in.rates.gemm_tflops = ra->gemm_tflops > 0 ? ra->gemm_tflops : in.rates.gemm_tflops;
+	in.rates.h2d_gbs = ra->h2d_gbs > 0 ? ra->h2d_gbs : in.rates.h2d_gbs;
+	in.rates.d2h_gbs = ra->d2h_gbs > 0 ? ra->d2h_gbs : in.rates.d2h_gbs;
+	in.rates.nvme_read_gbs = ra->nvme_read_gbs > 0 ? ra->nvme_read_gbs : in.rates.nvme_read_gbs * npaths;
+	in.rates.nvme_write_gbs = ra->nvme_write_gbs > 0 ? ra->nvme_write_gbs : in.rates.nvme_write_gbs * npaths;
+	in.rates.adam_params_per_s = ra->adam_params_per_s > 0 ? ra->adam_params_per_s : in.rates.adam_params_per_s;
 	in.gpu_mem = a->gpu_mem ? a->gpu_mem : (1ull << 50);
 	/* the CPU backend has no GEMM workspace */
 	in.cublas_workspace = 0;   /* the CUDA backend takes its workspace from its reserve */
@@ -368,7 +380,6 @@ int sw_exec_train(const sw_exec_args *a)
 	if (plan.total[SW_TIER_NVME]) {
 		sw_io_config ic = { .paths = a->nvme, .quiet = 1, .bs = a->io_bs, .qd = a->io_qd,
 				    .threads = a->io_threads };
-		uint64_t extents = (uint64_t)tt->ngroups * 7 + (uint64_t)tt->cfg.n_layers * (uint64_t)plan.n_micro;
 		/* a chunk of P16 (and so of P32/m/v) must be whole checksum pieces: the stripe unit
 		 * divides it */
 		uint64_t chunk16 = ((uint64_t)sw_exec_chunk(&plan, tt) * (a->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
@@ -381,7 +392,14 @@ int sw_exec_train(const sw_exec_args *a)
 			rc = -EINVAL;
 			goto out;
 		}
-		ic.size = plan.total[SW_TIER_NVME] + extents * ic.stripe;   /* stripe alignment */
+		/* room for the engine's stripe alignment (io_engine.c sw_io_extent_alloc): an extent of
+		 * a stripe or more starts on a stripe boundary (less than a stripe skipped); a smaller
+		 * one only skips to the next boundary when it would cross it (less than itself) */
+		uint64_t ck = (plan.ckpt_item + 4095) / 4096 * 4096;
+		ck = ck < ic.stripe ? ck : ic.stripe;
+		/* + 4 KiB each: the engine rounds every extent up to whole 4 KiB blocks */
+		ic.size = plan.total[SW_TIER_NVME] + (uint64_t)tt->ngroups * 7 * (ic.stripe + 4096) +
+			  (uint64_t)tt->cfg.n_layers * (uint64_t)plan.n_micro * (ck + 4096);
 		if ((rc = sw_io_open(&ic, &io)))
 			goto out;
 	}

@@ -71,3 +71,30 @@ cmp -s "$w/run/weights-00000003/model.safetensors" "$w/run_io/weights-00000003/m
 [ $rc = 1 ] && [ "$(wc -l <"$w/err")" = 1 ] && grep -q -- "--io-stripe" "$w/err" || { cat "$w/err"; fail "bad stripe: exit $rc"; }
 [ ! -e "$w/run_bad" ] || fail "bad stripe: the run directory was created"
 echo "ok --io-* settings: same losses and weights; $(cat "$w/err")"
+
+# measured rates (--nvme-read-gbs ...) set the bound the step lines report: with the disk this
+# slow the step is NVMe-bound, so halving both NVMe rates must double the bound exactly
+bound() { sed 's/.*"bound_s": \([^,]*\),.*/\1/' "$1/metrics.jsonl" | head -1; }
+for r in 0.001 0.0005; do
+  "$bin" train "${common[@]}" --run "$w/run_r$r" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+    --nvme-read-gbs $r --nvme-write-gbs $r >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "--nvme-*-gbs $r"; }
+done
+b1=$(bound "$w/run_r0.001"); b2=$(bound "$w/run_r0.0005")
+awk -v a="$b1" -v b="$b2" 'BEGIN { exit !(a > 1 && b / a > 1.999 && b / a < 2.001) }' \
+  || fail "bound with half the NVMe rate: $b2 s, not twice $b1 s"
+"$bin" train "${common[@]}" --run "$w/run_neg" --nvme-read-gbs -1 >"$w/out" 2>"$w/err"; rc=$?
+[ $rc = 2 ] && [ "$(wc -l <"$w/err")" = 1 ] && grep -q -- "--nvme-read-gbs" "$w/err" || { cat "$w/err"; fail "negative rate: exit $rc"; }
+echo "ok measured rates: NVMe-bound bound $b1 s -> $b2 s at half the rate; $(cat "$w/err")"
+
+# a resource's busy time is the union of its spans (transfers in flight together count once):
+# it cannot exceed the step's wall time
+python3 - "$w/run/metrics.jsonl" <<'PY' || fail "a busy time exceeds its step time"
+import json, sys
+keys = ("compute_s", "h2d_s", "d2h_s", "nvme_read_s", "nvme_write_s", "optim_s")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    for k in keys:
+        assert k in r, k
+        assert r[k] <= r["step_s"] * 1.02 + 1e-3, (k, r[k], r["step_s"])
+PY
+echo "ok busy times within step times"
