@@ -1164,6 +1164,17 @@ static int ck_read_ahead(sw_exec *ex)
 	return 0;
 }
 
+/* Drops what was read ahead and reads ahead from checkpoint (l, m) on. */
+static int ck_read_from(sw_exec *ex, int l, int m)
+{
+	for (int j = 0; j < ex->ck_nslot; j++)
+		if (ex->cks[j].state == CK_READING)
+			ck_slot_take(ex, j);
+	ex->ck_ra_l = l;
+	ex->ck_ra_m = m;
+	return ck_read_ahead(ex);
+}
+
 /* Device view of checkpoint (l, m) (fetched into xc unless it lives on the GPU). */
 static int ckpt_get(sw_exec *ex, int l, int m, void **x)
 {
@@ -1180,15 +1191,9 @@ static int ckpt_get(sw_exec *ex, int l, int m, void **x)
 			if (ex->cks[j].state == CK_READING && ex->cks[j].l == l && ex->cks[j].m == m)
 				i = j;
 		if (i < 0) {
-			/* not read ahead (the first of a pass, or backward asked out of order): drop
-			 * what was read ahead and start reading ahead from here */
-			for (int j = 0; j < ex->ck_nslot; j++)
-				if (ex->cks[j].state == CK_READING)
-					ck_slot_take(ex, j);
-			ex->ck_ra_l = l;
-			ex->ck_ra_m = m;
+			/* not read ahead (backward asked out of order): start again from here */
 			i = ex->ck_ra_slot;
-			if ((rc = ck_read_ahead(ex)))
+			if ((rc = ck_read_from(ex, l, m)))
 				return rc;
 			SW_ASSERT(ex->cks[i].state == CK_READING && ex->cks[i].l == l && ex->cks[i].m == m);
 		}
@@ -1293,15 +1298,8 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	void *w;
 	sw_group_ptrs wp, gp, ep, egp;
 	/* start reading the top layer's checkpoints now: they arrive while the head computes */
-	if (ex->ck_nslot) {
-		for (int j = 0; j < ex->ck_nslot; j++)
-			if (ex->cks[j].state == CK_READING)
-				ck_slot_take(ex, j);
-		ex->ck_ra_l = L - 1;
-		ex->ck_ra_m = 0;
-		if ((rc = ck_read_ahead(ex)))
-			return rc;
-	}
+	if (ex->ck_nslot && (rc = ck_read_from(ex, L - 1, 0)))
+		return rc;
 	if (recompute_top) {
 		if ((rc = win_use(ex, u, &w)))
 			return rc;

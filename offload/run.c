@@ -296,18 +296,6 @@ int sw_exec_train(const sw_exec_args *a)
 	in.fp32 = a->fp32;
 	in.prefetch = a->prefetch;
 	in.slots = a->slots ? a->slots : 2;
-	/* the rates only move the predicted bound (and so the placement's tie-breaks), never what
-	 * fits; the NVMe defaults are per path, as in `spillway plan` */
-	const sw_plan_rates *ra = &a->rates;
-	int npaths = 1;
-	for (const char *c = a->nvme; c && *c; c++)
-		npaths += *c == ',';
-	in.rates.gemm_tflops = ra->gemm_tflops > 0 ? ra->gemm_tflops : in.rates.gemm_tflops;
-	in.rates.h2d_gbs = ra->h2d_gbs > 0 ? ra->h2d_gbs : in.rates.h2d_gbs;
-	in.rates.d2h_gbs = ra->d2h_gbs > 0 ? ra->d2h_gbs : in.rates.d2h_gbs;
-	in.rates.nvme_read_gbs = ra->nvme_read_gbs > 0 ? ra->nvme_read_gbs : in.rates.nvme_read_gbs * npaths;
-	in.rates.nvme_write_gbs = ra->nvme_write_gbs > 0 ? ra->nvme_write_gbs : in.rates.nvme_write_gbs * npaths;
-	in.rates.adam_params_per_s = ra->adam_params_per_s > 0 ? ra->adam_params_per_s : in.rates.adam_params_per_s;
 	in.gpu_mem = a->gpu_mem ? a->gpu_mem : (1ull << 50);
 	/* the CPU backend has no GEMM workspace */
 	in.cublas_workspace = 0;   /* the CUDA backend takes its workspace from its reserve */
@@ -328,6 +316,16 @@ int sw_exec_train(const sw_exec_args *a)
 		}
 		in.n_nvme = n;
 	}
+	/* the rates only move the predicted bound (and so the placement's tie-breaks), never what
+	 * fits; the NVMe defaults are per path, as in `spillway plan` */
+	const sw_plan_rates *ra = &a->rates;
+	int npaths = in.n_nvme ? in.n_nvme : 1;
+	in.rates.gemm_tflops = ra->gemm_tflops > 0 ? ra->gemm_tflops : in.rates.gemm_tflops;
+	in.rates.h2d_gbs = ra->h2d_gbs > 0 ? ra->h2d_gbs : in.rates.h2d_gbs;
+	in.rates.d2h_gbs = ra->d2h_gbs > 0 ? ra->d2h_gbs : in.rates.d2h_gbs;
+	in.rates.nvme_read_gbs = ra->nvme_read_gbs > 0 ? ra->nvme_read_gbs : in.rates.nvme_read_gbs * npaths;
+	in.rates.nvme_write_gbs = ra->nvme_write_gbs > 0 ? ra->nvme_write_gbs : in.rates.nvme_write_gbs * npaths;
+	in.rates.adam_params_per_s = ra->adam_params_per_s > 0 ? ra->adam_params_per_s : in.rates.adam_params_per_s;
 	uint64_t arena = a->gpu_mem;
 	if (a->gpu_mem && !cpu) {
 		/* --gpu-mem bounds all the device memory this process takes: the CUDA context

@@ -15,17 +15,8 @@ def merge(iv):
     return out
 
 def inter(x, y):
-    i = j = 0
-    t = 0.0
-    while i < len(x) and j < len(y):
-        a = max(x[i][0], y[j][0]); b = min(x[i][1], y[j][1])
-        if b > a:
-            t += b - a
-        if x[i][1] < y[j][1]:
-            i += 1
-        else:
-            j += 1
-    return t
+    """Seconds both x and y (sorted, merged) are busy."""
+    return sum(b - a for a, b in intersect(x, y))
 
 def main():
     path = sys.argv[1]

@@ -156,11 +156,12 @@ typedef struct sw_adamw_span_opts {
 typedef int64_t (*sw_adamw_span_fn)(float *p32, float *m, float *v, const float *g, void *p16,
 				    int bf16, int64_t n, const sw_adamw_args *a,
 				    const sw_adamw_span_opts *o);
-/* Runs fn over [0, n) in sub-blocks of t->block bytes of each fp32 stream (a multiple of 16
- * elements, so the non-temporal p16 stores stay aligned): with t->burst, the block t->burst's
- * distance ahead is prefetched first, stream by stream; with t->flush, the lines of p32, m and
- * v the block wrote are written back after it (each line once, in address order; the last,
- * partial line at the end). Returns the sum of fn's results. */
+/* Runs fn over [0, n): in one call when t->flush and t->burst are off, else in sub-blocks of
+ * t->block bytes of each fp32 stream (a multiple of 16 elements, so the non-temporal p16 stores
+ * stay aligned): with t->burst, the block t->burst's distance ahead is prefetched first, stream
+ * by stream; with t->flush, the lines of p32, m and v the block wrote are written back after it
+ * (each line once, in address order; the last, partial line at the end). Returns the sum of
+ * fn's results. */
 int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v, const float *g,
 			     void *p16, int bf16, int64_t n, const sw_adamw_args *a,
 			     const sw_adamw_span_opts *o, const sw_adamw_tuning *t);

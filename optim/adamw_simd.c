@@ -104,6 +104,8 @@ int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v
 			     void *p16, int bf16, int64_t n, const sw_adamw_args *a,
 			     const sw_adamw_span_opts *o, const sw_adamw_tuning *t)
 {
+	if (!t->flush && !t->burst)
+		return fn(p32, m, v, g, p16, bf16, n, a, o);   /* no sub-blocks: one span */
 	const int64_t blk = t->block / 4;   /* elements; a multiple of 16 (block: of 64 bytes) */
 	const int64_t psz = bf16 ? 2 : 4;
 	/* non-temporal state stores leave no dirty lines behind to write back */
@@ -142,6 +144,20 @@ int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v
 				done[k] = end;
 		}
 	}
+	return bad;
+}
+
+/* A SIMD path's kernel: its span over [0, n) with the switches in use (vec_bytes: the vector
+ * size, for the p16 stores' alignment; nts_ok: whether the path has non-temporal state stores). */
+static int64_t run_kernel(sw_adamw_span_fn fn, unsigned vec_bytes, int nts_ok, float *p32,
+			  float *m, float *v, const float *g, void *p16, int bf16, int64_t n,
+			  const sw_adamw_args *a)
+{
+	const sw_adamw_tuning *t = sw_adamw_tuning_get();
+	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, vec_bytes, nts_ok);
+	int64_t bad = sw_adamw_run_blocked(fn, p32, m, v, g, p16, bf16, n, a, &o, t);
+	if (o.nt || o.nts)
+		_mm_sfence();   /* non-temporal stores are weakly ordered: publish before returning */
 	return bad;
 }
 
@@ -251,16 +267,7 @@ static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float 
 int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g,
 					 void *p16, int bf16, int64_t n, const sw_adamw_args *a)
 {
-	const sw_adamw_tuning *t = sw_adamw_tuning_get();
-	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, 64, 1);
-	int64_t bad;
-	if (t->flush || t->burst)
-		bad = sw_adamw_run_blocked(span_avx512, p32, m, v, g, p16, bf16, n, a, &o, t);
-	else
-		bad = span_avx512(p32, m, v, g, p16, bf16, n, a, &o);
-	if (o.nt || o.nts)
-		_mm_sfence();   /* non-temporal stores are weakly ordered: publish before returning */
-	return bad;
+	return run_kernel(span_avx512, 64, 1, p32, m, v, g, p16, bf16, n, a);
 }
 
 /* acc[l] += g[i]^2 for i % 8 == l, in order of i: one 8-lane double accumulator. */
@@ -354,16 +361,7 @@ static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, 
 int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
 				     int bf16, int64_t n, const sw_adamw_args *a)
 {
-	const sw_adamw_tuning *t = sw_adamw_tuning_get();
-	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, 32, 0);
-	int64_t bad;
-	if (t->flush || t->burst)
-		bad = sw_adamw_run_blocked(span_avx2, p32, m, v, g, p16, bf16, n, a, &o, t);
-	else
-		bad = span_avx2(p32, m, v, g, p16, bf16, n, a, &o);
-	if (o.nt)
-		_mm_sfence();
-	return bad;
+	return run_kernel(span_avx2, 32, 0, p32, m, v, g, p16, bf16, n, a);
 }
 
 /* Lanes 0-3 in lo, 4-7 in hi: the same order as the scalar kernel. */

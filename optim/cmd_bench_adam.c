@@ -170,12 +170,8 @@ static void pattern_task(void *ctx, int64_t task, int worker)
 		 * 64-byte aligned, as the non-temporal stores need */
 		const sw_adamw_tuning *t = sw_adamw_tuning_get();
 		const sw_adamw_span_opts o = { .pf = 0, .nt = 1, .nts = t->nt_state };
-		if (t->flush || t->burst)
-			sw_adamw_run_blocked(pattern_span, b->p + lo, b->m + lo, b->v + lo, b->g + lo,
-					     b->h + lo, 1, hi - lo, &b->args, &o, t);
-		else
-			pattern_span(b->p + lo, b->m + lo, b->v + lo, b->g + lo, b->h + lo, 1, hi - lo,
-				     &b->args, &o);
+		sw_adamw_run_blocked(pattern_span, b->p + lo, b->m + lo, b->v + lo, b->g + lo,
+				     b->h + lo, 1, hi - lo, &b->args, &o, t);
 		_mm_sfence();
 		return;
 	}
