@@ -2,10 +2,13 @@
  * measured in the same run with the same threads by a STREAM-like triad.
  *
  * Bytes counted per parameter: 30 = read p32, m, v, g (4 B each) + write p32, m, v (4 B each)
- * + write the bf16 copy p16 (2 B). Triad a[i] = b[i] + s * c[i]: 24 B per element (read b, c,
- * write a), STREAM's count; it is run twice, with non-temporal stores (24 B is then the real
- * traffic) and with ordinary stores (the real traffic is 32 B: the CPU reads a's lines before
- * writing them, which STREAM does not count), and the ratio is taken against the larger.
+ * + write the bf16 copy p16 (2 B). Triad a[i] = b[i] + s * c[i] on fp32 arrays: 12 B per
+ * element (read b, c, write a: STREAM's count, which is 24 B for its fp64 arrays). It is run
+ * with non-temporal stores (12 B is then the real traffic) and with ordinary stores (the CPU may
+ * also read a's lines before writing them, which STREAM does not count), each with and without
+ * software prefetch at AdamW's distance; the ratio is taken against the fastest of the four, so
+ * the reference gets every help the update gets. A read-only kernel (the sum of p32, m, v and
+ * g, 16 B per element) is printed beside it: the most this memory delivers to these threads.
  * The AdamW runs are sw_adamw_update_parallel, the code the engine runs, on its chunks. */
 #include "core/cli.h"
 #include "core/commands.h"
@@ -27,7 +30,8 @@
 #endif
 
 #define BENCH_BYTES_PER_PARAM 30
-#define TRIAD_BYTES_PER_ELEM 24
+#define TRIAD_BYTES_PER_ELEM (3 * (int)sizeof(float))   /* 12: read b, c; write a */
+#define READ_BYTES_PER_ELEM (4 * (int)sizeof(float))    /* 16: read p32, m, v, g */
 #define MAX_CPUS 4096
 
 typedef struct bench {
@@ -36,6 +40,8 @@ typedef struct bench {
 	sw_bf16 *h;
 	float *a, *b, *c;   /* triad */
 	int nt;             /* triad: non-temporal stores */
+	int64_t pf;         /* triad and read kernel: software prefetch distance in bytes, 0 off */
+	double sink[MAX_CPUS]; /* read kernel: per-worker sums, so the loads are not optimized out */
 	int threads;
 	sw_adamw_args args;
 } bench;
@@ -83,11 +89,15 @@ static uint32_t f_bits(float f)
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) static void triad_avx512(float *a, const float *b,
 							      const float *c, int64_t lo, int64_t hi,
-							      float s, int nt)
+							      float s, int nt, int64_t pf)
 {
 	const __m512 vs = _mm512_set1_ps(s);
 	int64_t i = lo;
 	for (; i + 16 <= hi; i += 16) {
+		if (pf) {
+			_mm_prefetch((const char *)(b + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(c + i) + pf, _MM_HINT_T0);
+		}
 		__m512 x = _mm512_add_ps(_mm512_loadu_ps(b + i), _mm512_mul_ps(vs, _mm512_loadu_ps(c + i)));
 		if (nt)
 			_mm512_stream_ps(a + i, x);
@@ -100,11 +110,15 @@ __attribute__((target("avx512f"))) static void triad_avx512(float *a, const floa
 }
 
 __attribute__((target("avx2"))) static void triad_avx2(float *a, const float *b, const float *c,
-							int64_t lo, int64_t hi, float s, int nt)
+							int64_t lo, int64_t hi, float s, int nt, int64_t pf)
 {
 	const __m256 vs = _mm256_set1_ps(s);
 	int64_t i = lo;
 	for (; i + 8 <= hi; i += 8) {
+		if (pf && i % 16 == 0) {   /* one prefetch per 64-byte line */
+			_mm_prefetch((const char *)(b + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(c + i) + pf, _MM_HINT_T0);
+		}
 		__m256 x = _mm256_add_ps(_mm256_loadu_ps(b + i), _mm256_mul_ps(vs, _mm256_loadu_ps(c + i)));
 		if (nt)
 			_mm256_stream_ps(a + i, x);
@@ -194,16 +208,90 @@ static void triad_task(void *ctx, int64_t task, int worker)
 #if defined(__x86_64__)
 	/* slices start on 64-element (256 B) boundaries of 2 MiB-aligned arrays: aligned */
 	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512)) {
-		triad_avx512(b->a, b->b, b->c, lo, hi, s, b->nt);
+		triad_avx512(b->a, b->b, b->c, lo, hi, s, b->nt, b->pf);
 		return;
 	}
 	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX2)) {
-		triad_avx2(b->a, b->b, b->c, lo, hi, s, b->nt);
+		triad_avx2(b->a, b->b, b->c, lo, hi, s, b->nt, b->pf);
 		return;
 	}
 #endif
 	for (int64_t i = lo; i < hi; i++)
 		b->a[i] = b->b[i] + s * b->c[i];
+}
+
+#if defined(__x86_64__)
+/* The read-only kernel: the sum of p32, m, v and g over [lo, hi) (16 B per element, nothing
+ * written), with software prefetch pf bytes ahead of each stream when pf > 0. */
+__attribute__((target("avx512f"))) static double read_avx512(const float *p, const float *m,
+							       const float *v, const float *g,
+							       int64_t lo, int64_t hi, int64_t pf)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int64_t i = lo;
+	for (; i + 16 <= hi; i += 16) {
+		if (pf) {
+			_mm_prefetch((const char *)(p + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(m + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(v + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(g + i) + pf, _MM_HINT_T0);
+		}
+		s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
+		s1 = _mm512_add_ps(s1, _mm512_loadu_ps(m + i));
+		s2 = _mm512_add_ps(s2, _mm512_loadu_ps(v + i));
+		s3 = _mm512_add_ps(s3, _mm512_loadu_ps(g + i));
+	}
+	double t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+	for (; i < hi; i++)
+		t += (double)p[i] + m[i] + v[i] + g[i];
+	return t;
+}
+
+__attribute__((target("avx2"))) static double read_avx2(const float *p, const float *m,
+							 const float *v, const float *g,
+							 int64_t lo, int64_t hi, int64_t pf)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	int64_t i = lo;
+	for (; i + 8 <= hi; i += 8) {
+		if (pf && i % 16 == 0) {
+			_mm_prefetch((const char *)(p + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(m + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(v + i) + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(g + i) + pf, _MM_HINT_T0);
+		}
+		s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p + i));
+		s1 = _mm256_add_ps(s1, _mm256_loadu_ps(m + i));
+		s2 = _mm256_add_ps(s2, _mm256_loadu_ps(v + i));
+		s3 = _mm256_add_ps(s3, _mm256_loadu_ps(g + i));
+	}
+	float lane[8];
+	_mm256_storeu_ps(lane, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	double t = 0;
+	for (int k = 0; k < 8; k++)
+		t += lane[k];
+	for (; i < hi; i++)
+		t += (double)p[i] + m[i] + v[i] + g[i];
+	return t;
+}
+#endif
+
+static void read_task(void *ctx, int64_t task, int worker)
+{
+	bench *b = ctx;
+	int64_t lo, hi;
+	slice(b->n, (int)task, b->threads, &lo, &hi);
+	double t = 0;
+#if defined(__x86_64__)
+	if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX512))
+		t = read_avx512(b->p, b->m, b->v, b->g, lo, hi, b->pf);
+	else if (sw_adamw_path_supported(SW_ADAMW_PATH_AVX2))
+		t = read_avx2(b->p, b->m, b->v, b->g, lo, hi, b->pf);
+	else
+#endif
+		for (int64_t i = lo; i < hi; i++)
+			t += (double)b->p[i] + b->m[i] + b->v[i] + b->g[i];
+	b->sink[worker] = t;
 }
 
 static void *huge_alloc(uint64_t bytes)
@@ -415,11 +503,15 @@ int cmd_bench_adam(int argc, char **argv)
 		       "numbers measure the cache more than memory; use a larger --params)\n",
 		       sw_fmt_size((uint64_t)n * 12, b1, sizeof(b1)),
 		       sw_fmt_size((uint64_t)llc, b2, sizeof(b2)));
-	printf("%7s %9s %10s %11s %11s %8s %13s %13s\n", "threads", "Gparam/s", "adam GB/s",
-	       "triad GB/s", "triad-rfo", "ratio", "pattern GB/s", "adam/pattern");
+	printf("%7s %9s %10s %10s %10s %7s %9s %9s %8s %9s\n", "threads", "Gparam/s",
+	       "adam GB/s", "triad-nt", "triad-rfo", "ratio", "read GB/s", "adam/read", "pattern",
+	       "adam/pat");
 
 	sw_adamw_hparams hp = { 1e-4, 0.9, 0.999, 1e-8, 0.01 };
 	int64_t step = 0;
+	/* the reference kernels run with and without software prefetch (AdamW's distance), the
+	 * best kept: a triad that the hardware prefetchers serve less well is not the bound */
+	const int64_t pfs_[2] = { 0, tu->prefetch };
 	for (int ti = -1; ti < nt; ti++) {
 		/* ti = -1: the largest pool writes every array first (first touch puts the pages on
 		 * the bound CPUs' node) */
@@ -438,7 +530,7 @@ int cmd_bench_adam(int argc, char **argv)
 			sw_pool_destroy(pool);
 			continue;
 		}
-		double ta = INFINITY, tnt = INFINITY, trfo = INFINITY, tpat = INFINITY;
+		double ta = INFINITY, tnt = INFINITY, trfo = INFINITY, trd = INFINITY, tpat = INFINITY;
 		for (int64_t r = -1; r < reps; r++) {        /* r = -1: warm-up, not timed */
 			b.args = sw_adamw_args_make(&hp, hp.lr, ++step, 1, 1.0);
 			double t0 = sw_now();
@@ -446,36 +538,51 @@ int cmd_bench_adam(int argc, char **argv)
 							       SW_DTYPE_BF16, n, &b.args);
 			double t1 = sw_now();
 			SW_ASSERT(bad == 0);
-			b.nt = 1;
-			sw_pool_run_each(pool, triad_task, &b);
-			double t2 = sw_now();
-			b.nt = 0;
-			sw_pool_run_each(pool, triad_task, &b);
-			double t3 = sw_now();
-			sw_pool_run_each(pool, pattern_task, &b);
-			double t4 = sw_now();
-			if (r >= 0) {
+			if (r >= 0)
 				ta = best_of(ta, t1 - t0);
-				tnt = best_of(tnt, t2 - t1);
-				trfo = best_of(trfo, t3 - t2);
-				tpat = best_of(tpat, t4 - t3);
+			for (int k = 0; k < 2; k++) {
+				b.pf = pfs_[k];
+				double u0 = sw_now();
+				b.nt = 1;
+				sw_pool_run_each(pool, triad_task, &b);
+				double u1 = sw_now();
+				b.nt = 0;
+				sw_pool_run_each(pool, triad_task, &b);
+				double u2 = sw_now();
+				sw_pool_run_each(pool, read_task, &b);
+				double u3 = sw_now();
+				if (r >= 0) {
+					tnt = best_of(tnt, u1 - u0);
+					trfo = best_of(trfo, u2 - u1);
+					trd = best_of(trd, u3 - u2);
+				}
 			}
+			double u4 = sw_now();
+			sw_pool_run_each(pool, pattern_task, &b);
+			double u5 = sw_now();
+			if (r >= 0)
+				tpat = best_of(tpat, u5 - u4);
 		}
 		sw_pool_destroy(pool);
 		double adam_gbs = (double)n * BENCH_BYTES_PER_PARAM / ta / 1e9;
 		double nt_gbs = (double)n * TRIAD_BYTES_PER_ELEM / tnt / 1e9;
 		double rfo_gbs = (double)n * TRIAD_BYTES_PER_ELEM / trfo / 1e9;
+		double rd_gbs = (double)n * READ_BYTES_PER_ELEM / trd / 1e9;
 		double bw = nt_gbs > rfo_gbs ? nt_gbs : rfo_gbs;
 		double pat_gbs = (double)n * BENCH_BYTES_PER_PARAM / tpat / 1e9;
-		printf("%7d %9.3f %10.1f %11.1f %11.1f %7.1f%% %13.1f %12.1f%%\n", t,
-		       (double)n / ta / 1e9, adam_gbs, nt_gbs, rfo_gbs, 100.0 * adam_gbs / bw, pat_gbs,
-		       100.0 * adam_gbs / pat_gbs);
+		printf("%7d %9.3f %10.1f %10.1f %10.1f %6.1f%% %9.1f %8.1f%% %8.1f %8.1f%%\n", t,
+		       (double)n / ta / 1e9, adam_gbs, nt_gbs, rfo_gbs, 100.0 * adam_gbs / bw, rd_gbs,
+		       100.0 * adam_gbs / rd_gbs, pat_gbs, 100.0 * adam_gbs / pat_gbs);
 		fflush(stdout);
 	}
 	printf("bytes counted: AdamW %d per parameter (read p32, m, v, g; write p32, m, v, bf16 p16); "
-	       "triad %d per element (read b, c; write a; triad-rfo: ordinary stores, whose "
-	       "line reads are not counted); ratio = adam / the larger triad; pattern: AdamW's loads and "
-	       "stores without its arithmetic, 30 B counted; best of %lld runs; GB = 10^9 bytes\n", BENCH_BYTES_PER_PARAM, TRIAD_BYTES_PER_ELEM, (long long)reps);
+	       "triad %d per element of fp32 (read b, c; write a; -nt: non-temporal stores; -rfo: "
+	       "ordinary stores, whose reads of a's lines are not counted, as STREAM counts); each "
+	       "triad and read: best with and without %lld B software prefetch; ratio = adam / the "
+	       "faster triad; read: the sum of p32, m, v, g, %d per element; pattern: AdamW's loads "
+	       "and stores without its arithmetic, %d counted; best of %lld runs; GB = 10^9 bytes\n",
+	       BENCH_BYTES_PER_PARAM, TRIAD_BYTES_PER_ELEM, (long long)tu->prefetch,
+	       READ_BYTES_PER_ELEM, BENCH_BYTES_PER_PARAM, (long long)reps);
 out_free:
 	free(bind);
 	free(b.p); free(b.m); free(b.v); free(b.g); free(b.h); free(b.a); free(b.b); free(b.c);
