@@ -6,7 +6,8 @@
 #
 # fio: ioengine=io_uring, direct=1, numjobs=1, rw=write then rw=read, fio's defaults otherwise.
 # spillway: bench-io --threads 1 (one ring, the same queue depth), checksums on (XXH3), requests
-# of qd*bs/2 bytes split into blocks of bs (so both tools cycle through similar buffer space). Each measurement is the best of REPS runs (both
+# of qd*bs/2 bytes split into blocks of bs (its 4 request buffers span 2*qd*bs, fio's qd*bs; both
+# keep qd blocks in flight at the device). Each measurement is the best of REPS runs (both
 # tools alike). Prints a table per (bs, qd), then best read and best write of each tool and the
 # ratios. Env: SW_BIN (build/spillway), FIO (fio).
 set -euo pipefail
@@ -49,9 +50,10 @@ for r in $(seq "$reps"); do
     bsb=$(bytes "$bs")
     for qd in "${QD[@]}"; do
       printf "%s\t%s\t%s\t%s\n" "$bsb" "$qd" "$(fio_gbs write "$bsb" "$qd")" "$(fio_gbs read "$bsb" "$qd")" >> "$tmp/fio.tsv"
-      # Requests of qd*bs/2 bytes (>= bs): bench-io's buffers (4 requests) then span about
-      # what fio's do (iodepth*bs). Host-cached virtual disks copy through the host's CPU
-      # caches and reward a small buffer set; a real NVMe DMAs and does not care.
+      # Requests of qd*bs/2 bytes (>= bs): bench-io's buffers (4 requests) then span 2*qd*bs,
+      # twice fio's (iodepth*bs), the smallest set that keeps qd blocks in flight while a
+      # request completes. Host-cached virtual disks copy through the host's CPU caches and
+      # reward a small buffer set; a real NVMe DMAs and does not care.
       chunk=$(( qd * bsb / 2 > bsb ? qd * bsb / 2 : bsb ))
       "$bin" bench-io --nvme "$path" --size "$size" --bs "$bs" --qd "$qd" --threads 1 --keep --chunk "$chunk" \
         --tsv "$tmp/one.tsv" > "$tmp/sw.log" 2>&1 || { cat "$tmp/sw.log"; exit 1; }
