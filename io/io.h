@@ -163,6 +163,9 @@ int sw_io_submit_write(sw_io *io, sw_io_req *req, sw_io_extent ext, uint64_t off
 int sw_io_poll(sw_io_req *req);
 /* sw_io_wait: blocks until the request is done; returns its status (0 or -errno). */
 int sw_io_wait(sw_io *io, sw_io_req *req);
+/* Bytes of every read and write request accepted since sw_io_open (counted at submission,
+ * whether or not it has completed; the executor's traffic per step is a difference of two). */
+void sw_io_bytes(sw_io *io, uint64_t *read, uint64_t *written);
 /* The one-line message of a failed request ("" when it succeeded). */
 const char *sw_io_req_error(const sw_io_req *req);
 

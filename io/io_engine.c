@@ -71,6 +71,7 @@ struct sw_io {
 	struct io_thread *th;
 	sw_io_fault fault;
 	uint64_t fault_seen;
+	uint64_t submitted[2];   /* bytes of accepted read and write requests (sw_io_bytes) */
 };
 
 static struct ext_rec *ext_get(const sw_io *io, uint32_t id)
@@ -1021,6 +1022,7 @@ static int submit(sw_io *io, sw_io_req *r, int op, sw_io_extent ext, uint64_t of
 		return -EINVAL;
 	}
 	uint64_t start = ext.off + off, end = start + len;
+	__atomic_add_fetch(&io->submitted[op == SW_IO_READ ? 0 : 1], len, __ATOMIC_RELAXED);
 	r->first_piece = start / s;
 	r->npieces = (uint32_t)((end - 1) / s - start / s + 1);
 	r->pieces_left = r->npieces;
@@ -1098,6 +1100,12 @@ int sw_io_poll(sw_io_req *req)
 	if (!__atomic_load_n(&req->done, __ATOMIC_ACQUIRE))
 		return 1;
 	return req->status;
+}
+
+void sw_io_bytes(sw_io *io, uint64_t *read, uint64_t *written)
+{
+	*read = __atomic_load_n(&io->submitted[0], __ATOMIC_RELAXED);
+	*written = __atomic_load_n(&io->submitted[1], __ATOMIC_RELAXED);
 }
 
 int sw_io_wait(sw_io *io, sw_io_req *req)

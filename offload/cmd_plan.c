@@ -137,7 +137,7 @@ int cmd_plan(int argc, char **argv)
 	sw_plan_input_init(&in, NULL);
 	int checkpoint_only = 0;
 	int64_t prefetch = in.prefetch, grad_bufs = in.grad_bufs, io_depth = in.io_depth;
-	double nvme_read = 0, nvme_write = 0, adam_g = in.rates.adam_params_per_s / 1e9;
+	double nvme_read = 0, nvme_write = 0, adam_g = in.rates.adam_params_per_s / 1e9, clip = 1.0;
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &model, "DIR", "Hugging Face model directory (its config.json)", 0 },
 		{ "arch", SW_OPT_STR, &s.arch, "NAME", "or the shape: llama, mistral or qwen2", 0 },
@@ -156,6 +156,7 @@ int cmd_plan(int argc, char **argv)
 		{ "seq-len", SW_OPT_INT, &in.seq_len, "N", "tokens per row (default 2048)", 0 },
 		{ "micro-batch", SW_OPT_INT, &in.micro_rows, "ROWS", "rows per micro-batch (default 1)", 0 },
 		{ "dtype", SW_OPT_STR, &dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
+		{ "clip", SW_OPT_FLOAT, &clip, "X", "max gradient norm as given to train; > 0 (default 1.0) costs a second backward pass, 0 one", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &checkpoint_only, NULL, "one slot of optimizer state on disk, consistent at checkpoints only", 0 },
 		{ "prefetch", SW_OPT_INT, &prefetch, "K", "group-sized P16 buffers on the GPU (default 2)", 0 },
 		{ "grad-buffers", SW_OPT_INT, &grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },
@@ -188,6 +189,11 @@ int cmd_plan(int argc, char **argv)
 		sw_error("plan: --prefetch (1-64), --grad-buffers (1-8) or --io-depth (1-64) is out of range");
 		return 2;
 	}
+	if (!(clip >= 0)) {
+		sw_error("plan: --clip %g must be >= 0 (0: off)", clip);
+		return 2;
+	}
+	in.passes = clip > 0 ? 2 : 1;
 	in.fp32 = !strcmp(dtype, "fp32");
 	in.prefetch = (int)prefetch;
 	in.grad_bufs = (int)grad_bufs;

@@ -127,6 +127,8 @@ struct sw_exec {
 	sw_event **sev;                    /* event spans of the step: begin/end pairs */
 	int *strack;
 	int nsev, maxsev;
+	int64_t sev_dropped;    /* device spans not recorded (the event pool was full) */
+	int sev_warned;
 	span *spans;
 	int nspans, maxspans;
 	double t_origin;
@@ -169,8 +171,10 @@ static void span_add(sw_exec *ex, int track, const char *name, double t0, double
 /* Device spans: an event pair recorded on a stream, converted after the step's sync. */
 static int gspan_begin(sw_exec *ex, sw_stream *st, int track)
 {
-	if (ex->nsev + 2 > ex->maxsev)
+	if (ex->nsev + 2 > ex->maxsev) {
+		ex->sev_dropped++;
 		return -1;
+	}
 	int i = ex->nsev;
 	ex->nsev += 2;
 	ex->strack[i] = track;
@@ -398,7 +402,11 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	if ((rc = halloc(ex, (uint64_t)ex->chunk * 4, &ex->xfer)))
 		goto err;
 	/* events for device spans: generous per step */
-	ex->maxsev = 8 * (G + 2) * (M + 2) + 64;
+	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
+	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
+	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
+	 * warned about once: the busy times would undercount) */
+	ex->maxsev = 2 * (2 + 4 * 2 + 2) * (G + 2) * (M + 2) + 64;
 	ex->sev = calloc((size_t)ex->maxsev, sizeof(sw_event *));
 	ex->strack = calloc((size_t)ex->maxsev, sizeof(int));
 	rc = -ENOMEM;
@@ -1491,6 +1499,13 @@ static void finish_spans(sw_exec *ex, sw_exec_stats *st)
 		span_add(ex, ex->strack[i], track_name[ex->strack[i]], ex->t_step0 + a, ex->t_step0 + b);
 	}
 	ex->nsev = 0;
+	if (ex->sev_dropped && !ex->sev_warned) {
+		sw_warn("executor: %lld device spans of this step were not recorded (event pool of %d "
+			"full): compute/H2D/D2H busy times and the trace undercount", (long long)ex->sev_dropped,
+			ex->maxsev / 2);
+		ex->sev_warned = 1;
+	}
+	ex->sev_dropped = 0;
 	/* busy = the union of a track's spans in this step: reads in flight together (checkpoints
 	 * read ahead beside optimizer state) count once */
 	span *v = malloc((size_t)(ex->nspans ? ex->nspans : 1) * sizeof(span));
@@ -1548,6 +1563,9 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	useq u = { .g = ug };
 	build_uses(ex, &u, passes);
 	op->stream_sync(be, ex->cs);
+	uint64_t r0 = 0, w0 = 0;
+	if (ex->io)
+		sw_io_bytes(ex->io, &r0, &w0);
 	ex->t_step0 = sw_now();
 	op->event_record(be, ex->ev0, ex->cs);
 	double loss = 0;
@@ -1595,6 +1613,11 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
+	if (ex->io) {
+		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
+		st->nvme_read -= r0;
+		st->nvme_write -= w0;
+	}
 	finish_spans(ex, st);
 	free(ug);
 	return rc;

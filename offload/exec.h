@@ -42,6 +42,7 @@ typedef struct sw_exec_stats {
 	double step_s;
 	double busy[SW_TRACK_COUNT];
 	int passes;               /* backward passes run (2 with clipping) */
+	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
 } sw_exec_stats;
 
 typedef struct sw_exec_opts {

@@ -46,6 +46,7 @@ void sw_plan_input_init(sw_plan_input *in, const sw_table *tt)
 	in->slots = 2;
 	in->prefetch = 2;
 	in->grad_bufs = 1;
+	in->passes = 2;
 	in->chunk_params = 64ll << 20;
 	in->io_depth = 2;
 	in->vocab_chunk = 8192;
@@ -178,6 +179,10 @@ static int check_input(sw_plan *p)
 	}
 	if (in->slots != 1 && in->slots != 2) {
 		why_set(p, "optimizer state slots must be 1 (--checkpoint-only) or 2, not %d", in->slots);
+		return -EINVAL;
+	}
+	if (in->passes != 1 && in->passes != 2) {
+		why_set(p, "backward passes must be 1 (--clip 0) or 2 (clipping), not %d", in->passes);
 		return -EINVAL;
 	}
 	const sw_plan_rates *r = &in->rates;
@@ -550,16 +555,81 @@ static int place_nvme(sw_plan *p)
 
 /* ---- the cost model ----------------------------------------------------------------------- */
 
-/* P16 fetches per step: decoder layers twice (forward, backward); the embedding once (its
- * backward is a scatter that reads no weights) or twice when tied (it is also the lm_head);
- * the head once (its forward and backward run back to back at the end of the forward). */
-static int p16_fetches(const sw_plan *p, int g)
+/* P16 fetches per step of every group (fetches[g]; resident groups 0): the executor's window
+ * (offload/exec.c win_use / win_ahead / win_prefetch) replayed over the step's uses of P16, so
+ * a group still in one of the K window buffers from a recent use is not fetched again. The uses
+ * (exec.c build_uses): the embedding, layers 1..L (forward); then per backward pass: in pass 2
+ * first layer L (the recompute of x_L), the head (the embedding when tied), layers L..1. Each
+ * use: the group is loaded if absent (victim: a slot not holding one of the groups wanted,
+ * least recently used), then the next K distinct streamed groups from it are loaded. */
+static void p16_fetch_counts(const sw_plan *p, int *fetches)
 {
-	if (g == 0)
-		return p->in.tt->cfg.tie_embeddings ? 2 : 1;
-	if (g == p->ngroups - 1)
-		return 1;
-	return 2;
+	int L = p->n_layers, G = p->ngroups, K = p->in.prefetch, P = p->in.passes;
+	int hd = p->in.tt->cfg.tie_embeddings ? 0 : G - 1;
+	int nu = 0, *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
+	int *slot = malloc(sizeof(int) * (size_t)K);
+	int64_t *last = malloc(sizeof(int64_t) * (size_t)K), clock = 0;
+	SW_ASSERT(u && slot && last);
+	u[nu++] = 0;
+	for (int l = 1; l <= L; l++)
+		u[nu++] = l;
+	for (int q = 0; q < P; q++) {
+		if (q)
+			u[nu++] = L;
+		u[nu++] = hd;
+		for (int l = L; l >= 1; l--)
+			u[nu++] = l;
+	}
+	for (int g = 0; g < G; g++)
+		fetches[g] = 0;
+	for (int i = 0; i < K; i++) {
+		slot[i] = -1;
+		last[i] = 0;
+	}
+	for (int pos = 0; pos < nu; pos++) {
+		for (int pass = 0; pass < 2; pass++) {      /* win_use, then win_ahead */
+			int want[16], nw = 0, want_n = pass ? K : 1;
+			for (int j = pos; j < nu && nw < want_n && nw < 16; j++) {
+				if (resident(p, u[j]))
+					continue;
+				int dup = 0;
+				for (int k = 0; k < nw; k++)
+					dup |= want[k] == u[j];
+				if (!dup)
+					want[nw++] = u[j];
+			}
+			for (int k = 0; k < nw; k++) {
+				int hit = 0;
+				for (int i = 0; i < K; i++)
+					hit |= slot[i] == want[k];
+				if (hit)
+					continue;
+				int vi = -1;
+				for (int i = 0; i < K; i++) {
+					int wanted = 0;
+					for (int q = 0; q < nw; q++)
+						wanted |= slot[i] == want[q];
+					if (!wanted && (vi < 0 || last[i] < last[vi]))
+						vi = i;
+				}
+				SW_ASSERT(vi >= 0);
+				slot[vi] = want[k];    /* its last use stays the evicted group's, as in exec.c */
+				fetches[want[k]]++;
+			}
+			if (!pass && !resident(p, u[pos]))
+				for (int i = 0; i < K; i++)
+					if (slot[i] == u[pos])
+						last[i] = ++clock;
+		}
+	}
+	free(u);
+	free(slot);
+	free(last);
+}
+
+double sw_plan_model_flops(const sw_plan *p)
+{
+	return p->cost.flops_model + 0.75 * p->cost.flops_attn;
 }
 
 static void cost_compute(sw_plan *p)
@@ -584,15 +654,23 @@ static void cost_compute(sw_plan *p)
 	k->flops_model = 6.0 * (double)n_gemm * tokens;
 	k->flops_recompute = 2.0 * (double)n_layer_gemm * tokens;
 	k->flops_attn = 8.0 * L * tokens * S * qd;
+	/* pass 2: layers recompute (2) + backward (4), the head forward (2) + backward (4): 6 per
+	 * GEMM parameter and token; x_L's recompute (2 per parameter of one layer); attention
+	 * recompute (2) + backward (4) per layer, and x_L's (2) */
+	k->flops_pass2 = (double)(in->passes - 1) *
+			 (6.0 * (double)n_gemm * tokens + 2.0 * (double)n_layer_gemm / L * tokens +
+			  (6.0 * L + 2.0) * tokens * S * qd);
 
 	uint64_t pb = (uint64_t)p->p16_bytes, item = p->ckpt_item;
 	uint64_t carry_pass = (uint64_t)(p->n_layers + 1) * (uint64_t)in->batch_tokens *
 			      (uint64_t)c->dim * (uint64_t)p->act_bytes;
 	uint64_t ck_off = (uint64_t)(p->ckpt_count[SW_TIER_HOST] + p->ckpt_count[SW_TIER_NVME]);
+	int fetches[p->ngroups];
+	p16_fetch_counts(p, fetches);
 	for (int g = 0; g < p->ngroups; g++) {
 		if (resident(p, g))
 			continue;
-		uint64_t n = group_numel(p, g), f = (uint64_t)p16_fetches(p, g);
+		uint64_t n = group_numel(p, g), f = (uint64_t)fetches[g];
 		k->h2d += f * n * pb;
 		k->d2h += n * GRAD_BYTES;
 		k->adam_params += (int64_t)n;
@@ -605,18 +683,21 @@ static void cost_compute(sw_plan *p)
 			k->nvme_write += n * OPT_BYTES;
 		}
 	}
-	k->h2d += ck_off * item;                 /* checkpoints back in backward */
-	if (p->carry_on_gpu) {
-		k->d2h += ck_off * item;         /* checkpoints out in forward */
-	} else {
-		k->h2d += 2 * carry_pass;        /* x in forward, dx in backward, every layer and head */
-		k->d2h += 2 * carry_pass;        /* (checkpoints are host-side copies of x) */
+	uint64_t P = (uint64_t)in->passes;
+	k->h2d += P * ck_off * item;             /* checkpoints back in every backward pass */
+	k->d2h += ck_off * item;                 /* checkpoints out in forward (copied from the
+						  * GPU even when the carry is on the host) */
+	if (!p->carry_on_gpu) {
+		/* x in forward, dx in every backward pass, through every layer and the head */
+		k->h2d += (1 + P) * carry_pass;
+		k->d2h += (1 + P) * carry_pass;
 	}
-	k->nvme_read += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
+	k->nvme_read += P * (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 	k->nvme_write += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 
 	const sw_plan_rates *r = &in->rates;
-	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn) / (r->gemm_tflops * 1e12);
+	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2) /
+			       (r->gemm_tflops * 1e12);
 	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
 	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
 	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;
@@ -630,7 +711,7 @@ static void cost_compute(sw_plan *p)
 			k->bottleneck = (sw_plan_resource)i;
 	k->step_s = k->t[k->bottleneck];
 	k->tokens_per_s = tokens / k->step_s;
-	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
+	k->tflops = sw_plan_model_flops(p) / k->step_s / 1e12;
 }
 
 /* ---- build -------------------------------------------------------------------------------- */
@@ -927,9 +1008,11 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	const sw_plan_cost *k = &p->cost;
 	const sw_plan_rates *r = &in->rates;
 	fprintf(f, "\nstep time per resource:\n");
-	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f TFLOP at %.0f TFLOP/s)\n",
+	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f + second pass %.1f "
+		"TFLOP at %.0f TFLOP/s; %d backward pass%s)\n",
 		resource_names[SW_RES_COMPUTE], k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
-		k->flops_recompute / 1e12, k->flops_attn / 1e12, r->gemm_tflops);
+		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12, r->gemm_tflops,
+		in->passes, in->passes == 2 ? "es: exact clipping" : "");
 	fprintf(f, "  %-12s %10.4g s  (H2D %s at %.1f GB/s: %.4g s; D2H %s at %.1f GB/s: %.4g s)\n",
 		resource_names[SW_RES_PCIE], k->t[SW_RES_PCIE], sw_fmt_size(k->h2d, b[0], 32), r->h2d_gbs,
 		k->t_h2d, sw_fmt_size(k->d2h, b[1], 32), r->d2h_gbs, k->t_d2h);

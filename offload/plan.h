@@ -58,6 +58,10 @@ typedef struct sw_plan_input {
 	int slots;                  /* optimizer state slots on NVMe: 2 crash-safe, 1 checkpoint-only */
 	int prefetch;               /* K: group-sized P16 buffers on the GPU (computing + in flight) */
 	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls) */
+	int passes;                 /* backward passes per step: 2 with clipping (--clip > 0: the
+				     * first pass only sums the gradient norm, the second updates;
+				     * offload/exec.h), 1 without (--clip 0); default 2, as train's
+				     * default --clip 1.0 */
 	int64_t chunk_params;       /* I/O chunk for streamed state, parameters */
 	int io_depth;               /* staging buffers per stream and direction */
 	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
@@ -98,6 +102,10 @@ typedef struct sw_plan_cost {
 	double flops_model;         /* 6 * N_gemm * tokens */
 	double flops_recompute;     /* 2 * N_layers_gemm * tokens */
 	double flops_attn;          /* 8 * L * tokens * seq_len * q_dim (causal, fwd+recompute+bwd) */
+	double flops_pass2;         /* the second backward pass with clipping (passes 2): every GEMM
+				     * again (6 * N_gemm * tokens: recompute + backward of the layers,
+				     * forward + backward of the head), the recompute of x_L, and
+				     * attention (recompute + backward); 0 with one pass */
 	uint64_t h2d, d2h;          /* PCIe bytes each way */
 	uint64_t nvme_read, nvme_write;
 	int64_t adam_params;        /* parameters updated by CPU AdamW */
@@ -106,7 +114,8 @@ typedef struct sw_plan_cost {
 	double step_s;              /* max of t[] */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
-	double tflops;              /* (model + attention FLOPs) / step, recompute not counted */
+	double tflops;              /* (model + attention FLOPs) / step, recompute and the second
+				     * pass not counted (sw_plan_model_flops) */
 } sw_plan_cost;
 
 typedef struct sw_plan {
@@ -177,6 +186,9 @@ static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)
 /* Prints the placement table, tier accounting, disk cost per mode and the step-time
  * prediction (spillway plan; spillway train at start). */
 void sw_plan_print(const sw_plan *p, FILE *f);
+/* The model FLOPs of one step (the MFU numerator): 6 * N_gemm * tokens + attention forward and
+ * backward (6 * L * tokens * seq_len * q_dim); recompute and the second pass are not counted. */
+double sw_plan_model_flops(const sw_plan *p);
 
 const char *sw_plan_tier_name(sw_tier t);
 const char *sw_plan_purpose_name(sw_plan_purpose u);

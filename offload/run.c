@@ -295,6 +295,7 @@ int sw_exec_train(const sw_exec_args *a)
 	in.micro_rows = a->micro_rows;
 	in.fp32 = a->fp32;
 	in.prefetch = a->prefetch;
+	in.passes = a->clip > 0 ? 2 : 1;     /* exact clipping runs the backward twice (exec.h) */
 	in.slots = a->slots ? a->slots : 2;
 	in.gpu_mem = a->gpu_mem ? a->gpu_mem : (1ull << 50);
 	/* the CPU backend has no GEMM workspace */
@@ -496,7 +497,8 @@ int sw_exec_train(const sw_exec_args *a)
 		if (!cpu && !sw_cuda_mem_used(&dev_used) && dev_used > dev_peak)
 			dev_peak = dev_used;
 		double tps = (double)a->batch_tokens / st.step_s;
-		double tflops = sw_model_step_flops(&tt->cfg, a->batch_tokens, (int)a->seq_len) / st.step_s / 1e12;
+		/* model FLOPs (the planner's: recompute and the second clipping pass not counted) */
+		double tflops = sw_plan_model_flops(&plan) / st.step_s / 1e12;
 		double bound = plan.cost.step_s / st.step_s;
 		if (a->losses_out)
 			a->losses_out[step - 1] = st.s.loss;
@@ -516,8 +518,12 @@ int sw_exec_train(const sw_exec_args *a)
 				st.step_s);
 			for (int r = 0; r < SW_TRACK_COUNT; r++)
 				fprintf(metrics, ", \"%s\": %.6g", res_json[r], st.busy[r]);
-			fprintf(metrics, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g}\n",
-				plan.cost.step_s, bound);
+			fprintf(metrics, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g, "
+				"\"nvme_read_bytes\": %llu, \"nvme_write_bytes\": %llu, "
+				"\"plan_nvme_read_bytes\": %llu, \"plan_nvme_write_bytes\": %llu}\n",
+				plan.cost.step_s, bound, (unsigned long long)st.nvme_read,
+				(unsigned long long)st.nvme_write, (unsigned long long)plan.cost.nvme_read,
+				(unsigned long long)plan.cost.nvme_write);
 			fflush(metrics);
 		}
 		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps)) {

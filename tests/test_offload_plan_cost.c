@@ -39,6 +39,7 @@ static void tiny_input(sw_plan_input *in, const sw_table *tt)
 	in->micro_rows = ROWS;
 	in->prefetch = 2;
 	in->grad_bufs = 1;
+	in->passes = 1;                  /* --clip 0; two passes (clipping) are case D */
 	in->io_depth = 2;
 	in->cublas_workspace = 1 << 20;
 	in->gpu_reserve = 0;
@@ -97,7 +98,11 @@ int main(void)
 	const double flops = 6 * n_gemm * BATCH + 2 * n_layer_gemm * BATCH + 8.0 * L * BATCH * S * QD;
 	const uint64_t item = (uint64_t)T * C * 2;                  /* one checkpoint */
 	const uint64_t carry_pass = (uint64_t)(L + 1) * BATCH * C * 2;
-	const uint64_t p16_fetch = (embed + 2 * L * layer + head) * 2;   /* layers twice, ends once */
+	/* P16 fetches with a window of K = 2 (in.prefetch), uses 0, 1, 2, head, 2, 1 (forward, then
+	 * the head and the backward): each use loads its group and the next distinct one. Layer 2
+	 * is loaded for the forward and is still in the window when the backward starts (only the
+	 * head came between), so: the embedding once, layer 1 twice, layer 2 once, the head once */
+	const uint64_t p16_fetch = (embed + 3 * layer + head) * 2;
 
 	/* A: weights streamed from the host. GPU = exactly the working set and window: no carry,
 	 * no resident group, no checkpoint on the GPU; the host holds everything. */
@@ -114,7 +119,9 @@ int main(void)
 			CHECK(p.tier[g][SW_STATE_GRAD] == SW_TIER_HOST);
 		}
 		const uint64_t h2d = p16_fetch + L * M * item + 2 * carry_pass;
-		const uint64_t d2h = total * 4 + 2 * carry_pass;
+		/* gradients, every checkpoint out in forward (copied from the GPU's view of the carry),
+		 * x and dx through every layer and the head */
+		const uint64_t d2h = total * 4 + L * M * item + 2 * carry_pass;
 		CHECKF(p.cost.h2d == h2d, "h2d %llu vs %llu", (unsigned long long)p.cost.h2d, (unsigned long long)h2d);
 		CHECKF(p.cost.d2h == d2h, "d2h %llu vs %llu", (unsigned long long)p.cost.d2h, (unsigned long long)d2h);
 		CHECK(p.cost.nvme_read == 0 && p.cost.nvme_write == 0);
@@ -198,6 +205,48 @@ int main(void)
 		CHECK(p.total[SW_TIER_NVME] == p16d + opt1 + spill);
 		sw_plan_free(&p);
 		in.slots = 2;
+		in.chunk_params = 64 << 20;
+		in.n_nvme = 0;
+	}
+
+	/* D: as B with clipping (two backward passes): pass 2 fetches P16 again (layers, layer L
+	 * once more for x_L's recompute, the head), reads every checkpoint again, moves dx through
+	 * the host carry again, and runs every GEMM and attention again */
+	{
+		in.chunk_params = 4096;
+		in.gpu_mem = w0 + window;
+		in.n_nvme = 1;
+		strcpy(in.nvme[0].path, "/x");
+		in.nvme[0].capacity = 1ull << 40;
+		in.passes = 2;
+		uint64_t hmin = 0;
+		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
+		in.cpu_mem = hmin;
+		sw_plan p;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.ckpt_count[SW_TIER_NVME] == L * M && !p.carry_on_gpu);
+		/* uses 0, 1, 2, head, 2, 1, then pass 2: 2 (x_L), head, 2, 1. After layer 1's use at the
+		 * end of pass 1 the window loads the next group, 2, which pass 2 then finds; the head
+		 * is loaded again (evicted by layer 1), layer 2 stays for its backward, layer 1 is
+		 * loaded again: the embedding once, layer 1 three times, layer 2 once, the head twice */
+		const uint64_t fetch2 = (embed + 4 * layer + 2 * head) * 2;
+		const uint64_t nr = fetch2 + total * 12 + 2 * L * M * item;
+		const uint64_t nw = total * 2 + total * 12 + L * M * item;
+		CHECKF(p.cost.nvme_read == nr, "%llu vs %llu", (unsigned long long)p.cost.nvme_read,
+		       (unsigned long long)nr);
+		CHECK(p.cost.nvme_write == nw);
+		CHECK(p.cost.h2d == fetch2 + 2 * L * M * item + 3 * carry_pass);
+		CHECK(p.cost.d2h == total * 4 + L * M * item + 3 * carry_pass);
+		const double pass2 = 6 * n_gemm * BATCH + 2 * (n_layer_gemm / L) * BATCH +
+				     (6.0 * L + 2) * BATCH * S * QD;
+		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], (flops + pass2) / 1e9));
+		/* the MFU numerator stays the model's: 6NT + attention forward and backward */
+		CHECK(close_to(sw_plan_model_flops(&p), 6 * n_gemm * BATCH + 6.0 * L * BATCH * S * QD));
+		sw_plan_free(&p);
+		in.passes = 3;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL && strstr(p.why, "--clip"));
+		sw_plan_free(&p);
+		in.passes = 1;
 		in.chunk_params = 64 << 20;
 		in.n_nvme = 0;
 	}
