@@ -1463,21 +1463,11 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
 	return 0;
 }
 
-/* The uses of P16 in a step, in order (the head's use is the embedding when tied). */
+/* The uses of P16 in a step, in order (the planner's sequence, which it replays to count
+ * fetches). */
 static void build_uses(sw_exec *ex, useq *u, int passes)
 {
-	int L = ex->L, hd = ex->tied ? 0 : ex->H, n = 0;
-	u->g[n++] = 0;
-	for (int l = 1; l <= L; l++)
-		u->g[n++] = l;
-	for (int p = 0; p < passes; p++) {
-		if (p)
-			u->g[n++] = L;          /* recompute of x_L */
-		u->g[n++] = hd;
-		for (int l = L; l >= 1; l--)
-			u->g[n++] = l;
-	}
-	u->n = n;
+	u->n = sw_plan_p16_uses(ex->L, ex->tied ? 0 : ex->H, passes, u->g);
 	u->pos = 0;
 }
 

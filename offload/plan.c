@@ -556,30 +556,19 @@ static int place_nvme(sw_plan *p)
 /* ---- the cost model ----------------------------------------------------------------------- */
 
 /* P16 fetches per step of every group (fetches[g]; resident groups 0): the executor's window
- * (offload/exec.c win_use / win_ahead / win_prefetch) replayed over the step's uses of P16, so
- * a group still in one of the K window buffers from a recent use is not fetched again. The uses
- * (exec.c build_uses): the embedding, layers 1..L (forward); then per backward pass: in pass 2
- * first layer L (the recompute of x_L), the head (the embedding when tied), layers L..1. Each
- * use: the group is loaded if absent (victim: a slot not holding one of the groups wanted,
+ * (offload/exec.c win_use / win_ahead / win_prefetch) replayed over the step's uses of P16
+ * (sw_plan_p16_uses), so a group still in one of the K window buffers from a recent use is not
+ * fetched again. Each use: the group is loaded if absent (victim: a slot not holding one of the groups wanted,
  * least recently used), then the next K distinct streamed groups from it are loaded. */
 static void p16_fetch_counts(const sw_plan *p, int *fetches)
 {
 	int L = p->n_layers, G = p->ngroups, K = p->in.prefetch, P = p->in.passes;
 	int hd = p->in.tt->cfg.tie_embeddings ? 0 : G - 1;
-	int nu = 0, *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
+	int nu, *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
 	int *slot = malloc(sizeof(int) * (size_t)K);
 	int64_t *last = malloc(sizeof(int64_t) * (size_t)K), clock = 0;
 	SW_ASSERT(u && slot && last);
-	u[nu++] = 0;
-	for (int l = 1; l <= L; l++)
-		u[nu++] = l;
-	for (int q = 0; q < P; q++) {
-		if (q)
-			u[nu++] = L;
-		u[nu++] = hd;
-		for (int l = L; l >= 1; l--)
-			u[nu++] = l;
-	}
+	nu = sw_plan_p16_uses(L, hd, P, u);
 	for (int g = 0; g < G; g++)
 		fetches[g] = 0;
 	for (int i = 0; i < K; i++) {
@@ -625,6 +614,22 @@ static void p16_fetch_counts(const sw_plan *p, int *fetches)
 	free(u);
 	free(slot);
 	free(last);
+}
+
+int sw_plan_p16_uses(int L, int head, int passes, int *u)
+{
+	int n = 0;
+	u[n++] = 0;
+	for (int l = 1; l <= L; l++)
+		u[n++] = l;
+	for (int q = 0; q < passes; q++) {
+		if (q)
+			u[n++] = L;
+		u[n++] = head;
+		for (int l = L; l >= 1; l--)
+			u[n++] = l;
+	}
+	return n;
 }
 
 double sw_plan_model_flops(const sw_plan *p)

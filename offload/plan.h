@@ -186,6 +186,12 @@ static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)
 /* Prints the placement table, tier accounting, disk cost per mode and the step-time
  * prediction (spillway plan; spillway train at start). */
 void sw_plan_print(const sw_plan *p, FILE *f);
+/* The uses of P16 in one step, in order, as group indices into u (room for 1 + L + passes *
+ * (L + 2)); returns the count. Forward: the embedding, layers 1..L; then per backward pass:
+ * in pass 2 first layer L (x_L recomputed from its checkpoint, for the head), the head group
+ * `head` (the embedding, 0, when tied), layers L..1. The executor walks this sequence; the
+ * planner replays its window over it. */
+int sw_plan_p16_uses(int L, int head, int passes, int *u);
 /* The model FLOPs of one step (the MFU numerator): 6 * N_gemm * tokens + attention forward and
  * backward (6 * L * tokens * seq_len * q_dim); recompute and the second pass are not counted. */
 double sw_plan_model_flops(const sw_plan *p);
