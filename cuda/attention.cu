@@ -216,6 +216,24 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
 		     : "r"(smem_u32(p)));
 }
 
+// The same on a shared-memory byte address: base + compile-time offset folds into the
+// instruction's immediate, so unrolled loops need no register per fragment address.
+__device__ __forceinline__ void ldsm_x4a(uint32_t r[4], uint32_t a)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4a_t(uint32_t r[4], uint32_t a)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+// Per-lane element offsets of the fragments above (FRAG_A and FRAG_BT share one).
+__device__ __forceinline__ int lane_off_a(int lane, int LD) { return ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8; }
+__device__ __forceinline__ int lane_off_bn(int lane, int LD) { return ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8; }
+
 // c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col)
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 {
@@ -431,6 +449,196 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_mma(bf16 *out, float *lse, c
 	}
 }
 
+// Fast exp2 (MUFU.EX2; -inf gives +0).
+__device__ __forceinline__ float ex2f(float x)
+{
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+	return y;
+}
+
+// Forward, FlashAttention-2 layout: 4 warps x 32 query rows (two 16-row slabs per warp, so every
+// K and V fragment read from shared memory feeds two tensor-core products, half the shared-memory
+// traffic per FLOP of the 16-row kernel above), KV tiles of BN keys double-buffered with
+// cp.async. Q fragments stay in registers for HD <= 64; larger heads re-read them (A operands,
+// cheap) from shared memory. Softmax in the log2 domain: p = 2^(s * scale*log2e - m).
+#define FA_NW 4
+#define FA_BM 128
+template <int HD, int BN>
+static constexpr int attn_smem_fa() { return (FA_BM + 4 * BN) * (HD + 8) * 2; }
+
+template <int HD, int BN>
+__global__ void __launch_bounds__(FA_NW * 32, 2) attn_fwd_fa(bf16 *out, float *lse, const bf16 *q,
+		const bf16 *k, const bf16 *v, int T_, int nh, int nkv, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = FA_BM, NT = BN / 8, KD = HD / 16;
+	constexpr bool QREG = HD <= 64;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + BM * LD, *Vs = Ks + 2 * BN * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const bf16 *qb = q + (int64_t)b * T_ * qs + h * HD;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 32;
+	int nkt = (q0 + BM - 1) / BN + 1;
+	if (nkt > (T_ + BN - 1) / BN)
+		nkt = (T_ + BN - 1) / BN;
+
+	load_tile<HD, BM>(Qs, qb, qs, q0, T_);
+	load_tile<HD, BN>(Ks, kb, ks, 0, T_);
+	load_tile<HD, BN>(Vs, vb, ks, 0, T_);
+	cp_async_commit();
+
+	float o[2][HD / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			o[ms][d][0] = o[ms][d][1] = o[ms][d][2] = o[ms][d][3] = 0.f;
+	float mrow[2][2], lrow[2][2];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+		mrow[ms][0] = mrow[ms][1] = -INFINITY, lrow[ms][0] = lrow[ms][1] = 0.f;
+	uint32_t qf[2][QREG ? KD : 1][4];
+	const uint32_t qa = smem_u32(Qs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t ka = smem_u32(Ks) + lane_off_bn(lane, LD) * 2, va = smem_u32(Vs) + lane_off_a(lane, LD) * 2;
+	for (int j = 0; j < nkt; j++) {
+		const int buf = j & 1;
+		if (j + 1 < nkt) {
+			load_tile<HD, BN>(Ks + (buf ^ 1) * BN * LD, kb, ks, (j + 1) * BN, T_);
+			load_tile<HD, BN>(Vs + (buf ^ 1) * BN * LD, vb, ks, (j + 1) * BN, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		if (QREG && j == 0) {
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int kk = 0; kk < (QREG ? KD : 1); kk++)
+					ldsm_x4a(qf[ms][kk], qa + (ms * 16 * LD + kk * 16) * 2);
+		}
+		if (j * BN <= wq0 + 31) {  // else every key of this tile is after this warp's rows
+			const uint32_t kt = ka + buf * (BN * LD * 2), vt = va + buf * (BN * LD * 2);
+			float s[2][NT][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+					s[ms][nt][0] = s[ms][nt][1] = s[ms][nt][2] = s[ms][nt][3] = 0.f;
+#pragma unroll
+			for (int kk = 0; kk < KD; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					if (QREG) {
+#pragma unroll
+						for (int e = 0; e < 4; e++)
+							a[ms][e] = qf[ms][QREG ? kk : 0][e];
+					} else {
+						ldsm_x4a(a[ms], qa + (ms * 16 * LD + kk * 16) * 2);
+					}
+				}
+#pragma unroll
+				for (int np = 0; np < BN / 16; np++) {
+					uint32_t r[4];
+					ldsm_x4a(r, kt + (np * 16 * LD + kk * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(s[ms][2 * np], a[ms], r[0], r[1]);
+						mma16816(s[ms][2 * np + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+			const bool mask = j * BN + BN - 1 > wq0;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				const int r0 = wq0 + ms * 16 + g;
+				float mx[2] = { -INFINITY, -INFINITY };
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						if (mask && j * BN + nt * 8 + t4 * 2 + (e & 1) > r0 + (e >> 1) * 8)
+							s[ms][nt][e] = -INFINITY;
+						mx[e >> 1] = fmaxf(mx[e >> 1], s[ms][nt][e]);
+					}
+				float mref[2], ls[2] = { 0.f, 0.f };
+#pragma unroll
+				for (int r = 0; r < 2; r++) {
+					mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+					mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+					const float mn = fmaxf(mrow[ms][r], mx[r] * scale_log2);
+					mref[r] = mn == -INFINITY ? 0.f : mn;  // a row with nothing seen yet
+					const float corr = ex2f(mrow[ms][r] - mref[r]);
+					mrow[ms][r] = mn;
+					lrow[ms][r] *= corr;
+#pragma unroll
+					for (int d = 0; d < HD / 8; d++) {
+						o[ms][d][2 * r] *= corr;
+						o[ms][d][2 * r + 1] *= corr;
+					}
+				}
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						const float p = ex2f(fmaf(s[ms][nt][e], scale_log2, -mref[e >> 1]));
+						s[ms][nt][e] = p;
+						ls[e >> 1] += p;
+					}
+				lrow[ms][0] += ls[0];
+				lrow[ms][1] += ls[1];
+			}
+			// O += P V: P's accumulator layout is the A-operand layout of the next product.
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					a[ms][0] = pack_bf16(s[ms][2 * kk][0], s[ms][2 * kk][1]);
+					a[ms][1] = pack_bf16(s[ms][2 * kk][2], s[ms][2 * kk][3]);
+					a[ms][2] = pack_bf16(s[ms][2 * kk + 1][0], s[ms][2 * kk + 1][1]);
+					a[ms][3] = pack_bf16(s[ms][2 * kk + 1][2], s[ms][2 * kk + 1][3]);
+				}
+#pragma unroll
+				for (int dp = 0; dp < HD / 16; dp++) {
+					uint32_t r[4];
+					ldsm_x4a_t(r, vt + (kk * 16 * LD + dp * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(o[ms][2 * dp], a[ms], r[0], r[1]);
+						mma16816(o[ms][2 * dp + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+		}
+		__syncthreads();  // this stage is free for the loads of tile j + 2
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			float l = lrow[ms][r];
+			l += __shfl_xor_sync(0xffffffffu, l, 1);
+			l += __shfl_xor_sync(0xffffffffu, l, 2);
+			const int row = wq0 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			const float inv = 1.0f / l;
+			bf16 *op = out + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++)
+				*(uint32_t *)(op + d * 8) = pack_bf16(o[ms][d][2 * r] * inv, o[ms][d][2 * r + 1] * inv);
+			if (t4 == 0)
+				lse[((int64_t)b * nh + h) * T_ + row] = (mrow[ms][r] + log2f(l)) * LN2_F;
+		}
+}
+
 // Backward kernels stream the other side's tiles through ST shared-memory stages: 2 (the next
 // tile loads while this one computes) where shared memory allows (H100, A100); 1 on consumer
 // GPUs (99 KB per block), which overlap loads across blocks instead.
@@ -626,7 +834,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 
 // ---------------------------------------------------------------- launchers
 static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 {
-	if (!isbf || (hd != 64 && hd != 128))
+	if (!isbf || (hd != 64 && hd != 80 && hd != 96 && hd != 128))
 		return false;
 	for (int i = 0; i < nptr; i++)
 		if ((uintptr_t)ptrs[i] & 15)
@@ -634,10 +842,7 @@ static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 	return true;
 }
 
-// Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
-// (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
-// (tests use it to cover both variants on one GPU).
-static int attn_warps(int need8)
+static int attn_smem_optin(void)
 {
 	static int optin = -1;
 	if (optin < 0) {
@@ -645,10 +850,18 @@ static int attn_warps(int need8)
 		CU_CHECK(cudaGetDevice(&dev));
 		CU_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 	}
+	return optin;
+}
+
+// Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
+// (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
+// (tests use it to cover both variants on one GPU).
+static int attn_warps(int need8)
+{
 	const char *e = getenv("SW_CUDA_ATTN_WARPS");
 	if (e && (!strcmp(e, "4") || !strcmp(e, "8")))
 		return atoi(e);
-	return optin >= need8 ? 8 : 4;
+	return attn_smem_optin() >= need8 ? 8 : 4;
 }
 
 template <int HD, int NW>
@@ -666,6 +879,46 @@ static void fwd_mma(cudaStream_t s, void *out, float *lse, const void *q, const 
 	attn_fwd_mma<HD, NW><<<grid, NW * 32, attn_smem_fwd<HD, NW>(), s>>>((bf16 *)out, lse,
 		(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
 	CU_CHECK_LAUNCH();
+}
+
+// KV tile of the FlashAttention-2-layout forward: 64 keys (128 would need 128 fp32 score
+// registers per thread next to the 32-row output, more than 255 registers hold); 32 at head
+// dim 96, where 64 spills registers to local memory (ptxas, sm_90).
+template <int HD>
+struct fa_cfg { static constexpr int BN = HD == 96 ? 32 : 64; };
+
+template <int HD>
+static void fwd_fa(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		   int B, int T, int nh, int nkv, float scale)
+{
+	constexpr int BN = fa_cfg<HD>::BN;
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_fa<HD, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_fa<HD, BN>()));
+		attr_set = true;
+	}
+	dim3 grid(B * nh, (T + FA_BM - 1) / FA_BM);
+	attn_fwd_fa<HD, BN><<<grid, FA_NW * 32, attn_smem_fa<HD, BN>(), s>>>((bf16 *)out, lse,
+		(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Forward kernel choice: the FlashAttention-2-layout kernel where its shared memory fits a block
+// (H100, A100: 104 KB at head dim 128); else the 16-row-per-warp kernel (8 warps where 128-row tiles fit,
+// else 4: RTX 3090/4090, 99 KB per block). SW_CUDA_ATTN_FWD=mma forces the latter (tests, bench).
+template <int HD>
+static void fwd_pick(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
+		     const void *v, int B, int T, int nh, int nkv, float scale)
+{
+	const char *e = getenv("SW_CUDA_ATTN_FWD");
+	const bool old = (e && !strcmp(e, "mma")) || getenv("SW_CUDA_ATTN_WARPS");
+	if (!old && attn_smem_optin() >= attn_smem_fa<HD, fa_cfg<HD>::BN>())
+		fwd_fa<HD>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else if (attn_warps(attn_smem_fwd<HD, 8>()) == 8)
+		fwd_mma<HD, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else
+		fwd_mma<HD, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 }
 
 template <int HD, int NW, int ST>
@@ -739,14 +992,14 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	const float scale = 1.0f / sqrtf((float)hd);
 	const void *ptrs[] = { out, q, k, v };
 	if (use_mma(isbf, hd, ptrs, 4)) {
-		if (hd == 64 && attn_warps(attn_smem_fwd<64, 8>()) == 8)
-			fwd_mma<64, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
-		else if (hd == 64)
-			fwd_mma<64, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
-		else if (attn_warps(attn_smem_fwd<128, 8>()) == 8)
-			fwd_mma<128, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		if (hd == 64)
+			fwd_pick<64>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (hd == 80)
+			fwd_pick<80>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (hd == 96)
+			fwd_pick<96>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		else
-			fwd_mma<128, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+			fwd_pick<128>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		return;
 	}
 	const int64_t warps = (int64_t)B * T * nh;
@@ -780,6 +1033,10 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (use_mma(isbf, hd, ptrs, 7)) {
 		if (hd == 64)
 			bwd_mma<64>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (hd == 80)
+			bwd_mma<80>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (hd == 96)
+			bwd_mma<96>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			bwd_mma<128>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		return;
