@@ -6,7 +6,7 @@
  * FLOPs are counted as FlashAttention's benchmarks do: forward 4*B*T^2*nh*hd/2 (causal),
  * backward 2.5x the forward (our deterministic backward does 3.5x: it recomputes S and P in its
  * separate dQ pass; the count is the same for every implementation so the ratios compare times).
- * Usage: attn_bench [iters]   (SW_BENCH_HD=64|128 and SW_BENCH_T=<T> narrow the sweep) */
+ * Usage: attn_bench [iters]   (SW_BENCH_HD=64|128 and SW_BENCH_T=<T>[,<T>...] narrow the sweep) */
 #include "core/backend.h"
 #include "core/dtype.h"
 
@@ -60,6 +60,17 @@ static float median(float *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(float), cmp_f);
 	return v[n / 2];
+}
+
+/* Whether the comma-separated list l (NULL: everything) holds n. */
+static int in_list(const char *l, int n)
+{
+	if (!l)
+		return 1;
+	for (char *e; *l; l = *e ? e + 1 : e)
+		if (strtol(l, &e, 10) == n)
+			return 1;
+	return 0;
 }
 
 static void bench_shape(int hd, int group, int T, int iters)
@@ -125,7 +136,7 @@ int main(int argc, char **argv)
 	for (int a = 0; a < 2; a++)
 		for (int g = 0; g < 2; g++)
 			for (int T = 1024; T <= TOKENS; T *= 2) {
-				if ((ehd && atoi(ehd) != hds[a]) || (eT && atoi(eT) != T))
+				if (!in_list(ehd, hds[a]) || !in_list(eT, T))
 					continue;
 				bench_shape(hds[a], groups[g], T, iters);
 			}

@@ -74,11 +74,13 @@ def main():
     only_hd = os.environ.get("SW_BENCH_HD")
     only_t = os.environ.get("SW_BENCH_T")
     impls = [("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)]
+    if os.environ.get("SW_BENCH_FLASH_ONLY"):
+        impls = impls[:1]
     for hd in (64, 128):
         for group in (8, 1):
             T = 1024
             while T <= TOKENS:
-                if (only_hd and int(only_hd) != hd) or (only_t and int(only_t) != T):
+                if (only_hd and str(hd) not in only_hd.split(",")) or (only_t and str(T) not in only_t.split(",")):
                     T *= 2
                     continue
                 B, nh = TOKENS // T, WIDTH // hd

@@ -276,6 +276,7 @@ template <int HD>
 __device__ __forceinline__ void tile_qk_reg(float s[8][4], const uint32_t a[HD / 16][4], const bf16 *Bs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t bb = smem_u32(Bs) + lane_off_bn(lane, LD) * 2;
 #pragma unroll
 	for (int nt = 0; nt < 8; nt++)
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
@@ -284,7 +285,7 @@ __device__ __forceinline__ void tile_qk_reg(float s[8][4], const uint32_t a[HD /
 #pragma unroll
 		for (int np = 0; np < 4; np++) {
 			uint32_t r[4];
-			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			ldsm_x4a(r, bb + (np * 16 * LD + kk * 16) * 2);
 			mma16816(s[2 * np], a[kk], r[0], r[1]);
 			mma16816(s[2 * np + 1], a[kk], r[2], r[3]);
 		}
@@ -296,17 +297,19 @@ template <int HD>
 __device__ __forceinline__ void tile_qk(float s[8][4], const bf16 *As, int ar0, const bf16 *Bs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t ab = smem_u32(As) + (lane_off_a(lane, LD) + ar0 * LD) * 2;
+	const uint32_t bb = smem_u32(Bs) + lane_off_bn(lane, LD) * 2;
 #pragma unroll
 	for (int nt = 0; nt < 8; nt++)
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
 	for (int kk = 0; kk < HD / 16; kk++) {
 		uint32_t a[4];
-		ldsm_x4(a, FRAG_A(As, LD, ar0, kk * 16));
+		ldsm_x4a(a, ab + kk * 32);
 #pragma unroll
 		for (int np = 0; np < 4; np++) {
 			uint32_t r[4];
-			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			ldsm_x4a(r, bb + (np * 16 * LD + kk * 16) * 2);
 			mma16816(s[2 * np], a, r[0], r[1]);
 			mma16816(s[2 * np + 1], a, r[2], r[3]);
 		}
@@ -318,6 +321,7 @@ template <int HD>
 __device__ __forceinline__ void tile_pv(float acc[HD / 8][4], const float p[8][4], const bf16 *Vs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t vb = smem_u32(Vs) + lane_off_a(lane, LD) * 2;
 #pragma unroll
 	for (int kk = 0; kk < 4; kk++) {
 		uint32_t a[4] = { pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
@@ -326,7 +330,7 @@ __device__ __forceinline__ void tile_pv(float acc[HD / 8][4], const float p[8][4
 #pragma unroll
 		for (int dp = 0; dp < HD / 16; dp++) {
 			uint32_t r[4];
-			ldsm_x4_t(r, FRAG_BT(Vs, LD, kk * 16, dp * 16));
+			ldsm_x4a_t(r, vb + (kk * 16 * LD + dp * 16) * 2);
 			mma16816(acc[2 * dp], a, r[0], r[1]);
 			mma16816(acc[2 * dp + 1], a, r[2], r[3]);
 		}
@@ -722,7 +726,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv,
 #pragma unroll
 				for (int e = 0; e < 4; e++) {
 					const int qi = nt * 8 + t4 * 2 + (e & 1);
-					float p = exp2f(sc[nt][e] * scale_log2 - Lt[qi] * LOG2E_F);
+					float p = ex2f(fmaf(sc[nt][e], scale_log2, -Lt[qi] * LOG2E_F));
 					if (mask && i * TILE + qi < wk0 + g + (e >> 1) * 8)
 						p = 0.f;
 					sc[nt][e] = p;
@@ -810,7 +814,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 
 			for (int nt = 0; nt < 8; nt++)
 #pragma unroll
 				for (int e = 0; e < 4; e++) {
-					float p = exp2f(sc[nt][e] * scale_log2 - L[e >> 1]);
+					float p = ex2f(fmaf(sc[nt][e], scale_log2, -L[e >> 1]));
 					if (mask && j * TILE + nt * 8 + t4 * 2 + (e & 1) > wq0 + g + (e >> 1) * 8)
 						p = 0.f;
 					dp[nt][e] = p * (dp[nt][e] - Di[e >> 1]);
@@ -829,6 +833,152 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 
 		for (int d = 0; d < HD / 8; d++)
 			*(uint32_t *)(op + d * 8) = pack_bf16(acc[d][2 * r] * scale, acc[d][2 * r + 1] * scale);
 	}
+}
+
+// c[2][BN/8] (32 x BN) += A (32 x HD, two 16-row slabs at byte address a) @ B^T, B stored
+// [BN][HD] at byte address b (per-lane fragment offsets included in a and b).
+template <int HD, int BN>
+__device__ __forceinline__ void tile2_abt(float c[2][BN / 8][4], uint32_t a, uint32_t b)
+{
+	constexpr int LD = HD + 8;
+#pragma unroll
+	for (int kk = 0; kk < HD / 16; kk++) {
+		uint32_t f[2][4];
+#pragma unroll
+		for (int ms = 0; ms < 2; ms++)
+			ldsm_x4a(f[ms], a + (ms * 16 * LD + kk * 16) * 2);
+#pragma unroll
+		for (int np = 0; np < BN / 16; np++) {
+			uint32_t r[4];
+			ldsm_x4a(r, b + (np * 16 * LD + kk * 16) * 2);
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				mma16816(c[ms][2 * np], f[ms], r[0], r[1]);
+				mma16816(c[ms][2 * np + 1], f[ms], r[2], r[3]);
+			}
+		}
+	}
+}
+
+// Backward dQ, FlashAttention-2 layout (as attn_fwd_fa): 4 warps x 32 query rows, Q and dO in
+// shared memory, K/V tiles of BN keys double-buffered. Per tile: S = Q K^T and dP = dO V^T
+// (recomputed: the price of no atomics), dS = P (dP - D), dQ += dS K.
+template <int HD, int BN>
+static constexpr int attn_smem_dq_fa() { return (2 * FA_BM + 4 * BN) * (HD + 8) * 2; }
+
+template <int HD, int BN>
+__global__ void __launch_bounds__(FA_NW * 32, 2) attn_bwd_dq_fa(bf16 *dq, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = FA_BM, NT = BN / 8;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + BM * LD, *Ks = dOs + BM * LD, *Vs = Ks + 2 * BN * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 32;
+	int nkt = (q0 + BM - 1) / BN + 1;
+	if (nkt > (T_ + BN - 1) / BN)
+		nkt = (T_ + BN - 1) / BN;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	load_tile<HD, BM>(Qs, q + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	load_tile<HD, BM>(dOs, dout + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	load_tile<HD, BN>(Ks, kb, ks, 0, T_);
+	load_tile<HD, BN>(Vs, vb, ks, 0, T_);
+	cp_async_commit();
+	float L[2][2], Di[2][2];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = wq0 + ms * 16 + g + r * 8;
+			L[ms][r] = row < T_ ? lse[((int64_t)b * nh + h) * T_ + row] * LOG2E_F : INFINITY;
+			Di[ms][r] = row < T_ ? Dd[((int64_t)b * nh + h) * T_ + row] : 0.f;
+		}
+	float acc[2][HD / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			acc[ms][d][0] = acc[ms][d][1] = acc[ms][d][2] = acc[ms][d][3] = 0.f;
+	const uint32_t qa = smem_u32(Qs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t doa = smem_u32(dOs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t kan = smem_u32(Ks) + lane_off_bn(lane, LD) * 2, kat = smem_u32(Ks) + lane_off_a(lane, LD) * 2;
+	const uint32_t van = smem_u32(Vs) + lane_off_bn(lane, LD) * 2;
+	for (int j = 0; j < nkt; j++) {
+		const int buf = j & 1;
+		if (j + 1 < nkt) {
+			load_tile<HD, BN>(Ks + (buf ^ 1) * BN * LD, kb, ks, (j + 1) * BN, T_);
+			load_tile<HD, BN>(Vs + (buf ^ 1) * BN * LD, vb, ks, (j + 1) * BN, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		if (j * BN <= wq0 + 31) {  // else every key of this tile is after this warp's rows
+			const uint32_t so = buf * (BN * LD * 2);
+			float s[2][NT][4], dp[2][NT][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						s[ms][nt][e] = dp[ms][nt][e] = 0.f;
+			tile2_abt<HD, BN>(s, qa, kan + so);
+			tile2_abt<HD, BN>(dp, doa, van + so);
+			const bool mask = j * BN + BN - 1 > wq0;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						float p = ex2f(fmaf(s[ms][nt][e], scale_log2, -L[ms][e >> 1]));
+						if (mask && j * BN + nt * 8 + t4 * 2 + (e & 1) > wq0 + ms * 16 + g + (e >> 1) * 8)
+							p = 0.f;
+						dp[ms][nt][e] = p * (dp[ms][nt][e] - Di[ms][e >> 1]);
+					}
+			// dQ += dS K: K stored [key][hd] is the [k][n] layout of this product's B operand.
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					a[ms][0] = pack_bf16(dp[ms][2 * kk][0], dp[ms][2 * kk][1]);
+					a[ms][1] = pack_bf16(dp[ms][2 * kk][2], dp[ms][2 * kk][3]);
+					a[ms][2] = pack_bf16(dp[ms][2 * kk + 1][0], dp[ms][2 * kk + 1][1]);
+					a[ms][3] = pack_bf16(dp[ms][2 * kk + 1][2], dp[ms][2 * kk + 1][3]);
+				}
+#pragma unroll
+				for (int d2 = 0; d2 < HD / 16; d2++) {
+					uint32_t r[4];
+					ldsm_x4a_t(r, kat + so + (kk * 16 * LD + d2 * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(acc[ms][2 * d2], a[ms], r[0], r[1]);
+						mma16816(acc[ms][2 * d2 + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+		}
+		__syncthreads();  // this stage is free for the loads of tile j + 2
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = wq0 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			bf16 *op = dq + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++)
+				*(uint32_t *)(op + d * 8) = pack_bf16(acc[ms][d][2 * r] * scale, acc[ms][d][2 * r + 1] * scale);
+		}
 }
 
 // ---------------------------------------------------------------- launchers
@@ -957,6 +1107,29 @@ static void dq_mma(cudaStream_t s, void *dq, const void *dout, const void *q, co
 	CU_CHECK_LAUNCH();
 }
 
+// KV tile of the FlashAttention-2-layout dQ kernel: 64 keys up to head dim 80, else 32 (its
+// score and dP fragments sit beside the 32-row dQ accumulator in 255 registers).
+template <int HD>
+struct dq_cfg { static constexpr int BN = 32; };
+
+template <int HD>
+static void dq_fa(cudaStream_t s, void *dq, const void *dout, const void *q, const void *k,
+		  const void *v, const float *lse, const float *Dd, int B, int T, int nh, int nkv,
+		  float scale)
+{
+	constexpr int BN = dq_cfg<HD>::BN;
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dq_fa<HD, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_dq_fa<HD, BN>()));
+		attr_set = true;
+	}
+	attn_bwd_dq_fa<HD, BN><<<dim3(B * nh, (T + FA_BM - 1) / FA_BM), FA_NW * 32, attn_smem_dq_fa<HD, BN>(), s>>>(
+		(bf16 *)dq, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd,
+		T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
 // Tensor-core backward. Large shared memory (H100, A100): dQ with 8 warps and 2 stages; dK/dV
 // with 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
 // warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
@@ -975,7 +1148,11 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			dkdv_mma<HD, 4, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		const char *f = getenv("SW_CUDA_ATTN_FWD");
+		if (!(f && !strcmp(f, "mma")) && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
+			dq_fa<HD>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else
+			dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 	} else {
 		dkdv_mma<HD, 4, 1>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
