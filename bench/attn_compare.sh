@@ -2,7 +2,7 @@
 # Causal attention alone, ours against PyTorch SDPA (flash backend forced; cuDNN backend and the
 # flash_attn package beside it where they run), forward and backward TFLOP/s on the same GPU in
 # one run, and the ratio table (ratio = their time / ours, > 1 means we are faster). Also our
-# previous forward kernel (SW_CUDA_ATTN_FWD=mma) for reference.
+# previous kernels (SW_CUDA_ATTN_MMA16=1) for reference.
 # Usage: bash bench/attn_compare.sh [iters] [outdir]   (build first: make build/bench/attn_bench)
 set -uo pipefail
 iters=${1:-10}
@@ -13,7 +13,7 @@ rc=0
 : >"$out/attn_ours.jsonl"
 "$bin" "$iters" | tee "$out/attn_ours.jsonl" || rc=1
 if [ -z "${SW_SKIP_OLD:-}" ]; then
-  SW_CUDA_ATTN_FWD=mma SW_BENCH_IMPL=ours_mma16 "$bin" "$iters" | tee "$out/attn_ours_old.jsonl" || rc=1
+  SW_CUDA_ATTN_MMA16=1 SW_BENCH_IMPL=ours_mma16 "$bin" "$iters" | tee "$out/attn_ours_old.jsonl" || rc=1
 fi
 PYTHONUNBUFFERED=1 python3 bench/attn_torch.py "$iters" | tee "$out/attn_torch.jsonl" || rc=1
 python3 - "$out"/attn_ours.jsonl "$out"/attn_torch.jsonl $( [ -z "${SW_SKIP_OLD:-}" ] && echo "$out/attn_ours_old.jsonl" ) <<'PY'

@@ -981,6 +981,162 @@ __global__ void __launch_bounds__(FA_NW * 32, 2) attn_bwd_dq_fa(bf16 *dq, const 
 		}
 }
 
+// Backward dK, dV, FlashAttention-2 layout: a block of 8 warps owns 128 keys of one (b, kv head)
+// and loops over the group's query heads and the 64-query tiles that see its keys (fixed order).
+// Step 1, warps as 4 (32 keys) x 2 (32 queries): S^T = K Q^T and dP^T = V dO^T, then P^T and
+// dS^T = P^T (dP^T - D) go to shared memory as bf16. Step 2, warps as 4 (32 keys) x 2 (half the
+// head dim): dV += P^T dO, dK += dS^T Q. Every fragment read from shared memory feeds two
+// tensor-core products (two 16-row slabs). Instantiated for head dim 128 only: at 64 it measured
+// slower than attn_bwd_dkdv_mma (H100: 182 against 200 TFLOP/s at T = 32K), at 96 it spills.
+#define KV_BN 128
+#define KV_BM 64
+template <int HD>
+static constexpr int attn_smem_dkdv_fa()
+{
+	return (2 * KV_BN + 4 * KV_BM) * (HD + 8) * 2 + 2 * KV_BN * (KV_BM + 8) * 2 + 4 * KV_BM * 4;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, PLD = KV_BM + 8, HH = HD / 2;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + KV_BN * LD, *Qs = Vs + KV_BN * LD, *dOs = Qs + 2 * KV_BM * LD;
+	bf16 *Ps = dOs + 2 * KV_BM * LD, *dSs = Ps + KV_BN * PLD;
+	float *lse_s = (float *)(dSs + KV_BN * PLD), *D_s = lse_s + 2 * KV_BM;
+	const int nqt = (T_ + KV_BM - 1) / KV_BM, kt = blockIdx.y;
+	const int b = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv;
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int kw = warp >> 1, qw = warp & 1;  // step 1: key slab pair, query half; step 2: qw = head-dim half
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int k0 = kt * KV_BN, i0 = k0 / KV_BM, ni = nqt - i0, total = G * ni;
+	load_tile<HD, KV_BN>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+	load_tile<HD, KV_BN>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+
+	auto issue = [&](int it, int st) {
+		const int h = kvh * G + it / ni, i = i0 + it % ni;
+		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
+		load_tile<HD, KV_BM>(Qs + st * KV_BM * LD, q + qoff, qs, i * KV_BM, T_);
+		load_tile<HD, KV_BM>(dOs + st * KV_BM * LD, dout + qoff, qs, i * KV_BM, T_);
+		const int tid = threadIdx.x, row = i * KV_BM + (tid & (KV_BM - 1));
+		const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+		if (tid < KV_BM)
+			cp_async4(lse_s + st * KV_BM + tid, lse + loff, row < T_);
+		else if (tid < 2 * KV_BM)
+			cp_async4(D_s + st * KV_BM + (tid - KV_BM), Dd + loff, row < T_);
+	};
+	issue(0, 0);
+	cp_async_commit();
+
+	float dka[2][HH / 8][4], dva[2][HH / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HH / 8; d++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				dka[ms][d][e] = dva[ms][d][e] = 0.f;
+	// Per-lane fragment addresses: A operands (K, V rows of this warp's keys; P^T, dS^T rows),
+	// B operands non-transposed (Q, dO for S^T, dP^T) and transposed (dO, Q for dV, dK).
+	const uint32_t kA = smem_u32(Ks) + (lane_off_a(lane, LD) + kw * 32 * LD) * 2;
+	const uint32_t vA = smem_u32(Vs) + (lane_off_a(lane, LD) + kw * 32 * LD) * 2;
+	const uint32_t qB = smem_u32(Qs) + (lane_off_bn(lane, LD) + qw * 32 * LD) * 2;
+	const uint32_t doB = smem_u32(dOs) + (lane_off_bn(lane, LD) + qw * 32 * LD) * 2;
+	const uint32_t pA = smem_u32(Ps) + (lane_off_a(lane, PLD) + kw * 32 * PLD) * 2;
+	const uint32_t dsA = smem_u32(dSs) + (lane_off_a(lane, PLD) + kw * 32 * PLD) * 2;
+	const uint32_t qT = smem_u32(Qs) + (lane_off_a(lane, LD) + qw * HH) * 2;
+	const uint32_t doT = smem_u32(dOs) + (lane_off_a(lane, LD) + qw * HH) * 2;
+	for (int it = 0; it < total; it++) {
+		const int st = it & 1, i = i0 + it % ni;
+		if (it + 1 < total) {
+			issue(it + 1, st ^ 1);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		const uint32_t so = st * (KV_BM * LD * 2);
+		{
+			float sc[2][4][4], dpt[2][4][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						sc[ms][nt][e] = dpt[ms][nt][e] = 0.f;
+			tile2_abt<HD, 32>(sc, kA, qB + so);
+			tile2_abt<HD, 32>(dpt, vA, doB + so);
+			const float *Lt = lse_s + st * KV_BM, *Dt = D_s + st * KV_BM;
+			const bool mask = i * KV_BM + qw * 32 < k0 + kw * 32 + 31;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				const int kr = kw * 32 + ms * 16 + g;  // key row in the block (+8 for e >= 2)
+#pragma unroll
+				for (int nt = 0; nt < 4; nt++) {
+					const int qc = qw * 32 + nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
+					float pv[4], dv4[4];
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						const int qi = qc + (e & 1);
+						float p = ex2f(fmaf(sc[ms][nt][e], scale_log2, -Lt[qi] * LOG2E_F));
+						if (mask && i * KV_BM + qi < k0 + kr + (e >> 1) * 8)
+							p = 0.f;
+						pv[e] = p;
+						dv4[e] = p * (dpt[ms][nt][e] - Dt[qi]);
+					}
+					*(uint32_t *)(Ps + kr * PLD + qc) = pack_bf16(pv[0], pv[1]);
+					*(uint32_t *)(Ps + (kr + 8) * PLD + qc) = pack_bf16(pv[2], pv[3]);
+					*(uint32_t *)(dSs + kr * PLD + qc) = pack_bf16(dv4[0], dv4[1]);
+					*(uint32_t *)(dSs + (kr + 8) * PLD + qc) = pack_bf16(dv4[2], dv4[3]);
+				}
+			}
+		}
+		__syncthreads();
+		// dV += P^T dO, dK += dS^T Q over this warp's 32 keys and head-dim half.
+#pragma unroll
+		for (int kk = 0; kk < KV_BM / 16; kk++) {
+			uint32_t ap[2][4], ad[2][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				ldsm_x4a(ap[ms], pA + (ms * 16 * PLD + kk * 16) * 2);
+				ldsm_x4a(ad[ms], dsA + (ms * 16 * PLD + kk * 16) * 2);
+			}
+#pragma unroll
+			for (int d2 = 0; d2 < HH / 16; d2++) {
+				uint32_t r[4], w[4];
+				ldsm_x4a_t(r, doT + so + (kk * 16 * LD + d2 * 16) * 2);
+				ldsm_x4a_t(w, qT + so + (kk * 16 * LD + d2 * 16) * 2);
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					mma16816(dva[ms][2 * d2], ap[ms], r[0], r[1]);
+					mma16816(dva[ms][2 * d2 + 1], ap[ms], r[2], r[3]);
+					mma16816(dka[ms][2 * d2], ad[ms], w[0], w[1]);
+					mma16816(dka[ms][2 * d2 + 1], ad[ms], w[2], w[3]);
+				}
+			}
+		}
+		__syncthreads();  // P^T, dS^T and this stage are free again
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = k0 + kw * 32 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + qw * HH + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HH / 8; d++) {
+				*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[ms][d][2 * r] * scale, dka[ms][d][2 * r + 1] * scale);
+				*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[ms][d][2 * r], dva[ms][d][2 * r + 1]);
+			}
+		}
+}
+
 // ---------------------------------------------------------------- launchers
 static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 {
@@ -1006,6 +1162,14 @@ static int attn_smem_optin(void)
 // Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
 // (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
 // (tests use it to cover both variants on one GPU).
+// SW_CUDA_ATTN_MMA16=1 (or SW_CUDA_ATTN_WARPS) forces the 16-row-per-warp kernels everywhere,
+// the ones GPUs with 99 KB of shared memory per block run (tests cover them on any GPU).
+static bool attn_mma16(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_MMA16");
+	return (e && !strcmp(e, "1")) || getenv("SW_CUDA_ATTN_WARPS");
+}
+
 static int attn_warps(int need8)
 {
 	const char *e = getenv("SW_CUDA_ATTN_WARPS");
@@ -1056,14 +1220,12 @@ static void fwd_fa(cudaStream_t s, void *out, float *lse, const void *q, const v
 
 // Forward kernel choice: the FlashAttention-2-layout kernel where its shared memory fits a block
 // (H100, A100: 104 KB at head dim 128); else the 16-row-per-warp kernel (8 warps where 128-row tiles fit,
-// else 4: RTX 3090/4090, 99 KB per block). SW_CUDA_ATTN_FWD=mma forces the latter (tests, bench).
+// else 4: RTX 3090/4090, 99 KB per block).
 template <int HD>
 static void fwd_pick(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
 		     const void *v, int B, int T, int nh, int nkv, float scale)
 {
-	const char *e = getenv("SW_CUDA_ATTN_FWD");
-	const bool old = (e && !strcmp(e, "mma")) || getenv("SW_CUDA_ATTN_WARPS");
-	if (!old && attn_smem_optin() >= attn_smem_fa<HD, fa_cfg<HD>::BN>())
+	if (!attn_mma16() && attn_smem_optin() >= attn_smem_fa<HD, fa_cfg<HD>::BN>())
 		fwd_fa<HD>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 	else if (attn_warps(attn_smem_fwd<HD, 8>()) == 8)
 		fwd_mma<HD, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
@@ -1130,8 +1292,26 @@ static void dq_fa(cudaStream_t s, void *dq, const void *dout, const void *q, con
 	CU_CHECK_LAUNCH();
 }
 
-// Tensor-core backward. Large shared memory (H100, A100): dQ with 8 warps and 2 stages; dK/dV
-// with 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
+template <int HD>
+static void dkdv_fa(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q,
+		    const void *k, const void *v, const float *lse, const float *Dd, int B, int T, int nh,
+		    int nkv, float scale)
+{
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_fa<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_dkdv_fa<HD>()));
+		attr_set = true;
+	}
+	attn_bwd_dkdv_fa<HD><<<dim3(B * nkv, (T + KV_BN - 1) / KV_BN), 256, attn_smem_dkdv_fa<HD>(), s>>>(
+		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Tensor-core backward. Large shared memory (H100, A100): dQ with the FlashAttention-2-layout
+// kernel; dK/dV at head dim 128 with attn_bwd_dkdv_fa when that gives at least two blocks per SM,
+// else attn_bwd_dkdv_mma: 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
 // warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
 // does the most work -- does not leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks
 // of 128 keys on 132 SMs). SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests).
@@ -1144,12 +1324,14 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 	if (attn_warps(attn_smem_bwd<HD, 8, 2>()) == 8) {
 		const int64_t blocks8 = (int64_t)B * nkv * ((T + 127) / 128);
 		const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
-		if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
+		if (!attn_mma16() && !e && HD == 128 && blocks8 >= 2 * (int64_t)ci->num_sms &&
+		    attn_smem_optin() >= attn_smem_dkdv_fa<HD>())
+			dkdv_fa<128>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
 			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			dkdv_mma<HD, 4, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		const char *f = getenv("SW_CUDA_ATTN_FWD");
-		if (!(f && !strcmp(f, "mma")) && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
+		if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
 			dq_fa<HD>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);

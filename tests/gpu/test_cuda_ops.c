@@ -672,11 +672,11 @@ int main(void)
 				test_attention(1, 257, 4, 4, hds[i]);
 		}
 		if (mode == 1) {
-			/* The 16-row-per-warp forward, which GPUs with 99 KB of shared memory per block run. */
-			setenv("SW_CUDA_ATTN_FWD", "mma", 1);
+			/* The 16-row-per-warp kernels, which GPUs with 99 KB of shared memory per block run. */
+			setenv("SW_CUDA_ATTN_MMA16", "1", 1);
 			for (int i = 0; i < 4; i++)
 				test_attention(1, 150, 8, 1, hds[i]);
-			unsetenv("SW_CUDA_ATTN_FWD");
+			unsetenv("SW_CUDA_ATTN_MMA16");
 		}
 		test_swiglu_add();
 		test_head(37, 64, 1000, 1);
