@@ -1311,7 +1311,8 @@ static void dkdv_fa(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 
 // Tensor-core backward. Large shared memory (H100, A100): dQ with the FlashAttention-2-layout
 // kernel; dK/dV at head dim 128 with attn_bwd_dkdv_fa when that gives at least two blocks per SM,
-// else attn_bwd_dkdv_mma: 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
+// (SW_CUDA_ATTN_DKDV_FA=1: always, for the tests), else attn_bwd_dkdv_mma: 8 warps (128 keys
+// per block) when that gives at least two blocks per SM, else with 4
 // warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
 // does the most work -- does not leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks
 // of 128 keys on 132 SMs). SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests).
@@ -1324,8 +1325,9 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 	if (attn_warps(attn_smem_bwd<HD, 8, 2>()) == 8) {
 		const int64_t blocks8 = (int64_t)B * nkv * ((T + 127) / 128);
 		const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
-		if (!attn_mma16() && !e && HD == 128 && blocks8 >= 2 * (int64_t)ci->num_sms &&
-		    attn_smem_optin() >= attn_smem_dkdv_fa<HD>())
+		const char *ef = getenv("SW_CUDA_ATTN_DKDV_FA");  // tests: take it on small grids too
+		const bool many = blocks8 >= 2 * (int64_t)ci->num_sms || (ef && !strcmp(ef, "1"));
+		if (!attn_mma16() && !e && HD == 128 && many && attn_smem_optin() >= attn_smem_dkdv_fa<HD>())
 			dkdv_fa<128>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
 			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);

@@ -677,6 +677,12 @@ int main(void)
 			for (int i = 0; i < 4; i++)
 				test_attention(1, 150, 8, 1, hds[i]);
 			unsetenv("SW_CUDA_ATTN_MMA16");
+			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
+			 * at least two blocks per SM: forced here on the small shapes. */
+			setenv("SW_CUDA_ATTN_DKDV_FA", "1", 1);
+			test_attention(2, 77, 8, 2, 128);
+			test_attention(1, quick ? 150 : 257, 4, 4, 128);
+			unsetenv("SW_CUDA_ATTN_DKDV_FA");
 		}
 		test_swiglu_add();
 		test_head(37, 64, 1000, 1);
