@@ -1,14 +1,17 @@
-// Causal attention with grouped KV heads, flash-attention style: tiles of 64 queries x 64 keys,
-// online softmax, the row log-sum-exp saved for the backward, never a T x T matrix in memory.
+// Causal attention with grouped KV heads, flash-attention style: tiled, online softmax, the row
+// log-sum-exp saved for the backward, never a T x T matrix in memory.
 //
-// Fast path (bf16, head dim 64 or 128, sm_80+): bf16 tensor cores through mma.sync.m16n8k16
-// with fp32 accumulation, tiles staged in shared memory with cp.async and read with ldmatrix.
+// Tensor-core paths (bf16, head dim 64, 80, 96 or 128, sm_80+): bf16 mma.sync.m16n8k16 with fp32
+// accumulation, tiles staged in shared memory with cp.async and read with ldmatrix. Two layouts:
+// FlashAttention-2's (attn_*_fa: 32 query rows per warp, or P^T/dS^T through shared memory in
+// dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
+// for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (no atomics): D = rowsum(dO * O) first; then dK/dV with one block
 // per KV tile that loops over the query heads of its group and the query tiles in a fixed order;
 // then dQ in a separate pass, one block per query tile looping over the KV tiles. S and P are
-// recomputed in both passes (7 tile products instead of FA2's 5, the price of no atomics).
+// recomputed in the dQ pass (7 tile products instead of FA2's 5, the price of no atomics).
 #include "cuda/common.cuh"
 
 #include <stdlib.h>
