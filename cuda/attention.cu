@@ -1,14 +1,17 @@
-// Causal attention with grouped KV heads, flash-attention style: tiles of 64 queries x 64 keys,
-// online softmax, the row log-sum-exp saved for the backward, never a T x T matrix in memory.
+// Causal attention with grouped KV heads, flash-attention style: tiled, online softmax, the row
+// log-sum-exp saved for the backward, never a T x T matrix in memory.
 //
-// Fast path (bf16, head dim 64 or 128, sm_80+): bf16 tensor cores through mma.sync.m16n8k16
-// with fp32 accumulation, tiles staged in shared memory with cp.async and read with ldmatrix.
+// Tensor-core paths (bf16, head dim 64, 80, 96 or 128, sm_80+): bf16 mma.sync.m16n8k16 with fp32
+// accumulation, tiles staged in shared memory with cp.async and read with ldmatrix. Two layouts:
+// FlashAttention-2's (attn_*_fa: 32 query rows per warp, or P^T/dS^T through shared memory in
+// dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
+// for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (no atomics): D = rowsum(dO * O) first; then dK/dV with one block
 // per KV tile that loops over the query heads of its group and the query tiles in a fixed order;
 // then dQ in a separate pass, one block per query tile looping over the KV tiles. S and P are
-// recomputed in both passes (7 tile products instead of FA2's 5, the price of no atomics).
+// recomputed in the dQ pass (7 tile products instead of FA2's 5, the price of no atomics).
 #include "cuda/common.cuh"
 
 #include <stdlib.h>
@@ -216,6 +219,24 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
 		     : "r"(smem_u32(p)));
 }
 
+// The same on a shared-memory byte address: base + compile-time offset folds into the
+// instruction's immediate, so unrolled loops need no register per fragment address.
+__device__ __forceinline__ void ldsm_x4a(uint32_t r[4], uint32_t a)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4a_t(uint32_t r[4], uint32_t a)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+// Per-lane element offsets of the fragments above (FRAG_A and FRAG_BT share one).
+__device__ __forceinline__ int lane_off_a(int lane, int LD) { return ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8; }
+__device__ __forceinline__ int lane_off_bn(int lane, int LD) { return ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8; }
+
 // c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col)
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 {
@@ -258,6 +279,7 @@ template <int HD>
 __device__ __forceinline__ void tile_qk_reg(float s[8][4], const uint32_t a[HD / 16][4], const bf16 *Bs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t bb = smem_u32(Bs) + lane_off_bn(lane, LD) * 2;
 #pragma unroll
 	for (int nt = 0; nt < 8; nt++)
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
@@ -266,7 +288,7 @@ __device__ __forceinline__ void tile_qk_reg(float s[8][4], const uint32_t a[HD /
 #pragma unroll
 		for (int np = 0; np < 4; np++) {
 			uint32_t r[4];
-			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			ldsm_x4a(r, bb + (np * 16 * LD + kk * 16) * 2);
 			mma16816(s[2 * np], a[kk], r[0], r[1]);
 			mma16816(s[2 * np + 1], a[kk], r[2], r[3]);
 		}
@@ -278,17 +300,19 @@ template <int HD>
 __device__ __forceinline__ void tile_qk(float s[8][4], const bf16 *As, int ar0, const bf16 *Bs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t ab = smem_u32(As) + (lane_off_a(lane, LD) + ar0 * LD) * 2;
+	const uint32_t bb = smem_u32(Bs) + lane_off_bn(lane, LD) * 2;
 #pragma unroll
 	for (int nt = 0; nt < 8; nt++)
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
 	for (int kk = 0; kk < HD / 16; kk++) {
 		uint32_t a[4];
-		ldsm_x4(a, FRAG_A(As, LD, ar0, kk * 16));
+		ldsm_x4a(a, ab + kk * 32);
 #pragma unroll
 		for (int np = 0; np < 4; np++) {
 			uint32_t r[4];
-			ldsm_x4(r, FRAG_BN(Bs, LD, np * 16, kk * 16));
+			ldsm_x4a(r, bb + (np * 16 * LD + kk * 16) * 2);
 			mma16816(s[2 * np], a, r[0], r[1]);
 			mma16816(s[2 * np + 1], a, r[2], r[3]);
 		}
@@ -300,6 +324,7 @@ template <int HD>
 __device__ __forceinline__ void tile_pv(float acc[HD / 8][4], const float p[8][4], const bf16 *Vs, int lane)
 {
 	constexpr int LD = HD + 8;
+	const uint32_t vb = smem_u32(Vs) + lane_off_a(lane, LD) * 2;
 #pragma unroll
 	for (int kk = 0; kk < 4; kk++) {
 		uint32_t a[4] = { pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
@@ -308,7 +333,7 @@ __device__ __forceinline__ void tile_pv(float acc[HD / 8][4], const float p[8][4
 #pragma unroll
 		for (int dp = 0; dp < HD / 16; dp++) {
 			uint32_t r[4];
-			ldsm_x4_t(r, FRAG_BT(Vs, LD, kk * 16, dp * 16));
+			ldsm_x4a_t(r, vb + (kk * 16 * LD + dp * 16) * 2);
 			mma16816(acc[2 * dp], a, r[0], r[1]);
 			mma16816(acc[2 * dp + 1], a, r[2], r[3]);
 		}
@@ -431,6 +456,196 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_mma(bf16 *out, float *lse, c
 	}
 }
 
+// Fast exp2 (MUFU.EX2; -inf gives +0).
+__device__ __forceinline__ float ex2f(float x)
+{
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+	return y;
+}
+
+// Forward, FlashAttention-2 layout: 4 warps x 32 query rows (two 16-row slabs per warp, so every
+// K and V fragment read from shared memory feeds two tensor-core products, half the shared-memory
+// traffic per FLOP of the 16-row kernel above), KV tiles of BN keys double-buffered with
+// cp.async. Q fragments stay in registers for HD <= 64; larger heads re-read them (A operands,
+// cheap) from shared memory. Softmax in the log2 domain: p = 2^(s * scale*log2e - m).
+#define FA_NW 4
+#define FA_BM 128
+template <int HD, int BN>
+static constexpr int attn_smem_fa() { return (FA_BM + 4 * BN) * (HD + 8) * 2; }
+
+template <int HD, int BN>
+__global__ void __launch_bounds__(FA_NW * 32, 2) attn_fwd_fa(bf16 *out, float *lse, const bf16 *q,
+		const bf16 *k, const bf16 *v, int T_, int nh, int nkv, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = FA_BM, NT = BN / 8, KD = HD / 16;
+	constexpr bool QREG = HD <= 64;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + BM * LD, *Vs = Ks + 2 * BN * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const bf16 *qb = q + (int64_t)b * T_ * qs + h * HD;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 32;
+	int nkt = (q0 + BM - 1) / BN + 1;
+	if (nkt > (T_ + BN - 1) / BN)
+		nkt = (T_ + BN - 1) / BN;
+
+	load_tile<HD, BM>(Qs, qb, qs, q0, T_);
+	load_tile<HD, BN>(Ks, kb, ks, 0, T_);
+	load_tile<HD, BN>(Vs, vb, ks, 0, T_);
+	cp_async_commit();
+
+	float o[2][HD / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			o[ms][d][0] = o[ms][d][1] = o[ms][d][2] = o[ms][d][3] = 0.f;
+	float mrow[2][2], lrow[2][2];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+		mrow[ms][0] = mrow[ms][1] = -INFINITY, lrow[ms][0] = lrow[ms][1] = 0.f;
+	uint32_t qf[2][QREG ? KD : 1][4];
+	const uint32_t qa = smem_u32(Qs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t ka = smem_u32(Ks) + lane_off_bn(lane, LD) * 2, va = smem_u32(Vs) + lane_off_a(lane, LD) * 2;
+	for (int j = 0; j < nkt; j++) {
+		const int buf = j & 1;
+		if (j + 1 < nkt) {
+			load_tile<HD, BN>(Ks + (buf ^ 1) * BN * LD, kb, ks, (j + 1) * BN, T_);
+			load_tile<HD, BN>(Vs + (buf ^ 1) * BN * LD, vb, ks, (j + 1) * BN, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		if (QREG && j == 0) {
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int kk = 0; kk < (QREG ? KD : 1); kk++)
+					ldsm_x4a(qf[ms][kk], qa + (ms * 16 * LD + kk * 16) * 2);
+		}
+		if (j * BN <= wq0 + 31) {  // else every key of this tile is after this warp's rows
+			const uint32_t kt = ka + buf * (BN * LD * 2), vt = va + buf * (BN * LD * 2);
+			float s[2][NT][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+					s[ms][nt][0] = s[ms][nt][1] = s[ms][nt][2] = s[ms][nt][3] = 0.f;
+#pragma unroll
+			for (int kk = 0; kk < KD; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					if (QREG) {
+#pragma unroll
+						for (int e = 0; e < 4; e++)
+							a[ms][e] = qf[ms][QREG ? kk : 0][e];
+					} else {
+						ldsm_x4a(a[ms], qa + (ms * 16 * LD + kk * 16) * 2);
+					}
+				}
+#pragma unroll
+				for (int np = 0; np < BN / 16; np++) {
+					uint32_t r[4];
+					ldsm_x4a(r, kt + (np * 16 * LD + kk * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(s[ms][2 * np], a[ms], r[0], r[1]);
+						mma16816(s[ms][2 * np + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+			const bool mask = j * BN + BN - 1 > wq0;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				const int r0 = wq0 + ms * 16 + g;
+				float mx[2] = { -INFINITY, -INFINITY };
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						if (mask && j * BN + nt * 8 + t4 * 2 + (e & 1) > r0 + (e >> 1) * 8)
+							s[ms][nt][e] = -INFINITY;
+						mx[e >> 1] = fmaxf(mx[e >> 1], s[ms][nt][e]);
+					}
+				float mref[2], ls[2] = { 0.f, 0.f };
+#pragma unroll
+				for (int r = 0; r < 2; r++) {
+					mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+					mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+					const float mn = fmaxf(mrow[ms][r], mx[r] * scale_log2);
+					mref[r] = mn == -INFINITY ? 0.f : mn;  // a row with nothing seen yet
+					const float corr = ex2f(mrow[ms][r] - mref[r]);
+					mrow[ms][r] = mn;
+					lrow[ms][r] *= corr;
+#pragma unroll
+					for (int d = 0; d < HD / 8; d++) {
+						o[ms][d][2 * r] *= corr;
+						o[ms][d][2 * r + 1] *= corr;
+					}
+				}
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						const float p = ex2f(fmaf(s[ms][nt][e], scale_log2, -mref[e >> 1]));
+						s[ms][nt][e] = p;
+						ls[e >> 1] += p;
+					}
+				lrow[ms][0] += ls[0];
+				lrow[ms][1] += ls[1];
+			}
+			// O += P V: P's accumulator layout is the A-operand layout of the next product.
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					a[ms][0] = pack_bf16(s[ms][2 * kk][0], s[ms][2 * kk][1]);
+					a[ms][1] = pack_bf16(s[ms][2 * kk][2], s[ms][2 * kk][3]);
+					a[ms][2] = pack_bf16(s[ms][2 * kk + 1][0], s[ms][2 * kk + 1][1]);
+					a[ms][3] = pack_bf16(s[ms][2 * kk + 1][2], s[ms][2 * kk + 1][3]);
+				}
+#pragma unroll
+				for (int dp = 0; dp < HD / 16; dp++) {
+					uint32_t r[4];
+					ldsm_x4a_t(r, vt + (kk * 16 * LD + dp * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(o[ms][2 * dp], a[ms], r[0], r[1]);
+						mma16816(o[ms][2 * dp + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+		}
+		__syncthreads();  // this stage is free for the loads of tile j + 2
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			float l = lrow[ms][r];
+			l += __shfl_xor_sync(0xffffffffu, l, 1);
+			l += __shfl_xor_sync(0xffffffffu, l, 2);
+			const int row = wq0 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			const float inv = 1.0f / l;
+			bf16 *op = out + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++)
+				*(uint32_t *)(op + d * 8) = pack_bf16(o[ms][d][2 * r] * inv, o[ms][d][2 * r + 1] * inv);
+			if (t4 == 0)
+				lse[((int64_t)b * nh + h) * T_ + row] = (mrow[ms][r] + log2f(l)) * LN2_F;
+		}
+}
+
 // Backward kernels stream the other side's tiles through ST shared-memory stages: 2 (the next
 // tile loads while this one computes) where shared memory allows (H100, A100); 1 on consumer
 // GPUs (99 KB per block), which overlap loads across blocks instead.
@@ -514,7 +729,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv,
 #pragma unroll
 				for (int e = 0; e < 4; e++) {
 					const int qi = nt * 8 + t4 * 2 + (e & 1);
-					float p = exp2f(sc[nt][e] * scale_log2 - Lt[qi] * LOG2E_F);
+					float p = ex2f(fmaf(sc[nt][e], scale_log2, -Lt[qi] * LOG2E_F));
 					if (mask && i * TILE + qi < wk0 + g + (e >> 1) * 8)
 						p = 0.f;
 					sc[nt][e] = p;
@@ -602,7 +817,7 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 
 			for (int nt = 0; nt < 8; nt++)
 #pragma unroll
 				for (int e = 0; e < 4; e++) {
-					float p = exp2f(sc[nt][e] * scale_log2 - L[e >> 1]);
+					float p = ex2f(fmaf(sc[nt][e], scale_log2, -L[e >> 1]));
 					if (mask && j * TILE + nt * 8 + t4 * 2 + (e & 1) > wq0 + g + (e >> 1) * 8)
 						p = 0.f;
 					dp[nt][e] = p * (dp[nt][e] - Di[e >> 1]);
@@ -623,10 +838,312 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dq_mma(bf16 *dq, const bf16 
 	}
 }
 
+// c[2][BN/8] (32 x BN) += A (32 x HD, two 16-row slabs at byte address a) @ B^T, B stored
+// [BN][HD] at byte address b (per-lane fragment offsets included in a and b).
+template <int HD, int BN>
+__device__ __forceinline__ void tile2_abt(float c[2][BN / 8][4], uint32_t a, uint32_t b)
+{
+	constexpr int LD = HD + 8;
+#pragma unroll
+	for (int kk = 0; kk < HD / 16; kk++) {
+		uint32_t f[2][4];
+#pragma unroll
+		for (int ms = 0; ms < 2; ms++)
+			ldsm_x4a(f[ms], a + (ms * 16 * LD + kk * 16) * 2);
+#pragma unroll
+		for (int np = 0; np < BN / 16; np++) {
+			uint32_t r[4];
+			ldsm_x4a(r, b + (np * 16 * LD + kk * 16) * 2);
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				mma16816(c[ms][2 * np], f[ms], r[0], r[1]);
+				mma16816(c[ms][2 * np + 1], f[ms], r[2], r[3]);
+			}
+		}
+	}
+}
+
+// Backward dQ, FlashAttention-2 layout (as attn_fwd_fa): 4 warps x 32 query rows, Q and dO in
+// shared memory, K/V tiles of BN keys double-buffered. Per tile: S = Q K^T and dP = dO V^T
+// (recomputed: the price of no atomics), dS = P (dP - D), dQ += dS K.
+template <int HD, int BN>
+static constexpr int attn_smem_dq_fa() { return (2 * FA_BM + 4 * BN) * (HD + 8) * 2; }
+
+template <int HD, int BN>
+__global__ void __launch_bounds__(FA_NW * 32, 2) attn_bwd_dq_fa(bf16 *dq, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, BM = FA_BM, NT = BN / 8;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + BM * LD, *Ks = dOs + BM * LD, *Vs = Ks + 2 * BN * LD;
+	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
+	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int q0 = qt * BM, wq0 = q0 + warp * 32;
+	int nkt = (q0 + BM - 1) / BN + 1;
+	if (nkt > (T_ + BN - 1) / BN)
+		nkt = (T_ + BN - 1) / BN;
+	const bf16 *kb = k + (int64_t)b * T_ * ks + kvh * HD, *vb = v + (int64_t)b * T_ * ks + kvh * HD;
+	load_tile<HD, BM>(Qs, q + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	load_tile<HD, BM>(dOs, dout + (int64_t)b * T_ * qs + h * HD, qs, q0, T_);
+	load_tile<HD, BN>(Ks, kb, ks, 0, T_);
+	load_tile<HD, BN>(Vs, vb, ks, 0, T_);
+	cp_async_commit();
+	float L[2][2], Di[2][2];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = wq0 + ms * 16 + g + r * 8;
+			L[ms][r] = row < T_ ? lse[((int64_t)b * nh + h) * T_ + row] * LOG2E_F : INFINITY;
+			Di[ms][r] = row < T_ ? Dd[((int64_t)b * nh + h) * T_ + row] : 0.f;
+		}
+	float acc[2][HD / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++)
+			acc[ms][d][0] = acc[ms][d][1] = acc[ms][d][2] = acc[ms][d][3] = 0.f;
+	const uint32_t qa = smem_u32(Qs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t doa = smem_u32(dOs) + (lane_off_a(lane, LD) + warp * 32 * LD) * 2;
+	const uint32_t kan = smem_u32(Ks) + lane_off_bn(lane, LD) * 2, kat = smem_u32(Ks) + lane_off_a(lane, LD) * 2;
+	const uint32_t van = smem_u32(Vs) + lane_off_bn(lane, LD) * 2;
+	for (int j = 0; j < nkt; j++) {
+		const int buf = j & 1;
+		if (j + 1 < nkt) {
+			load_tile<HD, BN>(Ks + (buf ^ 1) * BN * LD, kb, ks, (j + 1) * BN, T_);
+			load_tile<HD, BN>(Vs + (buf ^ 1) * BN * LD, vb, ks, (j + 1) * BN, T_);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		if (j * BN <= wq0 + 31) {  // else every key of this tile is after this warp's rows
+			const uint32_t so = buf * (BN * LD * 2);
+			float s[2][NT][4], dp[2][NT][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						s[ms][nt][e] = dp[ms][nt][e] = 0.f;
+			tile2_abt<HD, BN>(s, qa, kan + so);
+			tile2_abt<HD, BN>(dp, doa, van + so);
+			const bool mask = j * BN + BN - 1 > wq0;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						float p = ex2f(fmaf(s[ms][nt][e], scale_log2, -L[ms][e >> 1]));
+						if (mask && j * BN + nt * 8 + t4 * 2 + (e & 1) > wq0 + ms * 16 + g + (e >> 1) * 8)
+							p = 0.f;
+						dp[ms][nt][e] = p * (dp[ms][nt][e] - Di[ms][e >> 1]);
+					}
+			// dQ += dS K: K stored [key][hd] is the [k][n] layout of this product's B operand.
+#pragma unroll
+			for (int kk = 0; kk < BN / 16; kk++) {
+				uint32_t a[2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					a[ms][0] = pack_bf16(dp[ms][2 * kk][0], dp[ms][2 * kk][1]);
+					a[ms][1] = pack_bf16(dp[ms][2 * kk][2], dp[ms][2 * kk][3]);
+					a[ms][2] = pack_bf16(dp[ms][2 * kk + 1][0], dp[ms][2 * kk + 1][1]);
+					a[ms][3] = pack_bf16(dp[ms][2 * kk + 1][2], dp[ms][2 * kk + 1][3]);
+				}
+#pragma unroll
+				for (int d2 = 0; d2 < HD / 16; d2++) {
+					uint32_t r[4];
+					ldsm_x4a_t(r, kat + so + (kk * 16 * LD + d2 * 16) * 2);
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++) {
+						mma16816(acc[ms][2 * d2], a[ms], r[0], r[1]);
+						mma16816(acc[ms][2 * d2 + 1], a[ms], r[2], r[3]);
+					}
+				}
+			}
+		}
+		__syncthreads();  // this stage is free for the loads of tile j + 2
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = wq0 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			bf16 *op = dq + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++)
+				*(uint32_t *)(op + d * 8) = pack_bf16(acc[ms][d][2 * r] * scale, acc[ms][d][2 * r + 1] * scale);
+		}
+}
+
+// Backward dK, dV, FlashAttention-2 layout: a block of 8 warps owns 128 keys of one (b, kv head)
+// and loops over the group's query heads and the 64-query tiles that see its keys (fixed order).
+// Step 1, warps as 4 (32 keys) x 2 (32 queries): S^T = K Q^T and dP^T = V dO^T, then P^T and
+// dS^T = P^T (dP^T - D) go to shared memory as bf16. Step 2, warps as 4 (32 keys) x 2 (half the
+// head dim): dV += P^T dO, dK += dS^T Q. Every fragment read from shared memory feeds two
+// tensor-core products (two 16-row slabs). Instantiated for head dim 128 only: at 64 it measured
+// slower than attn_bwd_dkdv_mma (H100: 182 against 200 TFLOP/s at T = 32K), at 96 it spills.
+#define KV_BN 128
+#define KV_BM 64
+template <int HD>
+static constexpr int attn_smem_dkdv_fa()
+{
+	return (2 * KV_BN + 4 * KV_BM) * (HD + 8) * 2 + 2 * KV_BN * (KV_BM + 8) * 2 + 4 * KV_BM * 4;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2)
+{
+	constexpr int LD = HD + 8, PLD = KV_BM + 8, HH = HD / 2;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + KV_BN * LD, *Qs = Vs + KV_BN * LD, *dOs = Qs + 2 * KV_BM * LD;
+	bf16 *Ps = dOs + 2 * KV_BM * LD, *dSs = Ps + KV_BN * PLD;
+	float *lse_s = (float *)(dSs + KV_BN * PLD), *D_s = lse_s + 2 * KV_BM;
+	const int nqt = (T_ + KV_BM - 1) / KV_BM, kt = blockIdx.y;
+	const int b = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv;
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+	const int kw = warp >> 1, qw = warp & 1;  // step 1: key slab pair, query half; step 2: qw = head-dim half
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int k0 = kt * KV_BN, i0 = k0 / KV_BM, ni = nqt - i0, total = G * ni;
+	load_tile<HD, KV_BN>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+	load_tile<HD, KV_BN>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+
+	auto issue = [&](int it, int st) {
+		const int h = kvh * G + it / ni, i = i0 + it % ni;
+		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
+		load_tile<HD, KV_BM>(Qs + st * KV_BM * LD, q + qoff, qs, i * KV_BM, T_);
+		load_tile<HD, KV_BM>(dOs + st * KV_BM * LD, dout + qoff, qs, i * KV_BM, T_);
+		const int tid = threadIdx.x, row = i * KV_BM + (tid & (KV_BM - 1));
+		const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+		if (tid < KV_BM)
+			cp_async4(lse_s + st * KV_BM + tid, lse + loff, row < T_);
+		else if (tid < 2 * KV_BM)
+			cp_async4(D_s + st * KV_BM + (tid - KV_BM), Dd + loff, row < T_);
+	};
+	issue(0, 0);
+	cp_async_commit();
+
+	float dka[2][HH / 8][4], dva[2][HH / 8][4];
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int d = 0; d < HH / 8; d++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				dka[ms][d][e] = dva[ms][d][e] = 0.f;
+	// Per-lane fragment addresses: A operands (K, V rows of this warp's keys; P^T, dS^T rows),
+	// B operands non-transposed (Q, dO for S^T, dP^T) and transposed (dO, Q for dV, dK).
+	const uint32_t kA = smem_u32(Ks) + (lane_off_a(lane, LD) + kw * 32 * LD) * 2;
+	const uint32_t vA = smem_u32(Vs) + (lane_off_a(lane, LD) + kw * 32 * LD) * 2;
+	const uint32_t qB = smem_u32(Qs) + (lane_off_bn(lane, LD) + qw * 32 * LD) * 2;
+	const uint32_t doB = smem_u32(dOs) + (lane_off_bn(lane, LD) + qw * 32 * LD) * 2;
+	const uint32_t pA = smem_u32(Ps) + (lane_off_a(lane, PLD) + kw * 32 * PLD) * 2;
+	const uint32_t dsA = smem_u32(dSs) + (lane_off_a(lane, PLD) + kw * 32 * PLD) * 2;
+	const uint32_t qT = smem_u32(Qs) + (lane_off_a(lane, LD) + qw * HH) * 2;
+	const uint32_t doT = smem_u32(dOs) + (lane_off_a(lane, LD) + qw * HH) * 2;
+	for (int it = 0; it < total; it++) {
+		const int st = it & 1, i = i0 + it % ni;
+		if (it + 1 < total) {
+			issue(it + 1, st ^ 1);
+			cp_async_commit();
+			cp_async_wait<1>();
+		} else {
+			cp_async_wait<0>();
+		}
+		__syncthreads();
+		const uint32_t so = st * (KV_BM * LD * 2);
+		{
+			float sc[2][4][4], dpt[2][4][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						sc[ms][nt][e] = dpt[ms][nt][e] = 0.f;
+			tile2_abt<HD, 32>(sc, kA, qB + so);
+			tile2_abt<HD, 32>(dpt, vA, doB + so);
+			const float *Lt = lse_s + st * KV_BM, *Dt = D_s + st * KV_BM;
+			const bool mask = i * KV_BM + qw * 32 < k0 + kw * 32 + 31;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				const int kr = kw * 32 + ms * 16 + g;  // key row in the block (+8 for e >= 2)
+#pragma unroll
+				for (int nt = 0; nt < 4; nt++) {
+					const int qc = qw * 32 + nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
+					float pv[4], dv4[4];
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						const int qi = qc + (e & 1);
+						float p = ex2f(fmaf(sc[ms][nt][e], scale_log2, -Lt[qi] * LOG2E_F));
+						if (mask && i * KV_BM + qi < k0 + kr + (e >> 1) * 8)
+							p = 0.f;
+						pv[e] = p;
+						dv4[e] = p * (dpt[ms][nt][e] - Dt[qi]);
+					}
+					*(uint32_t *)(Ps + kr * PLD + qc) = pack_bf16(pv[0], pv[1]);
+					*(uint32_t *)(Ps + (kr + 8) * PLD + qc) = pack_bf16(pv[2], pv[3]);
+					*(uint32_t *)(dSs + kr * PLD + qc) = pack_bf16(dv4[0], dv4[1]);
+					*(uint32_t *)(dSs + (kr + 8) * PLD + qc) = pack_bf16(dv4[2], dv4[3]);
+				}
+			}
+		}
+		__syncthreads();
+		// dV += P^T dO, dK += dS^T Q over this warp's 32 keys and head-dim half.
+#pragma unroll
+		for (int kk = 0; kk < KV_BM / 16; kk++) {
+			uint32_t ap[2][4], ad[2][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				ldsm_x4a(ap[ms], pA + (ms * 16 * PLD + kk * 16) * 2);
+				ldsm_x4a(ad[ms], dsA + (ms * 16 * PLD + kk * 16) * 2);
+			}
+#pragma unroll
+			for (int d2 = 0; d2 < HH / 16; d2++) {
+				uint32_t r[4], w[4];
+				ldsm_x4a_t(r, doT + so + (kk * 16 * LD + d2 * 16) * 2);
+				ldsm_x4a_t(w, qT + so + (kk * 16 * LD + d2 * 16) * 2);
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					mma16816(dva[ms][2 * d2], ap[ms], r[0], r[1]);
+					mma16816(dva[ms][2 * d2 + 1], ap[ms], r[2], r[3]);
+					mma16816(dka[ms][2 * d2], ad[ms], w[0], w[1]);
+					mma16816(dka[ms][2 * d2 + 1], ad[ms], w[2], w[3]);
+				}
+			}
+		}
+		__syncthreads();  // P^T, dS^T and this stage are free again
+	}
+#pragma unroll
+	for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = k0 + kw * 32 + ms * 16 + g + r * 8;
+			if (row >= T_)
+				continue;
+			const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + qw * HH + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HH / 8; d++) {
+				*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[ms][d][2 * r] * scale, dka[ms][d][2 * r + 1] * scale);
+				*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[ms][d][2 * r], dva[ms][d][2 * r + 1]);
+			}
+		}
+}
+
 // ---------------------------------------------------------------- launchers
 static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 {
-	if (!isbf || (hd != 64 && hd != 128))
+	if (!isbf || (hd != 64 && hd != 80 && hd != 96 && hd != 128))
 		return false;
 	for (int i = 0; i < nptr; i++)
 		if ((uintptr_t)ptrs[i] & 15)
@@ -634,10 +1151,7 @@ static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 	return true;
 }
 
-// Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
-// (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
-// (tests use it to cover both variants on one GPU).
-static int attn_warps(int need8)
+static int attn_smem_optin(void)
 {
 	static int optin = -1;
 	if (optin < 0) {
@@ -645,10 +1159,26 @@ static int attn_warps(int need8)
 		CU_CHECK(cudaGetDevice(&dev));
 		CU_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 	}
+	return optin;
+}
+
+// Warps per block: 8 (128-row tiles) where the device's shared memory per block allows it
+// (H100, A100), else 4 (RTX 3090/4090: 99 KB per block). SW_CUDA_ATTN_WARPS=4|8 overrides
+// (tests use it to cover both variants on one GPU).
+// SW_CUDA_ATTN_MMA16=1 (or SW_CUDA_ATTN_WARPS) forces the 16-row-per-warp kernels everywhere,
+// the ones GPUs with 99 KB of shared memory per block run (tests cover them on any GPU).
+static bool attn_mma16(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_MMA16");
+	return (e && !strcmp(e, "1")) || getenv("SW_CUDA_ATTN_WARPS");
+}
+
+static int attn_warps(int need8)
+{
 	const char *e = getenv("SW_CUDA_ATTN_WARPS");
 	if (e && (!strcmp(e, "4") || !strcmp(e, "8")))
 		return atoi(e);
-	return optin >= need8 ? 8 : 4;
+	return attn_smem_optin() >= need8 ? 8 : 4;
 }
 
 template <int HD, int NW>
@@ -666,6 +1196,44 @@ static void fwd_mma(cudaStream_t s, void *out, float *lse, const void *q, const 
 	attn_fwd_mma<HD, NW><<<grid, NW * 32, attn_smem_fwd<HD, NW>(), s>>>((bf16 *)out, lse,
 		(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
 	CU_CHECK_LAUNCH();
+}
+
+// KV tile of the FlashAttention-2-layout forward: 64 keys (128 would need 128 fp32 score
+// registers per thread next to the 32-row output, more than 255 registers hold); 32 at head
+// dim 96, where 64 spills registers to local memory (ptxas, sm_90).
+template <int HD>
+struct fa_cfg { static constexpr int BN = HD == 96 ? 32 : 64; };
+
+template <int HD>
+static void fwd_fa(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		   int B, int T, int nh, int nkv, float scale)
+{
+	constexpr int BN = fa_cfg<HD>::BN;
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_fa<HD, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_fa<HD, BN>()));
+		attr_set = true;
+	}
+	dim3 grid(B * nh, (T + FA_BM - 1) / FA_BM);
+	attn_fwd_fa<HD, BN><<<grid, FA_NW * 32, attn_smem_fa<HD, BN>(), s>>>((bf16 *)out, lse,
+		(const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Forward kernel choice: the FlashAttention-2-layout kernel where its shared memory fits a block
+// (H100, A100: 104 KB at head dim 128); else the 16-row-per-warp kernel (8 warps where 128-row tiles fit,
+// else 4: RTX 3090/4090, 99 KB per block).
+template <int HD>
+static void fwd_pick(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
+		     const void *v, int B, int T, int nh, int nkv, float scale)
+{
+	if (!attn_mma16() && attn_smem_optin() >= attn_smem_fa<HD, fa_cfg<HD>::BN>())
+		fwd_fa<HD>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else if (attn_warps(attn_smem_fwd<HD, 8>()) == 8)
+		fwd_mma<HD, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else
+		fwd_mma<HD, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 }
 
 template <int HD, int NW, int ST>
@@ -704,8 +1272,50 @@ static void dq_mma(cudaStream_t s, void *dq, const void *dout, const void *q, co
 	CU_CHECK_LAUNCH();
 }
 
-// Tensor-core backward. Large shared memory (H100, A100): dQ with 8 warps and 2 stages; dK/dV
-// with 8 warps (128 keys per block) when that gives at least two blocks per SM, else with 4
+// KV tile of the FlashAttention-2-layout dQ kernel: 64 keys up to head dim 80, else 32 (its
+// score and dP fragments sit beside the 32-row dQ accumulator in 255 registers).
+template <int HD>
+struct dq_cfg { static constexpr int BN = 32; };
+
+template <int HD>
+static void dq_fa(cudaStream_t s, void *dq, const void *dout, const void *q, const void *k,
+		  const void *v, const float *lse, const float *Dd, int B, int T, int nh, int nkv,
+		  float scale)
+{
+	constexpr int BN = dq_cfg<HD>::BN;
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dq_fa<HD, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_dq_fa<HD, BN>()));
+		attr_set = true;
+	}
+	attn_bwd_dq_fa<HD, BN><<<dim3(B * nh, (T + FA_BM - 1) / FA_BM), FA_NW * 32, attn_smem_dq_fa<HD, BN>(), s>>>(
+		(bf16 *)dq, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd,
+		T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+template <int HD>
+static void dkdv_fa(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q,
+		    const void *k, const void *v, const float *lse, const float *Dd, int B, int T, int nh,
+		    int nkv, float scale)
+{
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_fa<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      attn_smem_dkdv_fa<HD>()));
+		attr_set = true;
+	}
+	attn_bwd_dkdv_fa<HD><<<dim3(B * nkv, (T + KV_BN - 1) / KV_BN), 256, attn_smem_dkdv_fa<HD>(), s>>>(
+		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Tensor-core backward. Large shared memory (H100, A100): dQ with the FlashAttention-2-layout
+// kernel; dK/dV at head dim 128 with attn_bwd_dkdv_fa when that gives at least two blocks per SM,
+// (SW_CUDA_ATTN_DKDV_FA=1: always, for the tests), else attn_bwd_dkdv_mma: 8 warps (128 keys
+// per block) when that gives at least two blocks per SM, else with 4
 // warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
 // does the most work -- does not leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks
 // of 128 keys on 132 SMs). SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests).
@@ -718,11 +1328,18 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 	if (attn_warps(attn_smem_bwd<HD, 8, 2>()) == 8) {
 		const int64_t blocks8 = (int64_t)B * nkv * ((T + 127) / 128);
 		const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
-		if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
+		const char *ef = getenv("SW_CUDA_ATTN_DKDV_FA");  // tests: take it on small grids too
+		const bool many = blocks8 >= 2 * (int64_t)ci->num_sms || (ef && !strcmp(ef, "1"));
+		if (!attn_mma16() && !e && HD == 128 && many && attn_smem_optin() >= attn_smem_dkdv_fa<HD>())
+			dkdv_fa<128>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
 			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			dkdv_mma<HD, 4, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
+			dq_fa<HD>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else
+			dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 	} else {
 		dkdv_mma<HD, 4, 1>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
@@ -739,14 +1356,14 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	const float scale = 1.0f / sqrtf((float)hd);
 	const void *ptrs[] = { out, q, k, v };
 	if (use_mma(isbf, hd, ptrs, 4)) {
-		if (hd == 64 && attn_warps(attn_smem_fwd<64, 8>()) == 8)
-			fwd_mma<64, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
-		else if (hd == 64)
-			fwd_mma<64, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
-		else if (attn_warps(attn_smem_fwd<128, 8>()) == 8)
-			fwd_mma<128, 8>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		if (hd == 64)
+			fwd_pick<64>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (hd == 80)
+			fwd_pick<80>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else if (hd == 96)
+			fwd_pick<96>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		else
-			fwd_mma<128, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+			fwd_pick<128>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		return;
 	}
 	const int64_t warps = (int64_t)B * T * nh;
@@ -780,6 +1397,10 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (use_mma(isbf, hd, ptrs, 7)) {
 		if (hd == 64)
 			bwd_mma<64>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (hd == 80)
+			bwd_mma<80>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+		else if (hd == 96)
+			bwd_mma<96>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else
 			bwd_mma<128>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		return;

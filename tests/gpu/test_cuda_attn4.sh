@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The op tests again with the attention kernels forced to 4 warps (64-row tiles, 1 stage), the variant
-# that consumer GPUs (99 KB of shared memory per block) run; the H100 runs the 8-warp one.
+# The op tests again with the attention kernels forced to the 16-row-per-warp layout with 4 warps
+# (64-row tiles, 1 stage), the variant that consumer GPUs (99 KB of shared memory per block) run;
+# the H100 runs the FlashAttention-2-layout kernels (and the 8-warp 16-row ones for some dK/dV).
 set -u
 bin=${BUILD:-build}/tests/gpu/test_cuda_ops
 [ -x "$bin" ] || { echo "missing $bin (run make test-gpu)"; exit 1; }

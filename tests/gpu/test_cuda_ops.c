@@ -662,6 +662,28 @@ int main(void)
 		test_attention(1, 130, 4, 1, 128);  /* tensor-core path in bf16, MQA */
 		test_attention(1, 37, 6, 3, 32);    /* generic path */
 		test_attention(1, 300, 2, 1, 64);   /* several tiles of 64 and 128 rows */
+		/* Every tensor-core head dim, GQA, lengths that are not multiples of the 32/64/128 tiles
+		 * (1 row; 77; 257 = two 128-row tiles + 1). */
+		static const int hds[] = { 64, 80, 96, 128 };
+		for (int i = 0; i < 4; i++) {
+			test_attention(1, 1, 2, 1, hds[i]);
+			test_attention(2, 77, 8, 2, hds[i]);
+			if (!quick)
+				test_attention(1, 257, 4, 4, hds[i]);
+		}
+		if (mode == 1) {
+			/* The 16-row-per-warp kernels, which GPUs with 99 KB of shared memory per block run. */
+			setenv("SW_CUDA_ATTN_MMA16", "1", 1);
+			for (int i = 0; i < 4; i++)
+				test_attention(1, 150, 8, 1, hds[i]);
+			unsetenv("SW_CUDA_ATTN_MMA16");
+			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
+			 * at least two blocks per SM: forced here on the small shapes. */
+			setenv("SW_CUDA_ATTN_DKDV_FA", "1", 1);
+			test_attention(2, 77, 8, 2, 128);
+			test_attention(1, quick ? 150 : 257, 4, 4, 128);
+			unsetenv("SW_CUDA_ATTN_DKDV_FA");
+		}
 		test_swiglu_add();
 		test_head(37, 64, 1000, 1);
 		if (!quick)
