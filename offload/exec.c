@@ -12,6 +12,7 @@
  *     it free (condition variable); the executor waits for the queue to drain at the step end.
  * Nothing relies on timing, so the CPU backend (synchronous) and CUDA (asynchronous) agree. */
 #include "offload/exec.h"
+#include "offload/window.h"
 #include "core/cli.h"
 #include "core/log.h"
 #include "core/model.h"
@@ -25,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NSTAGE 2              /* staging sets per stream (read-ahead / write-behind) */
-#define OPT_Q 2               /* pinned host gradient buffers = optimizer queue depth */
+#define NSTAGE SW_PLAN_OPT_STAGES  /* staging sets per stream (read-ahead / write-behind) */
+#define OPT_Q SW_PLAN_HOST_GRADS   /* most pinned host gradient buffers = optimizer queue depth */
 
 typedef struct grp {
 	sw_tier p16_tier, opt_tier;
@@ -41,7 +42,7 @@ typedef struct grp {
 /* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
  * not yet consumed, or holding a write in flight. Its event marks the end of the last GPU copy
  * to or from it. */
-#define CK_MAX_SLOTS 16
+#define CK_MAX_SLOTS SW_PLAN_CKPT_SLOTS
 enum { CK_FREE, CK_READING, CK_WRITING };
 typedef struct ck_slot {
 	int state, l, m;
@@ -69,13 +70,12 @@ struct sw_exec {
 	int L, M, G, H, ab, tied;
 	sw_stream *cs, *hs, *ds;
 	grp *g;
-	/* P16 window */
+	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
 	int K;
 	void **win;
-	int *win_group;
-	int64_t *win_last;
+	sw_window sched;
+	uint8_t *streamed;                 /* (G) 1: the group's P16 is not resident */
 	sw_event **win_ready, **win_free;
-	int64_t use_clock;
 	void *head_small;                  /* tied + streamed head: the final norm's P16 */
 	/* gradients */
 	int ngb, gb_next;
@@ -105,6 +105,7 @@ struct sw_exec {
 	int64_t chunk;                     /* parameters per I/O chunk */
 	/* optimizer thread */
 	sw_pool *pool;
+	int nhg;                           /* pinned gradient buffers (the optimizer queue) */
 	float *hgrad[OPT_Q];
 	sw_event *hgrad_ev[OPT_Q];
 	int hgrad_busy[OPT_Q];
@@ -118,6 +119,7 @@ struct sw_exec {
 	int qn, qhead, busy, quit, err;
 	int64_t step;
 	uint64_t host_bytes;                /* pinned host memory allocated */
+	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT];   /* what the allocation took, by cell */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
 	int64_t skipped_elems;
@@ -210,6 +212,11 @@ static int halloc(sw_exec *ex, uint64_t bytes, void *out)
 
 uint64_t sw_exec_host_bytes(const sw_exec *ex) { return ex->host_bytes; }
 
+void sw_exec_taken(const sw_exec *ex, uint64_t out[SW_TIER_COUNT][SW_PURPOSE_COUNT])
+{
+	memcpy(out, ex->took, sizeof(ex->took));
+}
+
 static uint64_t up4k(uint64_t b) { return (b + 4095) / 4096 * 4096; }
 
 static int ealloc(sw_exec *ex, uint64_t bytes, sw_io_extent *e)
@@ -237,38 +244,207 @@ static int io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void
 /* Read length: whole 4 KiB pages (the extent is rounded up; the tail is ours). */
 static uint64_t io_len(uint64_t bytes) { return up4k(bytes); }
 
-static int grp_alloc(sw_exec *ex, int gi)
+/* ---------------------------------------------------------------- the buffer table ----- */
+
+/* Where buffer i of row b goes (memory tiers). */
+static void **buf_mem(sw_exec *ex, const sw_plan_buf *b, int64_t i)
 {
-	grp *g = &ex->g[gi];
-	const sw_plan *p = ex->p;
-	uint64_t n = (uint64_t)ex->tt->g[gi].numel;
-	int rc;
-	g->p16_tier = p->tier[gi][SW_STATE_P16];
-	g->opt_tier = p->tier[gi][SW_STATE_P32];
-	switch (g->p16_tier) {
-	case SW_TIER_GPU: rc = dalloc(ex, n * (uint64_t)ex->ab, &g->p16_dev); break;
-	case SW_TIER_HOST: rc = halloc(ex, n * (uint64_t)ex->ab, &g->p16_host); break;
-	default: rc = ealloc(ex, n * (uint64_t)ex->ab, &g->p16_ext); break;
+	grp *g = b->owner >= 0 ? &ex->g[b->owner] : NULL;
+	int gpu = b->tier == SW_TIER_GPU;
+	switch (b->kind) {
+	case SW_BUF_P16: return gpu ? &g->p16_dev : &g->p16_host;
+	case SW_BUF_OPT: return (void **)(gpu ? &g->opt_dev[b->state] : &g->opt_host[b->state]);
+	case SW_BUF_CARRY: return gpu ? &ex->carry_dev : &ex->carry_host;
+	case SW_BUF_WINDOW: return &ex->win[i];
+	case SW_BUF_GRAD: return (void **)&ex->gbuf[i];
+	case SW_BUF_HOST_GRAD: return (void **)&ex->hgrad[i];
+	case SW_BUF_TIED_GRAD: return (void **)&ex->tgrad;
+	case SW_BUF_XIO: return i == 0 ? &ex->xa : i == 1 ? &ex->xo : &ex->xc;
+	case SW_BUF_TOKENS: return i == 0 ? (void **)&ex->tok : i == 1 ? (void **)&ex->tgt : (void **)&ex->losses;
+	case SW_BUF_INV_FREQ: return (void **)&ex->inv_freq;
+	case SW_BUF_NORM_SUMS: return (void **)&ex->dsum;
+	case SW_BUF_HEAD_NORM: return &ex->head_small;
+	case SW_BUF_STAGE_P16: return &ex->p16_stage[i];
+	case SW_BUF_STAGE_OPT: return &ex->opt_stage[i];
+	case SW_BUF_STAGE_CKPT: return &ex->ck_stage[i];
+	case SW_BUF_XFER: return (void **)&ex->xfer;
+	default: return NULL;
 	}
-	if (rc)
-		return rc;
-	for (int k = 0; k < 3; k++) {
-		if (g->opt_tier == SW_TIER_GPU)
-			rc = dalloc(ex, n * 4, &g->opt_dev[k]);
-		else if (g->opt_tier == SW_TIER_HOST)
-			rc = halloc(ex, n * 4, &g->opt_host[k]);
+}
+
+static int alloc_one(sw_exec *ex, const sw_plan_buf *b, int64_t i)
+{
+	if (b->tier == SW_TIER_NVME) {
+		grp *g = &ex->g[b->owner];
+		SW_ASSERT(b->kind == SW_BUF_P16 || b->kind == SW_BUF_OPT);
+		return ealloc(ex, b->bytes, b->kind == SW_BUF_P16 ? &g->p16_ext : &g->opt_ext[b->slot][b->state]);
+	}
+	void **dst = buf_mem(ex, b, i);
+	SW_ASSERT(dst && !*dst);
+	return b->tier == SW_TIER_GPU ? dalloc(ex, b->bytes, dst) : halloc(ex, b->bytes, dst);
+}
+
+/* The checkpoints the plan puts on the row's tier, in (layer, micro-batch) order. */
+static int alloc_ckpts(sw_exec *ex, const sw_plan_buf *b)
+{
+	int64_t n = 0;
+	for (int i = 0; i < ex->L * ex->M; i++) {
+		ckpt *k = &ex->ck[i];
+		if (k->tier != b->tier)
+			continue;
+		int rc = b->tier == SW_TIER_GPU ? dalloc(ex, b->bytes, &k->dev) :
+			 b->tier == SW_TIER_HOST ? halloc(ex, b->bytes, &k->host) : ealloc(ex, b->bytes, &k->ext);
 		if (rc)
 			return rc;
+		n++;
 	}
-	if (g->opt_tier == SW_TIER_NVME)
-		for (int s = 0; s < (p->in.slots == 2 ? 2 : 1); s++)
-			for (int k = 0; k < 3; k++)
-				if ((rc = ealloc(ex, n * 4, &g->opt_ext[s][k])))
-					return rc;
+	SW_ASSERT(n == b->count);
 	return 0;
 }
 
+/* Bytes the tier's allocator has handed out so far (the GPU arena's own count, pinned host
+ * pages, the NVMe engine's extents with their alignment skips). */
+static uint64_t tier_taken(const sw_exec *ex, sw_tier t)
+{
+	if (t == SW_TIER_GPU)
+		return ex->be->used;
+	if (t == SW_TIER_HOST)
+		return ex->host_bytes;
+	return ex->io ? sw_io_allocated(ex->io) : 0;
+}
+
+static int alloc_row(sw_exec *ex, const sw_plan_buf *b)
+{
+	uint64_t before = tier_taken(ex, b->tier);
+	int rc = 0;
+	if (b->kind == SW_BUF_SCRATCH)
+		rc = sw_layer_scratch_alloc(ex->be, &ex->d, &ex->s);
+	else if (b->kind == SW_BUF_CKPT)
+		rc = alloc_ckpts(ex, b);
+	else
+		for (int64_t i = 0; i < b->count && !rc; i++)
+			rc = alloc_one(ex, b, i);
+	ex->took[b->tier][b->purpose] += tier_taken(ex, b->tier) - before;
+	return rc;
+}
+
+/* What the allocation took against the plan's table, cell by cell: any difference is a bug. */
+static int alloc_check(sw_exec *ex)
+{
+	uint64_t want[SW_TIER_COUNT][SW_PURPOSE_COUNT];
+	sw_plan_allocated(ex->p, want);
+	int rc = 0;
+	for (int t = 0; t < SW_TIER_COUNT; t++)
+		for (int u = 0; u < SW_PURPOSE_COUNT; u++)
+			if (ex->took[t][u] != want[t][u]) {
+				sw_error("executor: internal error: %s %s took %llu bytes, the plan's buffer "
+					 "table says %llu; please report this", sw_plan_tier_name((sw_tier)t),
+					 sw_plan_purpose_name((sw_plan_purpose)u),
+					 (unsigned long long)ex->took[t][u], (unsigned long long)want[t][u]);
+				rc = -EPROTO;
+			}
+	return rc;
+}
+
+/* Buffer counts from the table, and the arrays that hold them. */
+static int table_counts(sw_exec *ex)
+{
+	const sw_plan *p = ex->p;
+	for (int r = 0; r < p->nbuf; r++) {
+		const sw_plan_buf *b = &p->buf[r];
+		int c = (int)b->count;
+		switch (b->kind) {
+		case SW_BUF_WINDOW: ex->K = c; break;
+		case SW_BUF_GRAD: ex->ngb = c; break;
+		case SW_BUF_HOST_GRAD: ex->nhg = c; break;
+		case SW_BUF_STAGE_CKPT: ex->ck_nslot = c; break;
+		default: break;
+		}
+	}
+	SW_ASSERT(ex->nhg <= OPT_Q && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX);
+	ex->g = calloc((size_t)ex->G, sizeof(grp));
+	ex->ck = calloc((size_t)ex->L * (size_t)ex->M, sizeof(ckpt));
+	ex->streamed = calloc((size_t)ex->G, 1);
+	ex->gbuf = calloc((size_t)ex->ngb + 1, sizeof(float *));
+	ex->gb_free = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
+	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
+	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
+	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
+	if (!ex->g || !ex->ck || !ex->streamed || !ex->gbuf || !ex->gb_free || !ex->win ||
+	    !ex->win_ready || !ex->win_free)
+		return -ENOMEM;
+	for (int gi = 0; gi < ex->G; gi++) {
+		ex->g[gi].p16_tier = p->tier[gi][SW_STATE_P16];
+		ex->g[gi].opt_tier = p->tier[gi][SW_STATE_P32];
+		ex->streamed[gi] = ex->g[gi].p16_tier != SW_TIER_GPU;
+	}
+	for (int l = 0; l < ex->L; l++)
+		for (int m = 0; m < ex->M; m++)
+			ex->ck[l * ex->M + m].tier = sw_plan_ckpt_tier(p, l, m);
+	sw_window_init(&ex->sched, ex->K);
+	return 0;
+}
+
+/* The events that hand the buffers over (offload/exec.c's header). */
+static int events_create(sw_exec *ex)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int rc = 0;
+	for (int i = 0; i < ex->ngb && !rc; i++)
+		rc = op->event_create(be, &ex->gb_free[i]);
+	for (int i = 0; i < ex->K && !rc; i++)
+		if (!(rc = op->event_create(be, &ex->win_ready[i])))
+			rc = op->event_create(be, &ex->win_free[i]);
+	for (int i = 0; i < ex->nhg && !rc; i++)
+		rc = op->event_create(be, &ex->hgrad_ev[i]);
+	for (int i = 0; i < ex->ck_nslot && !rc; i++)
+		rc = op->event_create(be, &ex->ck_ev[i]);
+	for (int i = 0; i < NSTAGE && !rc && ex->p16_stage[0]; i++)
+		rc = op->event_create(be, &ex->p16_ev[i]);
+	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
+	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
+	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
+	 * warned about once: the busy times would undercount) */
+	ex->maxsev = 2 * (2 + 4 * 2 + 2) * (ex->G + 2) * (ex->M + 2) + 64;
+	ex->sev = calloc((size_t)ex->maxsev, sizeof(sw_event *));
+	ex->strack = calloc((size_t)ex->maxsev, sizeof(int));
+	if (!rc && (!ex->sev || !ex->strack))
+		rc = -ENOMEM;
+	for (int i = 0; i < ex->maxsev && !rc; i++)
+		rc = op->event_create(be, &ex->sev[i]);
+	return rc;
+}
+
 static void *opt_thread(void *arg);
+
+/* The optimizer thread (when any group is updated by the CPU) and the trace file. */
+static int start_side(sw_exec *ex)
+{
+	if (ex->nhg) {
+		ex->pool = sw_pool_create(ex->o.cpu_threads, NULL);
+		if (!ex->pool)
+			return -ENOMEM;
+		int rc = -pthread_create(&ex->thr, NULL, opt_thread, ex);
+		if (rc)
+			return rc;
+		ex->thr_started = 1;
+	}
+	if (!ex->o.trace)
+		return 0;
+	ex->trace = fopen(ex->o.trace, "w");
+	if (!ex->trace) {
+		int rc = -errno;
+		sw_error("trace %s: %s; give a writable --trace path", ex->o.trace, strerror(errno));
+		return rc;
+	}
+	fprintf(ex->trace, "{\"traceEvents\":[\n");
+	for (int t = 0; t < SW_TRACK_COUNT; t++)
+		fprintf(ex->trace, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+			"\"args\":{\"name\":\"%s\"}}", t ? ",\n" : "", t + 1, track_name[t]);
+	ex->trace_first = 0;
+	return 0;
+}
 
 int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_io *io,
 		   const sw_exec_opts *o, sw_exec **out)
@@ -288,168 +464,39 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	ex->ab = sw_dtype_size(be->act);
 	ex->tied = tt->cfg.tie_embeddings;
 	ex->d = sw_dims_make(&tt->cfg, (int)plan->in.micro_rows, (int)plan->in.seq_len);
+	ex->chunk = plan->chunk_params;
 	ex->t_origin = sw_now();
+	ex->ck_ra_l = -1;
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->cv, NULL);
 	pthread_mutex_init(&ex->smu, NULL);
 	ex->trace_first = 1;
 	const sw_backend_ops *op = be->ops;
-	int rc = -ENOMEM, L = ex->L, M = ex->M, G = ex->G;
-	uint64_t N = (uint64_t)ex->d.N, C = (uint64_t)ex->d.C, ab = (uint64_t)ex->ab;
-	uint64_t maxg = (uint64_t)tt->max_group_numel;
-	ex->g = calloc((size_t)G, sizeof(grp));
-	ex->ck = calloc((size_t)L * (size_t)M, sizeof(ckpt));
-	if (!ex->g || !ex->ck)
+	int rc = table_counts(ex);
+	if (!rc && ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
+		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0))))
 		goto err;
-	if ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
-	    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0)))
+	/* every allocation: one loop over the plan's buffer table, in its order */
+	for (int r = 0; r < plan->nbuf && !rc; r++)
+		if (plan->buf[r].kind != SW_BUF_HELD)
+			rc = alloc_row(ex, &plan->buf[r]);
+	if (rc || (rc = alloc_check(ex)) || (rc = events_create(ex)))
 		goto err;
-	/* the working set first (as the planner orders it) */
-	ex->ngb = plan->in.grad_bufs > 0 ? plan->in.grad_bufs : 1;
-	ex->gbuf = calloc((size_t)ex->ngb, sizeof(float *));
-	ex->gb_free = calloc((size_t)ex->ngb, sizeof(sw_event *));
-	rc = -ENOMEM;
-	if (!ex->gbuf || !ex->gb_free)
-		goto err;
-	for (int i = 0; i < ex->ngb; i++)
-		if ((rc = dalloc(ex, maxg * 4, &ex->gbuf[i])) || (rc = op->event_create(be, &ex->gb_free[i])))
-			goto err;
-	if (ex->tied && (rc = dalloc(ex, (uint64_t)tt->g[0].numel * 4, &ex->tgrad)))
-		goto err;
-	if ((rc = sw_layer_scratch_alloc(be, &ex->d, &ex->s)) ||
-	    (rc = dalloc(ex, N * C * ab, &ex->xa)) || (rc = dalloc(ex, N * C * ab, &ex->xo)) ||
-	    (rc = dalloc(ex, N * C * ab, &ex->xc)) || (rc = dalloc(ex, N * 4, &ex->tok)) ||
-	    (rc = dalloc(ex, N * 4, &ex->tgt)) || (rc = dalloc(ex, N * 4, &ex->losses)) ||
-	    (rc = dalloc(ex, (uint64_t)tt->cfg.head_dim / 2 * 4, &ex->inv_freq)) ||
-	    (rc = dalloc(ex, (uint64_t)G * sizeof(double), &ex->dsum)))
-		goto err;
-	/* the P16 window */
-	ex->K = plan->streaming ? (plan->in.prefetch > 1 ? plan->in.prefetch : 2) : 0;
-	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
-	ex->win_group = calloc((size_t)ex->K + 1, sizeof(int));
-	ex->win_last = calloc((size_t)ex->K + 1, sizeof(int64_t));
-	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
-	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
-	rc = -ENOMEM;
-	if (!ex->win || !ex->win_group || !ex->win_last || !ex->win_ready || !ex->win_free)
-		goto err;
-	for (int i = 0; i < ex->K; i++) {
-		ex->win_group[i] = -1;
-		if ((rc = dalloc(ex, maxg * ab, &ex->win[i])) ||
-		    (rc = op->event_create(be, &ex->win_ready[i])) ||
-		    (rc = op->event_create(be, &ex->win_free[i])))
-			goto err;
-	}
-	/* the carry */
-	if (plan->carry_on_gpu)
-		rc = dalloc(ex, (uint64_t)M * N * C * ab, &ex->carry_dev);
-	else
-		rc = halloc(ex, (uint64_t)M * N * C * ab, &ex->carry_host);
-	if (rc)
-		goto err;
-	/* groups: resident first (bottom up), as the planner fills the GPU */
-	for (int gi = 0; gi < G; gi++)
-		if ((rc = grp_alloc(ex, gi)))
-			goto err;
-	if (ex->tied && ex->g[ex->H].p16_tier != SW_TIER_GPU &&
-	    (rc = dalloc(ex, (uint64_t)tt->g[ex->H].numel * ab, &ex->head_small)))
-		goto err;
-	/* checkpoints */
-	int any_nvme_ck = 0;
-	for (int l = 0; l < L; l++)
-		for (int m = 0; m < M; m++) {
-			ckpt *k = &ex->ck[l * M + m];
-			k->tier = sw_plan_ckpt_tier(plan, l, m);
-			if (k->tier == SW_TIER_GPU)
-				rc = dalloc(ex, N * C * ab, &k->dev);
-			else if (k->tier == SW_TIER_HOST)
-				rc = halloc(ex, N * C * ab, &k->host);
-			else {
-				rc = ealloc(ex, N * C * ab, &k->ext);
-				any_nvme_ck = 1;
-			}
-			if (rc)
-				goto err;
-		}
-	/* pinned host gradient buffers and staging */
-	int any_cpu_opt = 0, any_nvme_p16 = 0, any_nvme_opt = 0;
-	for (int gi = 0; gi < G; gi++) {
-		any_cpu_opt |= ex->g[gi].opt_tier != SW_TIER_GPU;
-		any_nvme_p16 |= ex->g[gi].p16_tier == SW_TIER_NVME;
-		any_nvme_opt |= ex->g[gi].opt_tier == SW_TIER_NVME;
-	}
-	ex->chunk = sw_exec_chunk(plan, tt);
-	for (int i = 0; i < OPT_Q && any_cpu_opt; i++)
-		if ((rc = halloc(ex, maxg * 4, &ex->hgrad[i])) || (rc = op->event_create(be, &ex->hgrad_ev[i])))
-			goto err;
-	/* the planner counts 2 x io_depth checkpoint items of pinned staging */
-	ex->ck_nslot = any_nvme_ck ? 2 * plan->in.io_depth : 0;
-	if (ex->ck_nslot > CK_MAX_SLOTS)
-		ex->ck_nslot = CK_MAX_SLOTS;
-	for (int i = 0; i < ex->ck_nslot; i++)
-		if ((rc = halloc(ex, N * C * ab, &ex->ck_stage[i])) ||
-		    (rc = op->event_create(be, &ex->ck_ev[i])))
-			goto err;
-	ex->ck_ra_l = -1;
-	for (int i = 0; i < NSTAGE; i++) {
-		if (any_nvme_p16 && ((rc = halloc(ex, (uint64_t)ex->chunk * ab, &ex->p16_stage[i])) ||
-				     (rc = op->event_create(be, &ex->p16_ev[i]))))
-			goto err;
-		if ((any_nvme_opt || any_nvme_p16) && (rc = halloc(ex, (uint64_t)ex->chunk * (12 + ab) + 4 * 4096,
-						&ex->opt_stage[i])))
-			goto err;
-	}
-	if ((rc = halloc(ex, (uint64_t)ex->chunk * 4, &ex->xfer)))
-		goto err;
-	/* events for device spans: generous per step */
-	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
-	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
-	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
-	 * warned about once: the busy times would undercount) */
-	ex->maxsev = 2 * (2 + 4 * 2 + 2) * (G + 2) * (M + 2) + 64;
-	ex->sev = calloc((size_t)ex->maxsev, sizeof(sw_event *));
-	ex->strack = calloc((size_t)ex->maxsev, sizeof(int));
-	rc = -ENOMEM;
-	if (!ex->sev || !ex->strack)
-		goto err;
-	for (int i = 0; i < ex->maxsev; i++)
-		if ((rc = op->event_create(be, &ex->sev[i])))
-			goto err;
 	float inv[1024];
 	SW_ASSERT(tt->cfg.head_dim / 2 <= 1024);
 	sw_config_rope_inv_freq(&tt->cfg, inv);
 	op->copy_h2d(be, ex->cs, ex->inv_freq, inv, (uint64_t)tt->cfg.head_dim / 2 * 4);
 	op->stream_sync(be, ex->cs);
-	if (any_cpu_opt) {
-		ex->pool = sw_pool_create(o->cpu_threads, NULL);
-		rc = -ENOMEM;
-		if (!ex->pool)
-			goto err;
-		if ((rc = -pthread_create(&ex->thr, NULL, opt_thread, ex)))
-			goto err;
-		ex->thr_started = 1;
-	}
-	if (o->trace) {
-		ex->trace = fopen(o->trace, "w");
-		if (!ex->trace) {
-			rc = -errno;
-			sw_error("trace %s: %s; give a writable --trace path", o->trace, strerror(errno));
-			goto err;
-		}
-		fprintf(ex->trace, "{\"traceEvents\":[\n");
-		for (int t = 0; t < SW_TRACK_COUNT; t++)
-			fprintf(ex->trace, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
-				"\"args\":{\"name\":\"%s\"}}", t ? ",\n" : "", t + 1, track_name[t]);
-		ex->trace_first = 0;
-	}
+	if ((rc = start_side(ex)))
+		goto err;
 	*out = ex;
 	return 0;
 err:
 	if (rc == -ENOMEM) {
 		char b1[32], b2[32];
 		sw_error("executor: out of memory allocating the placement (backend %s arena %s, %s in "
-			 "use); the plan's accounting is short, raise --gpu-mem / --cpu-mem",
-			 be->name, sw_fmt_size(be->budget, b1, 32), sw_fmt_size(be->used, b2, 32));
+			 "use); raise --gpu-mem / --cpu-mem", be->name, sw_fmt_size(be->budget, b1, 32),
+			 sw_fmt_size(be->used, b2, 32));
 	}
 	sw_exec_destroy(ex);
 	return rc;
@@ -566,8 +613,7 @@ void sw_exec_destroy(sw_exec *ex)
 	free(ex->gbuf);
 	free(ex->gb_free);
 	free(ex->win);
-	free(ex->win_group);
-	free(ex->win_last);
+	free(ex->streamed);
 	free(ex->win_ready);
 	free(ex->win_free);
 	free(ex->sev);
@@ -885,7 +931,7 @@ static int hgrad_acquire(sw_exec *ex)
 {
 	pthread_mutex_lock(&ex->mu);
 	for (;;) {
-		for (int i = 0; i < OPT_Q; i++)
+		for (int i = 0; i < ex->nhg; i++)
 			if (!ex->hgrad_busy[i]) {
 				ex->hgrad_busy[i] = 1;
 				pthread_mutex_unlock(&ex->mu);
@@ -922,16 +968,6 @@ static int opt_drain(sw_exec *ex)
 
 typedef struct useq { int *g; int n, pos; } useq;
 
-static int is_streamed(const sw_exec *ex, int gi) { return ex->g[gi].p16_tier != SW_TIER_GPU; }
-
-static int win_find(const sw_exec *ex, int gi)
-{
-	for (int i = 0; i < ex->K; i++)
-		if (ex->win_group[i] == gi)
-			return i;
-	return -1;
-}
-
 /* Copies group gi's P16 home into window slot i on the copy stream. */
 static int win_fill(sw_exec *ex, int i, int gi)
 {
@@ -941,7 +977,6 @@ static int win_fill(sw_exec *ex, int i, int gi)
 	int64_t n = ex->tt->g[gi].numel;
 	uint64_t ab = (uint64_t)ex->ab;
 	op->stream_wait(be, ex->hs, ex->win_free[i]);
-	ex->win_group[i] = gi;
 	int sp = gspan_begin(ex, ex->hs, SW_TRACK_H2D);
 	if (g->p16_tier == SW_TIER_HOST) {
 		op->copy_h2d(be, ex->hs, ex->win[i], g->p16_host, (uint64_t)n * ab);
@@ -965,49 +1000,29 @@ static int win_fill(sw_exec *ex, int i, int gi)
 	return 0;
 }
 
-/* Makes the groups of uses [start, start + K) resident in the window (at most `want_n` distinct
- * streamed groups): slots holding one of them are never victims, so the group being computed
- * (the use before u->pos, included by win_ahead) keeps its slot while the next ones load. */
+/* Performs the schedule's fills that make the first want_n streamed groups of uses
+ * [start, ...) resident (offload/window.h decides which buffer gets which group). */
 static int win_prefetch(sw_exec *ex, const useq *u, int start, int want_n)
 {
-	int want[16], nw = 0;
-	for (int j = start; j < u->n && nw < want_n && nw < 16; j++) {
-		int gi = u->g[j];
-		if (!is_streamed(ex, gi))
-			continue;
-		int dup = 0;
-		for (int k = 0; k < nw; k++)
-			dup |= want[k] == gi;
-		if (!dup)
-			want[nw++] = gi;
-	}
-	for (int k = 0; k < nw; k++) {
-		if (win_find(ex, want[k]) >= 0)
-			continue;
-		/* victim: a slot whose group is not wanted, least recently used */
-		int vi = -1;
-		for (int i = 0; i < ex->K; i++) {
-			int wanted = 0;
-			for (int q = 0; q < nw; q++)
-				wanted |= ex->win_group[i] == want[q];
-			if (!wanted && (vi < 0 || ex->win_last[i] < ex->win_last[vi]))
-				vi = i;
-		}
-		SW_ASSERT(vi >= 0);
-		int rc = win_fill(ex, vi, want[k]);
+	sw_window_fill f[SW_WINDOW_WANT];
+	int nf = sw_window_want(&ex->sched, u->g, u->n, start, want_n, ex->streamed, f);
+	for (int i = 0; i < nf; i++) {
+		int rc = win_fill(ex, f[i].slot, f[i].group);
 		if (rc)
 			return rc;
 	}
 	return 0;
 }
 
-/* The P16 of the group used next (u->pos), ready on cs. Only that group is loaded here (when a
- * prefetch did not bring it already); the caller issues the group's compute and then calls
- * win_ahead, so NVMe reads for later groups overlap the compute just queued. */
-static int win_use(sw_exec *ex, useq *u, void **p16)
+/* The P16 of the group used next (u->pos), ready on cs; `expect` is the group the caller is
+ * about to compute, which must be the one the schedule says. Only that group is loaded here
+ * (when a prefetch did not bring it already); the caller issues the group's compute and then
+ * calls win_ahead, so NVMe reads for later groups overlap the compute just queued. */
+static int win_use(sw_exec *ex, useq *u, int expect, void **p16)
 {
+	SW_ASSERT(u->pos < u->n && u->g[u->pos] == expect);
 	int gi = u->g[u->pos];
-	if (!is_streamed(ex, gi)) {
+	if (!ex->streamed[gi]) {
 		*p16 = ex->g[gi].p16_dev;
 		u->pos++;
 		return 0;
@@ -1015,10 +1030,8 @@ static int win_use(sw_exec *ex, useq *u, void **p16)
 	int rc = win_prefetch(ex, u, u->pos, 1);
 	if (rc)
 		return rc;
-	int i = win_find(ex, gi);
-	SW_ASSERT(i >= 0);
+	int i = sw_window_use(&ex->sched, gi);
 	ex->be->ops->stream_wait(ex->be, ex->cs, ex->win_ready[i]);
-	ex->win_last[i] = ++ex->use_clock;
 	*p16 = ex->win[i];
 	u->pos++;
 	return 0;
@@ -1309,7 +1322,7 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	if (ex->ck_nslot && (rc = ck_read_from(ex, L - 1, 0)))
 		return rc;
 	if (recompute_top) {
-		if ((rc = win_use(ex, u, &w)))
+		if ((rc = win_use(ex, u, L, &w)))
 			return rc;
 		sw_group_ptrs_make(&wp, ex->tt, L, w, ex->ab);
 		for (int m = 0; m < M; m++) {
@@ -1327,7 +1340,7 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	}
 	/* head */
 	void *hw;
-	if ((rc = win_use(ex, u, &hw)))
+	if ((rc = win_use(ex, u, ex->tied ? 0 : H, &hw)))
 		return rc;
 	float *hg = grad_begin(ex, H), *eg = NULL;
 	if (ex->tied) {
@@ -1390,7 +1403,7 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	}
 	/* layers, top-down */
 	for (int l = L - 1; l >= 0; l--) {
-		if ((rc = win_use(ex, u, &w)))
+		if ((rc = win_use(ex, u, l + 1, &w)))
 			return rc;
 		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
 		float *g = grad_begin(ex, l + 1);
@@ -1429,7 +1442,7 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
 	const sw_backend_ops *op = be->ops;
 	int L = ex->L, M = ex->M, N = ex->d.N;
 	void *w;
-	int rc = win_use(ex, u, &w);
+	int rc = win_use(ex, u, 0, &w);
 	if (rc)
 		return rc;
 	for (int m = 0; m < M; m++) {
@@ -1443,7 +1456,7 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
 		return rc;
 	win_release(ex, w);
 	for (int l = 0; l < L; l++) {
-		if ((rc = win_use(ex, u, &w)))
+		if ((rc = win_use(ex, u, l + 1, &w)))
 			return rc;
 		sw_group_ptrs wp;
 		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
@@ -1467,7 +1480,7 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
  * fetches). */
 static void build_uses(sw_exec *ex, useq *u, int passes)
 {
-	u->n = sw_plan_p16_uses(ex->L, ex->tied ? 0 : ex->H, passes, u->g);
+	u->n = sw_window_uses(ex->L, ex->tied ? 0 : ex->H, passes, u->g);
 	u->pos = 0;
 }
 
@@ -1543,8 +1556,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	ex->lr = lr;
 	ex->skipped_elems = 0;
 	/* weights change every step: the window starts empty */
-	for (int i = 0; i < ex->K; i++)
-		ex->win_group[i] = -1;
+	sw_window_init(&ex->sched, ex->K);
 	int passes = ex->o.clip > 0 ? 2 : 1;
 	st->passes = passes;
 	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));

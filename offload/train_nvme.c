@@ -114,7 +114,7 @@ int train_nvme_open(sw_train_ctx *c)
 	/* a chunk of P16 (and so of P32/m/v) must be whole checksum pieces: the stripe unit
 	 * divides it */
 	uint64_t chunk16 = ((uint64_t)sw_exec_chunk(plan, tt) * (a->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
-	ic.stripe = a->io_stripe ? a->io_stripe : chunk16;
+	ic.stripe = sw_plan_nvme_stripe(plan);
 	if (chunk16 % ic.stripe) {
 		char b1[32], b2[32];
 		sw_error("train: --io-stripe %s does not divide one I/O chunk of P16 (%s); give a "
@@ -122,14 +122,9 @@ int train_nvme_open(sw_train_ctx *c)
 			 sw_fmt_size(ic.stripe, b1, 32), sw_fmt_size(chunk16, b2, 32));
 		return -EINVAL;
 	}
-	/* room for the engine's stripe alignment (io_engine.c sw_io_extent_alloc): an extent of
-	 * a stripe or more starts on a stripe boundary (less than a stripe skipped); a smaller
-	 * one only skips to the next boundary when it would cross it (less than itself) */
-	uint64_t ck = (plan->ckpt_item + 4095) / 4096 * 4096;
-	ck = ck < ic.stripe ? ck : ic.stripe;
-	/* + 4 KiB each: the engine rounds every extent up to whole 4 KiB blocks */
-	ic.size = plan->total[SW_TIER_NVME] + (uint64_t)tt->ngroups * 7 * (ic.stripe + 4096) +
-		  (uint64_t)tt->cfg.n_layers * (uint64_t)plan->n_micro * (ck + 4096);
+	/* the plan's NVMe total is the engine's footprint (sw_io_extent_place over the buffer
+	 * table's extents, the files rounded to whole stripe units) */
+	ic.size = plan->total[SW_TIER_NVME];
 	return sw_io_open(&ic, &c->io);
 }
 

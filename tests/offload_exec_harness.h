@@ -7,6 +7,7 @@
 #include "io/io.h"
 #include "offload/exec.h"
 #include "offload/plan.h"
+#include "offload/train.h"
 #include "tests/check.h"
 
 #include <stdint.h>
@@ -87,14 +88,21 @@ static int hx_open(hx_run *r, const sw_table *tt, sw_plan_input *in, uint64_t gp
 		char paths[300];
 		snprintf(paths, sizeof(paths), "%s", hx_nvme_dir());
 		sw_io_config ic = { .paths = paths, .quiet = 1, .file_name = "exec-test.data" };
-		ic.stripe = ((uint64_t)sw_exec_chunk(&r->plan, tt) * (in->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
-		ic.size = r->plan.total[SW_TIER_NVME] + (uint64_t)(tt->ngroups * 7 + 64 * 64) * ic.stripe;
+		/* the NVMe file is sized from the plan's table, exactly */
+		ic.stripe = sw_plan_nvme_stripe(&r->plan);
+		ic.size = r->plan.total[SW_TIER_NVME];
 		CHECK(sw_io_open(&ic, &r->io) == 0);
+		CHECK(sw_io_capacity(r->io) == r->plan.total[SW_TIER_NVME]);
 	}
 	sw_exec_opts eo = { .adam = *h, .clip = clip, .cpu_threads = 2 };
 	CHECKF(sw_exec_create(r->be, tt, &r->plan, r->io, &eo, &r->ex) == 0,
 	       "executor does not fit the plan's accounting (gpu %llu cpu %llu)",
 	       (unsigned long long)gpu, (unsigned long long)cpu);
+	/* what the executor took is the plan's buffer table, cell by cell */
+	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT], want[SW_TIER_COUNT][SW_PURPOSE_COUNT];
+	sw_exec_taken(r->ex, took);
+	sw_plan_allocated(&r->plan, want);
+	CHECK(!memcmp(took, want, sizeof(took)));
 	/* the executor stays inside the budgets it was planned for */
 	CHECKF(r->be->used <= arena, "GPU arena %llu > budget %llu", (unsigned long long)r->be->used,
 	       (unsigned long long)arena);
