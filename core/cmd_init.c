@@ -14,9 +14,11 @@
 #include "core/rng.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define CHUNK (1 << 18)   /* elements per RNG stream and per task (even: Box-Muller pairs align) */
 
@@ -102,6 +104,30 @@ out:
 	return rc;
 }
 
+/* The filesystem that will hold --out must have room for the weights (plus 1 MiB of headers
+ * and config) before anything is written. Returns 0 or 1 after one line. */
+static int check_space(const char *out, uint64_t bytes)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", out);
+	const char *parent = dirname(buf);
+	struct statvfs st;
+	if (statvfs(parent, &st)) {
+		sw_error("init: --out %s: the directory %s is not usable (%s); create it first", out,
+			 parent, strerror(errno));
+		return 1;
+	}
+	uint64_t avail = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize, need = bytes + (1u << 20);
+	if (need > avail) {
+		char n[32], f[32];
+		sw_error("init: the model needs %s but %s has %s free; free space, pick another "
+			 "--out disk, or a smaller shape", sw_fmt_size(need, n, 32), parent,
+			 sw_fmt_size(avail, f, 32));
+		return 1;
+	}
+	return 0;
+}
+
 static int check_range(const char *opt, int64_t v, int64_t lo, int64_t hi)
 {
 	if (v >= lo && v <= hi)
@@ -161,7 +187,7 @@ int cmd_init(int argc, char **argv)
 	if ((rc = check_range("dim", dim, 1, 1 << 20)) || (rc = check_range("layers", layers, 1, 1 << 14)) ||
 	    (rc = check_range("heads", heads, 1, 1 << 14)) || (rc = check_range("kv-heads", kv, 1, heads)) ||
 	    (rc = check_range("ffn", ffn, 1, 1 << 22)) || (rc = check_range("vocab", vocab, 1, 1 << 24)) ||
-	    (rc = check_range("max-pos", max_pos, 1, 1ll << 32)) || (rc = check_range("threads", threads, 0, 1024)) ||
+	    (rc = check_range("max-pos", max_pos, 1, 1ll << 32)) || (rc = sw_cli_threads("init", "threads", &threads)) ||
 	    (rc = check_range("head-dim", head_dim ? head_dim : dim / heads, 2, 1 << 16)))
 		return rc;
 	if (heads % kv) {
@@ -207,6 +233,10 @@ int cmd_init(int argc, char **argv)
 	if ((rc = sw_table_build(&tt, &c))) {
 		sw_error("init: out of memory building the tensor table");
 		return 1;
+	}
+	if ((rc = check_space(out, (uint64_t)tt.total * (uint64_t)sw_dtype_size(dt)))) {
+		sw_table_free(&tt);
+		return rc;
 	}
 	char b[32];
 	sw_info("init: %s, %lld parameters (%s as %s) -> %s", arch, (long long)tt.total,

@@ -24,6 +24,7 @@ typedef struct sw_train_plan_opts {
 	int fp32, prefetch, slots;
 	double clip;                 /* > 0: two backward passes */
 	sw_plan_rates rates;         /* each 0: the planner's default (NVMe ones: per path) */
+	uint64_t io_stripe;          /* --io-stripe (0: one I/O chunk of P16) */
 } sw_train_plan_opts;
 
 /* Fills *in for model tt (NULL: set in->tt later) from o. A --nvme path must be a directory;

@@ -5,14 +5,9 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
-
-/* Device memory allowed for the kernels the CUDA runtime loads on first use (lazy loading,
- * the default since CUDA 12.2): our modules and the cuBLASLt kernels the GEMM shapes pick. The
- * context is measured before planning, these arrive during the first step; the run reports the
- * measured peak against --gpu-mem. */
-#define SW_CUDA_LAZY_ALLOWANCE (128ull << 20)
 
 uint64_t sw_exec_backend_reserve(uint64_t budget)
 {
@@ -60,6 +55,22 @@ static int cuda_budget(sw_train_ctx *c, sw_plan_input *in)
 	return 0;
 }
 
+/* The planner's reasons name `plan`'s --micro-batch (rows); train's option is
+ * --micro-batch-tokens. */
+static void plan_error(const sw_plan *p)
+{
+	char buf[sizeof(p->why) + 64], *o = buf;
+	const char *s = p->why, *hit;
+	while ((hit = strstr(s, "--micro-batch")) && hit[13] != '-' && o + (hit - s) + 32 < buf + sizeof(buf)) {
+		memcpy(o, s, (size_t)(hit - s));
+		o += hit - s;
+		o += sprintf(o, "--micro-batch-tokens");
+		s = hit + 13;
+	}
+	snprintf(o, sizeof(buf) - (size_t)(o - buf), "%s", s);
+	sw_error("train: %s", buf);
+}
+
 int train_budget_plan(sw_train_ctx *c)
 {
 	const sw_train_args *a = c->a;
@@ -67,18 +78,19 @@ int train_budget_plan(sw_train_ctx *c)
 		.gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
 		.batch_tokens = a->batch_tokens, .seq_len = a->seq_len, .micro_rows = a->micro_rows,
 		.chunk = a->chunk, .fp32 = a->fp32, .prefetch = a->prefetch, .slots = a->slots,
-		.clip = a->clip, .rates = a->rates,
+		.clip = a->clip, .rates = a->rates, .io_stripe = a->io_stripe,
 	};
 	sw_plan_input in;
 	int rc = sw_train_plan_input(&in, c->tt, &po, "train");
 	if (rc)
 		return -EINVAL;
 	in.cublas_workspace = 0;   /* CUDA takes its workspace from its reserve; the CPU has none */
+	in.cpu_device = c->cpu;    /* the placement table then says "device", not "GPU" */
 	c->arena = a->gpu_mem;
 	if (a->gpu_mem && !c->cpu && (rc = cuda_budget(c, &in)))
 		return rc;
 	if ((rc = sw_plan_build(&c->plan, &in))) {
-		sw_error("train: %s", c->plan.why);
+		plan_error(&c->plan);
 		return rc;
 	}
 	if (!a->gpu_mem) {
@@ -88,7 +100,7 @@ int train_budget_plan(sw_train_ctx *c)
 		sw_plan_free(&c->plan);
 		memset(&c->plan, 0, sizeof(c->plan));
 		if ((rc = sw_plan_build(&c->plan, &in))) {
-			sw_error("train: %s", c->plan.why);
+			plan_error(&c->plan);
 			return rc;
 		}
 	}

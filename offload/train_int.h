@@ -18,6 +18,11 @@
 #define SW_TRAIN_NVME_LOCK "spillway.lock"
 /* saved files are checksummed in pieces of this many bytes (XXH3-64 each) */
 #define SW_TRAIN_SUM_PIECE (16ull << 20)
+/* Device memory allowed for the kernels the CUDA runtime loads on first use (lazy loading,
+ * the default since CUDA 12.2): our modules and the cuBLASLt kernels the GEMM shapes pick. The
+ * context is measured before planning, these arrive during the first step; the run reports the
+ * measured peak against --gpu-mem. */
+#define SW_CUDA_LAZY_ALLOWANCE (128ull << 20)
 
 /* What --resume continues from: RUN/manifest.json. */
 typedef struct sw_train_resume {

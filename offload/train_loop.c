@@ -13,32 +13,43 @@
 
 static atomic_int stop_signal;
 
-/* A thread of its own takes SIGINT and SIGTERM (blocked everywhere else, so no I/O call sees
- * EINTR): the first asks the step loop to stop, the second ends the process at once. */
+static void say(const char *msg)
+{
+	if (write(STDERR_FILENO, msg, strlen(msg)) < 0) {
+		/* nothing more to do */
+	}
+}
+
+/* The first SIGINT/SIGTERM asks the step loop to stop, the second ends the process at once.
+ * Async-signal-safe: it runs as the handler or on the signal thread. */
+static void on_signal(int sig)
+{
+	if (atomic_exchange(&stop_signal, sig)) {
+		say("train: second signal: aborting now; --resume continues from the last save\n");
+		_exit(128 + sig);
+	}
+	say(sig == SIGINT ? "train: SIGINT: finishing the step in flight, then saving and stopping; "
+	    "send it again to abort at once\n" : "train: SIGTERM: finishing the step in flight, then "
+	    "saving and stopping; send it again to abort at once\n");
+}
+
+/* SIGINT and SIGTERM are blocked in every thread the run creates (no I/O call sees EINTR) and
+ * taken by a thread of their own; a thread that does not block them (a library's pool started
+ * before us) runs the same code as the handler. */
 static void *signal_main(void *arg)
 {
 	const sigset_t *set = arg;
 	for (;;) {
 		int sig;
-		if (sigwait(set, &sig))
-			continue;
-		if (atomic_load(&stop_signal)) {
-			static const char msg[] = "train: second signal: aborting now; --resume continues "
-						  "from the last save\n";
-			if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-				/* nothing more to do */
-			}
-			_exit(128 + sig);
-		}
-		atomic_store(&stop_signal, sig);
-		fprintf(stderr, "train: %s: finishing the step in flight, then saving and stopping; "
-			"send it again to abort at once\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		if (!sigwait(set, &sig))
+			on_signal(sig);
 	}
 	return NULL;
 }
 
 typedef struct signal_guard {
 	sigset_t set, old;
+	struct sigaction old_int, old_term;
 	pthread_t tid;
 	int started;
 } signal_guard;
@@ -46,6 +57,13 @@ typedef struct signal_guard {
 static void signals_take(signal_guard *g)
 {
 	atomic_store(&stop_signal, 0);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &g->old_int);
+	sigaction(SIGTERM, &sa, &g->old_term);
 	sigemptyset(&g->set);
 	sigaddset(&g->set, SIGINT);
 	sigaddset(&g->set, SIGTERM);
@@ -60,6 +78,8 @@ static void signals_give_back(signal_guard *g)
 		pthread_join(g->tid, NULL);
 	}
 	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	sigaction(SIGINT, &g->old_int, NULL);
+	sigaction(SIGTERM, &g->old_term, NULL);
 }
 
 /* Opens the model and the data, checks every token id against the vocabulary and the settings
@@ -77,9 +97,11 @@ static int open_inputs(sw_train_ctx *c)
 	c->data_open = 1;
 	uint32_t vocab = (uint32_t)c->tt->cfg.vocab;
 	if (c->data.max_token >= vocab || c->data.h.vocab > vocab) {
-		sw_error("train: %s holds token id %u (vocabulary %u) but the model's vocab_size is %u; "
-			 "tokenize the data for this model", a->data, c->data.max_token,
-			 c->data.h.vocab ? c->data.h.vocab : c->data.max_token + 1, vocab);
+		char said[48] = "the file states no vocabulary";
+		if (c->data.h.vocab)
+			snprintf(said, sizeof(said), "its vocabulary is %u", c->data.h.vocab);
+		sw_error("train: %s holds token id %u (%s) but the model's vocab_size is %u; "
+			 "tokenize the data for this model", a->data, c->data.max_token, said, vocab);
 		return -EINVAL;
 	}
 	if (a->resume && c->rp.step >= a->steps) {
@@ -99,8 +121,8 @@ static int open_inputs(sw_train_ctx *c)
 static int build(sw_train_ctx *c)
 {
 	const sw_train_args *a = c->a;
-	int rc = train_nvme_claim(c);
-	if (rc || (rc = train_budget_plan(c)))
+	int rc = train_budget_plan(c);
+	if (rc || (rc = train_nvme_claim(c)))
 		return rc;
 	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = a->threads };
@@ -130,7 +152,11 @@ static int stopped(sw_train_ctx *c, int sig)
 		if (rc)
 			return rc;
 	}
-	if (a->run)
+	if (!c->last_step)
+		printf("train: stopped by %s before the first step; nothing new to save%s%s\n", why,
+		       c->last_saved ? "; resume with: " : "",
+		       c->last_saved ? (a->resume_cmd ? a->resume_cmd : "the same command plus --resume") : "");
+	else if (a->run)
 		printf("train: stopped by %s after step %lld, saved in %s; resume with: %s\n", why,
 		       (long long)c->last_step, a->run,
 		       a->resume_cmd ? a->resume_cmd : "the same command plus --resume");

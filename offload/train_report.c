@@ -57,7 +57,8 @@ void train_report_started(const sw_train_ctx *c)
 	       (double)sw_exec_host_bytes(c->ex) / 1048576.0);
 	if (!bound_known(c) && c->a->print_steps)
 		printf("train: no bound/measured figure on the CPU backend: the planner's default rates "
-		       "are a GPU's; give --gemm-tflops and --adam-gparams measured here to get one\n");
+		       "are not this machine's; give --gemm-tflops and --adam-gparams measured here to "
+		       "get one\n");
 	fflush(stdout);
 }
 
@@ -118,14 +119,13 @@ void train_report_summary(const sw_train_ctx *c, int64_t first)
 	if (!c->cpu) {
 		/* measured, not planned: the device's free memory against the baseline taken
 		 * before the context existed, sampled after every step */
-		if (a->gpu_mem)
-			printf("train: GPU memory measured (cudaMemGetInfo): peak %.1f MiB, %s --gpu-mem "
-			       "%.1f MiB\n", (double)c->dev_peak / 1048576.0,
-			       c->dev_peak > a->gpu_mem ? "OVER" : "within", (double)a->gpu_mem / 1048576.0);
-		else
-			printf("train: GPU memory measured (cudaMemGetInfo): peak %.1f MiB (no --gpu-mem "
-			       "given; the backend's arena was %.1f MiB of it)\n",
-			       (double)c->dev_peak / 1048576.0, (double)c->be->budget / 1048576.0);
+		/* without --gpu-mem: against all the run was planned for (arena, context, kernels) */
+		uint64_t lim = a->gpu_mem ? a->gpu_mem :
+			       c->be->budget + c->ctx_bytes + SW_CUDA_LAZY_ALLOWANCE;
+		printf("train: GPU memory measured (cudaMemGetInfo): peak %.1f MiB, %s %s %.1f MiB\n",
+		       (double)c->dev_peak / 1048576.0, c->dev_peak > lim ? "OVER" : "within",
+		       a->gpu_mem ? "--gpu-mem" : "the planned arena + context + kernels",
+		       (double)lim / 1048576.0);
 	}
 	if (a->run && c->last_saved)
 		printf("train: saved step %lld in %s; export it with: spillway export --run %s --out DIR\n",
