@@ -113,6 +113,7 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	in->slots = o->slots ? o->slots : 2;
 	if (o->chunk > 0)
 		in->chunk_params = o->chunk;
+	in->nvme_stripe = o->io_stripe;    /* 0: one I/O chunk of P16 */
 	if (o->nvme) {
 		int rc = nvme_parse(in, o->nvme, cmd);
 		if (rc)
