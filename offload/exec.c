@@ -672,7 +672,7 @@ static int put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src
 		return io_write_wait(ex, g->p16_ext, (uint64_t)off * ab, chunk_len(off, n, 0, ex->ab),
 				     ex->p16_stage[0]);
 	}
-	enum { PIECE = 1 << 16 };
+	enum { PIECE = 1 << 12 };   /* a small bounce buffer: host memory outside the table */
 	uint8_t *bounce = malloc((size_t)PIECE * ab);
 	if (!bounce)
 		return -ENOMEM;
