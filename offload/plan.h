@@ -16,7 +16,8 @@
  *   host  pinned gradient buffers and the activation carry when the GPU lacks room for it;
  *         when anything spills to NVMe, pinned I/O staging; then the P16 cache, activation
  *         checkpoints, and optimizer state (P32, m, v), each as long as it fits.
- *   NVMe  everything else; optimizer state in 1 or 2 slots (crash safety), P16 in one
+ *   NVMe  everything else; optimizer state in 1 or 2 slots (with 2, a step reads one and
+ *         writes the other, so the previous state stays on disk until the step ends), P16 in one
  *         (it is bf16(P32), so it can be re-derived), activation spill as scratch.
  *
  * Groups are those of core/tensors.h: 0 the embedding, 1..L the decoder layers, L+1 the head.
@@ -59,7 +60,8 @@ typedef struct sw_plan_input {
 	int fp32;                   /* 1: --dtype fp32 (P16 and activations 4 B), 0: bf16 */
 	int cpu_device;             /* 1: the compute device is the CPU backend, whose "GPU" tier
 				     * is host memory too (printed as "device") */
-	int slots;                  /* optimizer state slots on NVMe: 2 crash-safe, 1 checkpoint-only */
+	int slots;                  /* optimizer state slots on NVMe: 2 (a step writes the other
+				     * slot), 1 (--checkpoint-only: updated in place) */
 	int prefetch;               /* K: group-sized P16 buffers on the GPU (computing + in flight) */
 	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls) */
 	int passes;                 /* backward passes per step: 2 with clipping (--clip > 0: the
