@@ -23,7 +23,9 @@ static void data_identity(const sw_data *d, char *out, size_t len)
 static void set_num(json_t *o, const char *key, double v)
 {
 	char b[40];
-	snprintf(b, sizeof(b), "%.17g", v);
+	snprintf(b, sizeof(b), "%.15g", v);     /* the shortest of these that reads back exactly */
+	if (strtod(b, NULL) != v)
+		snprintf(b, sizeof(b), "%.17g", v);
 	json_object_set_new(o, key, json_string(b));
 }
 
