@@ -149,6 +149,20 @@ void exec_gspan_end(sw_exec *ex, sw_stream *st, int i);
 void exec_trace_flush(sw_exec *ex);
 void exec_finish_spans(sw_exec *ex, sw_exec_stats *st);
 
+/* exec_home.c: a buffer's home, one of a device buffer, pinned host memory or an NVMe extent;
+ * reads and writes through it have no tier switch at the caller */
+typedef struct exec_home {
+	sw_tier tier;
+	void *dev, *host;
+	sw_io_extent ext;
+} exec_home;
+exec_home exec_home_p16(const sw_exec *ex, int gi);
+exec_home exec_home_opt(const sw_exec *ex, int gi, int k, int slot);
+int exec_home_write(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, const void *src,
+		    void *stage);
+int exec_home_read(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, void *dst, void *stage);
+int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
+
 /* exec_home.c: NVMe transfers of whole 4 KiB pages */
 uint64_t exec_up4k(uint64_t b);
 uint64_t exec_io_len(uint64_t bytes);

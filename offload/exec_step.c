@@ -73,72 +73,74 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->event_record(be, fe, ex->cs);
 }
 
-/* One backward pass: head, layers top-down, embedding. recompute_top: rebuild x_L from the
- * last checkpoint first (the carry holds dx_0 after an earlier pass). loss_out: NULL, or the
- * summed loss (first pass). */
-static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
-			 float scale_tokens, int update, double gscale, int recompute_top,
-			 double *loss_out)
+/* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry
+ * holds dx_0 after pass 1), for the head. */
+static int bwd_recompute_top(sw_exec *ex, useq *u)
+{
+	int L = ex->L, rc;
+	void *w;
+	sw_group_ptrs wp;
+	if ((rc = exec_win_use(ex, u, L, &w)))
+		return rc;
+	sw_group_ptrs_make(&wp, ex->tt, L, w, ex->ab);
+	for (int m = 0; m < ex->M; m++) {
+		void *x;
+		if ((rc = exec_ckpt_get(ex, L - 1, m, &x)))
+			return rc;
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_layer_fwd(ex->be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+		exec_gspan_end(ex, ex->cs, sp);
+		exec_carry_put(ex, m, ex->xo);
+	}
+	if ((rc = exec_win_ahead(ex, u)))
+		return rc;
+	exec_win_release(ex, w);
+	return 0;
+}
+
+/* The head's weights: untied, the head group's P16 (hw); tied, the embedding's (hw) and the final
+ * norm from the head group (resident, or fetched into its own small buffer). Starts the
+ * embedding's gradient when tied (*eg). */
+static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs *ep,
+			sw_group_ptrs *egp, float **eg)
+{
+	int H = ex->H;
+	memset(ep, 0, sizeof(*ep));
+	memset(egp, 0, sizeof(*egp));
+	*eg = NULL;
+	if (!ex->tied) {
+		sw_group_ptrs_make(wp, ex->tt, H, hw, ex->ab);
+		return 0;
+	}
+	sw_group_ptrs_make(ep, ex->tt, 0, hw, ex->ab);
+	void *hp = ex->g[H].p16_dev;
+	if (!hp) {
+		hp = ex->head_small;
+		int rc = exec_home_p16_fetch(ex, H, hp, ex->cs);
+		if (rc)
+			return rc;
+	}
+	sw_group_ptrs_make(wp, ex->tt, H, hp, ex->ab);
+	*eg = grad_begin(ex, 0);
+	sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
+	return 0;
+}
+
+/* Final norm + LM head + loss over the micro-batches: the carry turns into dx; the summed loss
+ * into *loss_out (pass 1). */
+static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_tokens, int update,
+		    double gscale, double *loss_out, float **eg)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
-	int L = ex->L, M = ex->M, H = ex->H, N = ex->d.N;
-	int rc;
-	void *w;
-	sw_group_ptrs wp, gp, ep, egp;
-	/* start reading the top layer's checkpoints now: they arrive while the head computes */
-	if (ex->ck_nslot && (rc = exec_ck_read_from(ex, L - 1, 0)))
-		return rc;
-	if (recompute_top) {
-		if ((rc = exec_win_use(ex, u, L, &w)))
-			return rc;
-		sw_group_ptrs_make(&wp, ex->tt, L, w, ex->ab);
-		for (int m = 0; m < M; m++) {
-			void *x;
-			if ((rc = exec_ckpt_get(ex, L - 1, m, &x)))
-				return rc;
-			int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
-			exec_gspan_end(ex, ex->cs, sp);
-			exec_carry_put(ex, m, ex->xo);
-		}
-		if ((rc = exec_win_ahead(ex, u)))
-			return rc;
-		exec_win_release(ex, w);
-	}
-	/* head */
+	int M = ex->M, H = ex->H, N = ex->d.N, rc;
 	void *hw;
+	sw_group_ptrs wp, gp, ep, egp;
 	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
 		return rc;
-	float *hg = grad_begin(ex, H), *eg = NULL;
-	if (ex->tied) {
-		/* hw is the embedding's P16; the final norm comes from the head group */
-		sw_group_ptrs_make(&ep, ex->tt, 0, hw, ex->ab);
-		void *hp = ex->g[H].p16_dev;
-		if (!hp) {
-			hp = ex->head_small;
-			const grp *g = &ex->g[H];
-			uint64_t nb = (uint64_t)ex->tt->g[H].numel * (uint64_t)ex->ab;
-			if (g->p16_tier == SW_TIER_HOST)
-				op->copy_h2d(be, ex->cs, hp, g->p16_host, nb);
-			else {
-				int s = ex->p16_next;
-				ex->p16_next = (s + 1) % NSTAGE;
-				op->event_sync(be, ex->p16_ev[s]);
-				if ((rc = exec_io_read(ex, g->p16_ext, 0, exec_io_len(nb), ex->p16_stage[s])))
-					return rc;
-				op->copy_h2d(be, ex->cs, hp, ex->p16_stage[s], nb);
-				op->event_record(be, ex->p16_ev[s], ex->cs);
-			}
-		}
-		sw_group_ptrs_make(&wp, ex->tt, H, hp, ex->ab);
-		eg = grad_begin(ex, 0);
-		sw_group_ptrs_make(&egp, ex->tt, 0, eg, 4);
-	} else {
-		sw_group_ptrs_make(&wp, ex->tt, H, hw, ex->ab);
-		memset(&ep, 0, sizeof(ep));
-		memset(&egp, 0, sizeof(egp));
-	}
+	float *hg = grad_begin(ex, H);
+	if ((rc = head_weights(ex, hw, &wp, &ep, &egp, eg)))
+		return rc;
 	sw_group_ptrs_make(&gp, ex->tt, H, hg, 4);
 	float *hl = NULL;
 	if (loss_out && !(hl = malloc((size_t)N * (size_t)M * 4)))
@@ -169,35 +171,65 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 		*loss_out = s;
 		free(hl);
 	}
-	/* layers, top-down */
-	for (int l = L - 1; l >= 0; l--) {
-		if ((rc = exec_win_use(ex, u, l + 1, &w)))
+	return 0;
+}
+
+/* Decoder layer l's backward over the micro-batches: recompute from its checkpoints, backward,
+ * its gradient accumulated, then updated (on the device or through the optimizer queue). */
+static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
+{
+	void *w;
+	sw_group_ptrs wp, gp;
+	int rc = exec_win_use(ex, u, l + 1, &w);
+	if (rc)
+		return rc;
+	sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
+	float *g = grad_begin(ex, l + 1);
+	sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
+	for (int m = 0; m < ex->M; m++) {
+		void *x;
+		if ((rc = exec_ckpt_get(ex, l, m, &x)))
 			return rc;
-		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
-		float *g = grad_begin(ex, l + 1);
-		sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
-		for (int m = 0; m < M; m++) {
-			void *x;
-			if ((rc = exec_ckpt_get(ex, l, m, &x)))
-				return rc;
-			void *dres = exec_carry_get(ex, m);
-			int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-			sw_layer_bwd(be, ex->cs, &ex->d, &wp, &gp, ex->inv_freq, x, dres, &ex->s);
-			exec_gspan_end(ex, ex->cs, sp);
-			exec_carry_put(ex, m, dres);
-		}
-		if ((rc = exec_win_ahead(ex, u)))
-			return rc;
-		exec_win_release(ex, w);
-		grad_end(ex, l + 1, g, update, gscale);
+		void *dres = exec_carry_get(ex, m);
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_layer_bwd(ex->be, ex->cs, &ex->d, &wp, &gp, ex->inv_freq, x, dres, &ex->s);
+		exec_gspan_end(ex, ex->cs, sp);
+		exec_carry_put(ex, m, dres);
 	}
+	if ((rc = exec_win_ahead(ex, u)))
+		return rc;
+	exec_win_release(ex, w);
+	grad_end(ex, l + 1, g, update, gscale);
+	return 0;
+}
+
+/* One backward pass: head, layers top-down, embedding. recompute_top: rebuild x_L from the
+ * last checkpoint first (the carry holds dx_0 after an earlier pass). loss_out: NULL, or the
+ * summed loss (first pass). */
+static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			 float scale_tokens, int update, double gscale, int recompute_top,
+			 double *loss_out)
+{
+	sw_backend *be = ex->be;
+	int M = ex->M, N = ex->d.N, rc;
+	float *eg = NULL;
+	/* start reading the top layer's checkpoints now: they arrive while the head computes */
+	if (ex->ck_nslot && (rc = exec_ck_read_from(ex, ex->L - 1, 0)))
+		return rc;
+	if (recompute_top && (rc = bwd_recompute_top(ex, u)))
+		return rc;
+	if ((rc = bwd_head(ex, u, targets, scale_tokens, update, gscale, loss_out, &eg)))
+		return rc;
+	for (int l = ex->L - 1; l >= 0; l--)
+		if ((rc = bwd_layer(ex, u, l, update, gscale)))
+			return rc;
 	/* embedding */
 	float *g0 = ex->tied ? eg : grad_begin(ex, 0);
 	for (int m = 0; m < M; m++) {
 		void *dres = exec_carry_get(ex, m);
-		op->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		be->ops->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-		op->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
+		be->ops->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
 		exec_gspan_end(ex, ex->cs, sp);
 	}
 	grad_end(ex, 0, g0, update, gscale);

@@ -17,31 +17,13 @@
 static int win_fill(sw_exec *ex, int i, int gi)
 {
 	sw_backend *be = ex->be;
-	const sw_backend_ops *op = be->ops;
-	grp *g = &ex->g[gi];
-	int64_t n = ex->tt->g[gi].numel;
-	uint64_t ab = (uint64_t)ex->ab;
-	op->stream_wait(be, ex->hs, ex->win_free[i]);
+	be->ops->stream_wait(be, ex->hs, ex->win_free[i]);
 	int sp = exec_gspan_begin(ex, ex->hs, SW_TRACK_H2D);
-	if (g->p16_tier == SW_TIER_HOST) {
-		op->copy_h2d(be, ex->hs, ex->win[i], g->p16_host, (uint64_t)n * ab);
-	} else {
-		for (int64_t off = 0; off < n; off += ex->chunk) {
-			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-			int s = ex->p16_next;
-			ex->p16_next = (s + 1) % NSTAGE;
-			op->event_sync(be, ex->p16_ev[s]);       /* the previous H2D from it is done */
-			int rc = exec_io_read(ex, g->p16_ext, (uint64_t)off * ab, exec_chunk_len(off, c, n, ex->ab),
-					 ex->p16_stage[s]);
-			if (rc)
-				return rc;
-			op->copy_h2d(be, ex->hs, (char *)ex->win[i] + (uint64_t)off * ab, ex->p16_stage[s],
-				     (uint64_t)c * ab);
-			op->event_record(be, ex->p16_ev[s], ex->hs);
-		}
-	}
+	int rc = exec_home_p16_fetch(ex, gi, ex->win[i], ex->hs);
+	if (rc)
+		return rc;
 	exec_gspan_end(ex, ex->hs, sp);
-	op->event_record(be, ex->win_ready[i], ex->hs);
+	be->ops->event_record(be, ex->win_ready[i], ex->hs);
 	return 0;
 }
 
