@@ -136,12 +136,13 @@ static char *resume_command(int argc, char **argv)
 	return s;
 }
 
-int cmd_train(int argc, char **argv)
+/* The option table (parsing and --help): 0, 2 after one usage line, -1 after --help. */
+static int parse_opts(train_args *p, int argc, char **argv)
 {
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2,
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30,
 	};
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
@@ -189,8 +190,15 @@ int cmd_train(int argc, char **argv)
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
-	a.cpu_mem = 16ull << 30;
 	int rc = sw_cli_parse("train", summary, opts, argc, argv);
+	*p = a;
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	train_args a;
+	int rc = parse_opts(&a, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	if (!a.micro_tokens)

@@ -63,8 +63,11 @@ static int claim_dir(sw_train_ctx *c, int i)
 		return -EEXIST;
 	}
 	c->nvme_lock[i] = fd;   /* ours from here: released (and removed) at the end */
-	if (ftruncate(fd, 0) || pwrite(fd, mine, strlen(mine), 0) != (ssize_t)strlen(mine) ||
-	    pwrite(fd, "\n", 1, (off_t)strlen(mine)) != 1) {
+	/* written over the old owner, then cut to length: a kill in between never leaves the file
+	 * without this run's name while the scratch file exists (the same run writes the same) */
+	strcat(mine, "\n");
+	size_t len = strlen(mine);
+	if (pwrite(fd, mine, len, 0) != (ssize_t)len || ftruncate(fd, (off_t)len)) {
 		int e = errno;
 		sw_error("train: --nvme %s: cannot write %s (%s)", dir, lk, strerror(e));
 		return -e;
