@@ -191,6 +191,7 @@ static int table_counts(sw_exec *ex)
 		for (int m = 0; m < ex->M; m++)
 			ex->ck[l * ex->M + m].tier = sw_plan_ckpt_tier(p, l, m);
 	sw_window_init(&ex->sched, ex->K);
+	ex->tabled = 1;
 	return 0;
 }
 
@@ -311,12 +312,48 @@ err:
 	return rc;
 }
 
-void sw_exec_destroy(sw_exec *ex)
+/* Frees the buffers of one row of the table (NVMe extents live until the engine closes). */
+static void free_row(sw_exec *ex, const sw_plan_buf *b)
 {
-	if (!ex)
-		return;
 	sw_backend *be = ex->be;
-	const sw_backend_ops *op = be->ops;
+	if (b->tier == SW_TIER_NVME || b->kind == SW_BUF_HELD)
+		return;
+	if (b->kind == SW_BUF_SCRATCH) {
+		sw_layer_scratch_free(be, &ex->s);
+		return;
+	}
+	int64_t n = b->kind == SW_BUF_CKPT ? (int64_t)ex->L * ex->M : b->count;
+	for (int64_t i = 0; i < n; i++) {
+		void **p = b->kind != SW_BUF_CKPT ? buf_mem(ex, b, i) :
+			   b->tier == SW_TIER_GPU ? &ex->ck[i].dev : &ex->ck[i].host;
+		if (!*p)
+			continue;
+		if (b->tier == SW_TIER_GPU)
+			be->ops->dev_free(be, *p);
+		else
+			be->ops->host_free(be, *p);
+		*p = NULL;
+	}
+}
+
+static void events_destroy(sw_exec *ex)
+{
+	sw_backend *be = ex->be;
+	sw_event **all[] = { ex->gb_free, ex->win_ready, ex->win_free, ex->hgrad_ev, ex->ck_ev,
+			     ex->p16_ev, ex->sev };
+	int n[] = { ex->ngb, ex->K, ex->K, OPT_Q, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
+	for (size_t a = 0; a < sizeof(n) / sizeof(n[0]); a++)
+		for (int i = 0; i < n[a] && all[a]; i++)
+			if (all[a][i])
+				be->ops->event_destroy(be, all[a][i]);
+	if (ex->ev0)
+		be->ops->event_destroy(be, ex->ev0);
+}
+
+/* Stops the optimizer thread and waits for every stream and checkpoint transfer. */
+static void quiesce(sw_exec *ex)
+{
+	sw_backend *be = ex->be;
 	if (ex->thr_started) {
 		pthread_mutex_lock(&ex->mu);
 		ex->quit = 1;
@@ -324,96 +361,38 @@ void sw_exec_destroy(sw_exec *ex)
 		pthread_mutex_unlock(&ex->mu);
 		pthread_join(ex->thr, NULL);
 	}
-	if (ex->cs)
-		op->stream_sync(be, ex->cs);
-	if (ex->hs)
-		op->stream_sync(be, ex->hs);
-	if (ex->ds)
-		op->stream_sync(be, ex->ds);
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			be->ops->stream_sync(be, st[i]);
+	exec_ck_drain(ex);
+}
+
+void sw_exec_destroy(sw_exec *ex)
+{
+	if (!ex)
+		return;
+	sw_backend *be = ex->be;
+	quiesce(ex);
 	if (ex->trace) {
 		exec_trace_flush(ex);
 		fprintf(ex->trace, "\n]}\n");
 		fclose(ex->trace);
 	}
-#define DF(x) do { if (x) op->dev_free(be, (x)); } while (0)
-#define HF(x) do { if (x) op->host_free(be, (x)); } while (0)
-#define EF(x) do { if (x) op->event_destroy(be, (x)); } while (0)
-	if (ex->ck)
-		for (int i = 0; i < ex->L * ex->M; i++) {
-			DF(ex->ck[i].dev);
-			HF(ex->ck[i].host);
-		}
-	if (ex->g)
-		for (int gi = 0; gi < ex->G; gi++) {
-			DF(ex->g[gi].p16_dev);
-			HF(ex->g[gi].p16_host);
-			for (int k = 0; k < 3; k++) {
-				DF(ex->g[gi].opt_dev[k]);
-				HF(ex->g[gi].opt_host[k]);
-			}
-		}
-	for (int i = 0; i < ex->ngb && ex->gbuf; i++) {
-		DF(ex->gbuf[i]);
-		EF(ex->gb_free[i]);
-	}
-	for (int i = 0; i < ex->K && ex->win; i++) {
-		DF(ex->win[i]);
-		EF(ex->win_ready[i]);
-		EF(ex->win_free[i]);
-	}
-	for (int i = 0; i < OPT_Q; i++) {
-		HF(ex->hgrad[i]);
-		EF(ex->hgrad_ev[i]);
-	}
-	exec_ck_drain(ex);
-	for (int i = 0; i < ex->ck_nslot; i++) {
-		HF(ex->ck_stage[i]);
-		EF(ex->ck_ev[i]);
-	}
-	for (int i = 0; i < NSTAGE; i++) {
-		HF(ex->p16_stage[i]);
-		EF(ex->p16_ev[i]);
-		HF(ex->opt_stage[i]);
-	}
-	HF(ex->xfer);
-	for (int i = 0; i < ex->maxsev && ex->sev; i++)
-		EF(ex->sev[i]);
-	DF(ex->tgrad);
-	DF(ex->head_small);
-	DF(ex->dsum);
-	DF(ex->xa);
-	DF(ex->xo);
-	DF(ex->xc);
-	DF(ex->tok);
-	DF(ex->tgt);
-	DF(ex->losses);
-	DF(ex->inv_freq);
-	DF(ex->carry_dev);
-	HF(ex->carry_host);
-	sw_layer_scratch_free(be, &ex->s);
-	EF(ex->ev0);
-#undef DF
-#undef HF
-#undef EF
-	if (ex->cs)
-		op->stream_destroy(be, ex->cs);
-	if (ex->hs)
-		op->stream_destroy(be, ex->hs);
-	if (ex->ds)
-		op->stream_destroy(be, ex->ds);
+	/* every buffer: one loop over the table, as it was allocated */
+	for (int r = 0; ex->tabled && r < ex->p->nbuf; r++)
+		free_row(ex, &ex->p->buf[r]);
+	events_destroy(ex);
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
-	free(ex->g);
-	free(ex->ck);
-	free(ex->gbuf);
-	free(ex->gb_free);
-	free(ex->win);
-	free(ex->streamed);
-	free(ex->win_ready);
-	free(ex->win_free);
-	free(ex->sev);
-	free(ex->strack);
-	free(ex->spans);
+	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->win, ex->streamed, ex->win_ready,
+			   ex->win_free, ex->sev, ex->strack, ex->spans };
+	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+		free(arrays[i]);
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->cv);
 	pthread_mutex_destroy(&ex->smu);

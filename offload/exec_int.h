@@ -118,6 +118,7 @@ struct sw_exec {
 	int64_t step;
 	uint64_t host_bytes;                /* pinned host memory allocated */
 	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT];   /* what the allocation took, by cell */
+	int tabled;                        /* the arrays for the table's buffers exist */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
 	int64_t skipped_elems;

@@ -32,106 +32,136 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 	}
 }
 
-/* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
-static int opt_group(sw_exec *ex, int gi, const float *hg, double scale)
+/* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
+ * written to NVMe chunk by chunk from the optimizer's staging). */
+static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
 {
 	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
 	double t0 = sw_now();
 	int rc = 0;
-	if (g->opt_tier == SW_TIER_HOST) {
-		for (int64_t off = 0; off < n; off += ex->chunk) {
-			int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-			void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
-								: ex->opt_stage[0];
-			adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
-				   g->opt_host[2] + off, hg + off, p16, scale);
-			if (g->p16_tier == SW_TIER_NVME &&
-			    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
-						exec_chunk_len(off, c, n, ex->ab), p16)))
-				break;
-		}
-		exec_span_add(ex, SW_TRACK_OPTIM, "adam", t0, sw_now());
-		return rc;
-	}
-	/* NVMe state: chunk c read into staging set c%2 before chunk c-1 is written back
-	 * (read-ahead before write-behind); writes of set s complete before set s is read again */
-	int rs = ex->slot, ws = ex->p->in.slots == 2 ? 1 - ex->slot : ex->slot;
-	int64_t nch = (n + ex->chunk - 1) / ex->chunk;
-	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
-	int wr_n[NSTAGE] = { 0 };
-	uint64_t cb = exec_up4k((uint64_t)ex->chunk * 4), pb = exec_up4k((uint64_t)ex->chunk * (uint64_t)ex->ab);
-	(void)pb;
-	double tr0 = 0;
-	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
-		int s = (int)(ci % NSTAGE);
-		if (ci < nch) {
-			/* free set s: wait for its write-behind */
-			for (int w = 0; w < wr_n[s]; w++) {
-				double tw = sw_now();
-				int r = sw_io_wait(ex->io, &wr[s][w]);
-				exec_span_add(ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
-				if (r && !rc) {
-					sw_error("executor: NVMe write failed: %s", sw_io_req_error(&wr[s][w]));
-					rc = r;
-				}
-			}
-			wr_n[s] = 0;
-			int64_t off = ci * ex->chunk, c = n - off < ex->chunk ? n - off : ex->chunk;
-			char *base = ex->opt_stage[s];
-			tr0 = sw_now();
-			for (int k = 0; k < 3 && !rc; k++)
-				rc = sw_io_submit_read(ex->io, &rd[s][k], g->opt_ext[rs][k], exec_opt_off(off),
-						       exec_chunk_len(off, c, n, 4), base + (uint64_t)k * cb);
-			if (g->p16_tier == SW_TIER_NVME && !rc && ci == 0) {
-				/* nothing to read for P16: it is recomputed from P32 */
-			}
-		}
-		if (ci == 0)
-			continue;
-		/* update chunk ci-1 (its reads were issued one iteration ago) */
-		int ps = (int)((ci - 1) % NSTAGE);
-		int64_t off = (ci - 1) * ex->chunk, c = n - off < ex->chunk ? n - off : ex->chunk;
-		char *base = ex->opt_stage[ps];
-		for (int k = 0; k < 3; k++) {
-			int r = sw_io_wait(ex->io, &rd[ps][k]);
-			if (r && !rc) {
-				sw_error("executor: NVMe read failed: %s", sw_io_req_error(&rd[ps][k]));
-				rc = r;
-			}
-		}
-		exec_span_add(ex, SW_TRACK_NVME_READ, "read", tr0, sw_now());
-		if (rc)
-			break;
-		float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
+	for (int64_t off = 0; off < n; off += ex->chunk) {
+		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
 		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
-							: (void *)(base + 3 * cb);
-		double ta = sw_now();
-		adam_range(ex, gi, off, c, p32, m, v, hg + off, p16, scale);
-		exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
-		for (int k = 0; k < 3 && !rc; k++)
-			if (!(rc = sw_io_submit_write(ex->io, &wr[ps][wr_n[ps]], g->opt_ext[ws][k],
-						      exec_opt_off(off), exec_chunk_len(off, c, n, 4),
-						      base + (uint64_t)k * cb)))
-				wr_n[ps]++;
-		if (!rc && g->p16_tier == SW_TIER_NVME &&
-		    !(rc = sw_io_submit_write(ex->io, &wr[ps][wr_n[ps]], g->p16_ext,
-					      (uint64_t)off * (uint64_t)ex->ab,
-					      exec_chunk_len(off, c, n, ex->ab), p16)))
-			wr_n[ps]++;
+							: ex->opt_stage[0];
+		adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
+			   g->opt_host[2] + off, hg + off, p16, scale);
+		if (g->p16_tier == SW_TIER_NVME &&
+		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
+					     exec_chunk_len(off, c, n, ex->ab), p16)))
+			break;
+	}
+	exec_span_add(ex, SW_TRACK_OPTIM, "adam", t0, sw_now());
+	return rc;
+}
+
+/* The NVMe pipeline of one group: chunk c is read into staging set c % 2 before chunk c-1 is
+ * written back (read-ahead before write-behind); the writes of a set complete before the set
+ * is read into again. */
+typedef struct opt_pipe {
+	sw_exec *ex;
+	int gi, rs, ws;                    /* group, slot read, slot written */
+	const float *hg;
+	double scale, tr0;
+	int64_t n;
+	uint64_t cb;                       /* bytes of one fp32 chunk in a staging set */
+	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
+	int wr_n[NSTAGE];
+} opt_pipe;
+
+/* Waits for the write-behind of set s; rc: the first error so far, kept. */
+static int pipe_wait_writes(opt_pipe *q, int s, int rc)
+{
+	for (int w = 0; w < q->wr_n[s]; w++) {
+		double tw = sw_now();
+		int r = sw_io_wait(q->ex->io, &q->wr[s][w]);
+		exec_span_add(q->ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
+		if (r && !rc) {
+			sw_error("executor: NVMe write failed: %s", sw_io_req_error(&q->wr[s][w]));
+			rc = r;
+		}
+	}
+	q->wr_n[s] = 0;
+	return rc;
+}
+
+/* Reads P32, m, v of chunk ci ahead into its set (P16 is not read: it is rounded from P32). */
+static int pipe_read(opt_pipe *q, int64_t ci, int rc)
+{
+	sw_exec *ex = q->ex;
+	int s = (int)(ci % NSTAGE);
+	if ((rc = pipe_wait_writes(q, s, rc)))
+		return rc;
+	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
+	char *base = ex->opt_stage[s];
+	q->tr0 = sw_now();
+	for (int k = 0; k < 3 && !rc; k++)
+		rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
+				       exec_chunk_len(off, c, q->n, 4), base + (uint64_t)k * q->cb);
+	return rc;
+}
+
+/* Chunk ci, read one step ago: AdamW, then P32, m, v (and P16 when it lives on NVMe) written
+ * behind into the other slot. */
+static int pipe_update(opt_pipe *q, int64_t ci, int rc)
+{
+	sw_exec *ex = q->ex;
+	grp *g = &ex->g[q->gi];
+	int ps = (int)(ci % NSTAGE);
+	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
+	char *base = ex->opt_stage[ps];
+	for (int k = 0; k < 3; k++) {
+		int r = sw_io_wait(ex->io, &q->rd[ps][k]);
+		if (r && !rc) {
+			sw_error("executor: NVMe read failed: %s", sw_io_req_error(&q->rd[ps][k]));
+			rc = r;
+		}
+	}
+	exec_span_add(ex, SW_TRACK_NVME_READ, "read", q->tr0, sw_now());
+	if (rc)
+		return rc;
+	uint64_t cb = q->cb;
+	float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
+	void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab : (void *)(base + 3 * cb);
+	double ta = sw_now();
+	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale);
+	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
+	for (int k = 0; k < 3 && !rc; k++)
+		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
+					      exec_opt_off(off), exec_chunk_len(off, c, q->n, 4),
+					      base + (uint64_t)k * cb)))
+			q->wr_n[ps]++;
+	if (!rc && g->p16_tier == SW_TIER_NVME &&
+	    !(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->p16_ext,
+				      (uint64_t)off * (uint64_t)ex->ab, exec_chunk_len(off, c, q->n, ex->ab), p16)))
+		q->wr_n[ps]++;
+	return rc;
+}
+
+static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
+{
+	opt_pipe q = { .ex = ex, .gi = gi, .hg = hg, .scale = scale, .rs = ex->slot,
+		       .ws = ex->p->in.slots == 2 ? 1 - ex->slot : ex->slot, .n = ex->tt->g[gi].numel,
+		       .cb = exec_up4k((uint64_t)ex->chunk * 4) };
+	int64_t nch = (q.n + ex->chunk - 1) / ex->chunk;
+	int rc = 0;
+	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
+		if (ci < nch)
+			rc = pipe_read(&q, ci, rc);
+		if (ci > 0 && !rc)
+			rc = pipe_update(&q, ci - 1, rc);
 	}
 	for (int s = 0; s < NSTAGE; s++)
-		for (int w = 0; w < wr_n[s]; w++) {
-			double tw = sw_now();
-			int r = sw_io_wait(ex->io, &wr[s][w]);
-			exec_span_add(ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
-			if (r && !rc) {
-				sw_error("executor: NVMe write failed: %s", sw_io_req_error(&wr[s][w]));
-				rc = r;
-			}
-		}
-	(void)t0;
+		rc = pipe_wait_writes(&q, s, rc);
 	return rc;
+}
+
+/* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
+static int opt_group(sw_exec *ex, int gi, const float *hg, double scale)
+{
+	if (ex->g[gi].opt_tier == SW_TIER_HOST)
+		return opt_group_host(ex, gi, hg, scale);
+	return opt_group_nvme(ex, gi, hg, scale);
 }
 
 void *exec_opt_thread(void *arg)
