@@ -46,13 +46,13 @@ double sw_plan_model_flops(const sw_plan *p)
 	return p->cost.flops_model + 0.75 * p->cost.flops_attn;
 }
 
-void plan_cost(sw_plan *p)
+/* FLOPs of the step: the model's, the backward's recompute, attention, the second pass. */
+static void cost_flops(sw_plan *p)
 {
 	const sw_plan_input *in = &p->in;
 	const sw_table *tt = in->tt;
 	const sw_config *c = &tt->cfg;
 	sw_plan_cost *k = &p->cost;
-	memset(k, 0, sizeof(*k));
 	double tokens = (double)in->batch_tokens;
 	int64_t n_gemm = 0, n_layer_gemm = 0;
 	for (int i = 0; i < tt->n; i++) {
@@ -74,7 +74,17 @@ void plan_cost(sw_plan *p)
 	k->flops_pass2 = (double)(in->passes - 1) *
 			 (6.0 * (double)n_gemm * tokens + 2.0 * (double)n_layer_gemm / L * tokens +
 			  (6.0 * L + 2.0) * tokens * S * qd);
+}
 
+void plan_cost(sw_plan *p)
+{
+	const sw_plan_input *in = &p->in;
+	const sw_table *tt = in->tt;
+	const sw_config *c = &tt->cfg;
+	sw_plan_cost *k = &p->cost;
+	memset(k, 0, sizeof(*k));
+	double tokens = (double)in->batch_tokens;
+	cost_flops(p);
 	uint64_t pb = (uint64_t)p->p16_bytes, item = p->ckpt_item;
 	uint64_t carry_pass = (uint64_t)(p->n_layers + 1) * (uint64_t)in->batch_tokens *
 			      (uint64_t)c->dim * (uint64_t)p->act_bytes;
