@@ -1,7 +1,7 @@
 /* The offload executor: the iteration schedule over a placement from the planner; the plan is
  * its program (the buffer table it allocates by, the window schedule it follows).
  *
- * Every group's P16 and optimizer state (P32, m, v) lives where sw_plan says: on the GPU (the
+ * Every group's P16 and optimizer state (P32, m, v) lives where sw_plan says: on the device (the
  * backend's arena; updated there by be->ops->adamw), on the host (pinned, be->ops->host_alloc)
  * or on NVMe (io/io.h extents; P32/m/v in two slots when plan->in.slots is 2). A step:
  *   forward   layer-major over the M micro-batches; a streamed group's P16 is fetched into one
@@ -17,8 +17,10 @@
  *   The step ends when the optimizer queue is drained: updates are synchronous.
  * Clipping (exact): with clip > 0 the backward runs twice, the first pass only accumulating the
  * global norm (no update, no gradient leaves the GPU), the second applying the clipped update;
- * clip == 0 runs one fully overlapped pass. docs/architecture.md has the costs. A non-finite
- * norm skips the step (two-pass: nothing is touched; one-pass: see docs/architecture.md).
+ * clip == 0 runs one fully overlapped pass. docs/planner.md has the costs. A non-finite norm
+ * marks the step skipped: with two passes nothing is touched; with one pass the updates have
+ * run as the gradients arrived, and AdamW left every element whose gradient is not finite as it
+ * was (optim/adamw.h), while the finite elements of the same step were updated.
  * Results do not depend on the placement: the same ops run in the same order on the same
  * values wherever the bytes live. */
 #ifndef SW_OFFLOAD_EXEC_H

@@ -45,13 +45,6 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 	return rc;
 }
 
-/* Writes n elements starting at element 'off' of a state whose extent holds 'total' elements;
- * lengths rounded to 4 KiB (the last chunk runs into the extent's padding). */
-uint64_t exec_chunk_len(int64_t off, int64_t n, int64_t total, int esz)
-{
-	(void)off; (void)total;
-	return exec_io_len((uint64_t)n * (uint64_t)esz);
-}
 
 float *sw_exec_xfer(sw_exec *ex) { return ex->xfer; }
 int64_t sw_exec_xfer_len(const sw_exec *ex) { return ex->chunk; }
@@ -133,7 +126,7 @@ int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st)
 		int s = ex->p16_next;
 		ex->p16_next = (s + 1) % NSTAGE;
 		op->event_sync(be, ex->p16_ev[s]);       /* the previous H2D from it is done */
-		int rc = exec_io_read(ex, h.ext, (uint64_t)off * ab, exec_chunk_len(off, c, n, ex->ab),
+		int rc = exec_io_read(ex, h.ext, (uint64_t)off * ab, exec_io_len((uint64_t)c * (uint64_t)ex->ab),
 				      ex->p16_stage[s]);
 		if (rc)
 			return rc;

@@ -121,7 +121,6 @@ struct sw_exec {
 	int tabled;                        /* the arrays for the table's buffers exist */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
-	int64_t skipped_elems;
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;
@@ -168,7 +167,6 @@ int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
 uint64_t exec_up4k(uint64_t b);
 uint64_t exec_io_len(uint64_t bytes);
 uint64_t exec_opt_off(int64_t off);
-uint64_t exec_chunk_len(int64_t off, int64_t n, int64_t total, int esz);
 int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf);
 int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
 

@@ -26,7 +26,7 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 			continue;
 		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
 		int64_t r = a - off;
-		ex->skipped_elems += sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
+		sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
 							      (char *)p16 + r * ex->ab, ex->be->act,
 							      b - a, &args);
 	}
@@ -48,7 +48,7 @@ static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
 			   g->opt_host[2] + off, hg + off, p16, scale);
 		if (g->p16_tier == SW_TIER_NVME &&
 		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
-					     exec_chunk_len(off, c, n, ex->ab), p16)))
+					     exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
 			break;
 	}
 	exec_span_add(ex, SW_TRACK_OPTIM, "adam", t0, sw_now());
@@ -97,7 +97,7 @@ static int pipe_read(opt_pipe *q, int64_t ci, int rc)
 	q->tr0 = sw_now();
 	for (int k = 0; k < 3 && !rc; k++)
 		rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
-				       exec_chunk_len(off, c, q->n, 4), base + (uint64_t)k * q->cb);
+				       exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb);
 	return rc;
 }
 
@@ -128,12 +128,12 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
 	for (int k = 0; k < 3 && !rc; k++)
 		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
-					      exec_opt_off(off), exec_chunk_len(off, c, q->n, 4),
+					      exec_opt_off(off), exec_io_len((uint64_t)c * 4),
 					      base + (uint64_t)k * cb)))
 			q->wr_n[ps]++;
 	if (!rc && g->p16_tier == SW_TIER_NVME &&
 	    !(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->p16_ext,
-				      (uint64_t)off * (uint64_t)ex->ab, exec_chunk_len(off, c, q->n, ex->ab), p16)))
+				      (uint64_t)off * (uint64_t)ex->ab, exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
 		q->wr_n[ps]++;
 	return rc;
 }

@@ -54,8 +54,6 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		}
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
-		sw_event *done = ex->sev[0];
-		(void)done;
 		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
 		sw_event *e = ex->hgrad_ev[hb];
 		op->event_record(be, e, ex->cs);
@@ -329,7 +327,6 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	float scale = st->s.tokens ? 1.0f / (float)st->s.tokens : 0.0f;
 	ex->step = step;
 	ex->lr = lr;
-	ex->skipped_elems = 0;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
 	int passes = ex->o.clip > 0 ? 2 : 1;
