@@ -11,6 +11,7 @@
  * Then the named regressions of issue 13. */
 #include "tests/offload_exec_harness.h"
 
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -359,6 +360,43 @@ static void regression_nvme_total(void)
 	sw_table_free(&tt);
 }
 
+/* The check itself: a table whose cell says one thing while its rows allocate another (a row's
+ * total off by one arena block) makes sw_exec_create fail with an internal error, freeing
+ * everything, instead of running over a budget silently. */
+static void regression_check_catches(void)
+{
+	combo k;
+	combo_make(&k);
+	k.gpu_kind = k.cpu_kind = 2;
+	sw_table tt;
+	CHECK(sw_table_build(&tt, &k.c) == 0);
+	sw_plan_input in;
+	input_of(&k, &tt, &in);
+	budgets(&k, &in);
+	sw_plan p;
+	CHECK(sw_plan_build(&p, &in) == 0);
+	int lied = 0;
+	for (int r = 0; r < p.nbuf && !lied; r++)
+		if (p.buf[r].kind == SW_BUF_GRAD) {
+			p.buf[r].total += 256;
+			lied = 1;
+		}
+	CHECK(lied);
+	sw_backend *be;
+	sw_backend_opts bo = { .mem_budget = in.gpu_mem, .act = in.fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16, .threads = 1 };
+	CHECK(sw_backend_create("cpu", &bo, &be) == 0);
+	sw_exec_opts eo = { .clip = 1.0, .cpu_threads = 1 };
+	sw_exec *ex = NULL;
+	fflush(stdout);
+	CHECK(sw_exec_create(be, &tt, &p, NULL, &eo, &ex) == -EPROTO && !ex);
+	CHECK(be->used == 0);
+	printf("ok a table that disagrees with its allocations: sw_exec_create fails (internal error), "
+	       "nothing left allocated\n");
+	sw_backend_destroy(be);
+	sw_plan_free(&p);
+	sw_table_free(&tt);
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 240, every = 8, trained = 0;
@@ -379,5 +417,6 @@ int main(int argc, char **argv)
 	regression_prefetch1();
 	regression_tied();
 	regression_nvme_total();
+	regression_check_catches();
 	return 0;
 }
