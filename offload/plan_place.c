@@ -61,9 +61,10 @@ static int gpu_short(sw_plan *p, const plan_sizes *z, uint64_t need, uint64_t wi
 	plan_list_purposes(list, sizeof(list), ws);
 	p->short_tier = SW_TIER_GPU;
 	p->short_bytes = need - p->in.gpu_mem;
-	plan_why(p, "--gpu-mem %s is %s short of the GPU working set (%s: %s); raise --gpu-mem, or "
+	plan_why(p, "--gpu-mem %s is %s short of the %s working set (%s: %s); raise --gpu-mem, or "
 		 "lower --seq-len, --micro-batch or --prefetch", sw_fmt_size(p->in.gpu_mem, b[0], 32),
-		 sw_fmt_size(p->short_bytes, b[1], 32), sw_fmt_size(need, b[2], 32), list);
+		 sw_fmt_size(p->short_bytes, b[1], 32), sw_plan_tier_label(p, SW_TIER_GPU),
+		 sw_fmt_size(need, b[2], 32), list);
 	return -ENOSPC;
 }
 
@@ -230,7 +231,8 @@ static int host_short(sw_plan *p, const host_need *h, uint64_t need, int cheaper
 	plan_list_add(list, sizeof(list), "activation carry", h->carry);
 	plan_list_add(list, sizeof(list), "load/save staging", h->xfer);
 	if (cheaper_all) {
-		plan_list_add(list, sizeof(list), "state and checkpoints off the GPU", h->items);
+		plan_list_add(list, sizeof(list), p->in.cpu_device ? "state and checkpoints off the device" :
+			      "state and checkpoints off the GPU", h->items);
 	} else {
 		plan_list_add(list, sizeof(list), "I/O staging P16", h->stage[KIND_P16]);
 		plan_list_add(list, sizeof(list), "I/O staging optimizer", h->stage[KIND_OPT]);

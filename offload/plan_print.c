@@ -132,7 +132,8 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 		return t == SW_TIER_NVME ? "the data files' rounding to whole stripe units per path" : "--gpu-reserve";
 	case SW_PURPOSE_CARRY:
 		snprintf(buf, sizeof(buf), "hidden state between layers, all %lld micro-batches%s",
-			 (long long)p->n_micro, t == SW_TIER_HOST ? " (no room on the GPU)" : "");
+			 (long long)p->n_micro, t != SW_TIER_HOST ? "" : p->in.cpu_device ?
+			 " (no room on the device)" : " (no room on the GPU)");
 		return buf;
 	case SW_PURPOSE_CKPT: return "layer inputs, see below";
 	case SW_PURPOSE_STAGE_P16:
@@ -161,6 +162,12 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	return "";
 }
 
+/* A resource's name as printed: "device compute" on the CPU backend. */
+static const char *res_label(const sw_plan *p, sw_plan_resource r)
+{
+	return r == SW_RES_COMPUTE && p->in.cpu_device ? "device compute" : sw_plan_resource_name(r);
+}
+
 void sw_plan_print(const sw_plan *p, FILE *f)
 {
 	const sw_plan_input *in = &p->in;
@@ -186,7 +193,9 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		for (int u = 0; u < SW_PURPOSE_COUNT; u++) {
 			if (!p->bytes[t][u])
 				continue;
-			fprintf(f, "  %-5s %-26s %12.1f  %s\n", sw_plan_tier_label(p, (sw_tier)t), sw_plan_purpose_name((sw_plan_purpose)u),
+			fprintf(f, "  %-5s %-26s %12.1f  %s\n", sw_plan_tier_label(p, (sw_tier)t),
+				t == SW_TIER_NVME && u == SW_PURPOSE_RESERVE ? "stripe rounding" :
+				sw_plan_purpose_name((sw_plan_purpose)u),
 				(double)p->bytes[t][u] / 1048576.0, purpose_why(p, (sw_tier)t, u));
 		}
 		fprintf(f, "  %-5s %-26s %12.1f  of %s budget (%.1f%%)\n", sw_plan_tier_label(p, (sw_tier)t), "total",
@@ -211,7 +220,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	fprintf(f, "\nstep time per resource:\n");
 	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f + second pass %.1f "
 		"TFLOP at %.0f TFLOP/s; %d backward pass%s)\n",
-		sw_plan_resource_name(SW_RES_COMPUTE), k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
+		res_label(p, SW_RES_COMPUTE), k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
 		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12, r->gemm_tflops,
 		in->passes, in->passes == 2 ? "es: exact clipping" : "");
 	fprintf(f, "  %-12s %10.4g s  (H2D %s at %.1f GB/s: %.4g s; D2H %s at %.1f GB/s: %.4g s)\n",
@@ -224,5 +233,5 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	fprintf(f, "  %-12s %10.4g s  (%s params at %.2f G params/s)\n", sw_plan_resource_name(SW_RES_CPU_ADAM),
 		k->t[SW_RES_CPU_ADAM], fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9);
 	fprintf(f, "predicted step: %.4g s, bound by %s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
-		sw_plan_resource_name(k->bottleneck), k->tokens_per_s, k->tflops);
+		res_label(p, k->bottleneck), k->tokens_per_s, k->tflops);
 }
