@@ -25,6 +25,7 @@
 #include <stdio.h>
 
 #define NSTAGE SW_PLAN_OPT_STAGES  /* staging sets per stream (read-ahead / write-behind) */
+_Static_assert(SW_PLAN_P16_STAGES == NSTAGE, "the P16 and optimizer staging share NSTAGE");
 #define OPT_Q SW_PLAN_HOST_GRADS   /* most pinned host gradient buffers = optimizer queue depth */
 
 typedef struct grp {
