@@ -17,7 +17,7 @@
  *         when anything spills to NVMe, pinned I/O staging; then the P16 cache, activation
  *         checkpoints, and optimizer state (P32, m, v), each as long as it fits.
  *   NVMe  everything else; optimizer state in 1 or 2 slots (with 2, a step reads one and
- *         writes the other, so the previous state stays on disk until the step ends), P16 in one
+ *         writes the other, so the previous state stays intact through the step), P16 in one
  *         (it is bf16(P32), so it can be re-derived), activation spill as scratch.
  *
  * Groups are those of core/tensors.h: 0 the embedding, 1..L the decoder layers, L+1 the head.
