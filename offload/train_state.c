@@ -118,14 +118,16 @@ static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t st
 		return rc;
 	float *x = sw_exec_xfer(c->ex);
 	int64_t chunk = sw_exec_xfer_len(c->ex);
-	char where[64];
+	char where[64], fix[96] = "nothing saved; lower --lr";
 	snprintf(where, sizeof(where), "after step %lld", (long long)step);
+	if (c->last_saved)
+		snprintf(fix, sizeof(fix), "nothing saved, the save of step %lld stays; lower --lr",
+			 (long long)c->last_saved);
 	for (int g = 0; g < tt->ngroups && !rc; g++)
 		for (int64_t off = 0; off < tt->g[g].numel && !rc; off += chunk) {
 			int64_t n = tt->g[g].numel - off < chunk ? tt->g[g].numel - off : chunk;
 			rc = sw_exec_take(c->ex, g, state, off, n, x);
-			rc = rc ? rc : check_finite(tt, x, g, off, n, where, state, "nothing saved, the "
-						    "last save is intact; lower --lr or turn --clip on");
+			rc = rc ? rc : check_finite(tt, x, g, off, n, where, state, fix);
 			rc = rc ? rc : sw_st_writer_write(w, x, SW_DTYPE_F32, n);
 		}
 	if (rc) {

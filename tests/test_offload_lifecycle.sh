@@ -206,4 +206,14 @@ grep -q "no bound/measured figure on the CPU backend" "$w/out" || fail "the omis
 "$bin" train "${common[@]}" --steps 1 --no-save --gemm-tflops 0.05 --adam-gparams 0.5 >"$w/out" 2>&1 || fail "cpu run with rates"
 grep -q "bound/measured [0-9]" "$w/out" || fail "no bound/measured with measured rates"
 echo "ok CPU backend: device wording, bound only from given rates"
+
+# 13. a non-finite value never reaches a save (step 1 has lr 0 in the warm-up, step 2 an lr
+#     beyond float range): the run stops naming where it appeared, and the previous save stays
+#     the one the manifest names
+"$bin" train "${common[@]}" --lr 1e39 --warmup 2 --steps 3 --save-every 1 --run "$w/r13" >/dev/null 2>"$w/err"; rc=$?
+[ $rc = 1 ] || { cat "$w/err"; fail "non-finite weights: exit $rc, expected 1"; }
+grep -q "after step 2: weights of .* holds a non-finite value .*; nothing saved, the save of step 1 stays" "$w/err" \
+  || { cat "$w/err"; fail "non-finite weights: message"; }
+grep -q '"step": 1,' "$w/r13/manifest.json" && [ ! -e "$w/r13/weights-00000002" ] || fail "a non-finite save was committed"
+echo "ok non-finite weights never saved: $(cat "$w/err")"
 echo "ok"
