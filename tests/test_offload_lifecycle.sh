@@ -199,7 +199,8 @@ expect "micro-batch too large" 2 "--micro-batch-tokens 33554432 is above" \
 grep -q -- "--micro-batch " "$w/err" && fail "train suggested plan's --micro-batch"
 
 # 12. the CPU backend's lines: the compute device, no bound/measured from a GPU's default rates
-"$bin" train "${common[@]}" "${off[@]}" --nvme "$w/nv" --steps 2 --no-save >"$w/out" 2>&1 || fail "cpu run"
+loud=(); for a in "${common[@]}"; do [ "$a" = --quiet ] || loud+=("$a"); done   # with the placement table
+"$bin" train "${loud[@]}" "${off[@]}" --nvme "$w/nv" --steps 2 --no-save >"$w/out" 2>&1 || fail "cpu run"
 grep -n "GPU" "$w/out" && fail "the CPU backend's output says GPU"
 grep -q "bound/measured [0-9]" "$w/out" && fail "a bound/measured figure without measured rates"
 grep -q "no bound/measured figure on the CPU backend" "$w/out" || fail "the omission is not said"
