@@ -221,7 +221,7 @@ int cmd_train(int argc, char **argv)
 	char *resume_cmd = resume_command(argc, argv);
 	sw_train_args ta = {
 		.model = a.model, .data = a.data, .run = a.no_save ? NULL : a.run, .backend = a.backend,
-		.nvme = a.nvme, .trace = a.trace, .schedule_name = a.schedule, .dtype_name = a.dtype,
+		.nvme = a.nvme, .trace = a.trace, .schedule_name = a.schedule,
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after,

@@ -4,10 +4,13 @@
  *   train_input.c   the plan input built from options (shared with `spillway plan`)
  *   train_budget.c  budgets: the backend's reserve, the CUDA context, planning under them
  *   train_nvme.c    the --nvme directories: locks, the scratch file, opening the I/O engine
- *   train_rundir.c  the run directory: lock, manifest (settings, checksums), leftovers
+ *   train_rundir.c  the run directory: its lock, leftovers of interrupted saves, metrics.jsonl
+ *   train_manifest.c the manifest: settings that decide the result, checksums, --resume's checks
  *   train_state.c   state in and out of the executor: load, checks for non-finite values, save
  *   train_loop.c    sw_train: the sequence above, the step loop and signals
- *   train_report.c  the lines and metrics.jsonl records a run prints and writes */
+ *   train_report.c  the lines and metrics.jsonl records a run prints and writes
+ *   train_int.h     the job's state shared by these files
+ *   cmd_train.c     the options */
 #ifndef SW_OFFLOAD_TRAIN_H
 #define SW_OFFLOAD_TRAIN_H
 #include <stdint.h>
@@ -35,7 +38,7 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 			const char *cmd);
 
 typedef struct sw_train_args {
-	const char *model, *data, *run, *backend, *nvme, *trace, *schedule_name, *dtype_name;
+	const char *model, *data, *run, *backend, *nvme, *trace, *schedule_name;
 	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
 	int64_t stop_after;          /* > 0: stop (saving) after this step, as a signal would */
 	uint64_t seed;

@@ -88,7 +88,6 @@ int train_state_save(sw_train_ctx *c, int64_t step);
 void train_report_started(const sw_train_ctx *c);
 void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
-const char *train_device_word(const sw_train_ctx *c);
 uint64_t train_rss_now(void);
 /* helpers shared by the files */
 int train_rm_rf(const char *path);

@@ -11,11 +11,6 @@ static const char *res_json[SW_TRACK_COUNT] = {
 	"compute_s", "h2d_s", "d2h_s", "nvme_read_s", "nvme_write_s", "optim_s",
 };
 
-const char *train_device_word(const sw_train_ctx *c)
-{
-	return c->cpu ? "device (host memory, CPU backend)" : "GPU";
-}
-
 /* The plan's bound means something only with rates of this machine: on CUDA the defaults are
  * an H100's; on the CPU backend only when the user gave measured rates (any of them: the bound
  * then uses those, and the defaults for the rest). */

@@ -1,6 +1,6 @@
-/* The run directory (--run DIR, docs/runs.md): its lock, the manifest that commits a save
- * (settings that decide the result, XXH3 checksums of every saved file), and the leftovers of
- * an interrupted save removed on the next start. */
+/* The run directory (--run DIR, docs/runs.md) at start and end: its lock, the leftovers of an
+ * interrupted save removed, metrics.jsonl trimmed to the saved steps; and the file helpers the
+ * driver shares (remove a tree, fsync a directory, XXH3 of a file in pieces). */
 #include "offload/train_int.h"
 #include "core/log.h"
 
