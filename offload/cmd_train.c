@@ -93,7 +93,7 @@ static int check_args(const train_args *a)
 /* --run is required unless --no-save; --resume and --save-every need it. 0 or 2. */
 static int check_run(const train_args *a)
 {
-	if (a->no_save && (a->run || a->resume || a->save_every || a->keep_nvme == 2)) {
+	if (a->no_save && (a->run || a->resume || a->save_every)) {
 		sw_error("train: --no-save keeps nothing: drop --run, --resume and --save-every with it");
 		return 2;
 	}
