@@ -129,7 +129,7 @@ expect "--resume with another --seed" 1 "--seed 7 differs" \
   train "${common[@]}" --seed 7 --steps 4 --run "$w/r6" --resume
 expect "--resume with another --steps (cosine)" 1 "--steps 5 differs" \
   train "${common[@]}" --steps 5 --run "$w/r6" --resume
-cp -r "$w/r6" "$w/r8"; cp -r "$w/r6" "$w/r9"
+cp -r "$w/r6" "$w/r8"; cp -r "$w/r6" "$w/r9"; cp "$w/r6/optim-00000002/m/model.safetensors" "$w/m2.good"
 "$bin" train "${common[@]}" "${off[@]}" --nvme "$w/nv" --threads 1 --steps 4 --run "$w/r6" --resume >/dev/null 2>"$w/err" \
   || { cat "$w/err"; fail "--resume with other budgets and threads"; }
 echo "ok --resume with other budgets, placement and threads"
@@ -163,6 +163,13 @@ f.seek(8 + n + 40); f.write(struct.pack("<I", 0x7fc00000))
 PY
 expect "NaN written into saved m" 1 "optim-00000002/m/model.safetensors: checksum mismatch at offset 0" \
   train "${common[@]}" --steps 4 --run "$w/r8" --resume
+# the damaged file put back, the run continues to the same bits as the run that was never damaged
+cp "$w/m2.good" "$w/r8/optim-00000002/m/model.safetensors"
+"$bin" train "${common[@]}" --steps 4 --run "$w/r8" --resume >/dev/null 2>"$w/err" || { cat "$w/err"; fail "resume after repair"; }
+for f in weights-00000004/model.safetensors optim-00000004/m/model.safetensors optim-00000004/v/model.safetensors; do
+  cmp -s "$w/r6/$f" "$w/r8/$f" || fail "after the repair, $f differs"
+done
+echo "ok after the repair --resume continues bit-identically"
 
 # 9. a kill during a save leaves a temporary copy and an uncommitted directory: removed on start
 mkdir -p "$w/r9/weights-00000005.tmp-AbC123" "$w/r9/weights-00000005" "$w/r9/optim-00000005.tmp-XyZ789/m"
