@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/cli.h"
 #include "core/model.h"
+#include "core/report.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -480,11 +481,29 @@ int sw_exec_train(const sw_exec_args *a)
 	       (long long)plan.micro_tokens, sw_now() - t_load, (double)be->budget / 1048576.0,
 	       (double)sw_exec_host_bytes(ex) / 1048576.0);
 	fflush(stdout);
+	/* HOOK report: RUN/run.json (command line, budgets, placement) and a first report.html */
+	char *placement = NULL;
+	size_t placement_len = 0;
+	sw_report_run rr = { .backend = be->name, .device = be->device_name, .steps = a->steps,
+			     .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
+			     .arena_budget = be->budget, .pinned = sw_exec_host_bytes(ex),
+			     .load_s = sw_now() - t_load };
+	if (a->run) {
+		FILE *pf = open_memstream(&placement, &placement_len);
+		if (pf) {
+			sw_plan_print(&plan, pf);
+			fclose(pf);
+		}
+		rr.placement = placement;
+		sw_report_write_run(a->run, &rr);
+	}
 	double t_train = sw_now();
 	uint64_t dev_peak = 0;
 	if (!cpu)
 		sw_cuda_mem_used(&dev_peak);
 	int64_t first = a->resume ? rp.step + 1 : 1;
+	sw_steps sp;
+	sw_steps_begin(&sp, first, a->steps, 0);   /* HOOK progress */
 	rc = 0;
 	for (int64_t step = first; step <= a->steps; step++) {
 		if ((rc = sw_data_next(&data, rows, inputs, targets)))
@@ -503,13 +522,14 @@ int sw_exec_train(const sw_exec_args *a)
 		if (a->losses_out)
 			a->losses_out[step - 1] = st.s.loss;
 		if (a->print_steps) {
-			printf("step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | %.0f tok/s | "
+			char line[512];
+			snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | %.0f tok/s | "
 			       "%.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme r %.2f "
-			       "w %.2f adam %.2f s | bound/measured %.2f\n", (long long)step,
+			       "w %.2f adam %.2f s | bound/measured %.2f", (long long)step,
 			       (long long)a->steps, st.s.loss, lr, st.s.grad_norm,
 			       st.s.skipped ? " (non-finite: step skipped)" : "", tps, tflops, st.step_s,
 			       st.busy[0], st.busy[1], st.busy[2], st.busy[3], st.busy[4], st.busy[5], bound);
-			fflush(stdout);
+			sw_steps_update(&sp, step, st.s.loss, tps, line);   /* HOOK progress */
 		}
 		if (metrics) {
 			fprintf(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
@@ -525,6 +545,7 @@ int sw_exec_train(const sw_exec_args *a)
 				(unsigned long long)st.nvme_write, (unsigned long long)plan.cost.nvme_read,
 				(unsigned long long)plan.cost.nvme_write);
 			fflush(metrics);
+			sw_report_update(a->run, 0);   /* HOOK report: every SW_REPORT_EVERY_S */
 		}
 		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps)) {
 			if ((rc = save_state(ex, tt, a->run, step, &data, prev, cur, sizeof(cur))))
@@ -532,6 +553,8 @@ int sw_exec_train(const sw_exec_args *a)
 			snprintf(prev, sizeof(prev), "%s", cur);
 		}
 	}
+	if (a->print_steps)
+		sw_steps_end(&sp);   /* HOOK progress */
 	if (!rc) {
 		/* host memory as the kernel counts it: the peak resident set (pinned buffers and, on
 		 * the CPU backend, the "GPU" arena are inside it) and what the process held before
@@ -552,6 +575,18 @@ int sw_exec_train(const sw_exec_args *a)
 			       (double)(a->gpu_mem ? a->gpu_mem : be->budget) / 1048576.0);
 		}
 	}
+	if (a->run) {
+		/* HOOK report: final peaks in run.json, then report.html */
+		rr.arena_peak = be->peak;
+		rr.host_peak_rss = proc_status_bytes("VmHWM:");
+		rr.device_peak = dev_peak;
+		rr.train_s = sw_now() - t_train;
+		rr.finished = !rc;
+		sw_report_write_run(a->run, &rr);
+		if (metrics)
+			sw_report_update(a->run, 1);
+	}
+	free(placement);
 out:
 	if (metrics)
 		fclose(metrics);
