@@ -195,6 +195,7 @@ static int report_read_metrics(const char *run, report_data *d)
 		const char *bad = NULL;
 		json_t *st = o ? json_object_get(o, "step") : NULL;
 		report_rec r;
+		char why[96];
 		memset(&r, 0, sizeof(r));
 		r.line = ln;
 		if (!o)
@@ -206,17 +207,22 @@ static int report_read_metrics(const char *run, report_data *d)
 		else {
 			r.step = json_integer_value(st);
 			r.tps = r.step_s = NAN;
-			int k1 = report_num(o, "loss", &r.loss), k2 = report_num(o, "eval_loss", &r.eval_loss),
-			    k3 = report_num(o, "bound_over_measured", &r.bound),
-			    k4 = report_num(o, "tokens_per_s", &r.tps), k5 = report_num(o, "step_s", &r.step_s);
-			int kb = 0;
-			for (int i = 0; i < RES_N; i++)
-				kb |= report_num(o, res_key[i], &r.busy[i]) < 0;
-			if (k1 < 0 || k2 < 0 || k3 < 0 || k4 < 0 || k5 < 0 || kb)
-				bad = "a field that should be a number is not";
-			r.has_loss = k1 > 0;
-			r.has_eval = k2 > 0;
-			r.has_bound = k3 > 0;
+			const char *key[5 + RES_N] = { "loss", "eval_loss", "bound_over_measured",
+						       "tokens_per_s", "step_s" };
+			double *dst[5 + RES_N] = { &r.loss, &r.eval_loss, &r.bound, &r.tps, &r.step_s };
+			int got[5 + RES_N];
+			for (int i = 0; i < RES_N; i++) {
+				key[5 + i] = res_key[i];
+				dst[5 + i] = &r.busy[i];
+			}
+			for (int i = 0; i < 5 + RES_N && !bad; i++)
+				if ((got[i] = report_num(o, key[i], dst[i])) < 0) {
+					snprintf(why, sizeof(why), "\"%s\" is not a number", key[i]);
+					bad = why;
+				}
+			r.has_loss = !bad && got[0] > 0;
+			r.has_eval = !bad && got[1] > 0;
+			r.has_bound = !bad && got[2] > 0;
 		}
 		if (bad) {
 			sw_error("report: %s line %lld: %s; the file is damaged (remove or fix that line)",
@@ -613,8 +619,8 @@ static const char report_css[] =
 	".chart{display:block;max-width:100%;height:auto}"
 	".grid{stroke:#e4e4e4}.axis{stroke:#888}.tick,.label{font-size:11px;fill:#555}"
 	"polyline{fill:none;stroke-width:1.5}"
-	".loss-train{stroke:#1f77b4}.loss-eval{stroke:#d62728;fill:#d62728}"
-	"circle.loss-eval{stroke:none}.tps{stroke:#2ca02c}.bound{stroke:#9467bd}"
+	".loss-train{stroke:#1f77b4}polyline.loss-eval{stroke:#d62728}circle.loss-eval{fill:#d62728}"
+	".tps{stroke:#2ca02c}.bound{stroke:#9467bd}"
 	".steptime{stroke:#000;stroke-dasharray:4 2}"
 	".res0{fill:#1f77b4}.res1{fill:#ff7f0e}.res2{fill:#ffbb78}.res3{fill:#2ca02c}"
 	".res4{fill:#98df8a}.res5{fill:#9467bd}"
