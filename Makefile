@@ -48,7 +48,8 @@ endif
 MODULES  := core cpu optim io offload $(if $(filter 1,$(CUDA)),cuda)
 LIB_SRC  := $(filter-out core/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 CU_SRC   := $(if $(filter 1,$(CUDA)),$(wildcard cuda/*.cu optim/*.cu))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+# the CUDA objects first: they take longest, so with -j they start while the C files compile
+LIB_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.cu.o) $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SH  := $(wildcard tests/test_*.sh)

@@ -106,12 +106,13 @@ void sw_steps_begin(sw_steps *s, int64_t first, int64_t last, int64_t every)
 	s->first = first;
 	s->last = last;
 	const char *env = getenv("SW_LOG_EVERY");
+	s->tty = progress_is_tty(STDOUT_FILENO);
 	if (every <= 0 && env && atoll(env) > 0)
 		every = atoll(env);
+	/* a terminal has the bar: full lines only for the first and the last step, unless asked */
 	if (every <= 0)
-		every = (last - first + 1 + 19) / 20;
+		every = s->tty ? last - first + 2 : (last - first + 1 + 19) / 20;
 	s->every = every > 0 ? every : 1;
-	s->tty = progress_is_tty(STDOUT_FILENO);
 	s->bar_shown = 0;
 	s->t0 = sw_now();
 	s->t_first_done = 0;

@@ -5,8 +5,9 @@
  * log only when the action is slow (a line per 10 % once it has taken SW_PROGRESS_QUIET_S),
  * so fast loads print nothing. sw_steps is for the training loop: on a terminal (stdout) one
  * redrawn line "step 37/60 [####....] 61% | loss 2.8312 | 2010 tok/s | 12s, ETA 8s" and the
- * caller's full step line every `every` steps; in a log, the full step line of the first step,
- * every `every`-th step and the last, each followed by the ETA. */
+ * caller's full step line for the first and the last step (and every `every`-th when `every` or
+ * SW_LOG_EVERY is given); in a log, the full step line of the first step, every `every`-th step
+ * (default: about 20 lines per run) and the last, each followed by the ETA. */
 #ifndef SW_CORE_PROGRESS_H
 #define SW_CORE_PROGRESS_H
 #include <stdint.h>
@@ -23,8 +24,9 @@ void sw_progress_begin(sw_progress *p, const char *what, uint64_t total);
 void sw_progress_update(sw_progress *p, uint64_t done);
 void sw_progress_end(sw_progress *p);
 
-/* The training loop's progress. every: a full line every N steps (0: about 20 lines per run,
- * or the environment's SW_LOG_EVERY). */
+/* The training loop's progress. every: a full line every N steps (0: the environment's
+ * SW_LOG_EVERY, else about 20 lines per run in a log and none between first and last on a
+ * terminal). */
 typedef struct sw_steps {
 	int64_t first, last, every;
 	int tty, bar_shown;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training progress as a person sees it. In a log (stdout not a terminal): the full step line of
 # the first step, every SW_LOG_EVERY-th and the last, each but the last with an ETA. On a
-# terminal (a tmux pane): one bar redrawn in place ("\r", erase line) with step, loss, tok/s and
-# ETA, so the pane holds a handful of lines for 30 steps, ending on the full bar at 100 %.
+# terminal (a tmux pane): the full lines of the first and the last step and one bar redrawn in
+# place ("\r", erase line) with step, loss, tok/s and ETA: three step lines for 30 steps, the
+# bar ending at 100 %.
 # Skips the terminal half (77) only when tmux is not installed.
 set -u
 bin=$(realpath "${SW_BIN:-build/spillway}")
@@ -30,7 +31,7 @@ if ! command -v tmux >/dev/null; then
 fi
 tmux new-session -d -s "$sess" -x 132 -y 40 || fail "tmux new-session"
 tmux pipe-pane -t "$sess" -o "cat >>'$w/raw'"
-tmux send-keys -t "$sess" "env -u CI SW_LOG_EVERY=10 TERM=screen bash '$w/train.sh'; touch '$w/done'" Enter
+tmux send-keys -t "$sess" "env -u CI -u SW_LOG_EVERY TERM=screen bash '$w/train.sh'; touch '$w/done'" Enter
 for _ in $(seq 1 600); do [ -e "$w/done" ] && break; sleep 0.1; done
 [ -e "$w/done" ] || fail "the run under tmux did not finish"
 sleep 0.3
@@ -38,7 +39,8 @@ tmux capture-pane -t "$sess" -p >"$w/pane"
 echo "--- tmux capture-pane:"; grep -v '^$' "$w/pane"; echo "---"
 grep -q 'step 30/30 \[#*\] 100% | loss [0-9.]* | [0-9]* tok/s' "$w/pane" || fail "no final bar in the pane"
 n=$(grep -c '^step ' "$w/pane")
-[ "$n" -le 6 ] || fail "$n step lines in the pane: the bar is not redrawn in place"
+[ "$n" = 3 ] || fail "$n step lines in the pane, expected the first, the last and the bar: the bar is not redrawn in place"
+grep -q '^step 1/30 | loss' "$w/pane" && grep -q '^step 30/30 | loss' "$w/pane" || fail "the first or last full step line is missing"
 grep -aq $'\r\033\[Kstep 5/30 \[#*\.*\]  *[0-9]*% | loss [0-9.]* | [0-9]* tok/s | [0-9]*s, ETA [0-9]' "$w/raw" \
   || fail "no redrawn bar with ETA for step 5 in the terminal's stream"
 echo "ok terminal: $n step lines in the pane for 30 steps, bar redrawn with ETA"
