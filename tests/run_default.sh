@@ -34,6 +34,7 @@ args=(--model "$dir/model" --data "$dir/data.tok" --backend $backend --lr 3e-3 -
       --cpu-mem $host_mem --nvme "$dir/nvme" --chunk 32768 --run "$dir/run")
 echo "make run: training a 2-layer llama for $steps steps on the $backend backend into $dir/"
 "$bin" train "${args[@]}" --steps "$steps" --quiet
+rm -f "$dir/nvme/spillway.data"   # scratch of the NVMe tier; the saved state is in run/
 loss() { sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$dir/run/metrics.jsonl"; }
 first=$(loss | head -n 1)
 last=$(loss | tail -n 5 | awk '{s+=$1} END {printf "%.4f", s/NR}')
