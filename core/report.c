@@ -714,10 +714,14 @@ int sw_report_write(const char *run)
 
 int sw_report_update(const char *run, int force)
 {
-	static double last;
-	double t = sw_now();
-	if (!run || (!force && last > 0 && t - last < SW_REPORT_EVERY_S))
+	/* the wait grows with what a write costs (a long metrics.jsonl), so that rewriting the
+	 * page never takes more than 2 % of the loop's time */
+	static double last, cost;
+	double t = sw_now(), wait = cost * 50 > SW_REPORT_EVERY_S ? cost * 50 : SW_REPORT_EVERY_S;
+	if (!run || (!force && last > 0 && t - last < wait))
 		return 0;
-	last = t;
-	return sw_report_write(run);
+	int rc = sw_report_write(run);
+	last = sw_now();
+	cost = last - t;
+	return rc;
 }

@@ -45,8 +45,8 @@ int sw_report_write_run(const char *run, const sw_report_run *r);
  * report.html is then as it was. */
 int sw_report_write(const char *run);
 
-/* For a training loop: sw_report_write() when `force` or when SW_REPORT_EVERY_S seconds have
- * passed since this process last wrote it. */
+/* For a training loop: sw_report_write() when `force` or when SW_REPORT_EVERY_S seconds (or 50
+ * times what the last write took, if more) have passed since this process last wrote it. */
 #define SW_REPORT_EVERY_S 5.0
 int sw_report_update(const char *run, int force);
 #endif
