@@ -122,10 +122,11 @@ fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang CUDA=0 OPT=-O1 SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libspillway.a
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_LIBS="$(filter-out -lcublasLt -lcublas -lcudart -lstdc++,$(LDLIBS))" bash tests/fuzz/run.sh build-fuzz $(FUZZ_SRC)
 
-# deps first, then the build on every core (a plain `make run` would otherwise compile serially)
+# deps first, then the build on every core (a plain `make run` would otherwise compile serially;
+# a -jN given to make is kept)
 run:
 	@bash tests/deps.sh
-	@$(MAKE) --no-print-directory -j$(NPROC) all
+	@$(MAKE) --no-print-directory $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC)) all
 	@bash tests/run_default.sh $(BUILD)/spillway
 
 clean:

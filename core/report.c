@@ -140,6 +140,8 @@ static int rec_cmp(const void *a, const void *b)
 /* Sorts by step and keeps each step's last line. */
 static int report_dedup(report_rec *r, int n)
 {
+	if (n < 2)
+		return n;
 	qsort(r, (size_t)n, sizeof(*r), rec_cmp);
 	int k = 0;
 	for (int i = 0; i < n; i++) {
