@@ -432,6 +432,10 @@ static void report_loss_chart(FILE *f, const report_data *d)
 	}
 	chart_range(&c, d->train, d->ntrain, 0);
 	chart_range(&c, d->eval, d->neval, 1);
+	if (!isfinite(c.x0)) {   /* nothing logged yet */
+		c.x0 = 0;
+		c.x1 = 1;
+	}
 	if (!isfinite(c.y0)) {
 		c.y0 = 0;
 		c.y1 = 1;

@@ -5,7 +5,8 @@
 # resources and script errors all land there; a page with a script error shows the check
 # works), reference nothing outside itself, and the rendered DOM must carry one loss point per
 # distinct step of metrics.jsonl (counted here by Python's json module, not by spillway) and
-# one evaluation point per evaluation record. Skips only when Chromium is not installed
+# one evaluation point per evaluation record; a run with no step yet renders too. Skips only
+# when Chromium is not installed
 # (`make deps` installs Debian's chromium).
 set -u
 bin=${SW_BIN:-build/spillway}
@@ -98,5 +99,12 @@ nt=$(steps_with "$w/ev/metrics.jsonl" loss)
 [ "$(points loss-eval "$w/ev.dom")" = "$ne" ] || fail "eval curve has $(points loss-eval "$w/ev.dom") points for $ne eval records"
 [ "$(points loss-train "$w/ev.dom")" = "$nt" ] || fail "train curve has $(points loss-train "$w/ev.dom") points for $nt steps"
 echo "ok eval run: $ne eval points, $nt train points (repeated steps drawn once)"
+# a run directory with nothing logged yet (a run that has not finished its first step)
+mkdir -p "$w/empty" && : >"$w/empty/metrics.jsonl"
+"$bin" report --run "$w/empty" >"$w/rep.out" 2>&1 || { cat "$w/rep.out"; fail "spillway report with no steps"; }
+render "$w/empty/report.html" "$w/empty"
+[ -s "$w/empty.console" ] && fail "console messages while loading an empty report: $(cat "$w/empty.console")"
+[ "$(points loss-train "$w/empty.dom")" = 0 ] || fail "an empty run's loss curve has points"
+echo "ok empty run: renders, no points"
 [ -n "${SW_REPORT_SHOTS:-}" ] && cp "$w/train.png" "$SW_REPORT_SHOTS/report-train.png"
 exit 0
