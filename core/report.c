@@ -611,7 +611,11 @@ static void report_run_tables(FILE *f, const report_data *d, int cpu)
 	if (json_is_number(tt) && json_number_value(tt) > 0)
 		fprintf(f, "<tr><th>training loop</th><td>%.1f s</td></tr>\n", json_number_value(tt));
 	fputs("</table></section>\n", f);
-	fputs("<section><h2>Placement</h2>\n<pre id=\"placement\">", f);
+	fputs("<section><h2>Placement</h2>\n", f);
+	if (cpu)
+		fputs("<p class=\"note\">CPU backend: no GPU is used; where the table says GPU it means "
+		      "the compute arena, host memory standing in for the device (--gpu-mem).</p>\n", f);
+	fputs("<pre id=\"placement\">", f);
 	html_text(f, *json_str(r, "placement") ? json_str(r, "placement") : "(not recorded)");
 	fputs("</pre></section>\n", f);
 }
