@@ -3,6 +3,8 @@
 #ifndef SW_OFFLOAD_TRAIN_INT_H
 #define SW_OFFLOAD_TRAIN_INT_H
 #include "core/data.h"
+#include "core/progress.h"
+#include "core/report.h"
 #include "core/hfmodel.h"
 #include "io/io.h"
 #include "offload/exec.h"
@@ -65,6 +67,11 @@ typedef struct sw_train_ctx {
 	int nvme_lock[SW_TRAIN_MAX_NVME];
 	int64_t last_step;           /* the last step completed */
 	int64_t last_saved;          /* the step of the last save (0: none) */
+	/* progress and the run report (core/progress.h, core/report.h) */
+	sw_steps steps;              /* the step bar or the sparse step lines */
+	int steps_open;              /* between sw_steps_begin and sw_steps_end */
+	sw_report_run rr;            /* RUN/run.json's content */
+	char *placement;             /* the placement table as printed, for run.json */
 } sw_train_ctx;
 
 /* train_budget.c */
@@ -85,8 +92,10 @@ int train_rundir_metrics_open(sw_train_ctx *c);
 int train_state_load(sw_train_ctx *c);
 int train_state_save(sw_train_ctx *c, int64_t step);
 /* train_report.c */
-void train_report_started(const sw_train_ctx *c);
+void train_report_started(sw_train_ctx *c, int64_t first);
 void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st);
+void train_report_steps_end(sw_train_ctx *c);
+void train_report_finished(sw_train_ctx *c, int rc);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
 uint64_t train_rss_now(void);
 /* helpers shared by the files */

@@ -147,6 +147,7 @@ static int stopped(sw_train_ctx *c, int sig)
 {
 	const sw_train_args *a = c->a;
 	const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-after";
+	train_report_steps_end(c);
 	if (a->run && c->last_step > c->last_saved) {
 		int rc = train_state_save(c, c->last_step);
 		if (rc)
@@ -240,11 +241,12 @@ int sw_train(const sw_train_args *a)
 	rc = rc ? rc : build(&c);
 	int64_t first = a->resume ? c.rp.step + 1 : 1;
 	if (!rc) {
-		train_report_started(&c);
+		train_report_started(&c, first);
 		c.t_train = sw_now();
 		if (!c.cpu)
 			sw_cuda_mem_used(&c.dev_peak);
 		rc = step_loop(&c, first);
+		train_report_finished(&c, rc);
 		if (rc >= 0 && c.last_step >= first)
 			train_report_summary(&c, first);
 	}

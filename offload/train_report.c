@@ -1,10 +1,14 @@
-/* What a train run prints and appends to RUN/metrics.jsonl: the start line, one line and one
- * record per step, the summary. On the CPU backend the words say "device", and the planner's
- * bound is shown only when the machine's rates were given (its defaults are a GPU's). */
+/* What a train run prints and writes: the start line, the step lines (a bar on a terminal, a
+ * few full lines in a log: core/progress.h), one RUN/metrics.jsonl record per step, RUN/run.json
+ * and RUN/report.html (core/report.h), the summary. On the CPU backend the words say "device",
+ * and the planner's bound is shown only when the machine's rates were given (its defaults are a
+ * GPU's). */
 #include "offload/train_int.h"
 #include "core/log.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *res_json[SW_TRACK_COUNT] = {
@@ -41,7 +45,26 @@ uint64_t train_rss_now(void)
 	return proc_status_bytes("VmRSS:");
 }
 
-void train_report_started(const sw_train_ctx *c)
+/* RUN/run.json at the start: command line, budgets, placement table (core/report.h). */
+static void report_run_begin(sw_train_ctx *c)
+{
+	const sw_train_args *a = c->a;
+	sw_report_run rr = { .backend = c->be->name, .device = c->be->device_name, .steps = a->steps,
+			     .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
+			     .arena_budget = c->be->budget, .pinned = sw_exec_host_bytes(c->ex),
+			     .load_s = sw_now() - c->t_load };
+	c->rr = rr;
+	size_t len = 0;
+	FILE *pf = open_memstream(&c->placement, &len);
+	if (pf) {
+		sw_plan_print(&c->plan, pf);
+		fclose(pf);
+	}
+	c->rr.placement = c->placement;
+	sw_report_write_run(a->run, &c->rr);
+}
+
+void train_report_started(sw_train_ctx *c, int64_t first)
 {
 	const sw_plan *p = &c->plan;
 	printf("train: %s, %lld parameters, backend %s (%s), %lld micro-batches of %lld tokens per "
@@ -55,15 +78,27 @@ void train_report_started(const sw_train_ctx *c)
 		       "are not this machine's; give --gemm-tflops and --adam-gparams measured here to "
 		       "get one\n");
 	fflush(stdout);
+	if (c->a->run)
+		report_run_begin(c);
+	if (c->a->print_steps) {
+		sw_steps_begin(&c->steps, first, c->a->steps, 0);
+		c->steps_open = 1;
+	}
 }
 
 static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st,
 			   double tps, double tflops)
 {
 	FILE *m = c->metrics;
-	fprintf(m, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+	/* JSON has no NaN or infinity: a non-finite loss or norm (a skipped step) is null */
+	char loss[32] = "null", norm[32] = "null";
+	if (isfinite(st->s.loss))
+		snprintf(loss, sizeof(loss), "%.9g", st->s.loss);
+	if (isfinite(st->s.grad_norm))
+		snprintf(norm, sizeof(norm), "%.9g", st->s.grad_norm);
+	fprintf(m, "{\"step\": %lld, \"loss\": %s, \"lr\": %.9g, \"grad_norm\": %s, "
 		"\"skipped\": %d, \"tokens_per_s\": %.6g, \"tflops\": %.6g, \"step_s\": %.6g",
-		(long long)step, st->s.loss, lr, st->s.grad_norm, st->s.skipped, tps, tflops, st->step_s);
+		(long long)step, loss, lr, norm, st->s.skipped, tps, tflops, st->step_s);
 	for (int r = 0; r < SW_TRACK_COUNT; r++)
 		fprintf(m, ", \"%s\": %.6g", res_json[r], st->busy[r]);
 	if (bound_known(c))
@@ -74,6 +109,7 @@ static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_ex
 		(unsigned long long)st->nvme_read, (unsigned long long)st->nvme_write,
 		(unsigned long long)c->plan.cost.nvme_read, (unsigned long long)c->plan.cost.nvme_write);
 	fflush(m);
+	sw_report_update(c->a->run, 0);   /* report.html every SW_REPORT_EVERY_S at most */
 }
 
 void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st)
@@ -86,16 +122,46 @@ void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_s
 		char bound[48] = "";
 		if (bound_known(c))
 			snprintf(bound, sizeof(bound), " | bound/measured %.2f", c->plan.cost.step_s / st->step_s);
-		printf("step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | %.0f tok/s | "
-		       "%.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme r %.2f "
-		       "w %.2f adam %.2f s%s\n", (long long)step, (long long)a->steps, st->s.loss, lr,
-		       st->s.grad_norm, st->s.skipped ? " (non-finite: step skipped)" : "", tps, tflops,
-		       st->step_s, st->busy[0], st->busy[1], st->busy[2], st->busy[3], st->busy[4],
-		       st->busy[5], bound);
-		fflush(stdout);
+		char line[512];
+		snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | "
+			 "%.0f tok/s | %.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme "
+			 "r %.2f w %.2f adam %.2f s%s", (long long)step, (long long)a->steps, st->s.loss,
+			 lr, st->s.grad_norm, st->s.skipped ? " (non-finite: step skipped)" : "", tps,
+			 tflops, st->step_s, st->busy[0], st->busy[1], st->busy[2], st->busy[3],
+			 st->busy[4], st->busy[5], bound);
+		/* the bar on a terminal; this line for the first, the last and every few steps */
+		sw_steps_update(&c->steps, step, st->s.loss, tps, line);
 	}
 	if (c->metrics)
 		metrics_record(c, step, lr, st, tps, tflops);
+}
+
+/* Leaves the terminal on a fresh line after the step bar (before any line after the loop). */
+void train_report_steps_end(sw_train_ctx *c)
+{
+	if (c->steps_open)
+		sw_steps_end(&c->steps);
+	c->steps_open = 0;
+}
+
+/* After the loop (finished, stopped or failed at a step): the final peaks in run.json, then
+ * report.html. rc: the loop's result; finished means it reached --steps (not a stop). */
+void train_report_finished(sw_train_ctx *c, int rc)
+{
+	train_report_steps_end(c);
+	if (c->a->run) {
+		c->rr.arena_peak = c->be->peak;
+		c->rr.host_peak_rss = proc_status_bytes("VmHWM:");
+		c->rr.device_peak = c->dev_peak;
+		c->rr.train_s = sw_now() - c->t_train;
+		c->rr.finished = !rc && c->last_step >= c->a->steps;
+		sw_report_write_run(c->a->run, &c->rr);
+		if (c->metrics)
+			sw_report_update(c->a->run, 1);
+	}
+	free(c->placement);
+	c->placement = NULL;
+	c->rr.placement = NULL;
 }
 
 void train_report_summary(const sw_train_ctx *c, int64_t first)

@@ -107,8 +107,10 @@ int train_state_load(sw_train_ctx *c)
 	return rc;
 }
 
-/* Writes one state (P32, m or v) of every group to HF directory dir, chunk by chunk. */
-static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t step)
+/* Writes one state (P32, m or v) of every group to HF directory dir, chunk by chunk; pr counts
+ * the parameters written, from *done on. */
+static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t step,
+		    sw_progress *pr, int64_t *done)
 {
 	const sw_table *tt = c->tt;
 	train_rm_rf(dir);
@@ -129,6 +131,8 @@ static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t st
 			rc = sw_exec_take(c->ex, g, state, off, n, x);
 			rc = rc ? rc : check_finite(tt, x, g, off, n, where, state, fix);
 			rc = rc ? rc : sw_st_writer_write(w, x, SW_DTYPE_F32, n);
+			*done += n;
+			sw_progress_update(pr, (uint64_t)*done);
 		}
 	if (rc) {
 		sw_st_writer_abort(w);
@@ -145,7 +149,11 @@ int train_state_save(sw_train_ctx *c, int64_t step)
 	char dir[SW_TRAIN_PATH + 64], tag[64];
 	snprintf(tag, sizeof(tag), "%08lld", (long long)step);
 	snprintf(dir, sizeof(dir), "%s/weights-%s", run, tag);
-	int rc = save_one(c, dir, SW_STATE_P32, step);
+	/* a bar on a terminal after half a second, a line per 10 % in a log after 2 s */
+	sw_progress pr;
+	int64_t done = 0;
+	sw_progress_begin(&pr, "train: saving", 3 * (uint64_t)c->tt->total);
+	int rc = save_one(c, dir, SW_STATE_P32, step, &pr, &done);
 	snprintf(dir, sizeof(dir), "%s/optim-%s", run, tag);
 	if (!rc) {
 		train_rm_rf(dir);
@@ -155,10 +163,12 @@ int train_state_save(sw_train_ctx *c, int64_t step)
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/optim-%s/m", run, tag);
-	rc = rc ? rc : save_one(c, dir, SW_STATE_M, step);
+	rc = rc ? rc : save_one(c, dir, SW_STATE_M, step, &pr, &done);
 	snprintf(dir, sizeof(dir), "%s/optim-%s/v", run, tag);
-	rc = rc ? rc : save_one(c, dir, SW_STATE_V, step);
+	rc = rc ? rc : save_one(c, dir, SW_STATE_V, step, &pr, &done);
 	rc = rc ? rc : train_rundir_commit(c, step, tag);
+	if (!rc)
+		sw_progress_end(&pr);
 	if (rc) {
 		/* the last commit stays; this save's directories go */
 		snprintf(dir, sizeof(dir), "%s/weights-%s", run, tag);
