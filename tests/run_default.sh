@@ -29,8 +29,10 @@ mkdir -p "$dir/nvme"
 # the earlier, larger default run: not re-measured on a GPU for this model)
 dev_mem=4MiB; host_mem=5MiB
 [ $backend = cuda ] && { dev_mem=48MiB; host_mem=12MiB; }
-args=(--model "$dir/model" --data "$dir/data.tok" --backend $backend --lr 3e-3 --warmup 5
-      --min-lr 3e-4 --weight-decay 0.01 --seq-len 128 --batch-tokens 512 --gpu-mem $dev_mem
+# a constant learning rate (after 5 warm-up steps): the run can then be continued with a larger
+# --steps (docs/runs.md: with the cosine schedule --steps fixes every step's lr and may not change)
+args=(--model "$dir/model" --data "$dir/data.tok" --backend $backend --schedule constant --lr 3e-3
+      --warmup 5 --weight-decay 0.01 --seq-len 128 --batch-tokens 512 --gpu-mem $dev_mem
       --cpu-mem $host_mem --nvme "$dir/nvme" --chunk 32768 --run "$dir/run")
 echo "make run: training a 2-layer llama for $steps steps on the $backend backend into $dir/"
 "$bin" train "${args[@]}" --steps "$steps" --quiet

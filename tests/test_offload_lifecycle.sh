@@ -194,7 +194,7 @@ rm -f "$w/nv/spillway.data" "$w/nv/spillway.lock"
 expect "init without space" 1 "the model needs .* free; free space" \
   init --arch llama --dim 16384 --layers 2000 --heads 128 --ffn 65536 --vocab 258 --out "$w/huge"
 [ ! -e "$w/huge" ] && [ -z "$(ls -d "$w"/huge.tmp* 2>/dev/null)" ] || fail "init wrote something"
-"$bin" init --arch llama --dim 32 --layers 1 --heads 2 --ffn 64 --vocab 258 --threads 20000 --out "$w/small" \
+"$bin" init --arch llama --dim 32 --layers 1 --heads 2 --ffn 64 --vocab 258 --threads 20000 --out "$w/tiny" \
   >/dev/null 2>"$w/err" || { cat "$w/err"; fail "init --threads 20000"; }
 grep -q "threads 20000 is more than the $(nproc) cores here; using $(nproc)" "$w/err" || { cat "$w/err"; fail "no thread cap warning"; }
 echo "ok init --threads 20000: $(cat "$w/err")"

@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 cat >"$w/train.sh" <<EOF
 exec "$bin" train --model "$w/m" --data "$w/d.tok" --backend cpu --steps 30 --lr 3e-3 --seq-len 32 \
-  --batch-tokens 64 --quiet
+  --batch-tokens 64 --quiet --no-save
 EOF
 
 SW_LOG_EVERY=10 bash "$w/train.sh" >"$w/log" 2>&1 || { cat "$w/log"; fail "train"; }
