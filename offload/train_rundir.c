@@ -84,10 +84,13 @@ int train_xxh3_file(const char *path, json_t **sums, uint64_t *size)
 }
 
 /* Leftovers of an interrupted save: NAME.tmp-XXXXXX, manifest.json.tmp, and weights-N/optim-N
- * that the manifest does not name (a save killed before its commit). */
+ * that the manifest does not name (a save killed before its commit); also the temporary copies
+ * of the report's files, run.json.tmp.PID and report.html.tmp.PID (core/report.c), of a
+ * process killed while writing one. */
 static int is_leftover(const char *name, const char *keep)
 {
-	if (strstr(name, ".tmp-") || !strcmp(name, "manifest.json.tmp"))
+	if (strstr(name, ".tmp-") || !strcmp(name, "manifest.json.tmp") ||
+	    !strncmp(name, "run.json.tmp.", 13) || !strncmp(name, "report.html.tmp.", 16))
 		return 1;
 	const char *tag = !strncmp(name, "weights-", 8) ? name + 8 : !strncmp(name, "optim-", 6) ?
 			  name + 6 : NULL;

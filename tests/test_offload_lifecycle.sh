@@ -171,12 +171,14 @@ for f in weights-00000004/model.safetensors optim-00000004/m/model.safetensors o
 done
 echo "ok after the repair --resume continues bit-identically"
 
-# 9. a kill during a save leaves a temporary copy and an uncommitted directory: removed on start
+# 9. a kill during a save leaves a temporary copy and an uncommitted directory, a kill while the
+#    report is rewritten its temporary files (core/report.c): removed on start
 mkdir -p "$w/r9/weights-00000005.tmp-AbC123" "$w/r9/weights-00000005" "$w/r9/optim-00000005.tmp-XyZ789/m"
 echo x >"$w/r9/weights-00000005.tmp-AbC123/model.safetensors"
+echo x >"$w/r9/report.html.tmp.4242"; echo x >"$w/r9/run.json.tmp.4242"
 "$bin" train "${common[@]}" --steps 4 --run "$w/r9" --resume >"$w/out" 2>"$w/err"
-grep -q "removed 3 leftover(s) of an interrupted save" "$w/out" || { cat "$w/err" "$w/out"; fail "leftovers not reported"; }
-ls "$w/r9" | grep -q "tmp-\|-00000005" && fail "leftovers remain: $(ls "$w/r9")"
+grep -q "removed 5 leftover(s) of an interrupted save" "$w/out" || { cat "$w/err" "$w/out"; fail "leftovers not reported"; }
+ls "$w/r9" | grep -q "tmp\|-00000005" && fail "leftovers remain: $(ls "$w/r9")"
 echo "ok leftovers of an interrupted save removed: $(grep leftover "$w/out")"
 
 # 10. two runs on one --nvme directory, or one run directory: the second is refused naming the first
