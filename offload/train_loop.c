@@ -108,8 +108,9 @@ static int open_inputs(sw_train_ctx *c)
 		sw_error("train: --resume: %s is already at step %lld and --steps is %lld: nothing to "
 			 "do; export it (spillway export --run %s --out DIR)%s", a->run,
 			 (long long)c->rp.step, (long long)a->steps, a->run,
-			 a->sched.kind == SW_LR_COSINE ? ", or resume with the run's --steps" :
-			 " or give --steps above it");
+			 a->sched.kind == SW_LR_COSINE ? "; with the cosine schedule --steps cannot "
+			 "change on --resume: to train further, start a new run from the export" :
+			 ", or give --steps above it to train further");
 		return -EINVAL;
 	}
 	if (a->run && (rc = train_rundir_settings(c)))
