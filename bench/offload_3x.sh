@@ -26,6 +26,6 @@ budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 4GiB --chunk 16777216}
 "$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
 echo "init + data: $(( $(date +%s) - t0 )) s"
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
-  --nvme "$dir/nv" --checkpoint-only "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+  --nvme "$dir/nv" --checkpoint-only --no-save "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int sw_parse_size(const char *s, uint64_t *out)
 {
@@ -166,6 +167,22 @@ int sw_cli_parse(const char *cmd, const char *summary, const sw_opt *opts, int a
 				 o->metavar ? o->metavar : "", cmd);
 			return 2;
 		}
+	}
+	return 0;
+}
+
+int sw_cli_threads(const char *cmd, const char *opt, int64_t *n)
+{
+	if (*n < 0) {
+		sw_error("%s: --%s %lld is negative; give a thread count, or 0 for all cores", cmd, opt,
+			 (long long)*n);
+		return 2;
+	}
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores > 0 && *n > cores) {
+		sw_warn("%s: --%s %lld is more than the %ld cores here; using %ld", cmd, opt,
+			(long long)*n, cores, cores);
+		*n = cores;
 	}
 	return 0;
 }

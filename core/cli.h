@@ -35,6 +35,10 @@ typedef struct sw_command {
 int sw_cli_parse(const char *cmd, const char *summary, const sw_opt *opts, int argc, char **argv);
 void sw_cli_help(const char *cmd, const char *summary, const sw_opt *opts);
 
+/* A thread-count option: negative is a usage error (one line, returns 2); above the machine's
+ * online cores it is capped there with a warning; 0 stays 0 ("all cores"). */
+int sw_cli_threads(const char *cmd, const char *opt, int64_t *n);
+
 /* "24GiB", "512 MiB", "1.5TB", "4096" (bytes), case-insensitive; KiB/MiB/GiB/TiB are powers
  * of 1024, KB/MB/GB/TB powers of 1000, K/M/G/T (alone) are 1024-based.
  * Returns 0, or -EINVAL for text that is not a size, -ERANGE past 2^64. */

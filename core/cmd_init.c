@@ -14,9 +14,11 @@
 #include "core/rng.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define CHUNK (1 << 18)   /* elements per RNG stream and per task (even: Box-Muller pairs align) */
 
@@ -102,6 +104,30 @@ out:
 	return rc;
 }
 
+/* The filesystem that will hold --out must have room for the weights (plus 1 MiB of headers
+ * and config) before anything is written. Returns 0 or 1 after one line. */
+static int check_space(const char *out, uint64_t bytes)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", out);
+	const char *parent = dirname(buf);
+	struct statvfs st;
+	if (statvfs(parent, &st)) {
+		sw_error("init: --out %s: the directory %s is not usable (%s); create it first", out,
+			 parent, strerror(errno));
+		return 1;
+	}
+	uint64_t avail = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize, need = bytes + (1u << 20);
+	if (need > avail) {
+		char n[32], f[32];
+		sw_error("init: the model needs %s but %s has %s free; free space, pick another "
+			 "--out disk, or a smaller shape", sw_fmt_size(need, n, 32), parent,
+			 sw_fmt_size(avail, f, 32));
+		return 1;
+	}
+	return 0;
+}
+
 static int check_range(const char *opt, int64_t v, int64_t lo, int64_t hi)
 {
 	if (v >= lo && v <= hi)
@@ -109,6 +135,69 @@ static int check_range(const char *opt, int64_t v, int64_t lo, int64_t hi)
 	sw_error("init: --%s %lld is outside [%lld, %lld]", opt, (long long)v, (long long)lo,
 		 (long long)hi);
 	return 2;
+}
+
+/* The attention shape and the constants; head_dim 0 becomes dim / heads. 0 or 2. */
+static int check_shape(int64_t dim, int64_t heads, int64_t kv, int64_t *hd, double theta, double eps)
+{
+	int64_t head_dim = *hd;
+	if (heads % kv) {
+		sw_error("init: --kv-heads %lld must divide --heads %lld", (long long)kv, (long long)heads);
+		return 2;
+	}
+	if (!head_dim && dim % heads) {
+		sw_error("init: --dim %lld is not a multiple of --heads %lld; give --head-dim",
+			 (long long)dim, (long long)heads);
+		return 2;
+	}
+	if (!head_dim)
+		head_dim = dim / heads;
+	if (head_dim % 2) {
+		sw_error("init: head dimension %lld must be even (RoPE rotates pairs)", (long long)head_dim);
+		return 2;
+	}
+	if (!(theta > 0) || !(eps > 0 && eps < 1)) {
+		sw_error("init: --rope-theta must be > 0 and --rms-eps in (0, 1)");
+		return 2;
+	}
+	*hd = head_dim;
+	return 0;
+}
+
+/* Checks the space, then writes the model of config c to out. Returns the exit status. */
+static int init_write(const sw_config *c, const char *out, uint64_t max_shard, uint64_t seed,
+		      int threads)
+{
+	sw_dtype dt = c->dtype;
+	sw_table tt;
+	int rc;
+	if ((rc = sw_table_build(&tt, c))) {
+		sw_error("init: out of memory building the tensor table");
+		return 1;
+	}
+	if ((rc = check_space(out, (uint64_t)tt.total * (uint64_t)sw_dtype_size(dt)))) {
+		sw_table_free(&tt);
+		return rc;
+	}
+	char b[32];
+	sw_info("init: %s, %lld parameters (%s as %s) -> %s", c->model_type, (long long)tt.total,
+		sw_fmt_size((uint64_t)tt.total * (uint64_t)sw_dtype_size(dt), b, sizeof(b)),
+		sw_dtype_name(dt), out);
+	sw_st_writer *w;
+	if ((rc = sw_hf_write_begin(&w, out, &tt, dt, max_shard))) {
+		sw_table_free(&tt);
+		return 1;
+	}
+	rc = write_tensors(w, &tt, seed, threads);
+	if (rc) {
+		if (rc == -ENOMEM)
+			sw_error("init: out of memory");
+		sw_st_writer_abort(w);
+	} else {
+		rc = sw_st_writer_finish(w, c);
+	}
+	sw_table_free(&tt);
+	return rc ? 1 : 0;
 }
 
 int cmd_init(int argc, char **argv)
@@ -161,28 +250,11 @@ int cmd_init(int argc, char **argv)
 	if ((rc = check_range("dim", dim, 1, 1 << 20)) || (rc = check_range("layers", layers, 1, 1 << 14)) ||
 	    (rc = check_range("heads", heads, 1, 1 << 14)) || (rc = check_range("kv-heads", kv, 1, heads)) ||
 	    (rc = check_range("ffn", ffn, 1, 1 << 22)) || (rc = check_range("vocab", vocab, 1, 1 << 24)) ||
-	    (rc = check_range("max-pos", max_pos, 1, 1ll << 32)) || (rc = check_range("threads", threads, 0, 1024)) ||
+	    (rc = check_range("max-pos", max_pos, 1, 1ll << 32)) || (rc = sw_cli_threads("init", "threads", &threads)) ||
 	    (rc = check_range("head-dim", head_dim ? head_dim : dim / heads, 2, 1 << 16)))
 		return rc;
-	if (heads % kv) {
-		sw_error("init: --kv-heads %lld must divide --heads %lld", (long long)kv, (long long)heads);
-		return 2;
-	}
-	if (!head_dim && dim % heads) {
-		sw_error("init: --dim %lld is not a multiple of --heads %lld; give --head-dim",
-			 (long long)dim, (long long)heads);
-		return 2;
-	}
-	if (!head_dim)
-		head_dim = dim / heads;
-	if (head_dim % 2) {
-		sw_error("init: head dimension %lld must be even (RoPE rotates pairs)", (long long)head_dim);
-		return 2;
-	}
-	if (!(theta > 0) || !(eps > 0 && eps < 1)) {
-		sw_error("init: --rope-theta must be > 0 and --rms-eps in (0, 1)");
-		return 2;
-	}
+	if ((rc = check_shape(dim, heads, kv, &head_dim, theta, eps)))
+		return rc;
 
 	sw_config c;
 	memset(&c, 0, sizeof(c));
@@ -202,29 +274,5 @@ int cmd_init(int argc, char **argv)
 	c.dtype = dt;
 	c.bos_id = vocab == 258 ? 256 : -1;   /* the byte-level ids of 'spillway data' */
 	c.eos_id = vocab == 258 ? 257 : -1;
-
-	sw_table tt;
-	if ((rc = sw_table_build(&tt, &c))) {
-		sw_error("init: out of memory building the tensor table");
-		return 1;
-	}
-	char b[32];
-	sw_info("init: %s, %lld parameters (%s as %s) -> %s", arch, (long long)tt.total,
-		sw_fmt_size((uint64_t)tt.total * (uint64_t)sw_dtype_size(dt), b, sizeof(b)),
-		sw_dtype_name(dt), out);
-	sw_st_writer *w;
-	if ((rc = sw_hf_write_begin(&w, out, &tt, dt, max_shard))) {
-		sw_table_free(&tt);
-		return 1;
-	}
-	rc = write_tensors(w, &tt, (uint64_t)seed, (int)threads);
-	if (rc) {
-		if (rc == -ENOMEM)
-			sw_error("init: out of memory");
-		sw_st_writer_abort(w);
-	} else {
-		rc = sw_st_writer_finish(w, &c);
-	}
-	sw_table_free(&tt);
-	return rc ? 1 : 0;
+	return init_write(&c, out, max_shard, (uint64_t)seed, (int)threads);
 }

@@ -1,4 +1,4 @@
-/* Logging, user-facing errors and progress.
+/* Logging and user-facing errors (progress: core/progress.h).
  *
  * Two error regimes (STYLE.md): SW_ASSERT/sw_die for programmer errors (file and line, abort),
  * and sw_error() for everything a user or the machine can cause: one line on stderr,
@@ -25,16 +25,8 @@ void sw_die_at(const char *file, int line, const char *fmt, ...)
 #define sw_die(...) sw_die_at(__FILE__, __LINE__, __VA_ARGS__)
 #define SW_ASSERT(c) do { if (!(c)) sw_die_at(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)
 
-/* Progress for long actions: a bar on a terminal, a plain line every ~10% otherwise. */
-typedef struct sw_progress {
-	const char *what;
-	uint64_t total, done;
-	int tty, last_decile;
-	double t0, last_draw;
-} sw_progress;
-void sw_progress_begin(sw_progress *p, const char *what, uint64_t total);
-void sw_progress_update(sw_progress *p, uint64_t done);
-void sw_progress_end(sw_progress *p);
+/* Progress bars and ETA: core/progress.h */
+#include "core/progress.h"
 
 double sw_now(void);                     /* monotonic seconds */
 #endif

@@ -2,6 +2,7 @@
 #include "core/cli.h"
 #include "core/commands.h"
 #include "core/log.h"
+#include "core/report.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@ static const sw_command commands[] = {
 	{ "data", cmd_data, "make a byte-level token file from a text file" },
 	{ "train", cmd_train, "fine-tune a model" },
 	{ "plan", cmd_plan, "place a model's training state under budgets and predict the step time" },
+	{ "report", cmd_report, "write a run directory's report.html (loss curve, throughput, placement)" },
 	{ "export", cmd_export, "write a run's trained weights as a Hugging Face directory" },
 	{ "bench-io", cmd_bench_io, "storage sweep: block size x queue depth x threads x paths" },
 	{ "bench-adam", cmd_bench_adam, "CPU AdamW throughput against memory bandwidth" },
@@ -27,6 +29,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	sw_report_set_cmdline(argc, argv);   /* for run.json */
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -129,6 +129,16 @@ const char *sw_io_path_file(const sw_io *io, int i);
 uint64_t sw_io_capacity(const sw_io *io);
 uint64_t sw_io_allocated(const sw_io *io);
 
+/* Where sw_io_extent_alloc puts an extent of len bytes when bytes [0, at) are handed out and
+ * the stripe unit is `stripe`: returns its start; *next gets the new end of the handed-out space
+ * (start + len rounded up to 4 KiB). An extent of a stripe or more starts on a stripe boundary;
+ * a smaller one moves to the next boundary only when it would cross one. The engine and the
+ * planner (the NVMe tier's footprint) both use it. */
+uint64_t sw_io_extent_place(uint64_t at, uint64_t len, uint64_t stripe, uint64_t *next);
+/* Bytes of the data files sw_io_open creates for cfg.size = size over npaths paths: each path
+ * holds ceil(size / npaths / stripe) stripe units. */
+uint64_t sw_io_files_bytes(uint64_t size, int npaths, uint64_t stripe);
+
 /* sw_io_extent_alloc: reserves len bytes (rounded up to 4 KiB) of the logical space.
  * Returns 0 and *ext, -EINVAL for len == 0, or -ENOSPC (message printed: how much is missing)
  * when the remaining capacity is too small. Extents are never freed individually; they live

@@ -770,9 +770,8 @@ int sw_io_open(const sw_io_config *cfg, sw_io **out)
 	if (rc < 0)
 		goto err_close;
 	io->npaths = rc;
-	uint64_t s = io->cfg.stripe, units = (io->cfg.size + s - 1) / s;
-	io->per_path = (units + (uint64_t)io->npaths - 1) / (uint64_t)io->npaths * s;
-	io->capacity = io->per_path * (uint64_t)io->npaths;
+	io->capacity = sw_io_files_bytes(io->cfg.size, io->npaths, io->cfg.stripe);
+	io->per_path = io->capacity / (uint64_t)io->npaths;
 	io->direct = !io->cfg.buffered;
 	for (int i = 0; i < io->npaths; i++) {
 		rc = open_path(io, i, caps[i]);
@@ -916,14 +915,28 @@ int sw_io_check_paths(sw_io *io)
 
 /* ---- extents ------------------------------------------------------------------------------ */
 
+uint64_t sw_io_extent_place(uint64_t at, uint64_t len, uint64_t stripe, uint64_t *next)
+{
+	uint64_t n = round_up(len, SW_IO_ALIGN);
+	if (n >= stripe || at / stripe != (at + n - 1) / stripe)
+		at = round_up(at, stripe);
+	*next = at + n;
+	return at;
+}
+
+uint64_t sw_io_files_bytes(uint64_t size, int npaths, uint64_t stripe)
+{
+	uint64_t units = (size + stripe - 1) / stripe;
+	return (units + (uint64_t)npaths - 1) / (uint64_t)npaths * stripe * (uint64_t)npaths;
+}
+
 int sw_io_extent_alloc(sw_io *io, uint64_t len, sw_io_extent *ext)
 {
 	if (!len)
 		return -EINVAL;
-	uint64_t s = io->cfg.stripe, n = round_up(len, SW_IO_ALIGN), at = io->next;
-	if (n >= s || at / s != (at + n - 1) / s)
-		at = round_up(at, s);
-	if (at + n > io->capacity || at + n < at) {
+	uint64_t n = round_up(len, SW_IO_ALIGN), end, at = sw_io_extent_place(io->next, len, io->cfg.stripe, &end);
+	uint64_t s = io->cfg.stripe;
+	if (end > io->capacity || end < at) {
 		char a[32], b[32];
 		sw_error("io: the NVMe tier is full: an extent of %s does not fit (%s of %s left); give the tier a larger size",
 			 sw_fmt_size(n, a, sizeof(a)),

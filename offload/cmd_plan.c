@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/tensors.h"
 #include "offload/plan.h"
+#include "offload/train.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,57 +20,6 @@
 
 static const char summary[] =
 	"place a model's training state under budgets and predict the step time";
-
-/* "/mnt/a:2TB,/mnt/b" -> in->nvme[]; a path without :SIZE gets its filesystem's free space.
- * Returns 0, or the exit status after printing one line. */
-static int parse_nvme(const char *spec, sw_plan_input *in)
-{
-	char buf[4096];
-	if (strlen(spec) >= sizeof(buf)) {
-		sw_error("plan: --nvme list is too long");
-		return 2;
-	}
-	snprintf(buf, sizeof(buf), "%s", spec);
-	char *save = NULL;
-	for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		if (in->n_nvme == SW_PLAN_MAX_NVME) {
-			sw_error("plan: --nvme has more than %d paths", SW_PLAN_MAX_NVME);
-			return 2;
-		}
-		sw_plan_nvme *n = &in->nvme[in->n_nvme];
-		char *colon = strrchr(item, ':');
-		uint64_t cap = 0;
-		int have_cap = colon && sw_parse_size(colon + 1, &cap) == 0;
-		if (have_cap)
-			*colon = 0;
-		if (!item[0] || strlen(item) >= sizeof(n->path)) {
-			sw_error("plan: --nvme '%s': expected PATH or PATH:SIZE (e.g. /mnt/a:2TB)", spec);
-			return 2;
-		}
-		snprintf(n->path, sizeof(n->path), "%s", item);
-		if (!have_cap) {
-			struct statvfs st;
-			if (statvfs(item, &st)) {
-				sw_error("plan: --nvme '%s': %s; give its capacity as %s:SIZE to plan for a disk "
-					 "not mounted here", item, strerror(errno), item);
-				return 1;
-			}
-			cap = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
-		}
-		if (cap == 0 || cap > (1ull << 60)) {
-			sw_error("plan: --nvme '%s': capacity %llu bytes is not usable (1 B to 1 EiB)", item,
-				 (unsigned long long)cap);
-			return 2;
-		}
-		n->capacity = cap;
-		in->n_nvme++;
-	}
-	if (in->n_nvme == 0) {
-		sw_error("plan: --nvme '%s' names no path; expected PATH[:SIZE],...", spec);
-		return 2;
-	}
-	return 0;
-}
 
 typedef struct shape_flags {
 	const char *arch;
@@ -129,15 +79,96 @@ static int config_from_flags(sw_config *c, const shape_flags *s)
 	return 0;
 }
 
+/* What only `plan` sets (train uses the defaults): the planner's knobs for the GPU kernels. */
+typedef struct plan_knobs {
+	int64_t grad_bufs, io_depth, vocab_chunk;
+	uint64_t gpu_reserve, cublas_workspace;
+} plan_knobs;
+
+/* The model's tensor table from --model DIR or the shape flags. 0, or an exit status. */
+static int table_of(const char *model, const shape_flags *s, sw_table *tt)
+{
+	sw_config cfg;
+	int rc;
+	if (model) {
+		if (!sw_config_load) {
+			sw_error("plan: --model needs config.json reading, which this build lacks; give the "
+				 "shape with --arch, --dim, --layers, --heads, --ffn, --vocab instead");
+			return 1;
+		}
+		if (sw_config_load(&cfg, model))
+			return 1;
+	} else if ((rc = config_from_flags(&cfg, s))) {
+		return rc;
+	}
+	if (sw_table_build(tt, &cfg)) {
+		sw_error("plan: out of memory building the tensor table");
+		return 1;
+	}
+	return 0;
+}
+
+/* Plans and prints: the plan input from the options as `train` builds it (offload/train.h),
+ * then plan's own knobs. */
+static int plan_run(sw_table *tt, const sw_train_plan_opts *o, const plan_knobs *k)
+{
+	sw_plan_input in;
+	int rc = sw_train_plan_input(&in, tt, o, "plan");
+	if (rc)
+		return rc;
+	in.grad_bufs = (int)k->grad_bufs;
+	in.io_depth = (int)k->io_depth;
+	in.vocab_chunk = k->vocab_chunk;
+	in.gpu_reserve = k->gpu_reserve;
+	in.cublas_workspace = k->cublas_workspace;
+	sw_plan p;
+	rc = sw_plan_build(&p, &in);
+	if (rc) {
+		sw_error("%s", p.why);
+		rc = rc == -EINVAL ? 2 : 1;
+	} else {
+		sw_plan_print(&p, stdout);
+	}
+	sw_plan_free(&p);
+	return rc;
+}
+
+/* Checks what the parser cannot. 0 or 2 after one line. */
+static int check_args(const char *model, const shape_flags *s, const char *dtype, int64_t prefetch,
+		      const plan_knobs *k, double clip)
+{
+	if (!!model == !!s->arch) {
+		sw_error("plan: give either --model DIR or the shape (--arch, --dim, --layers, --heads, --ffn, "
+			 "--vocab), %s", model ? "not both" : "none was given");
+		return 2;
+	}
+	if (strcmp(dtype, "bf16") && strcmp(dtype, "fp32")) {
+		sw_error("plan: --dtype '%s' is not bf16 or fp32", dtype);
+		return 2;
+	}
+	if (prefetch < 1 || prefetch > 64 || k->grad_bufs < 1 || k->grad_bufs > 8 || k->io_depth < 1 ||
+	    k->io_depth > 64) {
+		sw_error("plan: --prefetch (1-64), --grad-buffers (1-8) or --io-depth (1-64) is out of range");
+		return 2;
+	}
+	if (!(clip >= 0)) {
+		sw_error("plan: --clip %g must be >= 0 (0: off)", clip);
+		return 2;
+	}
+	return 0;
+}
+
 int cmd_plan(int argc, char **argv)
 {
-	const char *model = NULL, *nvme = NULL, *dtype = "bf16";
+	const char *model = NULL, *dtype = "bf16";
 	shape_flags s = { .arch = NULL };
-	sw_plan_input in;
-	sw_plan_input_init(&in, NULL);
+	sw_plan_input def;
+	sw_plan_input_init(&def, NULL);
+	sw_train_plan_opts o = { .clip = 1.0 };
+	plan_knobs k = { def.grad_bufs, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace };
 	int checkpoint_only = 0;
-	int64_t prefetch = in.prefetch, grad_bufs = in.grad_bufs, io_depth = in.io_depth;
-	double nvme_read = 0, nvme_write = 0, adam_g = in.rates.adam_params_per_s / 1e9, clip = 1.0;
+	int64_t prefetch = def.prefetch;
+	double adam_g = 0;
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &model, "DIR", "Hugging Face model directory (its config.json)", 0 },
 		{ "arch", SW_OPT_STR, &s.arch, "NAME", "or the shape: llama, mistral or qwen2", 0 },
@@ -149,90 +180,44 @@ int cmd_plan(int argc, char **argv)
 		{ "ffn", SW_OPT_INT, &s.ffn, "N", "MLP intermediate size", 0 },
 		{ "vocab", SW_OPT_INT, &s.vocab, "N", "vocabulary size", 0 },
 		{ "tie-embeddings", SW_OPT_FLAG, &s.tie, NULL, "lm_head shares the embedding", 0 },
-		{ "gpu-mem", SW_OPT_SIZE, &in.gpu_mem, "SIZE", "GPU memory budget, e.g. 24GiB", 1 },
-		{ "cpu-mem", SW_OPT_SIZE, &in.cpu_mem, "SIZE", "host memory budget, e.g. 128GiB", 1 },
-		{ "nvme", SW_OPT_STR, &nvme, "PATH[:SIZE],...", "NVMe paths (SIZE: capacity to use; default its free space)", 0 },
-		{ "batch-tokens", SW_OPT_INT, &in.batch_tokens, "N", "tokens per optimizer step (default 65536)", 0 },
-		{ "seq-len", SW_OPT_INT, &in.seq_len, "N", "tokens per row (default 2048)", 0 },
-		{ "micro-batch", SW_OPT_INT, &in.micro_rows, "ROWS", "rows per micro-batch (default 1)", 0 },
+		{ "gpu-mem", SW_OPT_SIZE, &o.gpu_mem, "SIZE", "GPU memory budget, e.g. 24GiB", 1 },
+		{ "cpu-mem", SW_OPT_SIZE, &o.cpu_mem, "SIZE", "host memory budget, e.g. 128GiB", 1 },
+		{ "nvme", SW_OPT_STR, &o.nvme, "PATH[:SIZE],...", "NVMe paths (SIZE: capacity to use; default its free space)", 0 },
+		{ "batch-tokens", SW_OPT_INT, &o.batch_tokens, "N", "tokens per optimizer step (default 65536)", 0 },
+		{ "seq-len", SW_OPT_INT, &o.seq_len, "N", "tokens per row (default 2048)", 0 },
+		{ "micro-batch", SW_OPT_INT, &o.micro_rows, "ROWS", "rows per micro-batch (default 1)", 0 },
 		{ "dtype", SW_OPT_STR, &dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
-		{ "clip", SW_OPT_FLOAT, &clip, "X", "max gradient norm as given to train; > 0 (default 1.0) costs a second backward pass, 0 one", 0 },
+		{ "clip", SW_OPT_FLOAT, &o.clip, "X", "max gradient norm as given to train; > 0 (default 1.0) costs a second backward pass, 0 one", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &checkpoint_only, NULL, "one slot of optimizer state on disk, consistent at checkpoints only", 0 },
 		{ "prefetch", SW_OPT_INT, &prefetch, "K", "group-sized P16 buffers on the GPU (default 2)", 0 },
-		{ "grad-buffers", SW_OPT_INT, &grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },
-		{ "chunk", SW_OPT_INT, &in.chunk_params, "PARAMS", "I/O chunk of streamed state (default 67108864)", 0 },
-		{ "io-depth", SW_OPT_INT, &io_depth, "N", "staging chunks per stream and direction (default 2)", 0 },
-		{ "vocab-chunk", SW_OPT_INT, &in.vocab_chunk, "N", "logits computed this many vocab entries at a time (default 8192)", 0 },
-		{ "gpu-reserve", SW_OPT_SIZE, &in.gpu_reserve, "SIZE", "GPU memory held back, e.g. for the CUDA context (default 0)", 0 },
-		{ "cublas-workspace", SW_OPT_SIZE, &in.cublas_workspace, "SIZE", "GEMM workspace (default 32MiB)", 0 },
-		{ "gemm-tflops", SW_OPT_FLOAT, &in.rates.gemm_tflops, "X", "achieved GEMM rate, TFLOP/s (default 400)", 0 },
-		{ "h2d-gbs", SW_OPT_FLOAT, &in.rates.h2d_gbs, "X", "PCIe host-to-device GB/s (default 40)", 0 },
-		{ "d2h-gbs", SW_OPT_FLOAT, &in.rates.d2h_gbs, "X", "PCIe device-to-host GB/s (default 40)", 0 },
-		{ "nvme-read-gbs", SW_OPT_FLOAT, &nvme_read, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
-		{ "nvme-write-gbs", SW_OPT_FLOAT, &nvme_write, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
+		{ "grad-buffers", SW_OPT_INT, &k.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },
+		{ "chunk", SW_OPT_INT, &o.chunk, "PARAMS", "I/O chunk of streamed state (default 67108864)", 0 },
+		{ "io-stripe", SW_OPT_SIZE, &o.io_stripe, "SIZE", "the NVMe engine's stripe unit, as given to train (default: one I/O chunk of P16)", 0 },
+		{ "io-depth", SW_OPT_INT, &k.io_depth, "N", "checkpoints in flight to / from NVMe each way (default 2)", 0 },
+		{ "vocab-chunk", SW_OPT_INT, &k.vocab_chunk, "N", "logits computed this many vocab entries at a time (default 8192)", 0 },
+		{ "gpu-reserve", SW_OPT_SIZE, &k.gpu_reserve, "SIZE", "GPU memory held back, e.g. for the CUDA context (default 0)", 0 },
+		{ "cublas-workspace", SW_OPT_SIZE, &k.cublas_workspace, "SIZE", "GEMM workspace (default 32MiB)", 0 },
+		{ "gemm-tflops", SW_OPT_FLOAT, &o.rates.gemm_tflops, "X", "achieved GEMM rate, TFLOP/s (default 400)", 0 },
+		{ "h2d-gbs", SW_OPT_FLOAT, &o.rates.h2d_gbs, "X", "PCIe host-to-device GB/s (default 40)", 0 },
+		{ "d2h-gbs", SW_OPT_FLOAT, &o.rates.d2h_gbs, "X", "PCIe device-to-host GB/s (default 40)", 0 },
+		{ "nvme-read-gbs", SW_OPT_FLOAT, &o.rates.nvme_read_gbs, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
+		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
 	int rc = sw_cli_parse("plan", summary, opts, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	if (!!model == !!s.arch) {
-		sw_error("plan: give either --model DIR or the shape (--arch, --dim, --layers, --heads, --ffn, "
-			 "--vocab), %s", model ? "not both" : "none was given");
-		return 2;
-	}
-	if (strcmp(dtype, "bf16") && strcmp(dtype, "fp32")) {
-		sw_error("plan: --dtype '%s' is not bf16 or fp32", dtype);
-		return 2;
-	}
-	if (prefetch < 1 || prefetch > 64 || grad_bufs < 1 || grad_bufs > 8 || io_depth < 1 || io_depth > 64) {
-		sw_error("plan: --prefetch (1-64), --grad-buffers (1-8) or --io-depth (1-64) is out of range");
-		return 2;
-	}
-	if (!(clip >= 0)) {
-		sw_error("plan: --clip %g must be >= 0 (0: off)", clip);
-		return 2;
-	}
-	in.passes = clip > 0 ? 2 : 1;
-	in.fp32 = !strcmp(dtype, "fp32");
-	in.prefetch = (int)prefetch;
-	in.grad_bufs = (int)grad_bufs;
-	in.io_depth = (int)io_depth;
-	in.slots = checkpoint_only ? 1 : 2;
-	if (nvme && (rc = parse_nvme(nvme, &in)))
+	if ((rc = check_args(model, &s, dtype, prefetch, &k, o.clip)))
 		return rc;
-	int paths = in.n_nvme ? in.n_nvme : 1;
-	in.rates.nvme_read_gbs = nvme_read ? nvme_read : 6.0 * paths;
-	in.rates.nvme_write_gbs = nvme_write ? nvme_write : 4.0 * paths;
-	in.rates.adam_params_per_s = adam_g * 1e9;
-
-	sw_config cfg;
-	if (model) {
-		if (!sw_config_load) {
-			sw_error("plan: --model needs config.json reading, which this build lacks; give the "
-				 "shape with --arch, --dim, --layers, --heads, --ffn, --vocab instead");
-			return 1;
-		}
-		if (sw_config_load(&cfg, model))
-			return 1;
-	} else if ((rc = config_from_flags(&cfg, &s))) {
-		return rc;
-	}
+	o.fp32 = !strcmp(dtype, "fp32");
+	o.prefetch = (int)prefetch;
+	o.slots = checkpoint_only ? 1 : 2;
+	o.rates.adam_params_per_s = adam_g * 1e9;
 	sw_table tt;
-	if (sw_table_build(&tt, &cfg)) {
-		sw_error("plan: out of memory building the tensor table");
-		return 1;
-	}
-	in.tt = &tt;
-	sw_plan p;
-	rc = sw_plan_build(&p, &in);
-	if (rc) {
-		sw_error("%s", p.why);
-		rc = rc == -EINVAL ? 2 : 1;
-	} else {
-		sw_plan_print(&p, stdout);
-	}
-	sw_plan_free(&p);
+	if ((rc = table_of(model, &s, &tt)))
+		return rc;
+	rc = plan_run(&tt, &o, &k);
 	sw_table_free(&tt);
 	return rc;
 }

@@ -1,11 +1,9 @@
-/* spillway train: fine-tune a Hugging Face model directory on a token file.
+/* spillway train's options: parsed, checked (one line each), handed to the driver (train.h).
  *
- * Loads config + weights (fp32 masters), plans the placement of every state under the budgets
- * (offload/plan.h), runs the offload executor (offload/exec.h) for --steps optimizer steps with
- * the LR schedule of optim/schedule.h, and prints one line per step (step, loss, lr, grad norm,
- * tokens/s, TFLOPS, busy time per resource and bound/measured), appending the same as JSON to
- * RUN/metrics.jsonl. The run directory also receives the trained weights (see offload/exec.h's
- * run-directory functions) so that `spillway export` can write an HF directory. */
+ * The driver loads config + weights (fp32 masters), plans the placement of every state under
+ * the budgets, runs the offload executor for --steps optimizer steps and keeps the run in --run
+ * DIR (docs/runs.md): metrics.jsonl, the saved state, the manifest that --resume continues
+ * from. */
 #include "core/backend.h"
 #include "core/cli.h"
 #include "core/commands.h"
@@ -13,8 +11,7 @@
 #include "core/hfmodel.h"
 #include "core/log.h"
 #include "core/model.h"
-#include "offload/exec.h"
-#include "offload/plan.h"
+#include "offload/train.h"
 #include "optim/schedule.h"
 
 #include <errno.h>
@@ -22,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char summary[] = "fine-tune a model on a token file (offloading what does not fit)";
 
@@ -33,7 +29,8 @@ typedef struct train_args {
 	uint64_t io_bs, io_stripe;
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
-	int resume, quiet, checkpoint_only;
+	int resume, quiet, checkpoint_only, no_save, keep_nvme;
+	int64_t stop_after;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
 } train_args;
 
@@ -44,7 +41,7 @@ static int check_args(const train_args *a)
 		sw_error("train: --steps, --seq-len and --batch-tokens must be positive");
 		return 2;
 	}
-	if (a->micro_tokens % a->seq_len || a->batch_tokens % a->micro_tokens) {
+	if (a->micro_tokens < 1 || a->micro_tokens % a->seq_len || a->batch_tokens % a->micro_tokens) {
 		sw_error("train: --micro-batch-tokens %lld must be a multiple of --seq-len %lld and "
 			 "divide --batch-tokens %lld", (long long)a->micro_tokens, (long long)a->seq_len,
 			 (long long)a->batch_tokens);
@@ -52,9 +49,23 @@ static int check_args(const train_args *a)
 	}
 	if (!(a->lr >= 0) || !isfinite(a->lr) || a->min_lr < 0 || a->min_lr > a->lr || a->wd < 0 ||
 	    !(a->beta1 >= 0 && a->beta1 < 1) || !(a->beta2 >= 0 && a->beta2 < 1) || !(a->eps > 0) ||
-	    a->clip < 0 || a->warmup < 0 || a->save_every < 0 || a->threads < 0) {
+	    a->clip < 0 || a->warmup < 0) {
 		sw_error("train: optimizer settings out of range (need lr >= 0, 0 <= min-lr <= lr, "
 			 "weight-decay >= 0, betas in [0,1), eps > 0, clip >= 0, warmup >= 0)");
+		return 2;
+	}
+	if (a->save_every < 0 || a->stop_after < 0) {
+		sw_error("train: --save-every and --stop-after must be >= 0");
+		return 2;
+	}
+	if (a->micro_tokens / a->seq_len * a->seq_len > (1 << 24)) {
+		sw_error("train: --micro-batch-tokens %lld is above the largest micro-batch (%d tokens); "
+			 "lower it", (long long)a->micro_tokens, 1 << 24);
+		return 2;
+	}
+	if (a->batch_tokens / a->micro_tokens > (1 << 20)) {
+		sw_error("train: --batch-tokens %lld is more than 2^20 micro-batches of %lld tokens; "
+			 "raise --micro-batch-tokens", (long long)a->batch_tokens, (long long)a->micro_tokens);
 		return 2;
 	}
 	double rates[] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs, a->nvme_write_gbs,
@@ -79,12 +90,59 @@ static int check_args(const train_args *a)
 	return 0;
 }
 
-int cmd_train(int argc, char **argv)
+/* --run is required unless --no-save; --resume and --save-every need it. 0 or 2. */
+static int check_run(const train_args *a)
+{
+	if (a->no_save && (a->run || a->resume || a->save_every)) {
+		sw_error("train: --no-save keeps nothing: drop --run, --resume and --save-every with it");
+		return 2;
+	}
+	if (!a->no_save && !a->run) {
+		sw_error("train: --run DIR is required (the run directory keeps the trained state); "
+			 "give --no-save to train without keeping anything");
+		return 2;
+	}
+	return 0;
+}
+
+/* "spillway train ARGS --resume" from this command line (--resume added when missing, shell
+ * quoting for words with special characters); malloc'ed, NULL on ENOMEM. */
+static char *resume_command(int argc, char **argv)
+{
+	size_t len = 32;
+	for (int i = 0; i < argc; i++)
+		len += strlen(argv[i]) * 4 + 3;
+	char *s = malloc(len), *p = s;
+	if (!s)
+		return NULL;
+	p += sprintf(p, "spillway");
+	int has = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *w = argv[i];
+		has |= !strcmp(w, "--resume");
+		if (w[strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")]) {
+			*p++ = ' ';
+			*p++ = '\'';
+			for (; *w; w++)
+				p += *w == '\'' ? sprintf(p, "'\\''") : sprintf(p, "%c", *w);
+			*p++ = '\'';
+			*p = 0;
+		} else {
+			p += sprintf(p, " %s", w);
+		}
+	}
+	if (!has)
+		sprintf(p, " --resume");
+	return s;
+}
+
+/* The option table (parsing and --help): 0, 2 after one usage line, -1 after --help. */
+static int parse_opts(train_args *p, int argc, char **argv)
 {
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2,
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30,
 	};
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
@@ -94,7 +152,8 @@ int cmd_train(int argc, char **argv)
 		{ "seq-len", SW_OPT_INT, &a.seq_len, "T", "tokens per row", 1 },
 		{ "batch-tokens", SW_OPT_INT, &a.batch_tokens, "N", "tokens per optimizer step", 1 },
 		{ "micro-batch-tokens", SW_OPT_INT, &a.micro_tokens, "N", "tokens per micro-batch (default --seq-len)", 0 },
-		{ "run", SW_OPT_STR, &a.run, "DIR", "run directory: metrics.jsonl, state, trained weights", 0 },
+		{ "run", SW_OPT_STR, &a.run, "DIR", "run directory: metrics.jsonl, saved state, manifest (required unless --no-save)", 0 },
+		{ "no-save", SW_OPT_FLAG, &a.no_save, NULL, "run without a run directory: nothing is kept", 0 },
 		{ "backend", SW_OPT_STR, &a.backend, "NAME", "auto, cpu or cuda (default auto)", 0 },
 		{ "dtype", SW_OPT_STR, &a.dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
 		{ "gpu-mem", SW_OPT_SIZE, &a.gpu_mem, "SIZE", "GPU memory budget (default: what the run needs, all resident)", 0 },
@@ -126,21 +185,28 @@ int cmd_train(int argc, char **argv)
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &a.nvme_write_gbs, "X", "measured NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
+		{ "stop-after", SW_OPT_INT, &a.stop_after, "N", "stop after step N, saving, as SIGINT does (resume later with --resume)", 0 },
+		{ "keep-nvme", SW_OPT_FLAG, &a.keep_nvme, NULL, "leave the NVMe scratch file at the end (default: removed)", 0 },
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
-	a.cpu_mem = 16ull << 30;
 	int rc = sw_cli_parse("train", summary, opts, argc, argv);
+	*p = a;
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	train_args a;
+	int rc = parse_opts(&a, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	if (!a.micro_tokens)
 		a.micro_tokens = a.seq_len;
-	if ((rc = check_args(&a)))
+	if ((rc = check_args(&a)) || (rc = sw_cli_threads("train", "threads", &a.threads)))
 		return rc;
-	if (a.resume && !a.run) {
-		sw_error("train: --resume needs --run DIR");
-		return 2;
-	}
+	if ((rc = check_run(&a)))
+		return rc;
 	sw_lr_schedule sched = { .lr = a.lr, .warmup_steps = a.warmup, .total_steps = a.steps,
 				 .min_lr_rate = a.lr > 0 ? a.min_lr / a.lr : 0 };
 	if (sw_lr_kind_parse(a.schedule, &sched.kind)) {
@@ -152,23 +218,26 @@ int cmd_train(int argc, char **argv)
 		sw_error("train: %s", why);
 		return 2;
 	}
-
-	sw_exec_args ea = {
-		.model = a.model, .data = a.data, .run = a.run, .backend = a.backend, .nvme = a.nvme,
-		.trace = a.trace, .steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
+	char *resume_cmd = resume_command(argc, argv);
+	sw_train_args ta = {
+		.model = a.model, .data = a.data, .run = a.no_save ? NULL : a.run, .backend = a.backend,
+		.nvme = a.nvme, .trace = a.trace, .schedule_name = a.schedule,
+		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
-		.threads = (int)a.threads, .save_every = a.save_every, .prefetch = (int)a.prefetch, .chunk = a.chunk,
-		.slots = a.checkpoint_only ? 1 : 2,
+		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after,
+		.prefetch = (int)a.prefetch, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
-		.io_threads = (int)a.io_threads,
+		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,
 		.clip = a.clip, .resume = a.resume, .quiet = a.quiet, .sched = sched,
 		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,
 			  .weight_decay = a.wd },
-		.print_steps = 1,
+		.print_steps = 1, .resume_cmd = resume_cmd,
 		.rates = { .gemm_tflops = a.gemm_tflops, .h2d_gbs = a.h2d_gbs, .d2h_gbs = a.d2h_gbs,
 			   .nvme_read_gbs = a.nvme_read_gbs, .nvme_write_gbs = a.nvme_write_gbs,
 			   .adam_params_per_s = a.adam_gparams * 1e9 },
 	};
-	return sw_exec_train(&ea) ? 1 : 0;
+	rc = sw_train(&ta);
+	free(resume_cmd);
+	return rc < 0 ? 1 : rc;
 }

@@ -1,6 +1,7 @@
-/* The offload executor: the iteration schedule of DESIGN.md over a placement from the planner.
+/* The offload executor: the iteration schedule over a placement from the planner; the plan is
+ * its program (the buffer table it allocates by, the window schedule it follows).
  *
- * Every group's P16 and optimizer state (P32, m, v) lives where sw_plan says: on the GPU (the
+ * Every group's P16 and optimizer state (P32, m, v) lives where sw_plan says: on the device (the
  * backend's arena; updated there by be->ops->adamw), on the host (pinned, be->ops->host_alloc)
  * or on NVMe (io/io.h extents; P32/m/v in two slots when plan->in.slots is 2). A step:
  *   forward   layer-major over the M micro-batches; a streamed group's P16 is fetched into one
@@ -16,8 +17,10 @@
  *   The step ends when the optimizer queue is drained: updates are synchronous.
  * Clipping (exact): with clip > 0 the backward runs twice, the first pass only accumulating the
  * global norm (no update, no gradient leaves the GPU), the second applying the clipped update;
- * clip == 0 runs one fully overlapped pass. docs/architecture.md has the costs. A non-finite
- * norm skips the step (two-pass: nothing is touched; one-pass: see docs/architecture.md).
+ * clip == 0 runs one fully overlapped pass. docs/planner.md has the costs. A non-finite norm
+ * marks the step skipped: with two passes nothing is touched; with one pass the updates have
+ * run as the gradients arrived, and AdamW left every element whose gradient is not finite as it
+ * was (optim/adamw.h), while the finite elements of the same step were updated.
  * Results do not depend on the placement: the same ops run in the same order on the same
  * values wherever the bytes live. */
 #ifndef SW_OFFLOAD_EXEC_H
@@ -52,8 +55,10 @@ typedef struct sw_exec_opts {
 	const char *trace;        /* Chrome trace file, or NULL */
 } sw_exec_opts;
 
-/* Allocates what the plan places (GPU arena, pinned host, NVMe extents through io, which may
- * be NULL when nothing is on NVMe). -errno after one error line. */
+/* Allocates the plan's buffer table, row by row in its order (GPU arena, pinned host, NVMe
+ * extents through io, which may be NULL when nothing is on NVMe), and checks that what each
+ * allocator took equals the table cell by cell (-EPROTO, "internal error", otherwise).
+ * -errno after one error line. */
 int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_io *io,
 		   const sw_exec_opts *o, sw_exec **out);
 /* Writes the trace (when asked) and frees everything. */
@@ -63,6 +68,8 @@ void sw_exec_destroy(sw_exec *ex);
  * The NVMe engine's stripe unit must divide chunk * act bytes (rounded to 4 KiB) so that chunk
  * boundaries are piece boundaries. */
 int64_t sw_exec_chunk(const sw_plan *p, const sw_table *tt);
+/* What the allocation took, by tier and purpose (equal to sw_plan_allocated: checked). */
+void sw_exec_taken(const sw_exec *ex, uint64_t out[SW_TIER_COUNT][SW_PURPOSE_COUNT]);
 
 /* Pinned host bytes the executor allocated (its share of --cpu-mem). */
 uint64_t sw_exec_host_bytes(const sw_exec *ex);
@@ -86,31 +93,4 @@ int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
 int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
 		 double lr, sw_exec_stats *st);
 
-/* ---- the `spillway train` driver (offload/run.c) ---- */
-typedef struct sw_exec_args {
-	const char *model, *data, *run, *backend, *nvme, *trace;
-	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
-	uint64_t seed;
-	int threads, prefetch, fp32, resume, quiet, print_steps;
-	int slots;                   /* NVMe optimizer-state slots: 2, or 1 (--checkpoint-only) */
-	int64_t chunk;               /* I/O chunk, parameters (0: the planner's default) */
-	uint64_t io_bs, io_stripe;   /* NVMe engine settings (io/io.h; 0: its defaults; the */
-	int io_qd, io_threads;       /* stripe 0: one chunk of P16) */
-	uint64_t gpu_mem, cpu_mem;   /* gpu_mem 0: as much as the whole state needs */
-	double clip;
-	sw_lr_schedule sched;
-	sw_adamw_hparams adam;
-	double *losses_out;          /* optional: per-step losses (steps entries) */
-	sw_plan_rates rates;         /* the machine's measured rates for the plan's bound; each 0:
-	                              * the planner's default */
-} sw_exec_args;
-
-/* Loads, plans (printing the placement), trains, writes RUN/metrics.jsonl and RUN/weights.
- * Returns 0 or -errno after one error line. */
-int sw_exec_train(const sw_exec_args *a);
-/* GPU bytes the CUDA backend keeps for itself inside an arena of `budget` bytes (cuBLASLt
- * workspace and op scratch): the planner gets the budget minus this. */
-uint64_t sw_exec_backend_reserve(uint64_t budget);
-/* Free bytes of the filesystem holding dir (0 when it cannot be read). */
-uint64_t sw_exec_dir_free(const char *dir);
 #endif

@@ -1,10 +1,12 @@
 /* The planner: where every state of every group lives, what the GPU and the host must hold
  * besides, how much disk the run needs, and how long a step should take.
  *
- * This header is the seam between the planner and the executor. The executor allocates what
- * the plan says, and nothing more: every byte it allocates belongs to one (tier, purpose) cell
- * of sw_plan.bytes, and it can check its real allocations against that cell. docs/planner.md
- * explains the policy and every formula; the short version:
+ * This header is the seam between the planner and the executor. The plan is the executor's
+ * program: its buffer table (sw_plan.buf) lists every allocation the executor makes (purpose,
+ * tier, bytes each as the allocator counts them, count, owner), the executor allocates by one
+ * loop over it and checks what it took against it cell by cell, and the printed per-tier
+ * totals are sums over it. The P16 window's schedule is offload/window.h, followed by both.
+ * docs/planner.md explains the policy and every formula; the short version:
  *
  *   GPU   working set (mandatory): P16 prefetch window of K groups, fp32 gradient buffer(s),
  *         one micro-batch through one layer (forward intermediates and their gradients),
@@ -14,7 +16,8 @@
  *   host  pinned gradient buffers and the activation carry when the GPU lacks room for it;
  *         when anything spills to NVMe, pinned I/O staging; then the P16 cache, activation
  *         checkpoints, and optimizer state (P32, m, v), each as long as it fits.
- *   NVMe  everything else; optimizer state in 1 or 2 slots (crash safety), P16 in one
+ *   NVMe  everything else; optimizer state in 1 or 2 slots (with 2, a step reads one and
+ *         writes the other, so the previous state stays intact through the step), P16 in one
  *         (it is bf16(P32), so it can be re-derived), activation spill as scratch.
  *
  * Groups are those of core/tensors.h: 0 the embedding, 1..L the decoder layers, L+1 the head.
@@ -55,7 +58,10 @@ typedef struct sw_plan_input {
 	int64_t seq_len;            /* tokens per row */
 	int64_t micro_rows;         /* rows per micro-batch (default 1) */
 	int fp32;                   /* 1: --dtype fp32 (P16 and activations 4 B), 0: bf16 */
-	int slots;                  /* optimizer state slots on NVMe: 2 crash-safe, 1 checkpoint-only */
+	int cpu_device;             /* 1: the compute device is the CPU backend, whose "GPU" tier
+				     * is host memory too (printed as "device") */
+	int slots;                  /* optimizer state slots on NVMe: 2 (a step writes the other
+				     * slot), 1 (--checkpoint-only: updated in place) */
 	int prefetch;               /* K: group-sized P16 buffers on the GPU (computing + in flight) */
 	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls) */
 	int passes;                 /* backward passes per step: 2 with clipping (--clip > 0: the
@@ -63,7 +69,10 @@ typedef struct sw_plan_input {
 				     * offload/exec.h), 1 without (--clip 0); default 2, as train's
 				     * default --clip 1.0 */
 	int64_t chunk_params;       /* I/O chunk for streamed state, parameters */
-	int io_depth;               /* staging buffers per stream and direction */
+	uint64_t nvme_stripe;       /* the NVMe engine's stripe unit (--io-stripe); 0: one I/O
+				     * chunk of P16 rounded up to 4 KiB (sw_plan_nvme_stripe) */
+	int io_depth;               /* checkpoints on their way to / from NVMe: 2 x io_depth
+				     * pinned staging buffers (at most SW_PLAN_CKPT_SLOTS) */
 	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
 	uint64_t cublas_workspace;  /* GPU bytes */
 	uint64_t gpu_reserve;       /* GPU bytes held back (e.g. the CUDA context) */
@@ -94,6 +103,51 @@ typedef enum {
 	                               and saving / resuming the run's state */
 	SW_PURPOSE_COUNT
 } sw_plan_purpose;
+
+#define SW_PLAN_CKPT_SLOTS 16      /* most checkpoint staging buffers */
+#define SW_PLAN_OPT_STAGES 2       /* optimizer staging sets (read-ahead / write-behind) */
+#define SW_PLAN_P16_STAGES 2       /* P16 staging buffers between NVMe and the window */
+#define SW_PLAN_HOST_GRADS 2       /* most pinned gradient buffers (the optimizer queue) */
+
+/* One family of buffers of the buffer table. */
+typedef enum {
+	SW_BUF_P16,                 /* owner group's P16 home */
+	SW_BUF_OPT,                 /* owner group's P32 / m / v (state), NVMe slot `slot` */
+	SW_BUF_CKPT,                /* the checkpoints placed on `tier`, (layer, micro-batch) order */
+	SW_BUF_CARRY,               /* the activation carry */
+	SW_BUF_WINDOW,              /* the P16 window's buffers */
+	SW_BUF_GRAD,                /* GPU fp32 gradient buffers */
+	SW_BUF_HOST_GRAD,           /* pinned gradient buffers for the CPU optimizer */
+	SW_BUF_TIED_GRAD,           /* tied embedding's gradient, held through backward */
+	SW_BUF_SCRATCH,             /* one layer's forward intermediates and their gradients */
+	SW_BUF_XIO,                 /* micro-batch x in / x out / checkpoint in */
+	SW_BUF_TOKENS,              /* token ids, targets, per-token losses of a micro-batch */
+	SW_BUF_INV_FREQ,            /* RoPE inverse frequencies */
+	SW_BUF_NORM_SUMS,           /* per-group gradient sums of squares (fp64) */
+	SW_BUF_HEAD_NORM,           /* tied: the final norm's P16 while the embedding streams */
+	SW_BUF_STAGE_P16,           /* pinned: P16 between NVMe and the window */
+	SW_BUF_STAGE_OPT,           /* pinned: P32|m|v|P16 of one chunk (read-ahead, write-behind) */
+	SW_BUF_STAGE_CKPT,          /* pinned: checkpoints between the GPU and NVMe */
+	SW_BUF_XFER,                /* pinned: one chunk of fp32 for load / save */
+	SW_BUF_HELD,                /* not allocated by the executor: budget held back (the
+				     * working-set estimate beyond its buffers, for the backend's
+				     * op scratch; --gpu-reserve; the NVMe files' stripe rounding) */
+	SW_BUF_KIND_COUNT
+} sw_plan_buf_kind;
+
+typedef struct sw_plan_buf {
+	sw_plan_buf_kind kind;
+	sw_plan_purpose purpose;
+	sw_tier tier;
+	int owner;                  /* group (SW_BUF_P16, SW_BUF_OPT), else -1 */
+	int state;                  /* SW_BUF_OPT: 0 P32, 1 m, 2 v; else -1 */
+	int slot;                   /* SW_BUF_OPT on NVMe: optimizer slot; else 0 */
+	uint64_t bytes;             /* each, as its allocator counts it (GPU arena: 256 B blocks;
+				     * host: 4 KiB pages; NVMe: the extent's 4 KiB blocks) */
+	int64_t count;
+	uint64_t total;             /* what the row takes: bytes * count; on NVMe with the
+				     * engine's alignment skips (sw_io_extent_place) */
+} sw_plan_buf;
 
 typedef enum { SW_RES_COMPUTE, SW_RES_PCIE, SW_RES_NVME, SW_RES_CPU_ADAM, SW_RES_COUNT } sw_plan_resource;
 
@@ -134,11 +188,15 @@ typedef struct sw_plan {
 	sw_tier (*tier)[SW_STATE_COUNT];   /* [ngroups][state] */
 	uint8_t *ckpt_tier;         /* [n_layers * n_micro] sw_tier; see sw_plan_ckpt_tier */
 	int64_t ckpt_count[SW_TIER_COUNT];
-	/* accounting: every byte the run may allocate, by tier and purpose */
+	/* the buffer table: every allocation of the executor, in its allocation order */
+	sw_plan_buf *buf;
+	int nbuf;
+	/* accounting: sums of the buffer table's rows by tier and purpose, and by tier */
 	uint64_t bytes[SW_TIER_COUNT][SW_PURPOSE_COUNT];
 	uint64_t total[SW_TIER_COUNT];
 	uint64_t budget[SW_TIER_COUNT];    /* gpu_mem, cpu_mem, sum of NVMe capacities */
-	uint64_t nvme_path_bytes[SW_PLAN_MAX_NVME];   /* NVMe total split by capacity */
+	uint64_t nvme_path_bytes[SW_PLAN_MAX_NVME];   /* NVMe total per path (equal shares:
+						       * the engine stripes evenly) */
 	/* disk: NVMe tier need under each consistency mode, index slots-1 */
 	uint64_t disk_bytes[2];
 	/* optimizer state of resident (GPU/host) groups, saved to the run directory at
@@ -186,17 +244,20 @@ static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)
 /* Prints the placement table, tier accounting, disk cost per mode and the step-time
  * prediction (spillway plan; spillway train at start). */
 void sw_plan_print(const sw_plan *p, FILE *f);
-/* The uses of P16 in one step, in order, as group indices into u (room for 1 + L + passes *
- * (L + 2)); returns the count. Forward: the embedding, layers 1..L; then per backward pass:
- * in pass 2 first layer L (x_L recomputed from its checkpoint, for the head), the head group
- * `head` (the embedding, 0, when tied), layers L..1. The executor walks this sequence; the
- * planner replays its window over it. */
-int sw_plan_p16_uses(int L, int head, int passes, int *u);
+/* The NVMe engine's stripe unit the plan's NVMe footprint assumes (sw_io_config.stripe). */
+uint64_t sw_plan_nvme_stripe(const sw_plan *p);
+/* The P16 window's buffers (K) and the pinned gradient buffers the plan gives the executor. */
+int sw_plan_window_buffers(const sw_plan *p);
+/* Sums of the buffer table's rows that the executor allocates (kind != SW_BUF_HELD), by cell:
+ * what sw_exec_create must take, exactly. */
+void sw_plan_allocated(const sw_plan *p, uint64_t out[SW_TIER_COUNT][SW_PURPOSE_COUNT]);
 /* The model FLOPs of one step (the MFU numerator): 6 * N_gemm * tokens + attention forward and
  * backward (6 * L * tokens * seq_len * q_dim); recompute and the second pass are not counted. */
 double sw_plan_model_flops(const sw_plan *p);
 
 const char *sw_plan_tier_name(sw_tier t);
+/* The tier's name as printed for this plan: "device" for the GPU tier on the CPU backend. */
+const char *sw_plan_tier_label(const sw_plan *p, sw_tier t);
 const char *sw_plan_purpose_name(sw_plan_purpose u);
 const char *sw_plan_resource_name(sw_plan_resource r);
 #endif

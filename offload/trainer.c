@@ -1,4 +1,7 @@
+/* The in-memory trainer (offload/trainer.h): every state on the device, the layer-major step
+ * with recompute; the oracle the executor is compared with, and the subject of bench/cuda_step. */
 #include "offload/trainer.h"
+#include "optim/clip.h"
 #include "core/cli.h"
 #include "core/log.h"
 
@@ -226,20 +229,14 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	double ss[G];
 	o->copy_d2h(be, tr->st, ss, tr->sumsq, sizeof(ss));
 	o->stream_sync(be, tr->st);
-	double total = 0;
-	for (int gi = 0; gi < G; gi++)
-		total += ss[gi];
 	st->loss = st->tokens ? loss / (double)st->tokens : 0.0;
-	st->grad_norm = sqrt(total);
-	st->grad_scale = 1.0;
-	if (!isfinite(st->grad_norm)) {
+	st->grad_norm = sw_grad_norm(ss, G);
+	/* torch.nn.utils.clip_grad_norm_ (optim/clip.h): NAN when the norm is not finite */
+	st->grad_scale = sw_clip_scale(st->grad_norm, tr->o.clip);
+	if (isnan(st->grad_scale)) {
+		st->grad_scale = 1.0;
 		st->skipped = 1;
 		return 0;
-	}
-	/* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 */
-	if (tr->o.clip > 0) {
-		double coef = tr->o.clip / (st->grad_norm + 1e-6);
-		st->grad_scale = coef < 1.0 ? coef : 1.0;
 	}
 	for (int i = 0; i < tt->n; i++) {
 		const sw_tensor *t = &tt->t[i];

@@ -1,6 +1,6 @@
 /* The in-memory trainer: every state of every group resident in the backend's arena (the
- * "all on GPU" placement). It runs the schedule of DESIGN.md — layer-major traversal of M
- * micro-batches, layer inputs kept as checkpoints, recomputation in backward, exact global
+ * "all on GPU" placement). It runs the executor's schedule (docs/architecture.md) —
+ * layer-major traversal of M micro-batches, layer inputs kept as checkpoints, recomputation in backward, exact global
  * gradient-norm clipping after backward, AdamW — with the same calls, in the same order, as the
  * offload executor, which adds streaming around them. */
 #ifndef SW_OFFLOAD_TRAINER_H

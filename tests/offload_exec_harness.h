@@ -7,6 +7,7 @@
 #include "io/io.h"
 #include "offload/exec.h"
 #include "offload/plan.h"
+#include "offload/train.h"
 #include "tests/check.h"
 
 #include <stdint.h>
@@ -83,18 +84,31 @@ static int hx_open(hx_run *r, const sw_table *tt, sw_plan_input *in, uint64_t gp
 	sw_backend_opts bo = { .mem_budget = arena, .act = in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = 2 };
 	CHECK(sw_backend_create(bk, &bo, &r->be) == 0);
+
 	if (r->plan.total[SW_TIER_NVME]) {
 		char paths[300];
 		snprintf(paths, sizeof(paths), "%s", hx_nvme_dir());
 		sw_io_config ic = { .paths = paths, .quiet = 1, .file_name = "exec-test.data" };
-		ic.stripe = ((uint64_t)sw_exec_chunk(&r->plan, tt) * (in->fp32 ? 4 : 2) + 4095) / 4096 * 4096;
-		ic.size = r->plan.total[SW_TIER_NVME] + (uint64_t)(tt->ngroups * 7 + 64 * 64) * ic.stripe;
+		/* the NVMe file is sized from the plan's table, exactly (a fresh file: the engine
+		 * keeps a larger one as it is) */
+		char file[600];
+		snprintf(file, sizeof(file), "%s/exec-test.data", paths);
+		unlink(file);
+		ic.stripe = sw_plan_nvme_stripe(&r->plan);
+		ic.size = r->plan.total[SW_TIER_NVME];
 		CHECK(sw_io_open(&ic, &r->io) == 0);
+		CHECK(sw_io_capacity(r->io) == r->plan.total[SW_TIER_NVME]);
+
 	}
 	sw_exec_opts eo = { .adam = *h, .clip = clip, .cpu_threads = 2 };
 	CHECKF(sw_exec_create(r->be, tt, &r->plan, r->io, &eo, &r->ex) == 0,
 	       "executor does not fit the plan's accounting (gpu %llu cpu %llu)",
 	       (unsigned long long)gpu, (unsigned long long)cpu);
+	/* what the executor took is the plan's buffer table, cell by cell */
+	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT], want[SW_TIER_COUNT][SW_PURPOSE_COUNT];
+	sw_exec_taken(r->ex, took);
+	sw_plan_allocated(&r->plan, want);
+	CHECK(!memcmp(took, want, sizeof(took)));
 	/* the executor stays inside the budgets it was planned for */
 	CHECKF(r->be->used <= arena, "GPU arena %llu > budget %llu", (unsigned long long)r->be->used,
 	       (unsigned long long)arena);
@@ -112,7 +126,7 @@ static void hx_close(hx_run *r)
 }
 
 /* How many groups / checkpoints the plan put on a tier for a state. */
-static int hx_count(const sw_plan *p, int ngroups, sw_state s, sw_tier t)
+static inline int hx_count(const sw_plan *p, int ngroups, sw_state s, sw_tier t)
 {
 	int n = 0;
 	for (int g = 0; g < ngroups; g++)

@@ -16,7 +16,7 @@ gpu=40; cpu=48   # MiB
 ck=$(( $(stat -c %s "$w/m/model.safetensors") / 1048576 ))
 [ "$ck" -gt $((gpu + cpu)) ] || fail "the checkpoint ($ck MiB) should be larger than the budgets"
 "$bin" train --model "$w/m" --data "$w/d.tok" --steps 2 --seq-len 64 --batch-tokens 128 --backend cpu \
-  --gpu-mem ${gpu}MiB --cpu-mem ${cpu}MiB --nvme "$w/nv" --chunk 131072 --checkpoint-only --quiet \
+  --gpu-mem ${gpu}MiB --cpu-mem ${cpu}MiB --nvme "$w/nv" --chunk 131072 --checkpoint-only --quiet --no-save \
   >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "train"; }
 line=$(grep "host peak RSS" "$w/out") || fail "no host memory report"
 peak=$(sed -n 's/.*host peak RSS \([0-9.]*\) MiB (\([0-9.]*\) MiB of it before loading.*/\1/p' <<<"$line")

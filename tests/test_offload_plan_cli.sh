@@ -12,7 +12,7 @@ budgets="--gpu-mem 24GiB --cpu-mem 128GiB --batch-tokens 65536 --seq-len 2048"
 "$bin" plan $big $budgets --nvme /nonexistent/a:2TB,/nonexistent/b:2TB --checkpoint-only >"$tmp/out" 2>"$tmp/err"
 rc=$?; [ $rc = 0 ] || fail "175B plan exited $rc: $(cat "$tmp/err")"
 for want in "96 layers, dim 12288" "placement" "layers 0-" "activation checkpoints" "GPU   total" \
-            "host  total" "NVMe  total" "two slots, every step crash-safe" "one slot, checkpoint-only" \
+            "host  total" "NVMe  total" "two slots (a step writes the other slot" "one slot, checkpoint-only" \
             "GPU compute" "PCIe" "CPU AdamW" "predicted step:" "bound by" "tokens/s" "/nonexistent/a"; do
   grep -q -- "$want" "$tmp/out" || fail "plan output lacks '$want'"
 done

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #define AL(x) (((uint64_t)(x) + 4095) / 4096 * 4096)
+/* the GPU arena's 256-byte blocks */
+#define D256(x) (((uint64_t)(x) + 255) / 256 * 256)
 
 /* llama, dim 64, 2 layers, 4 heads (kv 2, head_dim 16), ffn 160, vocab 256, untied */
 enum { C = 64, L = 2, H = 4, KVH = 2, HD = 16, F = 160, V = 256 };
@@ -138,15 +140,17 @@ int main(void)
 		CHECK(close_to(p.cost.t[p.cost.bottleneck], mx));
 		CHECK(close_to(p.cost.tokens_per_s, BATCH / mx));
 		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (2 groups), carry,
-		 * load/save staging */
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_P16] == total * 2);
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_M] == total * 4);
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == 2 * maxg * 4);
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == (uint64_t)BATCH * C * 2);
+		 * load/save staging; every pinned buffer whole 4 KiB pages */
+		const uint64_t p16h = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2);
+		const uint64_t opth = AL(embed * 4) + L * AL(layer * 4) + AL(head * 4);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_P16] == p16h);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_M] == opth);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == 2 * AL(maxg * 4));
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == AL((uint64_t)BATCH * C * 2));
 		/* load/save staging: one I/O chunk of fp32; the default chunk is larger than any group */
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_XFER] == maxg * 4);
-		CHECK(p.total[SW_TIER_HOST] == total * 14 + L * M * item + 2 * maxg * 4 + (uint64_t)BATCH * C * 2 +
-		      maxg * 4);
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_XFER] == AL(maxg * 4));
+		CHECK(p.total[SW_TIER_HOST] == p16h + 3 * opth + L * M * AL(item) + 2 * AL(maxg * 4) +
+		      AL((uint64_t)BATCH * C * 2) + AL(maxg * 4));
 		CHECK(p.total[SW_TIER_GPU] == w0 + window);
 		sw_plan_apply(&p, &tt);
 		for (int g = 0; g < L + 2; g++)
@@ -157,15 +161,19 @@ int main(void)
 
 	/* B: everything possible on NVMe. Small chunks so staging is cheaper than holding it all;
 	 * the host gets exactly its minimum, which by hand is the pinned gradient buffers, the
-	 * carry, staging for the three streams and the load/save staging (one chunk of fp32). */
+	 * carry, staging for the three streams and the load/save staging (one chunk of fp32).
+	 * Staging: 2 buffers of a P16 chunk, 2 optimizer sets (P32, m, v and P16 of a chunk, each
+	 * whole pages), 2 x io_depth checkpoints. A 4 KiB stripe unit: no extent is moved to a
+	 * stripe boundary, so the NVMe footprint is the extents' 4 KiB blocks. */
 	{
 		in.chunk_params = 4096;
+		in.nvme_stripe = 4096;
 		in.gpu_mem = w0 + window;
 		in.n_nvme = 1;
 		strcpy(in.nvme[0].path, "/x");
 		in.nvme[0].capacity = 1ull << 40;
-		const uint64_t stage = 2 * 2 * 4096 * 2 + 2 * 2 * 4096 * 12 + 2 * 2 * item;
-		const uint64_t hmin_hand = 2 * maxg * 4 + (uint64_t)BATCH * C * 2 + stage + 4096 * 4;
+		const uint64_t stage = 2 * 4096 * 2 + 2 * (3 * 4096 * 4 + 4096 * 2) + 2 * 2 * AL(item);
+		const uint64_t hmin_hand = 2 * AL(maxg * 4) + AL((uint64_t)BATCH * C * 2) + stage + 4096 * 4;
 		CHECK(hmin_hand < total * 14 + L * M * item);
 		uint64_t hmin = 0;
 		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
@@ -214,6 +222,7 @@ int main(void)
 	 * the host carry again, and runs every GEMM and attention again */
 	{
 		in.chunk_params = 4096;
+		in.nvme_stripe = 4096;
 		in.gpu_mem = w0 + window;
 		in.n_nvme = 1;
 		strcpy(in.nvme[0].path, "/x");
@@ -253,16 +262,21 @@ int main(void)
 
 	/* C: all on the GPU, carry and checkpoints too: no traffic, the step is the compute */
 	{
-		in.gpu_mem = w0 + all_state + (uint64_t)BATCH * C * 2 + L * M * item;
-		in.cpu_mem = maxg * 4 - 1;   /* the host holds only the load/save staging: one chunk */
+		/* the state in the arena's 256-byte blocks: the head's P16 is 32896 B, 128 B short
+		 * of a whole block */
+		const uint64_t state_dev = D256(embed * 2) + 3 * D256(embed * 4) +
+					   L * (D256(layer * 2) + 3 * D256(layer * 4)) + D256(head * 2) + 3 * D256(head * 4);
+		CHECK(state_dev == all_state + 128);
+		in.gpu_mem = w0 + state_dev + D256((uint64_t)BATCH * C * 2) + L * M * D256(item);
+		in.cpu_mem = AL(maxg * 4) - 1;   /* the host holds only the load/save staging: one chunk */
 		sw_plan p;
 		CHECK(sw_plan_build(&p, &in) == -ENOSPC && p.short_tier == SW_TIER_HOST && p.short_bytes == 1);
 		sw_plan_free(&p);
-		in.cpu_mem = maxg * 4;
+		in.cpu_mem = AL(maxg * 4);
 		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
 		CHECK(!p.streaming && p.carry_on_gpu && p.resident_groups == L + 2);
 		CHECK(p.ckpt_count[SW_TIER_GPU] == L * M && p.bytes[SW_TIER_GPU][SW_PURPOSE_WINDOW] == 0);
-		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == maxg * 4);
+		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == AL(maxg * 4));
 		CHECK(p.cost.h2d == 0 && p.cost.d2h == 0 && p.cost.adam_params == 0);
 		CHECK(close_to(p.cost.step_s, flops / 1e9) && p.cost.bottleneck == SW_RES_COMPUTE);
 		sw_plan_free(&p);

@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 mkdir -p "$w/nv"
 common=(--model "$w/m" --data "$w/d.tok" --steps 3 --lr 1e-3 --seq-len 128 --batch-tokens 1024 --backend cuda)
-"$bin" train "${common[@]}" --gpu-mem 1GiB --cpu-mem 256MiB --nvme "$w/nv" >"$w/out" 2>"$w/err" \
+"$bin" train "${common[@]}" --no-save --gpu-mem 1GiB --cpu-mem 256MiB --nvme "$w/nv" >"$w/out" 2>"$w/err" \
   || { cat "$w/err"; fail "train under --gpu-mem 1GiB"; }
 grep "^GPU budget" "$w/out" || fail "no GPU budget line"
 line=$(grep "GPU memory measured" "$w/out") || { cat "$w/out"; fail "no measured GPU memory line"; }

@@ -1,0 +1,193 @@
+/* The executor's private parts, shared by its files: the executor's state (buffers from the
+ * plan's buffer table, streams and events, the window, the checkpoint ring, the optimizer
+ * queue, the trace) and the functions one file offers another.
+ *
+ * Threads and ownership. The executor thread (the caller) issues all device work: ops on the
+ * compute stream `cs`, P16 prefetches on the copy stream `hs`, gradient copies to the host on
+ * `ds`; NVMe I/O is submitted from the executor thread (P16, checkpoints) or the optimizer
+ * thread (optimizer state). Ownership of a buffer passes only through
+ *   - events: a window buffer is filled on hs after hs waited for the buffer's 'free' event
+ *     (recorded on cs after its last use), and cs waits for its 'ready' event; a device
+ *     gradient buffer is reused after cs waited for its 'free' event (recorded after the D2H or
+ *     the device update);
+ *   - queue messages: a pinned host gradient buffer goes to the optimizer thread with a message
+ *     carrying the D2H event (which the thread waits for) and comes back when the thread marks
+ *     it free (condition variable); the executor waits for the queue to drain at the step end.
+ * Nothing relies on timing, so the CPU backend (synchronous) and CUDA (asynchronous) agree. */
+#ifndef SW_OFFLOAD_EXEC_INT_H
+#define SW_OFFLOAD_EXEC_INT_H
+#include "offload/exec.h"
+#include "offload/window.h"
+#include "core/model.h"
+#include "core/pool.h"
+
+#include <pthread.h>
+#include <stdio.h>
+
+#define NSTAGE SW_PLAN_OPT_STAGES  /* staging sets per stream (read-ahead / write-behind) */
+_Static_assert(SW_PLAN_P16_STAGES == NSTAGE, "the P16 and optimizer staging share NSTAGE");
+#define OPT_Q SW_PLAN_HOST_GRADS   /* most pinned host gradient buffers = optimizer queue depth */
+
+typedef struct grp {
+	sw_tier p16_tier, opt_tier;
+	void *p16_dev;                     /* resident P16 */
+	float *opt_dev[3];                 /* P32, m, v on the GPU */
+	void *p16_host;                    /* P16 home on the host */
+	float *opt_host[3];
+	sw_io_extent p16_ext;              /* P16 home on NVMe (one slot) */
+	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
+} grp;
+
+/* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
+ * not yet consumed, or holding a write in flight. Its event marks the end of the last GPU copy
+ * to or from it. */
+#define CK_MAX_SLOTS SW_PLAN_CKPT_SLOTS
+enum { CK_FREE, CK_READING, CK_WRITING };
+typedef struct ck_slot {
+	int state, l, m;
+	sw_io_req req;
+	double t0;                         /* submitted at (for the trace) */
+} ck_slot;
+
+typedef struct ckpt {
+	sw_tier tier;
+	void *dev, *host;
+	sw_io_extent ext;
+} ckpt;
+
+typedef struct span { int track; double t0, t1; char name[24]; } span;
+
+typedef struct opt_msg { int group, hb; double scale; } opt_msg;
+
+struct sw_exec {
+	sw_backend *be;
+	const sw_table *tt;
+	const sw_plan *p;
+	sw_io *io;
+	sw_exec_opts o;
+	sw_dims d;
+	int L, M, G, H, ab, tied;
+	sw_stream *cs, *hs, *ds;
+	grp *g;
+	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
+	int K;
+	void **win;
+	sw_window sched;
+	uint8_t *streamed;                 /* (G) 1: the group's P16 is not resident */
+	sw_event **win_ready, **win_free;
+	void *head_small;                  /* tied + streamed head: the final norm's P16 */
+	/* gradients */
+	int ngb, gb_next;
+	float **gbuf;
+	sw_event **gb_free;
+	float *tgrad;                      /* tied: the embedding's gradient through backward */
+	double *dsum;                      /* (G) device */
+	/* activations */
+	void *carry_dev, *carry_host;      /* (M, N, C) act */
+	void *xa, *xo, *xc;                /* (N, C) act device */
+	int32_t *tok, *tgt;
+	float *losses;
+	float *inv_freq;
+	sw_layer_scratch s;
+	ckpt *ck;                          /* (L, M) */
+	/* checkpoints on NVMe: ck_nslot pinned staging slots shared by the forward's write-behind
+	 * (ring position ck_next) and the backward's read-ahead (ring position ck_ra_slot, next
+	 * checkpoint to read (ck_ra_l, ck_ra_m) in backward order) */
+	void *ck_stage[CK_MAX_SLOTS];
+	sw_event *ck_ev[CK_MAX_SLOTS];
+	ck_slot cks[CK_MAX_SLOTS];
+	int ck_nslot, ck_next, ck_ra_slot, ck_ra_l, ck_ra_m;
+	/* P16 staging from NVMe */
+	void *p16_stage[NSTAGE];
+	sw_event *p16_ev[NSTAGE];
+	int p16_next;
+	int64_t chunk;                     /* parameters per I/O chunk */
+	/* optimizer thread */
+	sw_pool *pool;
+	int nhg;                           /* pinned gradient buffers (the optimizer queue) */
+	float *hgrad[OPT_Q];
+	sw_event *hgrad_ev[OPT_Q];
+	int hgrad_busy[OPT_Q];
+	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
+	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
+	pthread_t thr;
+	int thr_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	opt_msg q[OPT_Q];
+	int qn, qhead, busy, quit, err;
+	int64_t step;
+	uint64_t host_bytes;                /* pinned host memory allocated */
+	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT];   /* what the allocation took, by cell */
+	int tabled;                        /* the arrays for the table's buffers exist */
+	double lr;
+	int slot;                          /* NVMe optimizer slot holding the current state */
+	/* measurement */
+	double t_step0;
+	sw_event *ev0;
+	sw_event **sev;                    /* event spans of the step: begin/end pairs */
+	int *strack;
+	int nsev, maxsev;
+	int64_t sev_dropped;    /* device spans not recorded (the event pool was full) */
+	int sev_warned;
+	span *spans;
+	int nspans, maxspans;
+	double t_origin;
+	pthread_mutex_t smu;
+	FILE *trace;
+	int trace_first;
+};
+
+
+/* the step's uses of P16, walked by the window (exec_window.c) */
+typedef struct useq { int *g; int n, pos; } useq;
+
+/* exec_trace.c: spans of the step (host spans, and device spans from event pairs) */
+extern const char *const exec_track_name[SW_TRACK_COUNT];
+void exec_span_add(sw_exec *ex, int track, const char *name, double t0, double t1);
+int exec_gspan_begin(sw_exec *ex, sw_stream *st, int track);
+void exec_gspan_end(sw_exec *ex, sw_stream *st, int i);
+void exec_trace_flush(sw_exec *ex);
+void exec_finish_spans(sw_exec *ex, sw_exec_stats *st);
+
+/* exec_home.c: a buffer's home, one of a device buffer, pinned host memory or an NVMe extent;
+ * reads and writes through it have no tier switch at the caller */
+typedef struct exec_home {
+	sw_tier tier;
+	void *dev, *host;
+	sw_io_extent ext;
+} exec_home;
+exec_home exec_home_p16(const sw_exec *ex, int gi);
+exec_home exec_home_opt(const sw_exec *ex, int gi, int k, int slot);
+int exec_home_write(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, const void *src,
+		    void *stage);
+int exec_home_read(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, void *dst, void *stage);
+int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
+
+/* exec_home.c: NVMe transfers of whole 4 KiB pages */
+uint64_t exec_up4k(uint64_t b);
+uint64_t exec_io_len(uint64_t bytes);
+uint64_t exec_opt_off(int64_t off);
+int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf);
+int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
+
+/* exec_opt.c: the optimizer thread and its queue */
+void *exec_opt_thread(void *arg);
+int exec_hgrad_acquire(sw_exec *ex);
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale);
+int exec_opt_drain(sw_exec *ex);
+
+/* exec_window.c: the P16 window, as the schedule (offload/window.h) says */
+int exec_win_use(sw_exec *ex, useq *u, int expect, void **p16);
+int exec_win_ahead(sw_exec *ex, const useq *u);
+void exec_win_release(sw_exec *ex, void *p16);
+
+/* exec_ckpt.c: the activation carry and the checkpoint ring */
+uint64_t exec_xbytes(const sw_exec *ex);
+void *exec_carry_get(sw_exec *ex, int m);
+void exec_carry_put(sw_exec *ex, int m, const void *x);
+int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x);
+int exec_ckpt_get(sw_exec *ex, int l, int m, void **x);
+int exec_ck_read_from(sw_exec *ex, int l, int m);
+int exec_ck_drain(sw_exec *ex);
+#endif

@@ -1,0 +1,371 @@
+/* One optimizer step: forward, the head, backward (twice with exact clipping: the first pass
+ * only sums the norm), the updates on the device or through the optimizer queue. */
+#include "offload/exec_int.h"
+#include "core/log.h"
+#include "optim/clip.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- the step ------------- */
+
+static float *grad_begin(sw_exec *ex, int gi)
+{
+	if (ex->tied && gi == 0) {
+		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
+		return ex->tgrad;
+	}
+	int k = ex->gb_next;
+	ex->gb_next = (k + 1) % ex->ngb;
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->gb_free[k]);
+	ex->be->ops->memset0(ex->be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+	return ex->gbuf[k];
+}
+
+static sw_event *gbuf_event(sw_exec *ex, const float *gb)
+{
+	for (int k = 0; k < ex->ngb; k++)
+		if (ex->gbuf[k] == gb)
+			return ex->gb_free[k];
+	return NULL;
+}
+
+/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW. */
+static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int64_t n = ex->tt->g[gi].numel;
+	op->sumsq(be, ex->cs, ex->dsum + gi, gb, n);
+	sw_event *fe = gbuf_event(ex, gb);
+	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
+		grp *g = &ex->g[gi];
+		const sw_group *tg = &ex->tt->g[gi];
+		for (int i = tg->first; i < tg->first + tg->count; i++) {
+			const sw_tensor *t = &ex->tt->t[i];
+			sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+			op->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
+				  g->opt_dev[2] + t->offset, gb + t->offset,
+				  (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
+		}
+	} else if (update) {
+		int hb = exec_hgrad_acquire(ex);
+		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
+		sw_event *e = ex->hgrad_ev[hb];
+		op->event_record(be, e, ex->cs);
+		op->stream_wait(be, ex->ds, e);
+		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
+		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
+		exec_gspan_end(ex, ex->ds, sp);
+		op->event_record(be, e, ex->ds);
+		if (fe)
+			op->event_record(be, fe, ex->ds);
+		exec_opt_send(ex, gi, hb, scale);
+		return;
+	}
+	if (fe)
+		op->event_record(be, fe, ex->cs);
+}
+
+/* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry
+ * holds dx_0 after pass 1), for the head. */
+static int bwd_recompute_top(sw_exec *ex, useq *u)
+{
+	int L = ex->L, rc;
+	void *w;
+	sw_group_ptrs wp;
+	if ((rc = exec_win_use(ex, u, L, &w)))
+		return rc;
+	sw_group_ptrs_make(&wp, ex->tt, L, w, ex->ab);
+	for (int m = 0; m < ex->M; m++) {
+		void *x;
+		if ((rc = exec_ckpt_get(ex, L - 1, m, &x)))
+			return rc;
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_layer_fwd(ex->be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+		exec_gspan_end(ex, ex->cs, sp);
+		exec_carry_put(ex, m, ex->xo);
+	}
+	if ((rc = exec_win_ahead(ex, u)))
+		return rc;
+	exec_win_release(ex, w);
+	return 0;
+}
+
+/* The head's weights: untied, the head group's P16 (hw); tied, the embedding's (hw) and the final
+ * norm from the head group (resident, or fetched into its own small buffer). Starts the
+ * embedding's gradient when tied (*eg). */
+static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs *ep,
+			sw_group_ptrs *egp, float **eg)
+{
+	int H = ex->H;
+	memset(ep, 0, sizeof(*ep));
+	memset(egp, 0, sizeof(*egp));
+	*eg = NULL;
+	if (!ex->tied) {
+		sw_group_ptrs_make(wp, ex->tt, H, hw, ex->ab);
+		return 0;
+	}
+	sw_group_ptrs_make(ep, ex->tt, 0, hw, ex->ab);
+	void *hp = ex->g[H].p16_dev;
+	if (!hp) {
+		hp = ex->head_small;
+		int rc = exec_home_p16_fetch(ex, H, hp, ex->cs);
+		if (rc)
+			return rc;
+	}
+	sw_group_ptrs_make(wp, ex->tt, H, hp, ex->ab);
+	*eg = grad_begin(ex, 0);
+	sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
+	return 0;
+}
+
+/* Final norm + LM head + loss over the micro-batches: the carry turns into dx; the summed loss
+ * into *loss_out (pass 1). */
+static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_tokens, int update,
+		    double gscale, double *loss_out, float **eg)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int M = ex->M, H = ex->H, N = ex->d.N, rc;
+	void *hw;
+	sw_group_ptrs wp, gp, ep, egp;
+	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
+		return rc;
+	float *hg = grad_begin(ex, H);
+	if ((rc = head_weights(ex, hw, &wp, &ep, &egp, eg)))
+		return rc;
+	sw_group_ptrs_make(&gp, ex->tt, H, hg, 4);
+	float *hl = NULL;
+	if (loss_out && !(hl = malloc((size_t)N * (size_t)M * 4)))
+		return -ENOMEM;
+	for (int m = 0; m < M; m++) {
+		void *x = exec_carry_get(ex, m);
+		op->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &wp, &ep, &gp, &egp, x, ex->tgt,
+				scale_tokens, ex->losses, ex->xo, &ex->s);
+		exec_gspan_end(ex, ex->cs, sp);
+		if (hl)
+			op->copy_d2h(be, ex->cs, hl + (int64_t)m * N, ex->losses, (uint64_t)N * 4);
+		exec_carry_put(ex, m, ex->xo);
+		/* the targets buffer is reused by the next micro-batch: same stream, in order */
+	}
+	if ((rc = exec_win_ahead(ex, u))) {
+		free(hl);
+		return rc;
+	}
+	exec_win_release(ex, hw);
+	grad_end(ex, H, hg, update, gscale);
+	if (hl) {
+		op->stream_sync(be, ex->cs);
+		double s = 0;
+		for (int64_t i = 0; i < (int64_t)N * M; i++)
+			s += hl[i];
+		*loss_out = s;
+		free(hl);
+	}
+	return 0;
+}
+
+/* Decoder layer l's backward over the micro-batches: recompute from its checkpoints, backward,
+ * its gradient accumulated, then updated (on the device or through the optimizer queue). */
+static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
+{
+	void *w;
+	sw_group_ptrs wp, gp;
+	int rc = exec_win_use(ex, u, l + 1, &w);
+	if (rc)
+		return rc;
+	sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
+	float *g = grad_begin(ex, l + 1);
+	sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
+	for (int m = 0; m < ex->M; m++) {
+		void *x;
+		if ((rc = exec_ckpt_get(ex, l, m, &x)))
+			return rc;
+		void *dres = exec_carry_get(ex, m);
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		sw_layer_bwd(ex->be, ex->cs, &ex->d, &wp, &gp, ex->inv_freq, x, dres, &ex->s);
+		exec_gspan_end(ex, ex->cs, sp);
+		exec_carry_put(ex, m, dres);
+	}
+	if ((rc = exec_win_ahead(ex, u)))
+		return rc;
+	exec_win_release(ex, w);
+	grad_end(ex, l + 1, g, update, gscale);
+	return 0;
+}
+
+/* One backward pass: head, layers top-down, embedding. recompute_top: rebuild x_L from the
+ * last checkpoint first (the carry holds dx_0 after an earlier pass). loss_out: NULL, or the
+ * summed loss (first pass). */
+static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			 float scale_tokens, int update, double gscale, int recompute_top,
+			 double *loss_out)
+{
+	sw_backend *be = ex->be;
+	int M = ex->M, N = ex->d.N, rc;
+	float *eg = NULL;
+	/* start reading the top layer's checkpoints now: they arrive while the head computes */
+	if (ex->ck_nslot && (rc = exec_ck_read_from(ex, ex->L - 1, 0)))
+		return rc;
+	if (recompute_top && (rc = bwd_recompute_top(ex, u)))
+		return rc;
+	if ((rc = bwd_head(ex, u, targets, scale_tokens, update, gscale, loss_out, &eg)))
+		return rc;
+	for (int l = ex->L - 1; l >= 0; l--)
+		if ((rc = bwd_layer(ex, u, l, update, gscale)))
+			return rc;
+	/* embedding */
+	float *g0 = ex->tied ? eg : grad_begin(ex, 0);
+	for (int m = 0; m < M; m++) {
+		void *dres = exec_carry_get(ex, m);
+		be->ops->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		be->ops->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
+		exec_gspan_end(ex, ex->cs, sp);
+	}
+	grad_end(ex, 0, g0, update, gscale);
+	return 0;
+}
+
+static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int L = ex->L, M = ex->M, N = ex->d.N;
+	void *w;
+	int rc = exec_win_use(ex, u, 0, &w);
+	if (rc)
+		return rc;
+	for (int m = 0; m < M; m++) {
+		op->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+		op->embedding_fwd(be, ex->cs, ex->xo, ex->tok, w, N, ex->d.C);
+		exec_gspan_end(ex, ex->cs, sp);
+		exec_carry_put(ex, m, ex->xo);
+	}
+	if ((rc = exec_win_ahead(ex, u)))
+		return rc;
+	exec_win_release(ex, w);
+	for (int l = 0; l < L; l++) {
+		if ((rc = exec_win_use(ex, u, l + 1, &w)))
+			return rc;
+		sw_group_ptrs wp;
+		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
+		for (int m = 0; m < M; m++) {
+			void *x = exec_carry_get(ex, m);
+			if ((rc = exec_ckpt_save(ex, l, m, x)))
+				return rc;
+			int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
+			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+			exec_gspan_end(ex, ex->cs, sp);
+			exec_carry_put(ex, m, ex->xo);
+		}
+		if ((rc = exec_win_ahead(ex, u)))
+			return rc;
+		exec_win_release(ex, w);
+	}
+	return 0;
+}
+
+/* The uses of P16 in a step, in order (the planner's sequence, which it replays to count
+ * fetches). */
+static void build_uses(sw_exec *ex, useq *u, int passes)
+{
+	u->n = sw_window_uses(ex->L, ex->tied ? 0 : ex->H, passes, u->g);
+	u->pos = 0;
+}
+
+/* The global norm of this step's gradients: per-group sums of squares, added in group order
+ * (optim/clip.h). */
+static double step_norm(sw_exec *ex)
+{
+	double ss[ex->G];
+	ex->be->ops->copy_d2h(ex->be, ex->cs, ss, ex->dsum, sizeof(ss));
+	ex->be->ops->stream_sync(ex->be, ex->cs);
+	return sw_grad_norm(ss, ex->G);
+}
+
+/* The backward: without clipping one pass, updating as it goes; with exact clipping pass 1 sums
+ * the norm only and pass 2 applies the clipped update (none when the norm is not finite: the
+ * step is skipped, nothing touched). */
+static int step_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			 float scale, int passes, sw_exec_stats *st, double *loss)
+{
+	if (passes == 1) {
+		st->s.grad_scale = 1.0;
+		return backward_pass(ex, u, inputs, targets, scale, 1, 1.0, 0, loss);
+	}
+	int rc = backward_pass(ex, u, inputs, targets, scale, 0, 1.0, 0, loss);
+	if (rc)
+		return rc;
+	st->s.grad_norm = step_norm(ex);
+	double gs = sw_clip_scale(st->s.grad_norm, ex->o.clip);
+	if (isnan(gs)) {
+		st->s.skipped = 1;
+		return 0;
+	}
+	st->s.grad_scale = gs;
+	return backward_pass(ex, u, inputs, targets, scale, 1, gs, 1, NULL);
+}
+
+int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
+		 double lr, sw_exec_stats *st)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int N = ex->d.N, M = ex->M;
+	memset(st, 0, sizeof(*st));
+	for (int64_t i = 0; i < (int64_t)N * M; i++)
+		st->s.tokens += targets[i] >= 0;
+	float scale = st->s.tokens ? 1.0f / (float)st->s.tokens : 0.0f;
+	ex->step = step;
+	ex->lr = lr;
+	/* weights change every step: the window starts empty */
+	sw_window_init(&ex->sched, ex->K);
+	int passes = ex->o.clip > 0 ? 2 : 1;
+	st->passes = passes;
+	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
+	if (!ug)
+		return -ENOMEM;
+	useq u = { .g = ug };
+	build_uses(ex, &u, passes);
+	op->stream_sync(be, ex->cs);
+	uint64_t r0 = 0, w0 = 0;
+	if (ex->io)
+		sw_io_bytes(ex->io, &r0, &w0);
+	ex->t_step0 = sw_now();
+	op->event_record(be, ex->ev0, ex->cs);
+	double loss = 0;
+	int rc = forward_pass(ex, &u, inputs);
+	if (!rc)
+		rc = step_backward(ex, &u, inputs, targets, scale, passes, st, &loss);
+	int orc = exec_opt_drain(ex);
+	op->stream_sync(be, ex->cs);
+	op->stream_sync(be, ex->hs);
+	op->stream_sync(be, ex->ds);
+	if (!rc)
+		rc = orc;
+	if (!rc && passes == 1) {
+		st->s.grad_norm = step_norm(ex);
+		st->s.skipped = !isfinite(st->s.grad_norm);
+	}
+	if (!rc && (passes == 1 || !st->s.skipped) && ex->p->in.slots == 2)
+		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
+	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
+	st->step_s = sw_now() - ex->t_step0;
+	if (ex->io) {
+		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
+		st->nvme_read -= r0;
+		st->nvme_write -= w0;
+	}
+	exec_finish_spans(ex, st);
+	free(ug);
+	return rc;
+}

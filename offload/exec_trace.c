@@ -1,0 +1,129 @@
+/* The step's measurement: host spans, device spans from event pairs, busy time per track
+ * (the union of its spans), and the Chrome trace file. */
+#include "offload/exec_int.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void exec_span_add(sw_exec *ex, int track, const char *name, double t0, double t1)
+{
+	pthread_mutex_lock(&ex->smu);
+	if (ex->nspans == ex->maxspans) {
+		int n = ex->maxspans ? ex->maxspans * 2 : 1024;
+		span *s = realloc(ex->spans, (size_t)n * sizeof(span));
+		if (!s) {
+			pthread_mutex_unlock(&ex->smu);
+			return;
+		}
+		ex->spans = s;
+		ex->maxspans = n;
+	}
+	span *s = &ex->spans[ex->nspans++];
+	s->track = track;
+	s->t0 = t0;
+	s->t1 = t1;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	pthread_mutex_unlock(&ex->smu);
+}
+
+/* Device spans: an event pair recorded on a stream, converted after the step's sync. */
+int exec_gspan_begin(sw_exec *ex, sw_stream *st, int track)
+{
+	if (ex->nsev + 2 > ex->maxsev) {
+		ex->sev_dropped++;
+		return -1;
+	}
+	int i = ex->nsev;
+	ex->nsev += 2;
+	ex->strack[i] = track;
+	ex->be->ops->event_record(ex->be, ex->sev[i], st);
+	return i;
+}
+
+void exec_gspan_end(sw_exec *ex, sw_stream *st, int i)
+{
+	if (i >= 0)
+		ex->be->ops->event_record(ex->be, ex->sev[i + 1], st);
+}
+
+const char *const exec_track_name[SW_TRACK_COUNT] = {
+	"compute", "H2D", "D2H", "NVMe read", "NVMe write", "optimizer",
+};
+
+void exec_trace_flush(sw_exec *ex)
+{
+	if (!ex->trace)
+		return;
+	for (int i = 0; i < ex->nspans; i++) {
+		span *s = &ex->spans[i];
+		fprintf(ex->trace, "%s{\"name\":\"%s\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.1f,"
+			"\"dur\":%.1f}", ex->trace_first ? "" : ",\n", s->name, s->track + 1,
+			(s->t0 - ex->t_origin) * 1e6, (s->t1 - s->t0) * 1e6);
+		ex->trace_first = 0;
+	}
+	ex->nspans = 0;
+}
+
+/* By track, then start. */
+static int span_cmp(const void *x, const void *y)
+{
+	const span *a = x, *b = y;
+	if (a->track != b->track)
+		return a->track < b->track ? -1 : 1;
+	return (a->t0 > b->t0) - (a->t0 < b->t0);
+}
+
+void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
+{
+	sw_backend *be = ex->be;
+	for (int i = 0; i + 1 < ex->nsev; i += 2) {
+		double a = be->ops->event_ms(be, ex->ev0, ex->sev[i]) / 1e3;
+		double b = be->ops->event_ms(be, ex->ev0, ex->sev[i + 1]) / 1e3;
+		exec_span_add(ex, ex->strack[i], exec_track_name[ex->strack[i]], ex->t_step0 + a, ex->t_step0 + b);
+	}
+	ex->nsev = 0;
+	if (ex->sev_dropped && !ex->sev_warned) {
+		sw_warn("executor: %lld device spans of this step were not recorded (event pool of %d "
+			"full): compute/H2D/D2H busy times and the trace undercount", (long long)ex->sev_dropped,
+			ex->maxsev / 2);
+		ex->sev_warned = 1;
+	}
+	ex->sev_dropped = 0;
+	/* busy = the union of a track's spans in this step: reads in flight together (checkpoints
+	 * read ahead beside optimizer state) count once */
+	span *v = malloc((size_t)(ex->nspans ? ex->nspans : 1) * sizeof(span));
+	int n = 0;
+	for (int i = 0; i < ex->nspans && v; i++)
+		if (ex->spans[i].t1 >= ex->t_step0) {
+			v[n] = ex->spans[i];
+			if (v[n].t0 < ex->t_step0)
+				v[n].t0 = ex->t_step0;
+			n++;
+		}
+	if (v)
+		qsort(v, (size_t)n, sizeof(span), span_cmp);
+	for (int i = 0; i < n;) {
+		int tr = v[i].track;
+		double a = v[i].t0, b = v[i].t1;
+		for (i++; i < n && v[i].track == tr; i++) {
+			if (v[i].t0 > b) {
+				st->busy[tr] += b - a;
+				a = v[i].t0;
+			}
+			if (v[i].t1 > b)
+				b = v[i].t1;
+		}
+		st->busy[tr] += b - a;
+	}
+	free(v);
+	if (ex->trace)
+		exec_trace_flush(ex);
+	else
+		ex->nspans = 0;
+}
+

@@ -1,0 +1,140 @@
+/* The cost model: per-resource time of one step from the placement and the rates
+ * (docs/planner.md "Step time"), P16 fetches from the window schedule. */
+#include "offload/plan_internal.h"
+#include "offload/window.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the cost model ----------------------------------------------------------------------- */
+
+/* P16 fetches per step of every group (fetches[g]; resident groups 0): the window schedule
+ * (offload/window.h) over the step's uses of P16, as the executor follows it: per use, the
+ * group itself (want 1), then after its compute the next K distinct streamed groups. */
+static void p16_fetch_counts(const sw_plan *p, int *fetches)
+{
+	int L = p->n_layers, G = p->ngroups, P = p->in.passes;
+	int hd = p->in.tt->cfg.tie_embeddings ? 0 : G - 1;
+	int *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
+	uint8_t *streamed = malloc((size_t)G);
+	SW_ASSERT(u && streamed);
+	int nu = sw_window_uses(L, hd, P, u);
+	for (int g = 0; g < G; g++) {
+		fetches[g] = 0;
+		streamed[g] = !plan_resident(p, g);
+	}
+	sw_window w;
+	sw_window_fill f[SW_WINDOW_WANT];
+	sw_window_init(&w, sw_plan_window_buffers(p));
+	for (int pos = 0; pos < nu && w.K; pos++) {
+		int nf = sw_window_want(&w, u, nu, pos, 1, streamed, f);
+		for (int i = 0; i < nf; i++)
+			fetches[f[i].group]++;
+		if (streamed[u[pos]])
+			sw_window_use(&w, u[pos]);
+		nf = sw_window_want(&w, u, nu, pos, w.K, streamed, f);
+		for (int i = 0; i < nf; i++)
+			fetches[f[i].group]++;
+	}
+	free(u);
+	free(streamed);
+}
+
+double sw_plan_model_flops(const sw_plan *p)
+{
+	return p->cost.flops_model + 0.75 * p->cost.flops_attn;
+}
+
+/* FLOPs of the step: the model's, the backward's recompute, attention, the second pass. */
+static void cost_flops(sw_plan *p)
+{
+	const sw_plan_input *in = &p->in;
+	const sw_table *tt = in->tt;
+	const sw_config *c = &tt->cfg;
+	sw_plan_cost *k = &p->cost;
+	double tokens = (double)in->batch_tokens;
+	int64_t n_gemm = 0, n_layer_gemm = 0;
+	for (int i = 0; i < tt->n; i++) {
+		const sw_tensor *t = &tt->t[i];
+		if (t->ndim != 2)
+			continue;
+		if (t->kind != SW_T_EMBED || c->tie_embeddings)
+			n_gemm += t->numel;
+		if (t->group >= 1 && t->group <= p->n_layers)
+			n_layer_gemm += t->numel;
+	}
+	double qd = (double)(c->n_heads * c->head_dim), L = (double)p->n_layers, S = (double)in->seq_len;
+	k->flops_model = 6.0 * (double)n_gemm * tokens;
+	k->flops_recompute = 2.0 * (double)n_layer_gemm * tokens;
+	k->flops_attn = 8.0 * L * tokens * S * qd;
+	/* pass 2: layers recompute (2) + backward (4), the head forward (2) + backward (4): 6 per
+	 * GEMM parameter and token; x_L's recompute (2 per parameter of one layer); attention
+	 * recompute (2) + backward (4) per layer, and x_L's (2) */
+	k->flops_pass2 = (double)(in->passes - 1) *
+			 (6.0 * (double)n_gemm * tokens + 2.0 * (double)n_layer_gemm / L * tokens +
+			  (6.0 * L + 2.0) * tokens * S * qd);
+}
+
+void plan_cost(sw_plan *p)
+{
+	const sw_plan_input *in = &p->in;
+	const sw_table *tt = in->tt;
+	const sw_config *c = &tt->cfg;
+	sw_plan_cost *k = &p->cost;
+	memset(k, 0, sizeof(*k));
+	double tokens = (double)in->batch_tokens;
+	cost_flops(p);
+	uint64_t pb = (uint64_t)p->p16_bytes, item = p->ckpt_item;
+	uint64_t carry_pass = (uint64_t)(p->n_layers + 1) * (uint64_t)in->batch_tokens *
+			      (uint64_t)c->dim * (uint64_t)p->act_bytes;
+	uint64_t ck_off = (uint64_t)(p->ckpt_count[SW_TIER_HOST] + p->ckpt_count[SW_TIER_NVME]);
+	int fetches[p->ngroups];
+	p16_fetch_counts(p, fetches);
+	for (int g = 0; g < p->ngroups; g++) {
+		if (plan_resident(p, g))
+			continue;
+		uint64_t n = (uint64_t)tt->g[g].numel, f = (uint64_t)fetches[g];
+		k->h2d += f * n * pb;
+		k->d2h += n * GRAD_BYTES;
+		k->adam_params += (int64_t)n;
+		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME) {
+			k->nvme_read += f * n * pb;
+			k->nvme_write += n * pb;
+		}
+		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
+			k->nvme_read += n * OPT_BYTES;
+			k->nvme_write += n * OPT_BYTES;
+		}
+	}
+	uint64_t P = (uint64_t)in->passes;
+	k->h2d += P * ck_off * item;             /* checkpoints back in every backward pass */
+	k->d2h += ck_off * item;                 /* checkpoints out in forward (copied from the
+						  * GPU even when the carry is on the host) */
+	if (!p->carry_on_gpu) {
+		/* x in forward, dx in every backward pass, through every layer and the head */
+		k->h2d += (1 + P) * carry_pass;
+		k->d2h += (1 + P) * carry_pass;
+	}
+	k->nvme_read += P * (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
+	k->nvme_write += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
+
+	const sw_plan_rates *r = &in->rates;
+	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2) /
+			       (r->gemm_tflops * 1e12);
+	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
+	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
+	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;
+	k->t_nvme_read = (double)k->nvme_read / (r->nvme_read_gbs * 1e9);
+	k->t_nvme_write = (double)k->nvme_write / (r->nvme_write_gbs * 1e9);
+	k->t[SW_RES_NVME] = k->t_nvme_read + k->t_nvme_write;
+	k->t[SW_RES_CPU_ADAM] = (double)k->adam_params / r->adam_params_per_s;
+	k->bottleneck = SW_RES_COMPUTE;
+	for (int i = 1; i < SW_RES_COUNT; i++)
+		if (k->t[i] > k->t[k->bottleneck])
+			k->bottleneck = (sw_plan_resource)i;
+	k->step_s = k->t[k->bottleneck];
+	k->tokens_per_s = tokens / k->step_s;
+	k->tflops = sw_plan_model_flops(p) / k->step_s / 1e12;
+}
+

@@ -1,0 +1,105 @@
+/* The state one `spillway train` job shares between the driver's files (offload/train.h lists
+ * them); nothing outside offload/train_*.c includes this. */
+#ifndef SW_OFFLOAD_TRAIN_INT_H
+#define SW_OFFLOAD_TRAIN_INT_H
+#include "core/data.h"
+#include "core/progress.h"
+#include "core/report.h"
+#include "core/hfmodel.h"
+#include "io/io.h"
+#include "offload/exec.h"
+#include "offload/train.h"
+
+#include <jansson.h>
+#include <stdio.h>
+
+#define SW_TRAIN_PATH 4200
+#define SW_TRAIN_MAX_NVME 8
+/* the scratch file of the NVMe tier and the lock beside it, in every --nvme directory */
+#define SW_TRAIN_NVME_FILE "spillway.data"
+#define SW_TRAIN_NVME_LOCK "spillway.lock"
+/* saved files are checksummed in pieces of this many bytes (XXH3-64 each) */
+#define SW_TRAIN_SUM_PIECE (16ull << 20)
+/* Device memory allowed for the kernels the CUDA runtime loads on first use (lazy loading,
+ * the default since CUDA 12.2): our modules and the cuBLASLt kernels the GEMM shapes pick. The
+ * context is measured before planning, these arrive during the first step; the run reports the
+ * measured peak against --gpu-mem. */
+#define SW_CUDA_LAZY_ALLOWANCE (128ull << 20)
+
+/* What --resume continues from: RUN/manifest.json. */
+typedef struct sw_train_resume {
+	int64_t step;
+	sw_data_pos pos;
+	char weights[SW_TRAIN_PATH], m[SW_TRAIN_PATH], v[SW_TRAIN_PATH];
+	char tag[64];
+	json_t *files;               /* {"weights-N/model.safetensors": {"size", "xxh3": [...]}} */
+	json_t *settings;            /* {"lr": "0.003", ...} (NULL: an older manifest) */
+} sw_train_resume;
+
+typedef struct sw_train_ctx {
+	const sw_train_args *a;
+	int cpu;                     /* the CPU backend: the "device" is host memory */
+	double t_load, t_train;
+	uint64_t ctx_bytes, rss_start, arena, dev_peak;
+	int ctx_exact;
+	sw_hf_model hm;
+	int hm_open;
+	const sw_table *tt;
+	sw_data data;
+	int data_open;
+	char data_id[160];           /* the token file's identity (size and XXH3 of head and tail) */
+	sw_plan plan;
+	sw_backend *be;
+	sw_io *io;
+	sw_exec *ex;
+	/* the run directory */
+	char run_abs[SW_TRAIN_PATH];
+	int run_lock;                /* fd holding flock on RUN/lock, or -1 */
+	int run_made;                /* this run created the directory */
+	sw_train_resume rp;
+	int have_rp;
+	char prev[64];               /* the save the manifest names ("NNNNNNNN"), "" before one */
+	FILE *metrics;
+	json_t *settings;            /* what decides the result, recorded in every manifest */
+	/* the --nvme directories */
+	int n_nvme;
+	char nvme_dir[SW_TRAIN_MAX_NVME][SW_TRAIN_PATH];
+	int nvme_lock[SW_TRAIN_MAX_NVME];
+	int64_t last_step;           /* the last step completed */
+	int64_t last_saved;          /* the step of the last save (0: none) */
+	/* progress and the run report (core/progress.h, core/report.h) */
+	sw_steps steps;              /* the step bar or the sparse step lines */
+	int steps_open;              /* between sw_steps_begin and sw_steps_end */
+	sw_report_run rr;            /* RUN/run.json's content */
+	char *placement;             /* the placement table as printed, for run.json */
+} sw_train_ctx;
+
+/* train_budget.c */
+int train_budget_plan(sw_train_ctx *c);
+/* train_nvme.c: claim before planning, open after it, release at the end */
+int train_nvme_claim(sw_train_ctx *c);
+int train_nvme_open(sw_train_ctx *c);
+void train_nvme_release(sw_train_ctx *c, int finished);
+/* train_rundir.c */
+int train_rundir_open(sw_train_ctx *c);
+void train_rundir_close(sw_train_ctx *c);
+int train_rundir_settings(sw_train_ctx *c);
+int train_rundir_read_manifest(sw_train_ctx *c);
+int train_rundir_verify(sw_train_ctx *c);
+int train_rundir_commit(sw_train_ctx *c, int64_t step, const char *tag);
+int train_rundir_metrics_open(sw_train_ctx *c);
+/* train_state.c */
+int train_state_load(sw_train_ctx *c);
+int train_state_save(sw_train_ctx *c, int64_t step);
+/* train_report.c */
+void train_report_started(sw_train_ctx *c, int64_t first);
+void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st);
+void train_report_steps_end(sw_train_ctx *c);
+void train_report_finished(sw_train_ctx *c, int rc);
+void train_report_summary(const sw_train_ctx *c, int64_t first);
+uint64_t train_rss_now(void);
+/* helpers shared by the files */
+int train_rm_rf(const char *path);
+int train_fsync_dir(const char *dir);
+int train_xxh3_file(const char *path, json_t **sums, uint64_t *size);
+#endif
