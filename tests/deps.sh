@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages spillway builds against, only those that are missing.
 set -eu
-pkgs=(build-essential liburing-dev libhwloc-dev libjansson-dev libxxhash-dev libopenblas-dev)
+pkgs=(build-essential liburing-dev libhwloc-dev libjansson-dev libxxhash-dev libopenblas-dev libonig-dev libutf8proc-dev
+      python3-jinja2)
+# node + npm fetch the reference tokenizers in tests; a node from elsewhere (nodesource, nvm) is fine
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
