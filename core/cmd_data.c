@@ -198,6 +198,7 @@ static int emit_doc(data_job *j, sw_tok_writer *w, const doc *d, const sw_ids *i
 {
 	uint64_t n = ids->n;
 	int cut = j->max_len > 0 && n + 1 > (uint64_t)j->max_len;
+	j->docs[d->format]++;
 	if (cut && j->drop_long) {
 		j->dropped++;
 		return 0;
@@ -220,7 +221,6 @@ static int emit_doc(data_job *j, sw_tok_writer *w, const doc *d, const sw_ids *i
 		j->targets += mask[i];
 	j->targets += em;
 	j->tokens += n + 1;
-	j->docs[d->format]++;
 	free(mask);
 	return rc;
 }

@@ -82,12 +82,13 @@ static int get_str(json_t *o, const char *key, const char *path, long lineno, co
 		   size_t *n)
 {
 	json_t *v = json_object_get(o, key);
+	const char *w = where ? where : "", *sep = where ? ": " : "";
 	if (!v) {
-		sw_error("%s:%ld: %s has no \"%s\" field; fix that line", path, lineno, where, key);
+		sw_error("%s:%ld: %s%sno \"%s\" field; fix that line", path, lineno, w, where ? " has " : "", key);
 		return -EINVAL;
 	}
 	if (!json_is_string(v)) {
-		sw_error("%s:%ld: %s: \"%s\" must be a string, not %s; fix that line", path, lineno, where, key,
+		sw_error("%s:%ld: %s%s\"%s\" must be a string, not %s; fix that line", path, lineno, w, sep, key,
 			 json_kind(v));
 		return -EINVAL;
 	}
@@ -161,7 +162,7 @@ int sw_jsonl_parse_line(const char *line, size_t len, sw_jsonl_format forced, co
 		LERR("%s:%ld: not valid UTF-8 (byte %zu of the line is 0x%02x); convert the file to UTF-8", path,
 		     lineno, bad + 1, (unsigned char)line[bad]);
 	json_error_t jerr;
-	json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	ex->root = o;
 	if (!o)
 		LERR("%s:%ld: not valid JSON (column %d: %s); fix that line", path, lineno, jerr.column, jerr.text);
@@ -181,22 +182,22 @@ int sw_jsonl_parse_line(const char *line, size_t len, sw_jsonl_format forced, co
 	}
 	ex->format = f;
 	if (f == SW_FMT_TEXT) {
-		if ((rc = get_str(o, "text", path, lineno, "the object", &ex->text, &ex->text_len)))
+		if ((rc = get_str(o, "text", path, lineno, NULL, &ex->text, &ex->text_len)))
 			goto fail;
 	} else if (f == SW_FMT_PROMPT) {
 		const char *ck = json_object_get(o, "completion") ? "completion" : "response";
 		if (json_object_get(o, "completion") && json_object_get(o, "response"))
 			LERR("%s:%ld: both \"completion\" and \"response\"; keep one", path, lineno);
-		if ((rc = get_str(o, "prompt", path, lineno, "the object", &ex->text, &ex->text_len)))
+		if ((rc = get_str(o, "prompt", path, lineno, NULL, &ex->text, &ex->text_len)))
 			goto fail;
 		if (!json_object_get(o, ck))
 			LERR("%s:%ld: \"prompt\" without \"completion\" or \"response\"; fix that line", path, lineno);
-		if ((rc = get_str(o, ck, path, lineno, "the object", &ex->completion, &ex->completion_len)))
+		if ((rc = get_str(o, ck, path, lineno, NULL, &ex->completion, &ex->completion_len)))
 			goto fail;
 	} else {
 		json_t *m = json_object_get(o, "messages");
 		if (!m)
-			LERR("%s:%ld: the object has no \"messages\" field; fix that line", path, lineno);
+			LERR("%s:%ld: no \"messages\" field; fix that line", path, lineno);
 		if ((rc = parse_messages(m, path, lineno, ex)))
 			goto fail;
 	}

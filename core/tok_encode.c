@@ -38,12 +38,18 @@ typedef struct tok_cache_ent {
 	uint32_t *ids, *offs;
 } tok_cache_ent;
 
+struct tok_work;
+struct bpe_buf;
 typedef struct tok_tls {
 	uint64_t gen;             /* tokenizer generation the cache belongs to */
 	tok_cache_ent *ent;
 	uint32_t used;
 	OnigRegion *region;
+	struct tok_work *work;    /* scratch buffers, reused by every encode on this thread */
+	struct bpe_buf *bpe;
 } tok_tls;
+static void work_free(struct tok_work *w);
+static void bpe_free(struct bpe_buf *b);
 
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -68,6 +74,8 @@ static void tls_destroy(void *p)
 		return;
 	tls_cache_clear(t);
 	free(t->ent);
+	work_free(t->work);
+	bpe_free(t->bpe);
 	if (t->region)
 		onig_region_free(t->region, 1);
 	free(t);
@@ -306,18 +314,15 @@ static size_t utf8_prev(const char *s, size_t i)
 static const tok_added *added_find(const sw_tokenizer *tk, int want_norm, const char *s, size_t len, size_t from,
 				   size_t *at)
 {
+	const uint32_t *first = tk->added_first[want_norm], *idx = tk->added_by_byte[want_norm];
 	for (size_t i = from; i < len; i++) {
-		const tok_added *best = NULL;
-		for (size_t k = 0; k < tk->n_added; k++) {
-			const tok_added *a = &tk->added[k];
-			if (a->normalized != want_norm || !a->match_len || a->match[0] != s[i] || a->match_len > len - i)
-				continue;
-			if ((!best || a->match_len > best->match_len) && !memcmp(a->match, s + i, a->match_len))
-				best = a;
-		}
-		if (best) {
-			*at = i;
-			return best;
+		unsigned char c = (unsigned char)s[i];
+		for (uint32_t k = first[c]; k < first[c + 1]; k++) {
+			const tok_added *a = &tk->added[idx[k]];
+			if (a->match_len <= len - i && !memcmp(a->match, s + i, a->match_len)) {
+				*at = i;
+				return a;   /* candidates are sorted longest first */
+			}
 		}
 	}
 	return NULL;
@@ -685,6 +690,18 @@ typedef struct tok_work {
 	size_t tmp_cap;
 } tok_work;
 
+static void work_free(tok_work *w)
+{
+	if (!w)
+		return;
+	ar_free(&w->a);
+	ar_free(&w->b);
+	free(w->pc.v);
+	free(w->tmp);
+	free(w->tmp_al);
+	free(w);
+}
+
 static int work_tmp(tok_work *w, size_t n)
 {
 	if (n <= w->tmp_cap)
@@ -813,6 +830,16 @@ typedef struct bpe_buf {
 	size_t cap_s;
 } bpe_buf;
 
+static void bpe_free(bpe_buf *b)
+{
+	if (!b)
+		return;
+	free(b->sym);
+	free(b->heap);
+	free(b->s);
+	free(b);
+}
+
 static void heap_push(bpe_buf *b, uint64_t v)
 {
 	size_t i = b->nheap++;
@@ -886,9 +913,8 @@ static int bytes_known(const sw_tokenizer *tk, const char *q, size_t n)
 	return 1;
 }
 
-/* Tokenizes one pre-token word: ids and word-relative byte offsets into *ids / *offs (n of them). */
-static int bpe_word(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn, uint32_t **ids, uint32_t **offs,
-		    uint32_t *nout)
+/* Tokenizes one pre-token word into b->sym[0 .. *nout) (ids and word-relative byte offsets). */
+static int bpe_word(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn, uint32_t *nout)
 {
 	if (tk->ignore_merges) {
 		int64_t id = tok_strmap_get(&tk->vocab, w, wn);
@@ -986,23 +1012,10 @@ static int bpe_word(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn
 	size_t m = 0;
 	for (int32_t k = n ? 0 : -1; k >= 0; k = b->sym[k].next)
 		b->sym[m++] = b->sym[k];
-	n = m;
-	goto out_n;
+	*nout = (uint32_t)m;
+	return 0;
 out:
-	n = 1;
-out_n:
-	*ids = malloc((n ? n : 1) * sizeof(**ids));
-	*offs = malloc((n ? n : 1) * sizeof(**offs));
-	if (!*ids || !*offs) {
-		free(*ids);
-		free(*offs);
-		return -ENOMEM;
-	}
-	for (size_t k = 0; k < n; k++) {
-		(*ids)[k] = b->sym[k].id;
-		(*offs)[k] = b->sym[k].start;
-	}
-	*nout = (uint32_t)n;
+	*nout = 1;
 	return 0;
 }
 
@@ -1033,34 +1046,34 @@ static int bpe_emit(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn
 			}
 		}
 	}
-	uint32_t *ids, *offs, n;
-	int rc = bpe_word(tk, b, w, wn, &ids, &offs, &n);
+	uint32_t n;
+	int rc = bpe_word(tk, b, w, wn, &n);
 	if (rc)
 		return rc;
 	for (uint32_t k = 0; k < n && !rc; k++)
-		rc = tok_ids_push(out, ids[k], al[offs[k]]);
-	if (!rc && e && t->used < TOK_CACHE_SLOTS / 2 && (e->word = malloc(wn ? wn : 1))) {
-		memcpy(e->word, w, wn);
-		e->wlen = (uint32_t)wn;
-		e->n = n;
-		/* ids and offs share one allocation */
-		uint32_t *both = malloc(2 * (size_t)(n ? n : 1) * sizeof(*both));
-		if (!both) {
-			free(e->word);
-			e->word = NULL;
-		} else {
-			memcpy(both, ids, n * sizeof(*both));
-			memcpy(both + n, offs, n * sizeof(*both));
-			e->ids = both;
-			e->offs = both + n;
-			t->used++;
-		}
-	} else if (!rc && e && t->used >= TOK_CACHE_SLOTS / 2) {
-		tls_cache_clear(t);
+		rc = tok_ids_push(out, b->sym[k].id, al[b->sym[k].start]);
+	if (rc || !e)
+		return rc;
+	if (t->used >= TOK_CACHE_SLOTS / 2) {
+		tls_cache_clear(t);   /* full: start over (the slot found above is gone too) */
+		return 0;
 	}
-	free(ids);
-	free(offs);
-	return rc;
+	uint32_t *both = malloc(2 * (size_t)(n ? n : 1) * sizeof(*both));
+	if (!both || !(e->word = malloc(wn ? wn : 1))) {
+		free(both);
+		return 0;   /* caching is optional */
+	}
+	memcpy(e->word, w, wn);
+	e->wlen = (uint32_t)wn;
+	e->n = n;
+	for (uint32_t k = 0; k < n; k++) {
+		both[k] = b->sym[k].id;
+		both[n + k] = b->sym[k].start;
+	}
+	e->ids = both;
+	e->offs = both + n;
+	t->used++;
+	return 0;
 }
 
 /* ---------- the pipeline ---------- */
@@ -1086,16 +1099,11 @@ int tok_ids_push(sw_ids *x, uint32_t id, uint32_t start)
 
 static int has_added(const sw_tokenizer *tk, int want_norm)
 {
-	for (size_t k = 0; k < tk->n_added; k++)
-		if (tk->added[k].normalized == want_norm)
-			return 1;
-	return 0;
+	return tk->added_first[want_norm][256] > 0;
 }
 
 int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_special, sw_ids *out)
 {
-	tok_work w = { 0 };
-	bpe_buf b = { 0 };
 	int rc = 0;
 	size_t bad;
 	if (len > UINT32_MAX / 4) {
@@ -1110,16 +1118,24 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 		for (size_t k = 0; k < tk->n_tpl_before; k++)
 			if ((rc = tok_ids_push(out, tk->tpl_before[k], 0)))
 				return rc;
+	tok_tls *tl = tls_get();
+	if (!tl || (!tl->work && !(tl->work = calloc(1, sizeof(tok_work)))) ||
+	    (!tl->bpe && !(tl->bpe = calloc(1, sizeof(bpe_buf)))))
+		return -ENOMEM;
+	tok_work *w = tl->work;
+	bpe_buf *b = tl->bpe;
+	ar_clear(&w->a);
+	ar_clear(&w->b);
 	/* original text as one span */
-	if ((rc = ar_reserve(&w.a, len + 1)))
+	if ((rc = ar_reserve(&w->a, len + 1)))
 		goto cleanup;
-	memcpy(w.a.b, text, len);
+	memcpy(w->a.b, text, len);
 	for (size_t i = 0; i < len; i++)
-		w.a.al[i] = (uint32_t)i;
-	w.a.n = len;
-	if ((rc = ar_span(&w.a, 0, -1)))
+		w->a.al[i] = (uint32_t)i;
+	w->a.n = len;
+	if ((rc = ar_span(&w->a, 0, -1)))
 		goto cleanup;
-	tok_arena *src = &w.a, *dst = &w.b, *t;
+	tok_arena *src = &w->a, *dst = &w->b, *t;
 #define SWAP() (t = src, src = dst, dst = t)
 	/* 1. non-normalized added tokens on the original text */
 	if (has_added(tk, 0)) {
@@ -1154,7 +1170,7 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 		ar_clear(dst);
 		for (size_t i = 0; i < src->nsp && !rc; i++)
 			rc = src->sp[i].id >= 0 ? ar_copy_span(dst, src, &src->sp[i])
-						: pre_apply(&tk->pre[k], &w, dst, src, &src->sp[i]);
+						: pre_apply(&tk->pre[k], w, dst, src, &src->sp[i]);
 		if (rc)
 			goto cleanup;
 		SWAP();
@@ -1165,7 +1181,7 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 		if (sp->id >= 0)
 			rc = tok_ids_push(out, (uint32_t)sp->id, sp->len ? src->al[sp->off] : 0);
 		else
-			rc = bpe_emit(tk, &b, src->b + sp->off, sp->len, src->al + sp->off, out);
+			rc = bpe_emit(tk, b, src->b + sp->off, sp->len, src->al + sp->off, out);
 	}
 #undef SWAP
 	if (rc)
@@ -1175,13 +1191,10 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 			if ((rc = tok_ids_push(out, tk->tpl_after[k], (uint32_t)len)))
 				goto cleanup;
 cleanup:
-	ar_free(&w.a);
-	ar_free(&w.b);
-	free(w.pc.v);
-	free(w.tmp);
-	free(w.tmp_al);
-	free(b.sym);
-	free(b.heap);
-	free(b.s);
+	if (len > (64u << 20)) {
+		/* do not keep huge scratch buffers alive on this thread */
+		work_free(tl->work);
+		tl->work = NULL;
+	}
 	return rc;
 }

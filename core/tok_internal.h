@@ -114,6 +114,10 @@ struct sw_tokenizer {
 	tok_added *added;
 	size_t n_added;
 	uint8_t *is_special;       /* per id: an added token with special = true */
+	/* added tokens by their first byte, longest first: for normalized flag f and byte b,
+	 * added_by_byte[f][added_first[f][b] .. added_first[f][b + 1]) index tk->added */
+	uint32_t *added_by_byte[2];
+	uint32_t added_first[2][257];
 
 	uint64_t fingerprint;
 	uint64_t generation;       /* unique per load (keys the per-thread BPE caches) */

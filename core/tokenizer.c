@@ -745,6 +745,40 @@ static json_t *load_json(const char *path, const char *buf, size_t len, size_t f
 	return j;
 }
 
+static __thread const sw_tokenizer *sort_ctx;   /* qsort's context */
+
+static int cmp_added(const void *x, const void *y)
+{
+	const tok_added *a = &sort_ctx->added[*(const uint32_t *)x], *b = &sort_ctx->added[*(const uint32_t *)y];
+	unsigned char fa = a->match_len ? (unsigned char)a->match[0] : 0, fb = b->match_len ? (unsigned char)b->match[0] : 0;
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	if (a->match_len != b->match_len)
+		return a->match_len > b->match_len ? -1 : 1;
+	return *(const uint32_t *)x < *(const uint32_t *)y ? -1 : 1;
+}
+
+/* Builds added_by_byte / added_first (see tok_internal.h). */
+static int index_added(sw_tokenizer *tk)
+{
+	for (int f = 0; f < 2; f++) {
+		uint32_t n = 0;
+		if (!(tk->added_by_byte[f] = malloc((tk->n_added ? tk->n_added : 1) * sizeof(uint32_t))))
+			return -ENOMEM;
+		for (size_t k = 0; k < tk->n_added; k++)
+			if (tk->added[k].normalized == f && tk->added[k].match_len)
+				tk->added_by_byte[f][n++] = (uint32_t)k;
+		sort_ctx = tk;
+		qsort(tk->added_by_byte[f], n, sizeof(uint32_t), cmp_added);
+		memset(tk->added_first[f], 0, sizeof(tk->added_first[f]));
+		for (uint32_t k = 0; k < n; k++)
+			tk->added_first[f][(unsigned char)tk->added[tk->added_by_byte[f][k]].match[0] + 1]++;
+		for (int b = 0; b < 256; b++)
+			tk->added_first[f][b + 1] += tk->added_first[f][b];
+	}
+	return 0;
+}
+
 static atomic_uint_fast64_t tok_generation;
 
 int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
@@ -812,6 +846,8 @@ int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
 			a->match_len = a->len;
 		}
 	}
+	if ((rc = index_added(tk)))
+		goto fail;
 	json_decref(root);
 	root = NULL;
 	free(buf);
@@ -875,6 +911,8 @@ void sw_tokenizer_free(sw_tokenizer *tk)
 		free(tk->added[k].match);
 	}
 	free(tk->added);
+	free(tk->added_by_byte[0]);
+	free(tk->added_by_byte[1]);
 	json_decref(tk->config);
 	free(tk);
 }
