@@ -13,34 +13,7 @@ fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 
 # tokenizer DIR CHAT_TEMPLATE [BIG_ID]: ids 0..255 = bytes (GPT-2 byte-to-unicode vocabulary, no
 # merges), then <|im_start|> 256, <|im_end|> 257, <|endoftext|> 258 (and <|big|> BIG_ID)
-mktok() {
-  mkdir -p "$1"
-  python3 - "$1" "$2" "${3:-}" <<'PY'
-import json, sys
-d, tmpl, big = sys.argv[1], sys.argv[2], sys.argv[3]
-bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): b for b, c in zip(bs, cs)}
-added = [{"id": 256 + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-          "normalized": False, "special": True} for i, s in enumerate(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])]
-if big:
-    added.append(dict(added[0], id=int(big), content="<|big|>"))
-tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
-       "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
-       "post_processor": None, "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
-       "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                 "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                 "vocab": vocab, "merges": []}}
-json.dump(tok, open(d + "/tokenizer.json", "w"))
-cfg = {"eos_token": "<|im_end|>", "bos_token": None, "pad_token": "<|endoftext|>"}
-if tmpl:
-    cfg["chat_template"] = tmpl
-json.dump(cfg, open(d + "/tokenizer_config.json", "w"))
-PY
-}
+mktok() { mkdir -p "$1" && python3 "$(dirname "$0")/ref/byte_tokenizer.py" "$@"; }
 chatml="{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 mktok "$t/tok" "$chatml"
 # dump X.tok: "ids" and "mask" lines
