@@ -781,55 +781,41 @@ static int index_added(sw_tokenizer *tk)
 
 static atomic_uint_fast64_t tok_generation;
 
-int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
+/* Parses tokenizer.json's bytes (named `path` in error lines) into tk. */
+static int load_tokenizer_json(sw_tokenizer *tk, const char *path, const char *buf, size_t len)
 {
-	char path[4096];
-	char *buf = NULL;
-	size_t len;
-	json_t *root = NULL;
-	int rc;
-	*out = NULL;
-	sw_tokenizer *tk = calloc(1, sizeof(*tk));
-	if (!tk)
-		return -ENOMEM;
 	tok_ld ld = { path, tk };
-	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-	if ((rc = read_file(path, &buf, &len))) {
-		sw_error("%s: cannot read: %s (pass --tokenizer DIR holding a Hugging Face tokenizer.json)", path,
-			 strerror(-rc));
-		goto fail;
-	}
+	json_t *root, *j;
+	int rc;
 	tk->fingerprint = XXH3_64bits(buf, len);
-	if (!(root = load_json(path, buf, len, 0))) {
-		rc = -EINVAL;
-		goto fail;
-	}
-	json_t *trunc = json_object_get(root, "truncation"), *pad = json_object_get(root, "padding"), *j;
+	if (!(root = load_json(path, buf, len, 0)))
+		return -EINVAL;
+	json_t *trunc = json_object_get(root, "truncation"), *pad = json_object_get(root, "padding");
 	if ((trunc && !json_is_null(trunc)) || (pad && !json_is_null(pad))) {
 		LD_ERR(&ld, trunc && !json_is_null(trunc) ? "truncation" : "padding",
 		       "must be null (spillway truncates and packs itself)");
 		rc = -ENOTSUP;
-		goto fail;
+		goto out;
 	}
 	if ((rc = load_model(&ld, root)))
-		goto fail;
+		goto out;
 	if ((j = json_object_get(root, "normalizer")) && !json_is_null(j) && (rc = load_normalizer(&ld, j)))
-		goto fail;
+		goto out;
 	if ((j = json_object_get(root, "pre_tokenizer")) && !json_is_null(j) && (rc = load_pretok(&ld, j)))
-		goto fail;
+		goto out;
 	if ((j = json_object_get(root, "post_processor")) && !json_is_null(j) && (rc = load_post(&ld, j)))
-		goto fail;
+		goto out;
 	if ((j = json_object_get(root, "decoder")) && !json_is_null(j)) {
 		tk->has_decoder = 1;
 		if ((rc = load_decoder(&ld, j)))
-			goto fail;
+			goto out;
 	}
 	for (size_t k = 0; k < tk->n_tpl_before + tk->n_tpl_after; k++) {
 		uint32_t id = k < tk->n_tpl_before ? tk->tpl_before[k] : tk->tpl_after[k - tk->n_tpl_before];
 		if (id >= tk->n_ids) {
 			LD_ERR(&ld, "post_processor.special_tokens", "id %u is outside the vocabulary (%u ids)", id, tk->n_ids);
 			rc = -EINVAL;
-			goto fail;
+			goto out;
 		}
 	}
 	/* what each added token is matched as */
@@ -837,19 +823,55 @@ int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
 		tok_added *a = &tk->added[k];
 		if (a->normalized && tk->n_norm) {
 			if ((rc = tok_normalize_str(tk, a->content, a->len, &a->match, &a->match_len)))
-				goto fail;
+				goto out;
 		} else {
 			if (!(a->match = dup_n(a->content, a->len))) {
 				rc = -ENOMEM;
-				goto fail;
+				goto out;
 			}
 			a->match_len = a->len;
 		}
 	}
-	if ((rc = index_added(tk)))
-		goto fail;
+	rc = index_added(tk);
+out:
 	json_decref(root);
-	root = NULL;
+	return rc;
+}
+
+int sw_tokenizer_load_json(sw_tokenizer **out, const char *json, size_t len, const char *name)
+{
+	*out = NULL;
+	sw_tokenizer *tk = calloc(1, sizeof(*tk));
+	if (!tk)
+		return -ENOMEM;
+	int rc = load_tokenizer_json(tk, name, json, len);
+	if (rc) {
+		sw_tokenizer_free(tk);
+		return rc;
+	}
+	tk->generation = atomic_fetch_add(&tok_generation, 1) + 1;
+	*out = tk;
+	return 0;
+}
+
+int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
+{
+	char path[4096];
+	char *buf = NULL;
+	size_t len;
+	int rc;
+	*out = NULL;
+	sw_tokenizer *tk = calloc(1, sizeof(*tk));
+	if (!tk)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	if ((rc = read_file(path, &buf, &len))) {
+		sw_error("%s: cannot read: %s (pass --tokenizer DIR holding a Hugging Face tokenizer.json)", path,
+			 strerror(-rc));
+		goto fail;
+	}
+	if ((rc = load_tokenizer_json(tk, path, buf, len)))
+		goto fail;
 	free(buf);
 	buf = NULL;
 	/* tokenizer_config.json, optional */
@@ -871,7 +893,6 @@ int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
 	return 0;
 fail:
 	free(buf);
-	json_decref(root);
 	sw_tokenizer_free(tk);
 	return rc;
 }

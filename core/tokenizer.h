@@ -32,6 +32,9 @@ typedef struct sw_tokenizer sw_tokenizer;
  * error line naming the file, the field and the value. */
 int sw_tokenizer_load(sw_tokenizer **tk, const char *dir);
 void sw_tokenizer_free(sw_tokenizer *tk);
+/* The same from tokenizer.json's bytes in memory (no tokenizer_config.json); `name` stands for the
+ * file in error lines. */
+int sw_tokenizer_load_json(sw_tokenizer **tk, const char *json, size_t len, const char *name);
 
 /* Appends the ids of text[0..len) to out (out->start filled too).  add_special: apply the
  * post-processor (TemplateProcessing BOS/EOS) as HF's encode(add_special_tokens=True) does.

@@ -28,6 +28,9 @@ seeds() {   # seeds NAME DIR
     printf '%s' '{"prompt": "2+2=", "completion": " 4", "id": 7}' >"$d/j2"
     printf '%s' '{"messages": [{"role": "system", "content": "  s  "}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>r</think>\n\na"}, {"role": "user", "content": ""}, {"role": "assistant", "content": "\u3000x\u00a0"}]}' >"$d/j3"
     printf '%s' '{"messages": [{"role": "user", "content": "<tool_response>x</tool_response>"}, {"role": "assistant", "content": "</think>"}]}' >"$d/j4";;
+  fuzz_tokenizer)
+    cp tests/data/tokenizers/bytelevel/tokenizer.json "$d/bytelevel.json"
+    cp tests/data/tokenizers/sentencepiece/tokenizer.json "$d/sentencepiece.json";;
   fuzz_config)
     printf '%s' '{"model_type":"llama","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":50,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192},"tie_word_embeddings":false}' >"$d/c1"
     printf '%s' '{"model_type":"qwen2","hidden_size":32,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,"vocab_size":9,"torch_dtype":"bfloat16","eos_token_id":[1,2]}' >"$d/c2"
