@@ -29,8 +29,8 @@ typedef struct tok_arena {
 
 /* ---------- per-thread state: BPE word cache and the Oniguruma match region ---------- */
 
-#define TOK_CACHE_SLOTS (1u << 15)
-#define TOK_CACHE_MAXWORD 128
+#define TOK_CACHE_SLOTS (1u << 16)
+#define TOK_CACHE_MAXWORD 256
 
 typedef struct tok_cache_ent {
 	char *word;               /* NULL: empty */

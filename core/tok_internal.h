@@ -21,9 +21,12 @@ int64_t tok_strmap_get(const tok_strmap *m, const char *s, size_t len);
 void tok_strmap_free(tok_strmap *m);
 
 /* Open-addressing u64 -> u64 table (the merges: (left id << 32 | right id) -> (rank << 32 | new id)). */
+typedef struct tok_u64kv {
+	uint64_t key;     /* UINT64_MAX: empty */
+	uint64_t val;
+} tok_u64kv;
 typedef struct tok_u64map {
-	uint64_t *key;    /* UINT64_MAX: empty */
-	uint64_t *val;
+	tok_u64kv *slot;  /* key and value side by side: one cache line per probe */
 	uint64_t cap, n;
 } tok_u64map;
 int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val);

@@ -106,27 +106,22 @@ int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val)
 {
 	if ((m->n + 1) * 2 > m->cap) {
 		uint64_t cap = m->cap ? 2 * m->cap : 1024;
-		tok_u64map nm = { malloc(cap * sizeof(uint64_t)), malloc(cap * sizeof(uint64_t)), cap, 0 };
-		if (!nm.key || !nm.val) {
-			free(nm.key);
-			free(nm.val);
+		tok_u64map nm = { malloc(cap * sizeof(tok_u64kv)), cap, 0 };
+		if (!nm.slot)
 			return -ENOMEM;
-		}
-		memset(nm.key, 0xff, cap * sizeof(uint64_t));
+		memset(nm.slot, 0xff, cap * sizeof(tok_u64kv));
 		for (uint64_t i = 0; i < m->cap; i++)
-			if (m->key[i] != UINT64_MAX)
-				tok_u64map_put(&nm, m->key[i], m->val[i]);
-		free(m->key);
-		free(m->val);
+			if (m->slot[i].key != UINT64_MAX)
+				tok_u64map_put(&nm, m->slot[i].key, m->slot[i].val);
+		free(m->slot);
 		*m = nm;
 	}
 	uint64_t j = u64_hash(key) & (m->cap - 1);
-	while (m->key[j] != UINT64_MAX && m->key[j] != key)
+	while (m->slot[j].key != UINT64_MAX && m->slot[j].key != key)
 		j = (j + 1) & (m->cap - 1);
-	if (m->key[j] == UINT64_MAX)
+	if (m->slot[j].key == UINT64_MAX)
 		m->n++;
-	m->key[j] = key;
-	m->val[j] = val;
+	m->slot[j] = (tok_u64kv){ key, val };
 	return 0;
 }
 
@@ -135,9 +130,9 @@ int tok_u64map_get(const tok_u64map *m, uint64_t key, uint64_t *val)
 	if (!m->cap)
 		return 0;
 	uint64_t j = u64_hash(key) & (m->cap - 1);
-	while (m->key[j] != UINT64_MAX) {
-		if (m->key[j] == key) {
-			*val = m->val[j];
+	while (m->slot[j].key != UINT64_MAX) {
+		if (m->slot[j].key == key) {
+			*val = m->slot[j].val;
 			return 1;
 		}
 		j = (j + 1) & (m->cap - 1);
@@ -147,8 +142,7 @@ int tok_u64map_get(const tok_u64map *m, uint64_t key, uint64_t *val)
 
 void tok_u64map_free(tok_u64map *m)
 {
-	free(m->key);
-	free(m->val);
+	free(m->slot);
 	memset(m, 0, sizeof(*m));
 }
 
