@@ -66,6 +66,8 @@ int sw_chat_template_detect(sw_chat_template *t, const char *ct, const char *bos
 	if (strstr(ct, "<|start_header_id|>") && strstr(ct, "<|eot_id|>")) {
 		if (strstr(ct, "Cutting Knowledge Date") || strstr(ct, "Today Date"))
 			why = " (a Llama 3.1+ template with the dated system header is not rendered natively)";
+		else if (!strstr(ct, "['content'] | trim"))
+			why = " (a Llama 3 variant that does not trim the content as Meta's template does)";
 		else
 			name = "llama3";
 	} else if (strstr(ct, "<|im_start|>") && strstr(ct, "<|im_end|>")) {
@@ -81,7 +83,16 @@ int sw_chat_template_detect(sw_chat_template *t, const char *ct, const char *bos
 		else
 			name = "chatml";
 	} else if (strstr(ct, "[INST]") && strstr(ct, "[/INST]")) {
-		name = strstr(ct, "<<SYS>>") ? "llama2" : "mistral";
+		/* only the exact forms rendered here: other Mistral versions differ in spaces and system
+		 * handling (v0.3: "[/INST]" without a space, the system message in the last user turn) */
+		if (strstr(ct, "<<SYS>>") && strstr(ct, "content.strip() + ' [/INST]'") &&
+		    strstr(ct, "' '  + content.strip() + ' ' + eos_token"))
+			name = "llama2";
+		else if (!strstr(ct, "<<SYS>>") && strstr(ct, "'[INST] ' + message['content'] + ' [/INST]'") &&
+			 strstr(ct, "message['content'] + eos_token"))
+			name = "mistral";
+		else
+			why = " (an [INST] template other than Llama 2 chat's or Mistral Instruct v0.1's)";
 	}
 	if (!name) {
 		sw_error("%s: chat_template is not one of the supported families%s; choose one with "

@@ -76,8 +76,12 @@ int main(void)
 	CHECK(sw_chat_template_detect(&t, "{{'<|im_start|>' + m + '<|im_end|>'}}<think>", NULL, "<|im_end|>", "x") == 0 &&
 	      !strcmp(t.name, "qwen3"));
 	/* the lenml Llama 3 template appends the assistant header without add_generation_prompt */
-	CHECK(sw_chat_template_detect(&t, "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}<|eot_id|>", "B", "E",
-				      "x") == 0 && t.gen_header_always);
+	CHECK(sw_chat_template_detect(&t, "{{ message['content'] | trim + '<|eot_id|>' }}{{ '<|start_header_id|>assistant"
+				      "<|end_header_id|>\n\n' }}", "B", "E", "x") == 0 && t.gen_header_always);
+	/* other [INST] and Llama 3 variants are refused rather than rendered wrongly */
+	CHECK(sw_chat_template_detect(&t, "{{ '[INST] ' + message['content'] + '[/INST]' }}{{ ' ' + message['content']|trim + "
+				      "eos_token }}", "<s>", "</s>", "x") == -EINVAL);
+	CHECK(sw_chat_template_detect(&t, "<|start_header_id|>{{ message['content'] }}<|eot_id|>", "<s>", "</s>", "x") == -EINVAL);
 	CHECK(sw_chat_template_named(&t, "llama2", NULL, "</s>") == -EINVAL);   /* needs bos_token */
 	CHECK(sw_chat_template_named(&t, "vicuna", "<s>", "</s>") == -EINVAL);
 
