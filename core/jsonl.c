@@ -244,7 +244,8 @@ int sw_jsonl_next(sw_jsonl *r, sw_example *ex)
 		r->line++;
 		if (strspn(r->buf, " \t\r\n") == (size_t)len && memchr(r->buf, 0, (size_t)len) == NULL)
 			continue;
-		int rc = sw_jsonl_parse_line(r->buf, (size_t)len, r->forced, r->path, r->line, ex);
+		size_t skip = r->line == 1 && len >= 3 && !memcmp(r->buf, "\xef\xbb\xbf", 3) ? 3 : 0;   /* UTF-8 BOM */
+		int rc = sw_jsonl_parse_line(r->buf + skip, (size_t)len - skip, r->forced, r->path, r->line, ex);
 		if (rc)
 			return rc;
 		r->examples++;

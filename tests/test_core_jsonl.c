@@ -1,7 +1,7 @@
 /* The JSONL dataset reader: every format parses; every malformed line (bad JSON, not an object,
  * missing or mistyped fields, empty messages, unknown roles, roles out of order, no assistant,
  * invalid UTF-8, duplicate keys, NUL) is rejected with exactly one error line naming the file and
- * the line number; blank lines are skipped and counted. */
+ * the line number; blank lines are skipped and counted; a UTF-8 byte-order mark is skipped. */
 #include "core/jsonl.h"
 #include "tests/check.h"
 
@@ -124,7 +124,7 @@ int main(void)
 	char path[] = "/tmp/sw-test-jsonl-XXXXXX";
 	fd = mkstemp(path);
 	CHECK(fd >= 0);
-	const char *body = "{\"text\": \"a\"}\n\n   \n{\"prompt\": \"p\", \"response\": \"r\"}\r\n{\"text\": 1}\n";
+	const char *body = "\xef\xbb\xbf{\"text\": \"a\"}\n\n   \n{\"prompt\": \"p\", \"response\": \"r\"}\r\n{\"text\": 1}\n";
 	CHECK(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
 	close(fd);
 	sw_jsonl r;
