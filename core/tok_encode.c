@@ -1114,10 +1114,6 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 		sw_error("tokenizer: the text is not valid UTF-8 at byte %zu", bad);
 		return -EILSEQ;
 	}
-	if (add_special)
-		for (size_t k = 0; k < tk->n_tpl_before; k++)
-			if ((rc = tok_ids_push(out, tk->tpl_before[k], 0)))
-				return rc;
 	tok_tls *tl = tls_get();
 	if (!tl || (!tl->work && !(tl->work = calloc(1, sizeof(tok_work)))) ||
 	    (!tl->bpe && !(tl->bpe = calloc(1, sizeof(bpe_buf)))))
@@ -1136,6 +1132,10 @@ int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_spe
 	if ((rc = ar_span(&w->a, 0, -1)))
 		goto cleanup;
 	tok_arena *src = &w->a, *dst = &w->b, *t;
+	if (add_special)
+		for (size_t k = 0; k < tk->n_tpl_before; k++)
+			if ((rc = tok_ids_push(out, tk->tpl_before[k], 0)))
+				goto cleanup;
 #define SWAP() (t = src, src = dst, dst = t)
 	/* 1. non-normalized added tokens on the original text */
 	if (has_added(tk, 0)) {

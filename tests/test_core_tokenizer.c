@@ -149,6 +149,8 @@ static void test_bytelevel(void)
 	CHECK(sw_tokenizer_encode(tk, "a\xff", 2, 0, &x) == -EILSEQ);
 	CHECK(sw_tokenizer_encode(tk, "\xc3", 1, 0, &x) == -EILSEQ);
 	CHECK(sw_tokenizer_encode(tk, "\xed\xa0\x80", 3, 0, &x) == -EILSEQ);   /* a surrogate */
+	CHECK(sw_tokenizer_encode(tk, "\xc0\x80", 2, 1, &x) == -EILSEQ);       /* overlong */
+	CHECK(x.n == 0);                          /* nothing appended on error */
 	sw_ids_free(&x);
 	/* added tokens: special, lstrip, rstrip, single_word, normalized */
 	EXPECT(tk, "a<|end|>b", 0, 97, 259, 98);
