@@ -310,6 +310,15 @@ static int tok_from_text(data_job *j, sw_tok_writer *w, FILE *f)
 		sw_error("%s: read error; check the file", j->in);
 		rc = -EIO;
 	}
+	size_t bad = rc ? len : sw_utf8_invalid_at(s, len);
+	if (bad < len) {
+		long line = 1;
+		for (size_t i = 0; i < bad; i++)
+			line += s[i] == '\n';
+		sw_error("%s:%ld: not valid UTF-8 (byte %zu of the file is 0x%02x); convert the file to UTF-8", j->in,
+			 line, bad + 1, (unsigned char)s[bad]);
+		rc = -EILSEQ;
+	}
 	if (!rc) {
 		doc d = { .owned = s, .s = s, .len = len, .nspan = 1, .add_special = 1, .format = SW_FMT_TEXT };
 		d.span = &d.one_span;

@@ -26,10 +26,9 @@ int sw_jsonl_format_parse(const char *name)
 	return -1;
 }
 
-/* Offset of the first byte that is not valid UTF-8 (RFC 3629: no overlongs, no surrogates,
- * nothing past U+10FFFF), or len when it all is. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+size_t sw_utf8_invalid_at(const char *str, size_t len)
 {
+	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0;
 	while (i < len) {
 		unsigned c = s[i];
@@ -157,7 +156,7 @@ int sw_jsonl_parse_line(const char *line, size_t len, sw_jsonl_format forced, co
 	memset(ex, 0, sizeof(*ex));
 	ex->line = lineno;
 	int rc = 0;
-	size_t bad = utf8_invalid_at((const unsigned char *)line, len);
+	size_t bad = sw_utf8_invalid_at(line, len);
 	if (bad < len)
 		LERR("%s:%ld: not valid UTF-8 (byte %zu of the line is 0x%02x); convert the file to UTF-8", path,
 		     lineno, bad + 1, (unsigned char)line[bad]);

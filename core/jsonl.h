@@ -57,6 +57,10 @@ void sw_jsonl_init(sw_jsonl *r, FILE *f, const char *path, sw_jsonl_format force
 int sw_jsonl_next(sw_jsonl *r, sw_example *ex);
 void sw_jsonl_close(sw_jsonl *r);
 
+/* Offset of the first byte that is not valid UTF-8 (RFC 3629: no overlongs, no surrogates,
+ * nothing past U+10FFFF), or len when it all is. */
+size_t sw_utf8_invalid_at(const char *s, size_t len);
+
 /* "text", "prompt", "messages" -> format; -1 if unknown. */
 int sw_jsonl_format_parse(const char *name);
 const char *sw_chat_role_name(sw_chat_role r);

@@ -102,6 +102,7 @@ line '{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content":
 line '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": 1}]}'; expect "content type" 1 "bad.jsonl:3: message 2: \"content\" must be a string" -- D
 line '{"messages": [{"role": "user", "content": "a"}]}'; expect "no assistant" 1 "bad.jsonl:3: no assistant message" -- D
 printf '{"text": "ok"}\n{"text": "\xff\xfe"}\n' >"$t/bad.jsonl"; expect "non-UTF-8" 1 "bad.jsonl:2: not valid UTF-8" -- D
+printf 'ok\nabc\xff\n' >"$t/bad.txt"; expect "--text not UTF-8" 1 "bad.txt:2: not valid UTF-8 (byte 7 of the file is 0xff)" -- "$bin" data --text "$t/bad.txt" --tokenizer "$t/tok" --out "$t/out.tok"
 line '{"text": "a"}'; expect "forced format" 1 "bad.jsonl:1: no \"messages\" field" -- D --format messages
 : >"$t/bad.jsonl"; expect "empty file" 1 "bad.jsonl: no examples" -- D
 line '{"text": "a"}'; expect "unknown --chat-template" 1 "--chat-template vicuna: unknown; supported: llama3, chatml" -- D --chat-template vicuna
