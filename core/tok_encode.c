@@ -953,7 +953,17 @@ static int bpe_word(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn
 			q = b->s;
 			ql = m;
 		}
-		int64_t id = tok_strmap_get(&tk->vocab, q, ql);
+		int64_t id;
+		if (q == w + i && cl <= 3 && tok_utf8_len((unsigned char)q[0]) == cl) {
+			/* one character of the BMP: the table, no hashing */
+			uint32_t cp = cl == 1 ? (unsigned char)q[0]
+				      : cl == 2 ? ((unsigned char)q[0] & 0x1Fu) << 6 | ((unsigned char)q[1] & 0x3Fu)
+						: ((unsigned char)q[0] & 0x0Fu) << 12 | ((unsigned char)q[1] & 0x3Fu) << 6 |
+							  ((unsigned char)q[2] & 0x3Fu);
+			id = tk->char_id[cp] == UINT32_MAX ? -1 : (int64_t)tk->char_id[cp];
+		} else {
+			id = tok_strmap_get(&tk->vocab, q, ql);
+		}
 		if (id >= 0) {
 			if (unk >= 0) {
 				b->sym[n++] = (bpe_sym){ (uint32_t)unk, unk_start, unk_len, -1, -1 };

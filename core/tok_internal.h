@@ -100,6 +100,7 @@ struct sw_tokenizer {
 	char *cont_prefix, *end_suffix;         /* continuing_subword_prefix, end_of_word_suffix (or NULL) */
 	size_t cont_prefix_len, end_suffix_len;
 	uint32_t byte_id[256];     /* byte_fallback: id of <0xNN>, UINT32_MAX if absent */
+	uint32_t *char_id;         /* per code point < 0x10000: id of that one character, UINT32_MAX if absent */
 	int has_all_bytes;         /* every <0xNN> is in the vocabulary */
 
 	tok_norm *norm;

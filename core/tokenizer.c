@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 #include <xxhash.h>
 
 /* ---------- hash tables ---------- */
@@ -616,6 +617,19 @@ static int load_model(tok_ld *ld, json_t *root)
 		if ((rc = tok_strmap_put(&tk->vocab, key, kl, id)) || (rc = set_id_str(tk, id, key, kl)))
 			return rc;
 	}
+	/* single characters of the BMP, for the BPE's first step */
+	if (!(tk->char_id = malloc(0x10000 * sizeof(uint32_t))))
+		return -ENOMEM;
+	memset(tk->char_id, 0xff, 0x10000 * sizeof(uint32_t));
+	json_object_foreach(vocab, key, e) {
+		size_t kl = strlen(key);
+		if (kl > 3 || tok_utf8_len((unsigned char)key[0]) != kl)
+			continue;
+		utf8proc_int32_t cp;
+		if (utf8proc_iterate((const utf8proc_uint8_t *)key, (utf8proc_ssize_t)kl, &cp) == (utf8proc_ssize_t)kl &&
+		    cp >= 0 && cp < 0x10000)
+			tk->char_id[cp] = (uint32_t)tok_strmap_get(&tk->vocab, key, kl);
+	}
 	const char *unk = jstr(m, "unk_token");
 	tk->unk_id = unk ? tok_strmap_get(&tk->vocab, unk, strlen(unk)) : -1;
 	for (unsigned b = 0; b < 256; b++) {
@@ -903,6 +917,7 @@ void sw_tokenizer_free(sw_tokenizer *tk)
 	free(tk->id_str);
 	free(tk->id_len);
 	free(tk->is_special);
+	free(tk->char_id);
 	tok_u64map_free(&tk->merges);
 	free(tk->cont_prefix);
 	free(tk->end_suffix);
