@@ -33,10 +33,12 @@ typedef struct tok_arena {
 #define TOK_CACHE_MAXWORD 256
 
 typedef struct tok_cache_ent {
-	char *word;               /* NULL: empty */
+	const char *word;         /* NULL: empty; points into the pool */
 	uint32_t wlen, n;
-	uint32_t *ids, *offs;
+	const uint32_t *ids;      /* n ids then n offsets, in the pool */
 } tok_cache_ent;
+
+#define TOK_CACHE_POOL (8u << 20)
 
 struct tok_work;
 struct bpe_buf;
@@ -44,6 +46,8 @@ typedef struct tok_tls {
 	uint64_t gen;             /* tokenizer generation the cache belongs to */
 	tok_cache_ent *ent;
 	uint32_t used;
+	char *pool;               /* the cached words and ids, bump-allocated; emptied with the table */
+	size_t pool_used;
 	OnigRegion *region;
 	struct tok_work *work;    /* scratch buffers, reused by every encode on this thread */
 	struct bpe_buf *bpe;
@@ -56,15 +60,10 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
 static void tls_cache_clear(tok_tls *t)
 {
-	if (!t->ent)
-		return;
-	for (uint32_t i = 0; i < TOK_CACHE_SLOTS; i++) {
-		free(t->ent[i].word);
-		free(t->ent[i].ids);
-		t->ent[i].word = NULL;
-		t->ent[i].ids = NULL;
-	}
+	if (t->ent && t->used)
+		memset(t->ent, 0, TOK_CACHE_SLOTS * sizeof(*t->ent));
 	t->used = 0;
+	t->pool_used = 0;
 }
 
 static void tls_destroy(void *p)
@@ -72,8 +71,8 @@ static void tls_destroy(void *p)
 	tok_tls *t = p;
 	if (!t)
 		return;
-	tls_cache_clear(t);
 	free(t->ent);
+	free(t->pool);
 	work_free(t->work);
 	bpe_free(t->bpe);
 	if (t->region)
@@ -1050,7 +1049,7 @@ static int bpe_emit(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn
 				break;
 			if (e->wlen == wn && !memcmp(e->word, w, wn)) {
 				for (uint32_t k = 0; k < e->n; k++)
-					if (tok_ids_push(out, e->ids[k], al[e->offs[k]]))
+					if (tok_ids_push(out, e->ids[k], al[e->ids[e->n + k]]))
 						return -ENOMEM;
 				return 0;
 			}
@@ -1064,24 +1063,27 @@ static int bpe_emit(const sw_tokenizer *tk, bpe_buf *b, const char *w, size_t wn
 		rc = tok_ids_push(out, b->sym[k].id, al[b->sym[k].start]);
 	if (rc || !e)
 		return rc;
-	if (t->used >= TOK_CACHE_SLOTS / 2) {
+	size_t need = (wn + 3) / 4 * 4 + 8 * (size_t)n;
+	if (need > TOK_CACHE_POOL / 64)
+		return 0;
+	if (t->used >= TOK_CACHE_SLOTS / 2 || t->pool_used + need > TOK_CACHE_POOL) {
 		tls_cache_clear(t);   /* full: start over (the slot found above is gone too) */
 		return 0;
 	}
-	uint32_t *both = malloc(2 * (size_t)(n ? n : 1) * sizeof(*both));
-	if (!both || !(e->word = malloc(wn ? wn : 1))) {
-		free(both);
+	if (!t->pool && !(t->pool = malloc(TOK_CACHE_POOL)))
 		return 0;   /* caching is optional */
-	}
-	memcpy(e->word, w, wn);
-	e->wlen = (uint32_t)wn;
-	e->n = n;
+	char *wd = t->pool + t->pool_used;
+	uint32_t *both = (uint32_t *)(wd + (wn + 3) / 4 * 4);
+	t->pool_used += need;
+	memcpy(wd, w, wn);
 	for (uint32_t k = 0; k < n; k++) {
 		both[k] = b->sym[k].id;
 		both[n + k] = b->sym[k].start;
 	}
+	e->word = wd;
+	e->wlen = (uint32_t)wn;
+	e->n = n;
 	e->ids = both;
-	e->offs = both + n;
 	t->used++;
 	return 0;
 }
