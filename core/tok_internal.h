@@ -126,6 +126,7 @@ struct sw_tokenizer {
 	uint64_t fingerprint;
 	uint64_t generation;       /* unique per load (keys the per-thread BPE caches) */
 	json_t *config;            /* tokenizer_config.json or NULL */
+	char *chat_template_file;  /* DIR/chat_template.jinja when present, else NULL */
 };
 
 int tok_encode(const sw_tokenizer *tk, const char *text, size_t len, int add_special, sw_ids *out);

@@ -896,6 +896,18 @@ int sw_tokenizer_load(sw_tokenizer **out, const char *dir)
 		}
 	}
 	free(buf);
+	buf = NULL;
+	/* newer transformers save the chat template beside the config, as chat_template.jinja */
+	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
+	if (access(path, F_OK) == 0) {
+		if ((rc = read_file(path, &buf, &len)) || !(tk->chat_template_file = dup_n(buf, len))) {
+			sw_error("%s: cannot read: %s", path, strerror(rc ? -rc : ENOMEM));
+			rc = rc ? rc : -ENOMEM;
+			goto fail;
+		}
+		free(buf);
+		buf = NULL;
+	}
 	tk->generation = atomic_fetch_add(&tok_generation, 1) + 1;
 	*out = tk;
 	return 0;
@@ -944,6 +956,7 @@ void sw_tokenizer_free(sw_tokenizer *tk)
 	free(tk->added_by_byte[0]);
 	free(tk->added_by_byte[1]);
 	json_decref(tk->config);
+	free(tk->chat_template_file);
 	free(tk);
 }
 
@@ -990,11 +1003,21 @@ uint64_t sw_tokenizer_fingerprint(const sw_tokenizer *tk)
 
 const char *sw_tokenizer_config_str(const sw_tokenizer *tk, const char *key)
 {
-	json_t *v = tk->config ? json_object_get(tk->config, key) : NULL;
+	json_t *v = tk->config ? json_object_get(tk->config, key) : NULL, *e;
+	size_t i;
 	if (json_is_string(v))
 		return json_string_value(v);
 	if (json_is_object(v) && json_is_string(json_object_get(v, "content")))
 		return json_string_value(json_object_get(v, "content"));
+	if (!strcmp(key, "chat_template")) {
+		/* a list of named templates: the one named "default" */
+		json_array_foreach(v, i, e) {
+			const char *name = jstr(e, "name"), *tpl = jstr(e, "template");
+			if (name && tpl && !strcmp(name, "default"))
+				return tpl;
+		}
+		return tk->chat_template_file;
+	}
 	return NULL;
 }
 

@@ -51,7 +51,8 @@ uint32_t sw_tokenizer_vocab_size(const sw_tokenizer *tk);                /* larg
 uint64_t sw_tokenizer_fingerprint(const sw_tokenizer *tk);               /* XXH3-64 of tokenizer.json's bytes */
 
 /* tokenizer_config.json string field, e.g. "chat_template", "bos_token", "eos_token" (also when
- * given as {"content": ...}); NULL if absent. */
+ * given as {"content": ...}); NULL if absent.  "chat_template" also comes from a list of named
+ * templates (the one named "default") or, when the config has none, from DIR/chat_template.jinja. */
 const char *sw_tokenizer_config_str(const sw_tokenizer *tk, const char *key);
 
 /* Encodes n documents on `threads` threads (0: all cores), outs[i] for texts[i] (appended),

@@ -440,6 +440,32 @@ static void test_malformed(void)
 	expect_fail(write_dir(buf, "{\"bos_token\": "), "tokenizer_config.json", "not valid JSON");
 }
 
+/* chat_template: a string, a list of named templates, or chat_template.jinja beside the config */
+static void test_chat_template(void)
+{
+	FILE *f = fopen(BL "/tokenizer.json", "rb");
+	static char buf[1 << 16];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	sw_tokenizer *tk = load_ok(write_dir(buf, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, "
+						  "{\"name\": \"default\", \"template\": \"D\"}]}"));
+	CHECK(!strcmp(sw_tokenizer_config_str(tk, "chat_template"), "D"));
+	sw_tokenizer_free(tk);
+	const char *dir = write_dir(buf, "{\"eos_token\": \"<|end|>\"}");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
+	f = fopen(path, "w");
+	CHECK(f && fputs("{{ jinja }}\n", f) >= 0 && fclose(f) == 0);
+	tk = load_ok(dir);
+	CHECK(!strcmp(sw_tokenizer_config_str(tk, "chat_template"), "{{ jinja }}\n"));
+	CHECK(!strcmp(sw_tokenizer_config_str(tk, "eos_token"), "<|end|>"));
+	sw_tokenizer_free(tk);
+	tk = load_ok(write_dir(buf, NULL));
+	CHECK(sw_tokenizer_config_str(tk, "chat_template") == NULL);
+	sw_tokenizer_free(tk);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(tmp_root));
@@ -451,6 +477,7 @@ int main(void)
 	test_split();
 	test_batch();
 	test_malformed();
+	test_chat_template();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp_root);
 	CHECK(system(cmd) == 0);
