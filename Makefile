@@ -17,7 +17,7 @@ NPROC    := $(shell nproc 2>/dev/null || echo 2)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Werror -g $(OPT) -fno-strict-aliasing -pthread -I.
 CFLAGS   = $(CFLAGS_BASE) $(SANITIZE) $(EXTRA_CFLAGS)
-LDLIBS   = -luring -lhwloc -ljansson -lxxhash -lopenblas -lm -lpthread -ldl
+LDLIBS   = -luring -lhwloc -ljansson -lxxhash -lonig -lutf8proc -lopenblas -lm -lpthread -ldl
 LDFLAGS  = $(SANITIZE) -pthread
 
 ifeq ($(CUDA),1)

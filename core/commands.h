@@ -10,4 +10,5 @@ int cmd_export(int argc, char **argv);      /* offload/cmd_export.c */
 int cmd_bench_io(int argc, char **argv);    /* io/cmd_bench_io.c */
 int cmd_bench_adam(int argc, char **argv);  /* optim/cmd_bench_adam.c */
 int cmd_report(int argc, char **argv);      /* core/cmd_report.c */
+int cmd_tokenize(int argc, char **argv);    /* core/tokenizer_cmd.c */
 #endif

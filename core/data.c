@@ -80,6 +80,11 @@ int sw_tok_writer_begin(sw_tok_writer **out, const char *path, uint32_t token_by
 	return 0;
 }
 
+void sw_tok_writer_set_fingerprint(sw_tok_writer *w, uint64_t fingerprint)
+{
+	w->h.tok_fingerprint = fingerprint;
+}
+
 int sw_tok_writer_append(sw_tok_writer *w, const uint32_t *tokens, const uint8_t *mask, uint64_t n)
 {
 	int with_mask = !!(w->h.flags & SW_TOK_MASK);
@@ -211,9 +216,14 @@ int sw_data_parse(sw_data *d, const uint8_t *buf, uint64_t size, const char *wha
 		sw_error("%s: bad magic (not a spillway token file); make one with 'spillway data'", what);
 		return -EINVAL;
 	}
-	if (h->version != SW_TOK_VERSION) {
-		sw_error("%s: token file version %u, this build reads version %u; %s", what, h->version,
-			 SW_TOK_VERSION, fix);
+	if (h->version != 1 && h->version != SW_TOK_VERSION) {
+		sw_error("%s: token file version %u, this build reads versions 1 and %u; %s", what,
+			 h->version, SW_TOK_VERSION, fix);
+		return -EINVAL;
+	}
+	if (h->version == 1 && h->tok_fingerprint) {
+		sw_error("%s: version 1 token file with a non-zero reserved field; the file is corrupt: %s",
+			 what, fix);
 		return -EINVAL;
 	}
 	if (h->token_bytes != 2 && h->token_bytes != 4) {
@@ -264,6 +274,32 @@ int sw_data_parse(sw_data *d, const uint8_t *buf, uint64_t size, const char *wha
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int sw_data_check_model(const sw_data *d, const char *what, uint32_t model_vocab, uint64_t model_tok_fingerprint,
+			int force)
+{
+	if (d->h.count && d->max_token >= model_vocab) {
+		sw_error("%s: token id %u is not below the model's vocab_size %u; tokenize with this model's "
+			 "tokenizer ('spillway data --tokenizer MODEL_DIR')", what, d->max_token, model_vocab);
+		return -EINVAL;
+	}
+	uint64_t fp = d->h.tok_fingerprint;
+	if (force || fp == model_tok_fingerprint)
+		return 0;
+	if (!fp)
+		sw_error("%s: made without a tokenizer (byte-level ids) but the model directory has a "
+			 "tokenizer.json (%016llx); re-run 'spillway data --tokenizer MODEL_DIR', or pass "
+			 "--force", what, (unsigned long long)model_tok_fingerprint);
+	else if (!model_tok_fingerprint)
+		sw_error("%s: made with tokenizer %016llx but the model directory has no tokenizer.json; "
+			 "copy the tokenizer files beside config.json, or pass --force", what,
+			 (unsigned long long)fp);
+	else
+		sw_error("%s: made with tokenizer %016llx but the model's tokenizer.json is %016llx; "
+			 "re-run 'spillway data --tokenizer MODEL_DIR', or pass --force", what,
+			 (unsigned long long)fp, (unsigned long long)model_tok_fingerprint);
+	return -EINVAL;
 }
 
 int sw_data_open(sw_data *d, const char *path, int64_t seq_len, uint64_t seed)

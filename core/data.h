@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define SW_TOK_MAGIC "SWTOKENS"
-#define SW_TOK_VERSION 1u
+#define SW_TOK_VERSION 2u          /* written; versions 1 and 2 are read */
 #define SW_TOK_MASK 1u              /* flags: a loss mask follows the tokens */
 #define SW_IGNORE_INDEX (-100)
 
@@ -31,13 +31,15 @@
 
 typedef struct sw_tok_header {
 	char magic[8];               /* "SWTOKENS" */
-	uint32_t version;            /* 1 */
+	uint32_t version;            /* 2 (1: files before the tokenizer fingerprint; read as 0) */
 	uint32_t token_bytes;        /* 2 (u16) or 4 (u32) */
 	uint64_t count;              /* tokens */
 	uint32_t flags;              /* SW_TOK_MASK */
 	uint32_t vocab;              /* every token id is < vocab (0: not stated) */
 	uint64_t n_targets;          /* tokens whose mask bit is 1 (count when there is no mask) */
-	uint64_t reserved[3];        /* 0 */
+	uint64_t tok_fingerprint;    /* XXH3-64 of the tokenizer.json that made the ids (0: byte-level
+	                                or unknown) */
+	uint64_t reserved[2];        /* 0 */
 } sw_tok_header;
 _Static_assert(sizeof(sw_tok_header) == 64, "sw_tok_header is 64 bytes on disk");
 
@@ -47,6 +49,8 @@ int sw_tok_writer_begin(sw_tok_writer **w, const char *path, uint32_t token_byte
 			int with_mask);
 /* Appends n tokens; mask (n bytes, 0 or 1) is required when the file has a mask, else NULL.
  * A token >= vocab is an error (-ERANGE, message printed). */
+/* Records the tokenizer's fingerprint (sw_tokenizer_fingerprint) in the header. */
+void sw_tok_writer_set_fingerprint(sw_tok_writer *w, uint64_t fingerprint);
 int sw_tok_writer_append(sw_tok_writer *w, const uint32_t *tokens, const uint8_t *mask, uint64_t n);
 /* Writes the mask and the final header, fsyncs, renames. Frees w (removing the temporary file
  * on error). */
@@ -90,6 +94,14 @@ int sw_data_next(sw_data *d, int64_t rows, int32_t *inputs, int32_t *targets);
 /* The number of targets that are not -100 in the next 'rows' rows, without advancing: the loss
  * of an optimizer step is the mean over these (sum over the step's micro-batches). -1 on ENOMEM. */
 int64_t sw_data_count_targets(sw_data *d, int64_t rows);
+/* Checks an opened token file against the model it is about to train: refuses (one error line,
+ * -EINVAL) ids >= model_vocab (config.json's vocab_size), and, unless force, a file whose recorded
+ * tokenizer fingerprint differs from model_tok_fingerprint (sw_tokenizer_fingerprint of the model
+ * directory's tokenizer.json; 0 = the model directory has no tokenizer.json).  A file without a
+ * fingerprint (byte-level, version 1) against a model with a tokenizer, and a file with one
+ * against a model without one, are mismatches too (--force accepts them).  0 when fine. */
+int sw_data_check_model(const sw_data *d, const char *what, uint32_t model_vocab, uint64_t model_tok_fingerprint,
+			int force);
 static inline sw_data_pos sw_data_get_pos(const sw_data *d) { return d->pos; }
 static inline void sw_data_set_pos(sw_data *d, sw_data_pos p) { d->pos = p; }
 #endif

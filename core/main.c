@@ -17,6 +17,7 @@ static const sw_command commands[] = {
 	{ "export", cmd_export, "write a run's trained weights as a Hugging Face directory" },
 	{ "bench-io", cmd_bench_io, "storage sweep: block size x queue depth x threads x paths" },
 	{ "bench-adam", cmd_bench_adam, "CPU AdamW throughput against memory bandwidth" },
+	{ "tokenize", cmd_tokenize, "encode or decode text with a model's Hugging Face tokenizer (checks, benchmarks)" },
 	{ NULL, NULL, NULL },
 };
 

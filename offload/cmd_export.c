@@ -1,33 +1,176 @@
-/* spillway export --run DIR --out DIR [--fp32]: the trained weights of a run as a Hugging Face
- * directory (bf16 by default, the fp32 masters with --fp32). Reads the weights the manifest
- * names (RUN/manifest.json, written atomically by `spillway train`), so a run interrupted
- * mid-save still exports its last committed step. */
+/* spillway export --run DIR --out DIR [--fp32] [--tokenizer DIR]: the trained weights of a run as
+ * a Hugging Face directory (bf16 by default, the fp32 masters with --fp32), with the model's
+ * tokenizer files copied beside them.  Reads the weights the manifest names (RUN/manifest.json,
+ * written atomically by `spillway train`), so a run interrupted mid-save still exports its last
+ * committed step.  Checks the free space first; writes everything into a staging directory next
+ * to --out and renames it into place, so --out appears complete or not at all. */
 #include "core/cli.h"
 #include "core/commands.h"
 #include "core/hfmodel.h"
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
-static const char summary[] = "write a run's trained weights as a Hugging Face directory";
+static const char summary[] = "write a run's trained weights (and the tokenizer files) as a Hugging Face directory";
+
+/* The files transformers' AutoTokenizer (and generation) read from a model directory. */
+static const char *const tok_files[] = {
+	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+	"vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+	"generation_config.json",
+};
+#define N_TOK_FILES (sizeof(tok_files) / sizeof(tok_files[0]))
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void rm_tree(const char *path)
+{
+	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Copies SRC to DST (new file), fsynced.  0 or -errno after one error line. */
+static int copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
+	if (in < 0) {
+		rc = -errno;
+		sw_error("export: %s: cannot open (%s)", src, strerror(-rc));
+		return rc;
+	}
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0)
+		rc = -errno;
+	char buf[1 << 16];
+	ssize_t n;
+	while (!rc && (n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		for (ssize_t off = 0; off < n && !rc;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno != EINTR)
+				rc = -errno;
+			else if (w > 0)
+				off += w;
+		}
+	}
+	if (!rc && fsync(out))
+		rc = -errno;
+	if (out >= 0 && close(out) && !rc)
+		rc = -errno;
+	close(in);
+	if (rc)
+		sw_error("export: cannot copy %s to %s (%s); check free space", src, dst, strerror(-rc));
+	return rc;
+}
+
+/* The tokenizer files present in DIR (bitmask over tok_files) and their total size; -EINVAL after
+ * one line when DIR has neither tokenizer.json nor tokenizer.model. */
+static int find_tok_files(const char *dir, unsigned *mask, uint64_t *bytes)
+{
+	*mask = 0;
+	*bytes = 0;
+	for (size_t i = 0; i < N_TOK_FILES; i++) {
+		char p[4096];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/%s", dir, tok_files[i]);
+		if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+			*mask |= 1u << i;
+			*bytes += (uint64_t)st.st_size;
+		}
+	}
+	if (!(*mask & ((1u << 0) | (1u << 3)))) {
+		sw_error("export: --tokenizer %s: no tokenizer.json or tokenizer.model there; give the model "
+			 "directory the run started from", dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Free bytes for unprivileged writers on the filesystem that will hold PATH (its parent). */
+static int free_bytes(const char *path, uint64_t *avail)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	struct statvfs vf;
+	if (statvfs(dirname(tmp), &vf)) {
+		int e = errno;
+		sw_error("export: %s: cannot check free space (%s); does the parent directory exist?", path,
+			 strerror(e));
+		return -e;
+	}
+	*avail = (uint64_t)vf.f_bavail * vf.f_frsize;
+	return 0;
+}
+
+static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt)
+{
+	sw_table *tt = &hm->tt;
+	sw_st_writer *w;
+	int rc = sw_hf_write_begin(&w, dir, tt, dt, 0);
+	if (rc)
+		return rc;
+	float *buf = malloc((size_t)tt->max_group_numel * 4);
+	if (!buf) {
+		sw_st_writer_abort(w);
+		return -ENOMEM;
+	}
+	for (int g = 0; g < tt->ngroups && !rc; g++) {
+		sw_hf_read_group(hm, g, buf, SW_DTYPE_F32);
+		rc = sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
+	}
+	free(buf);
+	if (rc) {
+		sw_st_writer_abort(w);
+		return rc;
+	}
+	sw_config cfg = tt->cfg;
+	cfg.dtype = dt;
+	return sw_st_writer_finish(w, &cfg);
+}
+
+static void fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
 
 int cmd_export(int argc, char **argv)
 {
-	const char *run = NULL, *out = NULL;
+	const char *run = NULL, *out = NULL, *tok = NULL;
 	int fp32 = 0;
 	const sw_opt opts[] = {
 		{ "run", SW_OPT_STR, &run, "DIR", "run directory of 'spillway train --run'", 1 },
 		{ "out", SW_OPT_STR, &out, "DIR", "output directory (must not exist)", 1 },
 		{ "fp32", SW_OPT_FLAG, &fp32, NULL, "write the fp32 master weights (default bf16)", 0 },
+		{ "tokenizer", SW_OPT_STR, &tok, "DIR",
+		  "copy the tokenizer files from this model directory (default: the manifest's \"model\")", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
 	int rc = sw_cli_parse("export", summary, opts, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	char path[4096];
+	char path[4096], model_dir[4096] = "";
 	snprintf(path, sizeof(path), "%s/manifest.json", run);
 	json_error_t jerr;
 	json_t *man = json_load_file(path, 0, &jerr);
@@ -37,40 +180,86 @@ int cmd_export(int argc, char **argv)
 		return 1;
 	}
 	const char *wd = json_string_value(json_object_get(man, "weights"));
+	const char *md = json_string_value(json_object_get(man, "model"));
 	if (!wd || strchr(wd, '/')) {
 		sw_error("export: %s: no valid \"weights\" entry; the run directory is damaged", path);
 		json_decref(man);
 		return 1;
 	}
+	if (md)
+		snprintf(model_dir, sizeof(model_dir), "%s", md);
 	snprintf(path, sizeof(path), "%s/%s", run, wd);
 	json_decref(man);
+	if (!tok && model_dir[0])
+		tok = model_dir;
+	struct stat st;
+	if (lstat(out, &st) == 0) {
+		sw_error("export: %s already exists; choose a new --out directory", out);
+		return 1;
+	}
+	unsigned tmask = 0;
+	uint64_t tbytes = 0;
+	if (tok && find_tok_files(tok, &tmask, &tbytes))
+		return 1;
 	sw_hf_model hm;
 	if (sw_hf_open(&hm, path))
 		return 1;
-	sw_table *tt = &hm.tt;
 	sw_dtype dt = fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
-	sw_st_writer *w;
-	rc = sw_hf_write_begin(&w, out, tt, dt, 0);
-	float *buf = rc ? NULL : malloc((size_t)tt->max_group_numel * 4);
-	if (!rc && !buf) {
-		sw_st_writer_abort(w);
-		rc = -ENOMEM;
+	/* tensors, plus a generous allowance for headers, config.json, index and block rounding */
+	uint64_t need = (uint64_t)hm.tt.total * (uint64_t)sw_dtype_size(dt) + tbytes + (1u << 20) +
+			(uint64_t)hm.tt.ngroups * 64 * 4096, avail = 0;
+	rc = free_bytes(out, &avail);
+	if (!rc && need > avail) {
+		char a[32], b[32], c[32];
+		sw_error("export: %s needs %s but only %s is free there (short by %s); free space or choose "
+			 "another --out", out, sw_fmt_size(need, a, sizeof(a)), sw_fmt_size(avail, b, sizeof(b)),
+			 sw_fmt_size(need - avail, c, sizeof(c)));
+		rc = -ENOSPC;
 	}
-	for (int g = 0; g < tt->ngroups && buf && !rc; g++) {
-		sw_hf_read_group(&hm, g, buf, SW_DTYPE_F32);
-		rc = sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
+	char stage[4200] = "", inner[4300];
+	if (!rc) {
+		snprintf(stage, sizeof(stage), "%s.export-XXXXXX", out);
+		if (!mkdtemp(stage)) {
+			rc = -errno;
+			sw_error("export: cannot create %s (%s); check that the parent directory exists and is "
+				 "writable", stage, strerror(-rc));
+			stage[0] = 0;
+		}
 	}
-	if (buf && rc)
-		sw_st_writer_abort(w);
-	if (buf && !rc) {
-		sw_config cfg = tt->cfg;
-		cfg.dtype = dt;
-		rc = sw_st_writer_finish(w, &cfg);
-	}
-	free(buf);
+	snprintf(inner, sizeof(inner), "%s/out", stage);
 	if (!rc)
-		printf("export: %s (%lld parameters, %s) -> %s\n", path, (long long)tt->total,
+		rc = write_weights(&hm, inner, dt);
+	int copied = 0;
+	for (size_t i = 0; !rc && i < N_TOK_FILES; i++) {
+		if (!(tmask & (1u << i)))
+			continue;
+		char src[4300], dst[4400];
+		snprintf(src, sizeof(src), "%s/%s", tok, tok_files[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", inner, tok_files[i]);
+		rc = copy_file(src, dst);
+		copied++;
+	}
+	if (!rc) {
+		fsync_dir(inner);
+		if (rename(inner, out)) {
+			rc = -errno;
+			sw_error("export: cannot move %s to %s (%s); remove %s and retry", inner, out, strerror(-rc),
+				 out);
+		}
+	}
+	if (stage[0])
+		rm_tree(stage);   /* empty after the rename; everything on error */
+	if (!rc) {
+		char parent[4096];
+		snprintf(parent, sizeof(parent), "%s", out);
+		fsync_dir(dirname(parent));
+		printf("export: %s (%lld parameters, %s) -> %s", path, (long long)hm.tt.total,
 		       fp32 ? "fp32" : "bf16", out);
+		if (tok)
+			printf(", %d tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", tok);
+		else
+			printf("; no tokenizer files copied (give --tokenizer MODEL_DIR)\n");
+	}
 	sw_hf_close(&hm);
 	return rc ? 1 : 0;
 }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages spillway builds against, only those that are missing.
 set -eu
-pkgs=(build-essential liburing-dev libhwloc-dev libjansson-dev libxxhash-dev libopenblas-dev)
+pkgs=(build-essential liburing-dev libhwloc-dev libjansson-dev libxxhash-dev libopenblas-dev libonig-dev libutf8proc-dev
+      python3-jinja2)
+# node + npm fetch the reference tokenizers in tests; a node from elsewhere (nodesource, nvm) is fine
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 # test-only tools, installed when the system can (the tests that need them skip without them):
 # headless Chromium renders report.html (tests/test_report_html.sh), tmux holds the terminal
 # that tests/test_progress_tty.sh checks the progress bar in

@@ -127,7 +127,12 @@ int main(void)
 	bad[0] = 'X';
 	CHECK(sw_data_parse(&a, bad, n, "img") == -EINVAL);
 	memcpy(bad, buf, n);
-	bad[8] = 2;                                                   /* version */
+	bad[8] = 3;                                                   /* version */
+	CHECK(sw_data_parse(&a, bad, n, "img") == -EINVAL);
+	memcpy(bad, buf, n);
+	bad[8] = 1;                                                   /* version 1 still reads */
+	CHECK(sw_data_parse(&a, bad, n, "img") == 0 && a.h.tok_fingerprint == 0);
+	bad[40] = 1;                                                  /* ... with its reserved bytes 0 */
 	CHECK(sw_data_parse(&a, bad, n, "img") == -EINVAL);
 	memcpy(bad, buf, n);
 	bad[12] = 3;                                                  /* token size */
@@ -144,6 +149,21 @@ int main(void)
 	CHECK(sw_data_parse(&a, buf, n + 1, "img") == -EINVAL);      /* trailing byte */
 	CHECK(sw_data_open(&a, path, 1001, 0) == -EINVAL);           /* seq_len + 1 > count */
 	CHECK(sw_data_open(&a, "/nonexistent/x.tok", 4, 0) == -ENOENT);
+	unlink(path);
+
+	/* the tokenizer fingerprint and the model check */
+	CHECK(sw_tok_writer_begin(&w, path, 2, 2000, 0) == 0);
+	sw_tok_writer_set_fingerprint(w, 0x1234abcdull);
+	CHECK(sw_tok_writer_append(w, tok, NULL, 100) == 0);
+	CHECK(sw_tok_writer_finish(w) == 0);
+	CHECK(sw_data_open(&a, path, 4, 0) == 0 && a.h.version == 2 && a.h.tok_fingerprint == 0x1234abcdull);
+	CHECK(sw_data_check_model(&a, path, 100, 0x1234abcdull, 0) == 0);
+	CHECK(sw_data_check_model(&a, path, 99, 0x1234abcdull, 0) == -EINVAL);   /* id 99 >= vocab 99 */
+	CHECK(sw_data_check_model(&a, path, 99, 0x1234abcdull, 1) == -EINVAL);   /* --force: ids still checked */
+	CHECK(sw_data_check_model(&a, path, 100, 0x1234abceull, 0) == -EINVAL);
+	CHECK(sw_data_check_model(&a, path, 100, 0, 0) == -EINVAL);
+	CHECK(sw_data_check_model(&a, path, 100, 0x1234abceull, 1) == 0);
+	sw_data_close(&a);
 	unlink(path);
 
 	/* u32 tokens, no mask: every target counts */

@@ -100,7 +100,7 @@ expect "token file truncated" 1 "trunc.tok: .*the file is truncated" -- "$bin" i
 head -c 20 "$t/good.tok" >"$t/short.tok"
 expect "token file shorter than its header" 1 "short.tok: 20 bytes, shorter than the 64-byte" -- "$bin" info --data "$t/short.tok"
 printf '{"prompt": "a"}\n' >"$t/bad.jsonl"
-expect "jsonl line without response" 1 "bad.jsonl:1: expected a JSON object" -- "$bin" data --jsonl "$t/bad.jsonl" --out "$t/bad.tok"
+expect "jsonl line without response" 1 "bad.jsonl:1: \"prompt\" without \"completion\" or \"response\"" -- "$bin" data --jsonl "$t/bad.jsonl" --out "$t/bad.tok"
 [ -e "$t/bad.tok" ] && { echo "FAIL: a failed 'data' left $t/bad.tok behind"; fails=$((fails+1)); }
 
 # usage errors (exit 2)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make fuzz: links each tests/fuzz/fuzz_*.c (safetensors header, config.json, token file) against the sanitized libspillway.a in BUILD and runs
+# make fuzz: links each tests/fuzz/fuzz_*.c (safetensors header, config.json, token file, JSONL line + chat render) against the sanitized libspillway.a in BUILD and runs
 # it under libFuzzer for FUZZ_SECONDS (default 60) from a small generated seed corpus.
 # Exit status non-zero when a target crashes (the reproducer is left in BUILD/fuzz/).
 set -eu
@@ -23,6 +23,14 @@ seeds() {   # seeds NAME DIR
     le() { local v=$1 n=$2 i; for ((i = 0; i < n; i++)); do printf "\\$(printf '%03o' $(( (v >> (8*i)) & 255 )))"; done; }
     { printf SWTOKENS; le 1 4; le 2 4; le 3 8; le 0 4; le 258 4; le 3 8; le 0 24; le 256 2; le 104 2; le 257 2; } >"$d/t1"
     { printf SWTOKENS; le 1 4; le 4 4; le 9 8; le 1 4; le 0 4; le 6 8; le 0 24; for i in 1 2 3 4 5 6 7 8 9; do le $i 4; done; le 248 1; le 1 1; } >"$d/t2";;
+  fuzz_jsonl)
+    printf '%s' '{"text": "hello \u00e9 \ud83d\ude00"}' >"$d/j1"
+    printf '%s' '{"prompt": "2+2=", "completion": " 4", "id": 7}' >"$d/j2"
+    printf '%s' '{"messages": [{"role": "system", "content": "  s  "}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>r</think>\n\na"}, {"role": "user", "content": ""}, {"role": "assistant", "content": "\u3000x\u00a0"}]}' >"$d/j3"
+    printf '%s' '{"messages": [{"role": "user", "content": "<tool_response>x</tool_response>"}, {"role": "assistant", "content": "</think>"}]}' >"$d/j4";;
+  fuzz_tokenizer)
+    cp tests/data/tokenizers/bytelevel/tokenizer.json "$d/bytelevel.json"
+    cp tests/data/tokenizers/sentencepiece/tokenizer.json "$d/sentencepiece.json";;
   fuzz_config)
     printf '%s' '{"model_type":"llama","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":50,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192},"tie_word_embeddings":false}' >"$d/c1"
     printf '%s' '{"model_type":"qwen2","hidden_size":32,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,"vocab_size":9,"torch_dtype":"bfloat16","eos_token_id":[1,2]}' >"$d/c2"
