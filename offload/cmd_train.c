@@ -29,7 +29,7 @@ typedef struct train_args {
 	uint64_t io_bs, io_stripe;
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
-	int resume, quiet, checkpoint_only, no_save, keep_nvme;
+	int resume, quiet, checkpoint_only, no_save, keep_nvme, force;
 	int64_t stop_after;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
 } train_args;
@@ -186,6 +186,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
 		{ "stop-after", SW_OPT_INT, &a.stop_after, "N", "stop after step N, saving, as SIGINT does (resume later with --resume)", 0 },
+		{ "force", SW_OPT_FLAG, &a.force, NULL, "train on data whose tokenizer differs from the model directory's tokenizer.json", 0 },
 		{ "keep-nvme", SW_OPT_FLAG, &a.keep_nvme, NULL, "leave the NVMe scratch file at the end (default: removed)", 0 },
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
@@ -227,7 +228,7 @@ int cmd_train(int argc, char **argv)
 		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after,
 		.prefetch = (int)a.prefetch, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
-		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme,
+		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,
 		.clip = a.clip, .resume = a.resume, .quiet = a.quiet, .sched = sched,
 		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,

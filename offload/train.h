@@ -45,6 +45,7 @@ typedef struct sw_train_args {
 	int threads, prefetch, fp32, resume, quiet, print_steps;
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */
+	int force;                   /* --force: accept data made with another tokenizer */
 	int slots;                   /* NVMe optimizer-state slots: 2, or 1 (--checkpoint-only) */
 	int64_t chunk;               /* I/O chunk, parameters (0: the planner's default) */
 	uint64_t io_bs, io_stripe;   /* NVMe engine settings (io/io.h; 0: its defaults; the */

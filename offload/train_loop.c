@@ -1,6 +1,7 @@
 /* sw_train: a run from start to end (claim the directories, load, plan, step, save, report),
  * with SIGINT/SIGTERM turned into "finish the step in flight, save, exit" (twice: abort). */
 #include "offload/train_int.h"
+
 #include "core/log.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static atomic_int stop_signal;
 
@@ -82,6 +84,35 @@ static void signals_give_back(signal_guard *g)
 	sigaction(SIGTERM, &g->old_term, NULL);
 }
 
+/* The fingerprint of MODEL/tokenizer.json (XXH3-64 of its bytes, as sw_tokenizer_fingerprint and
+ * the token file record it), 0 when the model directory has none. */
+static int train_model_tokenizer(const char *model, uint64_t *fp)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/tokenizer.json", model);
+	*fp = 0;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	XXH3_state_t *st = XXH3_createState();
+	char buf[1 << 16];
+	size_t n;
+	int rc = st ? 0 : -ENOMEM;
+	if (!rc)
+		XXH3_64bits_reset(st);
+	while (!rc && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+		XXH3_64bits_update(st, buf, n);
+	if (!rc && ferror(f)) {
+		sw_error("train: %s: read error; check the model directory", path);
+		rc = -EIO;
+	}
+	if (!rc)
+		*fp = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	fclose(f);
+	return rc;
+}
+
 /* Opens the model and the data, checks every token id against the vocabulary and the settings
  * against the run's. */
 static int open_inputs(sw_train_ctx *c)
@@ -104,6 +135,10 @@ static int open_inputs(sw_train_ctx *c)
 			 "tokenize the data for this model", a->data, c->data.max_token, said, vocab);
 		return -EINVAL;
 	}
+	uint64_t tok_fp = 0;
+	if ((rc = train_model_tokenizer(a->model, &tok_fp)) ||
+	    (rc = sw_data_check_model(&c->data, a->data, vocab, tok_fp, a->force)))
+		return rc;
 	if (a->resume && c->rp.step >= a->steps) {
 		sw_error("train: --resume: %s is already at step %lld and --steps is %lld: nothing to "
 			 "do; export it (spillway export --run %s --out DIR)%s", a->run,
