@@ -76,6 +76,9 @@ typedef struct sw_plan_input {
 	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
 	uint64_t cublas_workspace;  /* GPU bytes */
 	uint64_t gpu_reserve;       /* GPU bytes held back (e.g. the CUDA context) */
+	uint64_t host_reserve;      /* host bytes of --cpu-mem held back for what the process takes
+				     * outside the executor after start-up (the GPU runtime's modules
+				     * loaded on first use, the backend's op scratch); 0 by default */
 	sw_plan_rates rates;
 } sw_plan_input;
 
@@ -95,7 +98,7 @@ typedef enum {
 	SW_PURPOSE_MB_IO,           /* GPU: micro-batch staging for x, dx and checkpoints */
 	SW_PURPOSE_HEAD,            /* GPU: final norm, vocab-chunked logits and loss, tokens */
 	SW_PURPOSE_WORKSPACE,       /* GPU: cuBLAS workspace */
-	SW_PURPOSE_RESERVE,         /* GPU: --gpu-reserve */
+	SW_PURPOSE_RESERVE,         /* GPU: --gpu-reserve; host: host_reserve; NVMe: stripe rounding */
 	SW_PURPOSE_STAGE_P16,       /* host, pinned: P16 read from / written to NVMe */
 	SW_PURPOSE_STAGE_OPT,       /* host, pinned: P32/m/v read-ahead and write-behind */
 	SW_PURPOSE_STAGE_CKPT,      /* host, pinned: checkpoints to / from NVMe */

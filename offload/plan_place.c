@@ -125,6 +125,7 @@ int plan_place_gpu(sw_plan *p, const plan_sizes *z)
  * staging when that stream exists (the executor's buffers, plan_table.c). */
 typedef struct host_need {
 	uint64_t grad, carry, xfer;      /* pinned gradient buffers, the carry off the GPU, load/save */
+	uint64_t reserve;                /* held back for the process (host_reserve) */
 	uint64_t stage[3];               /* P16, optimizer, checkpoints (their staging) */
 	uint64_t items;                  /* every off-GPU P16, optimizer state and checkpoint */
 } host_need;
@@ -149,6 +150,7 @@ static void host_needs(const sw_plan *p, const plan_sizes *z, host_need *h)
 	h->grad = (uint64_t)(n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS) *
 		  plan_host(max_off * GRAD_BYTES);
 	h->xfer = z->xfer;
+	h->reserve = p->in.host_reserve;
 	if (!p->carry_on_gpu)
 		h->carry = plan_host(z->carry);
 	h->stage[KIND_P16] = SW_PLAN_P16_STAGES * z->stage_p16;
@@ -211,7 +213,7 @@ static unsigned fill_host(sw_plan *p, uint64_t budget, uint64_t *used)
 
 static uint64_t host_min_of(const host_need *h, int *all_on_host)
 {
-	uint64_t base = h->grad + h->carry + h->xfer, stage = staging_of(h, 7);
+	uint64_t base = h->grad + h->carry + h->xfer + h->reserve, stage = staging_of(h, 7);
 	*all_on_host = h->items <= stage;
 	return base + plan_min(h->items, stage);
 }
@@ -230,6 +232,7 @@ static int host_short(sw_plan *p, const host_need *h, uint64_t need, int cheaper
 	plan_list_add(list, sizeof(list), "pinned gradient buffers", h->grad);
 	plan_list_add(list, sizeof(list), "activation carry", h->carry);
 	plan_list_add(list, sizeof(list), "load/save staging", h->xfer);
+	plan_list_add(list, sizeof(list), "held for the process", h->reserve);
 	if (cheaper_all) {
 		plan_list_add(list, sizeof(list), p->in.cpu_device ? "state and checkpoints off the device" :
 			      "state and checkpoints off the GPU", h->items);
@@ -257,7 +260,7 @@ int plan_place_host(sw_plan *p, const plan_sizes *z)
 	uint64_t need = host_min_of(&h, &cheaper_all), used = 0;
 	if (in->cpu_mem < need)
 		return host_short(p, &h, need, cheaper_all);
-	uint64_t room = in->cpu_mem - (h.grad + h.carry + h.xfer);
+	uint64_t room = in->cpu_mem - (h.grad + h.carry + h.xfer + h.reserve);
 	if (room >= h.items) {
 		SW_ASSERT(fill_host(p, room, &used) == 0);
 	} else {

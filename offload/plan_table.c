@@ -206,6 +206,7 @@ static int rows_all(const sw_plan *p, const plan_sizes *z, int slots, table *t)
 						SW_PURPOSE_WORKSPACE, SW_PURPOSE_RESERVE };
 	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
 		row(t, SW_BUF_HELD, held[i], SW_TIER_GPU, -1, -1, 0, z->held[held[i]], 1);
+	row(t, SW_BUF_HELD, SW_PURPOSE_RESERVE, SW_TIER_HOST, -1, -1, 0, p->in.host_reserve, 1);
 	if (t->at) {
 		int np = p->in.n_nvme > 0 ? p->in.n_nvme : 1;
 		uint64_t files = sw_io_files_bytes(t->at, np, t->stripe);

@@ -29,6 +29,7 @@ typedef struct combo {
 	int seq, rows, micro, prefetch, slots, fp32;
 	double clip;
 	int gpu_kind, cpu_kind;       /* 0 at the minimum, 1 just above, 2 far above */
+	uint64_t host_reserve;        /* held back from --cpu-mem (0 for two thirds) */
 } combo;
 
 static void combo_make(combo *k)
@@ -61,6 +62,7 @@ static void combo_make(combo *k)
 	k->clip = rnd(2) ? 1.0 : 0.0;
 	k->gpu_kind = (int)rnd(3);
 	k->cpu_kind = (int)rnd(3);
+	k->host_reserve = rnd(3) ? 0 : rnd(1 << 20);
 }
 
 static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
@@ -71,6 +73,7 @@ static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
 	in->slots = k->slots;
 	in->passes = k->clip > 0 ? 2 : 1;
 	in->cpu_device = 1;
+	in->host_reserve = k->host_reserve;
 }
 
 static uint64_t budget_of(int kind, uint64_t min, uint64_t far)
