@@ -23,6 +23,8 @@
 static const char summary[] = "fine-tune a model on a token file (offloading what does not fit)";
 
 typedef struct train_args {
+	const char *eval_data;
+	int64_t eval_every;
 	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule;
 	int64_t steps, seq_len, batch_tokens, micro_tokens, warmup, seed, threads, save_every;
 	int64_t prefetch, chunk, io_qd, io_threads;
@@ -54,8 +56,8 @@ static int check_args(const train_args *a)
 			 "weight-decay >= 0, betas in [0,1), eps > 0, clip >= 0, warmup >= 0)");
 		return 2;
 	}
-	if (a->save_every < 0 || a->stop_after < 0) {
-		sw_error("train: --save-every and --stop-after must be >= 0");
+	if (a->save_every < 0 || a->stop_after < 0 || a->eval_every < 0) {
+		sw_error("train: --save-every, --stop-after and --eval-every must be >= 0");
 		return 2;
 	}
 	if (a->micro_tokens / a->seq_len * a->seq_len > (1 << 24)) {
@@ -185,6 +187,8 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &a.nvme_write_gbs, "X", "measured NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
+		{ "eval-data", SW_OPT_STR, &a.eval_data, "FILE", "held-out token file: its mean loss (forward only) in the step line and metrics.jsonl", 0 },
+		{ "eval-every", SW_OPT_INT, &a.eval_every, "N", "evaluate --eval-data after every N steps (default 0: after the last step only)", 0 },
 		{ "stop-after", SW_OPT_INT, &a.stop_after, "N", "stop after step N, saving, as SIGINT does (resume later with --resume)", 0 },
 		{ "force", SW_OPT_FLAG, &a.force, NULL, "train on data whose tokenizer differs from the model directory's tokenizer.json", 0 },
 		{ "keep-nvme", SW_OPT_FLAG, &a.keep_nvme, NULL, "leave the NVMe scratch file at the end (default: removed)", 0 },
@@ -225,7 +229,7 @@ int cmd_train(int argc, char **argv)
 		.nvme = a.nvme, .trace = a.trace, .schedule_name = a.schedule,
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
-		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after,
+		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
 		.prefetch = (int)a.prefetch, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .force = a.force,

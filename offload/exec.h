@@ -89,6 +89,11 @@ int64_t sw_exec_xfer_len(const sw_exec *ex);
 int sw_exec_set_group(sw_exec *ex, int group, const float *host);
 int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
 
+/* The summed loss of one batch (M micro-batches of inputs/targets, as sw_exec_step takes) under the
+ * current weights: the forward and the head only, through the same homes and P16 window; no
+ * gradient, optimizer state or checkpoint is touched. Call between steps. 0 or -errno. */
+int sw_exec_eval(sw_exec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum);
+
 /* One optimizer step; inputs, targets (M, rows, T) int32 on the host. 0 or -errno (I/O). */
 int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
 		 double lr, sw_exec_stats *st);

@@ -234,7 +234,9 @@ static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int3
 	return 0;
 }
 
-static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
+/* The forward over the micro-batches; keep: save each layer's input as its checkpoint (a training
+ * step; an evaluation keeps none). */
+static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs, int keep)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
@@ -260,7 +262,7 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs)
 		sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
 		for (int m = 0; m < M; m++) {
 			void *x = exec_carry_get(ex, m);
-			if ((rc = exec_ckpt_save(ex, l, m, x)))
+			if (keep && (rc = exec_ckpt_save(ex, l, m, x)))
 				return rc;
 			int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
 			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
@@ -343,7 +345,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	ex->t_step0 = sw_now();
 	op->event_record(be, ex->ev0, ex->cs);
 	double loss = 0;
-	int rc = forward_pass(ex, &u, inputs);
+	int rc = forward_pass(ex, &u, inputs, 1);
 	if (!rc)
 		rc = step_backward(ex, &u, inputs, targets, scale, passes, st, &loss);
 	int orc = exec_opt_drain(ex);
@@ -366,6 +368,68 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		st->nvme_write -= w0;
 	}
 	exec_finish_spans(ex, st);
+	free(ug);
+	return rc;
+}
+
+/* The held-out loss of the head over the micro-batches (forward only: no gradient is touched).
+ * Sums each row's losses, in row order, into *loss_sum. */
+static int eval_head(sw_exec *ex, useq *u, const int32_t *targets, double *loss_sum)
+{
+	sw_backend *be = ex->be;
+	const sw_backend_ops *op = be->ops;
+	int M = ex->M, H = ex->H, N = ex->d.N, rc;
+	void *hw, *hp;
+	sw_group_ptrs wp, ep;
+	memset(&ep, 0, sizeof(ep));
+	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
+		return rc;
+	hp = hw;
+	if (ex->tied) {
+		sw_group_ptrs_make(&ep, ex->tt, 0, hw, ex->ab);
+		if (!(hp = ex->g[H].p16_dev) && (rc = exec_home_p16_fetch(ex, H, hp = ex->head_small, ex->cs)))
+			return rc;
+	}
+	sw_group_ptrs_make(&wp, ex->tt, H, hp, ex->ab);
+	float *hl = malloc((size_t)N * (size_t)M * 4);
+	if (!hl)
+		return -ENOMEM;
+	for (int m = 0; m < M; m++) {
+		op->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
+		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &wp, &ep, NULL, NULL, exec_carry_get(ex, m),
+				ex->tgt, 1.0f, ex->losses, NULL, &ex->s);
+		op->copy_d2h(be, ex->cs, hl + (int64_t)m * N, ex->losses, (uint64_t)N * 4);
+	}
+	exec_win_release(ex, hw);
+	op->stream_sync(be, ex->cs);
+	double sum = 0;
+	for (int64_t i = 0; i < (int64_t)N * M; i++)
+		sum += hl[i];
+	*loss_sum = sum;
+	free(hl);
+	return 0;
+}
+
+int sw_exec_eval(sw_exec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum)
+{
+	sw_backend *be = ex->be;
+	int *ug = malloc(sizeof(int) * (size_t)(ex->L + 3));
+	if (!ug)
+		return -ENOMEM;
+	/* the P16 uses of an evaluation: the forward's (a training step's first L + 1), then the head */
+	useq u = { .g = ug };
+	u.n = sw_window_uses(ex->L, ex->tied ? 0 : ex->H, 0, ug);
+	ug[u.n++] = ex->tied ? 0 : ex->H;
+	sw_window_init(&ex->sched, ex->K);
+	be->ops->stream_sync(be, ex->cs);
+	int rc = forward_pass(ex, &u, inputs, 0);
+	if (!rc)
+		rc = eval_head(ex, &u, targets, loss_sum);
+	be->ops->stream_sync(be, ex->cs);
+	be->ops->stream_sync(be, ex->hs);
+	/* an evaluation's device spans belong to no step */
+	ex->nsev = 0;
+	ex->sev_dropped = 0;
 	free(ug);
 	return rc;
 }

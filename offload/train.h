@@ -41,6 +41,8 @@ typedef struct sw_train_args {
 	const char *model, *data, *run, *backend, *nvme, *trace, *schedule_name;
 	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
 	int64_t stop_after;          /* > 0: stop (saving) after this step, as a signal would */
+	const char *eval_data;       /* --eval-data: held-out token file (NULL: none) */
+	int64_t eval_every;          /* --eval-every: evaluate after every N steps (0: after the last) */
 	uint64_t seed;
 	int threads, prefetch, fp32, resume, quiet, print_steps;
 	int no_save;                 /* --no-save: no run directory, nothing kept */

@@ -47,6 +47,9 @@ typedef struct sw_train_ctx {
 	const sw_table *tt;
 	sw_data data;
 	int data_open;
+	sw_data eval;                /* --eval-data */
+	int eval_open;
+	double eval_loss;            /* this step's held-out loss, NAN when not evaluated */
 	char data_id[160];           /* the token file's identity (size and XXH3 of head and tail) */
 	sw_plan plan;
 	sw_backend *be;

@@ -5,6 +5,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -139,6 +140,13 @@ static int open_inputs(sw_train_ctx *c)
 	if ((rc = train_model_tokenizer(a->model, &tok_fp)) ||
 	    (rc = sw_data_check_model(&c->data, a->data, vocab, tok_fp, a->force)))
 		return rc;
+	if (a->eval_data) {
+		if ((rc = sw_data_open(&c->eval, a->eval_data, a->seq_len, a->seed)))
+			return rc;
+		c->eval_open = 1;
+		if ((rc = sw_data_check_model(&c->eval, a->eval_data, vocab, tok_fp, a->force)))
+			return rc;
+	}
 	if (a->resume && c->rp.step >= a->steps) {
 		sw_error("train: --resume: %s is already at step %lld and --steps is %lld: nothing to "
 			 "do; export it (spillway export --run %s --out DIR)%s", a->run,
@@ -204,6 +212,34 @@ static int stopped(sw_train_ctx *c, int sig)
 	return sig ? 128 + sig : 0;
 }
 
+/* The mean loss over every window of --eval-data under the current weights (forward only), in
+ * batches of the training batch's rows; the last batch is padded with rows that have no target.
+ * The windows come in the order of the file's first-epoch permutation, the same every time. */
+static int eval_loss(sw_train_ctx *c, int32_t *inputs, int32_t *targets, int64_t rows, double *out)
+{
+	int64_t T = c->a->seq_len, W = (int64_t)c->eval.n_windows, tokens = 0;
+	double sum = 0;
+	c->eval.pos = (sw_data_pos){ 0, 0 };
+	for (int64_t b = 0; b < W; b += rows) {
+		int64_t n = W - b < rows ? W - b : rows;
+		int rc = sw_data_next(&c->eval, n, inputs, targets);
+		if (rc)
+			return rc;
+		for (int64_t i = n * T; i < rows * T; i++) {
+			inputs[i] = 0;
+			targets[i] = SW_IGNORE_INDEX;
+		}
+		for (int64_t i = 0; i < n * T; i++)
+			tokens += targets[i] >= 0;
+		double s;
+		if ((rc = sw_exec_eval(c->ex, inputs, targets, &s)))
+			return rc;
+		sum += s;
+	}
+	*out = tokens ? sum / (double)tokens : NAN;
+	return 0;
+}
+
 /* The steps. Returns 0, an exit status after a stop, or -errno. */
 static int step_loop(sw_train_ctx *c, int64_t first)
 {
@@ -230,6 +266,10 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 			c->dev_peak = used;
 		if (a->losses_out)
 			a->losses_out[step - 1] = st.s.loss;
+		c->eval_loss = NAN;
+		if (c->eval_open && ((a->eval_every && step % a->eval_every == 0) || step == a->steps) &&
+		    (rc = eval_loss(c, inputs, targets, rows, &c->eval_loss)))
+			break;
 		train_report_step(c, step, lr, &st);
 		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps))
 			rc = train_state_save(c, step);
@@ -249,6 +289,8 @@ static void teardown(sw_train_ctx *c)
 	sw_plan_free(&c->plan);
 	if (c->data_open)
 		sw_data_close(&c->data);
+	if (c->eval_open)
+		sw_data_close(&c->eval);
 	if (c->hm_open)
 		sw_hf_close(&c->hm);
 }

@@ -101,6 +101,8 @@ static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_ex
 		(long long)step, loss, lr, norm, st->s.skipped, tps, tflops, st->step_s);
 	for (int r = 0; r < SW_TRACK_COUNT; r++)
 		fprintf(m, ", \"%s\": %.6g", res_json[r], st->busy[r]);
+	if (isfinite(c->eval_loss))
+		fprintf(m, ", \"eval_loss\": %.9g", c->eval_loss);
 	if (bound_known(c))
 		fprintf(m, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g", c->plan.cost.step_s,
 			c->plan.cost.step_s / st->step_s);
@@ -122,11 +124,13 @@ void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_s
 		char bound[48] = "";
 		if (bound_known(c))
 			snprintf(bound, sizeof(bound), " | bound/measured %.2f", c->plan.cost.step_s / st->step_s);
-		char line[512];
-		snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f%s | "
+		char line[512], ev[40] = "";
+		if (isfinite(c->eval_loss))
+			snprintf(ev, sizeof(ev), " | eval loss %.4f", c->eval_loss);
+		snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f%s | lr %.3e | grad norm %.4f%s | "
 			 "%.0f tok/s | %.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme "
 			 "r %.2f w %.2f adam %.2f s%s", (long long)step, (long long)a->steps, st->s.loss,
-			 lr, st->s.grad_norm, st->s.skipped ? " (non-finite: step skipped)" : "", tps,
+			 ev, lr, st->s.grad_norm, st->s.skipped ? " (non-finite: step skipped)" : "", tps,
 			 tflops, st->step_s, st->busy[0], st->busy[1], st->busy[2], st->busy[3],
 			 st->busy[4], st->busy[5], bound);
 		/* the bar on a terminal; this line for the first, the last and every few steps */
