@@ -62,8 +62,9 @@ echo "ok a script error is seen: $(head -c 120 "$w/bad.console")"
 
 "$bin" init --arch llama --dim 32 --layers 2 --heads 2 --ffn 64 --vocab 258 --seed 5 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
+head -c 3000 tests/data/corpus.txt >"$w/e.txt"; "$bin" data --text "$w/e.txt" --out "$w/e.tok" >/dev/null || fail data
 mkdir -p "$w/nv"
-"$bin" train --model "$w/m" --data "$w/d.tok" --backend cpu --steps 12 --lr 3e-3 --seq-len 32 \
+"$bin" train --model "$w/m" --data "$w/d.tok" --eval-data "$w/e.tok" --eval-every 4 --backend cpu --steps 12 --lr 3e-3 --seq-len 32 \
   --batch-tokens 64 --gpu-mem 300KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 --run "$w/run" \
   --quiet >"$w/train.out" 2>&1 || { cat "$w/train.out"; fail "train"; }
 [ -s "$w/run/report.html" ] || fail "train --run wrote no report.html"
@@ -79,13 +80,16 @@ n=$(steps_with "$w/run/metrics.jsonl" loss)
 [ "$n" = 12 ] || fail "metrics.jsonl has $n steps, expected 12"
 got=$(points loss-train "$w/train.dom")
 [ "$got" = "$n" ] || fail "the rendered loss curve has $got points for $n steps"
+ne=$(steps_with "$w/run/metrics.jsonl" eval_loss)
+[ "$ne" = 3 ] || fail "metrics.jsonl has $ne evaluations, expected 3 (--eval-every 4 of 12 steps)"
+[ "$(points loss-eval "$w/train.dom")" = 3 ] || fail "the rendered eval curve has $(points loss-eval "$w/train.dom") points for 3 evaluations"
 for cls in tps steptime; do
   [ "$(points $cls "$w/train.dom")" -ge 1 ] || fail "no $cls curve in the rendered page"
 done
 grep -q 'id="placement"' "$w/train.dom" && grep -q 'id="budgets"' "$w/train.dom" && grep -q -- '--batch-tokens' "$w/train.dom" \
   || fail "placement, budgets or the command line missing from the page"
 [ "$(stat -c %s "$w/train.png")" -gt 20000 ] || fail "the screenshot is too small to show the charts"
-echo "ok train run: $got loss points for $n steps, no console messages, screenshot $(stat -c %s "$w/train.png") bytes"
+echo "ok train run with --eval-data: $got loss points for $n steps, 3 eval points, no console messages, screenshot $(stat -c %s "$w/train.png") bytes"
 
 # evaluation records and a resumed run's repeated steps (the last line of a step wins)
 cp -r "$w/run" "$w/ev"
