@@ -41,7 +41,7 @@ failed() {
 
 # resumed NAME RUN: --resume (no fault) finishes the run byte-identical to the reference
 resumed() {
-  local name=$1 r=$2
+  local name=$1 r=$2 f
   "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" --resume >/dev/null 2>"$w/err" \
     || { cat "$w/err"; fail "$name: --resume after the fault was removed"; }
   for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$r/$f" || fail "$name: after --resume, $f differs from the run without faults"; done
@@ -84,4 +84,50 @@ SPILLWAY_IO_FAULT="partial:any:$((nr / 4)):64" "$bin" train "${common[@]}" "${nv
   || { cat "$w/err"; fail "64 partial transfers: the run failed"; }
 for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$w/partial/$f" || fail "64 partial transfers: $f differs"; done
 echo "ok SPILLWAY_IO_FAULT=partial:any:$((nr / 4)):64: re-queued, byte-identical"
+
+# 2. a bit flipped in each kind of file of the run directory (stopped after the save of step 2):
+#    --resume refuses it naming the file (and the offset of the damaged piece), and continues
+#    byte-identically once the bit is flipped back. Bits that keep the JSON valid are chosen
+#    in the manifest: the step, the data position, a setting, a file's size, the checksum piece
+"$bin" train "${common[@]}" "${nvme[@]}" --stop-after 2 --run "$w/s2" >/dev/null 2>"$w/err" || { cat "$w/err"; fail "the run stopped at step 2"; }
+# flip FILE WHERE: flips bit 0 of the byte at offset WHERE (a number, negative from the end), or
+# of the last byte of the first occurrence of the text WHERE; prints the offset
+flip() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+p, where = sys.argv[1], sys.argv[2]
+d = open(p, "rb").read()
+try:
+    o = int(where) % len(d)
+except ValueError:
+    o = d.index(where.encode()) + len(where) - 1
+with open(p, "r+b") as f:
+    f.seek(o); f.write(bytes([d[o] ^ 1]))
+print(o)
+PY
+}
+for spec in "weights-00000002/model.safetensors|-100|weights-00000002/model.safetensors: checksum mismatch at offset 0" \
+            "weights-00000002/model.safetensors|20|weights-00000002/model.safetensors: checksum mismatch at offset 0" \
+            "weights-00000002/config.json|\"hidden_size\": 32|weights-00000002/config.json: checksum mismatch at offset 0" \
+            "optim-00000002/m/model.safetensors|-8|optim-00000002/m/model.safetensors: checksum mismatch at offset 0" \
+            "optim-00000002/v/model.safetensors|1000|optim-00000002/v/model.safetensors: checksum mismatch at offset 0" \
+            "manifest.json|\"step\": 2|manifest.json: checksum mismatch" \
+            "manifest.json|\"data_index\": 4|manifest.json: checksum mismatch" \
+            "manifest.json|\"lr\": \"0.003|manifest.json: checksum mismatch" \
+            "manifest.json|\"size\": 150720|manifest.json: checksum mismatch" \
+            "manifest.json|\"checksum_piece\": 16777216|manifest.json: checksum mismatch" \
+            "manifest.json|\"versio|manifest.json: checksum mismatch" \
+            "manifest.json|\"manifest_xxh|manifest.json lacks its checksum (manifest_xxh3) or its version" \
+            "manifest.json|{|manifest.json: .*(line 1); the run directory is damaged"; do
+  f=${spec%%|*}; rest=${spec#*|}; where=${rest%%|*}; pat=${rest#*|}
+  where=$(printf '%b' "$where")
+  r="$w/rd"; rm -rf "$r"; cp -r "$w/s2" "$r"
+  off=$(flip "$r/$f" "$where") || fail "flipping a bit of $f"
+  "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" --resume >/dev/null 2>"$w/err"; rc=$?
+  failed "bit flip in $f at $off" "$r" "$pat"
+  line=$(cat "$w/err1")
+  flip "$r/$f" "$off" >/dev/null
+  resumed "bit flip in $f at $off" "$r"
+  echo "ok bit flip in $f at offset $off: exit 1, '$line'; flipped back, --resume byte-identical"
+done
 echo "ok"
