@@ -69,6 +69,8 @@ typedef struct opt_pipe {
 	int rd_n[NSTAGE], wr_n[NSTAGE];    /* requests submitted (each waited for before return) */
 } opt_pipe;
 
+static const char *const state_name[3] = { "P32", "Adam m", "Adam v" };
+
 /* Waits for the write-behind of set s; rc: the first error so far, kept. */
 static int pipe_wait_writes(opt_pipe *q, int s, int rc)
 {
@@ -77,7 +79,10 @@ static int pipe_wait_writes(opt_pipe *q, int s, int rc)
 		int r = sw_io_wait(q->ex->io, &q->wr[s][w]);
 		exec_span_add(q->ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
 		if (r && !rc) {
-			sw_error("executor: NVMe write failed: %s", sw_io_req_error(&q->wr[s][w]));
+			char what[80];
+			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)", w < 3 ? state_name[w] : "P16",
+				 q->gi, w < 3 ? q->ws : 0);
+			exec_io_fail(q->ex, what, &q->wr[s][w]);
 			rc = r;
 		}
 	}
@@ -114,7 +119,9 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	for (int k = 0; k < q->rd_n[ps]; k++) {
 		int r = sw_io_wait(ex->io, &q->rd[ps][k]);
 		if (r && !rc) {
-			sw_error("executor: NVMe read failed: %s", sw_io_req_error(&q->rd[ps][k]));
+			char what[80];
+			snprintf(what, sizeof(what), "read of %s of group %d (slot %d)", state_name[k], q->gi, q->rs);
+			exec_io_fail(ex, what, &q->rd[ps][k]);
 			rc = r;
 		}
 	}

@@ -41,8 +41,9 @@ failed() {
 
 # resumed NAME RUN: --resume (no fault) finishes the run byte-identical to the reference
 resumed() {
-  local name=$1 r=$2 f
-  "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" --resume >/dev/null 2>"$w/err" \
+  local name=$1 r=$2 f res=(--resume)
+  [ -e "$r/manifest.json" ] || res=()   # failed before its first save: the same command again
+  "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" "${res[@]}" >/dev/null 2>"$w/err" \
     || { cat "$w/err"; fail "$name: --resume after the fault was removed"; }
   for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$r/$f" || fail "$name: after --resume, $f differs from the run without faults"; done
 }
@@ -130,4 +131,48 @@ for spec in "weights-00000002/model.safetensors|-100|weights-00000002/model.safe
   resumed "bit flip in $f at $off" "$r"
   echo "ok bit flip in $f at offset $off: exit 1, '$line'; flipped back, --resume byte-identical"
 done
+
+# 3. bits flipped in the NVMe scratch file while the run uses it: the run is stopped (SIGSTOP)
+#    every few ms from its first save on, one bit of a random byte of spillway.data flipped, and
+#    continued (SIGCONT), until the run ends. The first flipped piece that is read back stops the run with the file
+#    and the offset of that piece (which must hold a flipped byte); the scratch file goes away
+#    with the run, so --resume starts from the last save and needs nothing repaired
+for trial in $(seq 10); do
+  r="$w/nvflip$trial"
+  python3 - "$w/nv/spillway.data" "$w/flips" "$r/manifest.json" "$bin" train "${common[@]}" "${nvme[@]}" --run "$r" 2>"$w/err" <<'PY'
+import os, random, signal, subprocess, sys, time
+path, log, man = sys.argv[1], open(sys.argv[2], "w"), sys.argv[3]
+p = subprocess.Popen(sys.argv[4:], stdout=subprocess.DEVNULL)
+while p.poll() is None:
+    time.sleep(0.002)
+    if not os.path.exists(man):   # flips start after the first save
+        continue
+    p.send_signal(signal.SIGSTOP)
+    try:
+        with open(path, "r+b") as f:
+            size = f.seek(0, 2)
+            if size:
+                o = random.randrange(size)
+                f.seek(o); b = f.read(1)[0]; f.seek(o); f.write(bytes([b ^ (1 << random.randrange(8))]))
+                f.flush()
+                log.write("%d\n" % o); log.flush()
+    except OSError:
+        pass   # not created yet, or already removed
+    p.send_signal(signal.SIGCONT)
+sys.exit(p.returncode)
+PY
+  rc=$?
+  [ $rc = 0 ] && continue   # every flip was overwritten before it was read: try again
+  failed "bits flipped in the scratch file" "$r" "NVMe read[A-Za-z0-9 ()]* failed: io: read of $w/nv/spillway.data at offset [0-9]* ([0-9]* bytes): checksum mismatch (stored [0-9a-f]*, read [0-9a-f]*): the data on disk is corrupt"
+  line=$(cat "$w/err1")
+  lo=$(sed -n 's/.* at offset \([0-9]*\) (\([0-9]*\) bytes).*/\1/p' "$w/err1"); len=$(sed -n 's/.* at offset \([0-9]*\) (\([0-9]*\) bytes).*/\2/p' "$w/err1")
+  awk -v lo="$lo" -v hi="$((lo + len))" '$1 >= lo && $1 < hi { f = 1 } END { exit !f }' "$w/flips" \
+    || fail "bits flipped in the scratch file: the piece named ($lo + $len) holds none of the flipped bytes ($(tr '\n' ' ' <"$w/flips"))"
+  s=$(saved_step "$r")
+  [ -n "$s" ] && [ "$s" -lt $steps ] || fail "bits flipped in the scratch file: the run stopped without a save before it (saved step '${s}')"
+  resumed "bits flipped in the scratch file" "$r"
+  echo "ok $(wc -l <"$w/flips") bit(s) flipped in spillway.data during the run: exit 1 after the save of step $s, '$line'; --resume byte-identical"
+  break
+done
+[ $rc != 0 ] || fail "10 runs survived bits flipped in their scratch file"
 echo "ok"
