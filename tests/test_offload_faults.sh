@@ -132,6 +132,17 @@ for spec in "weights-00000002/model.safetensors|-100|weights-00000002/model.safe
   echo "ok bit flip in $f at offset $off: exit 1, '$line'; flipped back, --resume byte-identical"
 done
 
+# ... and in metrics.jsonl, the run's log (not its state): the record whose step number changed
+#     is dropped with one warning naming the line, and the run goes on to the same bits
+r="$w/rd"; rm -rf "$r"; cp -r "$w/s2" "$r"
+flip "$r/metrics.jsonl" '{"step": 2' >/dev/null
+"$bin" train "${common[@]}" "${nvme[@]}" --run "$r" --resume >/dev/null 2>"$w/err" || { cat "$w/err"; fail "a bit flipped in metrics.jsonl: --resume failed"; }
+[ "$(wc -l <"$w/err")" = 1 ] && grep -q "^warning: .*$r/metrics.jsonl: line 2 is not the record it should be" "$w/err" \
+  || { cat "$w/err"; fail "a bit flipped in metrics.jsonl: no warning naming line 2"; }
+for f in "${final[@]}"; do cmp -s "$w/ref/$f" "$r/$f" || fail "a bit flipped in metrics.jsonl: $f differs"; done
+[ "$(sed -n 's/^{"step": \([0-9]*\),.*/\1/p' "$r/metrics.jsonl" | tr '\n' ' ')" = "1 3 4 " ] || fail "metrics.jsonl after the damaged line: $(cut -c1-12 "$r/metrics.jsonl")"
+echo "ok bit flip in metrics.jsonl: exit 0, '$(cat "$w/err")'; byte-identical"
+
 # 3. bits flipped in the NVMe scratch file while the run uses it: the run is stopped (SIGSTOP)
 #    every few ms from its first save on, one bit of a random byte of spillway.data flipped, and
 #    continued (SIGCONT), until the run ends. The first flipped piece that is read back stops the run with the file
