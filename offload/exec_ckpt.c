@@ -48,7 +48,7 @@ static int ck_slot_take(sw_exec *ex, int i)
 		exec_span_add(ex, c->state == CK_WRITING ? SW_TRACK_NVME_WRITE : SW_TRACK_NVME_READ,
 			 c->state == CK_WRITING ? "write" : "read", c->t0, sw_now());
 		if (rc && c->state == CK_WRITING)
-			sw_error("executor: NVMe write of a checkpoint failed: %s", sw_io_req_error(&c->req));
+			exec_io_fail(ex, "write of a checkpoint", &c->req);
 		if (c->state == CK_READING)
 			rc = 0;   /* a dropped read: whatever happened to it, nobody uses its data */
 		c->state = CK_FREE;
@@ -97,7 +97,7 @@ int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x)
 	ck_slot *c = &ex->cks[i];
 	c->t0 = sw_now();
 	if ((rc = sw_io_submit_write(ex->io, &c->req, k->ext, 0, exec_io_len(exec_xbytes(ex)), ex->ck_stage[i]))) {
-		sw_error("executor: NVMe write of a checkpoint failed: %s", sw_io_req_error(&c->req));
+		exec_io_fail(ex, "write of a checkpoint", &c->req);
 		return rc;
 	}
 	c->state = CK_WRITING;
@@ -127,7 +127,7 @@ static int ck_read_ahead(sw_exec *ex)
 			c->t0 = sw_now();
 			if ((rc = sw_io_submit_read(ex->io, &c->req, k->ext, 0, exec_io_len(exec_xbytes(ex)),
 						    ex->ck_stage[i]))) {
-				sw_error("executor: NVMe read of a checkpoint failed: %s", sw_io_req_error(&c->req));
+				exec_io_fail(ex, "read of a checkpoint", &c->req);
 				return rc;
 			}
 			c->state = CK_READING;
@@ -181,7 +181,7 @@ int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 		exec_span_add(ex, SW_TRACK_NVME_READ, "read", c->t0, sw_now());
 		c->state = CK_FREE;
 		if (rc) {
-			sw_error("executor: NVMe read of a checkpoint failed: %s", sw_io_req_error(&c->req));
+			exec_io_fail(ex, "read of a checkpoint", &c->req);
 			return rc;
 		}
 		src = ex->ck_stage[i];

@@ -11,6 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One line per failed run: a second failure is mostly the same fault met by another request in
+ * flight (on the optimizer's thread or the main one), not news. */
+void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r)
+{
+	if (!__atomic_exchange_n(&ex->io_failed, 1, __ATOMIC_ACQ_REL))
+		sw_error("executor: NVMe %s failed: %s", what, sw_io_req_error(r));
+}
+
 int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf)
 {
 	sw_io_req r;
@@ -19,7 +27,7 @@ int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *
 	if (!rc)
 		rc = sw_io_wait(ex->io, &r);
 	if (rc)
-		sw_error("executor: NVMe read failed: %s", sw_io_req_error(&r));
+		exec_io_fail(ex, "read", &r);
 	exec_span_add(ex, SW_TRACK_NVME_READ, "read", t0, sw_now());
 	return rc;
 }
@@ -40,7 +48,7 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 	if (!rc)
 		rc = sw_io_wait(ex->io, &r);
 	if (rc)
-		sw_error("executor: NVMe write failed: %s", sw_io_req_error(&r));
+		exec_io_fail(ex, "write", &r);
 	exec_span_add(ex, SW_TRACK_NVME_WRITE, "write", t0, sw_now());
 	return rc;
 }

@@ -116,6 +116,7 @@ struct sw_exec {
 	pthread_cond_t cv;
 	opt_msg q[OPT_Q];
 	int qn, qhead, busy, quit, err;
+	int io_failed;                     /* an NVMe failure was said (exec_io_fail) */
 	int64_t step;
 	uint64_t host_bytes;                /* pinned host memory allocated */
 	uint64_t took[SW_TIER_COUNT][SW_PURPOSE_COUNT];   /* what the allocation took, by cell */
@@ -169,6 +170,8 @@ uint64_t exec_up4k(uint64_t b);
 uint64_t exec_io_len(uint64_t bytes);
 uint64_t exec_opt_off(int64_t off);
 int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf);
+/* Says "executor: NVMe WHAT failed: <the request's error>" for the first failure only. */
+void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r);
 int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
 
 /* exec_opt.c: the optimizer thread and its queue */

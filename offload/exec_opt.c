@@ -66,8 +66,10 @@ typedef struct opt_pipe {
 	int64_t n;
 	uint64_t cb;                       /* bytes of one fp32 chunk in a staging set */
 	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
-	int wr_n[NSTAGE];
+	int rd_n[NSTAGE], wr_n[NSTAGE];    /* requests submitted (each waited for before return) */
 } opt_pipe;
+
+static const char *const state_name[3] = { "P32", "Adam m", "Adam v" };
 
 /* Waits for the write-behind of set s; rc: the first error so far, kept. */
 static int pipe_wait_writes(opt_pipe *q, int s, int rc)
@@ -77,7 +79,10 @@ static int pipe_wait_writes(opt_pipe *q, int s, int rc)
 		int r = sw_io_wait(q->ex->io, &q->wr[s][w]);
 		exec_span_add(q->ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
 		if (r && !rc) {
-			sw_error("executor: NVMe write failed: %s", sw_io_req_error(&q->wr[s][w]));
+			char what[80];
+			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)", w < 3 ? state_name[w] : "P16",
+				 q->gi, w < 3 ? q->ws : 0);
+			exec_io_fail(q->ex, what, &q->wr[s][w]);
 			rc = r;
 		}
 	}
@@ -96,8 +101,9 @@ static int pipe_read(opt_pipe *q, int64_t ci, int rc)
 	char *base = ex->opt_stage[s];
 	q->tr0 = sw_now();
 	for (int k = 0; k < 3 && !rc; k++)
-		rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
-				       exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb);
+		if (!(rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
+					     exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb)))
+			q->rd_n[s]++;
 	return rc;
 }
 
@@ -110,13 +116,16 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	int ps = (int)(ci % NSTAGE);
 	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
 	char *base = ex->opt_stage[ps];
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < q->rd_n[ps]; k++) {
 		int r = sw_io_wait(ex->io, &q->rd[ps][k]);
 		if (r && !rc) {
-			sw_error("executor: NVMe read failed: %s", sw_io_req_error(&q->rd[ps][k]));
+			char what[80];
+			snprintf(what, sizeof(what), "read of %s of group %d (slot %d)", state_name[k], q->gi, q->rs);
+			exec_io_fail(ex, what, &q->rd[ps][k]);
 			rc = r;
 		}
 	}
+	q->rd_n[ps] = 0;
 	exec_span_add(ex, SW_TRACK_NVME_READ, "read", q->tr0, sw_now());
 	if (rc)
 		return rc;
@@ -151,8 +160,11 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 		if (ci > 0 && !rc)
 			rc = pipe_update(&q, ci - 1, rc);
 	}
-	for (int s = 0; s < NSTAGE; s++)
+	for (int s = 0; s < NSTAGE; s++) {
 		rc = pipe_wait_writes(&q, s, rc);
+		for (int k = 0; k < q.rd_n[s]; k++)   /* reads ahead of a failed update: q is on our stack */
+			sw_io_wait(ex->io, &q.rd[s][k]);
+	}
 	return rc;
 }
 

@@ -121,6 +121,42 @@ static int manifest_fields(sw_train_ctx *c, json_t *root, const char *man)
 	return 0;
 }
 
+/* XXH3-64 of the manifest's content less its own checksum: its compact dump with sorted keys,
+ * the same bytes for the object written and the one read back. 0 on out of memory. */
+static uint64_t manifest_sum(json_t *root)
+{
+	json_t *copy = json_copy(root);
+	if (!copy)
+		return 0;
+	json_object_del(copy, "manifest_xxh3");
+	char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(copy);
+	uint64_t h = s ? XXH3_64bits(s, strlen(s)) : 0;
+	free(s);
+	return h;
+}
+
+/* A manifest of version 4 or later carries the XXH3 of its own content: a changed byte anywhere
+ * in it (a step, a data position, a setting, a file's checksum) is named as the manifest's. */
+static int manifest_check_sum(json_t *root, const char *man)
+{
+	json_t *ver = json_object_get(root, "version"), *rec = json_object_get(root, "manifest_xxh3");
+	if (!rec && json_is_integer(ver) && json_integer_value(ver) <= 3)
+		return 0;   /* written before manifests checked themselves */
+	char now[20];
+	snprintf(now, sizeof(now), "%016" PRIx64, manifest_sum(root));
+	if (json_is_string(rec) && !strcmp(json_string_value(rec), now))
+		return 0;
+	if (json_is_string(rec))
+		sw_error("train: --resume: %s: checksum mismatch (recorded %s, content %s): the manifest "
+			 "changed after it was saved; restore it or start a new run", man,
+			 json_string_value(rec), now);
+	else
+		sw_error("train: --resume: %s lacks its checksum (manifest_xxh3) or its version; the run "
+			 "directory is damaged: restore it or start a new run", man);
+	return -EIO;
+}
+
 int train_rundir_read_manifest(sw_train_ctx *c)
 {
 	const char *run = c->a->run;
@@ -137,7 +173,8 @@ int train_rundir_read_manifest(sw_train_ctx *c)
 				 je.text, je.line);
 		return -EINVAL;
 	}
-	int rc = manifest_fields(c, root, man);
+	int rc = manifest_check_sum(root, man);
+	rc = rc ? rc : manifest_fields(c, root, man);
 	json_decref(root);
 	return rc;
 }
@@ -263,11 +300,16 @@ int train_rundir_commit(sw_train_ctx *c, int64_t step, const char *tag)
 		return rc;
 	}
 	sw_data_pos pos = sw_data_get_pos(&c->data);
-	json_t *root = json_pack("{s:i,s:I,s:s,s:s,s:I,s:I,s:O,s:I,s:o}", "version", 3, "step",
+	json_t *root = json_pack("{s:i,s:I,s:s,s:s,s:I,s:I,s:O,s:I,s:o}", "version", 4, "step",
 				 (json_int_t)step, "weights", w, "optim", o, "data_epoch",
 				 (json_int_t)pos.epoch, "data_index", (json_int_t)pos.index,
 				 "settings", c->settings, "checksum_piece",
 				 (json_int_t)SW_TRAIN_SUM_PIECE, "files", files);
+	char sum[20];
+	if (root) {
+		snprintf(sum, sizeof(sum), "%016" PRIx64, manifest_sum(root));
+		json_object_set_new(root, "manifest_xxh3", json_string(sum));
+	}
 	rc = root ? write_manifest(run, root) : -ENOMEM;
 	json_decref(root);
 	return rc;

@@ -145,7 +145,10 @@ static int lock_run(sw_train_ctx *c, const char *run)
 	return 0;
 }
 
-/* metrics.jsonl keeps the records of steps up to `upto` (those the saved state has seen). */
+/* metrics.jsonl keeps the records of steps up to `upto` (those the saved state has seen): steps
+ * 1, 2, ... in order. A complete line that is not the next step's record (a changed byte) is
+ * dropped and said in one warning naming the line: it is the run's log, not its state, so the
+ * run goes on. A last line without its newline (a kill while it was written) is dropped quietly. */
 static int trim_metrics(const char *run, int64_t upto)
 {
 	char p[SW_TRAIN_PATH + 32], t[SW_TRAIN_PATH + 40], line[8192];
@@ -159,11 +162,30 @@ static int trim_metrics(const char *run, int64_t upto)
 		fclose(in);
 		return -errno;
 	}
-	long long s;
-	while (fgets(line, sizeof(line), in))
-		if (sscanf(line, "{\"step\": %lld,", &s) == 1 && s <= upto && strchr(line, '\n'))
+	long long s, next = 1, lineno = 0, bad = 0, after = 0, kept = 0;
+	while (fgets(line, sizeof(line), in)) {
+		lineno++;
+		if (!strchr(line, '\n'))
+			continue;
+		int ok = sscanf(line, "{\"step\": %lld,", &s) == 1;
+		if (ok && s >= next && s <= upto) {
+			if (s != next && !bad)
+				bad = lineno;
 			fputs(line, out);
+			next = s + 1;
+			kept++;
+		} else if (ok && s > upto) {
+			after = after ? after : lineno;   /* a step after the save (or a changed number) */
+		} else if (!bad) {
+			bad = lineno;
+		}
+	}
 	fclose(in);
+	if (upto && (bad || kept != upto))
+		sw_warn("train: --resume: %s: line %lld is not the record it should be (a changed byte?); "
+			"%lld of the %lld records of the saved steps are kept, the damaged lines dropped (the "
+			"saved state is not affected)", p, bad ? bad : after ? after : lineno + 1, kept,
+			(long long)upto);
 	int rc = fflush(out) || fsync(fileno(out)) ? -errno : 0;
 	fclose(out);
 	if (!rc && rename(t, p))
