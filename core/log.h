@@ -1,6 +1,6 @@
 /* Logging and user-facing errors (progress: core/progress.h).
  *
- * Two error regimes (STYLE.md): SW_ASSERT/sw_die for programmer errors (file and line, abort),
+ * Two error regimes: SW_ASSERT/sw_die for programmer errors (file and line, abort),
  * and sw_error() for everything a user or the machine can cause: one line on stderr,
  * "spillway: <what>: <why>; <what to do>", and the caller returns a non-zero status. */
 #ifndef SW_CORE_LOG_H
