@@ -198,23 +198,29 @@ static uint32_t utf8_decode1(const char *s, size_t n)
 
 /* ---------- arenas ---------- */
 
+/* Grows a text buffer and its alignment (one source offset per byte) to hold need bytes. */
+static int text_grow(char **b, uint32_t **al, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 256;
+	while (c < need)
+		c *= 2;
+	char *nb = realloc(*b, c);
+	if (!nb)
+		return -ENOMEM;
+	*b = nb;
+	uint32_t *na = realloc(*al, c * sizeof(*na));
+	if (!na)
+		return -ENOMEM;
+	*al = na;
+	*cap = c;
+	return 0;
+}
+
 static int ar_reserve(tok_arena *a, size_t extra)
 {
-	if (a->n + extra <= a->cap)
-		return 0;
-	size_t cap = a->cap ? a->cap : 256;
-	while (cap < a->n + extra)
-		cap *= 2;
-	char *b = realloc(a->b, cap);
-	if (!b)
-		return -ENOMEM;
-	a->b = b;
-	uint32_t *al = realloc(a->al, cap * sizeof(*al));
-	if (!al)
-		return -ENOMEM;
-	a->al = al;
-	a->cap = cap;
-	return 0;
+	return text_grow(&a->b, &a->al, &a->cap, a->n + extra);
 }
 
 static int ar_put(tok_arena *a, const char *s, const uint32_t *al, size_t n)
@@ -703,21 +709,7 @@ static void work_free(tok_work *w)
 
 static int work_tmp(tok_work *w, size_t n)
 {
-	if (n <= w->tmp_cap)
-		return 0;
-	size_t c = w->tmp_cap ? w->tmp_cap : 256;
-	while (c < n)
-		c *= 2;
-	char *t = realloc(w->tmp, c);
-	if (!t)
-		return -ENOMEM;
-	w->tmp = t;
-	uint32_t *ta = realloc(w->tmp_al, c * sizeof(*ta));
-	if (!ta)
-		return -ENOMEM;
-	w->tmp_al = ta;
-	w->tmp_cap = c;
-	return 0;
+	return text_grow(&w->tmp, &w->tmp_al, &w->tmp_cap, n);
 }
 
 static int pre_apply(const tok_pre *pr, tok_work *w, tok_arena *dst, const tok_arena *src, const tok_span *sp)
