@@ -787,6 +787,25 @@ static int index_added(sw_tokenizer *tk)
 	return 0;
 }
 
+int sw_tokenizer_file_fingerprint(const char *dir, uint64_t *fp)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	*fp = 0;
+	char *buf;
+	size_t len;
+	int rc = read_file(path, &buf, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc) {
+		sw_error("%s: cannot read (%s); check the model directory", path, strerror(-rc));
+		return rc;
+	}
+	*fp = XXH3_64bits(buf, len);
+	free(buf);
+	return 0;
+}
+
 static atomic_uint_fast64_t tok_generation;
 
 /* Parses tokenizer.json's bytes (named `path` in error lines) into tk. */

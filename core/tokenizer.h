@@ -49,6 +49,9 @@ int sw_tokenizer_decode(const sw_tokenizer *tk, const uint32_t *ids, size_t n, i
 int64_t sw_tokenizer_token_id(const sw_tokenizer *tk, const char *token); /* vocab or added token, -1 if absent */
 uint32_t sw_tokenizer_vocab_size(const sw_tokenizer *tk);                /* largest id + 1, added tokens included */
 uint64_t sw_tokenizer_fingerprint(const sw_tokenizer *tk);               /* XXH3-64 of tokenizer.json's bytes */
+/* The same fingerprint of DIR/tokenizer.json without parsing it: *fp = 0 when DIR has none.
+ * 0, or -errno after one error line when it exists but cannot be read. */
+int sw_tokenizer_file_fingerprint(const char *dir, uint64_t *fp);
 
 /* tokenizer_config.json string field, e.g. "chat_template", "bos_token", "eos_token" (also when
  * given as {"content": ...}); NULL if absent.  "chat_template" also comes from a list of named

@@ -98,14 +98,16 @@ static int bwd_recompute_top(sw_exec *ex, useq *u)
 
 /* The head's weights: untied, the head group's P16 (hw); tied, the embedding's (hw) and the final
  * norm from the head group (resident, or fetched into its own small buffer). Starts the
- * embedding's gradient when tied (*eg). */
+ * embedding's gradient when tied and eg is given (an evaluation passes none). */
 static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs *ep,
 			sw_group_ptrs *egp, float **eg)
 {
 	int H = ex->H;
 	memset(ep, 0, sizeof(*ep));
-	memset(egp, 0, sizeof(*egp));
-	*eg = NULL;
+	if (eg) {
+		memset(egp, 0, sizeof(*egp));
+		*eg = NULL;
+	}
 	if (!ex->tied) {
 		sw_group_ptrs_make(wp, ex->tt, H, hw, ex->ab);
 		return 0;
@@ -119,8 +121,10 @@ static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs 
 			return rc;
 	}
 	sw_group_ptrs_make(wp, ex->tt, H, hp, ex->ab);
-	*eg = grad_begin(ex, 0);
-	sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
+	if (eg) {
+		*eg = grad_begin(ex, 0);
+		sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
+	}
 	return 0;
 }
 
@@ -379,18 +383,11 @@ static int eval_head(sw_exec *ex, useq *u, const int32_t *targets, double *loss_
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
 	int M = ex->M, H = ex->H, N = ex->d.N, rc;
-	void *hw, *hp;
+	void *hw;
 	sw_group_ptrs wp, ep;
-	memset(&ep, 0, sizeof(ep));
-	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
+	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)) ||
+	    (rc = head_weights(ex, hw, &wp, &ep, NULL, NULL)))
 		return rc;
-	hp = hw;
-	if (ex->tied) {
-		sw_group_ptrs_make(&ep, ex->tt, 0, hw, ex->ab);
-		if (!(hp = ex->g[H].p16_dev) && (rc = exec_home_p16_fetch(ex, H, hp = ex->head_small, ex->cs)))
-			return rc;
-	}
-	sw_group_ptrs_make(&wp, ex->tt, H, hp, ex->ab);
 	float *hl = malloc((size_t)N * (size_t)M * 4);
 	if (!hl)
 		return -ENOMEM;

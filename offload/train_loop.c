@@ -3,6 +3,7 @@
 #include "offload/train_int.h"
 
 #include "core/log.h"
+#include "core/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 static atomic_int stop_signal;
 
@@ -85,35 +85,6 @@ static void signals_give_back(signal_guard *g)
 	sigaction(SIGTERM, &g->old_term, NULL);
 }
 
-/* The fingerprint of MODEL/tokenizer.json (XXH3-64 of its bytes, as sw_tokenizer_fingerprint and
- * the token file record it), 0 when the model directory has none. */
-static int train_model_tokenizer(const char *model, uint64_t *fp)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/tokenizer.json", model);
-	*fp = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	XXH3_state_t *st = XXH3_createState();
-	char buf[1 << 16];
-	size_t n;
-	int rc = st ? 0 : -ENOMEM;
-	if (!rc)
-		XXH3_64bits_reset(st);
-	while (!rc && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-		XXH3_64bits_update(st, buf, n);
-	if (!rc && ferror(f)) {
-		sw_error("train: %s: read error; check the model directory", path);
-		rc = -EIO;
-	}
-	if (!rc)
-		*fp = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	fclose(f);
-	return rc;
-}
-
 /* Opens the model and the data, checks every token id against the vocabulary and the settings
  * against the run's. */
 static int open_inputs(sw_train_ctx *c)
@@ -137,7 +108,7 @@ static int open_inputs(sw_train_ctx *c)
 		return -EINVAL;
 	}
 	uint64_t tok_fp = 0;
-	if ((rc = train_model_tokenizer(a->model, &tok_fp)) ||
+	if ((rc = sw_tokenizer_file_fingerprint(a->model, &tok_fp)) ||
 	    (rc = sw_data_check_model(&c->data, a->data, vocab, tok_fp, a->force)))
 		return rc;
 	if (a->eval_data) {
