@@ -77,6 +77,8 @@ static void **buf_mem(sw_exec *ex, const sw_plan_buf *b, int64_t i)
 	case SW_BUF_STAGE_OPT: return &ex->opt_stage[i];
 	case SW_BUF_STAGE_CKPT: return &ex->ck_stage[i];
 	case SW_BUF_XFER: return (void **)&ex->xfer;
+	case SW_BUF_HELD_GRAD: return (void **)&g->ghold;
+	case SW_BUF_UNDO: return (void **)&g->undo[b->state];
 	default: return NULL;
 	}
 }
@@ -277,6 +279,15 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	ex->chunk = plan->chunk_params;
 	ex->t_origin = sw_now();
 	ex->ck_ra_l = -1;
+	ex->clip_mode = o->clip <= 0 ? 0 : plan->speculative ? 1 : 2;
+	ex->poison_step = -1;
+	const char *poison = getenv("SW_TEST_POISON_GRAD");
+	long long pstep;
+	int pgroup;
+	if (poison && sscanf(poison, "%lld:%d", &pstep, &pgroup) == 2) {
+		ex->poison_step = pstep;
+		ex->poison_group = pgroup;
+	}
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->cv, NULL);
 	pthread_mutex_init(&ex->smu, NULL);

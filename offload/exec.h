@@ -44,7 +44,10 @@ typedef struct sw_exec_stats {
 	sw_step_stats s;
 	double step_s;
 	double busy[SW_TRACK_COUNT];
-	int passes;               /* backward passes run (2 with clipping) */
+	int passes;               /* backward passes run (1; 2 with two-pass clipping or a redone
+				   * step) */
+	int redone;               /* one-pass clipping: the norm needed clipping, the step was
+				   * rolled back and redone with the scale */
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
 } sw_exec_stats;
 

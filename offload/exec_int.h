@@ -36,6 +36,9 @@ typedef struct grp {
 	float *opt_host[3];
 	sw_io_extent p16_ext;              /* P16 home on NVMe (one slot) */
 	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
+	float *ghold;                      /* one-pass clipping, resident: the gradient held
+					    * until the norm is known */
+	float *undo[3];                    /* one-pass clipping, host state: pre-step P32, m, v */
 } grp;
 
 /* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
@@ -57,7 +60,8 @@ typedef struct ckpt {
 
 typedef struct span { int track; double t0, t1; char name[24]; } span;
 
-typedef struct opt_msg { int group, hb; double scale; } opt_msg;
+/* undo: save the pre-step state of host-resident P32/m/v first (a speculative update) */
+typedef struct opt_msg { int group, hb, undo; double scale; } opt_msg;
 
 struct sw_exec {
 	sw_backend *be;
@@ -123,6 +127,13 @@ struct sw_exec {
 	int tabled;                        /* the arrays for the table's buffers exist */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
+	/* clipping: 0 off (one pass), 1 speculative (one pass, checked against the norm at the
+	 * end, rolled back and redone or skipped; docs/architecture.md), 2 two passes */
+	int clip_mode;
+	int spec_pass;                     /* the speculative pass is running */
+	int first_pass;                    /* the step's first backward pass is running */
+	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN */
+	int poison_group;                  /* into that group's gradient in that step's first pass */
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;
@@ -164,6 +175,9 @@ int exec_home_write(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len,
 		    void *stage);
 int exec_home_read(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, void *dst, void *stage);
 int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
+/* P16 of elements [off, off + n) of group gi rounded from fp32 src into its home (n at most one
+ * I/O chunk when the home is on NVMe). */
+int exec_p16_put(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);
 
 /* exec_home.c: NVMe transfers of whole 4 KiB pages */
 uint64_t exec_up4k(uint64_t b);
@@ -177,7 +191,7 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);
 int exec_hgrad_acquire(sw_exec *ex);
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale);
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int undo);
 int exec_opt_drain(sw_exec *ex);
 
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */

@@ -12,9 +12,45 @@
 
 /* ---------------------------------------------------------------- the optimizer -------- */
 
-/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay). */
+/* A speculative update that saves what it overwrites: per pool task of SW_ADAMW_CHUNK
+ * elements, P32/m/v copied to the undo buffers, then updated while still in cache. */
+typedef struct undo_job {
+	float *p32, *m, *v, *save[3];
+	const float *g;
+	void *p16;
+	sw_dtype act;
+	int ab;
+	int64_t n;
+	const sw_adamw_args *a;
+} undo_job;
+
+static void undo_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	undo_job *j = ctx;
+	int64_t o = task * SW_ADAMW_CHUNK, c = j->n - o < SW_ADAMW_CHUNK ? j->n - o : SW_ADAMW_CHUNK;
+	memcpy(j->save[0] + o, j->p32 + o, (size_t)c * 4);
+	memcpy(j->save[1] + o, j->m + o, (size_t)c * 4);
+	memcpy(j->save[2] + o, j->v + o, (size_t)c * 4);
+	sw_adamw_update(j->p32 + o, j->m + o, j->v + o, j->g + o, (char *)j->p16 + o * j->ab, j->act, c, j->a);
+}
+
+static void adam_saved(sw_exec *ex, float *p32, float *m, float *v, const float *g, void *p16,
+		       int64_t n, const sw_adamw_args *a, float *const save[3])
+{
+	undo_job j = { p32, m, v, { save[0], save[1], save[2] }, g, p16, ex->be->act, ex->ab, n, a };
+	int64_t tasks = (n + SW_ADAMW_CHUNK - 1) / SW_ADAMW_CHUNK;
+	if (ex->pool && tasks > 1)
+		sw_pool_run(ex->pool, undo_task, &j, tasks);
+	else
+		for (int64_t t = 0; t < tasks; t++)
+			undo_task(&j, t, 0);
+}
+
+/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay); undo: the
+ * group's undo buffers (elements [off, off + n) receive the pre-step P32/m/v) or NULL. */
 static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, float *m, float *v,
-		       const float *gr, void *p16, double scale)
+		       const float *gr, void *p16, double scale, float *const *undo)
 {
 	const sw_table *tt = ex->tt;
 	const sw_group *grp_ = &tt->g[gi];
@@ -26,6 +62,11 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 			continue;
 		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
 		int64_t r = a - off;
+		if (undo) {
+			float *const save[3] = { undo[0] + a, undo[1] + a, undo[2] + a };
+			adam_saved(ex, p32 + r, m + r, v + r, gr + r, (char *)p16 + r * ex->ab, b - a, &args, save);
+			continue;
+		}
 		sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
 							      (char *)p16 + r * ex->ab, ex->be->act,
 							      b - a, &args);
@@ -34,7 +75,7 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 
 /* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
  * written to NVMe chunk by chunk from the optimizer's staging). */
-static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
+static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, int undo)
 {
 	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
@@ -45,7 +86,7 @@ static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
 		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
 							: ex->opt_stage[0];
 		adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
-			   g->opt_host[2] + off, hg + off, p16, scale);
+			   g->opt_host[2] + off, hg + off, p16, scale, undo ? g->undo : NULL);
 		if (g->p16_tier == SW_TIER_NVME &&
 		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
 					     exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
@@ -133,7 +174,7 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
 	void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab : (void *)(base + 3 * cb);
 	double ta = sw_now();
-	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale);
+	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale, NULL);
 	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
 	for (int k = 0; k < 3 && !rc; k++)
 		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
@@ -169,10 +210,12 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 }
 
 /* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
-static int opt_group(sw_exec *ex, int gi, const float *hg, double scale)
+static int opt_group(sw_exec *ex, int gi, const float *hg, double scale, int undo)
 {
 	if (ex->g[gi].opt_tier == SW_TIER_HOST)
-		return opt_group_host(ex, gi, hg, scale);
+		return opt_group_host(ex, gi, hg, scale, undo);
+	/* NVMe state needs no undo: a speculative update writes the other slot (two slots) */
+	SW_ASSERT(!undo || ex->p->in.slots == 2);
 	return opt_group_nvme(ex, gi, hg, scale);
 }
 
@@ -191,7 +234,7 @@ void *exec_opt_thread(void *arg)
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);   /* the gradient has arrived */
-		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale);
+		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale, msg.undo);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
@@ -218,11 +261,11 @@ int exec_hgrad_acquire(sw_exec *ex)
 	}
 }
 
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale)
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int undo)
 {
 	pthread_mutex_lock(&ex->mu);
 	SW_ASSERT(ex->qn < OPT_Q);
-	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, scale };
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, undo, scale };
 	ex->qn++;
 	pthread_cond_broadcast(&ex->cv);
 	pthread_mutex_unlock(&ex->mu);

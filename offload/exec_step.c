@@ -1,5 +1,7 @@
-/* One optimizer step: forward, the head, backward (twice with exact clipping: the first pass
- * only sums the norm), the updates on the device or through the optimizer queue. */
+/* One optimizer step: forward, the head, backward, the updates on the device or through the
+ * optimizer queue; with exact clipping either one speculative pass (updates with the scale
+ * assumed 1, checked against the norm at the end, rolled back and redone or skipped) or two
+ * passes (the first only sums the norm). */
 #include "offload/exec_int.h"
 #include "core/log.h"
 #include "optim/clip.h"
@@ -19,6 +21,12 @@ static float *grad_begin(sw_exec *ex, int gi)
 		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
 	}
+	if (ex->spec_pass && ex->g[gi].opt_tier == SW_TIER_GPU) {
+		/* a speculative pass holds a resident group's gradient until the norm is known */
+		SW_ASSERT(ex->g[gi].ghold);
+		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
+		return ex->g[gi].ghold;
+	}
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
 	ex->be->ops->stream_wait(ex->be, ex->cs, ex->gb_free[k]);
@@ -34,24 +42,39 @@ static sw_event *gbuf_event(sw_exec *ex, const float *gb)
 	return NULL;
 }
 
-/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW. */
+/* GPU AdamW of resident group gi from gradient gb, on the compute stream. */
+static void gpu_update(sw_exec *ex, int gi, const float *gb, double scale)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
+	const sw_group *tg = &ex->tt->g[gi];
+	for (int i = tg->first; i < tg->first + tg->count; i++) {
+		const sw_tensor *t = &ex->tt->t[i];
+		sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+		be->ops->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
+			       g->opt_dev[2] + t->offset, gb + t->offset,
+			       (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
+	}
+}
+
+/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW: on
+ * the device (deferred to the end of a speculative pass: the gradient is held), or through the
+ * optimizer queue (a speculative update saves host state to its undo copy first). */
 static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
 	int64_t n = ex->tt->g[gi].numel;
+	if (ex->first_pass && ex->step == ex->poison_step && gi == ex->poison_group) {
+		static const float poison = NAN;   /* test hook: a non-finite gradient */
+		op->copy_h2d(be, ex->cs, gb, &poison, 4);
+	}
 	op->sumsq(be, ex->cs, ex->dsum + gi, gb, n);
 	sw_event *fe = gbuf_event(ex, gb);
 	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
-		grp *g = &ex->g[gi];
-		const sw_group *tg = &ex->tt->g[gi];
-		for (int i = tg->first; i < tg->first + tg->count; i++) {
-			const sw_tensor *t = &ex->tt->t[i];
-			sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
-			op->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
-				  g->opt_dev[2] + t->offset, gb + t->offset,
-				  (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
-		}
+		if (ex->spec_pass)
+			return;
+		gpu_update(ex, gi, gb, scale);
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
 		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
@@ -64,7 +87,7 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->event_record(be, e, ex->ds);
 		if (fe)
 			op->event_record(be, fe, ex->ds);
-		exec_opt_send(ex, gi, hb, scale);
+		exec_opt_send(ex, gi, hb, scale, ex->spec_pass);
 		return;
 	}
 	if (fe)
@@ -298,19 +321,107 @@ static double step_norm(sw_exec *ex)
 	return sw_grad_norm(ss, ex->G);
 }
 
-/* The backward: without clipping one pass, updating as it goes; with exact clipping pass 1 sums
- * the norm only and pass 2 applies the clipped update (none when the norm is not finite: the
- * step is skipped, nothing touched). */
-static int step_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
-			 float scale, int passes, sw_exec_stats *st, double *loss)
+/* Group gi's P16 rounded again from its P32 (host memory, or NVMe slot ex->slot read chunk by
+ * chunk into the optimizer's staging): P16 is bf16(P32) wherever it lives. */
+static int p16_rebuild(sw_exec *ex, int gi)
 {
-	if (passes == 1) {
+	grp *g = &ex->g[gi];
+	int64_t n = ex->tt->g[gi].numel;
+	exec_home h = exec_home_opt(ex, gi, 0, ex->slot);
+	int rc = 0;
+	for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
+		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+		const float *src = g->opt_host[0] + off;
+		if (g->opt_tier == SW_TIER_NVME) {
+			src = ex->opt_stage[0];
+			rc = exec_home_read(ex, &h, exec_opt_off(off), (uint64_t)c * 4, ex->opt_stage[0],
+					    ex->opt_stage[0]);
+		}
+		if (!rc)
+			rc = exec_p16_put(ex, gi, off, c, src);
+	}
+	return rc;
+}
+
+/* Every tier back to the state before the step, after a speculative pass (docs/architecture.md
+ * "Clipping"): resident groups were not updated (their gradients were held); host state comes
+ * back from its undo copy; NVMe state still is in slot ex->slot (the pass wrote the other one);
+ * P16 homes off the device are rounded again from the restored P32. */
+static int step_rollback(sw_exec *ex)
+{
+	sw_backend *be = ex->be;
+	int rc = exec_opt_drain(ex);
+	be->ops->stream_sync(be, ex->cs);
+	be->ops->stream_sync(be, ex->hs);
+	be->ops->stream_sync(be, ex->ds);
+	for (int gi = 0; gi < ex->G && !rc; gi++) {
+		grp *g = &ex->g[gi];
+		if (g->opt_tier == SW_TIER_GPU)
+			continue;
+		if (g->opt_tier == SW_TIER_HOST)
+			for (int k = 0; k < 3; k++)
+				memcpy(g->opt_host[k], g->undo[k], (size_t)ex->tt->g[gi].numel * 4);
+		rc = p16_rebuild(ex, gi);
+	}
+	return rc;
+}
+
+/* Exact clipping in one pass: every group updated as its gradient completes with the scale
+ * assumed 1 (resident groups' updates wait for the norm, their gradients held); then the scale
+ * optim/clip.h gives for the norm decides: exactly 1, the step is done (the held updates run);
+ * below 1, every tier is rolled back and the backward redone with the scale (as the two-pass
+ * scheme's second pass); not finite, rolled back and skipped. */
+static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			    float scale, sw_exec_stats *st, double *loss)
+{
+	ex->spec_pass = 1;
+	int rc = backward_pass(ex, u, inputs, targets, scale, 1, 1.0, 0, loss);
+	ex->spec_pass = 0;
+	if (rc)
+		return rc;
+	st->s.grad_norm = step_norm(ex);
+	double gs = sw_clip_scale(st->s.grad_norm, ex->o.clip);
+	if (gs == 1.0) {
+		st->s.grad_scale = 1.0;
+		for (int gi = 0; gi < ex->G; gi++)
+			if (ex->g[gi].opt_tier == SW_TIER_GPU)
+				gpu_update(ex, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
+		return 0;
+	}
+	if ((rc = step_rollback(ex)))
+		return rc;
+	if (isnan(gs)) {
+		st->s.skipped = 1;
+		return 0;
+	}
+	st->s.grad_scale = gs;
+	st->redone = 1;
+	st->passes = 2;
+	ex->first_pass = 0;
+	/* the redo: the two-pass scheme's second pass, its P16 uses, the window empty again */
+	u->n = sw_window_uses(ex->L, ex->tied ? 0 : ex->H, 2, u->g);
+	u->pos = 2 * (ex->L + 1);
+	sw_window_init(&ex->sched, ex->K);
+	return backward_pass(ex, u, inputs, targets, scale, 1, gs, 1, NULL);
+}
+
+/* The backward: without clipping one pass, updating as it goes; with exact clipping one
+ * speculative pass (step_speculative) or two: pass 1 sums the norm only and pass 2 applies the
+ * clipped update (none when the norm is not finite: the step is skipped, nothing touched). */
+static int step_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+			 float scale, sw_exec_stats *st, double *loss)
+{
+	ex->first_pass = 1;
+	if (ex->clip_mode == 0) {
 		st->s.grad_scale = 1.0;
 		return backward_pass(ex, u, inputs, targets, scale, 1, 1.0, 0, loss);
 	}
+	if (ex->clip_mode == 1)
+		return step_speculative(ex, u, inputs, targets, scale, st, loss);
 	int rc = backward_pass(ex, u, inputs, targets, scale, 0, 1.0, 0, loss);
 	if (rc)
 		return rc;
+	ex->first_pass = 0;
 	st->s.grad_norm = step_norm(ex);
 	double gs = sw_clip_scale(st->s.grad_norm, ex->o.clip);
 	if (isnan(gs)) {
@@ -335,7 +446,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	ex->lr = lr;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
-	int passes = ex->o.clip > 0 ? 2 : 1;
+	int passes = ex->clip_mode == 2 ? 2 : 1;
 	st->passes = passes;
 	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
 	if (!ug)
@@ -351,19 +462,21 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	double loss = 0;
 	int rc = forward_pass(ex, &u, inputs, 1);
 	if (!rc)
-		rc = step_backward(ex, &u, inputs, targets, scale, passes, st, &loss);
+		rc = step_backward(ex, &u, inputs, targets, scale, st, &loss);
 	int orc = exec_opt_drain(ex);
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
 	if (!rc)
 		rc = orc;
-	if (!rc && passes == 1) {
+	if (!rc && ex->clip_mode == 0) {
 		st->s.grad_norm = step_norm(ex);
 		st->s.skipped = !isfinite(st->s.grad_norm);
 	}
-	if (!rc && (passes == 1 || !st->s.skipped) && ex->p->in.slots == 2)
-		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
+	/* NVMe state now lives in the other slot, unless clipping skipped the step (nothing was
+	 * committed; without clipping, the finite elements were updated) */
+	if (!rc && !(ex->clip_mode && st->s.skipped) && ex->p->in.slots == 2)
+		ex->slot = 1 - ex->slot;
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
 	if (ex->io) {

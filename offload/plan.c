@@ -21,7 +21,8 @@ static const char *purpose_names[SW_PURPOSE_COUNT] = {
 	[SW_PURPOSE_HEAD] = "head and loss workspace", [SW_PURPOSE_WORKSPACE] = "cuBLAS workspace",
 	[SW_PURPOSE_RESERVE] = "reserve", [SW_PURPOSE_STAGE_P16] = "I/O staging P16",
 	[SW_PURPOSE_STAGE_OPT] = "I/O staging optimizer", [SW_PURPOSE_STAGE_CKPT] = "I/O staging checkpoints",
-	[SW_PURPOSE_XFER] = "load/save staging",
+	[SW_PURPOSE_XFER] = "load/save staging", [SW_PURPOSE_HELD_GRAD] = "held gradients (clip)",
+	[SW_PURPOSE_UNDO] = "undo copy (clip)",
 };
 static const char *resource_names[SW_RES_COUNT] = { "GPU compute", "PCIe", "NVMe", "CPU AdamW" };
 
@@ -44,6 +45,7 @@ void sw_plan_input_init(sw_plan_input *in, const sw_table *tt)
 	in->prefetch = 2;
 	in->grad_bufs = 1;
 	in->passes = 2;
+	in->speculate = 0;
 	in->chunk_params = 64ll << 20;
 	in->io_depth = 2;
 	in->vocab_chunk = 8192;
@@ -168,7 +170,7 @@ static void check_invariants(const sw_plan *p)
 	SW_ASSERT(p->ckpt_count[0] + p->ckpt_count[1] + p->ckpt_count[2] == p->n_layers * p->n_micro);
 }
 
-int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 {
 	memset(p, 0, sizeof(*p));
 	p->in = *in;
@@ -201,8 +203,44 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	    (rc = plan_table_build(p, &z)))
 		return rc;
 	check_invariants(p);
+	p->speculative = plan_spec(p);
 	plan_cost(p);
 	return 0;
+}
+
+/* Why a speculative plan cannot roll back every group, or NULL: one optimizer slot on NVMe
+ * (--checkpoint-only) keeps no pre-step copy of what it updates in place. */
+static const char *spec_missing(const sw_plan *p)
+{
+	if (p->in.slots == 2)
+		return NULL;
+	for (int g = 0; g < p->ngroups; g++)
+		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME)
+			return "--checkpoint-only keeps one optimizer slot on NVMe, updated in place: no "
+			       "pre-step copy to roll back to";
+	return NULL;
+}
+
+int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+{
+	int rc = plan_build_once(p, in);
+	if (in->passes != 2 || !in->speculate || rc == -EINVAL)
+		return rc;
+	char why[sizeof(p->two_pass_why)];
+	const char *miss = rc ? NULL : spec_missing(p);
+	if (!rc && !miss)
+		return 0;
+	if (rc)
+		snprintf(why, sizeof(why), "the rollback buffers of one-pass clipping do not fit (%.200s)", p->why);
+	else
+		snprintf(why, sizeof(why), "%s", miss);
+	/* the two-pass scheme needs no rollback source: plan it instead, saying why */
+	sw_plan_input x = *in;
+	x.speculate = 0;
+	sw_plan_free(p);
+	rc = plan_build_once(p, &x);
+	snprintf(p->two_pass_why, sizeof(p->two_pass_why), "%s", why);
+	return rc;
 }
 
 void sw_plan_free(sw_plan *p)
@@ -219,6 +257,9 @@ void sw_plan_free(sw_plan *p)
 int sw_plan_min_budget(const sw_plan_input *in, sw_tier tier, uint64_t *bytes, char *why, int why_len)
 {
 	sw_plan_input x = *in;
+	/* the smallest budgets are the two-pass scheme's (one-pass clipping's rollback buffers
+	 * are used when they fit, sw_plan_build) */
+	x.speculate = 0;
 	/* plan the earlier tiers with the given budgets and the later ones unbounded */
 	if (tier == SW_TIER_GPU)
 		x.gpu_mem = UINT64_MAX / 4;

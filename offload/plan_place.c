@@ -10,15 +10,27 @@
 
 static uint64_t group_numel(const sw_plan *p, int g) { return (uint64_t)p->in.tt->g[g].numel; }
 int plan_resident(const sw_plan *p, int g) { return p->tier[g][SW_STATE_P32] == SW_TIER_GPU; }
+int plan_spec(const sw_plan *p) { return p->in.passes == 2 && p->in.speculate; }
+
+/* One-pass clipping holds a resident group's gradient until the norm is known (the tied
+ * embedding's is held anyway, in the tied gradient buffer). */
+static int held_grad(const sw_plan *p, int g)
+{
+	return plan_spec(p) && !(g == 0 && p->in.tt->cfg.tie_embeddings);
+}
 
 uint64_t plan_group_dev(const sw_plan *p, int g)
 {
 	uint64_t n = group_numel(p, g);
-	return plan_dev(n * (uint64_t)p->p16_bytes) + 3 * plan_dev(n * 4);
+	return plan_dev(n * (uint64_t)p->p16_bytes) + (uint64_t)(3 + held_grad(p, g)) * plan_dev(n * 4);
 }
 
 uint64_t plan_p16_host(const sw_plan *p, int g) { return plan_host(group_numel(p, g) * (uint64_t)p->p16_bytes); }
-uint64_t plan_opt_host(const sw_plan *p, int g) { return 3 * plan_host(group_numel(p, g) * 4); }
+/* P32, m, v; with one-pass clipping their pre-step undo copy too */
+uint64_t plan_opt_host(const sw_plan *p, int g)
+{
+	return (uint64_t)(plan_spec(p) ? 6 : 3) * plan_host(group_numel(p, g) * 4);
+}
 
 uint64_t plan_all_state_dev(const sw_plan *p)
 {

@@ -69,6 +69,8 @@ typedef struct sw_train_ctx {
 	char nvme_dir[SW_TRAIN_MAX_NVME][SW_TRAIN_PATH];
 	int nvme_lock[SW_TRAIN_MAX_NVME];
 	int64_t last_step;           /* the last step completed */
+	int64_t n_steps, n_redone, n_skipped;   /* this run's steps, of them redone by one-pass
+					      * clipping, skipped (non-finite gradient) */
 	int64_t last_saved;          /* the step of the last save (0: none) */
 	/* progress and the run report (core/progress.h, core/report.h) */
 	sw_steps steps;              /* the step bar or the sparse step lines */

@@ -28,6 +28,7 @@ typedef struct combo {
 	sw_config c;
 	int seq, rows, micro, prefetch, slots, fp32;
 	double clip;
+	int speculate;           /* clipping asks for one speculative pass (rollback rows) */
 	int gpu_kind, cpu_kind;       /* 0 at the minimum, 1 just above, 2 far above */
 	uint64_t host_reserve;        /* held back from --cpu-mem (0 for two thirds) */
 } combo;
@@ -63,6 +64,7 @@ static void combo_make(combo *k)
 	k->gpu_kind = (int)rnd(3);
 	k->cpu_kind = (int)rnd(3);
 	k->host_reserve = rnd(3) ? 0 : rnd(1 << 20);
+	k->speculate = k->clip > 0 && rnd(3) != 0;
 }
 
 static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
@@ -72,6 +74,7 @@ static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
 	in->prefetch = k->prefetch;
 	in->slots = k->slots;
 	in->passes = k->clip > 0 ? 2 : 1;
+	in->speculate = k->speculate;
 	in->cpu_device = 1;
 	in->host_reserve = k->host_reserve;
 }
@@ -226,6 +229,8 @@ static void warm_up(void)
 
 /* One combination: plan, executor (hx_open compares its allocations with the table cell by
  * cell and with the budgets), and for a sample one trained step in a child process. */
+static int spec_rows[2];      /* combinations with held-gradient rows, with undo rows */
+
 static void run_combo(int i, const combo *k, int train, int *trained, int *near_min_over)
 {
 	sw_table tt;
@@ -233,6 +238,14 @@ static void run_combo(int i, const combo *k, int train, int *trained, int *near_
 	sw_plan_input in;
 	input_of(k, &tt, &in);
 	budgets(k, &in);
+	{
+		sw_plan p;
+		if (!sw_plan_build(&p, &in)) {
+			spec_rows[0] += p.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
+			spec_rows[1] += p.bytes[SW_TIER_HOST][SW_PURPOSE_UNDO] > 0;
+		}
+		sw_plan_free(&p);
+	}
 	sw_adamw_hparams h = { .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1 };
 	if (!train) {
 		hx_run r;
@@ -439,6 +452,10 @@ int main(int argc, char **argv)
 	       "NVMe file = the plan's total in all; peak RSS growth <= --gpu-mem + --cpu-mem wherever a "
 	       "budget is far above its minimum, over it (by the unbudgeted fixed share) in %d of the "
 	       "others\n", n, trained, over);
+	/* the rows of one-pass clipping are among the cells compared */
+	printf("   one-pass clipping's rollback rows: held gradients in %d combinations, undo copies "
+	       "in %d\n", spec_rows[0], spec_rows[1]);
+	CHECK(spec_rows[0] > 0 && spec_rows[1] > 0);
 	for (int g = 0; g < 3; g++)
 		CHECK(seen[g][0] && seen[g][1] && seen[g][2]);
 	CHECK(streamed > 0 && trained >= n / every);
