@@ -132,8 +132,10 @@ struct sw_exec {
 	int clip_mode;
 	int spec_pass;                     /* the speculative pass is running */
 	int first_pass;                    /* the step's first backward pass is running */
-	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN */
-	int poison_group;                  /* into that group's gradient in that step's first pass */
+	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN into */
+	int poison_group;                  /* that group's gradient in the first pass of this
+					    * executor's STEP-th call of sw_exec_step (1-based) */
+	int64_t calls;                     /* sw_exec_step calls so far */
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* ---------------------------------------------------------------- the optimizer -------- */
 
@@ -24,14 +27,35 @@ typedef struct undo_job {
 	const sw_adamw_args *a;
 } undo_job;
 
+/* dst = src with non-temporal stores where the CPU has them (SSE, x86-64's baseline): the undo
+ * copy is read again only by a rollback, so it takes no cache and no read-for-ownership, while
+ * the loads bring src into the cache for the update that follows. */
+static void copy_stream(float *dst, const float *src, int64_t n)
+{
+#if defined(__x86_64__)
+	int64_t i = 0;
+	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
+		dst[i] = src[i];
+	for (; i + 4 <= n; i += 4)
+		_mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+	for (; i < n; i++)
+		dst[i] = src[i];
+#else
+	memcpy(dst, src, (size_t)n * 4);
+#endif
+}
+
 static void undo_task(void *ctx, int64_t task, int worker)
 {
 	(void)worker;
 	undo_job *j = ctx;
 	int64_t o = task * SW_ADAMW_CHUNK, c = j->n - o < SW_ADAMW_CHUNK ? j->n - o : SW_ADAMW_CHUNK;
-	memcpy(j->save[0] + o, j->p32 + o, (size_t)c * 4);
-	memcpy(j->save[1] + o, j->m + o, (size_t)c * 4);
-	memcpy(j->save[2] + o, j->v + o, (size_t)c * 4);
+	copy_stream(j->save[0] + o, j->p32 + o, c);
+	copy_stream(j->save[1] + o, j->m + o, c);
+	copy_stream(j->save[2] + o, j->v + o, c);
+#if defined(__x86_64__)
+	_mm_sfence();   /* the streamed stores are ordered before anything this thread does next */
+#endif
 	sw_adamw_update(j->p32 + o, j->m + o, j->v + o, j->g + o, (char *)j->p16 + o * j->ab, j->act, c, j->a);
 }
 

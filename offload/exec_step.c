@@ -65,7 +65,7 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
 	int64_t n = ex->tt->g[gi].numel;
-	if (ex->first_pass && ex->step == ex->poison_step && gi == ex->poison_group) {
+	if (ex->first_pass && ex->calls == ex->poison_step && gi == ex->poison_group) {
 		static const float poison = NAN;   /* test hook: a non-finite gradient */
 		op->copy_h2d(be, ex->cs, gb, &poison, 4);
 	}
@@ -444,6 +444,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	float scale = st->s.tokens ? 1.0f / (float)st->s.tokens : 0.0f;
 	ex->step = step;
 	ex->lr = lr;
+	ex->calls++;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
 	int passes = ex->clip_mode == 2 ? 2 : 1;

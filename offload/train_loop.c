@@ -151,6 +151,7 @@ static int build(sw_train_ctx *c)
 		sw_data_set_pos(&c->data, c->rp.pos);
 		snprintf(c->prev, sizeof(c->prev), "%s", c->rp.tag);
 		c->last_saved = c->rp.step;
+		c->skipped_total = c->rp.skipped;
 	}
 	if ((rc = train_state_load(c)))
 		return rc;
@@ -229,8 +230,10 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 			break;
 		double lr = sw_lr_at(&a->sched, step);
 		sw_exec_stats st;
-		if ((rc = sw_exec_step(c->ex, inputs, targets, step, lr, &st)))
+		/* AdamW's step counter leaves out the skipped steps (torch's optimizer step count) */
+		if ((rc = sw_exec_step(c->ex, inputs, targets, step - c->skipped_total, lr, &st)))
 			break;
+		c->skipped_total += st.s.skipped;
 		c->last_step = step;
 		uint64_t used;
 		if (!c->cpu && !sw_cuda_mem_used(&used) && used > c->dev_peak)
