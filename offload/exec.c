@@ -78,7 +78,7 @@ static void **buf_mem(sw_exec *ex, const sw_plan_buf *b, int64_t i)
 	case SW_BUF_STAGE_CKPT: return &ex->ck_stage[i];
 	case SW_BUF_XFER: return (void **)&ex->xfer;
 	case SW_BUF_HELD_GRAD: return (void **)&g->ghold;
-	case SW_BUF_UNDO: return (void **)&g->undo[b->state];
+	case SW_BUF_STATE_B: return (void **)&g->alt[b->state];
 	default: return NULL;
 	}
 }

@@ -38,7 +38,9 @@ typedef struct grp {
 	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
 	float *ghold;                      /* one-pass clipping, resident: the gradient held
 					    * until the norm is known */
-	float *undo[3];                    /* one-pass clipping, host state: pre-step P32, m, v */
+	float *alt[3];                     /* one-pass clipping, host state: the second set of
+					    * P32, m, v that a speculative update writes (the
+					    * step commits by swapping it with opt_host) */
 } grp;
 
 /* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
@@ -60,8 +62,8 @@ typedef struct ckpt {
 
 typedef struct span { int track; double t0, t1; char name[24]; } span;
 
-/* undo: save the pre-step state of host-resident P32/m/v first (a speculative update) */
-typedef struct opt_msg { int group, hb, undo; double scale; } opt_msg;
+/* spec: a speculative update (host state is written to the group's second set) */
+typedef struct opt_msg { int group, hb, spec; double scale; } opt_msg;
 
 struct sw_exec {
 	sw_backend *be;
@@ -131,6 +133,8 @@ struct sw_exec {
 	 * end, rolled back and redone or skipped; docs/architecture.md), 2 two passes */
 	int clip_mode;
 	int spec_pass;                     /* the speculative pass is running */
+	int commit_alt;                    /* at the step's end, host state's second sets become
+					    * the current ones (the speculative pass was kept) */
 	int first_pass;                    /* the step's first backward pass is running */
 	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN into */
 	int poison_group;                  /* that group's gradient in the first pass of this
@@ -193,7 +197,7 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);
 int exec_hgrad_acquire(sw_exec *ex);
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int undo);
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec);
 int exec_opt_drain(sw_exec *ex);
 
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */

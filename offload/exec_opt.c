@@ -9,72 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 /* ---------------------------------------------------------------- the optimizer -------- */
 
-/* A speculative update that saves what it overwrites: per pool task of SW_ADAMW_CHUNK
- * elements, P32/m/v copied to the undo buffers, then updated while still in cache. */
-typedef struct undo_job {
-	float *p32, *m, *v, *save[3];
-	const float *g;
-	void *p16;
-	sw_dtype act;
-	int ab;
-	int64_t n;
-	const sw_adamw_args *a;
-} undo_job;
-
-/* dst = src with non-temporal stores where the CPU has them (SSE, x86-64's baseline): the undo
- * copy is read again only by a rollback, so it takes no cache and no read-for-ownership, while
- * the loads bring src into the cache for the update that follows. */
-static void copy_stream(float *dst, const float *src, int64_t n)
-{
-#if defined(__x86_64__)
-	int64_t i = 0;
-	for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
-		dst[i] = src[i];
-	for (; i + 4 <= n; i += 4)
-		_mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-	for (; i < n; i++)
-		dst[i] = src[i];
-#else
-	memcpy(dst, src, (size_t)n * 4);
-#endif
-}
-
-static void undo_task(void *ctx, int64_t task, int worker)
-{
-	(void)worker;
-	undo_job *j = ctx;
-	int64_t o = task * SW_ADAMW_CHUNK, c = j->n - o < SW_ADAMW_CHUNK ? j->n - o : SW_ADAMW_CHUNK;
-	copy_stream(j->save[0] + o, j->p32 + o, c);
-	copy_stream(j->save[1] + o, j->m + o, c);
-	copy_stream(j->save[2] + o, j->v + o, c);
-#if defined(__x86_64__)
-	_mm_sfence();   /* the streamed stores are ordered before anything this thread does next */
-#endif
-	sw_adamw_update(j->p32 + o, j->m + o, j->v + o, j->g + o, (char *)j->p16 + o * j->ab, j->act, c, j->a);
-}
-
-static void adam_saved(sw_exec *ex, float *p32, float *m, float *v, const float *g, void *p16,
-		       int64_t n, const sw_adamw_args *a, float *const save[3])
-{
-	undo_job j = { p32, m, v, { save[0], save[1], save[2] }, g, p16, ex->be->act, ex->ab, n, a };
-	int64_t tasks = (n + SW_ADAMW_CHUNK - 1) / SW_ADAMW_CHUNK;
-	if (ex->pool && tasks > 1)
-		sw_pool_run(ex->pool, undo_task, &j, tasks);
-	else
-		for (int64_t t = 0; t < tasks; t++)
-			undo_task(&j, t, 0);
-}
-
-/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay); undo: the
- * group's undo buffers (elements [off, off + n) receive the pre-step P32/m/v) or NULL. */
+/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay); out: NULL
+ * (in place), or the group's second state set (elements [off, off + n) receive the updated
+ * P32/m/v, p32/m/v stay as they were: sw_adamw_update_parallel_to). */
 static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, float *m, float *v,
-		       const float *gr, void *p16, double scale, float *const *undo)
+		       const float *gr, void *p16, double scale, float *const *out)
 {
 	const sw_table *tt = ex->tt;
 	const sw_group *grp_ = &tt->g[gi];
@@ -86,9 +28,10 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 			continue;
 		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
 		int64_t r = a - off;
-		if (undo) {
-			float *const save[3] = { undo[0] + a, undo[1] + a, undo[2] + a };
-			adam_saved(ex, p32 + r, m + r, v + r, gr + r, (char *)p16 + r * ex->ab, b - a, &args, save);
+		if (out) {
+			float *const o3[3] = { out[0] + a, out[1] + a, out[2] + a };
+			sw_adamw_update_parallel_to(ex->pool, o3, p32 + r, m + r, v + r, gr + r,
+						    (char *)p16 + r * ex->ab, ex->be->act, b - a, &args);
 			continue;
 		}
 		sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
@@ -99,7 +42,8 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 
 /* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
  * written to NVMe chunk by chunk from the optimizer's staging). */
-static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, int undo)
+/* (spec: a speculative update, written to the group's second state set) */
+static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, int spec)
 {
 	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
@@ -110,7 +54,7 @@ static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, in
 		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
 							: ex->opt_stage[0];
 		adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
-			   g->opt_host[2] + off, hg + off, p16, scale, undo ? g->undo : NULL);
+			   g->opt_host[2] + off, hg + off, p16, scale, spec ? g->alt : NULL);
 		if (g->p16_tier == SW_TIER_NVME &&
 		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
 					     exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
@@ -234,12 +178,12 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 }
 
 /* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
-static int opt_group(sw_exec *ex, int gi, const float *hg, double scale, int undo)
+static int opt_group(sw_exec *ex, int gi, const float *hg, double scale, int spec)
 {
 	if (ex->g[gi].opt_tier == SW_TIER_HOST)
-		return opt_group_host(ex, gi, hg, scale, undo);
-	/* NVMe state needs no undo: a speculative update writes the other slot (two slots) */
-	SW_ASSERT(!undo || ex->p->in.slots == 2);
+		return opt_group_host(ex, gi, hg, scale, spec);
+	/* NVMe state needs no second set: every update writes the other slot (two slots) */
+	SW_ASSERT(!spec || ex->p->in.slots == 2);
 	return opt_group_nvme(ex, gi, hg, scale);
 }
 
@@ -258,7 +202,7 @@ void *exec_opt_thread(void *arg)
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);   /* the gradient has arrived */
-		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale, msg.undo);
+		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale, msg.spec);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
@@ -285,11 +229,11 @@ int exec_hgrad_acquire(sw_exec *ex)
 	}
 }
 
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int undo)
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec)
 {
 	pthread_mutex_lock(&ex->mu);
 	SW_ASSERT(ex->qn < OPT_Q);
-	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, undo, scale };
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, spec, scale };
 	ex->qn++;
 	pthread_cond_broadcast(&ex->cv);
 	pthread_mutex_unlock(&ex->mu);

@@ -59,7 +59,7 @@ static void gpu_update(sw_exec *ex, int gi, const float *gb, double scale)
 
 /* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW: on
  * the device (deferred to the end of a speculative pass: the gradient is held), or through the
- * optimizer queue (a speculative update saves host state to its undo copy first). */
+ * optimizer queue (a speculative update writes host state to its second set). */
 static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
@@ -344,9 +344,10 @@ static int p16_rebuild(sw_exec *ex, int gi)
 }
 
 /* Every tier back to the state before the step, after a speculative pass (docs/architecture.md
- * "Clipping"): resident groups were not updated (their gradients were held); host state comes
- * back from its undo copy; NVMe state still is in slot ex->slot (the pass wrote the other one);
- * P16 homes off the device are rounded again from the restored P32. */
+ * "Clipping"): resident groups were not updated (their gradients were held); host state still
+ * is in its current set (the pass wrote the second set); NVMe state still is in slot ex->slot
+ * (the pass wrote the other one); P16 homes off the device, which the pass did overwrite, are
+ * rounded again from that P32. */
 static int step_rollback(sw_exec *ex)
 {
 	sw_backend *be = ex->be;
@@ -356,12 +357,8 @@ static int step_rollback(sw_exec *ex)
 	be->ops->stream_sync(be, ex->ds);
 	for (int gi = 0; gi < ex->G && !rc; gi++) {
 		grp *g = &ex->g[gi];
-		if (g->opt_tier == SW_TIER_GPU)
-			continue;
-		if (g->opt_tier == SW_TIER_HOST)
-			for (int k = 0; k < 3; k++)
-				memcpy(g->opt_host[k], g->undo[k], (size_t)ex->tt->g[gi].numel * 4);
-		rc = p16_rebuild(ex, gi);
+		if (g->opt_tier != SW_TIER_GPU)
+			rc = p16_rebuild(ex, gi);
 	}
 	return rc;
 }
@@ -383,6 +380,7 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 	double gs = sw_clip_scale(st->s.grad_norm, ex->o.clip);
 	if (gs == 1.0) {
 		st->s.grad_scale = 1.0;
+		ex->commit_alt = 1;   /* host state: the second sets, after the queue drained */
 		for (int gi = 0; gi < ex->G; gi++)
 			if (ex->g[gi].opt_tier == SW_TIER_GPU)
 				gpu_update(ex, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
@@ -465,6 +463,16 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	if (!rc)
 		rc = step_backward(ex, &u, inputs, targets, scale, st, &loss);
 	int orc = exec_opt_drain(ex);
+	if (ex->commit_alt) {
+		/* the speculative pass stands: host state's second sets become the current ones */
+		for (int gi = 0; gi < ex->G; gi++)
+			for (int k = 0; k < 3 && ex->g[gi].opt_tier == SW_TIER_HOST; k++) {
+				float *t = ex->g[gi].opt_host[k];
+				ex->g[gi].opt_host[k] = ex->g[gi].alt[k];
+				ex->g[gi].alt[k] = t;
+			}
+		ex->commit_alt = 0;
+	}
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);

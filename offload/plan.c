@@ -22,7 +22,7 @@ static const char *purpose_names[SW_PURPOSE_COUNT] = {
 	[SW_PURPOSE_RESERVE] = "reserve", [SW_PURPOSE_STAGE_P16] = "I/O staging P16",
 	[SW_PURPOSE_STAGE_OPT] = "I/O staging optimizer", [SW_PURPOSE_STAGE_CKPT] = "I/O staging checkpoints",
 	[SW_PURPOSE_XFER] = "load/save staging", [SW_PURPOSE_HELD_GRAD] = "held gradients (clip)",
-	[SW_PURPOSE_UNDO] = "undo copy (clip)",
+	[SW_PURPOSE_STATE_B] = "second state set (clip)",
 };
 static const char *resource_names[SW_RES_COUNT] = { "GPU compute", "PCIe", "NVMe", "CPU AdamW" };
 

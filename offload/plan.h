@@ -113,8 +113,9 @@ typedef enum {
 	                               and saving / resuming the run's state */
 	SW_PURPOSE_HELD_GRAD,       /* GPU: one-pass clipping: resident groups' gradients, kept
 	                               until the norm is known (their AdamW runs after it) */
-	SW_PURPOSE_UNDO,            /* host: one-pass clipping: pre-step P32/m/v of host-resident
-	                               groups (the rollback source) */
+	SW_PURPOSE_STATE_B,         /* host: one-pass clipping: a second set of P32/m/v of
+	                               host-resident groups (speculative updates write it; the step
+	                               commits by swapping sets; the current set is the rollback) */
 	SW_PURPOSE_COUNT
 } sw_plan_purpose;
 
@@ -145,7 +146,7 @@ typedef enum {
 	SW_BUF_XFER,                /* pinned: one chunk of fp32 for load / save */
 	SW_BUF_HELD_GRAD,           /* owner group's gradient, held to the end of the backward
 				     * (one-pass clipping, resident groups) */
-	SW_BUF_UNDO,                /* owner group's pre-step P32 / m / v (state) (one-pass
+	SW_BUF_STATE_B,             /* owner group's second P32 / m / v (state) (one-pass
 				     * clipping, host-resident optimizer state) */
 	SW_BUF_HELD,                /* not allocated by the executor: budget held back (the
 				     * working-set estimate beyond its buffers, for the backend's
@@ -222,7 +223,7 @@ typedef struct sw_plan {
 	uint64_t save_bytes[2];
 	/* clipping (passes 2): 1 when the step runs one speculative pass (in.speculate asked for
 	 * it and every group has a rollback source: resident groups hold their gradient, host
-	 * state has an undo copy, NVMe state has two slots); else two passes, and why when one
+	 * state has a second set, NVMe state has two slots); else two passes, and why when one
 	 * was asked for */
 	int speculative;
 	char two_pass_why[320];

@@ -89,7 +89,7 @@ static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
 
 /* The traffic of the groups' updates, `updates` times, and (redo) of the rollback: P32 read
  * back from the pre-step slot and P16 rewritten to its home for NVMe state (host state is
- * restored from its undo copy in memory). */
+ * still in its current set in memory). */
 static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *k)
 {
 	uint64_t pb = (uint64_t)p->p16_bytes, u = (uint64_t)updates;

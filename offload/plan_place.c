@@ -26,7 +26,7 @@ uint64_t plan_group_dev(const sw_plan *p, int g)
 }
 
 uint64_t plan_p16_host(const sw_plan *p, int g) { return plan_host(group_numel(p, g) * (uint64_t)p->p16_bytes); }
-/* P32, m, v; with one-pass clipping their pre-step undo copy too */
+/* P32, m, v; with one-pass clipping a second set of them (a speculative update writes it) */
 uint64_t plan_opt_host(const sw_plan *p, int g)
 {
 	return (uint64_t)(plan_spec(p) ? 6 : 3) * plan_host(group_numel(p, g) * 4);

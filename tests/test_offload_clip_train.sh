@@ -2,7 +2,7 @@
 # One-pass clipping through `spillway train` (issue 14): with the threshold between the steps'
 # gradient norms and a NaN injected into one gradient at step 3 (SW_TEST_POISON_GRAD), the
 # default one-pass scheme and the two-pass scheme (SW_CLIP_PASSES=2) save byte-identical weights,
-# m and v, with state on the host (undo copy) and on NVMe (two slots); metrics.jsonl says which
+# m and v, with state on the host (second state set) and on NVMe (two slots); metrics.jsonl says which
 # steps were redone (exactly those whose norm needed clipping) and "skipped: non-finite
 # gradient" for step 3; the summary gives the redone fraction; a run stopped after the skip and
 # resumed ends with the same bytes (the skipped-step count travels in the manifest).

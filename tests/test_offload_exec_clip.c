@@ -118,9 +118,9 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 	int p16_nvme = hx_count(p, G, SW_STATE_P16, SW_TIER_NVME);
 	if (speculate && poison == 0 && clip > 0)
 		printf("  %-28s P16 device %d NVMe %d; P32/m/v host %d NVMe %d; held grads %.0f KiB, "
-		       "undo %.0f KiB; %s\n", place_name[place], p16_gpu, p16_nvme, opt_host, opt_nvme,
+		       "second state set %.0f KiB; %s\n", place_name[place], p16_gpu, p16_nvme, opt_host, opt_nvme,
 		       (double)p->bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] / 1024.0,
-		       (double)p->bytes[SW_TIER_HOST][SW_PURPOSE_UNDO] / 1024.0,
+		       (double)p->bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] / 1024.0,
 		       p->speculative ? "one speculative pass" : p->two_pass_why);
 	switch (place) {
 	case ALL_GPU: CHECKF(p16_gpu == G, "%s", place_name[place]); break;
@@ -138,7 +138,7 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 	if (speculate && !want_spec)
 		CHECKF(strstr(p->two_pass_why, "--checkpoint-only"), "%s: %s", place_name[place], p->two_pass_why);
 	/* the rollback rows are in the table when, and only when, the plan speculates */
-	CHECK((p->bytes[SW_TIER_HOST][SW_PURPOSE_UNDO] > 0) == (p->speculative && opt_host > 0));
+	CHECK((p->bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0) == (p->speculative && opt_host > 0));
 	/* (the tied embedding's gradient is held in the tied gradient buffer anyway) */
 	int held = p16_gpu - (tt->cfg.tie_embeddings && p->tier[0][SW_STATE_P32] == SW_TIER_GPU);
 	CHECK((p->bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0) == (p->speculative && held > 0));
@@ -249,7 +249,7 @@ static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 	b->cpu[MIXED] = 1ull << 30;
 	b->gpu[HOST_OPT] = b->gpu[NVME_OPT] = b->gpu[NVME_ALL] = b->gpu[NVME_ALL_1SLOT] = gmin;
 	b->cpu[HOST_OPT] = 1ull << 30;
-	/* P16 and checkpoints on the host, some optimizer state (with its undo copy) too */
+	/* P16 and checkpoints on the host, some optimizer state (with its second set) too */
 	b->cpu[NVME_OPT] = hmin + p16b + ckb + maxg * 24 + 64 * 4096;
 	b->cpu[NVME_ALL] = hmin;
 	b->cpu[NVME_ALL_1SLOT] = hmin1;

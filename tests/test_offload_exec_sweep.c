@@ -229,7 +229,7 @@ static void warm_up(void)
 
 /* One combination: plan, executor (hx_open compares its allocations with the table cell by
  * cell and with the budgets), and for a sample one trained step in a child process. */
-static int spec_rows[2];      /* combinations with held-gradient rows, with undo rows */
+static int spec_rows[2];      /* combinations with held-gradient rows, with second-state-set rows */
 
 static void run_combo(int i, const combo *k, int train, int *trained, int *near_min_over)
 {
@@ -242,7 +242,7 @@ static void run_combo(int i, const combo *k, int train, int *trained, int *near_
 		sw_plan p;
 		if (!sw_plan_build(&p, &in)) {
 			spec_rows[0] += p.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
-			spec_rows[1] += p.bytes[SW_TIER_HOST][SW_PURPOSE_UNDO] > 0;
+			spec_rows[1] += p.bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0;
 		}
 		sw_plan_free(&p);
 	}
@@ -453,7 +453,7 @@ int main(int argc, char **argv)
 	       "budget is far above its minimum, over it (by the unbudgeted fixed share) in %d of the "
 	       "others\n", n, trained, over);
 	/* the rows of one-pass clipping are among the cells compared */
-	printf("   one-pass clipping's rollback rows: held gradients in %d combinations, undo copies "
+	printf("   one-pass clipping's rollback rows: held gradients in %d combinations, second state sets "
 	       "in %d\n", spec_rows[0], spec_rows[1]);
 	CHECK(spec_rows[0] > 0 && spec_rows[1] > 0);
 	for (int g = 0; g < 3; g++)
