@@ -74,8 +74,8 @@ typedef struct sw_train_ctx {
 	int64_t n_steps, n_redone, n_skipped;   /* this run's steps, of them redone by one-pass
 					      * clipping, skipped (non-finite gradient) */
 	int64_t skipped_total;       /* steps skipped since the run began (resumes included):
-				      * AdamW's step counter is the step less these, as if a skipped
-				      * step had not been taken */
+				      * AdamW's step counter and the schedule's position are the
+				      * step less these, as if a skipped step had not been taken */
 	int64_t last_saved;          /* the step of the last save (0: none) */
 	/* progress and the run report (core/progress.h, core/report.h) */
 	sw_steps steps;              /* the step bar or the sparse step lines */

@@ -228,10 +228,12 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		}
 		if ((rc = sw_data_next(&c->data, rows, inputs, targets)))
 			break;
-		double lr = sw_lr_at(&a->sched, step);
+		/* AdamW's step counter and the schedule leave out the skipped steps: a skipped step
+		 * is as if it had not been taken, apart from consuming its batch (docs/optim.md) */
+		int64_t taken = step - c->skipped_total;
+		double lr = sw_lr_at(&a->sched, taken);
 		sw_exec_stats st;
-		/* AdamW's step counter leaves out the skipped steps (torch's optimizer step count) */
-		if ((rc = sw_exec_step(c->ex, inputs, targets, step - c->skipped_total, lr, &st)))
+		if ((rc = sw_exec_step(c->ex, inputs, targets, taken, lr, &st)))
 			break;
 		c->skipped_total += st.s.skipped;
 		c->last_step = step;

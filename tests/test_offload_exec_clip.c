@@ -157,8 +157,8 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 			skipped++;
 			continue;
 		}
-		/* AdamW's step counter leaves the skipped steps out, as train's loop does */
-		CHECK(sw_exec_step(h.ex, in_, tg, s - skipped, lr_of(s), &st) == 0);
+		/* AdamW's step counter and the schedule leave the skipped steps out, as train's loop does */
+		CHECK(sw_exec_step(h.ex, in_, tg, s - skipped, lr_of(s - skipped), &st) == 0);
 		skipped += st.s.skipped;
 		r->loss[s - 1] = st.s.loss;
 		r->norm[s - 1] = st.s.grad_norm;
