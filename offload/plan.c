@@ -221,6 +221,9 @@ static const char *spec_missing(const sw_plan *p)
 	return NULL;
 }
 
+/* Clipping asked for one speculative pass: the speculative plan, unless it does not fit, has
+ * a group without a rollback source, or the two-pass plan (which needs no rollback buffers, so
+ * may keep more on the faster tiers) is predicted faster; then the two-pass plan, saying why. */
 int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 {
 	int rc = plan_build_once(p, in);
@@ -228,19 +231,27 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 		return rc;
 	char why[sizeof(p->two_pass_why)];
 	const char *miss = rc ? NULL : spec_missing(p);
-	if (!rc && !miss)
-		return 0;
+	double spec_s = rc || miss ? 0 : p->cost.step_s;
 	if (rc)
 		snprintf(why, sizeof(why), "the rollback buffers of one-pass clipping do not fit (%.200s)", p->why);
-	else
+	else if (miss)
 		snprintf(why, sizeof(why), "%s", miss);
-	/* the two-pass scheme needs no rollback source: plan it instead, saying why */
 	sw_plan_input x = *in;
 	x.speculate = 0;
+	sw_plan two;
+	int rc2 = plan_build_once(&two, &x);
+	if (!rc && !miss && (rc2 || spec_s <= two.cost.step_s)) {
+		sw_plan_free(&two);
+		return 0;
+	}
+	if (!rc && !miss)
+		snprintf(why, sizeof(why), "predicted faster than one pass (%.4g s against %.4g s a step: "
+			 "one pass needs rollback buffers that push state to slower tiers)",
+			 two.cost.step_s, spec_s);
 	sw_plan_free(p);
-	rc = plan_build_once(p, &x);
+	*p = two;
 	snprintf(p->two_pass_why, sizeof(p->two_pass_why), "%s", why);
-	return rc;
+	return rc2;
 }
 
 void sw_plan_free(sw_plan *p)

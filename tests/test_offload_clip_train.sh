@@ -6,6 +6,8 @@
 # steps were redone (exactly those whose norm needed clipping) and "skipped: non-finite
 # gradient" for step 3; the summary gives the redone fraction; a run stopped after the skip and
 # resumed ends with the same bytes (the skipped-step count travels in the manifest).
+# (--gemm-tflops: the CPU backend's order of rate; the planner keeps one pass where it is
+# predicted no slower than two, which compute decides here.)
 set -u
 bin=${SW_BIN:-build/spillway}
 w=$(mktemp -d /tmp/sw-clip-train.XXXXXX)
@@ -14,7 +16,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" init --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 258 --seed 5 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 common=(--model "$w/m" --data "$w/d.tok" --lr 3e-3 --warmup 1 --seq-len 32 --batch-tokens 128
-        --backend cpu --steps 6 --chunk 4096)
+        --backend cpu --steps 6 --chunk 4096 --gemm-tflops 0.05)
 host=(--gpu-mem 600KiB --cpu-mem 64MiB)
 mkdir -p "$w/nv0" "$w/nv1" "$w/nv2" "$w/nv3"
 nvme=(--gpu-mem 600KiB --cpu-mem 1MiB)

@@ -264,6 +264,9 @@ static void run_config(int tie)
 	       tie ? "tied" : "untied GQA", (long long)tt.total, tt.ngroups, M, T);
 	sw_plan_input in;
 	hx_input(&in, &tt, M, T, 0, 4096);
+	/* the CPU backend's order of GEMM rate (the default is a GPU's): the planner keeps one pass
+	 * only where it is predicted no slower than two, and here compute decides it */
+	in.rates.gemm_tflops = 0.05;
 	budgets b;
 	budgets_get(&tt, &in, &b);
 	/* a threshold between the steps' norms: the median of an unclipped run's */
