@@ -4,6 +4,7 @@
  * passes (the first only sums the norm). */
 #include "offload/exec_int.h"
 #include "core/log.h"
+#include "core/safetensors.h"
 #include "optim/clip.h"
 
 #include <errno.h>
@@ -321,12 +322,31 @@ static double step_norm(sw_exec *ex)
 	return sw_grad_norm(ss, ex->G);
 }
 
+/* P16 of a host-resident group rounded from its P32, both in host memory, on the optimizer's
+ * pool (idle during a rollback: the queue has drained) in pieces of ROUND_PIECE elements. */
+enum { ROUND_PIECE = 1 << 20 };
+typedef struct round_job { sw_exec *ex; const grp *g; int64_t n; } round_job;
+
+static void round_task(void *ctx, int64_t task, int worker)
+{
+	(void)worker;
+	const round_job *j = ctx;
+	int64_t o = task * ROUND_PIECE, c = j->n - o < ROUND_PIECE ? j->n - o : ROUND_PIECE;
+	sw_convert((char *)j->g->p16_host + o * j->ex->ab, j->ex->be->act, j->g->opt_host[0] + o,
+		   SW_DTYPE_F32, c);
+}
+
 /* Group gi's P16 rounded again from its P32 (host memory, or NVMe slot ex->slot read chunk by
  * chunk into the optimizer's staging): P16 is bf16(P32) wherever it lives. */
 static int p16_rebuild(sw_exec *ex, int gi)
 {
 	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
+	if (g->opt_tier == SW_TIER_HOST && g->p16_tier == SW_TIER_HOST && ex->pool) {
+		round_job j = { ex, g, n };
+		sw_pool_run(ex->pool, round_task, &j, (n + ROUND_PIECE - 1) / ROUND_PIECE);
+		return 0;
+	}
 	exec_home h = exec_home_opt(ex, gi, 0, ex->slot);
 	int rc = 0;
 	for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
