@@ -232,8 +232,13 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	char why[sizeof(p->two_pass_why)];
 	const char *miss = rc ? NULL : spec_missing(p);
 	double spec_s = rc || miss ? 0 : p->cost.step_s;
-	if (rc)
-		snprintf(why, sizeof(why), "the rollback buffers of one-pass clipping do not fit (%.200s)", p->why);
+	char sb[32];
+	if (rc && rc != -ENOSPC)
+		snprintf(why, sizeof(why), "planning one-pass clipping failed (%s)", strerror(-rc));
+	else if (rc)
+		snprintf(why, sizeof(why), "the rollback buffers of one-pass clipping do not fit (the %s "
+			 "tier would be %s short)", sw_plan_tier_label(p, p->short_tier),
+			 sw_fmt_size(p->short_bytes, sb, sizeof(sb)));
 	else if (miss)
 		snprintf(why, sizeof(why), "%s", miss);
 	sw_plan_input x = *in;

@@ -255,6 +255,44 @@ static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 	b->cpu[NVME_ALL_1SLOT] = hmin1;
 }
 
+/* The planner's choice between one pass and two: the speculative plan unless it does not fit,
+ * a group has no rollback source, or two passes are predicted faster; each says why. */
+static void plan_fallbacks(const sw_table *tt, const sw_plan_input *in0, const budgets *b)
+{
+	sw_plan_input in = *in0;
+	in.passes = 2;
+	sw_plan p, q;
+	/* predicted faster: the default rates are a GPU's, under which this tiny model is bound by
+	 * transfers, and one pass's rollback buffers push state down a tier */
+	in.rates.gemm_tflops = 400;
+	in.gpu_mem = b->gpu[MIXED];
+	in.cpu_mem = b->cpu[MIXED];
+	in.speculate = 1;
+	CHECK(sw_plan_build(&p, &in) == 0);
+	in.speculate = 0;
+	CHECK(sw_plan_build(&q, &in) == 0);
+	if (!p.speculative) {
+		CHECKF(strstr(p.two_pass_why, "predicted faster") && p.cost.step_s == q.cost.step_s,
+		       "%s", p.two_pass_why);
+		printf("  planner: %s\n", p.two_pass_why);
+	}
+	sw_plan_free(&p);
+	sw_plan_free(&q);
+	/* do not fit: no NVMe and a host budget that holds every group's state once but not twice */
+	in.n_nvme = 0;
+	in.gpu_mem = b->gpu[HOST_OPT];
+	in.cpu_mem = 1ull << 30;
+	CHECK(sw_plan_build(&q, &in) == 0);     /* two passes: what the host holds */
+	in.cpu_mem = q.total[SW_TIER_HOST];
+	sw_plan_free(&q);
+	in.speculate = 1;
+	CHECK(sw_plan_build(&p, &in) == 0);
+	CHECKF(!p.speculative && strstr(p.two_pass_why, "do not fit"), "%s", p.two_pass_why);
+	printf("  planner: %s\n", p.two_pass_why);
+	sw_plan_free(&p);
+	(void)tt;
+}
+
 static void run_config(int tie)
 {
 	sw_config c = cfg_make(tie);
@@ -269,6 +307,7 @@ static void run_config(int tie)
 	in.rates.gemm_tflops = 0.05;
 	budgets b;
 	budgets_get(&tt, &in, &b);
+	plan_fallbacks(&tt, &in, &b);
 	/* a threshold between the steps' norms: the median of an unclipped run's */
 	result free_run;
 	run(&tt, &in, &b, ALL_GPU, 0, 1e30, 0, 0, &free_run);
