@@ -38,6 +38,8 @@ typedef struct grp {
 	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
 	float *ghold;                      /* one-pass clipping, resident: the gradient held
 					    * until the norm is known */
+	float *hheld;                      /* one-pass clipping with one NVMe slot: the group's
+					    * gradient, pinned, its update deferred to the norm */
 	float *alt[3];                     /* one-pass clipping, host state: the second set of
 					    * P32, m, v that a speculative update writes (the
 					    * step commits by swapping it with opt_host) */
@@ -62,8 +64,9 @@ typedef struct ckpt {
 
 typedef struct span { int track; double t0, t1; char name[24]; } span;
 
-/* spec: a speculative update (host state is written to the group's second set) */
-typedef struct opt_msg { int group, hb, spec; double scale; } opt_msg;
+/* spec: a speculative update (host state is written to the group's second set); hb < 0: the
+ * gradient is grad (a held one), not a pinned queue buffer */
+typedef struct opt_msg { int group, hb, spec; double scale; const float *grad; } opt_msg;
 
 struct sw_exec {
 	sw_backend *be;
@@ -133,6 +136,7 @@ struct sw_exec {
 	 * end, rolled back and redone or skipped; docs/architecture.md), 2 two passes */
 	int clip_mode;
 	int spec_pass;                     /* the speculative pass is running */
+	sw_event *held_ev;                 /* a held gradient's D2H waits for it on cs */
 	int commit_alt;                    /* at the step's end, host state's second sets become
 					    * the current ones (the speculative pass was kept) */
 	int first_pass;                    /* the step's first backward pass is running */
@@ -197,7 +201,8 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);
 int exec_hgrad_acquire(sw_exec *ex);
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec);
+/* Queues group gi's CPU update from pinned buffer hb, or (hb < 0) from grad; waits for room. */
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad);
 int exec_opt_drain(sw_exec *ex);
 
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */

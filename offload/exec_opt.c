@@ -201,12 +201,15 @@ void *exec_opt_thread(void *arg)
 		ex->qn--;
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
-		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);   /* the gradient has arrived */
-		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale, msg.spec);
+		if (msg.hb >= 0)   /* the gradient has arrived (a held one is there already) */
+			ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);
+		int rc = opt_group(ex, msg.group, msg.hb >= 0 ? ex->hgrad[msg.hb] : msg.grad, msg.scale,
+				   msg.spec);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
-		ex->hgrad_busy[msg.hb] = 0;
+		if (msg.hb >= 0)
+			ex->hgrad_busy[msg.hb] = 0;
 		ex->busy = 0;
 		pthread_cond_broadcast(&ex->cv);
 	}
@@ -229,11 +232,12 @@ int exec_hgrad_acquire(sw_exec *ex)
 	}
 }
 
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec)
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad)
 {
 	pthread_mutex_lock(&ex->mu);
-	SW_ASSERT(ex->qn < OPT_Q);
-	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, spec, scale };
+	while (ex->qn == OPT_Q)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, spec, scale, grad };
 	ex->qn++;
 	pthread_cond_broadcast(&ex->cv);
 	pthread_mutex_unlock(&ex->mu);

@@ -76,6 +76,17 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		if (ex->spec_pass)
 			return;
 		gpu_update(ex, gi, gb, scale);
+	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
+		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm */
+		sw_event *e = ex->held_ev;
+		op->event_record(be, e, ex->cs);
+		op->stream_wait(be, ex->ds, e);
+		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
+		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
+		exec_gspan_end(ex, ex->ds, sp);
+		if (fe)
+			op->event_record(be, fe, ex->ds);
+		return;
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
 		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
@@ -88,7 +99,7 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->event_record(be, e, ex->ds);
 		if (fe)
 			op->event_record(be, fe, ex->ds);
-		exec_opt_send(ex, gi, hb, scale, ex->spec_pass);
+		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
 	if (fe)
@@ -377,7 +388,7 @@ static int step_rollback(sw_exec *ex)
 	be->ops->stream_sync(be, ex->ds);
 	for (int gi = 0; gi < ex->G && !rc; gi++) {
 		grp *g = &ex->g[gi];
-		if (g->opt_tier != SW_TIER_GPU)
+		if (g->opt_tier != SW_TIER_GPU && !g->hheld)   /* a deferred group was not touched */
 			rc = p16_rebuild(ex, gi);
 	}
 	return rc;
@@ -404,6 +415,11 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 		for (int gi = 0; gi < ex->G; gi++)
 			if (ex->g[gi].opt_tier == SW_TIER_GPU)
 				gpu_update(ex, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
+		/* one NVMe slot: the deferred groups' updates, from their held gradients */
+		ex->be->ops->stream_sync(ex->be, ex->ds);
+		for (int gi = ex->G - 1; gi >= 0; gi--)
+			if (ex->g[gi].hheld)
+				exec_opt_send(ex, gi, -1, 1.0, 0, ex->g[gi].hheld);
 		return 0;
 	}
 	if ((rc = step_rollback(ex)))

@@ -170,6 +170,14 @@ static void check_invariants(const sw_plan *p)
 	SW_ASSERT(p->ckpt_count[0] + p->ckpt_count[1] + p->ckpt_count[2] == p->n_layers * p->n_micro);
 }
 
+static int nvme_opt_groups(const sw_plan *p)
+{
+	int n = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		n += p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
+	return n;
+}
+
 static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 {
 	memset(p, 0, sizeof(*p));
@@ -208,17 +216,18 @@ static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 	return 0;
 }
 
-/* Why a speculative plan cannot roll back every group, or NULL: one optimizer slot on NVMe
- * (--checkpoint-only) keeps no pre-step copy of what it updates in place. */
-static const char *spec_missing(const sw_plan *p)
+/* Why a speculative plan cannot roll back or defer every group, or NULL: one optimizer slot on
+ * NVMe (--checkpoint-only) keeps no pre-step copy of what it updates in place, and the host
+ * has no room to hold those groups' gradients until the norm is known. */
+static const char *spec_missing(const sw_plan *p, char *buf, size_t len)
 {
-	if (p->in.slots == 2)
+	if (p->in.slots == 2 || p->defer_nvme || !nvme_opt_groups(p))
 		return NULL;
-	for (int g = 0; g < p->ngroups; g++)
-		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME)
-			return "--checkpoint-only keeps one optimizer slot on NVMe, updated in place: no "
-			       "pre-step copy to roll back to";
-	return NULL;
+	char b[32];
+	snprintf(buf, len, "--checkpoint-only keeps one optimizer slot on NVMe, updated in place, and "
+		 "holding those groups' gradients in host memory until the norm is known needs %s "
+		 "more --cpu-mem", sw_fmt_size(p->defer_short, b, sizeof(b)));
+	return buf;
 }
 
 /* Clipping asked for one speculative pass: the speculative plan, unless it does not fit, has
@@ -229,8 +238,8 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	int rc = plan_build_once(p, in);
 	if (in->passes != 2 || !in->speculate || rc == -EINVAL)
 		return rc;
-	char why[sizeof(p->two_pass_why)];
-	const char *miss = rc ? NULL : spec_missing(p);
+	char why[sizeof(p->two_pass_why)], mbuf[sizeof(p->two_pass_why)];
+	const char *miss = rc ? NULL : spec_missing(p, mbuf, sizeof(mbuf));
 	double spec_s = rc || miss ? 0 : p->cost.step_s;
 	char sb[32];
 	if (rc && rc != -ENOSPC)

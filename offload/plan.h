@@ -184,7 +184,10 @@ typedef struct sw_plan_cost {
 	int64_t adam_params;        /* parameters updated by CPU AdamW */
 	double t_h2d, t_d2h, t_nvme_read, t_nvme_write;   /* seconds */
 	double t[SW_RES_COUNT];     /* compute; PCIe = max(h2d, d2h); NVMe = read + write; CPU */
-	double step_s;              /* max of t[] */
+	double t_after;             /* one-pass clipping with one slot: the deferred groups'
+				     * updates, after the backward (max of their NVMe and CPU
+				     * AdamW time; their bytes are in the totals above, not in t[]) */
+	double step_s;              /* max of t[], + t_after */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second
@@ -226,6 +229,10 @@ typedef struct sw_plan {
 	 * state has a second set, NVMe state has two slots); else two passes, and why when one
 	 * was asked for */
 	int speculative;
+	int defer_nvme;             /* speculative with one NVMe slot: the NVMe groups' gradients
+				     * are held in pinned host memory (rows "held gradients" on the
+				     * host) and their updates run after the norm is known */
+	uint64_t defer_short;       /* else: the host bytes that holding them lacked */
 	char two_pass_why[320];
 	sw_plan_cost cost;          /* a step (one pass when speculative) */
 	sw_plan_cost redo;          /* speculative: a step whose norm needed clipping (the pass,

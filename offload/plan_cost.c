@@ -90,20 +90,28 @@ static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
 /* The traffic of the groups' updates, `updates` times, and (redo) of the rollback: P32 read
  * back from the pre-step slot and P16 rewritten to its home for NVMe state (host state is
  * still in its current set in memory). */
-static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *k)
+static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *k, sw_plan_cost *after)
 {
-	uint64_t pb = (uint64_t)p->p16_bytes, u = (uint64_t)updates;
+	uint64_t pb = (uint64_t)p->p16_bytes;
 	for (int g = 0; g < p->ngroups; g++) {
 		if (plan_resident(p, g))
 			continue;
-		uint64_t n = (uint64_t)p->in.tt->g[g].numel;
+		uint64_t n = (uint64_t)p->in.tt->g[g].numel, u = (uint64_t)updates, rd = (uint64_t)redo;
+		/* a deferred group (one slot): updated once, after the norm; in a redone step only
+		 * by the second pass, with nothing to roll back */
+		int defer = p->defer_nvme && p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
+		if (defer)
+			u = 1, rd = 0;
+		sw_plan_cost *a[2] = { k, defer && updates == 1 ? after : NULL };
 		k->d2h += u * n * GRAD_BYTES;
-		k->adam_params += (int64_t)(u * n);
-		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
-			k->nvme_write += (u + (uint64_t)redo) * n * pb;
-		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
-			k->nvme_read += u * n * OPT_BYTES + (uint64_t)redo * n * 4;
-			k->nvme_write += u * n * OPT_BYTES;
+		for (int i = 0; i < 2 && a[i]; i++) {
+			a[i]->adam_params += (int64_t)(u * n);
+			if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
+				a[i]->nvme_write += (u + rd) * n * pb;
+			if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
+				a[i]->nvme_read += u * n * OPT_BYTES + rd * n * 4;
+				a[i]->nvme_write += u * n * OPT_BYTES;
+			}
 		}
 	}
 }
@@ -132,7 +140,9 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
 			k->nvme_read += f * n * pb;
 	}
-	cost_updates(p, updates, updates > 1, k);
+	sw_plan_cost after;
+	memset(&after, 0, sizeof(after));
+	cost_updates(p, updates, updates > 1, k, &after);
 	uint64_t P = (uint64_t)P_;
 	k->h2d += P * ck_off * item;             /* checkpoints back in every backward pass */
 	k->d2h += ck_off * item;                 /* checkpoints out in forward (copied from the
@@ -151,15 +161,20 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
 	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
 	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;
-	k->t_nvme_read = (double)k->nvme_read / (r->nvme_read_gbs * 1e9);
-	k->t_nvme_write = (double)k->nvme_write / (r->nvme_write_gbs * 1e9);
+	/* the deferred updates' bytes and parameters run after the backward (t_after) */
+	k->t_nvme_read = (double)(k->nvme_read - after.nvme_read) / (r->nvme_read_gbs * 1e9);
+	k->t_nvme_write = (double)(k->nvme_write - after.nvme_write) / (r->nvme_write_gbs * 1e9);
 	k->t[SW_RES_NVME] = k->t_nvme_read + k->t_nvme_write;
-	k->t[SW_RES_CPU_ADAM] = (double)k->adam_params / r->adam_params_per_s;
+	k->t[SW_RES_CPU_ADAM] = (double)(k->adam_params - after.adam_params) / r->adam_params_per_s;
+	double an = (double)after.nvme_read / (r->nvme_read_gbs * 1e9) +
+		    (double)after.nvme_write / (r->nvme_write_gbs * 1e9);
+	double aa = (double)after.adam_params / r->adam_params_per_s;
+	k->t_after = an > aa ? an : aa;
 	k->bottleneck = SW_RES_COMPUTE;
 	for (int i = 1; i < SW_RES_COUNT; i++)
 		if (k->t[i] > k->t[k->bottleneck])
 			k->bottleneck = (sw_plan_resource)i;
-	k->step_s = k->t[k->bottleneck];
+	k->step_s = k->t[k->bottleneck] + k->t_after;
 	k->tokens_per_s = tokens / k->step_s;
 	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
 }

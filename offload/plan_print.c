@@ -149,7 +149,8 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 		return buf;
 	case SW_PURPOSE_XFER: return "pinned, one chunk of fp32: model in, weights and optimizer state out";
 	case SW_PURPOSE_HELD_GRAD:
-		return "one-pass clipping: resident groups' fp32 gradients, their AdamW after the norm";
+		return t == SW_TIER_GPU ? "one-pass clipping: resident groups' fp32 gradients, their AdamW after the norm"
+					: "one-pass clipping, one slot: NVMe groups' gradients, their AdamW after the norm";
 	case SW_PURPOSE_STATE_B:
 		return "one-pass clipping: P32/m/v written by the update, swapped in at the step's end";
 	default:
@@ -197,9 +198,14 @@ static void print_clipping(const sw_plan *p, FILE *f)
 		fprintf(f, "  %-6s %3d group%s: the update writes a second P32/m/v set (%s), swapped in "
 			"when the step stands\n", "host", n[SW_TIER_HOST], n[SW_TIER_HOST] > 1 ? "s" : "",
 			sw_fmt_size(p->bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B], b[1], 32));
-	if (n[SW_TIER_NVME])
+	if (n[SW_TIER_NVME] && !p->defer_nvme)
 		fprintf(f, "  %-6s %3d group%s: the other slot keeps the pre-step P32/m/v (no extra "
 			"bytes)\n", "NVMe", n[SW_TIER_NVME], n[SW_TIER_NVME] > 1 ? "s" : "");
+	if (n[SW_TIER_NVME] && p->defer_nvme)
+		fprintf(f, "  %-6s %3d group%s (one slot): gradients held in pinned host memory (%s), "
+			"CPU AdamW after the norm, %.4g s after the backward\n", "NVMe", n[SW_TIER_NVME],
+			n[SW_TIER_NVME] > 1 ? "s" : "",
+			sw_fmt_size(p->bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD], b[0], 32), p->cost.t_after);
 	fprintf(f, "  P16 off the %s is rounded again from the kept P32 on a rollback\n",
 		sw_plan_tier_label(p, SW_TIER_GPU));
 }
@@ -277,8 +283,12 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		k->t_nvme_write);
 	fprintf(f, "  %-12s %10.4g s  (%s params at %.2f G params/s)\n", sw_plan_resource_name(SW_RES_CPU_ADAM),
 		k->t[SW_RES_CPU_ADAM], fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9);
-	fprintf(f, "predicted step: %.4g s, bound by %s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
-		res_label(p, k->bottleneck), k->tokens_per_s, k->tflops);
+	if (k->t_after > 0)
+		fprintf(f, "  %-12s %10.4g s  (one slot: the deferred groups' updates, once the norm is "
+			"known)\n", "after", k->t_after);
+	fprintf(f, "predicted step: %.4g s, bound by %s%s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
+		res_label(p, k->bottleneck), k->t_after > 0 ? ", then the deferred updates" : "",
+		k->tokens_per_s, k->tflops);
 	if (p->speculative) {
 		const sw_plan_cost *d = &p->redo;
 		fprintf(f, "redone step (the norm needs clipping: rollback, then a second backward pass "

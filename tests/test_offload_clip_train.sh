@@ -5,7 +5,8 @@
 # m and v, with state on the host (second state set) and on NVMe (two slots); metrics.jsonl says which
 # steps were redone (exactly those whose norm needed clipping) and "skipped: non-finite
 # gradient" for step 3; the summary gives the redone fraction; a run stopped after the skip and
-# resumed ends with the same bytes (the skipped-step count travels in the manifest).
+# resumed ends with the same bytes (the skipped-step count travels in the manifest). With one
+# NVMe slot the same, deferring those groups' updates where the host holds their gradients.
 # (--gemm-tflops: the CPU backend's order of rate; the planner keeps one pass where it is
 # predicted no slower than two, which compute decides here.)
 set -u
@@ -79,6 +80,19 @@ same_save nv1 nv2
 same_save nv1 host1
 check_metrics nv1 1
 echo "ok NVMe state: one pass = two passes = host placement, byte for byte"
+
+# one slot (--checkpoint-only): with room for the NVMe groups' gradients in host memory their
+# updates wait for the norm (one pass); without it, two passes; the same bytes either way
+mkdir -p "$w/nv4" "$w/nv5"
+run c1 1 --gpu-mem 600KiB --cpu-mem 2MiB --checkpoint-only --nvme "$w/nv4"
+grep -q "gradients held in pinned host memory" "$w/c1.out" || { cat "$w/c1.out"; fail "one slot: no deferral in the plan"; }
+check_metrics c1 1
+same_save c1 host1
+run c2 1 --gpu-mem 600KiB --cpu-mem 700KiB --checkpoint-only --nvme "$w/nv5"
+grep -q "two backward passes every step" "$w/c2.out" || { cat "$w/c2.out"; fail "one slot without room: not two passes"; }
+check_metrics c2 2
+same_save c2 host1
+echo "ok one slot: gradients held (one pass) and no room (two passes), byte for byte"
 
 # stopped after the skipped step, resumed: AdamW's step counter still leaves step 3 out
 SW_TEST_POISON_GRAD=3:2 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv3" --clip "$clip" --run "$w/res" \

@@ -85,10 +85,11 @@ static const sw_adamw_hparams H = { .lr = 0, .beta1 = 0.9, .beta2 = 0.95, .eps =
 
 static double lr_of(int step) { return 3e-3 * (1.0 - 0.1 * step); }
 
-enum { ALL_GPU, MIXED, HOST_OPT, NVME_OPT, NVME_ALL, NVME_ALL_1SLOT, NPLACE };
+enum { ALL_GPU, MIXED, HOST_OPT, NVME_OPT, NVME_ALL, NVME_ALL_1SLOT, NVME_1SLOT_DEFER, NPLACE };
 static const char *place_name[NPLACE] = {
 	"all on the device", "resident + streamed groups", "P16 and optimizer on host",
 	"optimizer state on NVMe", "everything on NVMe, 2 slots", "everything on NVMe, 1 slot",
+	"NVMe, 1 slot, gradients held",
 };
 
 typedef struct budgets { uint64_t gpu[NPLACE], cpu[NPLACE]; } budgets;
@@ -100,7 +101,7 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 	sw_plan_input in = *in0;
 	in.passes = 2;
 	in.speculate = speculate;
-	in.slots = place == NVME_ALL_1SLOT ? 1 : 2;
+	in.slots = place == NVME_ALL_1SLOT || place == NVME_1SLOT_DEFER ? 1 : 2;
 	char env[32];
 	snprintf(env, sizeof(env), "%d:%d", POISON_STEP, tt->ngroups / 2);
 	if (poison)
@@ -117,9 +118,10 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 	int opt_nvme = hx_count(p, G, SW_STATE_P32, SW_TIER_NVME);
 	int p16_nvme = hx_count(p, G, SW_STATE_P16, SW_TIER_NVME);
 	if (speculate && poison == 0 && clip > 0)
-		printf("  %-28s P16 device %d NVMe %d; P32/m/v host %d NVMe %d; held grads %.0f KiB, "
+		printf("  %-28s P16 device %d NVMe %d; P32/m/v host %d NVMe %d; held grads %.0f + %.0f KiB, "
 		       "second state set %.0f KiB; %s\n", place_name[place], p16_gpu, p16_nvme, opt_host, opt_nvme,
 		       (double)p->bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] / 1024.0,
+		       (double)p->bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] / 1024.0,
 		       (double)p->bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] / 1024.0,
 		       p->speculative ? "one speculative pass" : p->two_pass_why);
 	switch (place) {
@@ -128,11 +130,16 @@ static void run(const sw_table *tt, sw_plan_input *in0, const budgets *b, int pl
 	case HOST_OPT: CHECKF(p16_gpu < G && opt_host > 0 && opt_nvme == 0 && p16_nvme == 0, "%s",
 			      place_name[place]); break;
 	case NVME_OPT: CHECKF(opt_nvme > 0, "%s", place_name[place]); break;
+	case NVME_1SLOT_DEFER: CHECKF(opt_nvme > 0, "%s", place_name[place]); break;
 	default: CHECKF(p16_nvme > 0 && opt_nvme > 0 && p->ckpt_count[SW_TIER_NVME] > 0, "%s",
 			place_name[place]); break;
 	}
-	/* the one-pass scheme wherever every group has a rollback source; one NVMe slot has none */
+	/* the one-pass scheme wherever every group has a rollback source, or (one NVMe slot) the
+	 * host has room to hold the NVMe groups' gradients until the norm is known */
 	int want_spec = speculate && place != NVME_ALL_1SLOT;
+	CHECKF(p->defer_nvme == (speculate && place == NVME_1SLOT_DEFER), "%s: defer %d", place_name[place],
+	       p->defer_nvme);
+	CHECK((p->bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] > 0) == p->defer_nvme);
 	CHECKF(p->speculative == want_spec, "%s: speculate %d gave speculative %d (%s)", place_name[place],
 	       speculate, p->speculative, p->two_pass_why);
 	if (speculate && !want_spec)
@@ -253,6 +260,9 @@ static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 	b->cpu[NVME_OPT] = hmin + p16b + ckb + maxg * 24 + 64 * 4096;
 	b->cpu[NVME_ALL] = hmin;
 	b->cpu[NVME_ALL_1SLOT] = hmin1;
+	/* one slot with room for every group's gradient in pinned host memory */
+	b->gpu[NVME_1SLOT_DEFER] = gmin;
+	b->cpu[NVME_1SLOT_DEFER] = hmin1 + (uint64_t)tt->total * 4 + (uint64_t)tt->ngroups * 4096;
 }
 
 /* The planner's choice between one pass and two: the speculative plan unless it does not fit,

@@ -229,7 +229,7 @@ static void warm_up(void)
 
 /* One combination: plan, executor (hx_open compares its allocations with the table cell by
  * cell and with the budgets), and for a sample one trained step in a child process. */
-static int spec_rows[2];      /* combinations with held-gradient rows, with second-state-set rows */
+static int spec_rows[3];      /* combinations with held-gradient rows (device, host), with second-state-set rows */
 
 static void run_combo(int i, const combo *k, int train, int *trained, int *near_min_over)
 {
@@ -243,6 +243,7 @@ static void run_combo(int i, const combo *k, int train, int *trained, int *near_
 		if (!sw_plan_build(&p, &in)) {
 			spec_rows[0] += p.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
 			spec_rows[1] += p.bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0;
+			spec_rows[2] += p.bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] > 0;
 		}
 		sw_plan_free(&p);
 	}
@@ -453,8 +454,9 @@ int main(int argc, char **argv)
 	       "budget is far above its minimum, over it (by the unbudgeted fixed share) in %d of the "
 	       "others\n", n, trained, over);
 	/* the rows of one-pass clipping are among the cells compared */
-	printf("   one-pass clipping's rollback rows: held gradients in %d combinations, second state sets "
-	       "in %d\n", spec_rows[0], spec_rows[1]);
+	printf("   one-pass clipping's rollback rows: held gradients on the device in %d combinations, "
+	       "on the host (one slot, deferred) in %d, second state sets in %d\n", spec_rows[0],
+	       spec_rows[2], spec_rows[1]);
 	CHECK(spec_rows[0] > 0 && spec_rows[1] > 0);
 	for (int g = 0; g < 3; g++)
 		CHECK(seen[g][0] && seen[g][1] && seen[g][2]);
