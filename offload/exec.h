@@ -17,7 +17,8 @@
  *   The step ends when the optimizer queue is drained: updates are synchronous.
  * Clipping (exact, docs/architecture.md "Clipping"): with clip > 0 and a speculative plan
  * (plan->speculative) one pass: every group updated as its gradient completes with the scale
- * assumed 1 (resident groups' updates wait for the norm, their gradients held), then the scale
+ * assumed 1 (resident groups' updates, and with one NVMe slot the NVMe groups', wait for the
+ * norm, their gradients held), then the scale
  * optim/clip.h gives decides: exactly 1, done; below 1, every tier rolled back to the pre-step
  * state (host state: its second set was written; NVMe state: the other slot; P16 rounded again
  * from P32) and the backward redone with the scale; not finite, rolled back and skipped.
