@@ -323,6 +323,49 @@ static void regression_prefetch1(void)
 /* A tied model whose embedding stays on the device while the layers stream: the pinned
  * gradient buffers are sized by the largest streamed group (not the embedding), inside
  * --cpu-mem at its minimum. */
+/* One-pass clipping's rows in every tier: held gradients on the device (resident groups) and on
+ * the host (one NVMe slot, deferred updates), a second state set (host state, two slots); the
+ * executor takes exactly the table and trains a step inside the budgets. */
+static void regression_clip_rows(void)
+{
+	int seen[3] = { 0 };
+	for (int v = 0; v < 2; v++) {
+		combo k;
+		combo_fixed(&k);
+		k.c.n_layers = 3;
+		k.clip = 1.0;
+		k.speculate = 1;
+		k.slots = v ? 1 : 2;
+		k.gpu_kind = 1;
+		k.cpu_kind = v ? 0 : 2;
+		sw_table tt;
+		CHECK(sw_table_build(&tt, &k.c) == 0);
+		sw_plan_input in;
+		input_of(&k, &tt, &in);
+		in.rates.gemm_tflops = 1e-4;   /* compute-bound: the planner keeps one pass (and its rows) */
+		budgets(&k, &in);
+		if (v)   /* room for every streamed group's gradient beside the minimum */
+			in.cpu_mem += (uint64_t)tt.total * 4 + (uint64_t)tt.ngroups * 4096;
+		sw_adamw_hparams h = { .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8 };
+		hx_run r;
+		bufs b;
+		bufs_make(&b, &k, &tt);
+		CHECK(hx_open(&r, &tt, &in, in.gpu_mem, in.cpu_mem, 1.0, &h) == 0);
+		CHECKF(r.plan.speculative, "%s", r.plan.two_pass_why);
+		seen[0] += r.plan.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
+		seen[1] += r.plan.bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] > 0;
+		seen[2] += r.plan.bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0;
+		train_one(&r, &tt, &b, 0, 0);
+		hx_close(&r);
+		bufs_free(&b);
+		sw_table_free(&tt);
+	}
+	CHECKF(seen[0] && seen[1] && seen[2], "held on the device %d, on the host %d, second sets %d",
+	       seen[0], seen[1], seen[2]);
+	printf("ok regression one-pass clipping's rows: held gradients on the device and on the host, "
+	       "second state sets: allocations = the table, a step inside the budgets\n");
+}
+
 static void regression_tied(void)
 {
 	combo k;
@@ -462,6 +505,7 @@ int main(int argc, char **argv)
 		CHECK(seen[g][0] && seen[g][1] && seen[g][2]);
 	CHECK(streamed > 0 && trained >= n / every);
 	regression_prefetch1();
+	regression_clip_rows();
 	regression_tied();
 	regression_nvme_total();
 	regression_check_catches();
