@@ -75,12 +75,16 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-sw_pool *sw_pool_create(int nthreads, const int *cpus)
+int sw_pool_threads_for(int nthreads)
 {
 	if (nthreads <= 0)
 		nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (nthreads <= 0)
-		nthreads = 1;
+	return nthreads > 0 ? nthreads : 1;
+}
+
+sw_pool *sw_pool_create(int nthreads, const int *cpus)
+{
+	nthreads = sw_pool_threads_for(nthreads);
 	sw_pool *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;

@@ -16,6 +16,9 @@ typedef void (*sw_pool_fn)(void *ctx, int64_t task, int worker);
  * and is bound to cpus[0] until sw_pool_destroy restores its previous affinity (threads it
  * starts meanwhile inherit the binding). Returns NULL on failure. */
 sw_pool *sw_pool_create(int nthreads, const int *cpus);
+/* The number of threads sw_pool_create(nthreads, ...) starts: nthreads, or one per online core
+ * when nthreads <= 0. */
+int sw_pool_threads_for(int nthreads);
 void sw_pool_destroy(sw_pool *p);
 int sw_pool_threads(const sw_pool *p);
 void sw_pool_run(sw_pool *p, sw_pool_fn fn, void *ctx, int64_t ntasks);

@@ -88,6 +88,11 @@ typedef struct cpu_backend {
 	float *rope_cs;              /* (T, hd/2, 2) cos, sin for the cached inv_freq */
 	float *rope_freq;            /* (hd/2) the inv_freq the table was made for */
 	int rope_T, rope_hd;
+	/* after sw_cpu_backend_reserve_scratch: the scratch above lives in one block of the
+	 * arena, sized for the run's shapes; an op asking for more is an internal error */
+	void *fixed;
+	int own_fixed;               /* fixed is malloc'ed (no arena), not in the arena */
+	int64_t rope_cap;            /* floats of rope_cs (hd/2 more follow for rope_freq) */
 } cpu_backend;
 
 struct sw_stream { int unused; };
@@ -99,12 +104,32 @@ static cpu_backend *cpu_of(sw_backend *be) { return be->impl; }
 
 static float *wscr(cpu_backend *cb, int worker) { return cb->wscr[worker]; }
 
+/* What each op asks of a worker's scratch, in floats (sw_cpu_scratch_bytes takes the maximum
+ * over a model's ops; the ops below reserve the same). */
+static int64_t rms_fwd_floats(int64_t C) { return 3 * C; }
+static int64_t rms_bwd_floats(const sw_cpu_tune *t, int64_t C) { return 6 * C + 3 * (int64_t)t->col_block; }
+
+static int64_t attn_fwd_floats(const sw_cpu_tune *t, int64_t T, int64_t hd)
+{
+	int64_t R = t->attn_rows;
+	return 2 * T * hd + R * (2 * hd + T + 2);
+}
+
+static int64_t attn_bwd_floats(const sw_cpu_tune *t, int64_t T, int64_t hd)
+{
+	int64_t R = t->attn_rows;
+	return 2 * T * hd + R * (4 * hd + 2 * T) + 7 * R * hd + 2 * R * R;
+}
+
 /* Makes every worker's scratch at least n floats (contents not kept). Out of host memory here
  * is not recoverable inside an op: abort with the size. */
 static void wscr_reserve(cpu_backend *cb, int64_t n)
 {
 	if (n <= cb->wscr_n)
 		return;
+	if (cb->fixed)
+		sw_die("cpu backend: internal error: an op needs %lld floats of scratch per worker, "
+		       "the reserve has %lld (sw_cpu_scratch_bytes)", (long long)n, (long long)cb->wscr_n);
 	n = n + n / 4;
 	for (int i = 0; i < cb->nthreads; i++) {
 		free(cb->wscr[i]);
@@ -118,6 +143,10 @@ static void wscr_reserve(cpu_backend *cb, int64_t n)
 static void *shared_reserve(cpu_backend *cb, uint64_t bytes)
 {
 	if (bytes > cb->shared_n) {
+		if (cb->fixed)
+			sw_die("cpu backend: internal error: an op needs %llu bytes of shared scratch, "
+			       "the reserve has %llu (sw_cpu_scratch_bytes)", (unsigned long long)bytes,
+			       (unsigned long long)cb->shared_n);
 		free(cb->shared);
 		if (posix_memalign(&cb->shared, 64, (size_t)bytes))
 			sw_die("cpu backend: cannot allocate %llu bytes of op scratch",
@@ -176,6 +205,7 @@ static float dotf(const float *a, const float *b, int64_t n)
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---------------------------------------------------------------- GEMM ---- */
 
@@ -205,16 +235,29 @@ static int conv_block(float *dst, const mat *a, int64_t r0, int nr, int64_t c0, 
 	return nr;
 }
 
-static int64_t gemm_conv_floats(const sw_cpu_tune *t)
+/* The largest tile and conversion block (rows m, columns n, depth k) of the GEMMs of one op:
+ * the tune's sizes, cut to the op's dimensions. Scratch is laid out for these, so that small
+ * shapes take small scratch (sw_cpu_scratch_bytes); the partition itself, and so the result,
+ * does not depend on them. */
+typedef struct blk { int64_t m, n, k; } blk;
+
+static blk blk_of(const sw_cpu_tune *t, int64_t M, int64_t N, int64_t K)
 {
-	return (int64_t)t->gemm_m * t->gemm_k + (int64_t)t->gemm_k * t->gemm_n;
+	return (blk){ min64(t->gemm_m, M), min64(t->gemm_n, N), min64(t->gemm_k, K) };
 }
+
+/* tile_mm's conversion blocks: A's (m x k), then B's (k x n) */
+static int64_t conv_floats(blk b) { return b.m * b.k + b.k * b.n; }
+
+/* A worker's scratch for gemm_run: conversion blocks, an output tile, a bias row and a row of
+ * the old C (gemm_task). */
+static int64_t gemm_floats(blk b) { return conv_floats(b) + b.m * b.n + 2 * b.n; }
 
 /* C (m,n) fp32, ldc = beta*C + A[i0:i0+m, 0:K] @ B[0:K, j0:j0+n], on the calling thread.
  * fp32 operands go to cblas_sgemm as they are; a bf16 operand is converted block by block
  * (gemm_m x gemm_k, gemm_k x gemm_n) into conv, and K is accumulated block by block in C. */
-static void tile_mm(const sw_cpu_tune *t, float *conv, const mat *A, const mat *B, int64_t i0,
-		    int m, int64_t j0, int n, int K, float *C, int64_t ldc, float beta)
+static void tile_mm(const sw_cpu_tune *t, blk bk, float *conv, const mat *A, const mat *B,
+		    int64_t i0, int m, int64_t j0, int n, int K, float *C, int64_t ldc, float beta)
 {
 	if (m <= 0 || n <= 0)
 		return;
@@ -232,7 +275,7 @@ static void tile_mm(const sw_cpu_tune *t, float *conv, const mat *A, const mat *
 			    (const float *)B->p + mat_off(B, 0, j0), (int)B->ld, beta, C, (int)ldc);
 		return;
 	}
-	float *ca = conv, *cbuf = conv + (int64_t)t->gemm_m * t->gemm_k;
+	float *ca = conv, *cbuf = conv + bk.m * bk.k;
 	for (int k0 = 0; k0 < K; k0 += t->gemm_k) {
 		int kb = (int)min64(t->gemm_k, K - k0);
 		float bk = k0 ? 1.0f : beta;
@@ -275,6 +318,7 @@ typedef struct gemm_ctx {
 	int accum;           /* C = C + A@B rather than A@B */
 	const void *bias;    /* act (N), added to A@B; or NULL */
 	int64_t tiles_n;
+	blk bk;              /* the scratch layout */
 } gemm_ctx;
 
 static void gemm_task(void *vctx, int64_t task, int worker)
@@ -285,12 +329,12 @@ static void gemm_task(void *vctx, int64_t task, int worker)
 	int m = (int)min64(t->gemm_m, g->M - i0), n = (int)min64(t->gemm_n, g->N - j0);
 	float *conv = wscr(g->cb, worker);
 	if (!g->c_act) {
-		tile_mm(t, conv, &g->A, &g->B, i0, m, j0, n, g->K, (float *)g->C + i0 * g->ldc + j0,
-			g->ldc, g->accum ? 1.0f : 0.0f);
+			tile_mm(t, g->bk, conv, &g->A, &g->B, i0, m, j0, n, g->K,
+			(float *)g->C + i0 * g->ldc + j0, g->ldc, g->accum ? 1.0f : 0.0f);
 		return;
 	}
-	float *tile = conv + gemm_conv_floats(t), *tmp = tile + (int64_t)t->gemm_m * t->gemm_n;
-	tile_mm(t, conv, &g->A, &g->B, i0, m, j0, n, g->K, tile, n, 0.0f);
+	float *tile = conv + conv_floats(g->bk), *tmp = tile + g->bk.m * g->bk.n;
+	tile_mm(t, g->bk, conv, &g->A, &g->B, i0, m, j0, n, g->K, tile, n, 0.0f);
 	int bf = g->cb->bf;
 	const float *bias = g->bias ? view_row(g->bias, j0, n, bf, tmp) : NULL;
 	float *old = tmp + t->gemm_n;
@@ -315,8 +359,9 @@ static void gemm_run(cpu_backend *cb, mat A, mat B, int M, int N, int K, void *C
 	if (M <= 0 || N <= 0)
 		return;
 	const sw_cpu_tune *t = &cb->tune;
-	wscr_reserve(cb, gemm_conv_floats(t) + (int64_t)t->gemm_m * t->gemm_n + 2 * t->gemm_n);
-	gemm_ctx g = { cb, A, B, M, N, K, C, c_act, ldc, accum, bias, ceil_div(N, t->gemm_n) };
+	blk bk = blk_of(t, M, N, K);
+	wscr_reserve(cb, gemm_floats(bk));
+	gemm_ctx g = { cb, A, B, M, N, K, C, c_act, ldc, accum, bias, ceil_div(N, t->gemm_n), bk };
 	sw_pool_run(cb->pool, gemm_task, &g, ceil_div(M, t->gemm_m) * g.tiles_n);
 }
 
@@ -331,12 +376,16 @@ static void cpu_destroy(sw_backend *be)
 		munmap(cb->arena, (size_t)be->budget);
 	}
 	sw_suballoc_free_all(&cb->sa);
-	for (int i = 0; i < cb->nthreads; i++)
-		free(cb->wscr[i]);
+	if (!cb->fixed) {
+		for (int i = 0; i < cb->nthreads; i++)
+			free(cb->wscr[i]);
+		free(cb->shared);
+		free(cb->rope_cs);
+		free(cb->rope_freq);
+	}
+	if (cb->own_fixed)
+		free(cb->fixed);
 	free(cb->wscr);
-	free(cb->shared);
-	free(cb->rope_cs);
-	free(cb->rope_freq);
 	free(cb);
 }
 
@@ -562,7 +611,7 @@ static void cpu_rmsnorm_fwd(sw_backend *be, sw_stream *s, void *out, float *rstd
 {
 	(void)s;
 	cpu_backend *cb = cpu_of(be);
-	wscr_reserve(cb, 3 * (int64_t)C);
+	wscr_reserve(cb, rms_fwd_floats(C));
 	rms_ctx r = { .cb = cb, .out = out, .rstd = rstd, .inp = inp, .w = w, .N = N, .C = C,
 		      .eps = eps, .rows = rows_per_task(cb, C) };
 	sw_pool_run(cb->pool, rms_fwd_task, &r, ceil_div(N, r.rows));
@@ -619,7 +668,7 @@ static void cpu_rmsnorm_bwd(sw_backend *be, sw_stream *s, void *dinp, float *dw,
 {
 	(void)s;
 	cpu_backend *cb = cpu_of(be);
-	wscr_reserve(cb, 6 * (int64_t)C + 3 * (int64_t)cb->tune.col_block);
+	wscr_reserve(cb, rms_bwd_floats(&cb->tune, C));
 	rms_ctx r = { .cb = cb, .out = dinp, .rstd = (float *)rstd, .dw = dw, .inp = inp, .w = w,
 		      .dout = dout, .N = N, .C = C, .rows = rows_per_task(cb, C) };
 	/* dw first: it reads dout, which a caller may pass as dinp too */
@@ -699,11 +748,19 @@ static const float *rope_table(cpu_backend *cb, const float *inv_freq, int T, in
 	if (cb->rope_cs && cb->rope_T == T && cb->rope_hd == hd &&
 	    !memcmp(cb->rope_freq, inv_freq, (size_t)half * sizeof(float)))
 		return cb->rope_cs;
-	free(cb->rope_cs);
-	free(cb->rope_freq);
-	cb->rope_cs = malloc((size_t)T * (size_t)half * 2 * sizeof(float));
-	cb->rope_freq = malloc((size_t)half * sizeof(float) + 1);
-	SW_ASSERT(cb->rope_cs && cb->rope_freq);
+	if (cb->fixed) {
+		if ((int64_t)T * hd > cb->rope_cap)
+			sw_die("cpu backend: internal error: a rope table of %lld floats, the reserve "
+			       "has %lld (sw_cpu_scratch_bytes)", (long long)T * hd,
+			       (long long)cb->rope_cap);
+		cb->rope_freq = cb->rope_cs + cb->rope_cap;
+	} else {
+		free(cb->rope_cs);
+		free(cb->rope_freq);
+		cb->rope_cs = malloc((size_t)T * (size_t)half * 2 * sizeof(float));
+		cb->rope_freq = malloc((size_t)half * sizeof(float) + 1);
+		SW_ASSERT(cb->rope_cs && cb->rope_freq);
+	}
 	memcpy(cb->rope_freq, inv_freq, (size_t)half * sizeof(float));
 	for (int p = 0; p < T; p++)
 		for (int i = 0; i < half; i++) {
@@ -910,7 +967,7 @@ static void cpu_attention_fwd(sw_backend *be, sw_stream *s, void *out, float *ls
 	cpu_backend *cb = cpu_of(be);
 	SW_ASSERT(nkv > 0 && nh % nkv == 0);
 	int64_t R = cb->tune.attn_rows;
-	wscr_reserve(cb, 2 * (int64_t)T * hd + R * (2 * hd + T + 2));
+	wscr_reserve(cb, attn_fwd_floats(&cb->tune, T, hd));
 	attn_ctx a = { .cb = cb, .out = out, .lse = lse, .q = q, .k = k, .v = v, .B = B, .T = T,
 		       .nh = nh, .nkv = nkv, .hd = hd, .scale = (float)(1.0 / sqrt((double)hd)),
 		       .row_blocks = ceil_div(T, R) };
@@ -990,7 +1047,7 @@ static void cpu_attention_bwd(sw_backend *be, sw_stream *s, void *dq, void *dk, 
 	cpu_backend *cb = cpu_of(be);
 	SW_ASSERT(nkv > 0 && nh % nkv == 0);
 	int64_t R = cb->tune.attn_rows;
-	wscr_reserve(cb, 2 * (int64_t)T * hd + R * (4 * hd + 2 * T) + 7 * R * hd + 2 * R * R);
+	wscr_reserve(cb, attn_bwd_floats(&cb->tune, T, hd));
 	attn_ctx a = { .cb = cb, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .o = out, .q = q, .k = k,
 		       .v = v, .lse_in = lse, .B = B, .T = T, .nh = nh, .nkv = nkv, .hd = hd,
 		       .scale = (float)(1.0 / sqrt((double)hd)), .row_blocks = ceil_div(T, R) };
@@ -1170,6 +1227,7 @@ typedef struct head_ctx {
 	void *dinp;          /* (N, C) act */
 	int v0, vn;          /* current chunk */
 	int64_t tiles_c;
+	blk bk_logits, bk_dinp, bk_dw;   /* the scratch layouts of its GEMMs */
 } head_ctx;
 
 static int head_row_valid(const head_ctx *h, int64_t n)
@@ -1186,7 +1244,7 @@ static void head_lse_task(void *vctx, int64_t task, int worker)
 	const sw_cpu_tune *t = &h->cb->tune;
 	int64_t r0 = task * h->rows;
 	int nr = (int)min64(h->rows, h->N - r0);
-	float *conv = wscr(h->cb, worker), *tile = conv + gemm_conv_floats(t);
+	float *conv = wscr(h->cb, worker), *tile = conv + conv_floats(h->bk_logits);
 	float *mx = tile + (int64_t)h->rows * h->chunk, *sum = mx + h->rows, *tl = sum + h->rows;
 	for (int r = 0; r < nr; r++) {
 		mx[r] = -INFINITY;
@@ -1195,7 +1253,7 @@ static void head_lse_task(void *vctx, int64_t task, int worker)
 	}
 	for (int v0 = 0; v0 < h->V; v0 += h->chunk) {
 		int vn = (int)min64(h->chunk, h->V - v0);
-		tile_mm(t, conv, &h->X, &h->Wt, r0, nr, v0, vn, h->C, tile, vn, 0.0f);
+		tile_mm(t, h->bk_logits, conv, &h->X, &h->Wt, r0, nr, v0, vn, h->C, tile, vn, 0.0f);
 		for (int r = 0; r < nr; r++) {
 			const float *l = tile + (int64_t)r * vn;
 			float m = mx[r];
@@ -1229,7 +1287,7 @@ static void head_dlog_task(void *vctx, int64_t task, int worker)
 	int nr = (int)min64(h->rows, h->N - r0), vn = h->vn;
 	float *conv = wscr(h->cb, worker);
 	float *tile = h->dlog + r0 * vn;
-	tile_mm(t, conv, &h->X, &h->Wt, r0, nr, h->v0, vn, h->C, tile, vn, 0.0f);
+	tile_mm(t, h->bk_logits, conv, &h->X, &h->Wt, r0, nr, h->v0, vn, h->C, tile, vn, 0.0f);
 	for (int r = 0; r < nr; r++) {
 		float *l = tile + (int64_t)r * vn;
 		int32_t tg = h->tg[r0 + r];
@@ -1244,7 +1302,7 @@ static void head_dlog_task(void *vctx, int64_t task, int worker)
 	mat DL = { h->dlog, 0, 0, vn };
 	mat Wc = { (const uint8_t *)h->w + (int64_t)h->v0 * h->C * (h->cb->bf ? 2 : 4), h->cb->bf, 0,
 		   h->C };
-	tile_mm(t, conv, &DL, &Wc, r0, nr, 0, h->C, vn, h->dacc + r0 * h->C, h->C,
+	tile_mm(t, h->bk_dinp, conv, &DL, &Wc, r0, nr, 0, h->C, vn, h->dacc + r0 * h->C, h->C,
 		h->v0 ? 1.0f : 0.0f);
 }
 
@@ -1256,7 +1314,7 @@ static void head_dw_task(void *vctx, int64_t task, int worker)
 	int64_t i0 = task / h->tiles_c * t->gemm_m, j0 = task % h->tiles_c * t->gemm_n;
 	int m = (int)min64(t->gemm_m, h->vn - i0), n = (int)min64(t->gemm_n, h->C - j0);
 	mat DLt = { h->dlog, 0, 1, h->vn };
-	tile_mm(t, wscr(h->cb, worker), &DLt, &h->X, i0, m, j0, n, h->N,
+	tile_mm(t, h->bk_dw, wscr(h->cb, worker), &DLt, &h->X, i0, m, j0, n, h->N,
 		h->dw + (h->v0 + i0) * h->C + j0, h->C, 1.0f);
 }
 
@@ -1268,6 +1326,47 @@ static void head_store_task(void *vctx, int64_t task, int worker)
 	int64_t n0 = task * rows, n1 = min64(n0 + rows, h->N);
 	for (int64_t n = n0; n < n1; n++)
 		store_row(h->dinp, n * h->C, h->dacc + n * h->C, h->C, h->cb->bf);
+}
+
+/* The head's GEMMs, each with its own layout: logits X (rows, C) @ W^T (C, chunk), dinp
+ * dlogits (rows, chunk) @ W (chunk, C), dW dlogits^T (chunk, N) @ X (N, C). */
+static blk head_blk_logits(const sw_cpu_tune *t, int64_t N, int64_t C, int64_t chunk)
+{
+	return blk_of(t, min64(t->head_rows, N), chunk, C);
+}
+static blk head_blk_dinp(const sw_cpu_tune *t, int64_t N, int64_t C, int64_t chunk)
+{
+	return blk_of(t, min64(t->head_rows, N), C, chunk);
+}
+static blk head_blk_dw(const sw_cpu_tune *t, int64_t N, int64_t C, int64_t chunk)
+{
+	return blk_of(t, chunk, C, N);
+}
+
+/* A worker's head scratch: the logits' conversion blocks, then a (rows, chunk) logits tile and
+ * 3 row statistics (head_lse_task); or the other GEMMs' conversion blocks alone. */
+static int64_t head_floats(const sw_cpu_tune *t, int64_t N, int64_t C, int64_t V)
+{
+	int64_t rows = min64(t->head_rows, N), chunk = min64(t->head_chunk, V);
+	int64_t f = conv_floats(head_blk_logits(t, N, C, chunk)) + rows * chunk + 3 * rows;
+	f = max64(f, conv_floats(head_blk_dinp(t, N, C, chunk)));
+	return max64(f, conv_floats(head_blk_dw(t, N, C, chunk)));
+}
+
+/* The shared head scratch: lse (N), one chunk of dlogits (N, bchunk), the fp32 dinp (N, C). */
+static uint64_t head_shared_bytes(const sw_cpu_tune *t, int64_t N, int64_t C, int64_t V,
+				  int bwd, int64_t *bchunk)
+{
+	int64_t bc = min64(t->head_chunk, V);
+	if (bwd && N * bc > t->head_dlog)
+		bc = t->head_dlog / N > 1 ? t->head_dlog / N : 1;
+	if (bchunk)
+		*bchunk = bc;
+	uint64_t lse_b = ((uint64_t)N * sizeof(float) + 63) / 64 * 64;
+	if (!bwd)
+		return lse_b;
+	return lse_b + ((uint64_t)N * (uint64_t)bc * sizeof(float) + 63) / 64 * 64 +
+	       (uint64_t)N * (uint64_t)C * sizeof(float);
 }
 
 static void cpu_head_loss(sw_backend *be, sw_stream *s, float *losses, void *dinp, float *dw,
@@ -1283,15 +1382,14 @@ static void cpu_head_loss(sw_backend *be, sw_stream *s, float *losses, void *din
 	int rows = (int)min64(t->head_rows, N);
 	head_ctx h = { .cb = cb, .losses = losses, .X = { inp, cb->bf, 0, C },
 		       .Wt = { w, cb->bf, 1, C }, .w = w, .dw = dw, .tg = targets, .scale = scale,
-		       .N = N, .C = C, .V = V, .rows = rows, .chunk = chunk };
-	wscr_reserve(cb, gemm_conv_floats(t) + (int64_t)rows * chunk + 3 * (int64_t)rows);
-	int64_t bchunk = chunk;
-	if (dinp && (int64_t)N * bchunk > t->head_dlog)
-		bchunk = t->head_dlog / N > 1 ? t->head_dlog / N : 1;
-	uint64_t lse_b = ((uint64_t)N * sizeof(float) + 63) / 64 * 64;
-	uint64_t dlog_b = dinp ? ((uint64_t)N * (uint64_t)bchunk * sizeof(float) + 63) / 64 * 64 : 0;
-	uint64_t dacc_b = dinp ? (uint64_t)N * (uint64_t)C * sizeof(float) : 0;
-	uint8_t *sh = shared_reserve(cb, lse_b + dlog_b + dacc_b);
+		       .N = N, .C = C, .V = V, .rows = rows, .chunk = chunk,
+		       .bk_logits = head_blk_logits(t, N, C, chunk),
+		       .bk_dinp = head_blk_dinp(t, N, C, chunk), .bk_dw = head_blk_dw(t, N, C, chunk) };
+	wscr_reserve(cb, head_floats(t, N, C, V));
+	int64_t bchunk;
+	uint8_t *sh = shared_reserve(cb, head_shared_bytes(t, N, C, V, dinp != NULL, &bchunk));
+	uint64_t lse_b = head_shared_bytes(t, N, C, V, 0, NULL);
+	uint64_t dlog_b = ((uint64_t)N * (uint64_t)bchunk * sizeof(float) + 63) / 64 * 64;
 	h.lse = (float *)sh;
 	sw_pool_run(cb->pool, head_lse_task, &h, ceil_div(N, rows));
 	if (!dinp)
@@ -1438,4 +1536,88 @@ err_unmap:
 err_free:
 	free(cb);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- the scratch reserve ---- */
+
+static uint64_t page_up(uint64_t b) { return (b + 4095) / 4096 * 4096; }
+
+/* The pieces of the reserve: one worker's scratch (floats), the shared scratch and the rope
+ * table with its inv_freq (bytes each). The maximum over every op a model runs with these
+ * shapes: its layers (matmuls, norms, rope, attention), the head's loss and its logits (an
+ * evaluation), the embedding's backward and the gradient norms (sumsq over a group). */
+static void scratch_pieces(const sw_cpu_tune *t, const sw_dims *d, int64_t max_numel,
+			   int64_t *worker, uint64_t *shared, uint64_t *rope)
+{
+	int64_t N = d->N, C = d->C, qd = (int64_t)d->nh * d->hd, kvd = (int64_t)d->nkv * d->hd;
+	/* a layer's matmuls (in, out): q, k, v, o, gate/up, down; each runs forward (N, out, in),
+	 * dinp (N, in, out) and dW (out, in, N) */
+	const int64_t mm[][2] = { { C, qd }, { C, kvd }, { qd, C }, { C, d->F }, { d->F, C } };
+	int64_t w = gemm_floats(blk_of(t, N, d->V, C));                 /* head_logits */
+	for (size_t i = 0; i < sizeof(mm) / sizeof(mm[0]); i++) {
+		int64_t in = mm[i][0], out = mm[i][1];
+		w = max64(w, gemm_floats(blk_of(t, N, out, in)));
+		w = max64(w, gemm_floats(blk_of(t, N, in, out)));
+		w = max64(w, gemm_floats(blk_of(t, out, in, N)));
+	}
+	w = max64(w, head_floats(t, N, C, d->V));
+	w = max64(w, rms_bwd_floats(t, C));
+	w = max64(w, rms_fwd_floats(C));
+	w = max64(w, 3 * (int64_t)t->col_block);     /* embedding_bwd, dbias: within rms_bwd's */
+	w = max64(w, max64((int64_t)d->nh, (int64_t)d->nkv) * d->hd);   /* rope */
+	w = max64(w, attn_fwd_floats(t, d->T, d->hd));
+	w = max64(w, attn_bwd_floats(t, d->T, d->hd));
+	*worker = w;
+	uint64_t sq = (uint64_t)(ceil_div(max_numel, t->elem_chunk) + 1) * sizeof(double);
+	uint64_t hd_b = head_shared_bytes(t, N, C, d->V, 1, NULL);
+	*shared = sq > hd_b ? sq : hd_b;
+	*rope = ((uint64_t)d->T * (uint64_t)d->hd + (uint64_t)d->hd / 2 + 1) * sizeof(float);
+}
+
+uint64_t sw_cpu_scratch_bytes(int threads, const sw_dims *d, int64_t max_numel)
+{
+	int64_t w;
+	uint64_t sh, rope;
+	scratch_pieces(&cpu_tune_default, d, max_numel, &w, &sh, &rope);
+	int n = sw_pool_threads_for(threads);
+	return (uint64_t)n * page_up((uint64_t)w * sizeof(float)) + page_up(sh) + page_up(rope);
+}
+
+int sw_cpu_backend_reserve_scratch(sw_backend *be, const sw_dims *d, int64_t max_numel)
+{
+	cpu_backend *cb = cpu_of(be);
+	SW_ASSERT(!cb->fixed);
+	int64_t w;
+	uint64_t sh, rope;
+	scratch_pieces(&cb->tune, d, max_numel, &w, &sh, &rope);
+	uint64_t wb = page_up((uint64_t)w * sizeof(float));
+	uint64_t total = (uint64_t)cb->nthreads * wb + page_up(sh) + page_up(rope);
+	void *blk = NULL;
+	if (!cb->arena) {
+		/* no device budget: the reserve is plain host memory */
+		if (posix_memalign(&blk, 4096, (size_t)total))
+			return -ENOMEM;
+		cb->own_fixed = 1;
+	} else if (cpu_dev_alloc(be, total, &blk)) {
+		sw_error("backend cpu: the op scratch (%llu bytes for these shapes and %d threads) "
+			 "does not fit the device arena of %llu bytes; raise --gpu-mem",
+			 (unsigned long long)total, cb->nthreads, (unsigned long long)be->budget);
+		return -ENOSPC;
+	}
+	for (int i = 0; i < cb->nthreads; i++) {
+		free(cb->wscr[i]);
+		cb->wscr[i] = (float *)((uint8_t *)blk + (uint64_t)i * wb);
+	}
+	free(cb->shared);
+	free(cb->rope_cs);
+	free(cb->rope_freq);
+	cb->wscr_n = (int64_t)(wb / sizeof(float));
+	cb->shared = (uint8_t *)blk + (uint64_t)cb->nthreads * wb;
+	cb->shared_n = page_up(sh);
+	cb->rope_cs = (float *)((uint8_t *)cb->shared + page_up(sh));
+	cb->rope_cap = (int64_t)((page_up(rope) / sizeof(float)) - (uint64_t)d->hd / 2 - 1);
+	cb->rope_freq = NULL;
+	cb->rope_T = cb->rope_hd = 0;
+	cb->fixed = blk;
+	return 0;
 }

@@ -7,6 +7,7 @@
 #define SW_CPU_BACKEND_CPU_H
 #include <stdint.h>
 #include "core/backend.h"
+#include "core/model.h"
 
 typedef struct sw_cpu_tune {
 	int gemm_m, gemm_n;   /* GEMM output tile per task (rows, cols); also the bf16 conversion block */
@@ -23,4 +24,16 @@ typedef struct sw_cpu_tune {
 void sw_cpu_backend_get_tune(sw_backend *be, sw_cpu_tune *t);
 /* Every field must be >= 1. */
 void sw_cpu_backend_set_tune(sw_backend *be, const sw_cpu_tune *t);
+
+/* The op scratch the backend takes, with its default block sizes and `threads` workers (0: one
+ * per core, as sw_backend_opts.threads), for ops on micro-batches of shape d whose gradient
+ * norms sum groups of at most max_numel parameters: the workers' scratch, the scratch shared by
+ * one op's tasks, and the rope table, each rounded up to pages. The CPU backend's counterpart
+ * of the CUDA backend's reserve; a run takes it out of --gpu-mem. */
+uint64_t sw_cpu_scratch_bytes(int threads, const sw_dims *d, int64_t max_numel);
+/* Allocates that scratch now, from the device arena (it then counts in be->used and be->peak),
+ * sized with the backend's current block sizes; from then on an op needing more is an internal
+ * error (it aborts, naming the op's need) instead of growing outside the budget. -ENOSPC with a
+ * message when the arena cannot hold it. */
+int sw_cpu_backend_reserve_scratch(sw_backend *be, const sw_dims *d, int64_t max_numel);
 #endif

@@ -83,9 +83,9 @@ typedef struct sw_plan_input {
 	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
 	uint64_t cublas_workspace;  /* GPU bytes */
 	uint64_t gpu_reserve;       /* GPU bytes held back (e.g. the CUDA context) */
-	uint64_t host_reserve;      /* host bytes of --cpu-mem held back for what the process takes
-				     * outside the executor after start-up (the GPU runtime's modules
-				     * loaded on first use, the backend's op scratch); 0 by default */
+	uint64_t host_reserve;      /* host bytes of --cpu-mem held back beyond the process's own
+				     * machinery, which the plan holds anyway (plan_host_held): e.g.
+				     * the GPU runtime's modules loaded on first use; 0 by default */
 	sw_plan_rates rates;
 } sw_plan_input;
 

@@ -42,6 +42,9 @@ int plan_place_nvme(sw_plan *p);
 int plan_table_build(sw_plan *p, const plan_sizes *z);
 void plan_cost(sw_plan *p);
 
+/* Host bytes held back for the process: the input's host_reserve plus the executor's and the
+ * I/O engine's own machinery (plan_host_machinery in plan_table.c) */
+uint64_t plan_host_held(const sw_plan_input *in);
 /* the host's minimum given the GPU placement (sw_plan_min_budget) */
 uint64_t plan_host_min(const sw_plan *p, const plan_sizes *z);
 /* NVMe bytes the engine takes for the placement with `slots` optimizer slots (extents in the

@@ -162,7 +162,7 @@ static void host_needs(const sw_plan *p, const plan_sizes *z, host_need *h)
 	h->grad = (uint64_t)(n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS) *
 		  plan_host(max_off * GRAD_BYTES);
 	h->xfer = z->xfer;
-	h->reserve = p->in.host_reserve;
+	h->reserve = plan_host_held(&p->in);
 	if (!p->carry_on_gpu)
 		h->carry = plan_host(z->carry);
 	h->stage[KIND_P16] = SW_PLAN_P16_STAGES * z->stage_p16;

@@ -131,7 +131,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	case SW_PURPOSE_RESERVE:
 		return t == SW_TIER_NVME ? "the data files' rounding to whole stripe units per path" :
 		       t == SW_TIER_HOST ? "held for the process's own host memory after start-up" :
-		       "--gpu-reserve";
+		       p->in.cpu_device ? "the CPU backend's op scratch for these shapes" : "--gpu-reserve";
 	case SW_PURPOSE_CARRY:
 		snprintf(buf, sizeof(buf), "hidden state between layers, all %lld micro-batches%s",
 			 (long long)p->n_micro, t != SW_TIER_HOST ? "" : p->in.cpu_device ?

@@ -217,7 +217,7 @@ static int rows_all(const sw_plan *p, const plan_sizes *z, int slots, table *t)
 						SW_PURPOSE_WORKSPACE, SW_PURPOSE_RESERVE };
 	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
 		row(t, SW_BUF_HELD, held[i], SW_TIER_GPU, -1, -1, 0, z->held[held[i]], 1);
-	row(t, SW_BUF_HELD, SW_PURPOSE_RESERVE, SW_TIER_HOST, -1, -1, 0, p->in.host_reserve, 1);
+	row(t, SW_BUF_HELD, SW_PURPOSE_RESERVE, SW_TIER_HOST, -1, -1, 0, plan_host_held(&p->in), 1);
 	if (t->at) {
 		int np = p->in.n_nvme > 0 ? p->in.n_nvme : 1;
 		uint64_t files = sw_io_files_bytes(t->at, np, t->stripe);
@@ -271,4 +271,18 @@ void sw_plan_allocated(const sw_plan *p, uint64_t out[SW_TIER_COUNT][SW_PURPOSE_
 	for (int i = 0; i < p->nbuf; i++)
 		if (p->buf[i].kind != SW_BUF_HELD)
 			out[p->buf[i].tier][p->buf[i].purpose] += p->buf[i].total;
+}
+
+/* What the process takes on the host after start-up besides the table's buffers and the
+ * backend's op scratch: the threads the executor and the I/O engine start (stacks, each
+ * thread's malloc arena), the I/O engine's submission and completion rings, the executor's
+ * events and one step's per-token losses and targets. An allowance rather than a sum: these
+ * are small, their exact size is libc's and the kernel's (the sweep in
+ * tests/test_offload_exec_sweep.c measured at most 80 KiB of it on the CPU backend, against the
+ * 256 KiB fixed part here). */
+#define PLAN_HOST_MACHINERY (256ull << 10)
+
+uint64_t plan_host_held(const sw_plan_input *in)
+{
+	return in->host_reserve + PLAN_HOST_MACHINERY + 8 * (uint64_t)in->batch_tokens;
 }

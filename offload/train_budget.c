@@ -3,6 +3,7 @@
 #include "offload/train_int.h"
 #include "core/cli.h"
 #include "core/log.h"
+#include "cpu/backend_cpu.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,6 +65,25 @@ static int cuda_budget(sw_train_ctx *c, sw_plan_input *in)
 	return 0;
 }
 
+/* The CPU backend's op scratch for the plan's micro-batch shape: taken out of its device arena
+ * like the CUDA backend's reserve (cpu/backend_cpu.h). */
+uint64_t train_cpu_scratch(const sw_train_ctx *c, const sw_plan_input *in)
+{
+	sw_dims d = sw_dims_make(&c->tt->cfg, (int)in->micro_rows, (int)in->seq_len);
+	return sw_cpu_scratch_bytes(c->a->threads, &d, c->tt->max_group_numel);
+}
+
+/* --gpu-mem on the CPU backend bounds its arena, host memory standing in for the device: the
+ * op scratch is a held row of the plan's device tier (its "reserve"), the rest is the plan's. */
+static void cpu_budget(sw_train_ctx *c, sw_plan_input *in)
+{
+	in->gpu_reserve = train_cpu_scratch(c, in);
+	if (!c->a->quiet)
+		printf("device budget: the CPU backend's op scratch for these shapes takes %.2f MiB "
+		       "of the device arena (%d threads)\n", (double)in->gpu_reserve / 1048576.0,
+		       sw_pool_threads_for(c->a->threads));
+}
+
 /* The planner's reasons name `plan`'s --micro-batch (rows); train's option is
  * --micro-batch-tokens. */
 static void plan_error(const sw_plan *p)
@@ -96,7 +116,9 @@ int train_budget_plan(sw_train_ctx *c)
 	in.cublas_workspace = 0;   /* CUDA takes its workspace from its reserve; the CPU has none */
 	in.cpu_device = c->cpu;    /* the placement table then says "device", not "GPU" */
 	c->arena = a->gpu_mem;
-	if (a->gpu_mem && !c->cpu && (rc = cuda_budget(c, &in)))
+	if (c->cpu)
+		cpu_budget(c, &in);
+	else if (a->gpu_mem && (rc = cuda_budget(c, &in)))
 		return rc;
 	if ((rc = sw_plan_build(&c->plan, &in))) {
 		plan_error(&c->plan);

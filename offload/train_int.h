@@ -108,6 +108,7 @@ void train_report_steps_end(sw_train_ctx *c);
 void train_report_finished(sw_train_ctx *c, int rc);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
 uint64_t train_rss_now(void);
+uint64_t train_cpu_scratch(const sw_train_ctx *c, const sw_plan_input *in);
 /* helpers shared by the files */
 int train_rm_rf(const char *path);
 int train_fsync_dir(const char *dir);

@@ -3,6 +3,7 @@
 #include "offload/train_int.h"
 
 #include "core/log.h"
+#include "cpu/backend_cpu.h"
 #include "core/tokenizer.h"
 
 #include <errno.h>
@@ -141,7 +142,15 @@ static int build(sw_train_ctx *c)
 		return rc;
 	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = a->threads };
-	if ((rc = sw_backend_create(a->backend, &bo, &c->be)) || (rc = train_nvme_open(c)))
+	if ((rc = sw_backend_create(a->backend, &bo, &c->be)))
+		return rc;
+	if (c->cpu) {
+		/* the op scratch the budget set aside, allocated now in the arena */
+		sw_dims d = sw_dims_make(&c->tt->cfg, (int)c->plan.in.micro_rows, (int)c->plan.in.seq_len);
+		if ((rc = sw_cpu_backend_reserve_scratch(c->be, &d, c->tt->max_group_numel)))
+			return rc;
+	}
+	if ((rc = train_nvme_open(c)))
 		return rc;
 	sw_exec_opts eo = { .adam = a->adam, .clip = a->clip, .cpu_threads = a->threads,
 			    .trace = a->trace };

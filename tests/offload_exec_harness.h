@@ -4,6 +4,7 @@
 #define SW_TESTS_OFFLOAD_EXEC_HARNESS_H
 #include "core/backend.h"
 #include "core/tensors.h"
+#include "cpu/backend_cpu.h"
 #include "io/io.h"
 #include "offload/exec.h"
 #include "offload/plan.h"
@@ -67,6 +68,14 @@ static void hx_input(sw_plan_input *in, const sw_table *tt, int M, int T, int fp
 	in->nvme[0].capacity = 1ull << 30;
 }
 
+/* The CPU backend's op scratch for the input's shapes with the harness's 2 threads: what train
+ * holds back from --gpu-mem (in->gpu_reserve) on that backend. */
+static inline uint64_t hx_cpu_scratch(const sw_table *tt, const sw_plan_input *in)
+{
+	sw_dims d = sw_dims_make(&tt->cfg, (int)in->micro_rows, (int)in->seq_len);
+	return sw_cpu_scratch_bytes(2, &d, tt->max_group_numel);
+}
+
 /* Plans with the budgets and opens backend, NVMe and executor. Returns 0, or the plan's error. */
 static int hx_open(hx_run *r, const sw_table *tt, sw_plan_input *in, uint64_t gpu, uint64_t cpu,
 		   double clip, const sw_adamw_hparams *h)
@@ -84,6 +93,11 @@ static int hx_open(hx_run *r, const sw_table *tt, sw_plan_input *in, uint64_t gp
 	sw_backend_opts bo = { .mem_budget = arena, .act = in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = 2 };
 	CHECK(sw_backend_create(bk, &bo, &r->be) == 0);
+	if (!strcmp(bk, "cpu") && in->gpu_reserve) {
+		/* the plan held the CPU backend's op scratch back (hx_cpu_scratch): allocate it */
+		sw_dims d = sw_dims_make(&tt->cfg, (int)in->micro_rows, (int)in->seq_len);
+		CHECK(sw_cpu_backend_reserve_scratch(r->be, &d, tt->max_group_numel) == 0);
+	}
 
 	if (r->plan.total[SW_TIER_NVME]) {
 		char paths[300];

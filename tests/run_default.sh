@@ -26,15 +26,17 @@ mkdir -p "$dir/nvme"
 # the compute device's budget: on cuda --gpu-mem counts all device memory the process takes,
 # the CUDA context (about 0.5 GiB, measured at start) and 128 MiB for kernels loaded on first use
 # included, so 768 MiB leaves the run about 100 MiB; on the CPU backend its arena (host memory
-# standing in for the device) gets 4 MiB. Host: 5 MiB holds the layers' P16 cache but not their
-# P32/m/v, which go to nvme/ (on cuda 12 MiB)
-dev_mem=4MiB; host_mem=5MiB
-[ $backend = cuda ] && { dev_mem=768MiB; host_mem=12MiB; }
+# standing in for the device) gets 5 MiB, of which the op scratch of its 2 worker threads takes
+# 0.84 MiB (--threads 2: the scratch grows with the threads, and a tiny model gains nothing from
+# more). Host: 5 MiB holds the layers' P16 cache but not their P32/m/v, which go to nvme/ (on
+# cuda 12 MiB)
+dev_mem=5MiB; host_mem=5MiB; threads=(--threads 2)
+[ $backend = cuda ] && { dev_mem=768MiB; host_mem=12MiB; threads=(); }
 # a constant learning rate (after 5 warm-up steps): the run can then be continued with a larger
 # --steps (docs/runs.md: with the cosine schedule --steps fixes every step's lr and may not change)
 args=(--model "$dir/model" --data "$dir/data.tok" --backend $backend --schedule constant --lr 3e-3
       --warmup 5 --weight-decay 0.01 --seq-len 128 --batch-tokens 512 --gpu-mem $dev_mem
-      --cpu-mem $host_mem --nvme "$dir/nvme" --chunk 32768 --run "$dir/run")
+      --cpu-mem $host_mem "${threads[@]}" --nvme "$dir/nvme" --chunk 32768 --run "$dir/run")
 echo "make run: training a 2-layer llama for $steps steps on the $backend backend into $dir/"
 "$bin" train "${args[@]}" --steps "$steps" --quiet
 rm -f "$dir/nvme/spillway.data"   # scratch of the NVMe tier; the saved state is in run/

@@ -17,10 +17,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" init --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 258 --seed 5 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 common=(--model "$w/m" --data "$w/d.tok" --lr 3e-3 --warmup 1 --seq-len 32 --batch-tokens 128
-        --backend cpu --steps 6 --chunk 4096 --gemm-tflops 0.05)
-host=(--gpu-mem 600KiB --cpu-mem 64MiB)
+        --backend cpu --steps 6 --chunk 4096 --gemm-tflops 0.05 --threads 2)
+host=(--gpu-mem 864KiB --cpu-mem 64MiB)
 mkdir -p "$w/nv0" "$w/nv1" "$w/nv2" "$w/nv3"
-nvme=(--gpu-mem 600KiB --cpu-mem 1MiB)
+nvme=(--gpu-mem 864KiB --cpu-mem 1284KiB)
 
 # the threshold: the median of an unclipped run's norms
 "$bin" train "${common[@]}" "${host[@]}" --clip 1e9 --run "$w/free" >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "free run"; }
@@ -84,11 +84,11 @@ echo "ok NVMe state: one pass = two passes = host placement, byte for byte"
 # one slot (--checkpoint-only): with room for the NVMe groups' gradients in host memory their
 # updates wait for the norm (one pass); without it, two passes; the same bytes either way
 mkdir -p "$w/nv4" "$w/nv5"
-run c1 1 --gpu-mem 600KiB --cpu-mem 2MiB --checkpoint-only --nvme "$w/nv4"
+run c1 1 --gpu-mem 864KiB --cpu-mem 2MiB --checkpoint-only --nvme "$w/nv4"
 grep -q "gradients held in pinned host memory" "$w/c1.out" || { cat "$w/c1.out"; fail "one slot: no deferral in the plan"; }
 check_metrics c1 1
 same_save c1 host1
-run c2 1 --gpu-mem 600KiB --cpu-mem 700KiB --checkpoint-only --nvme "$w/nv5"
+run c2 1 --gpu-mem 864KiB --cpu-mem 1000KiB --checkpoint-only --nvme "$w/nv5"
 grep -q "two backward passes every step" "$w/c2.out" || { cat "$w/c2.out"; fail "one slot without room: not two passes"; }
 check_metrics c2 2
 same_save c2 host1

@@ -34,7 +34,7 @@ PY
 grep -q "eval loss" "$w/log1" || fail "the step line shows no eval loss"
 # the same run with P16 streamed from the host and optimizer state on NVMe: the same bits
 mkdir -p "$w/nv"
-"$bin" train "${common[@]}" --run "$w/r2" --gpu-mem 1300KiB --cpu-mem 1MiB --chunk 4096 --nvme "$w/nv" \
+"$bin" train "${common[@]}" --run "$w/r2" --gpu-mem 1928KiB --cpu-mem 1284KiB --threads 2 --chunk 4096 --nvme "$w/nv" \
   >"$w/log2" 2>&1 || { cat "$w/log2"; fail "offloaded train with --eval-data"; }
 grep -o '"eval_loss": [^,]*' "$w/r1/metrics.jsonl" >"$w/e1"
 grep -o '"eval_loss": [^,]*' "$w/r2/metrics.jsonl" >"$w/e2"
@@ -42,7 +42,7 @@ cmp -s "$w/e1" "$w/e2" || { paste "$w/e1" "$w/e2"; fail "eval loss depends on th
 echo "ok eval loss identical with P16 streamed and optimizer state on NVMe ($(wc -l <"$w/e1") evaluations)"
 # a tied model (the LM head is the embedding; the final norm fetched apart when streamed), offloaded
 "$bin" init --arch llama --dim 64 --layers 2 --heads 4 --ffn 128 --vocab 258 --tie --seed 2 --out "$w/mt" >/dev/null || fail init tied
-"$bin" train "${common[@]}" --model "$w/mt" --run "$w/r4" --gpu-mem 1300KiB --cpu-mem 1MiB --chunk 4096 \
+"$bin" train "${common[@]}" --model "$w/mt" --run "$w/r4" --gpu-mem 1928KiB --cpu-mem 1284KiB --threads 2 --chunk 4096 \
   --nvme "$w/nv" >"$w/log4" 2>&1 || { cat "$w/log4"; fail "tied offloaded train with --eval-data"; }
 python3 - "$w/r4/metrics.jsonl" <<'PY' || fail "tied: eval loss after step k != training loss of step k+1"
 import json, sys

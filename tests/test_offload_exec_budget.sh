@@ -11,7 +11,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" init --arch llama --dim 64 --layers 2 --heads 4 --ffn 96 --vocab 258 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 mkdir -p "$w/nv"
-common=(--model "$w/m" --data "$w/d.tok" --steps 3 --lr 1e-3 --seq-len 32 --batch-tokens 128 --backend cpu --quiet)
+common=(--model "$w/m" --data "$w/d.tok" --steps 3 --lr 1e-3 --seq-len 32 --batch-tokens 128 --backend cpu --threads 2 --quiet)
 
 expect_short() {  # name, pattern, args...
   local name=$1 pat=$2; shift 2
@@ -25,11 +25,11 @@ expect_short() {  # name, pattern, args...
   echo "ok $name: $(cat "$w/err")"
 }
 expect_short gpu "--gpu-mem" --gpu-mem 64KiB
-expect_short cpu "--cpu-mem" --gpu-mem 480KiB --cpu-mem 16KiB --nvme "$w/nv" --chunk 4096
-expect_short nvme "--nvme" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv:64KiB" --chunk 4096
+expect_short cpu "--cpu-mem" --gpu-mem 744KiB --cpu-mem 16KiB --nvme "$w/nv" --chunk 4096
+expect_short nvme "--nvme" --gpu-mem 744KiB --cpu-mem 1284KiB --nvme "$w/nv:64KiB" --chunk 4096
 
 # budgets that fit: weights streamed, optimizer state and checkpoints on NVMe
-"$bin" train "${common[@]}" --run "$w/run" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+"$bin" train "${common[@]}" --run "$w/run" --gpu-mem 744KiB --cpu-mem 1284KiB --nvme "$w/nv" --chunk 4096 \
   --trace "$w/trace.json" >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "fitting budgets did not train"; }
 grep -q "^step 3/3" "$w/out" || fail "no step lines"
 [ "$(wc -l <"$w/run/metrics.jsonl")" = 3 ] || fail "metrics.jsonl should have 3 lines"
@@ -58,7 +58,7 @@ done
 echo "ok usage errors"
 
 # the NVMe engine's settings, as bench-io recommends them, change where bytes go, not results
-"$bin" train "${common[@]}" --run "$w/run_io" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+"$bin" train "${common[@]}" --run "$w/run_io" --gpu-mem 744KiB --cpu-mem 1284KiB --nvme "$w/nv" --chunk 4096 \
   --io-bs 4KiB --io-qd 3 --io-threads 1 --io-stripe 4KiB >"$w/out" 2>"$w/err" \
   || { cat "$w/err"; fail "training with --io-* settings"; }
 loss() { sed 's/.*"loss": \([^,]*\),.*/\1/' "$1"; }
@@ -66,7 +66,7 @@ loss() { sed 's/.*"loss": \([^,]*\),.*/\1/' "$1"; }
 cmp -s "$w/run/weights-00000003/model.safetensors" "$w/run_io/weights-00000003/model.safetensors" \
   || fail "--io-* settings changed the weights"
 # a stripe that does not divide a chunk of P16 (4096 params x 2 B = 8 KiB) fails before any work
-"$bin" train "${common[@]}" --run "$w/run_bad" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+"$bin" train "${common[@]}" --run "$w/run_bad" --gpu-mem 744KiB --cpu-mem 1284KiB --nvme "$w/nv" --chunk 4096 \
   --io-stripe 12KiB >"$w/out" 2>"$w/err"; rc=$?
 [ $rc = 1 ] && [ "$(wc -l <"$w/err")" = 1 ] && grep -q -- "--io-stripe" "$w/err" || { cat "$w/err"; fail "bad stripe: exit $rc"; }
 [ ! -e "$w/run_bad" ] || fail "bad stripe: the run directory was created"
@@ -76,7 +76,7 @@ echo "ok --io-* settings: same losses and weights; $(cat "$w/err")"
 # slow the step is NVMe-bound, so halving both NVMe rates must double the bound exactly
 bound() { sed 's/.*"bound_s": \([^,]*\),.*/\1/' "$1/metrics.jsonl" | head -1; }
 for r in 0.001 0.0005; do
-  "$bin" train "${common[@]}" --run "$w/run_r$r" --gpu-mem 480KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 \
+  "$bin" train "${common[@]}" --run "$w/run_r$r" --gpu-mem 744KiB --cpu-mem 1284KiB --nvme "$w/nv" --chunk 4096 \
     --nvme-read-gbs $r --nvme-write-gbs $r >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "--nvme-*-gbs $r"; }
 done
 b1=$(bound "$w/run_r0.001"); b2=$(bound "$w/run_r0.0005")
@@ -109,7 +109,7 @@ for cfg in "0 2" "1 2" "1 3"; do
   set -- $cfg
   rm -rf "$w/nv"/* "$w/run_io"
   "$bin" train "${common[@]}" --model "$w/m4" --steps 2 --seq-len 64 --batch-tokens 512 --run "$w/run_io" \
-    --gpu-mem 8MiB --cpu-mem 6MiB --nvme "$w/nv" --chunk 8192 --clip "$1" --prefetch "$2" >"$w/out" 2>"$w/err" ||
+    --gpu-mem 8992KiB --cpu-mem 6404KiB --nvme "$w/nv" --chunk 8192 --clip "$1" --prefetch "$2" >"$w/out" 2>"$w/err" ||
     { cat "$w/err"; fail "traffic run clip $1 prefetch $2"; }
   python3 - "$w/run_io/metrics.jsonl" "$1 $2" <<'PY' || fail "NVMe bytes differ from the plan (clip, prefetch: $cfg)"
 import json, sys

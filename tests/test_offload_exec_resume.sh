@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 mkdir -p "$w/nv1" "$w/nv2"
 common=(--model "$w/m" --data "$w/d.tok" --lr 3e-3 --warmup 2 --weight-decay 0.01 --seq-len 32
         --batch-tokens 128 --backend cpu --quiet)
-offload=(--gpu-mem 600KiB --cpu-mem 1MiB --chunk 4096)
+offload=(--gpu-mem 864KiB --cpu-mem 1284KiB --threads 2 --chunk 4096)
 
 "$bin" train "${common[@]}" "${offload[@]}" --nvme "$w/nv1" --steps 6 --save-every 3 --run "$w/a" \
   >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "uninterrupted run"; }

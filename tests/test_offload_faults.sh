@@ -17,7 +17,7 @@ steps=4
 common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
         --warmup 1 --weight-decay 0.01 --steps $steps --save-every 1 --quiet)
 # P32, m and v of the layers, and P16, on NVMe: every step reads and writes the scratch file
-nvme=(--gpu-mem 260KiB --cpu-mem 400KiB --chunk 2048 --nvme "$w/nv")
+nvme=(--gpu-mem 496KiB --cpu-mem 660KiB --threads 2 --chunk 2048 --nvme "$w/nv")
 final=(weights-0000000$steps/model.safetensors optim-0000000$steps/m/model.safetensors
        optim-0000000$steps/v/model.safetensors)
 mkdir -p "$w/nv"

@@ -18,8 +18,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 steps=6
 common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
         --warmup 1 --weight-decay 0.01 --steps $steps --save-every 1 --quiet)
-placements=("--gpu-mem 260KiB --cpu-mem 400KiB --chunk 2048"   # P32/m/v of the layers on NVMe
-            "--gpu-mem 260KiB --cpu-mem 4MiB --chunk 2048"     # all state in host memory
+placements=("--gpu-mem 496KiB --cpu-mem 660KiB --threads 2 --chunk 2048"   # P32/m/v of the layers on NVMe
+            "--gpu-mem 496KiB --cpu-mem 4MiB --threads 2 --chunk 2048"     # all state in host memory
             "")                                                # all on the device
 names=(nvme host device)
 files=(weights-0000000$steps/model.safetensors optim-0000000$steps/m/model.safetensors

@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 head -c 20000 tests/data/corpus.txt >"$w/c2.txt"; "$bin" data --text "$w/c2.txt" --out "$w/d2.tok" >/dev/null || fail data2
 mkdir -p "$w/nv"
 common=(--model "$w/m" --data "$w/d.tok" --lr 2e-3 --seq-len 32 --batch-tokens 64 --backend cpu --quiet)
-off=(--gpu-mem 600KiB --cpu-mem 1MiB --chunk 4096)
+off=(--gpu-mem 864KiB --cpu-mem 1284KiB --threads 2 --chunk 4096)
 
 # expect NAME RC PATTERN args...: exit RC, one line on stderr containing PATTERN
 expect() {

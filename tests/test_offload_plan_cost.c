@@ -149,8 +149,10 @@ int main(void)
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == AL((uint64_t)BATCH * C * 2));
 		/* load/save staging: one I/O chunk of fp32; the default chunk is larger than any group */
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_XFER] == AL(maxg * 4));
+		/* and the process's machinery: 256 KiB + 8 B per token of the batch, held */
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_RESERVE] == (256u << 10) + 8 * (uint64_t)BATCH);
 		CHECK(p.total[SW_TIER_HOST] == p16h + 3 * opth + L * M * AL(item) + 2 * AL(maxg * 4) +
-		      AL((uint64_t)BATCH * C * 2) + AL(maxg * 4));
+		      AL((uint64_t)BATCH * C * 2) + AL(maxg * 4) + (256u << 10) + 8 * (uint64_t)BATCH);
 		CHECK(p.total[SW_TIER_GPU] == w0 + window);
 		sw_plan_apply(&p, &tt);
 		for (int g = 0; g < L + 2; g++)
@@ -173,7 +175,8 @@ int main(void)
 		strcpy(in.nvme[0].path, "/x");
 		in.nvme[0].capacity = 1ull << 40;
 		const uint64_t stage = 2 * 4096 * 2 + 2 * (3 * 4096 * 4 + 4096 * 2) + 2 * 2 * AL(item);
-		const uint64_t hmin_hand = 2 * AL(maxg * 4) + AL((uint64_t)BATCH * C * 2) + stage + 4096 * 4;
+		const uint64_t hmin_hand = 2 * AL(maxg * 4) + AL((uint64_t)BATCH * C * 2) + stage + 4096 * 4 +
+					   (256u << 10) + 8 * (uint64_t)BATCH;   /* + the machinery */
 		CHECK(hmin_hand < total * 14 + L * M * item);
 		uint64_t hmin = 0;
 		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
@@ -268,15 +271,17 @@ int main(void)
 					   L * (D256(layer * 2) + 3 * D256(layer * 4)) + D256(head * 2) + 3 * D256(head * 4);
 		CHECK(state_dev == all_state + 128);
 		in.gpu_mem = w0 + state_dev + D256((uint64_t)BATCH * C * 2) + L * M * D256(item);
-		in.cpu_mem = AL(maxg * 4) - 1;   /* the host holds only the load/save staging: one chunk */
+		/* the host holds only the load/save staging (one chunk) and the machinery */
+		const uint64_t mach = (256u << 10) + 8 * (uint64_t)BATCH;
+		in.cpu_mem = AL(maxg * 4) + mach - 1;
 		sw_plan p;
 		CHECK(sw_plan_build(&p, &in) == -ENOSPC && p.short_tier == SW_TIER_HOST && p.short_bytes == 1);
 		sw_plan_free(&p);
-		in.cpu_mem = AL(maxg * 4);
+		in.cpu_mem = AL(maxg * 4) + mach;
 		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
 		CHECK(!p.streaming && p.carry_on_gpu && p.resident_groups == L + 2);
 		CHECK(p.ckpt_count[SW_TIER_GPU] == L * M && p.bytes[SW_TIER_GPU][SW_PURPOSE_WINDOW] == 0);
-		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == AL(maxg * 4));
+		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == AL(maxg * 4) + mach);
 		CHECK(p.cost.h2d == 0 && p.cost.d2h == 0 && p.cost.adam_params == 0);
 		CHECK(close_to(p.cost.step_s, flops / 1e9) && p.cost.bottleneck == SW_RES_COMPUTE);
 		sw_plan_free(&p);

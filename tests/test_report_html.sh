@@ -65,7 +65,7 @@ echo "ok a script error is seen: $(head -c 120 "$w/bad.console")"
 head -c 3000 tests/data/corpus.txt >"$w/e.txt"; "$bin" data --text "$w/e.txt" --out "$w/e.tok" >/dev/null || fail data
 mkdir -p "$w/nv"
 "$bin" train --model "$w/m" --data "$w/d.tok" --eval-data "$w/e.tok" --eval-every 4 --backend cpu --steps 12 --lr 3e-3 --seq-len 32 \
-  --batch-tokens 64 --gpu-mem 300KiB --cpu-mem 1MiB --nvme "$w/nv" --chunk 4096 --run "$w/run" \
+  --batch-tokens 64 --gpu-mem 536KiB --cpu-mem 1284KiB --threads 2 --nvme "$w/nv" --chunk 4096 --run "$w/run" \
   --quiet >"$w/train.out" 2>&1 || { cat "$w/train.out"; fail "train"; }
 [ -s "$w/run/report.html" ] || fail "train --run wrote no report.html"
 [ -s "$w/run/run.json" ] || fail "train --run wrote no run.json"
