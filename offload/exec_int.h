@@ -205,6 +205,19 @@ int exec_hgrad_acquire(sw_exec *ex);
 void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad);
 int exec_opt_drain(sw_exec *ex);
 
+/* exec_step.c: the pieces of the step that clipping drives */
+void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale);
+int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+		       float scale_tokens, int update, double gscale, int recompute_top,
+		       double *loss_out);
+double exec_step_norm(sw_exec *ex);
+
+/* exec_clip.c: the backward with clipping (one speculative pass or two), the rollback, and the
+ * commit of host state's second sets at the step's end */
+int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+		       float scale, sw_exec_stats *st, double *loss);
+void exec_clip_commit(sw_exec *ex);
+
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */
 int exec_win_use(sw_exec *ex, useq *u, int expect, void **p16);
 int exec_win_ahead(sw_exec *ex, const useq *u);

@@ -216,6 +216,20 @@ static const char *res_label(const sw_plan *p, sw_plan_resource r)
 	return r == SW_RES_COMPUTE && p->in.cpu_device ? "device compute" : sw_plan_resource_name(r);
 }
 
+/* A speculative plan's redone step, beside the step that is not redone. */
+static void print_redo(const sw_plan *p, FILE *f)
+{
+	if (!p->speculative)
+		return;
+	const sw_plan_cost *d = &p->redo;
+	fprintf(f, "redone step (the norm needs clipping: rollback, then a second backward pass "
+		"with its updates): %.4g s, bound by %s (%s %.4g s, %s %.4g s, %s %.4g s, %s "
+		"%.4g s)\n", d->step_s, res_label(p, d->bottleneck), res_label(p, SW_RES_COMPUTE),
+		d->t[SW_RES_COMPUTE], sw_plan_resource_name(SW_RES_PCIE), d->t[SW_RES_PCIE],
+		sw_plan_resource_name(SW_RES_NVME), d->t[SW_RES_NVME],
+		sw_plan_resource_name(SW_RES_CPU_ADAM), d->t[SW_RES_CPU_ADAM]);
+}
+
 void sw_plan_print(const sw_plan *p, FILE *f)
 {
 	const sw_plan_input *in = &p->in;
@@ -289,13 +303,5 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	fprintf(f, "predicted step: %.4g s, bound by %s%s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
 		res_label(p, k->bottleneck), k->t_after > 0 ? ", then the deferred updates" : "",
 		k->tokens_per_s, k->tflops);
-	if (p->speculative) {
-		const sw_plan_cost *d = &p->redo;
-		fprintf(f, "redone step (the norm needs clipping: rollback, then a second backward pass "
-			"with its updates): %.4g s, bound by %s (%s %.4g s, %s %.4g s, %s %.4g s, %s "
-			"%.4g s)\n", d->step_s, res_label(p, d->bottleneck), res_label(p, SW_RES_COMPUTE),
-			d->t[SW_RES_COMPUTE], sw_plan_resource_name(SW_RES_PCIE), d->t[SW_RES_PCIE],
-			sw_plan_resource_name(SW_RES_NVME), d->t[SW_RES_NVME],
-			sw_plan_resource_name(SW_RES_CPU_ADAM), d->t[SW_RES_CPU_ADAM]);
-	}
+	print_redo(p, f);
 }
