@@ -8,7 +8,9 @@
 # Model: llama, dim 2048, 32 layers, GQA 16/8, ffn 5632, vocab 32000: 1.64 B parameters,
 # 22.9 GB of state against 2 GiB + 4 GiB of budgets (3.6x). Needs ~30 GB free in DIR.
 # Env: OUT (where trace.json and the log go, default DIR), SW_BIN (build/spillway); MODEL, SHAPE
-# and BUDGET replace the model, the sequence/batch and the budgets (for a quick try elsewhere).
+# and BUDGET replace the model, the sequence/batch and the budgets (for a quick try elsewhere);
+# SLOTS (default --checkpoint-only: one optimizer slot on NVMe; SLOTS= for two, which one-pass
+# clipping needs: with one slot clipping runs two backward passes, docs/architecture.md).
 set -euo pipefail
 dir=${1:-/tmp}/sw-3x.$$
 steps=${2:-10}
@@ -26,6 +28,6 @@ budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 4GiB --chunk 16777216}
 "$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
 echo "init + data: $(( $(date +%s) - t0 )) s"
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
-  --nvme "$dir/nv" --checkpoint-only --no-save "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+  --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true

@@ -187,7 +187,7 @@ int cmd_plan(int argc, char **argv)
 		{ "seq-len", SW_OPT_INT, &o.seq_len, "N", "tokens per row (default 2048)", 0 },
 		{ "micro-batch", SW_OPT_INT, &o.micro_rows, "ROWS", "rows per micro-batch (default 1)", 0 },
 		{ "dtype", SW_OPT_STR, &dtype, "bf16|fp32", "compute dtype (default bf16)", 0 },
-		{ "clip", SW_OPT_FLOAT, &o.clip, "X", "max gradient norm as given to train; > 0 (default 1.0) costs a second backward pass, 0 one", 0 },
+		{ "clip", SW_OPT_FLOAT, &o.clip, "X", "max gradient norm as given to train (default 1.0; 0: off); exact clipping in one speculative pass where every group can be rolled back, else two passes", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &checkpoint_only, NULL, "one slot of optimizer state on disk, consistent at checkpoints only", 0 },
 		{ "prefetch", SW_OPT_INT, &prefetch, "K", "group-sized P16 buffers on the GPU (default 2)", 0 },
 		{ "grad-buffers", SW_OPT_INT, &k.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },

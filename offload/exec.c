@@ -77,6 +77,8 @@ static void **buf_mem(sw_exec *ex, const sw_plan_buf *b, int64_t i)
 	case SW_BUF_STAGE_OPT: return &ex->opt_stage[i];
 	case SW_BUF_STAGE_CKPT: return &ex->ck_stage[i];
 	case SW_BUF_XFER: return (void **)&ex->xfer;
+	case SW_BUF_HELD_GRAD: return (void **)(gpu ? &g->ghold : &g->hheld);
+	case SW_BUF_STATE_B: return (void **)&g->alt[b->state];
 	default: return NULL;
 	}
 }
@@ -212,6 +214,8 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->ck_ev[i]);
 	for (int i = 0; i < NSTAGE && !rc && ex->p16_stage[0]; i++)
 		rc = op->event_create(be, &ex->p16_ev[i]);
+	if (!rc)
+		rc = op->event_create(be, &ex->held_ev);
 	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
 	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
 	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
@@ -277,6 +281,15 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	ex->chunk = plan->chunk_params;
 	ex->t_origin = sw_now();
 	ex->ck_ra_l = -1;
+	ex->clip_mode = o->clip <= 0 ? 0 : plan->speculative ? 1 : 2;
+	ex->poison_step = -1;
+	const char *poison = getenv("SW_TEST_POISON_GRAD");
+	long long pstep;
+	int pgroup;
+	if (poison && sscanf(poison, "%lld:%d", &pstep, &pgroup) == 2) {
+		ex->poison_step = pstep;
+		ex->poison_group = pgroup;
+	}
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->cv, NULL);
 	pthread_mutex_init(&ex->smu, NULL);
@@ -348,6 +361,8 @@ static void events_destroy(sw_exec *ex)
 				be->ops->event_destroy(be, all[a][i]);
 	if (ex->ev0)
 		be->ops->event_destroy(be, ex->ev0);
+	if (ex->held_ev)
+		be->ops->event_destroy(be, ex->held_ev);
 }
 
 /* Stops the optimizer thread and waits for every stream and checkpoint transfer. */

@@ -15,12 +15,17 @@
  *             to the optimizer thread, which runs the threaded CPU AdamW chunk by chunk (NVMe
  *             state read ahead, written behind) while the GPU goes on with the layer below.
  *   The step ends when the optimizer queue is drained: updates are synchronous.
- * Clipping (exact): with clip > 0 the backward runs twice, the first pass only accumulating the
- * global norm (no update, no gradient leaves the GPU), the second applying the clipped update;
- * clip == 0 runs one fully overlapped pass. docs/planner.md has the costs. A non-finite norm
- * marks the step skipped: with two passes nothing is touched; with one pass the updates have
- * run as the gradients arrived, and AdamW left every element whose gradient is not finite as it
- * was (optim/adamw.h), while the finite elements of the same step were updated.
+ * Clipping (exact, docs/architecture.md "Clipping"): with clip > 0 and a speculative plan
+ * (plan->speculative) one pass: every group updated as its gradient completes with the scale
+ * assumed 1 (resident groups' updates, and with one NVMe slot the NVMe groups', wait for the
+ * norm, their gradients held), then the scale
+ * optim/clip.h gives decides: exactly 1, done; below 1, every tier rolled back to the pre-step
+ * state (host state: its second set was written; NVMe state: the other slot; P16 rounded again
+ * from P32) and the backward redone with the scale; not finite, rolled back and skipped.
+ * Without a speculative plan the backward runs twice, the first pass only accumulating the norm.
+ * Both give the same bits. clip == 0 runs one pass; a non-finite norm then marks the step
+ * skipped after AdamW left every element whose gradient is not finite as it was (optim/adamw.h)
+ * and updated the finite ones.
  * Results do not depend on the placement: the same ops run in the same order on the same
  * values wherever the bytes live. */
 #ifndef SW_OFFLOAD_EXEC_H
@@ -44,7 +49,10 @@ typedef struct sw_exec_stats {
 	sw_step_stats s;
 	double step_s;
 	double busy[SW_TRACK_COUNT];
-	int passes;               /* backward passes run (2 with clipping) */
+	int passes;               /* backward passes run (1; 2 with two-pass clipping or a redone
+				   * step) */
+	int redone;               /* one-pass clipping: the norm needed clipping, the step was
+				   * rolled back and redone with the scale */
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
 } sw_exec_stats;
 
@@ -94,7 +102,10 @@ int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
  * gradient, optimizer state or checkpoint is touched. Call between steps. 0 or -errno. */
 int sw_exec_eval(sw_exec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum);
 
-/* One optimizer step; inputs, targets (M, rows, T) int32 on the host. 0 or -errno (I/O). */
+/* One optimizer step; inputs, targets (M, rows, T) int32 on the host; step: AdamW's step
+ * counter t (train leaves skipped steps out). 0 or -errno (I/O).
+ * Test hook: SW_TEST_POISON_GRAD=K:G in the environment at sw_exec_create writes a NaN into
+ * group G's gradient in the first backward pass of this executor's K-th call. */
 int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
 		 double lr, sw_exec_stats *st);
 

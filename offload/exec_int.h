@@ -36,6 +36,13 @@ typedef struct grp {
 	float *opt_host[3];
 	sw_io_extent p16_ext;              /* P16 home on NVMe (one slot) */
 	sw_io_extent opt_ext[2][3];        /* P32, m, v on NVMe, per slot */
+	float *ghold;                      /* one-pass clipping, resident: the gradient held
+					    * until the norm is known */
+	float *hheld;                      /* one-pass clipping with one NVMe slot: the group's
+					    * gradient, pinned, its update deferred to the norm */
+	float *alt[3];                     /* one-pass clipping, host state: the second set of
+					    * P32, m, v that a speculative update writes (the
+					    * step commits by swapping it with opt_host) */
 } grp;
 
 /* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
@@ -57,7 +64,9 @@ typedef struct ckpt {
 
 typedef struct span { int track; double t0, t1; char name[24]; } span;
 
-typedef struct opt_msg { int group, hb; double scale; } opt_msg;
+/* spec: a speculative update (host state is written to the group's second set); hb < 0: the
+ * gradient is grad (a held one), not a pinned queue buffer */
+typedef struct opt_msg { int group, hb, spec; double scale; const float *grad; } opt_msg;
 
 struct sw_exec {
 	sw_backend *be;
@@ -123,6 +132,18 @@ struct sw_exec {
 	int tabled;                        /* the arrays for the table's buffers exist */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
+	/* clipping: 0 off (one pass), 1 speculative (one pass, checked against the norm at the
+	 * end, rolled back and redone or skipped; docs/architecture.md), 2 two passes */
+	int clip_mode;
+	int spec_pass;                     /* the speculative pass is running */
+	sw_event *held_ev;                 /* a held gradient's D2H waits for it on cs */
+	int commit_alt;                    /* at the step's end, host state's second sets become
+					    * the current ones (the speculative pass was kept) */
+	int first_pass;                    /* the step's first backward pass is running */
+	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN into */
+	int poison_group;                  /* that group's gradient in the first pass of this
+					    * executor's STEP-th call of sw_exec_step (1-based) */
+	int64_t calls;                     /* sw_exec_step calls so far */
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;
@@ -164,6 +185,9 @@ int exec_home_write(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len,
 		    void *stage);
 int exec_home_read(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, void *dst, void *stage);
 int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
+/* P16 of elements [off, off + n) of group gi rounded from fp32 src into its home (n at most one
+ * I/O chunk when the home is on NVMe). */
+int exec_p16_put(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);
 
 /* exec_home.c: NVMe transfers of whole 4 KiB pages */
 uint64_t exec_up4k(uint64_t b);
@@ -177,8 +201,22 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);
 int exec_hgrad_acquire(sw_exec *ex);
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale);
+/* Queues group gi's CPU update from pinned buffer hb, or (hb < 0) from grad; waits for room. */
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad);
 int exec_opt_drain(sw_exec *ex);
+
+/* exec_step.c: the pieces of the step that clipping drives */
+void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale);
+int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+		       float scale_tokens, int update, double gscale, int recompute_top,
+		       double *loss_out);
+double exec_step_norm(sw_exec *ex);
+
+/* exec_clip.c: the backward with clipping (one speculative pass or two), the rollback, and the
+ * commit of host state's second sets at the step's end */
+int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+		       float scale, sw_exec_stats *st, double *loss);
+void exec_clip_commit(sw_exec *ex);
 
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */
 int exec_win_use(sw_exec *ex, useq *u, int expect, void **p16);

@@ -12,9 +12,11 @@
 
 /* ---------------------------------------------------------------- the optimizer -------- */
 
-/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay). */
+/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay); out: NULL
+ * (in place), or the group's second state set (elements [off, off + n) receive the updated
+ * P32/m/v, p32/m/v stay as they were: sw_adamw_update_parallel_to). */
 static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, float *m, float *v,
-		       const float *gr, void *p16, double scale)
+		       const float *gr, void *p16, double scale, float *const *out)
 {
 	const sw_table *tt = ex->tt;
 	const sw_group *grp_ = &tt->g[gi];
@@ -26,6 +28,12 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 			continue;
 		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
 		int64_t r = a - off;
+		if (out) {
+			float *const o3[3] = { out[0] + a, out[1] + a, out[2] + a };
+			sw_adamw_update_parallel_to(ex->pool, o3, p32 + r, m + r, v + r, gr + r,
+						    (char *)p16 + r * ex->ab, ex->be->act, b - a, &args);
+			continue;
+		}
 		sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
 							      (char *)p16 + r * ex->ab, ex->be->act,
 							      b - a, &args);
@@ -34,7 +42,8 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 
 /* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
  * written to NVMe chunk by chunk from the optimizer's staging). */
-static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
+/* (spec: a speculative update, written to the group's second state set) */
+static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, int spec)
 {
 	grp *g = &ex->g[gi];
 	int64_t n = ex->tt->g[gi].numel;
@@ -45,7 +54,7 @@ static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale)
 		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
 							: ex->opt_stage[0];
 		adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
-			   g->opt_host[2] + off, hg + off, p16, scale);
+			   g->opt_host[2] + off, hg + off, p16, scale, spec ? g->alt : NULL);
 		if (g->p16_tier == SW_TIER_NVME &&
 		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
 					     exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
@@ -133,7 +142,7 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
 	void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab : (void *)(base + 3 * cb);
 	double ta = sw_now();
-	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale);
+	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale, NULL);
 	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
 	for (int k = 0; k < 3 && !rc; k++)
 		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
@@ -169,10 +178,12 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 }
 
 /* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
-static int opt_group(sw_exec *ex, int gi, const float *hg, double scale)
+static int opt_group(sw_exec *ex, int gi, const float *hg, double scale, int spec)
 {
 	if (ex->g[gi].opt_tier == SW_TIER_HOST)
-		return opt_group_host(ex, gi, hg, scale);
+		return opt_group_host(ex, gi, hg, scale, spec);
+	/* NVMe state needs no second set: every update writes the other slot (two slots) */
+	SW_ASSERT(!spec || ex->p->in.slots == 2);
 	return opt_group_nvme(ex, gi, hg, scale);
 }
 
@@ -190,12 +201,15 @@ void *exec_opt_thread(void *arg)
 		ex->qn--;
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
-		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);   /* the gradient has arrived */
-		int rc = opt_group(ex, msg.group, ex->hgrad[msg.hb], msg.scale);
+		if (msg.hb >= 0)   /* the gradient has arrived (a held one is there already) */
+			ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);
+		int rc = opt_group(ex, msg.group, msg.hb >= 0 ? ex->hgrad[msg.hb] : msg.grad, msg.scale,
+				   msg.spec);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
-		ex->hgrad_busy[msg.hb] = 0;
+		if (msg.hb >= 0)
+			ex->hgrad_busy[msg.hb] = 0;
 		ex->busy = 0;
 		pthread_cond_broadcast(&ex->cv);
 	}
@@ -218,11 +232,12 @@ int exec_hgrad_acquire(sw_exec *ex)
 	}
 }
 
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale)
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad)
 {
 	pthread_mutex_lock(&ex->mu);
-	SW_ASSERT(ex->qn < OPT_Q);
-	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, scale };
+	while (ex->qn == OPT_Q)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, spec, scale, grad };
 	ex->qn++;
 	pthread_cond_broadcast(&ex->cv);
 	pthread_mutex_unlock(&ex->mu);

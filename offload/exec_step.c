@@ -1,5 +1,5 @@
-/* One optimizer step: forward, the head, backward (twice with exact clipping: the first pass
- * only sums the norm), the updates on the device or through the optimizer queue. */
+/* One optimizer step: forward, the head, backward passes (as clipping drives them:
+ * exec_clip.c), the updates on the device or through the optimizer queue. */
 #include "offload/exec_int.h"
 #include "core/log.h"
 #include "optim/clip.h"
@@ -19,6 +19,12 @@ static float *grad_begin(sw_exec *ex, int gi)
 		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
 	}
+	if (ex->spec_pass && ex->g[gi].opt_tier == SW_TIER_GPU) {
+		/* a speculative pass holds a resident group's gradient until the norm is known */
+		SW_ASSERT(ex->g[gi].ghold);
+		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
+		return ex->g[gi].ghold;
+	}
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
 	ex->be->ops->stream_wait(ex->be, ex->cs, ex->gb_free[k]);
@@ -34,24 +40,50 @@ static sw_event *gbuf_event(sw_exec *ex, const float *gb)
 	return NULL;
 }
 
-/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW. */
+/* GPU AdamW of resident group gi from gradient gb, on the compute stream. */
+void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale)
+{
+	sw_backend *be = ex->be;
+	grp *g = &ex->g[gi];
+	const sw_group *tg = &ex->tt->g[gi];
+	for (int i = tg->first; i < tg->first + tg->count; i++) {
+		const sw_tensor *t = &ex->tt->t[i];
+		sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+		be->ops->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
+			       g->opt_dev[2] + t->offset, gb + t->offset,
+			       (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
+	}
+}
+
+/* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW: on
+ * the device (deferred to the end of a speculative pass: the gradient is held), or through the
+ * optimizer queue (a speculative update writes host state to its second set). */
 static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
 	int64_t n = ex->tt->g[gi].numel;
+	if (ex->first_pass && ex->calls == ex->poison_step && gi == ex->poison_group) {
+		static const float poison = NAN;   /* test hook: a non-finite gradient */
+		op->copy_h2d(be, ex->cs, gb, &poison, 4);
+	}
 	op->sumsq(be, ex->cs, ex->dsum + gi, gb, n);
 	sw_event *fe = gbuf_event(ex, gb);
 	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
-		grp *g = &ex->g[gi];
-		const sw_group *tg = &ex->tt->g[gi];
-		for (int i = tg->first; i < tg->first + tg->count; i++) {
-			const sw_tensor *t = &ex->tt->t[i];
-			sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
-			op->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
-				  g->opt_dev[2] + t->offset, gb + t->offset,
-				  (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
-		}
+		if (ex->spec_pass)
+			return;
+		exec_gpu_update(ex, gi, gb, scale);
+	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
+		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm */
+		sw_event *e = ex->held_ev;
+		op->event_record(be, e, ex->cs);
+		op->stream_wait(be, ex->ds, e);
+		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
+		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
+		exec_gspan_end(ex, ex->ds, sp);
+		if (fe)
+			op->event_record(be, fe, ex->ds);
+		return;
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
 		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
@@ -64,7 +96,7 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->event_record(be, e, ex->ds);
 		if (fe)
 			op->event_record(be, fe, ex->ds);
-		exec_opt_send(ex, gi, hb, scale);
+		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
 	if (fe)
@@ -208,9 +240,9 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 /* One backward pass: head, layers top-down, embedding. recompute_top: rebuild x_L from the
  * last checkpoint first (the carry holds dx_0 after an earlier pass). loss_out: NULL, or the
  * summed loss (first pass). */
-static int backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
-			 float scale_tokens, int update, double gscale, int recompute_top,
-			 double *loss_out)
+int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
+		       float scale_tokens, int update, double gscale, int recompute_top,
+		       double *loss_out)
 {
 	sw_backend *be = ex->be;
 	int M = ex->M, N = ex->d.N, rc;
@@ -290,35 +322,12 @@ static void build_uses(sw_exec *ex, useq *u, int passes)
 
 /* The global norm of this step's gradients: per-group sums of squares, added in group order
  * (optim/clip.h). */
-static double step_norm(sw_exec *ex)
+double exec_step_norm(sw_exec *ex)
 {
 	double ss[ex->G];
 	ex->be->ops->copy_d2h(ex->be, ex->cs, ss, ex->dsum, sizeof(ss));
 	ex->be->ops->stream_sync(ex->be, ex->cs);
 	return sw_grad_norm(ss, ex->G);
-}
-
-/* The backward: without clipping one pass, updating as it goes; with exact clipping pass 1 sums
- * the norm only and pass 2 applies the clipped update (none when the norm is not finite: the
- * step is skipped, nothing touched). */
-static int step_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
-			 float scale, int passes, sw_exec_stats *st, double *loss)
-{
-	if (passes == 1) {
-		st->s.grad_scale = 1.0;
-		return backward_pass(ex, u, inputs, targets, scale, 1, 1.0, 0, loss);
-	}
-	int rc = backward_pass(ex, u, inputs, targets, scale, 0, 1.0, 0, loss);
-	if (rc)
-		return rc;
-	st->s.grad_norm = step_norm(ex);
-	double gs = sw_clip_scale(st->s.grad_norm, ex->o.clip);
-	if (isnan(gs)) {
-		st->s.skipped = 1;
-		return 0;
-	}
-	st->s.grad_scale = gs;
-	return backward_pass(ex, u, inputs, targets, scale, 1, gs, 1, NULL);
 }
 
 int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
@@ -333,9 +342,10 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	float scale = st->s.tokens ? 1.0f / (float)st->s.tokens : 0.0f;
 	ex->step = step;
 	ex->lr = lr;
+	ex->calls++;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
-	int passes = ex->o.clip > 0 ? 2 : 1;
+	int passes = ex->clip_mode == 2 ? 2 : 1;
 	st->passes = passes;
 	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
 	if (!ug)
@@ -351,19 +361,22 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	double loss = 0;
 	int rc = forward_pass(ex, &u, inputs, 1);
 	if (!rc)
-		rc = step_backward(ex, &u, inputs, targets, scale, passes, st, &loss);
+		rc = exec_clip_backward(ex, &u, inputs, targets, scale, st, &loss);
 	int orc = exec_opt_drain(ex);
+	exec_clip_commit(ex);
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
 	if (!rc)
 		rc = orc;
-	if (!rc && passes == 1) {
-		st->s.grad_norm = step_norm(ex);
+	if (!rc && ex->clip_mode == 0) {
+		st->s.grad_norm = exec_step_norm(ex);
 		st->s.skipped = !isfinite(st->s.grad_norm);
 	}
-	if (!rc && (passes == 1 || !st->s.skipped) && ex->p->in.slots == 2)
-		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
+	/* NVMe state now lives in the other slot, unless clipping skipped the step (nothing was
+	 * committed; without clipping, the finite elements were updated) */
+	if (!rc && !(ex->clip_mode && st->s.skipped) && ex->p->in.slots == 2)
+		ex->slot = 1 - ex->slot;
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
 	if (ex->io) {

@@ -21,7 +21,8 @@ static const char *purpose_names[SW_PURPOSE_COUNT] = {
 	[SW_PURPOSE_HEAD] = "head and loss workspace", [SW_PURPOSE_WORKSPACE] = "cuBLAS workspace",
 	[SW_PURPOSE_RESERVE] = "reserve", [SW_PURPOSE_STAGE_P16] = "I/O staging P16",
 	[SW_PURPOSE_STAGE_OPT] = "I/O staging optimizer", [SW_PURPOSE_STAGE_CKPT] = "I/O staging checkpoints",
-	[SW_PURPOSE_XFER] = "load/save staging",
+	[SW_PURPOSE_XFER] = "load/save staging", [SW_PURPOSE_HELD_GRAD] = "held gradients (clip)",
+	[SW_PURPOSE_STATE_B] = "second state set (clip)",
 };
 static const char *resource_names[SW_RES_COUNT] = { "GPU compute", "PCIe", "NVMe", "CPU AdamW" };
 
@@ -44,6 +45,7 @@ void sw_plan_input_init(sw_plan_input *in, const sw_table *tt)
 	in->prefetch = 2;
 	in->grad_bufs = 1;
 	in->passes = 2;
+	in->speculate = 0;
 	in->chunk_params = 64ll << 20;
 	in->io_depth = 2;
 	in->vocab_chunk = 8192;
@@ -168,7 +170,15 @@ static void check_invariants(const sw_plan *p)
 	SW_ASSERT(p->ckpt_count[0] + p->ckpt_count[1] + p->ckpt_count[2] == p->n_layers * p->n_micro);
 }
 
-int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+static int nvme_opt_groups(const sw_plan *p)
+{
+	int n = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		n += p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
+	return n;
+}
+
+static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 {
 	memset(p, 0, sizeof(*p));
 	p->in = *in;
@@ -201,8 +211,61 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	    (rc = plan_table_build(p, &z)))
 		return rc;
 	check_invariants(p);
+	p->speculative = plan_spec(p);
 	plan_cost(p);
 	return 0;
+}
+
+/* Why a speculative plan cannot roll back or defer every group, or NULL: one optimizer slot on
+ * NVMe (--checkpoint-only) keeps no pre-step copy of what it updates in place, and the host
+ * has no room to hold those groups' gradients until the norm is known. */
+static const char *spec_missing(const sw_plan *p, char *buf, size_t len)
+{
+	if (p->in.slots == 2 || p->defer_nvme || !nvme_opt_groups(p))
+		return NULL;
+	char b[32];
+	snprintf(buf, len, "--checkpoint-only keeps one optimizer slot on NVMe, updated in place, and "
+		 "holding those groups' gradients in host memory until the norm is known needs %s "
+		 "more --cpu-mem", sw_fmt_size(p->defer_short, b, sizeof(b)));
+	return buf;
+}
+
+/* Clipping asked for one speculative pass: the speculative plan, unless it does not fit, has
+ * a group without a rollback source, or the two-pass plan (which needs no rollback buffers, so
+ * may keep more on the faster tiers) is predicted faster; then the two-pass plan, saying why. */
+int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+{
+	int rc = plan_build_once(p, in);
+	if (in->passes != 2 || !in->speculate || rc == -EINVAL)
+		return rc;
+	char why[sizeof(p->two_pass_why)], mbuf[sizeof(p->two_pass_why)];
+	const char *miss = rc ? NULL : spec_missing(p, mbuf, sizeof(mbuf));
+	double spec_s = rc || miss ? 0 : p->cost.step_s;
+	char sb[32];
+	if (rc && rc != -ENOSPC)
+		snprintf(why, sizeof(why), "planning one-pass clipping failed (%s)", strerror(-rc));
+	else if (rc)
+		snprintf(why, sizeof(why), "the rollback buffers of one-pass clipping do not fit (the %s "
+			 "tier would be %s short)", sw_plan_tier_label(p, p->short_tier),
+			 sw_fmt_size(p->short_bytes, sb, sizeof(sb)));
+	else if (miss)
+		snprintf(why, sizeof(why), "%s", miss);
+	sw_plan_input x = *in;
+	x.speculate = 0;
+	sw_plan two;
+	int rc2 = plan_build_once(&two, &x);
+	if (!rc && !miss && (rc2 || spec_s <= two.cost.step_s)) {
+		sw_plan_free(&two);
+		return 0;
+	}
+	if (!rc && !miss)
+		snprintf(why, sizeof(why), "predicted faster than one pass (%.4g s against %.4g s a step: "
+			 "one pass needs rollback buffers that push state to slower tiers)",
+			 two.cost.step_s, spec_s);
+	sw_plan_free(p);
+	*p = two;
+	snprintf(p->two_pass_why, sizeof(p->two_pass_why), "%s", why);
+	return rc2;
 }
 
 void sw_plan_free(sw_plan *p)
@@ -219,6 +282,9 @@ void sw_plan_free(sw_plan *p)
 int sw_plan_min_budget(const sw_plan_input *in, sw_tier tier, uint64_t *bytes, char *why, int why_len)
 {
 	sw_plan_input x = *in;
+	/* the smallest budgets are the two-pass scheme's (one-pass clipping's rollback buffers
+	 * are used when they fit, sw_plan_build) */
+	x.speculate = 0;
 	/* plan the earlier tiers with the given budgets and the later ones unbounded */
 	if (tier == SW_TIER_GPU)
 		x.gpu_mem = UINT64_MAX / 4;

@@ -68,6 +68,13 @@ typedef struct sw_plan_input {
 				     * first pass only sums the gradient norm, the second updates;
 				     * offload/exec.h), 1 without (--clip 0); default 2, as train's
 				     * default --clip 1.0 */
+	int speculate;              /* with passes 2: 1 asks for exact clipping in one speculative
+				     * pass (every group updated as its gradient completes, the
+				     * norm checked at the end, the step rolled back and redone
+				     * only when clipping fires; docs/planner.md "Clipping"), which
+				     * needs a rollback source for every group (sw_plan.speculative);
+				     * 0 the two-pass scheme. sw_plan_input_init: 0; train and plan
+				     * ask for 1 (SW_CLIP_PASSES=2 in the environment: 0) */
 	int64_t chunk_params;       /* I/O chunk for streamed state, parameters */
 	uint64_t nvme_stripe;       /* the NVMe engine's stripe unit (--io-stripe); 0: one I/O
 				     * chunk of P16 rounded up to 4 KiB (sw_plan_nvme_stripe) */
@@ -104,6 +111,11 @@ typedef enum {
 	SW_PURPOSE_STAGE_CKPT,      /* host, pinned: checkpoints to / from NVMe */
 	SW_PURPOSE_XFER,            /* host, pinned: one I/O chunk of fp32 for loading the model
 	                               and saving / resuming the run's state */
+	SW_PURPOSE_HELD_GRAD,       /* GPU: one-pass clipping: resident groups' gradients, kept
+	                               until the norm is known (their AdamW runs after it) */
+	SW_PURPOSE_STATE_B,         /* host: one-pass clipping: a second set of P32/m/v of
+	                               host-resident groups (speculative updates write it; the step
+	                               commits by swapping sets; the current set is the rollback) */
 	SW_PURPOSE_COUNT
 } sw_plan_purpose;
 
@@ -132,6 +144,10 @@ typedef enum {
 	SW_BUF_STAGE_OPT,           /* pinned: P32|m|v|P16 of one chunk (read-ahead, write-behind) */
 	SW_BUF_STAGE_CKPT,          /* pinned: checkpoints between the GPU and NVMe */
 	SW_BUF_XFER,                /* pinned: one chunk of fp32 for load / save */
+	SW_BUF_HELD_GRAD,           /* owner group's gradient, held to the end of the backward
+				     * (one-pass clipping, resident groups) */
+	SW_BUF_STATE_B,             /* owner group's second P32 / m / v (state) (one-pass
+				     * clipping, host-resident optimizer state) */
 	SW_BUF_HELD,                /* not allocated by the executor: budget held back (the
 				     * working-set estimate beyond its buffers, for the backend's
 				     * op scratch; --gpu-reserve; the NVMe files' stripe rounding) */
@@ -168,7 +184,10 @@ typedef struct sw_plan_cost {
 	int64_t adam_params;        /* parameters updated by CPU AdamW */
 	double t_h2d, t_d2h, t_nvme_read, t_nvme_write;   /* seconds */
 	double t[SW_RES_COUNT];     /* compute; PCIe = max(h2d, d2h); NVMe = read + write; CPU */
-	double step_s;              /* max of t[] */
+	double t_after;             /* one-pass clipping with one slot: the deferred groups'
+				     * updates, after the backward (max of their NVMe and CPU
+				     * AdamW time; their bytes are in the totals above, not in t[]) */
+	double step_s;              /* max of t[], + t_after */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second
@@ -205,7 +224,19 @@ typedef struct sw_plan {
 	/* optimizer state of resident (GPU/host) groups, saved to the run directory at
 	 * --save-every: one copy per slot; outside the NVMe budget */
 	uint64_t save_bytes[2];
-	sw_plan_cost cost;
+	/* clipping (passes 2): 1 when the step runs one speculative pass (in.speculate asked for
+	 * it and every group has a rollback source: resident groups hold their gradient, host
+	 * state has a second set, NVMe state has two slots); else two passes, and why when one
+	 * was asked for */
+	int speculative;
+	int defer_nvme;             /* speculative with one NVMe slot: the NVMe groups' gradients
+				     * are held in pinned host memory (rows "held gradients" on the
+				     * host) and their updates run after the norm is known */
+	uint64_t defer_short;       /* else: the host bytes that holding them lacked */
+	char two_pass_why[320];
+	sw_plan_cost cost;          /* a step (one pass when speculative) */
+	sw_plan_cost redo;          /* speculative: a step whose norm needed clipping (the pass,
+				     * the rollback, a second backward pass with its updates) */
 	/* a failed build: which tier is short and by how much, and the one-line message
 	 * ("--gpu-mem 2.00 GiB is 1.37 GiB short of ...; raise ...") without "spillway: " */
 	sw_tier short_tier;

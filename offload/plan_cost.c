@@ -9,21 +9,9 @@
 
 /* ---- the cost model ----------------------------------------------------------------------- */
 
-/* P16 fetches per step of every group (fetches[g]; resident groups 0): the window schedule
- * (offload/window.h) over the step's uses of P16, as the executor follows it: per use, the
- * group itself (want 1), then after its compute the next K distinct streamed groups. */
-static void p16_fetch_counts(const sw_plan *p, int *fetches)
+/* The window schedule over uses u[0, n), from an empty window, counting fetches per group. */
+static void p16_replay(const sw_plan *p, const int *u, int nu, const uint8_t *streamed, int *fetches)
 {
-	int L = p->n_layers, G = p->ngroups, P = p->in.passes;
-	int hd = p->in.tt->cfg.tie_embeddings ? 0 : G - 1;
-	int *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
-	uint8_t *streamed = malloc((size_t)G);
-	SW_ASSERT(u && streamed);
-	int nu = sw_window_uses(L, hd, P, u);
-	for (int g = 0; g < G; g++) {
-		fetches[g] = 0;
-		streamed[g] = !plan_resident(p, g);
-	}
 	sw_window w;
 	sw_window_fill f[SW_WINDOW_WANT];
 	sw_window_init(&w, sw_plan_window_buffers(p));
@@ -37,6 +25,29 @@ static void p16_fetch_counts(const sw_plan *p, int *fetches)
 		for (int i = 0; i < nf; i++)
 			fetches[f[i].group]++;
 	}
+}
+
+/* P16 fetches per step of every group (fetches[g]; resident groups 0): the window schedule
+ * (offload/window.h) over the step's uses of P16, as the executor follows it: per use, the
+ * group itself (want 1), then after its compute the next K distinct streamed groups. A step
+ * of P passes is one sequence; a redone step (redo) is the one-pass sequence, then the second
+ * pass's uses from an empty window (the rollback changed the weights). */
+static void p16_fetch_counts(const sw_plan *p, int P, int redo, int *fetches)
+{
+	int L = p->n_layers, G = p->ngroups;
+	int hd = p->in.tt->cfg.tie_embeddings ? 0 : G - 1;
+	int *u = malloc(sizeof(int) * (size_t)(1 + L + P * (L + 2)));
+	uint8_t *streamed = malloc((size_t)G);
+	SW_ASSERT(u && streamed);
+	int nu = sw_window_uses(L, hd, P, u);
+	for (int g = 0; g < G; g++) {
+		fetches[g] = 0;
+		streamed[g] = !plan_resident(p, g);
+	}
+	int n1 = redo ? 2 * (L + 1) : nu;
+	p16_replay(p, u, n1, streamed, fetches);
+	if (redo)
+		p16_replay(p, u + n1, nu - n1, streamed, fetches);
 	free(u);
 	free(streamed);
 }
@@ -46,13 +57,13 @@ double sw_plan_model_flops(const sw_plan *p)
 	return p->cost.flops_model + 0.75 * p->cost.flops_attn;
 }
 
-/* FLOPs of the step: the model's, the backward's recompute, attention, the second pass. */
-static void cost_flops(sw_plan *p)
+/* FLOPs of a step of P backward passes: the model's, the backward's recompute, attention, the
+ * second pass. */
+static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
 {
 	const sw_plan_input *in = &p->in;
 	const sw_table *tt = in->tt;
 	const sw_config *c = &tt->cfg;
-	sw_plan_cost *k = &p->cost;
 	double tokens = (double)in->batch_tokens;
 	int64_t n_gemm = 0, n_layer_gemm = 0;
 	for (int i = 0; i < tt->n; i++) {
@@ -71,43 +82,68 @@ static void cost_flops(sw_plan *p)
 	/* pass 2: layers recompute (2) + backward (4), the head forward (2) + backward (4): 6 per
 	 * GEMM parameter and token; x_L's recompute (2 per parameter of one layer); attention
 	 * recompute (2) + backward (4) per layer, and x_L's (2) */
-	k->flops_pass2 = (double)(in->passes - 1) *
+	k->flops_pass2 = (double)(P - 1) *
 			 (6.0 * (double)n_gemm * tokens + 2.0 * (double)n_layer_gemm / L * tokens +
 			  (6.0 * L + 2.0) * tokens * S * qd);
 }
 
-void plan_cost(sw_plan *p)
+/* The traffic of the groups' updates, `updates` times, and (redo) of the rollback: P32 read
+ * back from the pre-step slot and P16 rewritten to its home for NVMe state (host state is
+ * still in its current set in memory). */
+static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *k, sw_plan_cost *after)
+{
+	uint64_t pb = (uint64_t)p->p16_bytes;
+	for (int g = 0; g < p->ngroups; g++) {
+		if (plan_resident(p, g))
+			continue;
+		uint64_t n = (uint64_t)p->in.tt->g[g].numel, u = (uint64_t)updates, rd = (uint64_t)redo;
+		/* a deferred group (one slot): updated once, after the norm; in a redone step only
+		 * by the second pass, with nothing to roll back */
+		int defer = p->defer_nvme && p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
+		if (defer)
+			u = 1, rd = 0;
+		sw_plan_cost *a[2] = { k, defer && updates == 1 ? after : NULL };
+		k->d2h += u * n * GRAD_BYTES;
+		for (int i = 0; i < 2 && a[i]; i++) {
+			a[i]->adam_params += (int64_t)(u * n);
+			if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
+				a[i]->nvme_write += (u + rd) * n * pb;
+			if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
+				a[i]->nvme_read += u * n * OPT_BYTES + rd * n * 4;
+				a[i]->nvme_write += u * n * OPT_BYTES;
+			}
+		}
+	}
+}
+
+/* A step of P backward passes whose groups are updated `updates` times (2 in a redone step,
+ * with the rollback between). */
+static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 {
 	const sw_plan_input *in = &p->in;
 	const sw_table *tt = in->tt;
 	const sw_config *c = &tt->cfg;
-	sw_plan_cost *k = &p->cost;
 	memset(k, 0, sizeof(*k));
 	double tokens = (double)in->batch_tokens;
-	cost_flops(p);
+	cost_flops(p, P_, k);
 	uint64_t pb = (uint64_t)p->p16_bytes, item = p->ckpt_item;
 	uint64_t carry_pass = (uint64_t)(p->n_layers + 1) * (uint64_t)in->batch_tokens *
 			      (uint64_t)c->dim * (uint64_t)p->act_bytes;
 	uint64_t ck_off = (uint64_t)(p->ckpt_count[SW_TIER_HOST] + p->ckpt_count[SW_TIER_NVME]);
 	int fetches[p->ngroups];
-	p16_fetch_counts(p, fetches);
+	p16_fetch_counts(p, P_, updates > 1, fetches);
 	for (int g = 0; g < p->ngroups; g++) {
 		if (plan_resident(p, g))
 			continue;
 		uint64_t n = (uint64_t)tt->g[g].numel, f = (uint64_t)fetches[g];
 		k->h2d += f * n * pb;
-		k->d2h += n * GRAD_BYTES;
-		k->adam_params += (int64_t)n;
-		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME) {
+		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
 			k->nvme_read += f * n * pb;
-			k->nvme_write += n * pb;
-		}
-		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
-			k->nvme_read += n * OPT_BYTES;
-			k->nvme_write += n * OPT_BYTES;
-		}
 	}
-	uint64_t P = (uint64_t)in->passes;
+	sw_plan_cost after;
+	memset(&after, 0, sizeof(after));
+	cost_updates(p, updates, updates > 1, k, &after);
+	uint64_t P = (uint64_t)P_;
 	k->h2d += P * ck_off * item;             /* checkpoints back in every backward pass */
 	k->d2h += ck_off * item;                 /* checkpoints out in forward (copied from the
 						  * GPU even when the carry is on the host) */
@@ -125,16 +161,31 @@ void plan_cost(sw_plan *p)
 	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
 	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
 	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;
-	k->t_nvme_read = (double)k->nvme_read / (r->nvme_read_gbs * 1e9);
-	k->t_nvme_write = (double)k->nvme_write / (r->nvme_write_gbs * 1e9);
+	/* the deferred updates' bytes and parameters run after the backward (t_after) */
+	k->t_nvme_read = (double)(k->nvme_read - after.nvme_read) / (r->nvme_read_gbs * 1e9);
+	k->t_nvme_write = (double)(k->nvme_write - after.nvme_write) / (r->nvme_write_gbs * 1e9);
 	k->t[SW_RES_NVME] = k->t_nvme_read + k->t_nvme_write;
-	k->t[SW_RES_CPU_ADAM] = (double)k->adam_params / r->adam_params_per_s;
+	k->t[SW_RES_CPU_ADAM] = (double)(k->adam_params - after.adam_params) / r->adam_params_per_s;
+	double an = (double)after.nvme_read / (r->nvme_read_gbs * 1e9) +
+		    (double)after.nvme_write / (r->nvme_write_gbs * 1e9);
+	double aa = (double)after.adam_params / r->adam_params_per_s;
+	k->t_after = an > aa ? an : aa;
 	k->bottleneck = SW_RES_COMPUTE;
 	for (int i = 1; i < SW_RES_COUNT; i++)
 		if (k->t[i] > k->t[k->bottleneck])
 			k->bottleneck = (sw_plan_resource)i;
-	k->step_s = k->t[k->bottleneck];
+	k->step_s = k->t[k->bottleneck] + k->t_after;
 	k->tokens_per_s = tokens / k->step_s;
-	k->tflops = sw_plan_model_flops(p) / k->step_s / 1e12;
+	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
+}
+
+void plan_cost(sw_plan *p)
+{
+	/* one pass without clipping or when speculative; a redone step: the pass, the rollback,
+	 * then the two-pass scheme's second pass with its updates */
+	cost_run(p, p->speculative ? 1 : p->in.passes, 1, &p->cost);
+	memset(&p->redo, 0, sizeof(p->redo));
+	if (p->speculative)
+		cost_run(p, 2, 2, &p->redo);
 }
 

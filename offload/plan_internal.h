@@ -32,6 +32,8 @@ uint64_t plan_opt_host(const sw_plan *p, int g);       /* P32 + m + v on the hos
 uint64_t plan_all_state_dev(const sw_plan *p);
 uint64_t plan_window_bytes(const sw_plan_input *in, const plan_sizes *z);
 int plan_resident(const sw_plan *p, int g);
+/* 1 while placing for one speculative clipping pass (rollback buffers counted) */
+int plan_spec(const sw_plan *p);
 
 /* sw_plan_build's steps, in order; each returns 0, or -ENOSPC with p->why set */
 int plan_place_gpu(sw_plan *p, const plan_sizes *z);

@@ -10,15 +10,27 @@
 
 static uint64_t group_numel(const sw_plan *p, int g) { return (uint64_t)p->in.tt->g[g].numel; }
 int plan_resident(const sw_plan *p, int g) { return p->tier[g][SW_STATE_P32] == SW_TIER_GPU; }
+int plan_spec(const sw_plan *p) { return p->in.passes == 2 && p->in.speculate; }
+
+/* One-pass clipping holds a resident group's gradient until the norm is known (the tied
+ * embedding's is held anyway, in the tied gradient buffer). */
+static int held_grad(const sw_plan *p, int g)
+{
+	return plan_spec(p) && !(g == 0 && p->in.tt->cfg.tie_embeddings);
+}
 
 uint64_t plan_group_dev(const sw_plan *p, int g)
 {
 	uint64_t n = group_numel(p, g);
-	return plan_dev(n * (uint64_t)p->p16_bytes) + 3 * plan_dev(n * 4);
+	return plan_dev(n * (uint64_t)p->p16_bytes) + (uint64_t)(3 + held_grad(p, g)) * plan_dev(n * 4);
 }
 
 uint64_t plan_p16_host(const sw_plan *p, int g) { return plan_host(group_numel(p, g) * (uint64_t)p->p16_bytes); }
-uint64_t plan_opt_host(const sw_plan *p, int g) { return 3 * plan_host(group_numel(p, g) * 4); }
+/* P32, m, v; with one-pass clipping a second set of them (a speculative update writes it) */
+uint64_t plan_opt_host(const sw_plan *p, int g)
+{
+	return (uint64_t)(plan_spec(p) ? 6 : 3) * plan_host(group_numel(p, g) * 4);
+}
 
 uint64_t plan_all_state_dev(const sw_plan *p)
 {
@@ -172,13 +184,36 @@ static uint64_t staging_of(const host_need *h, unsigned kinds)
 	return s;
 }
 
+/* One-pass clipping with one NVMe slot: the gradient of a group whose optimizer state goes to
+ * NVMe is held in pinned host memory until the norm is known (its update cannot be rolled
+ * back). Room for every streamed group's is held back before the fill, when the budget has it
+ * (p->defer_nvme; else p->defer_short says what was missing); 0 otherwise. */
+static uint64_t defer_reserve(sw_plan *p, uint64_t budget)
+{
+	p->defer_nvme = 0;
+	p->defer_short = 0;
+	if (!plan_spec(p) || p->in.slots != 1)
+		return 0;
+	uint64_t r = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		r += plan_resident(p, g) ? 0 : plan_host(group_numel(p, g) * 4);
+	if (r > budget) {
+		p->defer_short = r - budget;
+		return 0;
+	}
+	p->defer_nvme = 1;
+	return r;
+}
+
 /* Greedy first-fit of the off-GPU items into `budget` host bytes, in order of NVMe traffic saved
  * per host byte: P16 cache (bottom groups first), checkpoints (top layers first), optimizer
- * state (bottom groups first). Returns the kinds that did not all fit (they go to NVMe). */
-static unsigned fill_host(sw_plan *p, uint64_t budget, uint64_t *used)
+ * state (bottom groups first). Returns the kinds that did not all fit (they go to NVMe).
+ * spill: state will go to NVMe (one-pass clipping's deferral room is held back first). */
+static unsigned fill_host(sw_plan *p, uint64_t budget, uint64_t *used, int spill)
 {
 	unsigned spilled = 0;
 	uint64_t u = 0, item = plan_host(p->ckpt_item);
+	budget -= spill ? defer_reserve(p, budget) : 0;
 	for (int g = 0; g < p->ngroups; g++) {
 		if (plan_resident(p, g))
 			continue;
@@ -262,22 +297,26 @@ int plan_place_host(sw_plan *p, const plan_sizes *z)
 		return host_short(p, &h, need, cheaper_all);
 	uint64_t room = in->cpu_mem - (h.grad + h.carry + h.xfer + h.reserve);
 	if (room >= h.items) {
-		SW_ASSERT(fill_host(p, room, &used) == 0);
+		SW_ASSERT(fill_host(p, room, &used, 0) == 0);
 	} else {
 		/* everything cannot stay on the host: reserve staging for every stream, fill, then
 		 * give back the staging of streams that did not spill and fill again with the room;
 		 * the second fill is kept only when it spills no stream the first one did not */
-		unsigned s1 = fill_host(p, room - staging_of(&h, 7), &used);
+		unsigned s1 = fill_host(p, room - staging_of(&h, 7), &used, 1);
 		SW_ASSERT(s1 != 0);
 		if (s1 != 7) {
-			unsigned s2 = fill_host(p, room - staging_of(&h, s1), &used);
+			unsigned s2 = fill_host(p, room - staging_of(&h, s1), &used, 1);
 			if ((s2 & ~s1) != 0)
-				SW_ASSERT(fill_host(p, room - staging_of(&h, 7), &used) == s1);
+				SW_ASSERT(fill_host(p, room - staging_of(&h, 7), &used, 1) == s1);
 		}
 	}
 	int64_t n = p->n_layers * p->n_micro;
 	for (int64_t i = 0; i < n; i++)
 		p->ckpt_count[p->ckpt_tier[i]] += p->ckpt_tier[i] != SW_TIER_GPU;
+	int nvme_opt = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		nvme_opt |= p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
+	p->defer_nvme &= nvme_opt;   /* (the table holds gradients of the NVMe groups only) */
 	return 0;
 }
 

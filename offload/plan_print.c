@@ -148,6 +148,11 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 			 (int)plan_min(2 * (uint64_t)p->in.io_depth, SW_PLAN_CKPT_SLOTS));
 		return buf;
 	case SW_PURPOSE_XFER: return "pinned, one chunk of fp32: model in, weights and optimizer state out";
+	case SW_PURPOSE_HELD_GRAD:
+		return t == SW_TIER_GPU ? "one-pass clipping: resident groups' fp32 gradients, their AdamW after the norm"
+					: "one-pass clipping, one slot: NVMe groups' gradients, their AdamW after the norm";
+	case SW_PURPOSE_STATE_B:
+		return "one-pass clipping: P32/m/v written by the update, swapped in at the step's end";
 	default:
 		break;
 	}
@@ -164,10 +169,65 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	return "";
 }
 
+/* How clipping runs (docs/planner.md "Clipping"): one speculative pass with each tier's
+ * rollback source, or two passes and why. */
+static void print_clipping(const sw_plan *p, FILE *f)
+{
+	const sw_plan_input *in = &p->in;
+	if (in->passes != 2)
+		return;
+	char b[2][32];
+	if (!p->speculative) {
+		fprintf(f, "\nclipping: two backward passes every step (the first sums the norm)%s%s%s\n",
+			p->two_pass_why[0] ? ": " : "", p->two_pass_why,
+			p->two_pass_why[0] ? "" : in->speculate ? "" : " (asked for: SW_CLIP_PASSES=2)");
+		return;
+	}
+	fprintf(f, "\nclipping: one speculative backward pass (updates as gradients complete, the norm "
+		"checked at the end; a step that needs clipping is rolled back and redone). Rollback:\n");
+	int n[SW_TIER_COUNT] = { 0 };
+	for (int g = 0; g < p->ngroups; g++)
+		n[p->tier[g][SW_STATE_P32]]++;
+	if (n[SW_TIER_GPU])
+		fprintf(f, "  %-6s %3d group%s: gradients held to the end of the backward (%s), %s AdamW "
+			"after the norm\n", sw_plan_tier_label(p, SW_TIER_GPU), n[SW_TIER_GPU],
+			n[SW_TIER_GPU] > 1 ? "s" : "",
+			sw_fmt_size(p->bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD], b[0], 32),
+			sw_plan_tier_label(p, SW_TIER_GPU));
+	if (n[SW_TIER_HOST])
+		fprintf(f, "  %-6s %3d group%s: the update writes a second P32/m/v set (%s), swapped in "
+			"when the step stands\n", "host", n[SW_TIER_HOST], n[SW_TIER_HOST] > 1 ? "s" : "",
+			sw_fmt_size(p->bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B], b[1], 32));
+	if (n[SW_TIER_NVME] && !p->defer_nvme)
+		fprintf(f, "  %-6s %3d group%s: the other slot keeps the pre-step P32/m/v (no extra "
+			"bytes)\n", "NVMe", n[SW_TIER_NVME], n[SW_TIER_NVME] > 1 ? "s" : "");
+	if (n[SW_TIER_NVME] && p->defer_nvme)
+		fprintf(f, "  %-6s %3d group%s (one slot): gradients held in pinned host memory (%s), "
+			"CPU AdamW after the norm, %.4g s after the backward\n", "NVMe", n[SW_TIER_NVME],
+			n[SW_TIER_NVME] > 1 ? "s" : "",
+			sw_fmt_size(p->bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD], b[0], 32), p->cost.t_after);
+	fprintf(f, "  P16 off the %s is rounded again from the kept P32 on a rollback\n",
+		sw_plan_tier_label(p, SW_TIER_GPU));
+}
+
 /* A resource's name as printed: "device compute" on the CPU backend. */
 static const char *res_label(const sw_plan *p, sw_plan_resource r)
 {
 	return r == SW_RES_COMPUTE && p->in.cpu_device ? "device compute" : sw_plan_resource_name(r);
+}
+
+/* A speculative plan's redone step, beside the step that is not redone. */
+static void print_redo(const sw_plan *p, FILE *f)
+{
+	if (!p->speculative)
+		return;
+	const sw_plan_cost *d = &p->redo;
+	fprintf(f, "redone step (the norm needs clipping: rollback, then a second backward pass "
+		"with its updates): %.4g s, bound by %s (%s %.4g s, %s %.4g s, %s %.4g s, %s "
+		"%.4g s)\n", d->step_s, res_label(p, d->bottleneck), res_label(p, SW_RES_COMPUTE),
+		d->t[SW_RES_COMPUTE], sw_plan_resource_name(SW_RES_PCIE), d->t[SW_RES_PCIE],
+		sw_plan_resource_name(SW_RES_NVME), d->t[SW_RES_NVME],
+		sw_plan_resource_name(SW_RES_CPU_ADAM), d->t[SW_RES_CPU_ADAM]);
 }
 
 void sw_plan_print(const sw_plan *p, FILE *f)
@@ -217,14 +277,17 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		"%s (two slots) or %s (one)\n", sw_plan_tier_label(p, SW_TIER_GPU), sw_fmt_size(p->save_bytes[1], b[0], 32),
 		sw_fmt_size(p->save_bytes[0], b[1], 32));
 
+	print_clipping(p, f);
 	const sw_plan_cost *k = &p->cost;
 	const sw_plan_rates *r = &in->rates;
+	int passes = p->speculative ? 1 : in->passes;
 	fprintf(f, "\nstep time per resource:\n");
 	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f + second pass %.1f "
 		"TFLOP at %.0f TFLOP/s; %d backward pass%s)\n",
 		res_label(p, SW_RES_COMPUTE), k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
 		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12, r->gemm_tflops,
-		in->passes, in->passes == 2 ? "es: exact clipping" : "");
+		passes, p->speculative ? ": exact clipping, speculative" :
+		passes == 2 ? "es: exact clipping" : "");
 	fprintf(f, "  %-12s %10.4g s  (H2D %s at %.1f GB/s: %.4g s; D2H %s at %.1f GB/s: %.4g s)\n",
 		sw_plan_resource_name(SW_RES_PCIE), k->t[SW_RES_PCIE], sw_fmt_size(k->h2d, b[0], 32), r->h2d_gbs,
 		k->t_h2d, sw_fmt_size(k->d2h, b[1], 32), r->d2h_gbs, k->t_d2h);
@@ -234,6 +297,11 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		k->t_nvme_write);
 	fprintf(f, "  %-12s %10.4g s  (%s params at %.2f G params/s)\n", sw_plan_resource_name(SW_RES_CPU_ADAM),
 		k->t[SW_RES_CPU_ADAM], fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9);
-	fprintf(f, "predicted step: %.4g s, bound by %s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
-		res_label(p, k->bottleneck), k->tokens_per_s, k->tflops);
+	if (k->t_after > 0)
+		fprintf(f, "  %-12s %10.4g s  (one slot: the deferred groups' updates, once the norm is "
+			"known)\n", "after", k->t_after);
+	fprintf(f, "predicted step: %.4g s, bound by %s%s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
+		res_label(p, k->bottleneck), k->t_after > 0 ? ", then the deferred updates" : "",
+		k->tokens_per_s, k->tflops);
+	print_redo(p, f);
 }

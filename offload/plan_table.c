@@ -146,6 +146,17 @@ static void rows_state(const sw_plan *p, table *t, int slots)
 		for (int s = 0; s < (to == SW_TIER_NVME ? slots : 1); s++)
 			for (int k = 0; k < 3; k++)
 				row(t, SW_BUF_OPT, (sw_plan_purpose)(SW_PURPOSE_P32 + k), to, g, k, s, ob, 1);
+		/* one-pass clipping's rollback sources (docs/planner.md "Clipping"): a resident
+		 * group's gradient held to the end of the backward (the tied embedding's is the
+		 * tied gradient buffer), host state's second set; NVMe state has its other slot */
+		if (plan_spec(p) && to == SW_TIER_GPU && !(g == 0 && p->in.tt->cfg.tie_embeddings))
+			row(t, SW_BUF_HELD_GRAD, SW_PURPOSE_HELD_GRAD, to, g, -1, 0, ob, 1);
+		if (p->defer_nvme && to == SW_TIER_NVME)
+			row(t, SW_BUF_HELD_GRAD, SW_PURPOSE_HELD_GRAD, SW_TIER_HOST, g, -1, 0,
+			    plan_host(n * 4), 1);
+		if (plan_spec(p) && to == SW_TIER_HOST)
+			for (int k = 0; k < 3; k++)
+				row(t, SW_BUF_STATE_B, SW_PURPOSE_STATE_B, to, g, k, 0, ob, 1);
 	}
 	uint64_t item = p->ckpt_item;
 	uint64_t ck[SW_TIER_COUNT] = { plan_dev(item), plan_host(item), item };

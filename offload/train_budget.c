@@ -26,32 +26,41 @@ uint64_t sw_exec_dir_free(const char *dir)
 	return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
 }
 
+/* Device memory the driver takes to map pinned host memory into the GPU's address space: 2.04
+ * MiB per GiB pinned, measured on the H100 machine (docs/perf.md, issue 14: 28.5 GiB more pinned
+ * took 58 MiB more device memory); 2.25 MiB per GiB of --cpu-mem held back. */
+static uint64_t pinned_map_bytes(uint64_t cpu_mem) { return cpu_mem / 4096 * 9; }
+
 /* --gpu-mem on CUDA bounds all the device memory this process takes: the context (measured),
- * the kernels that load on first use (an allowance), then the backend's arena, which keeps its
- * GEMM workspace and op scratch inside. Sets in->gpu_mem and c->arena. */
+ * the kernels that load on first use (an allowance), the mapping of pinned host memory, then
+ * the backend's arena, which keeps its GEMM workspace and op scratch inside. Sets in->gpu_mem
+ * and c->arena. */
 static int cuda_budget(sw_train_ctx *c, sw_plan_input *in)
 {
 	const sw_train_args *a = c->a;
-	uint64_t held = c->ctx_bytes + SW_CUDA_LAZY_ALLOWANCE, r = 0;
+	uint64_t map = pinned_map_bytes(a->cpu_mem);
+	uint64_t held = c->ctx_bytes + SW_CUDA_LAZY_ALLOWANCE + map, r = 0;
 	if (held < a->gpu_mem) {
 		c->arena = a->gpu_mem - held;
 		r = sw_exec_backend_reserve(c->arena);
 	}
 	if (held + r >= a->gpu_mem) {
 		sw_error("train: --gpu-mem %.0f MiB does not cover the CUDA context (%.0f MiB, "
-			 "measured) + %.0f MiB for kernels + the backend's %.0f MiB reserve; raise it",
-			 (double)a->gpu_mem / 1048576.0, (double)c->ctx_bytes / 1048576.0,
-			 (double)SW_CUDA_LAZY_ALLOWANCE / 1048576.0, (double)r / 1048576.0);
+			 "measured) + %.0f MiB for kernels + %.0f MiB mapping --cpu-mem's pinned memory + "
+			 "the backend's %.0f MiB reserve; raise it", (double)a->gpu_mem / 1048576.0,
+			 (double)c->ctx_bytes / 1048576.0, (double)SW_CUDA_LAZY_ALLOWANCE / 1048576.0,
+			 (double)map / 1048576.0, (double)r / 1048576.0);
 		return -ENOSPC;
 	}
 	in->gpu_mem = c->arena - r;
 	if (!a->quiet)
 		printf("GPU budget: --gpu-mem %.0f MiB = CUDA context %.0f MiB (measured%s) + %.0f MiB "
-		       "for kernels loaded on first use + backend arena %.0f MiB (%.0f MiB workspace "
-		       "and scratch, %.0f MiB for the plan)\n", (double)a->gpu_mem / 1048576.0,
+		       "for kernels loaded on first use + %.0f MiB mapping pinned host memory + backend "
+		       "arena %.0f MiB (%.0f MiB workspace and scratch, %.0f MiB for the plan)\n",
+		       (double)a->gpu_mem / 1048576.0,
 		       (double)c->ctx_bytes / 1048576.0, c->ctx_exact ? "" : "; NVML unusable, so it "
 		       "includes other processes' use", (double)SW_CUDA_LAZY_ALLOWANCE / 1048576.0,
-		       (double)c->arena / 1048576.0, (double)r / 1048576.0,
+		       (double)map / 1048576.0, (double)c->arena / 1048576.0, (double)r / 1048576.0,
 		       (double)in->gpu_mem / 1048576.0);
 	return 0;
 }

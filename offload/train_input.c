@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -109,7 +110,12 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	in->fp32 = o->fp32;
 	if (o->prefetch)
 		in->prefetch = o->prefetch;
-	in->passes = o->clip > 0 ? 2 : 1;     /* exact clipping runs the backward twice */
+	/* exact clipping: one speculative backward pass where every group has a rollback source
+	 * (the planner decides); SW_CLIP_PASSES=2 asks for the two-pass scheme instead, a hook
+	 * for tests and benchmarks (docs/cli.md) */
+	in->passes = o->clip > 0 ? 2 : 1;
+	const char *cp = getenv("SW_CLIP_PASSES");
+	in->speculate = !(cp && !strcmp(cp, "2"));
 	in->slots = o->slots ? o->slots : 2;
 	if (o->chunk > 0)
 		in->chunk_params = o->chunk;

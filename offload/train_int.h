@@ -29,6 +29,8 @@
 /* What --resume continues from: RUN/manifest.json. */
 typedef struct sw_train_resume {
 	int64_t step;
+	int64_t skipped;             /* steps skipped before it (non-finite gradient; 0: none or
+				      * an older manifest) */
 	sw_data_pos pos;
 	char weights[SW_TRAIN_PATH], m[SW_TRAIN_PATH], v[SW_TRAIN_PATH];
 	char tag[64];
@@ -69,6 +71,11 @@ typedef struct sw_train_ctx {
 	char nvme_dir[SW_TRAIN_MAX_NVME][SW_TRAIN_PATH];
 	int nvme_lock[SW_TRAIN_MAX_NVME];
 	int64_t last_step;           /* the last step completed */
+	int64_t n_steps, n_redone, n_skipped;   /* this run's steps, of them redone by one-pass
+					      * clipping, skipped (non-finite gradient) */
+	int64_t skipped_total;       /* steps skipped since the run began (resumes included):
+				      * AdamW's step counter and the schedule's position are the
+				      * step less these, as if a skipped step had not been taken */
 	int64_t last_saved;          /* the step of the last save (0: none) */
 	/* progress and the run report (core/progress.h, core/report.h) */
 	sw_steps steps;              /* the step bar or the sparse step lines */

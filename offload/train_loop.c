@@ -160,6 +160,7 @@ static int build(sw_train_ctx *c)
 		sw_data_set_pos(&c->data, c->rp.pos);
 		snprintf(c->prev, sizeof(c->prev), "%s", c->rp.tag);
 		c->last_saved = c->rp.step;
+		c->skipped_total = c->rp.skipped;
 	}
 	if ((rc = train_state_load(c)))
 		return rc;
@@ -236,10 +237,14 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		}
 		if ((rc = sw_data_next(&c->data, rows, inputs, targets)))
 			break;
-		double lr = sw_lr_at(&a->sched, step);
+		/* AdamW's step counter and the schedule leave out the skipped steps: a skipped step
+		 * is as if it had not been taken, apart from consuming its batch (docs/optim.md) */
+		int64_t taken = step - c->skipped_total;
+		double lr = sw_lr_at(&a->sched, taken);
 		sw_exec_stats st;
-		if ((rc = sw_exec_step(c->ex, inputs, targets, step, lr, &st)))
+		if ((rc = sw_exec_step(c->ex, inputs, targets, taken, lr, &st)))
 			break;
+		c->skipped_total += st.s.skipped;
 		c->last_step = step;
 		uint64_t used;
 		if (!c->cpu && !sw_cuda_mem_used(&used) && used > c->dev_peak)

@@ -109,6 +109,9 @@ static int manifest_fields(sw_train_ctx *c, json_t *root, const char *man)
 	}
 	sw_train_resume *r = &c->rp;
 	r->step = json_integer_value(st);
+	json_t *sk = json_object_get(root, "skipped_steps");
+	r->skipped = json_is_integer(sk) && json_integer_value(sk) >= 0 &&
+		     json_integer_value(sk) < r->step ? json_integer_value(sk) : 0;
 	r->pos.epoch = (uint64_t)json_integer_value(de);
 	r->pos.index = (uint64_t)json_integer_value(di);
 	snprintf(r->weights, sizeof(r->weights), "%s/%s", run, json_string_value(w));
@@ -306,6 +309,8 @@ int train_rundir_commit(sw_train_ctx *c, int64_t step, const char *tag)
 				 "settings", c->settings, "checksum_piece",
 				 (json_int_t)SW_TRAIN_SUM_PIECE, "files", files);
 	char sum[20];
+	if (root && c->skipped_total)
+		json_object_set_new(root, "skipped_steps", json_integer((json_int_t)c->skipped_total));
 	if (root) {
 		snprintf(sum, sizeof(sum), "%016" PRIx64, manifest_sum(root));
 		json_object_set_new(root, "manifest_xxh3", json_string(sum));

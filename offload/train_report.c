@@ -97,19 +97,24 @@ static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_ex
 	if (isfinite(st->s.grad_norm))
 		snprintf(norm, sizeof(norm), "%.9g", st->s.grad_norm);
 	fprintf(m, "{\"step\": %lld, \"loss\": %s, \"lr\": %.9g, \"grad_norm\": %s, "
-		"\"skipped\": %d, \"tokens_per_s\": %.6g, \"tflops\": %.6g, \"step_s\": %.6g",
-		(long long)step, loss, lr, norm, st->s.skipped, tps, tflops, st->step_s);
+		"\"skipped\": %d, \"redone\": %d, \"passes\": %d, \"tokens_per_s\": %.6g, \"tflops\": %.6g, "
+		"\"step_s\": %.6g", (long long)step, loss, lr, norm, st->s.skipped, st->redone, st->passes,
+		tps, tflops, st->step_s);
+	if (st->s.skipped)
+		fprintf(m, ", \"why\": \"skipped: non-finite gradient\"");
 	for (int r = 0; r < SW_TRACK_COUNT; r++)
 		fprintf(m, ", \"%s\": %.6g", res_json[r], st->busy[r]);
 	if (isfinite(c->eval_loss))
 		fprintf(m, ", \"eval_loss\": %.9g", c->eval_loss);
+	/* the plan's prediction for this kind of step: one pass, or redone (rollback + a second) */
+	const sw_plan_cost *k = st->redone ? &c->plan.redo : &c->plan.cost;
 	if (bound_known(c))
-		fprintf(m, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g", c->plan.cost.step_s,
-			c->plan.cost.step_s / st->step_s);
+		fprintf(m, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g", k->step_s,
+			k->step_s / st->step_s);
 	fprintf(m, ", \"nvme_read_bytes\": %llu, \"nvme_write_bytes\": %llu, "
 		"\"plan_nvme_read_bytes\": %llu, \"plan_nvme_write_bytes\": %llu}\n",
 		(unsigned long long)st->nvme_read, (unsigned long long)st->nvme_write,
-		(unsigned long long)c->plan.cost.nvme_read, (unsigned long long)c->plan.cost.nvme_write);
+		(unsigned long long)k->nvme_read, (unsigned long long)k->nvme_write);
 	fflush(m);
 	sw_report_update(c->a->run, 0);   /* report.html every SW_REPORT_EVERY_S at most */
 }
@@ -120,17 +125,22 @@ void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_s
 	double tps = (double)a->batch_tokens / st->step_s;
 	/* model FLOPs (the planner's: recompute and the second clipping pass not counted) */
 	double tflops = sw_plan_model_flops(&c->plan) / st->step_s / 1e12;
+	c->n_steps++;
+	c->n_redone += st->redone;
+	c->n_skipped += st->s.skipped;
 	if (a->print_steps) {
 		char bound[48] = "";
+		const sw_plan_cost *k = st->redone ? &c->plan.redo : &c->plan.cost;
 		if (bound_known(c))
-			snprintf(bound, sizeof(bound), " | bound/measured %.2f", c->plan.cost.step_s / st->step_s);
+			snprintf(bound, sizeof(bound), " | bound/measured %.2f", k->step_s / st->step_s);
 		char line[512], ev[40] = "";
 		if (isfinite(c->eval_loss))
 			snprintf(ev, sizeof(ev), " | eval loss %.4f", c->eval_loss);
 		snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f%s | lr %.3e | grad norm %.4f%s | "
 			 "%.0f tok/s | %.3f TFLOPS | %.2f s | busy: compute %.2f h2d %.2f d2h %.2f nvme "
 			 "r %.2f w %.2f adam %.2f s%s", (long long)step, (long long)a->steps, st->s.loss,
-			 ev, lr, st->s.grad_norm, st->s.skipped ? " (non-finite: step skipped)" : "", tps,
+			 ev, lr, st->s.grad_norm, st->s.skipped ? " (skipped: non-finite gradient)" :
+			 st->redone ? " (clipped: rolled back and redone)" : "", tps,
 			 tflops, st->step_s, st->busy[0], st->busy[1], st->busy[2], st->busy[3],
 			 st->busy[4], st->busy[5], bound);
 		/* the bar on a terminal; this line for the first, the last and every few steps */
@@ -192,6 +202,12 @@ void train_report_summary(const sw_train_ctx *c, int64_t first)
 		       a->gpu_mem ? "--gpu-mem" : "the planned arena + context + kernels",
 		       (double)lim / 1048576.0);
 	}
+	if (a->clip > 0 && c->n_steps)
+		printf("train: clipping: %lld of %lld steps redone (%.2f %%: the norm needed clipping, "
+		       "%s), %lld skipped (non-finite gradient)\n", (long long)c->n_redone,
+		       (long long)c->n_steps, 100.0 * (double)c->n_redone / (double)c->n_steps,
+		       c->plan.speculative ? "rolled back and run again with the scale" :
+		       "two passes every step: none is redone", (long long)c->n_skipped);
 	if (a->run && c->last_saved)
 		printf("train: saved step %lld in %s; export it with: spillway export --run %s --out DIR\n",
 		       (long long)c->last_saved, a->run, a->run);

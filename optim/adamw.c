@@ -83,6 +83,36 @@ int64_t sw_adamw_kernel_scalar(float *p32, float *m, float *v, const float *g, v
 	return bad;
 }
 
+int64_t sw_adamw_kernel_scalar_to(float *const out[3], const float *p32, const float *m,
+				  const float *v, const float *g, void *p16, int bf16, int64_t n,
+				  const sw_adamw_args *a)
+{
+	const float lrwd = a->lr * a->weight_decay;
+	const float omb1 = a->one_minus_beta1, omb2 = a->one_minus_beta2;
+	int64_t bad = 0;
+	for (int64_t i = 0; i < n; i++) {
+		float gi = g[i] * a->grad_scale;
+		float p = p32[i], mi = m[i], vi = v[i];
+		if (isfinite(gi)) {
+			p = p - lrwd * p;
+			mi = m[i] + omb1 * (gi - m[i]);
+			vi = a->beta2 * v[i] + omb2 * (gi * gi);
+			float d = sqrtf(vi) / a->bc2_sqrt + a->eps;
+			p = p - a->step_size * (mi / d);
+		} else {
+			bad++;
+		}
+		out[0][i] = p;
+		out[1][i] = mi;
+		out[2][i] = vi;
+		if (p16 && bf16)
+			((sw_bf16 *)p16)[i] = sw_f32_to_bf16(p);
+		else if (p16)
+			((float *)p16)[i] = p;
+	}
+	return bad;
+}
+
 /* Sum of squares in double, lane i % 8 into acc[i % 8]: the order every path follows. The
  * products of two floats are exact in double, so only the additions round. */
 void sw_sumsq_kernel_scalar(const float *g, int64_t n, double acc[8])
@@ -178,6 +208,20 @@ sw_adamw_path sw_adamw_path_get(void)
 		atomic_store(&path_in_use, p);
 	}
 	return (sw_adamw_path)p;
+}
+
+static sw_adamw_kernel_to_fn adamw_kernel_to(void)
+{
+	switch (sw_adamw_path_get()) {
+#if defined(__x86_64__)
+	case SW_ADAMW_PATH_AVX512:
+		return sw_adamw_kernel_avx512_to;
+	case SW_ADAMW_PATH_AVX2:
+		return sw_adamw_kernel_avx2_to;
+#endif
+	default:
+		return sw_adamw_kernel_scalar_to;
+	}
 }
 
 static sw_adamw_kernel_fn adamw_kernel(void)
@@ -402,6 +446,8 @@ void sw_adamw_update(float *p32, float *m, float *v, const float *g, void *p16, 
 
 struct update_job {
 	sw_adamw_kernel_fn fn;
+	sw_adamw_kernel_to_fn fn_to;       /* out of place when out[0] is set */
+	float *out[3];
 	float *p32, *m, *v;
 	const float *g;
 	char *p16;
@@ -412,14 +458,24 @@ struct update_job {
 	atomic_int_fast64_t bad;
 };
 
+/* Elements [off, off + len) of a job, in place or out of place. */
+static int64_t job_span(const struct update_job *j, int64_t off, int64_t len)
+{
+	char *p16 = j->p16 ? j->p16 + off * j->p16_size : NULL;
+	if (j->out[0]) {
+		float *const out[3] = { j->out[0] + off, j->out[1] + off, j->out[2] + off };
+		return j->fn_to(out, j->p32 + off, j->m + off, j->v + off, j->g + off, p16, j->bf16, len, j->a);
+	}
+	return j->fn(j->p32 + off, j->m + off, j->v + off, j->g + off, p16, j->bf16, len, j->a);
+}
+
 static void update_task(void *ctx, int64_t task, int worker)
 {
 	(void)worker;
 	struct update_job *j = ctx;
 	int64_t off = task * j->chunk;
 	int64_t len = j->n - off < j->chunk ? j->n - off : j->chunk;
-	int64_t bad = j->fn(j->p32 + off, j->m + off, j->v + off, j->g + off,
-			    j->p16 ? j->p16 + off * j->p16_size : NULL, j->bf16, len, j->a);
+	int64_t bad = job_span(j, off, len);
 	if (bad)
 		atomic_fetch_add(&j->bad, bad);
 }
@@ -436,10 +492,27 @@ static void slice_task(void *ctx, int64_t task, int worker)
 	hi = hi < j->n ? hi : j->n;
 	if (lo >= hi)
 		return;
-	int64_t bad = j->fn(j->p32 + lo, j->m + lo, j->v + lo, j->g + lo,
-			    j->p16 ? j->p16 + lo * j->p16_size : NULL, j->bf16, hi - lo, j->a);
+	int64_t bad = job_span(j, lo, hi - lo);
 	if (bad)
 		atomic_fetch_add(&j->bad, bad);
+}
+
+static int64_t job_run(sw_pool *pool, struct update_job *j)
+{
+	const sw_adamw_tuning *tu = sw_adamw_tuning_get();
+	j->chunk = tu->chunk;
+	atomic_init(&j->bad, 0);
+	int64_t tasks = (j->n + j->chunk - 1) / j->chunk;
+	if (!pool || tasks == 1) {
+		for (int64_t t = 0; t < tasks; t++)
+			update_task(j, t, 0);
+	} else if (tu->static_slices) {
+		j->threads = sw_pool_threads(pool);
+		sw_pool_run_each(pool, slice_task, j);
+	} else {
+		sw_pool_run(pool, update_task, j, tasks);
+	}
+	return atomic_load(&j->bad);
 }
 
 int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, const float *g,
@@ -447,22 +520,31 @@ int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, 
 {
 	if (n <= 0)
 		return 0;
-	const sw_adamw_tuning *tu = sw_adamw_tuning_get();
 	struct update_job j = {
 		.fn = adamw_kernel(), .p32 = p32, .m = m, .v = v, .g = g, .p16 = p16,
-		.bf16 = act == SW_DTYPE_BF16, .p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n,
-		.chunk = tu->chunk, .a = a,
+		.bf16 = act == SW_DTYPE_BF16, .p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n, .a = a,
 	};
-	atomic_init(&j.bad, 0);
-	int64_t tasks = (n + j.chunk - 1) / j.chunk;
-	if (!pool || tasks == 1) {
-		for (int64_t t = 0; t < tasks; t++)
-			update_task(&j, t, 0);
-	} else if (tu->static_slices) {
-		j.threads = sw_pool_threads(pool);
-		sw_pool_run_each(pool, slice_task, &j);
-	} else {
-		sw_pool_run(pool, update_task, &j, tasks);
-	}
-	return atomic_load(&j.bad);
+	return job_run(pool, &j);
+}
+
+int64_t sw_adamw_update_parallel_to(sw_pool *pool, float *const out[3], const float *p32,
+				    const float *m, const float *v, const float *g, void *p16,
+				    sw_dtype act, int64_t n, const sw_adamw_args *a)
+{
+	if (n <= 0)
+		return 0;
+	struct update_job j = {
+		.fn_to = adamw_kernel_to(), .out = { out[0], out[1], out[2] }, .p32 = (float *)p32,
+		.m = (float *)m, .v = (float *)v, .g = g, .p16 = p16, .bf16 = act == SW_DTYPE_BF16,
+		.p16_size = act == SW_DTYPE_BF16 ? 2 : 4, .n = n, .a = a,
+	};
+	return job_run(pool, &j);
+}
+
+int64_t sw_adamw_update_to(float *const out[3], const float *p32, const float *m, const float *v,
+			   const float *g, void *p16, sw_dtype act, int64_t n, const sw_adamw_args *a)
+{
+	if (n <= 0)
+		return 0;
+	return adamw_kernel_to()(out, p32, m, v, g, p16, act == SW_DTYPE_BF16, n, a);
 }

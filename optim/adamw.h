@@ -72,6 +72,18 @@ int64_t sw_adamw_update_checked(float *p32, float *m, float *v, const float *g, 
 int64_t sw_adamw_update_parallel(sw_pool *pool, float *p32, float *m, float *v, const float *g,
 				 void *p16, sw_dtype act, int64_t n, const sw_adamw_args *a);
 
+/* Out of place, the same bits: reads p32, m, v and writes the updated state to out[0], out[1],
+ * out[2] (every element; one with a non-finite gradient gets its old values), p16 as above;
+ * p32, m, v are left as they were. The same memory traffic as the update in place (the state
+ * is read once and written once), so a second state set costs no time: the executor's
+ * speculative updates write it and the step commits by swapping sets (offload/exec_opt.c).
+ * The SW_ADAMW_FLUSH / BURST sub-blocks and non-temporal state stores are not applied here. */
+int64_t sw_adamw_update_to(float *const out[3], const float *p32, const float *m, const float *v,
+			   const float *g, void *p16, sw_dtype act, int64_t n, const sw_adamw_args *a);
+int64_t sw_adamw_update_parallel_to(sw_pool *pool, float *const out[3], const float *p32,
+				    const float *m, const float *v, const float *g, void *p16,
+				    sw_dtype act, int64_t n, const sw_adamw_args *a);
+
 /* ---- path selection ---- */
 typedef enum {
 	SW_ADAMW_PATH_AUTO,    /* the best the CPU supports (or SW_ADAMW_PATH from the environment) */
@@ -94,8 +106,15 @@ int sw_adamw_path_parse(const char *name, sw_adamw_path *out);
 typedef int64_t (*sw_adamw_kernel_fn)(float *p32, float *m, float *v, const float *g, void *p16,
 				      int bf16, int64_t n, const sw_adamw_args *a);
 typedef void (*sw_sumsq_kernel_fn)(const float *g, int64_t n, double acc[8]);
+/* out of place (sw_adamw_update_to) */
+typedef int64_t (*sw_adamw_kernel_to_fn)(float *const out[3], const float *p32, const float *m,
+					 const float *v, const float *g, void *p16, int bf16, int64_t n,
+					 const sw_adamw_args *a);
 int64_t sw_adamw_kernel_scalar(float *p32, float *m, float *v, const float *g, void *p16,
 			       int bf16, int64_t n, const sw_adamw_args *a);
+int64_t sw_adamw_kernel_scalar_to(float *const out[3], const float *p32, const float *m,
+				  const float *v, const float *g, void *p16, int bf16, int64_t n,
+				  const sw_adamw_args *a);
 void sw_sumsq_kernel_scalar(const float *g, int64_t n, double acc[8]);
 #if defined(__x86_64__)
 int64_t sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
@@ -104,6 +123,12 @@ int64_t sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g, v
 			       int bf16, int64_t n, const sw_adamw_args *a);
 void sw_sumsq_kernel_avx2(const float *g, int64_t n, double acc[8]);
 void sw_sumsq_kernel_avx512(const float *g, int64_t n, double acc[8]);
+int64_t sw_adamw_kernel_avx2_to(float *const out[3], const float *p32, const float *m,
+				const float *v, const float *g, void *p16, int bf16, int64_t n,
+				const sw_adamw_args *a);
+int64_t sw_adamw_kernel_avx512_to(float *const out[3], const float *p32, const float *m,
+				  const float *v, const float *g, void *p16, int bf16, int64_t n,
+				  const sw_adamw_args *a);
 #endif
 sw_sumsq_kernel_fn sw_sumsq_kernel(void);        /* the sum-of-squares kernel of the path in use */
 /* The SIMD paths' software prefetch distance in bytes (SW_ADAMW_PREFETCH, default 2048; negative:
@@ -152,6 +177,7 @@ int sw_adamw_flush_supported(int f);
 typedef struct sw_adamw_span_opts {
 	int64_t pf;
 	int nt, nts;
+	float *out[3];          /* NULL: in place; else where the updated p32, m, v go */
 } sw_adamw_span_opts;
 typedef int64_t (*sw_adamw_span_fn)(float *p32, float *m, float *v, const float *g, void *p16,
 				    int bf16, int64_t n, const sw_adamw_args *a,

@@ -151,11 +151,34 @@ int64_t sw_adamw_run_blocked(sw_adamw_span_fn fn, float *p32, float *m, float *v
  * size, for the p16 stores' alignment; nts_ok: whether the path has non-temporal state stores). */
 static int64_t run_kernel(sw_adamw_span_fn fn, unsigned vec_bytes, int nts_ok, float *p32,
 			  float *m, float *v, const float *g, void *p16, int bf16, int64_t n,
-			  const sw_adamw_args *a)
+			  const sw_adamw_args *a, float *const *out)
 {
 	const sw_adamw_tuning *t = sw_adamw_tuning_get();
-	const sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, vec_bytes, nts_ok);
-	int64_t bad = sw_adamw_run_blocked(fn, p32, m, v, g, p16, bf16, n, a, &o, t);
+	sw_adamw_span_opts o = span_opts(t, p32, m, v, p16, bf16, vec_bytes, nts_ok && !out);
+	int64_t bad = 0;
+	if (out) {
+		/* out of place: one span (no sub-blocks). The state goes out with non-temporal
+		 * stores (the lines are not read first, so the traffic is the in-place update's)
+		 * once the scalar kernel has brought the three outputs to a 64-byte boundary, when
+		 * they share their offset within it (they do in the executor: page-aligned sets) */
+		uintptr_t mis = (uintptr_t)out[0] & 63;
+		int64_t head = 0;
+		if (mis == ((uintptr_t)out[1] & 63) && mis == ((uintptr_t)out[2] & 63) && !(mis & 3)) {
+			head = (int64_t)((64 - mis) & 63) / 4;
+			head = head < n ? head : n;
+			o.nts = 1;
+		}
+		if (head)
+			bad += sw_adamw_kernel_scalar_to(out, p32, m, v, g, p16, bf16, head, a);
+		float *const o3[3] = { out[0] + head, out[1] + head, out[2] + head };
+		for (int k = 0; k < 3; k++)
+			o.out[k] = o3[k];
+		void *h16 = p16 ? (char *)p16 + head * (bf16 ? 2 : 4) : NULL;
+		o.nt = o.nt && h16 && ((uintptr_t)h16 & ((bf16 ? vec_bytes / 2 : vec_bytes) - 1)) == 0;
+		bad += fn(p32 + head, m + head, v + head, g + head, h16, bf16, n - head, a, &o);
+	} else {
+		bad = sw_adamw_run_blocked(fn, p32, m, v, g, p16, bf16, n, a, &o, t);
+	}
 	if (o.nt || o.nts)
 		_mm_sfence();   /* non-temporal stores are weakly ordered: publish before returning */
 	return bad;
@@ -205,6 +228,9 @@ static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float 
 	const __m512 zero = _mm512_setzero_ps();
 	const int nt = o->nt, nts = o->nts;
 	const int64_t pf = o->pf;
+	/* where the state goes: in place, or out of place (o->out) */
+	float *const dp = o->out[0] ? o->out[0] : p32, *const dm = o->out[1] ? o->out[1] : m;
+	float *const dv = o->out[2] ? o->out[2] : v;
 	int64_t bad = 0;
 	for (int64_t i = 0; i < n; i += 16) {
 		if (pf)
@@ -234,13 +260,13 @@ static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float 
 			bad += __builtin_popcount((unsigned)(k & ~ok));
 		}
 		if (full && nts) {
-			_mm512_stream_ps(p32 + i, p);
-			_mm512_stream_ps(m + i, mi);
-			_mm512_stream_ps(v + i, vi);
+			_mm512_stream_ps(dp + i, p);
+			_mm512_stream_ps(dm + i, mi);
+			_mm512_stream_ps(dv + i, vi);
 		} else if (full) {
-			_mm512_storeu_ps(p32 + i, p);
-			_mm512_storeu_ps(m + i, mi);
-			_mm512_storeu_ps(v + i, vi);
+			_mm512_storeu_ps(dp + i, p);
+			_mm512_storeu_ps(dm + i, mi);
+			_mm512_storeu_ps(dv + i, vi);
 		}
 		if (full) {
 			if (p16 && bf16 && nt)
@@ -252,9 +278,9 @@ static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float 
 			else if (p16)
 				_mm512_storeu_ps((float *)p16 + i, p);
 		} else {
-			_mm512_mask_storeu_ps(p32 + i, k, p);
-			_mm512_mask_storeu_ps(m + i, k, mi);
-			_mm512_mask_storeu_ps(v + i, k, vi);
+			_mm512_mask_storeu_ps(dp + i, k, p);
+			_mm512_mask_storeu_ps(dm + i, k, mi);
+			_mm512_mask_storeu_ps(dv + i, k, vi);
 			if (p16 && bf16)
 				_mm256_mask_storeu_epi16((sw_bf16 *)p16 + i, k, bf16_round16(p));
 			else if (p16)
@@ -267,7 +293,14 @@ static int64_t T_AVX512 span_avx512(float *p32, float *m, float *v, const float 
 int64_t T_AVX512 sw_adamw_kernel_avx512(float *p32, float *m, float *v, const float *g,
 					 void *p16, int bf16, int64_t n, const sw_adamw_args *a)
 {
-	return run_kernel(span_avx512, 64, 1, p32, m, v, g, p16, bf16, n, a);
+	return run_kernel(span_avx512, 64, 1, p32, m, v, g, p16, bf16, n, a, NULL);
+}
+
+int64_t T_AVX512 sw_adamw_kernel_avx512_to(float *const out[3], const float *p32, const float *m,
+					    const float *v, const float *g, void *p16, int bf16,
+					    int64_t n, const sw_adamw_args *a)
+{
+	return run_kernel(span_avx512, 64, 1, (float *)p32, (float *)m, (float *)v, g, p16, bf16, n, a, out);
 }
 
 /* acc[l] += g[i]^2 for i % 8 == l, in order of i: one 8-lane double accumulator. */
@@ -313,8 +346,10 @@ static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, 
 	const __m256 beta2 = _mm256_set1_ps(a->beta2), bc2 = _mm256_set1_ps(a->bc2_sqrt);
 	const __m256 eps = _mm256_set1_ps(a->eps), ss = _mm256_set1_ps(a->step_size);
 	const __m256 zero = _mm256_setzero_ps();
-	const int nt = o->nt;
+	const int nt = o->nt, nts = o->nts;   /* nts: only out of place (aligned outputs) */
 	const int64_t pf = o->pf;
+	float *const dp = o->out[0] ? o->out[0] : p32, *const dm = o->out[1] ? o->out[1] : m;
+	float *const dv = o->out[2] ? o->out[2] : v;
 	int64_t bad = 0, i = 0;
 	for (; i + 8 <= n; i += 8) {
 		if (pf && (i & 15) == 0)
@@ -337,9 +372,15 @@ static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, 
 			vi = _mm256_blendv_ps(v0, vi, ok);
 			bad += 8 - __builtin_popcount((unsigned)okbits);
 		}
-		_mm256_storeu_ps(p32 + i, p);
-		_mm256_storeu_ps(m + i, mi);
-		_mm256_storeu_ps(v + i, vi);
+		if (nts) {
+			_mm256_stream_ps(dp + i, p);
+			_mm256_stream_ps(dm + i, mi);
+			_mm256_stream_ps(dv + i, vi);
+		} else {
+			_mm256_storeu_ps(dp + i, p);
+			_mm256_storeu_ps(dm + i, mi);
+			_mm256_storeu_ps(dv + i, vi);
+		}
 		if (p16 && bf16 && nt)
 			_mm_stream_si128((__m128i *)((sw_bf16 *)p16 + i), bf16_round8(p));
 		else if (p16 && bf16)
@@ -352,7 +393,8 @@ static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, 
 	if (i < n) {
 		/* the last n % 8 elements: the scalar reference, which is the same arithmetic */
 		void *t16 = p16 ? (char *)p16 + i * (bf16 ? 2 : 4) : NULL;
-		bad += sw_adamw_kernel_scalar(p32 + i, m + i, v + i, g + i, t16, bf16, n - i, a);
+		float *const out[3] = { dp + i, dm + i, dv + i };
+		bad += sw_adamw_kernel_scalar_to(out, p32 + i, m + i, v + i, g + i, t16, bf16, n - i, a);
 	}
 	return bad;
 }
@@ -361,7 +403,14 @@ static int64_t T_AVX2 span_avx2(float *p32, float *m, float *v, const float *g, 
 int64_t T_AVX2 sw_adamw_kernel_avx2(float *p32, float *m, float *v, const float *g, void *p16,
 				     int bf16, int64_t n, const sw_adamw_args *a)
 {
-	return run_kernel(span_avx2, 32, 0, p32, m, v, g, p16, bf16, n, a);
+	return run_kernel(span_avx2, 32, 0, p32, m, v, g, p16, bf16, n, a, NULL);
+}
+
+int64_t T_AVX2 sw_adamw_kernel_avx2_to(float *const out[3], const float *p32, const float *m,
+					const float *v, const float *g, void *p16, int bf16, int64_t n,
+					const sw_adamw_args *a)
+{
+	return run_kernel(span_avx2, 32, 0, (float *)p32, (float *)m, (float *)v, g, p16, bf16, n, a, out);
 }
 
 /* Lanes 0-3 in lo, 4-7 in hi: the same order as the scalar kernel. */

@@ -3,14 +3,16 @@
  * parameters after 3 AdamW steps with clipping match the PyTorch golden files of
  * tests/ref/make_golden.py within the CPU backend issue's tolerances (loss 1e-5, norm 1e-4,
  * parameters within 1e-5 of the float64 run, or within twice PyTorch fp32's own distance to it,
- * as tests/test_model_golden.c judges the in-memory trainer). */
+ * as tests/test_model_golden.c judges the in-memory trainer). Run with the two-pass clipping
+ * scheme and with one speculative pass (every golden step clips: each is rolled back and
+ * redone). */
 #include "tests/offload_exec_harness.h"
 #include "core/config.h"
 #include "tests/golden.h"
 
 static double worst_after3, worst_bk;
 
-static int check_file(const char *path)
+static int check_file(const char *path, int speculate)
 {
 	golden gd;
 	CHECKF(golden_open(&gd, path) == 0, "%s", path);
@@ -35,14 +37,17 @@ static int check_file(const char *path)
 	CHECKF(sw_plan_min_budget(&in, SW_TIER_GPU, &gmin, why, sizeof(why)) == 0, "%s", why);
 	in.gpu_mem = gmin;
 	CHECKF(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, why, sizeof(why)) == 0, "%s", why);
+	in.speculate = speculate;
 	hx_run r;
 	CHECKF(hx_open(&r, &tt, &in, gmin, hmin, TRAINF("clip"), &h) == 0, "%s", r.plan.why);
+	CHECKF(r.plan.speculative == speculate, "%s", r.plan.two_pass_why);
 	int G = tt.ngroups;
 	CHECK(hx_count(&r.plan, G, SW_STATE_P16, SW_TIER_GPU) == 0);
 	CHECK(hx_count(&r.plan, G, SW_STATE_P32, SW_TIER_NVME) == G);
 	CHECK(r.plan.ckpt_count[SW_TIER_NVME] > 0);
-	printf("%s: %s, %lld params; GPU %llu B, host %llu B: P16 on NVMe for %d of %d groups, "
+	printf("%s (%s): %s, %lld params; GPU %llu B, host %llu B: P16 on NVMe for %d of %d groups, "
 	       "P32/m/v on NVMe for all, %lld of %lld checkpoints on NVMe\n", path,
+	       speculate ? "one pass, rolled back and redone" : "two passes",
 	       json_string_value(json_object_get(gd.hdr, "name")), (long long)tt.total,
 	       (unsigned long long)gmin, (unsigned long long)hmin,
 	       hx_count(&r.plan, G, SW_STATE_P16, SW_TIER_NVME), G,
@@ -74,6 +79,7 @@ static int check_file(const char *path)
 		CHECK(el < 1e-5);
 		CHECK(en < 1e-4);
 		CHECK(!st.s.skipped && st.s.grad_scale < 1.0);
+		CHECK(st.redone == speculate && st.passes == 2);
 	}
 	for (int g = 0; g < G; g++) {
 		CHECK(sw_exec_get_group(r.ex, g, SW_STATE_P32, buf) == 0);
@@ -113,7 +119,8 @@ int main(void)
 	const char *files[] = { "tests/ref/golden_llama_gqa.bin", "tests/ref/golden_qwen2_tied.bin",
 				"tests/ref/golden_llama3_odd.bin" };
 	for (int i = 0; i < 3; i++)
-		check_file(files[i]);
+		for (int spec = 0; spec < 2; spec++)
+			check_file(files[i], spec);
 	printf("worst parameter error after 3 steps vs float64, everything offloaded: %.2e (limit "
 	       "1e-5); tensors above 1e-5 but within 2x PyTorch fp32's own error: worst %.2e\n",
 	       worst_after3, worst_bk);

@@ -28,6 +28,7 @@ typedef struct combo {
 	sw_config c;
 	int seq, rows, micro, prefetch, slots, fp32;
 	double clip;
+	int speculate;           /* clipping asks for one speculative pass (rollback rows) */
 	int gpu_kind, cpu_kind;       /* 0 at the minimum, 1 just above, 2 far above */
 	uint64_t host_reserve;        /* held back from --cpu-mem (0 for two thirds) */
 } combo;
@@ -63,6 +64,7 @@ static void combo_make(combo *k)
 	k->gpu_kind = (int)rnd(3);
 	k->cpu_kind = (int)rnd(3);
 	k->host_reserve = rnd(3) ? 0 : rnd(1 << 20);
+	k->speculate = k->clip > 0 && rnd(3) != 0;
 }
 
 static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
@@ -72,6 +74,7 @@ static void input_of(const combo *k, const sw_table *tt, sw_plan_input *in)
 	in->prefetch = k->prefetch;
 	in->slots = k->slots;
 	in->passes = k->clip > 0 ? 2 : 1;
+	in->speculate = k->speculate;
 	in->cpu_device = 1;
 	in->host_reserve = k->host_reserve;
 	in->gpu_reserve = hx_cpu_scratch(tt, in);   /* as train holds it back on the CPU backend */
@@ -218,6 +221,8 @@ static void warm_up(void)
 
 /* One combination: plan, executor (hx_open compares its allocations with the table cell by
  * cell and with the budgets), and for a sample one trained step in a child process. */
+static int spec_rows[3];      /* combinations with held-gradient rows (device, host), with second-state-set rows */
+
 static void run_combo(int i, const combo *k, int train, int *trained, int *near_min_over)
 {
 	sw_table tt;
@@ -225,6 +230,15 @@ static void run_combo(int i, const combo *k, int train, int *trained, int *near_
 	sw_plan_input in;
 	input_of(k, &tt, &in);
 	budgets(k, &in);
+	{
+		sw_plan p;
+		if (!sw_plan_build(&p, &in)) {
+			spec_rows[0] += p.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
+			spec_rows[1] += p.bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0;
+			spec_rows[2] += p.bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] > 0;
+		}
+		sw_plan_free(&p);
+	}
 	sw_adamw_hparams h = { .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1 };
 	if (!train) {
 		hx_run r;
@@ -301,6 +315,49 @@ static void regression_prefetch1(void)
 /* A tied model whose embedding stays on the device while the layers stream: the pinned
  * gradient buffers are sized by the largest streamed group (not the embedding), inside
  * --cpu-mem at its minimum. */
+/* One-pass clipping's rows in every tier: held gradients on the device (resident groups) and on
+ * the host (one NVMe slot, deferred updates), a second state set (host state, two slots); the
+ * executor takes exactly the table and trains a step inside the budgets. */
+static void regression_clip_rows(void)
+{
+	int seen[3] = { 0 };
+	for (int v = 0; v < 2; v++) {
+		combo k;
+		combo_fixed(&k);
+		k.c.n_layers = 3;
+		k.clip = 1.0;
+		k.speculate = 1;
+		k.slots = v ? 1 : 2;
+		k.gpu_kind = 1;
+		k.cpu_kind = v ? 0 : 2;
+		sw_table tt;
+		CHECK(sw_table_build(&tt, &k.c) == 0);
+		sw_plan_input in;
+		input_of(&k, &tt, &in);
+		in.rates.gemm_tflops = 1e-4;   /* compute-bound: the planner keeps one pass (and its rows) */
+		budgets(&k, &in);
+		if (v)   /* room for every streamed group's gradient beside the minimum */
+			in.cpu_mem += (uint64_t)tt.total * 4 + (uint64_t)tt.ngroups * 4096;
+		sw_adamw_hparams h = { .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8 };
+		hx_run r;
+		bufs b;
+		bufs_make(&b, &k, &tt);
+		CHECK(hx_open(&r, &tt, &in, in.gpu_mem, in.cpu_mem, 1.0, &h) == 0);
+		CHECKF(r.plan.speculative, "%s", r.plan.two_pass_why);
+		seen[0] += r.plan.bytes[SW_TIER_GPU][SW_PURPOSE_HELD_GRAD] > 0;
+		seen[1] += r.plan.bytes[SW_TIER_HOST][SW_PURPOSE_HELD_GRAD] > 0;
+		seen[2] += r.plan.bytes[SW_TIER_HOST][SW_PURPOSE_STATE_B] > 0;
+		train_one(&r, &tt, &b, 0, 0);
+		hx_close(&r);
+		bufs_free(&b);
+		sw_table_free(&tt);
+	}
+	CHECKF(seen[0] && seen[1] && seen[2], "held on the device %d, on the host %d, second sets %d",
+	       seen[0], seen[1], seen[2]);
+	printf("ok regression one-pass clipping's rows: held gradients on the device and on the host, "
+	       "second state sets: allocations = the table, a step inside the budgets\n");
+}
+
 static void regression_tied(void)
 {
 	combo k;
@@ -431,10 +488,16 @@ int main(int argc, char **argv)
 	       "NVMe file = the plan's total, peak RSS growth <= --gpu-mem + --cpu-mem in all\n", n,
 	       trained);
 	CHECK(over == 0);
+	/* the rows of one-pass clipping are among the cells compared */
+	printf("   one-pass clipping's rollback rows: held gradients on the device in %d combinations, "
+	       "on the host (one slot, deferred) in %d, second state sets in %d\n", spec_rows[0],
+	       spec_rows[2], spec_rows[1]);
+	CHECK(spec_rows[0] > 0 && spec_rows[1] > 0);
 	for (int g = 0; g < 3; g++)
 		CHECK(seen[g][0] && seen[g][1] && seen[g][2]);
 	CHECK(streamed > 0 && trained >= n / every);
 	regression_prefetch1();
+	regression_clip_rows();
 	regression_tied();
 	regression_nvme_total();
 	regression_check_catches();
