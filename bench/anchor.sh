@@ -27,11 +27,13 @@
 # table says so.
 # Env: SW_BIN (build/spillway); LOGS (logs, default DIR/logs); STEPS (spillway steps, default 5:
 # the first is left out of the medians), NVME_STEPS (default 3); FSDP_WARMUP (2), FSDP_STEPS (3);
-# T_IO, T_RATES, T_INIT, T_R1, T_FSDP, T_R3, T_R2 (per-stage timeouts, seconds); BIO_SIZE (bench-io
+# T_IO, T_RATES, T_INIT, T_R1, T_FSDP, T_R3, T_R2 (per-stage timeouts, seconds); DEADLINE (seconds
+# after the start by which every stage has ended: a later stage runs shorter or is skipped, so
+# that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 4GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
 # SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime).
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -56,6 +58,14 @@ fail() { echo "anchor: $*" >&2; rc=1; }
 stage() {
   local name=$1 t=$2
   shift 2
+  if [ -n "${DEADLINE:-}" ]; then   # the whole script ends by DEADLINE seconds
+    local left=$(( DEADLINE - SECONDS ))
+    if [ "$left" -lt 20 ]; then
+      fail "$name skipped: ${left} s left before DEADLINE=$DEADLINE"
+      return 124
+    fi
+    [ "$left" -lt "$t" ] && t=$left
+  fi
   say "--- $name (timeout ${t} s): $*"
   local t0=$SECONDS
   timeout --kill-after=10 "$t" "$@" 2>&1 | tee "$logs/$name.log"
@@ -193,6 +203,8 @@ fsdp() {
 nvme_dir() { rm -rf "$dir/nv"; mkdir -p "$dir/nv"; echo "$dir/nv"; }
 
 table() {
+  # the model's shape flags that anchor_model.py takes (--layers is its own)
+  ANCHOR_HERE=$here ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
   python3 - "$logs" "$batch" "$r1" "$r3" "$r3_8" "$r2" <<'PY'
 import json, os, re, statistics, sys
 L, batch = sys.argv[1], int(sys.argv[2])
@@ -303,6 +315,25 @@ for title, sn, fn in rows:
     t = text(sn + ".trace.txt")
     if t:
         print("\ntrace of %s (offload/trace_summary.py, after step 1):\n%s" % (sn, t.rstrip()))
+# regime 1: the executor's dependency model calibrated with the run's busy times (bench/anchor_model.py)
+s = spill("r1")
+if s and not s["failed"]:
+    import subprocess
+    t = text("r1.log")
+    res = re.search(r"^\s*layers 0-(\d+)\s+[\d.]+ [KMB]\s+GPU", t, re.M)
+    resident = int(res.group(1)) + 1 if res else 0
+    cmd = [sys.executable, os.path.join(os.environ["ANCHOR_HERE"], "anchor_model.py"),
+           "--resident", str(resident), "--compute-s", "%.4f" % s["busy"][0],
+           "--adam-s", "%.4f" % s["busy"][5], "--d2h-s", "%.4f" % s["busy"][2],
+           "--h2d-gbs", str((g or {}).get("h2d_gbs", 40)), "--measured-s", "%.4f" % s["step_s"]]
+    if m:
+        cmd += ["--bench-adam-gparams", m[-1][1]]
+    cmd += os.environ.get("ANCHOR_SHAPE28", "").split()
+    print("\nregime 1, dependency model of the step (%s):" % " ".join(cmd[1:]))
+    try:
+        print(subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.rstrip())
+    except Exception as e:  # noqa: BLE001
+        print("  model failed: %s" % e)
 print("\nanchors of issue 17, not measured in this run (H100 machine, same shape and batch):")
 print("  FSDP2 CPU offload 2.8B 5.374 s/step (53 GB host); 6.7B 12.07 s/step (120 GB host)")
 print("  DeepSpeed 0.14.5 ZeRO-Offload 2.8B 6.35 s/step (70 GB host); ZeRO-Infinity (NVMe) 49.35 s/step "
