@@ -15,6 +15,8 @@
 #            GPU's rates (bench/anchor_rates.py: bf16 GEMM at the model's shapes, pinned PCIe)
 #   r1       2.8B, state in host memory: --gpu-mem 10GiB --cpu-mem 100GiB
 #   r1-fsdp  FSDP2 on the 2.8B shape
+#   r1-thr   regime 1 again with --threads R1_THREADS (default: the cores less one, so that the
+#            thread issuing the GPU work and the CUDA runtime keep a core beside CPU AdamW)
 #   r3       2.8B, optimizer state and streamed weights on NVMe: --gpu-mem 10GiB --cpu-mem 20GiB --nvme
 #   r3-8     the same with --cpu-mem 8GiB (nearly all optimizer state on the disk)
 #   r2       6.7B, --gpu-mem 10GiB --cpu-mem 64GiB, NVMe for the rest
@@ -31,9 +33,9 @@
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 4GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
-# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime).
+# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS.
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -204,7 +206,7 @@ nvme_dir() { rm -rf "$dir/nv"; mkdir -p "$dir/nv"; echo "$dir/nv"; }
 
 table() {
   # the model's shape flags that anchor_model.py takes (--layers is its own)
-  ANCHOR_HERE=$here ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
+  ANCHOR_HERE=$here ANCHOR_THR=${R1_THREADS:-$(( $(nproc) - 1 ))} ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
   python3 - "$logs" "$batch" "$r1" "$r3" "$r3_8" "$r2" <<'PY'
 import json, os, re, statistics, sys
 L, batch = sys.argv[1], int(sys.argv[2])
@@ -277,6 +279,7 @@ def fs(name):
     return r
 
 rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
+        ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[1], "r3", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
@@ -351,12 +354,13 @@ for s in "$@"; do
     rates) stage_rates ;;
     r1) model m28 "$shape28" && train r1 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-fsdp) fsdp r1-fsdp "$shape28" "${T_FSDP:-400}" ;;
+    r1-thr) model m28 "$shape28" && train r1-thr m28 "$steps" "${T_R1:-300}" $r1 --threads "${R1_THREADS:-$(( $(nproc) - 1 ))}" ;;
     r3) model m28 "$shape28" && train r3 m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r3-8) model m28 "$shape28" && train r3-8 m28 "$nvme_steps" "${T_R3:-420}" $r3_8 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io rates r1 r1-fsdp r3 r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io rates r1 r1-fsdp r1-thr r3 r3-8 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table
