@@ -279,18 +279,20 @@ def fs(name):
     return r
 
 rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
-        ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", None),
+        ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[1], "r3", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
 print("\n## step times (median of the steps after the first; FSDP2: median of its timed steps)")
 print("| regime | system | s/step | tokens/s | host peak | GPU peak | tokens/s vs FSDP2 | planner's step (bound) | bound/measured | busy s: compute h2d d2h nvme-r nvme-w adam |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+shown = set()
 for title, sn, fn in rows:
     s, fr = spill(sn), fs(fn) if fn else None
-    if s is None and fr is None:
+    if s is None and (fr is None or fn in shown):
         continue
-    if fr:
+    if fr and fn not in shown:
+        shown.add(fn)
         print("| %s | FSDP2 CPU offload | %.3f | %.0f | %.1f GiB | %.1f GiB | 1.00x | - | - | fwd+bwd %.2f, optimizer %.2f |" % (
             title, fr["step_s"], fr["tokens_per_s"], fr["host_vmhwm_mib"] / 1024,
             fr["gpu_used_peak_mib"] / 1024, fr["fwd_bwd_s"], fr["optimizer_s"]))
