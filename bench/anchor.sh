@@ -7,7 +7,9 @@
 #   bash bench/anchor.sh DIR STAGE...
 #
 # DIR: scratch space on the disk under test (the model files, the token file, the --nvme
-# directory; regime 1 needs ~7 GB, regime 3 ~45 GB, regime 2 ~60 GB). Stages:
+# directory; regime 1 needs ~7 GB, regime 3 ~45 GB, regime 2 ~60 GB). On the device machine put
+# it outside the copy of the working tree: each call re-sends the tree and drops what is not in
+# it, and a model made once is reused only where DIR survives. Stages:
 #   io       the disk's sequential write/read rates on DIR: dd with O_DIRECT (as the ZeRO-Infinity
 #            anchor of the issue was measured), fio (io_uring, direct, 1 MiB, qd 32) when it is
 #            installed, and `spillway bench-io` (1 MiB, qd 32, 2 threads: train's I/O settings)
@@ -35,7 +37,7 @@
 # size, 4GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
 # SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS.
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -252,10 +254,12 @@ def spill(name):
         return None
     st = []
     for l in t.splitlines():
-        mm = re.search(r"^step (\d+)/(\d+) \|.*\| ([\d.]+) s \| busy: compute ([\d.]+) h2d ([\d.]+) d2h ([\d.]+) "
-                       r"nvme r ([\d.]+) w ([\d.]+) adam ([\d.]+) s", l)
+        mm = re.search(r"^step (\d+)/(\d+) \|.*\| ([\d.]+) tok/s \|.*\| ([\d.]+) s \| busy: compute ([\d.]+) h2d ([\d.]+) "
+                       r"d2h ([\d.]+) nvme r ([\d.]+) w ([\d.]+) adam ([\d.]+) s", l)
         if mm:
-            st.append([float(x) for x in mm.groups()])
+            v = [float(x) for x in mm.groups()]
+            # the step time from tokens/s (printed with more digits than the seconds)
+            st.append(v[:2] + [batch / v[2] if v[2] > 0 else v[3]] + v[4:])
     pred = re.search(r"predicted step: ([\d.e+-]+) s, bound by ([^;]+);", t)
     res = {}
     for k, pat in (("compute", r"(?:GPU|device) compute\s+([\d.e+-]+) s"), ("pcie", r"PCIe\s+([\d.e+-]+) s"),
