@@ -157,7 +157,10 @@ def main():
     print(json.dumps({"what": "inputs", "compute_s": round(flops / rate, 4),
                       "effective_tflops": round(rate / 1e12, 1), "cpu_adam_params": cpu_params,
                       "adam_gparams_in_run": round(adam_rate / 1e9, 3), "adam_s": round(cpu_params / adam_rate, 4),
-                      "d2h_gbs": round(d2h / 1e9, 1), "bound_s": round(max(flops / rate, cpu_params / adam_rate), 4)}))
+                      "d2h_gbs": round(d2h / 1e9, 1), "bound_s": round(max(flops / rate, cpu_params / adam_rate), 4),
+                      # the planner's bound with the one-buffer stall counted: every streamed
+                      # group's gradient copy is on the critical path after the compute
+                      "compute_plus_grad_d2h_s": round(flops / rate + d2h_bytes / d2h, 4)}))
     r0 = a.resident
     # two GPU gradient buffers cost one group's fp32 gradient of GPU memory: the planner then
     # keeps one resident layer fewer (spillway plan --grad-buffers 2 on the 2.8B regime-1 budgets)
