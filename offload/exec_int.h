@@ -123,6 +123,8 @@ struct sw_exec {
 	int tabled;                        /* the arrays for the table's buffers exist */
 	double lr;
 	int slot;                          /* NVMe optimizer slot holding the current state */
+	int commit_slot;                   /* 1 + the NVMe slot holding the last commit, which no
+					    * step writes (exec_commit.c); 0: none */
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;
@@ -173,6 +175,12 @@ int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *
 /* Says "executor: NVMe WHAT failed: <the request's error>" for the first failure only. */
 void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r);
 int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
+
+/* exec_commit.c: the NVMe slot a step writes: the other one (two slots), never the slot of
+ * the last commit; the same one (one slot, --checkpoint-only) */
+int exec_write_slot(const sw_exec *ex);
+/* exec_home.c: P16 of elements [off, off + n) of group gi rounded from fp32 src, into its home */
+int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);
 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);

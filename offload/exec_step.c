@@ -362,8 +362,8 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		st->s.grad_norm = step_norm(ex);
 		st->s.skipped = !isfinite(st->s.grad_norm);
 	}
-	if (!rc && (passes == 1 || !st->s.skipped) && ex->p->in.slots == 2)
-		ex->slot = 1 - ex->slot;            /* NVMe state now lives in the other slot */
+	if (!rc && (passes == 1 || !st->s.skipped))
+		ex->slot = exec_write_slot(ex);     /* NVMe state now lives in the slot written */
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
 	if (ex->io) {

@@ -41,6 +41,8 @@ typedef struct sw_train_args {
 	const char *model, *data, *run, *backend, *nvme, *trace, *schedule_name;
 	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
 	int64_t stop_after;          /* > 0: stop (saving) after this step, as a signal would */
+	int64_t commit_every;        /* commits every N steps (offload/train_commit.c); 0: none;
+				      * -1: the default (at most 5 % of the predicted step time) */
 	const char *eval_data;       /* --eval-data: held-out token file (NULL: none) */
 	int64_t eval_every;          /* --eval-every: evaluate after every N steps (0: after the last) */
 	uint64_t seed;

@@ -123,12 +123,12 @@ static int manifest_fields(sw_train_ctx *c, json_t *root, const char *man)
 
 /* XXH3-64 of the manifest's content less its own checksum: its compact dump with sorted keys,
  * the same bytes for the object written and the one read back. 0 on out of memory. */
-static uint64_t manifest_sum(json_t *root)
+uint64_t train_json_sum(json_t *root, const char *skip)
 {
 	json_t *copy = json_copy(root);
 	if (!copy)
 		return 0;
-	json_object_del(copy, "manifest_xxh3");
+	json_object_del(copy, skip);
 	char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(copy);
 	uint64_t h = s ? XXH3_64bits(s, strlen(s)) : 0;
@@ -144,7 +144,7 @@ static int manifest_check_sum(json_t *root, const char *man)
 	if (!rec && json_is_integer(ver) && json_integer_value(ver) <= 3)
 		return 0;   /* written before manifests checked themselves */
 	char now[20];
-	snprintf(now, sizeof(now), "%016" PRIx64, manifest_sum(root));
+	snprintf(now, sizeof(now), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
 	if (json_is_string(rec) && !strcmp(json_string_value(rec), now))
 		return 0;
 	if (json_is_string(rec))
@@ -219,14 +219,15 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 
 int train_rundir_verify(sw_train_ctx *c)
 {
-	if (!c->rp.files) {
+	json_t *files = c->from_commit ? c->cm_files : c->rp.files;
+	if (!files) {
 		sw_warn("train: --resume: %s/manifest.json records no checksums (an older spillway); "
 			"the saved state is not verified", c->a->run);
 		return 0;
 	}
 	const char *name;
 	json_t *rec;
-	json_object_foreach(c->rp.files, name, rec) {
+	json_object_foreach(files, name, rec) {
 		int rc = verify_file(c->a->run, name, rec);
 		if (rc)
 			return rc;
@@ -261,11 +262,11 @@ static int sum_dir(const char *run, const char *sub, json_t *files)
 	return rc;
 }
 
-static int write_manifest(const char *run, json_t *root)
+int train_json_write(const char *run, const char *name, json_t *root)
 {
-	char tmp[SW_TRAIN_PATH + 40], man[SW_TRAIN_PATH + 32];
-	snprintf(tmp, sizeof(tmp), "%s/manifest.json.tmp", run);
-	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	char tmp[SW_TRAIN_PATH + 80], man[SW_TRAIN_PATH + 64];
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", run, name);
+	snprintf(man, sizeof(man), "%s/%s", run, name);
 	FILE *f = fopen(tmp, "w");
 	int rc = f ? 0 : -errno;
 	if (f && (json_dumpf(root, f, JSON_INDENT(1)) || fputc('\n', f) == EOF || fflush(f) ||
@@ -307,10 +308,10 @@ int train_rundir_commit(sw_train_ctx *c, int64_t step, const char *tag)
 				 (json_int_t)SW_TRAIN_SUM_PIECE, "files", files);
 	char sum[20];
 	if (root) {
-		snprintf(sum, sizeof(sum), "%016" PRIx64, manifest_sum(root));
+		snprintf(sum, sizeof(sum), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
 		json_object_set_new(root, "manifest_xxh3", json_string(sum));
 	}
-	rc = root ? write_manifest(run, root) : -ENOMEM;
+	rc = root ? train_json_write(run, "manifest.json", root) : -ENOMEM;
 	json_decref(root);
 	return rc;
 }
