@@ -8,6 +8,7 @@
 #include "core/commands.h"
 #include "core/hfmodel.h"
 #include "core/log.h"
+#include "offload/train.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,8 +176,14 @@ int cmd_export(int argc, char **argv)
 	json_error_t jerr;
 	json_t *man = json_load_file(path, 0, &jerr);
 	if (!man) {
-		sw_error("export: %s: %s; give the --run directory of a 'spillway train' run that "
-			 "finished at least one save", path, jerr.text);
+		char cm[4200];
+		snprintf(cm, sizeof(cm), "%s/commit.json", run);
+		if (!access(path, F_OK) || access(cm, F_OK))
+			sw_error("export: %s: %s; give the --run directory of a 'spillway train' run that "
+				 "finished at least one save", path, jerr.text);
+		else
+			sw_error("export: %s holds commits but no full save yet (no manifest.json); finish the "
+				 "run with 'spillway train ... --resume', or take a snapshot with --save-every", run);
 		return 1;
 	}
 	const char *wd = json_string_value(json_object_get(man, "weights"));
@@ -189,7 +196,10 @@ int cmd_export(int argc, char **argv)
 	if (md)
 		snprintf(model_dir, sizeof(model_dir), "%s", md);
 	snprintf(path, sizeof(path), "%s/%s", run, wd);
+	rc = sw_train_manifest_check(run, wd);
 	json_decref(man);
+	if (rc)
+		return 1;
 	if (!tok && model_dir[0])
 		tok = model_dir;
 	struct stat st;

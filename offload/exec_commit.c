@@ -81,8 +81,8 @@ int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float
 	if (rc) {
 		const sw_tensor *t = &ex->tt->t[ex->tt->g[g].first];
 		sw_error("commit: --resume: %s of group %d (from %s), slot %d, elements %lld..%lld: %s; "
-			 "the committed state is damaged: nothing was written over it; restore the "
-			 "--nvme file or start a new run", opt_name[k], g, t->name, ex->slot,
+			 "nothing was written over the commit: remove the cause (a changed file: "
+			 "restore it) and resume again, or start a new run", opt_name[k], g, t->name, ex->slot,
 			 (long long)off, (long long)(off + n), sw_io_req_error(&r));
 		return rc;
 	}

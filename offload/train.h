@@ -67,6 +67,10 @@ typedef struct sw_train_args {
  * or -errno after one error line. */
 int sw_train(const sw_train_args *a);
 
+/* For export: RUN/manifest.json against its own checksum, and the files of the save directory
+ * `weights` (as the manifest names it) against theirs. 0 or -errno after one line "export: ". */
+int sw_train_manifest_check(const char *run, const char *weights);
+
 /* GPU bytes the CUDA backend keeps for itself inside an arena of `budget` bytes (cuBLASLt
  * workspace and op scratch): the planner gets the budget minus this. */
 uint64_t sw_exec_backend_reserve(uint64_t budget);

@@ -180,7 +180,7 @@ int train_rundir_read_manifest(sw_train_ctx *c)
 }
 
 /* Checks one saved file against its recorded size and checksums. */
-static int verify_file(const char *run, const char *name, json_t *rec)
+static int verify_file(const char *run, const char *name, json_t *rec, const char *who)
 {
 	char p[SW_TRAIN_PATH + 300];
 	snprintf(p, sizeof(p), "%s/%s", run, name);
@@ -188,15 +188,13 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 	uint64_t size = 0;
 	int rc = train_xxh3_file(p, &sums, &size);
 	if (rc) {
-		sw_error("train: --resume: cannot read %s (%s); the run directory is damaged", p,
-			 strerror(-rc));
+		sw_error("%s: cannot read %s (%s); the run directory is damaged", who, p, strerror(-rc));
 		json_decref(sums);
 		return rc;
 	}
 	json_int_t wsize = json_integer_value(json_object_get(rec, "size"));
 	if ((json_int_t)size != wsize) {
-		sw_error("train: --resume: %s is %llu bytes, the save wrote %lld; the file is damaged",
-			 p, (unsigned long long)size, (long long)wsize);
+		sw_error("%s: %s is %llu bytes, the save wrote %lld; the file is damaged", who, p, (unsigned long long)size, (long long)wsize);
 		json_decref(sums);
 		return -EIO;
 	}
@@ -208,8 +206,8 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 	json_decref(sums);
 	if (i < n) {
 		uint64_t lo = i * SW_TRAIN_SUM_PIECE, hi = lo + SW_TRAIN_SUM_PIECE;
-		sw_error("train: --resume: %s: checksum mismatch at offset %llu (bytes %llu..%llu); the "
-			 "file changed after it was saved: restore it or start a new run", p,
+		sw_error("%s: %s: checksum mismatch at offset %llu (bytes %llu..%llu); the file changed "
+			 "after it was saved: restore it or start a new run", who, p,
 			 (unsigned long long)lo, (unsigned long long)lo,
 			 (unsigned long long)(hi < size ? hi : size));
 		return -EIO;
@@ -228,11 +226,41 @@ int train_rundir_verify(sw_train_ctx *c)
 	const char *name;
 	json_t *rec;
 	json_object_foreach(files, name, rec) {
-		int rc = verify_file(c->a->run, name, rec);
+		int rc = verify_file(c->a->run, name, rec, "train: --resume");
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+int sw_train_manifest_check(const char *run, const char *weights)
+{
+	char man[SW_TRAIN_PATH + 32], pre[SW_TRAIN_PATH];
+	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	json_t *root = json_load_file(man, 0, NULL);
+	if (!root)
+		return -EINVAL;   /* the caller read it a moment ago: said there */
+	json_t *ver = json_object_get(root, "version"), *rec = json_object_get(root, "manifest_xxh3");
+	int rc = 0;
+	char now[20];
+	snprintf(now, sizeof(now), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
+	if ((rec || !json_is_integer(ver) || json_integer_value(ver) > 3) &&
+	    !(json_is_string(rec) && !strcmp(json_string_value(rec), now))) {
+		sw_error("export: %s: checksum mismatch (recorded %s, content %s): the manifest changed "
+			 "after it was saved; restore it", man, json_is_string(rec) ? json_string_value(rec) :
+			 "none", now);
+		rc = -EIO;
+	}
+	snprintf(pre, sizeof(pre), "%s/", weights);
+	const char *name;
+	json_t *f;
+	json_object_foreach(json_object_get(root, "files"), name, f) {
+		if (rc || strncmp(name, pre, strlen(pre)))
+			continue;
+		rc = verify_file(run, name, f, "export");
+	}
+	json_decref(root);
+	return rc;
 }
 
 /* Adds "SUB/file": {size, xxh3} for every file of RUN/SUB to files. */
