@@ -142,6 +142,40 @@ int train_commit_interval(sw_train_ctx *c)
 	return 0;
 }
 
+/* The run directory's disk before the first step (offload/plan_disk.c): the commits (less the
+ * state files already there, which they replace) and one full save (two while a --save-every
+ * save is written next to the previous one, unless a save is there already). */
+int train_commit_disk_check(sw_train_ctx *c)
+{
+	const sw_train_args *a = c->a;
+	if (!a->run)
+		return 0;
+	sw_plan_disk_need d;
+	sw_plan_disk(&c->plan, &d);
+	uint64_t have_commit = 0, need_commit = 0, need_save = d.save;
+	for (int i = 0; i < 2; i++) {
+		char p[SW_TRAIN_PATH + 32];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/commit-%d.state", a->run, i);
+		if (!stat(p, &st))
+			have_commit += (uint64_t)st.st_size;
+	}
+	if (c->commit_every)
+		need_commit = d.commits > have_commit ? d.commits - have_commit : 0;
+	if (a->save_every && !c->prev[0] && !c->rp.tag[0])
+		need_save *= 2;
+	uint64_t need = need_commit + need_save, free_ = sw_exec_dir_free(a->run);
+	if (free_ >= need)
+		return 0;
+	char b[4][32];
+	sw_error("train: --run %s has %s free but the run needs %s there (commits %s, %s %s); free "
+		 "space or give a run directory on a larger disk", a->run, sw_fmt_size(free_, b[0], 32),
+		 sw_fmt_size(need, b[1], 32), sw_fmt_size(need_commit, b[2], 32),
+		 need_save > d.save ? "two full saves" : "the full save at the end",
+		 sw_fmt_size(need_save, b[3], 32));
+	return -ENOSPC;
+}
+
 /* ---------------------------------------------------------------- writing -------------- */
 
 static int put(FILE *f, const void *x, size_t n) { return fwrite(x, 1, n, f) == n ? 0 : -EIO; }

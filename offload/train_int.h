@@ -116,6 +116,7 @@ int train_state_save(sw_train_ctx *c, int64_t step);
 /* train_commit.c */
 int train_commit_read(sw_train_ctx *c);
 int train_commit_interval(sw_train_ctx *c);
+int train_commit_disk_check(sw_train_ctx *c);
 int train_commit_prepare(sw_train_ctx *c);
 int train_commit_load(sw_train_ctx *c);
 int train_commit_write(sw_train_ctx *c, int64_t step);

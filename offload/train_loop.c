@@ -137,7 +137,8 @@ static int build(sw_train_ctx *c)
 {
 	const sw_train_args *a = c->a;
 	int rc = train_budget_plan(c);
-	if (rc || (rc = train_commit_interval(c)) || (rc = train_nvme_claim(c)) ||
+	if (rc || (rc = train_commit_interval(c)) || (rc = train_commit_disk_check(c)) ||
+	    (rc = train_nvme_claim(c)) ||
 	    (rc = train_commit_prepare(c)))
 		return rc;
 	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,

@@ -11,13 +11,14 @@
 set -u
 bin=${SW_BIN:-build/spillway}
 w=$(mktemp -d /tmp/sw-commit.XXXXXX)
-trap 'rm -rf "$w"' EXIT
+trap 'umount "$w/tiny" 2>/dev/null; rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 "$bin" init --arch llama --dim 32 --layers 2 --heads 2 --ffn 64 --vocab 258 --seed 1 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 steps=6
-common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
-        --warmup 1 --weight-decay 0.01 --steps $steps --quiet)
+loud=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
+      --warmup 1 --weight-decay 0.01 --steps $steps)
+common=("${loud[@]}" --quiet)
 nvme=(--gpu-mem 260KiB --cpu-mem 400KiB --chunk 2048)     # P32/m/v of the layers on NVMe
 host=(--gpu-mem 260KiB --cpu-mem 4MiB --chunk 2048)       # all state in host memory
 final=(weights-0000000$steps/model.safetensors optim-0000000$steps/m/model.safetensors
@@ -186,4 +187,21 @@ expect "--commit-every with --no-save" 2 "--no-save keeps nothing" train "${comm
 expect "--commit-every with --checkpoint-only" 1 "--checkpoint-only keeps one NVMe slot" \
   train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --checkpoint-only --commit-every 1 --run "$w/d"
 [ ! -e "$w/d" ] && [ -z "$(ls "$w/nv")" ] || fail "a refused start left $(ls "$w/d" "$w/nv" 2>&1)"
+# 9. disk: the commit state file is the size train and plan print; a run directory without room
+#    for the commits and the end-of-run save is refused before the first step
+"$bin" train "${loud[@]}" "${nvme[@]}" --nvme "$w/nv" --commit-every 1 --stop-after 1 --run "$w/e" >"$w/out" 2>"$w/err" \
+  || { cat "$w/err"; fail "run e"; }
+said=$(sed -n 's/.*commits: two state files of \([0-9.]* [KMG]*i*B\) .*/\1/p' "$w/out")
+st=$(sed -n 's/.*"state": "\(commit-[01].state\)".*/\1/p' "$w/e/commit.json")
+real=$(python3 -c "import os,sys; b=os.path.getsize(sys.argv[1]); print('%.2f KiB' % (b / 1024))" "$w/e/$st")
+[ "$said" = "$real" ] || fail "train printed a commit state file of '$said', the file is $real"
+echo "ok the printed commit state file size is the file's ($real)"
+if mkdir -p "$w/tiny" && mount -t tmpfs -o size=256k tmpfs "$w/tiny" 2>/dev/null; then
+  expect "a run directory too small" 1 "has .* free but the run needs .* there (commits .*, the full save at the end" \
+    train "${common[@]}" --commit-every 1 --run "$w/tiny/r"
+  [ -z "$(ls "$w/tiny")" ] || fail "the refused run left $(ls "$w/tiny")"
+  umount "$w/tiny"
+else
+  echo "note: cannot mount a tmpfs here; the small run directory case is not run"
+fi
 echo "ok commits"
