@@ -129,6 +129,7 @@ int train_commit_interval(sw_train_ctx *c)
 	}
 	if (a->commit_every > 0) {
 		c->commit_every = a->commit_every;
+		snprintf(c->commit_why, sizeof(c->commit_why), "--commit-every");
 		return 0;
 	}
 	/* the default: a commit writes the state held in memory to the run directory (at the NVMe
@@ -139,6 +140,9 @@ int train_commit_interval(sw_train_ctx *c)
 	double step_s = p->cost.step_s > 0 ? p->cost.step_s : 1.0;
 	double n = ceil(commit_s / (0.05 * step_s));
 	c->commit_every = n < 1 ? 1 : n > 1000 ? 1000 : (int64_t)n;
+	snprintf(c->commit_why, sizeof(c->commit_why), "the default: a commit estimated at %.3g s, "
+		 "at most 5 %% of the predicted step of %.3g s%s", commit_s, step_s,
+		 n > 1000 ? " (capped at 1000 steps)" : "");
 	return 0;
 }
 
@@ -241,7 +245,18 @@ static int write_state(sw_train_ctx *c, const char *path, int64_t step)
 	return rc;
 }
 
+static int commit_write(sw_train_ctx *c, int64_t step);
+
 int train_commit_write(sw_train_ctx *c, int64_t step)
+{
+	double t0 = sw_now();
+	int rc = commit_write(c, step);
+	c->commit_s += sw_now() - t0;
+	c->n_commits += !rc;
+	return rc;
+}
+
+static int commit_write(sw_train_ctx *c, int64_t step)
 {
 	const char *run = c->a->run;
 	int file = c->have_cm ? 1 - c->cm.file : 0, rc = sw_exec_commit_sync(c->ex);

@@ -87,6 +87,9 @@ typedef struct sw_train_ctx {
 	int from_commit;             /* --resume continues from cm (newer than the manifest) */
 	int in_place;                /* ... reading its NVMe slots where they are */
 	int commit_live;             /* a commit newer than the manifest needs the NVMe file */
+	int64_t n_commits;           /* commits made by this process, and their time */
+	double commit_s, steps_s;    /* ... and the steps' (sw_exec_stats.step_s summed) */
+	char commit_why[160];        /* how the interval was chosen */
 	int64_t last_step;           /* the last step completed */
 	int64_t last_saved;          /* the step of the last save (0: none) */
 	/* progress and the run report (core/progress.h, core/report.h) */

@@ -239,6 +239,7 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		if ((rc = sw_exec_step(c->ex, inputs, targets, step, lr, &st)))
 			break;
 		c->last_step = step;
+		c->steps_s += st.step_s;
 		uint64_t used;
 		if (!c->cpu && !sw_cuda_mem_used(&used) && used > c->dev_peak)
 			c->dev_peak = used;
