@@ -197,6 +197,15 @@ int cmd_export(int argc, char **argv)
 		snprintf(model_dir, sizeof(model_dir), "%s", md);
 	snprintf(path, sizeof(path), "%s/%s", run, wd);
 	rc = sw_train_manifest_check(run, wd);
+	json_t *cmt = NULL;
+	char cpath[4200];
+	snprintf(cpath, sizeof(cpath), "%s/commit.json", run);
+	if (!rc && (cmt = json_load_file(cpath, 0, NULL)))
+		sw_warn("export: %s holds a commit at step %lld, newer than the save of step %lld that "
+			"is exported; finish the run with 'spillway train ... --resume' to export the newer "
+			"state", run, (long long)json_integer_value(json_object_get(cmt, "step")),
+			(long long)json_integer_value(json_object_get(man, "step")));
+	json_decref(cmt);
 	json_decref(man);
 	if (rc)
 		return 1;

@@ -7,6 +7,8 @@
  *   train_rundir.c  the run directory: its lock, leftovers of interrupted saves, metrics.jsonl
  *   train_manifest.c the manifest: settings that decide the result, checksums, --resume's checks
  *   train_state.c   state in and out of the executor: load, checks for non-finite values, save
+ *   train_commit.c  commits in place (the NVMe slot kept, memory state in a state file,
+ *                   commit.json), resuming from them, the run directory's disk check
  *   train_loop.c    sw_train: the sequence above, the step loop and signals
  *   train_report.c  the lines and metrics.jsonl records a run prints and writes
  *   train_int.h     the job's state shared by these files

@@ -176,8 +176,9 @@ static int stopped(sw_train_ctx *c, int sig)
 	int committed = c->have_cm && c->cm.step == c->last_step;
 	if (!c->last_step)
 		printf("train: stopped by %s before the first step; nothing new to save%s%s\n", why,
-		       c->last_saved ? "; resume with: " : "",
-		       c->last_saved ? (a->resume_cmd ? a->resume_cmd : "the same command plus --resume") : "");
+		       c->last_saved || c->have_cm ? "; resume with: " : "",
+		       c->last_saved || c->have_cm ? (a->resume_cmd ? a->resume_cmd :
+						       "the same command plus --resume") : "");
 	else if (a->run)
 		printf("train: stopped by %s after step %lld, %s in %s%s; resume with: %s\n", why,
 		       (long long)c->last_step, committed ? "committed" : "saved", a->run,

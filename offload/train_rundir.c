@@ -239,8 +239,10 @@ int train_rundir_open(sw_train_ctx *c)
 		json_decref(c->rp.settings);
 		c->rp.settings = json_incref(c->cm.settings);
 		c->commit_live = c->cm.nvme_groups > 0;
-	} else if (c->have_cm) {
-		train_commit_drop(c);   /* older than the manifest's save: nothing needs it */
+	} else if (c->have_cm || !havec) {
+		/* older than the manifest's save, or state files of a first commit killed before its
+		 * record: nothing needs them */
+		train_commit_drop(c);
 	}
 	remove_leftovers(a->run, a->resume && have ? c->rp.tag : "");
 	if ((rc = trim_metrics(a->run, a->resume ? c->rp.step : 0))) {

@@ -188,7 +188,6 @@ int train_state_save(sw_train_ctx *c, int64_t step)
 	}
 	snprintf(c->prev, sizeof(c->prev), "%s", tag);
 	c->last_saved = step;
-	if (c->have_cm)
-		train_commit_drop(c);   /* the save holds this state: the commit is not needed */
+	train_commit_drop(c);   /* the save holds this state: no commit is needed */
 	return 0;
 }
