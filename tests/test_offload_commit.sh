@@ -187,7 +187,45 @@ expect "--commit-every with --no-save" 2 "--no-save keeps nothing" train "${comm
 expect "--commit-every with --checkpoint-only" 1 "--checkpoint-only keeps one NVMe slot" \
   train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --checkpoint-only --commit-every 1 --run "$w/d"
 [ ! -e "$w/d" ] && [ -z "$(ls "$w/nv")" ] || fail "a refused start left $(ls "$w/d" "$w/nv" 2>&1)"
-# 9. disk: the commit state file is the size train and plan print; a run directory without room
+# 9. faults while a run commits: an I/O error on a write mid-run, a short read at resume: one
+#    line, exit 1, the commit's NVMe file kept; --resume continues byte-identically
+rm -rf "$w/f"
+SPILLWAY_IO_FAULT="EIO:write:400" "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --commit-every 1 --run "$w/f" \
+  >"$w/out" 2>"$w/err"; rc=$?
+[ $rc = 1 ] || { cat "$w/err"; fail "EIO on a write mid-run: exit $rc"; }
+grep -v "^warning: io: fault injection active\|^train: loading" "$w/err" >"$w/err1"
+[ "$(wc -l <"$w/err1")" = 1 ] && grep -q "executor: NVMe write .* failed: .*Input/output error" "$w/err1" \
+  || { cat "$w/err"; fail "EIO on a write mid-run: the line"; }
+c=$(sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$w/f/commit.json" | head -1)
+[ -n "$c" ] && [ -e "$w/nv/spillway.data" ] || fail "EIO mid-run: no commit, or its NVMe file was removed"
+echo "ok EIO on a write mid-run after the commit of step $c: $(cut -c1-160 "$w/err1")"
+SPILLWAY_IO_FAULT="short:read:3" expect "a short read at resume" 1 "slot [01], elements .*: io: read of $w/nv/spillway.data" \
+  train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --commit-every 1 --run "$w/f" --resume
+"$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --commit-every 1 --run "$w/f" --resume >/dev/null 2>"$w/err" \
+  || { cat "$w/err"; fail "resume after the faults"; }
+same "$w/f" "$w/nv"
+
+# 10. plan states the disk for the 70B shape: the export is 2 bytes per parameter (counted here
+#     from the shape) plus a header under 1 MiB
+"$bin" plan --arch llama --dim 8192 --layers 80 --heads 64 --kv-heads 8 --ffn 28672 --vocab 128256 \
+  --gpu-mem 24GB --cpu-mem 128GB --nvme "$w/nv:4TB" --batch-tokens 65536 --seq-len 4096 >"$w/plan" 2>&1 \
+  || { cat "$w/plan"; fail "plan 70B"; }
+for l in "--nvme        NVMe tier, two slots" "--run         commits: two state files of" \
+         "--run         one full save" "export --out  one export"; do
+  grep -q -- "$l" "$w/plan" || fail "plan does not state '$l'"
+done
+python3 - "$w/plan" <<'PY' || fail "the export figure"
+import re, sys
+d, L, h, kv, hd, f, V = 8192, 80, 64, 8, 128, 28672, 128256
+n = 2 * V * d + L * (2 * d + d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * f) + d
+t = open(sys.argv[1]).read()
+m = re.search(r"one export \(bf16[^)]*\)\s+([0-9.]+) GiB", t)
+got = float(m.group(1)) * 2**30
+assert 2 * n <= got + 0.01 * 2**30 and got < 2 * n + 2**20 + 0.01 * 2**30, (got, 2 * n)
+print("ok plan 70B: one export %.2f GiB for %d parameters" % (got / 2**30, n))
+PY
+
+# 11. disk: the commit state file is the size train and plan print; a run directory without room
 #    for the commits and the end-of-run save is refused before the first step
 "$bin" train "${loud[@]}" "${nvme[@]}" --nvme "$w/nv" --commit-every 1 --stop-after 1 --run "$w/e" >"$w/out" 2>"$w/err" \
   || { cat "$w/err"; fail "run e"; }
