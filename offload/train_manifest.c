@@ -78,9 +78,10 @@ int train_rundir_settings(sw_train_ctx *c)
 				 "(now %s, then %s); resume with the run's data or start a new run",
 				 c->a->data, json_string_value(now), t);
 		else
-			sw_error("train: --resume: --%s %s differs from the run's %s (%s/manifest.json); "
-				 "resume with the run's setting, or start a new run in another directory",
-				 key, json_string_value(now), t, c->a->run);
+			sw_error("train: --resume: --%s %s differs from the run's %s (%s/%s); resume "
+				 "with the run's setting, or start a new run in another directory", key,
+				 json_string_value(now), t, c->a->run,
+				 c->from_commit ? "commit.json" : "manifest.json");
 		return -EINVAL;
 	}
 	return 0;

@@ -138,8 +138,12 @@ cp "$w/a.keep/commit.json" "$w/a/commit.json"
   || { cat "$w/err"; fail "resume after repairing the run directory"; }
 same "$w/a" "$w/nv"
 
-# 5. the scratch file gone, or another --nvme: one line naming it; nothing changed
-restore; rm "$w/nv/spillway.data"
+# 5. a changed setting, the scratch file gone, or another --nvme: one line naming it; nothing changed
+restore
+expect "another --lr on resume from a commit" 1 "--lr 0.001 differs from the run's 0.003 ($w/a/commit.json)" \
+  train "${common[@]}" "${nvme[@]}" --lr 1e-3 --nvme "$w/nv" --run "$w/a" --resume
+[ -e "$w/nv/spillway.data" ] || fail "a refused resume removed the commit's NVMe file"
+rm "$w/nv/spillway.data"
 expect "the commit's scratch file gone" 1 "lies in $w/nv/spillway.data, which is gone" \
   train "${common[@]}" "${nvme[@]}" --nvme "$w/nv" --run "$w/a" --resume
 expect "another --nvme on resume" 1 "lies in spillway.data in --nvme $w/nv; resume with that --nvme" \
