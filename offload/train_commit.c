@@ -365,6 +365,7 @@ int train_commit_read(sw_train_ctx *c)
 	       *ng = json_object_get(root, "nvme_groups"), *lay = json_object_get(root, "layout"),
 	       *name = json_object_get(root, "state");
 	if (!rc && !(json_is_integer(st) && json_integer_value(st) > 0 && json_is_integer(sl) &&
+		     json_integer_value(sl) >= 0 && json_integer_value(sl) <= 1 &&
 		     json_is_integer(de) && json_is_integer(di) && json_is_integer(ng) &&
 		     json_is_string(lay) && json_is_string(name) &&
 		     (!strcmp(json_string_value(name), "commit-0.state") ||
@@ -429,7 +430,8 @@ static int cm_open(sw_train_ctx *c, cm_file *s)
 	s->f = fopen(s->path, "rb");
 	int rc = s->f ? get(s->f, &s->h, sizeof(s->h)) : -errno;
 	if (!rc && (memcmp(s->h.magic, COMMIT_MAGIC, 8) || s->h.version != COMMIT_VERSION ||
-		    s->h.ngroups != tt->ngroups || s->h.nalloc > (1u << 28)))
+		    s->h.ngroups != tt->ngroups || s->h.nalloc > (1u << 28) ||
+		    s->h.step != c->cm.step || s->h.slot != c->cm.slot || !s->h.stripe))
 		rc = -EPROTO;
 	s->al = rc ? NULL : malloc(s->h.nalloc * sizeof(*s->al) + 1);
 	s->tier = calloc((size_t)tt->ngroups, sizeof(*s->tier));
@@ -492,6 +494,50 @@ static int cm_floats(sw_train_ctx *c, cm_file *s, int g, int k, int64_t off, int
 
 /* ---------------------------------------------------------------- resuming ------------- */
 
+/* Restores the committed checksums of NVMe group g into the executor. 0 or -errno after a line. */
+static int load_sums(sw_train_ctx *c, cm_file *s, int g)
+{
+	int rc = sw_exec_opt_on_nvme(c->ex, g) ? 0 : -EPROTO;   /* the layouts were compared */
+	for (int k = 0; k < 3 && !rc; k++) {
+		uint64_t *sums = NULL;
+		uint8_t *wr = NULL;
+		uint32_t n = 0;
+		rc = cm_sums(s, g, k, &sums, &wr, &n);
+		rc = rc ? rc : sw_exec_commit_restore(c->ex, s->h.slot, g, k, sums, wr, n);
+		free(sums);
+		free(wr);
+	}
+	if (rc)
+		sw_error("train: --resume: %s: the checksums of group %d cannot be read or do not fit "
+			 "this placement's extents (%s); remove RUN/commit.json to resume from the last "
+			 "full save, or start a new run", s->path, g, strerror(-rc));
+	return rc;
+}
+
+/* One chunk of group g's P32, m, v: from the committed NVMe slot (checked; P16 rebuilt from
+ * P32) or from the state file into the executor. 0 or -errno after a line. */
+static int load_chunk(sw_train_ctx *c, cm_file *s, int g, int64_t off, int64_t n, float *x)
+{
+	const char *fix = "the commit is damaged: remove RUN/commit.json to resume from the last full "
+			  "save, or start a new run";
+	int nv = s->tier[g] == SW_TIER_NVME, rc = 0;
+	for (int k = 0; k < 3 && !rc; k++) {
+		if (nv) {
+			rc = sw_exec_commit_read(c->ex, g, k, off, n, x);
+		} else if ((rc = cm_floats(c, s, g, k, off, n, x))) {
+			sw_error("train: --resume: cannot read %s (%s); %s", s->path, strerror(-rc), fix);
+			break;
+		}
+		rc = rc ? rc : train_check_finite(c->tt, x, g, off, n, nv ? "the committed NVMe slot" :
+						  s->path, opt_state[k], fix);
+		if (!rc && nv && k == 0)
+			rc = sw_exec_commit_p16(c->ex, g, off, n, x);
+		else if (!rc && !nv)
+			rc = sw_exec_put(c->ex, g, opt_state[k], off, n, x);
+	}
+	return rc;
+}
+
 /* Resuming in place: the committed NVMe slots where they lie (every chunk read back against its
  * checksum, P16 rebuilt from P32), the memory-resident groups from the state file. */
 int train_commit_load(sw_train_ctx *c)
@@ -505,43 +551,17 @@ int train_commit_load(sw_train_ctx *c)
 	sw_progress_begin(&pr, "train: resuming from the commit", (uint64_t)tt->total);
 	float *x = sw_exec_xfer(c->ex);
 	int64_t chunk = sw_exec_xfer_len(c->ex), done = 0;
-	const char *fix = "the commit is damaged: remove RUN/commit.json to resume from the last full "
-			  "save, or start a new run";
 	for (int g = 0; g < tt->ngroups && !rc; g++) {
-		int nv = s.tier[g] == SW_TIER_NVME;
-		if (nv && !sw_exec_opt_on_nvme(c->ex, g)) {
-			rc = -EPROTO;   /* the layouts were compared: not reached */
-			break;
-		}
-		for (int k = 0; nv && k < 3 && !rc; k++) {
-			uint64_t *sums;
-			uint8_t *wr;
-			uint32_t n;
-			rc = cm_sums(&s, g, k, &sums, &wr, &n);
-			rc = rc ? rc : sw_exec_commit_restore(c->ex, s.h.slot, g, k, sums, wr, n);
-			free(sums);
-			free(wr);
-		}
+		if (s.tier[g] == SW_TIER_NVME)
+			rc = load_sums(c, &s, g);
 		for (int64_t off = 0; off < tt->g[g].numel && !rc; off += chunk) {
 			int64_t n = tt->g[g].numel - off < chunk ? tt->g[g].numel - off : chunk;
-			for (int k = 0; k < 3 && !rc; k++) {
-				rc = nv ? sw_exec_commit_read(c->ex, g, k, off, n, x) : cm_floats(c, &s, g, k, off, n, x);
-				rc = rc ? rc : train_check_finite(tt, x, g, off, n, nv ? "the committed NVMe slot" :
-								  s.path, opt_state[k], fix);
-				if (!rc && nv && k == 0)
-					rc = sw_exec_commit_p16(c->ex, g, off, n, x);
-				else if (!rc && !nv)
-					rc = sw_exec_put(c->ex, g, opt_state[k], off, n, x);
-			}
+			rc = load_chunk(c, &s, g, off, n, x);
 			done += n;
 			sw_progress_update(&pr, (uint64_t)done);
 		}
 	}
 	sw_progress_end(&pr);
-	if (rc == -EPROTO)
-		sw_error("train: internal error: the commit's layout matched but group placement did not");
-	else if (rc == -EIO && !s.f)
-		sw_error("train: --resume: cannot read %s", s.path);
 	cm_close(&s);
 	if (!rc)
 		c->commit_live = c->cm.nvme_groups > 0;
@@ -579,8 +599,9 @@ static int convert_one(sw_train_ctx *c, cm_file *s, sw_io *io, const sw_io_exten
 						 "damaged: remove RUN/commit.json to resume from the last full save",
 						 k == 0 ? "P32" : k == 1 ? "Adam m" : "Adam v", g, s->h.slot,
 						 sw_io_req_error(&r));
-			} else {
-				rc = cm_floats(c, s, g, k, off, n, x);
+			} else if ((rc = cm_floats(c, s, g, k, off, n, x))) {
+				sw_error("train: --resume: cannot read %s (%s); remove RUN/commit.json to "
+					 "resume from the last full save", s->path, strerror(-rc));
 			}
 			rc = rc ? rc : train_check_finite(tt, x, g, off, n, "the commit", opt_state[k],
 							  "remove RUN/commit.json to resume from the last full save");
@@ -621,15 +642,19 @@ static int convert_open(sw_train_ctx *c, cm_file *s, sw_io **io, sw_io_extent *e
 	}
 	for (int g = 0; g < c->tt->ngroups && !rc; g++)
 		for (int k = 0; s->tier[g] == SW_TIER_NVME && k < 3 && !rc; k++) {
-			uint64_t *sums;
-			uint8_t *wr;
-			uint32_t n;
+			uint64_t *sums = NULL;
+			uint8_t *wr = NULL;
+			uint32_t n = 0;
 			rc = cm_sums(s, g, k, &sums, &wr, &n);
 			if (!rc && sw_io_extent_npieces(*io, ext[g * 3 + k]) != n)
 				rc = -EPROTO;
 			rc = rc ? rc : sw_io_extent_sums_set(*io, ext[g * 3 + k], sums, wr);
 			free(sums);
 			free(wr);
+			if (rc)
+				sw_error("train: --resume: %s: the checksums of group %d cannot be read or do "
+					 "not fit the committed layout (%s); remove RUN/commit.json to resume "
+					 "from the last full save", s->path, g, strerror(-rc));
 		}
 	return rc;
 }
