@@ -6,8 +6,9 @@
 #   A  --no-save (no commits; the same placement and slots)
 #   B  --run DIR/rb, commits at the default interval; prints "N commits ... took X s, P % of the
 #      steps' S s" (the commit's own time) and the loop times of A and B are compared
-#   C  --run DIR/rc killed with kill -9 after its second step line, then the same command plus
-#      --resume; its losses (metrics.jsonl) must equal B's, step for step
+#   C  --run DIR/rc with --commit-every 1 (so that it resumes from a commit), killed with kill -9
+#      after its second step line, then the same command plus --resume; its losses
+#      (metrics.jsonl) must equal B's, step for step
 # Env: OUT (logs, default DIR), SW_BIN, MODEL, SHAPE, BUDGET as in bench/offload_3x.sh; COMMIT
 # (B and C's --commit-every; default: train's default interval).
 # Disk: the NVMe tier with two slots (~45 GB for the default model; one run at a time).
@@ -38,7 +39,7 @@ a=$(loop_s "$out/commit_a.log"); b=$(loop_s "$out/commit_b.log")
 echo "loop: A (no commits) $a s, B (commits) $b s: $(python3 -c "print('%+.2f %%' % (100 * ($b - $a) / $a))")"
 grep "^train: [0-9]* commit" "$out/commit_b.log" || echo "B made no commit"
 
-"${train[@]}" "${every[@]}" --run "$dir/rc" >"$out/commit_c1.log" 2>&1 &
+"${train[@]}" --commit-every 1 --run "$dir/rc" >"$out/commit_c1.log" 2>&1 &
 pid=$!
 while ! [ "$(grep -c '^step ' "$out/commit_c1.log")" -ge 2 ]; do
   kill -0 $pid 2>/dev/null || break
@@ -47,9 +48,9 @@ done
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 from=$(sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$dir/rc/commit.json" 2>/dev/null | head -1)
-echo "C killed (kill -9) after step $(grep -c '^step ' "$out/commit_c1.log") lines; last commit: step ${from:-none}"
+echo "C killed (kill -9) after $(grep -c '^step ' "$out/commit_c1.log") step lines; last commit: step ${from:-none}"
 res=(); [ -e "$dir/rc/commit.json" ] || [ -e "$dir/rc/manifest.json" ] && res=(--resume)
-"${train[@]}" "${every[@]}" --run "$dir/rc" "${res[@]}" 2>&1 | tee "$out/commit_c2.log"
+"${train[@]}" --commit-every 1 --run "$dir/rc" "${res[@]}" 2>&1 | tee "$out/commit_c2.log"
 losses "$dir/rc" >"$out/commit_c.losses"
 if cmp -s "$out/commit_b.losses" "$out/commit_c.losses"; then
   echo "C after kill -9 and --resume: losses identical to B's for steps $(head -1 "$out/commit_b.losses" | cut -d' ' -f1)..$(tail -1 "$out/commit_b.losses" | cut -d' ' -f1)"
