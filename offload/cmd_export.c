@@ -8,6 +8,7 @@
 #include "core/commands.h"
 #include "core/hfmodel.h"
 #include "core/log.h"
+#include "offload/train.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,6 +156,108 @@ static void fsync_dir(const char *path)
 	}
 }
 
+/* The run's last full save: its weights directory into path (RUN/weights-N) and the manifest's
+ * model directory into model_dir, after the manifest's and the save's checksums. Says one line
+ * and returns 1 when there is none or it is damaged. */
+static int export_source(const char *run, char *path, size_t plen, char *model_dir, size_t mlen)
+{
+	json_error_t jerr;
+	snprintf(path, plen, "%s/manifest.json", run);
+	json_t *man = json_load_file(path, 0, &jerr);
+	if (!man) {
+		char cm[4200];
+		snprintf(cm, sizeof(cm), "%s/commit.json", run);
+		if (!access(path, F_OK) || access(cm, F_OK))
+			sw_error("export: %s: %s; give the --run directory of a 'spillway train' run that "
+				 "finished at least one save", path, jerr.text);
+		else
+			sw_error("export: %s holds commits but no full save yet (no manifest.json); finish the "
+				 "run with 'spillway train ... --resume', or take a snapshot with --save-every", run);
+		return 1;
+	}
+	const char *wd = json_string_value(json_object_get(man, "weights"));
+	const char *md = json_string_value(json_object_get(man, "model"));
+	if (!wd || strchr(wd, '/')) {
+		sw_error("export: %s: no valid \"weights\" entry; the run directory is damaged", path);
+		json_decref(man);
+		return 1;
+	}
+	if (md)
+		snprintf(model_dir, mlen, "%s", md);
+	int rc = sw_train_manifest_check(run, wd);
+	json_t *cmt = NULL;
+	char cpath[4200];
+	snprintf(cpath, sizeof(cpath), "%s/commit.json", run);
+	if (!rc && (cmt = json_load_file(cpath, 0, NULL)))
+		sw_warn("export: %s holds a commit at step %lld, newer than the save of step %lld that "
+			"is exported; finish the run with 'spillway train ... --resume' to export the newer "
+			"state", run, (long long)json_integer_value(json_object_get(cmt, "step")),
+			(long long)json_integer_value(json_object_get(man, "step")));
+	snprintf(path, plen, "%s/%s", run, wd);
+	json_decref(cmt);
+	json_decref(man);
+	return rc ? 1 : 0;
+}
+
+/* Free space for the export in out's file system: the tensors in dt, the tokenizer files,
+ * and a generous allowance for headers, config.json, index and block rounding. */
+static int export_space(const char *out, const sw_hf_model *hm, sw_dtype dt, uint64_t tbytes)
+{
+	uint64_t need = (uint64_t)hm->tt.total * (uint64_t)sw_dtype_size(dt) + tbytes + (1u << 20) +
+			(uint64_t)hm->tt.ngroups * 64 * 4096, avail = 0;
+	int rc = free_bytes(out, &avail);
+	if (!rc && need > avail) {
+		char a[32], b[32], c[32];
+		sw_error("export: %s needs %s but only %s is free there (short by %s); free space or choose "
+			 "another --out", out, sw_fmt_size(need, a, sizeof(a)), sw_fmt_size(avail, b, sizeof(b)),
+			 sw_fmt_size(need - avail, c, sizeof(c)));
+		rc = -ENOSPC;
+	}
+	return rc;
+}
+
+/* Writes the weights and the tokenizer files into a staging directory beside out, then renames
+ * it to out: out appears whole or not at all. *copied: tokenizer files copied. */
+static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const char *tok,
+			unsigned tmask, int *copied)
+{
+	char stage[4200], inner[4300];
+	snprintf(stage, sizeof(stage), "%s.export-XXXXXX", out);
+	if (!mkdtemp(stage)) {
+		int rc = -errno;
+		sw_error("export: cannot create %s (%s); check that the parent directory exists and is "
+			 "writable", stage, strerror(-rc));
+		return rc;
+	}
+	snprintf(inner, sizeof(inner), "%s/out", stage);
+	int rc = write_weights(hm, inner, dt);
+	*copied = 0;
+	for (size_t i = 0; !rc && i < N_TOK_FILES; i++) {
+		if (!(tmask & (1u << i)))
+			continue;
+		char src[4300], dst[4400];
+		snprintf(src, sizeof(src), "%s/%s", tok, tok_files[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", inner, tok_files[i]);
+		rc = copy_file(src, dst);
+		(*copied)++;
+	}
+	if (!rc) {
+		fsync_dir(inner);
+		if (rename(inner, out)) {
+			rc = -errno;
+			sw_error("export: cannot move %s to %s (%s); remove %s and retry", inner, out, strerror(-rc),
+				 out);
+		}
+	}
+	rm_tree(stage);   /* empty after the rename; everything on error */
+	if (!rc) {
+		char parent[4096];
+		snprintf(parent, sizeof(parent), "%s", out);
+		fsync_dir(dirname(parent));
+	}
+	return rc;
+}
+
 int cmd_export(int argc, char **argv)
 {
 	const char *run = NULL, *out = NULL, *tok = NULL;
@@ -171,25 +274,8 @@ int cmd_export(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	char path[4096], model_dir[4096] = "";
-	snprintf(path, sizeof(path), "%s/manifest.json", run);
-	json_error_t jerr;
-	json_t *man = json_load_file(path, 0, &jerr);
-	if (!man) {
-		sw_error("export: %s: %s; give the --run directory of a 'spillway train' run that "
-			 "finished at least one save", path, jerr.text);
+	if (export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
 		return 1;
-	}
-	const char *wd = json_string_value(json_object_get(man, "weights"));
-	const char *md = json_string_value(json_object_get(man, "model"));
-	if (!wd || strchr(wd, '/')) {
-		sw_error("export: %s: no valid \"weights\" entry; the run directory is damaged", path);
-		json_decref(man);
-		return 1;
-	}
-	if (md)
-		snprintf(model_dir, sizeof(model_dir), "%s", md);
-	snprintf(path, sizeof(path), "%s/%s", run, wd);
-	json_decref(man);
 	if (!tok && model_dir[0])
 		tok = model_dir;
 	struct stat st;
@@ -205,54 +291,11 @@ int cmd_export(int argc, char **argv)
 	if (sw_hf_open(&hm, path))
 		return 1;
 	sw_dtype dt = fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
-	/* tensors, plus a generous allowance for headers, config.json, index and block rounding */
-	uint64_t need = (uint64_t)hm.tt.total * (uint64_t)sw_dtype_size(dt) + tbytes + (1u << 20) +
-			(uint64_t)hm.tt.ngroups * 64 * 4096, avail = 0;
-	rc = free_bytes(out, &avail);
-	if (!rc && need > avail) {
-		char a[32], b[32], c[32];
-		sw_error("export: %s needs %s but only %s is free there (short by %s); free space or choose "
-			 "another --out", out, sw_fmt_size(need, a, sizeof(a)), sw_fmt_size(avail, b, sizeof(b)),
-			 sw_fmt_size(need - avail, c, sizeof(c)));
-		rc = -ENOSPC;
-	}
-	char stage[4200] = "", inner[4300];
-	if (!rc) {
-		snprintf(stage, sizeof(stage), "%s.export-XXXXXX", out);
-		if (!mkdtemp(stage)) {
-			rc = -errno;
-			sw_error("export: cannot create %s (%s); check that the parent directory exists and is "
-				 "writable", stage, strerror(-rc));
-			stage[0] = 0;
-		}
-	}
-	snprintf(inner, sizeof(inner), "%s/out", stage);
-	if (!rc)
-		rc = write_weights(&hm, inner, dt);
 	int copied = 0;
-	for (size_t i = 0; !rc && i < N_TOK_FILES; i++) {
-		if (!(tmask & (1u << i)))
-			continue;
-		char src[4300], dst[4400];
-		snprintf(src, sizeof(src), "%s/%s", tok, tok_files[i]);
-		snprintf(dst, sizeof(dst), "%s/%s", inner, tok_files[i]);
-		rc = copy_file(src, dst);
-		copied++;
-	}
+	rc = export_space(out, &hm, dt, tbytes);
+	if (!rc)
+		rc = export_write(&hm, out, dt, tok, tmask, &copied);
 	if (!rc) {
-		fsync_dir(inner);
-		if (rename(inner, out)) {
-			rc = -errno;
-			sw_error("export: cannot move %s to %s (%s); remove %s and retry", inner, out, strerror(-rc),
-				 out);
-		}
-	}
-	if (stage[0])
-		rm_tree(stage);   /* empty after the rename; everything on error */
-	if (!rc) {
-		char parent[4096];
-		snprintf(parent, sizeof(parent), "%s", out);
-		fsync_dir(dirname(parent));
 		printf("export: %s (%lld parameters, %s) -> %s", path, (long long)hm.tt.total,
 		       fp32 ? "fp32" : "bf16", out);
 		if (tok)

@@ -32,7 +32,7 @@ typedef struct train_args {
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
 	int resume, quiet, checkpoint_only, no_save, keep_nvme, force;
-	int64_t stop_after;
+	int64_t stop_after, commit_every;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
 } train_args;
 
@@ -58,6 +58,12 @@ static int check_args(const train_args *a)
 	}
 	if (a->save_every < 0 || a->stop_after < 0 || a->eval_every < 0) {
 		sw_error("train: --save-every, --stop-after and --eval-every must be >= 0");
+		return 2;
+	}
+	if (a->commit_every < -1) {
+		sw_error("train: --commit-every %lld: give N >= 1 (commit every N steps) or 0 (no "
+			 "commits: state is kept at --save-every and at the end only)",
+			 (long long)a->commit_every);
 		return 2;
 	}
 	if (a->micro_tokens / a->seq_len * a->seq_len > (1 << 24)) {
@@ -95,8 +101,9 @@ static int check_args(const train_args *a)
 /* --run is required unless --no-save; --resume and --save-every need it. 0 or 2. */
 static int check_run(const train_args *a)
 {
-	if (a->no_save && (a->run || a->resume || a->save_every)) {
-		sw_error("train: --no-save keeps nothing: drop --run, --resume and --save-every with it");
+	if (a->no_save && (a->run || a->resume || a->save_every || a->commit_every > 0)) {
+		sw_error("train: --no-save keeps nothing: drop --run, --resume, --save-every and "
+			 "--commit-every with it");
 		return 2;
 	}
 	if (!a->no_save && !a->run) {
@@ -144,7 +151,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30,
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1,
 	};
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
@@ -178,6 +185,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "io-threads", SW_OPT_INT, &a.io_threads, "N", "I/O threads, one io_uring each (default 2)", 0 },
 		{ "io-stripe", SW_OPT_SIZE, &a.io_stripe, "SIZE", "stripe unit over the --nvme paths; must divide one chunk of P16 (default: that chunk)", 0 },
 		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
+		{ "commit-every", SW_OPT_INT, &a.commit_every, "N", "commit the state every N steps, NVMe state in place (0: off; default: the fewest steps keeping a commit at or below 5 % of the predicted step time)", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &a.checkpoint_only, NULL, "one slot of NVMe optimizer state (updated in place; consistent only at saves)", 0 },
 		{ "trace", SW_OPT_STR, &a.trace, "FILE", "write a Chrome/Perfetto trace", 0 },
 		{ "gemm-tflops", SW_OPT_FLOAT, &a.gemm_tflops, "X", "measured GEMM rate for the step's bound, TFLOP/s (default 400)", 0 },
@@ -229,7 +237,7 @@ int cmd_train(int argc, char **argv)
 		.nvme = a.nvme, .trace = a.trace, .schedule_name = a.schedule,
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
-		.threads = (int)a.threads, .save_every = a.save_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
+		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
 		.prefetch = (int)a.prefetch, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .force = a.force,

@@ -46,7 +46,7 @@ static int p16_rebuild(sw_exec *ex, int gi)
 					    ex->opt_stage[0]);
 		}
 		if (!rc)
-			rc = exec_p16_put(ex, gi, off, c, src);
+			rc = exec_home_put_p16(ex, gi, off, c, src);
 	}
 	return rc;
 }

@@ -148,7 +148,7 @@ int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st)
  * as the backends' cast and the AdamW p16 output), so every placement starts from the same bits.
  * Converted into the home's own memory (host), the P16 staging buffer (NVMe) or a small bounce
  * buffer in pieces (device). */
-int exec_p16_put(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src)
+int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src)
 {
 	sw_backend *be = ex->be;
 	exec_home h = exec_home_p16(ex, gi);
@@ -188,7 +188,7 @@ int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, con
 	exec_home h = exec_home_opt(ex, gi, k, ex->slot);
 	int rc = exec_home_write(ex, &h, exec_opt_off(off), (uint64_t)n * 4, src, ex->opt_stage[0]);
 	if (!rc && state == SW_STATE_P32)
-		rc = exec_p16_put(ex, gi, off, n, src);
+		rc = exec_home_put_p16(ex, gi, off, n, src);
 	return rc;
 }
 

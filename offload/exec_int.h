@@ -144,6 +144,8 @@ struct sw_exec {
 	int poison_group;                  /* that group's gradient in the first pass of this
 					    * executor's STEP-th call of sw_exec_step (1-based) */
 	int64_t calls;                     /* sw_exec_step calls so far */
+	int commit_slot;                   /* 1 + the NVMe slot holding the last commit, which no
+					    * step writes (exec_commit.c); 0: none */
 	/* measurement */
 	double t_step0;
 	sw_event *ev0;
@@ -185,10 +187,6 @@ int exec_home_write(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len,
 		    void *stage);
 int exec_home_read(sw_exec *ex, const exec_home *h, uint64_t off, uint64_t len, void *dst, void *stage);
 int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st);
-/* P16 of elements [off, off + n) of group gi rounded from fp32 src into its home (n at most one
- * I/O chunk when the home is on NVMe). */
-int exec_p16_put(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);
-
 /* exec_home.c: NVMe transfers of whole 4 KiB pages */
 uint64_t exec_up4k(uint64_t b);
 uint64_t exec_io_len(uint64_t bytes);
@@ -197,6 +195,16 @@ int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *
 /* Says "executor: NVMe WHAT failed: <the request's error>" for the first failure only. */
 void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r);
 int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
+
+/* exec_commit.c: the NVMe slot a step writes: the other one (two slots), never the slot of
+ * the last commit; the same one (one slot, --checkpoint-only) */
+int exec_write_slot(const sw_exec *ex);
+/* 1 when this step writes NVMe optimizer state in place (two slots, the other one holding the
+ * last commit): no pre-step copy on NVMe to roll back to */
+int exec_nvme_in_place(const sw_exec *ex);
+/* exec_home.c: P16 of elements [off, off + n) of group gi rounded from fp32 src into its home
+ * (n at most one I/O chunk when the home is on NVMe) */
+int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);
 
 /* exec_opt.c: the optimizer thread and its queue */
 void *exec_opt_thread(void *arg);

@@ -159,7 +159,7 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 {
 	opt_pipe q = { .ex = ex, .gi = gi, .hg = hg, .scale = scale, .rs = ex->slot,
-		       .ws = ex->p->in.slots == 2 ? 1 - ex->slot : ex->slot, .n = ex->tt->g[gi].numel,
+		       .ws = exec_write_slot(ex), .n = ex->tt->g[gi].numel,
 		       .cb = exec_up4k((uint64_t)ex->chunk * 4) };
 	int64_t nch = (q.n + ex->chunk - 1) / ex->chunk;
 	int rc = 0;

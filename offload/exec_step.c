@@ -345,6 +345,11 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	ex->calls++;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
+	/* A speculative step rolls NVMe state back from its other slot; when that slot holds the
+	 * last commit (exec_write_slot: this step writes in place), it runs two passes instead. */
+	int spec_mode = ex->clip_mode;
+	if (spec_mode == 1 && exec_nvme_in_place(ex))
+		ex->clip_mode = 2;
 	int passes = ex->clip_mode == 2 ? 2 : 1;
 	st->passes = passes;
 	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
@@ -373,12 +378,13 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		st->s.grad_norm = exec_step_norm(ex);
 		st->s.skipped = !isfinite(st->s.grad_norm);
 	}
-	/* NVMe state now lives in the other slot, unless clipping skipped the step (nothing was
+	/* NVMe state now lives in the slot written, unless clipping skipped the step (nothing was
 	 * committed; without clipping, the finite elements were updated) */
-	if (!rc && !(ex->clip_mode && st->s.skipped) && ex->p->in.slots == 2)
-		ex->slot = 1 - ex->slot;
+	if (!rc && !(ex->clip_mode && st->s.skipped))
+		ex->slot = exec_write_slot(ex);
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
+	ex->clip_mode = spec_mode;
 	if (ex->io) {
 		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
 		st->nvme_read -= r0;

@@ -275,6 +275,16 @@ static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)
 	return (sw_tier)p->ckpt_tier[(int64_t)layer * p->n_micro + mb];
 }
 
+/* The disk a run needs besides memory (offload/plan_disk.c; bytes): the NVMe tier's files, the
+ * run directory's commits (two state files and commit.json), one full save in the run directory
+ * (weights-N, optim-N/m, optim-N/v, fp32), one export (bf16). Payloads exact; safetensors
+ * headers and config.json bounded from above. */
+typedef struct sw_plan_disk_need {
+	uint64_t nvme, commit_file, commits, save, export_bf16;
+} sw_plan_disk_need;
+void sw_plan_disk(const sw_plan *p, sw_plan_disk_need *d);
+void sw_plan_disk_print(const sw_plan *p, FILE *f);
+
 /* Prints the placement table, tier accounting, disk cost per mode and the step-time
  * prediction (spillway plan; spillway train at start). */
 void sw_plan_print(const sw_plan *p, FILE *f);

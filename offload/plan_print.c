@@ -273,9 +273,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		in->slots == 2 ? "   <- this plan" : "");
 	fprintf(f, "  one slot, checkpoint-only consistency                             %12s%s\n", sw_fmt_size(p->disk_bytes[0], b[0], 32),
 		in->slots == 1 ? "   <- this plan" : "");
-	fprintf(f, "  plus %s/host-resident optimizer state saved in the run directory at --save-every: "
-		"%s (two slots) or %s (one)\n", sw_plan_tier_label(p, SW_TIER_GPU), sw_fmt_size(p->save_bytes[1], b[0], 32),
-		sw_fmt_size(p->save_bytes[0], b[1], 32));
+	sw_plan_disk_print(p, f);
 
 	print_clipping(p, f);
 	const sw_plan_cost *k = &p->cost;

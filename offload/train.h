@@ -7,6 +7,8 @@
  *   train_rundir.c  the run directory: its lock, leftovers of interrupted saves, metrics.jsonl
  *   train_manifest.c the manifest: settings that decide the result, checksums, --resume's checks
  *   train_state.c   state in and out of the executor: load, checks for non-finite values, save
+ *   train_commit.c  commits in place (the NVMe slot kept, memory state in a state file,
+ *                   commit.json), resuming from them, the run directory's disk check
  *   train_loop.c    sw_train: the sequence above, the step loop and signals
  *   train_report.c  the lines and metrics.jsonl records a run prints and writes
  *   train_int.h     the job's state shared by these files
@@ -41,6 +43,8 @@ typedef struct sw_train_args {
 	const char *model, *data, *run, *backend, *nvme, *trace, *schedule_name;
 	int64_t steps, seq_len, batch_tokens, micro_rows, save_every;
 	int64_t stop_after;          /* > 0: stop (saving) after this step, as a signal would */
+	int64_t commit_every;        /* commits every N steps (offload/train_commit.c); 0: none;
+				      * -1: the default (at most 5 % of the predicted step time) */
 	const char *eval_data;       /* --eval-data: held-out token file (NULL: none) */
 	int64_t eval_every;          /* --eval-every: evaluate after every N steps (0: after the last) */
 	uint64_t seed;
@@ -64,6 +68,10 @@ typedef struct sw_train_args {
 /* Runs the whole job. Returns 0, 128 + signal after a stop by SIGINT/SIGTERM (state saved),
  * or -errno after one error line. */
 int sw_train(const sw_train_args *a);
+
+/* For export: RUN/manifest.json against its own checksum, and the files of the save directory
+ * `weights` (as the manifest names it) against theirs. 0 or -errno after one line "export: ". */
+int sw_train_manifest_check(const char *run, const char *weights);
 
 /* GPU bytes the CUDA backend keeps for itself inside an arena of `budget` bytes (cuBLASLt
  * workspace and op scratch): the planner gets the budget minus this. */

@@ -38,6 +38,18 @@ typedef struct sw_train_resume {
 	json_t *settings;            /* {"lr": "0.003", ...} (NULL: an older manifest) */
 } sw_train_resume;
 
+/* RUN/commit.json: the last commit (offload/train_commit.c, docs/runs.md "Commits"). */
+typedef struct sw_train_commit {
+	int64_t step;
+	sw_data_pos pos;
+	int slot;                    /* the NVMe slot holding the committed P32/m/v */
+	int file;                    /* the state file it names: RUN/commit-FILE.state */
+	int nvme_groups;             /* groups whose committed P32/m/v lie on NVMe */
+	int64_t skipped;             /* steps skipped up to it (non-finite gradient) */
+	char layout[20];             /* XXH3 of the NVMe layout and the optimizer tiers */
+	json_t *settings, *nvme;     /* the run's settings; the --nvme directories (absolute) */
+} sw_train_commit;
+
 typedef struct sw_train_ctx {
 	const sw_train_args *a;
 	int cpu;                     /* the CPU backend: the "device" is host memory */
@@ -70,6 +82,17 @@ typedef struct sw_train_ctx {
 	int n_nvme;
 	char nvme_dir[SW_TRAIN_MAX_NVME][SW_TRAIN_PATH];
 	int nvme_lock[SW_TRAIN_MAX_NVME];
+	/* commits (train_commit.c) */
+	int64_t commit_every;        /* steps between commits (0: none) */
+	sw_train_commit cm;          /* the commit --resume continues from, or the last made */
+	int have_cm;                 /* cm holds RUN/commit.json */
+	json_t *cm_files;            /* {"commit-N.state": {"size", "xxh3": [...]}} as read */
+	int from_commit;             /* --resume continues from cm (newer than the manifest) */
+	int in_place;                /* ... reading its NVMe slots where they are */
+	int commit_live;             /* a commit newer than the manifest needs the NVMe file */
+	int64_t n_commits;           /* commits made by this process, and their time */
+	double commit_s, steps_s;    /* ... and the steps' (sw_exec_stats.step_s summed) */
+	char commit_why[160];        /* how the interval was chosen */
 	int64_t last_step;           /* the last step completed */
 	int64_t n_steps, n_redone, n_skipped;   /* this run's steps, of them redone by one-pass
 					      * clipping, skipped (non-finite gradient) */
@@ -101,6 +124,14 @@ int train_rundir_metrics_open(sw_train_ctx *c);
 /* train_state.c */
 int train_state_load(sw_train_ctx *c);
 int train_state_save(sw_train_ctx *c, int64_t step);
+/* train_commit.c */
+int train_commit_read(sw_train_ctx *c);
+int train_commit_interval(sw_train_ctx *c);
+int train_commit_disk_check(sw_train_ctx *c);
+int train_commit_prepare(sw_train_ctx *c);
+int train_commit_load(sw_train_ctx *c);
+int train_commit_write(sw_train_ctx *c, int64_t step);
+void train_commit_drop(sw_train_ctx *c);
 /* train_report.c */
 void train_report_started(sw_train_ctx *c, int64_t first);
 void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st);
@@ -113,4 +144,11 @@ uint64_t train_cpu_scratch(const sw_train_ctx *c, const sw_plan_input *in);
 int train_rm_rf(const char *path);
 int train_fsync_dir(const char *dir);
 int train_xxh3_file(const char *path, json_t **sums, uint64_t *size);
+/* RUN/NAME through NAME.tmp: written, fsynced, renamed, the directory fsynced; one line on error */
+int train_json_write(const char *run, const char *name, json_t *root);
+/* XXH3-64 of root's compact sorted dump less the key `skip` (its own checksum) */
+uint64_t train_json_sum(json_t *root, const char *skip);
+/* one line naming the tensor and element of the first non-finite value of x, then -EINVAL */
+int train_check_finite(const sw_table *tt, const float *x, int g, int64_t off, int64_t n,
+		       const char *where, sw_state state, const char *fix);
 #endif

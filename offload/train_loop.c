@@ -138,7 +138,9 @@ static int build(sw_train_ctx *c)
 {
 	const sw_train_args *a = c->a;
 	int rc = train_budget_plan(c);
-	if (rc || (rc = train_nvme_claim(c)))
+	if (rc || (rc = train_commit_interval(c)) || (rc = train_commit_disk_check(c)) ||
+	    (rc = train_nvme_claim(c)) ||
+	    (rc = train_commit_prepare(c)))
 		return rc;
 	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = a->threads };
@@ -159,10 +161,11 @@ static int build(sw_train_ctx *c)
 	if (a->resume) {
 		sw_data_set_pos(&c->data, c->rp.pos);
 		snprintf(c->prev, sizeof(c->prev), "%s", c->rp.tag);
-		c->last_saved = c->rp.step;
+		if (!c->from_commit)
+			c->last_saved = c->rp.step;
 		c->skipped_total = c->rp.skipped;
 	}
-	if ((rc = train_state_load(c)))
+	if ((rc = c->from_commit ? train_commit_load(c) : train_state_load(c)))
 		return rc;
 	return train_rundir_metrics_open(c);
 }
@@ -173,18 +176,23 @@ static int stopped(sw_train_ctx *c, int sig)
 	const sw_train_args *a = c->a;
 	const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-after";
 	train_report_steps_end(c);
-	if (a->run && c->last_step > c->last_saved) {
-		int rc = train_state_save(c, c->last_step);
+	if (a->run && c->last_step > c->last_saved &&
+	    !(c->have_cm && c->cm.step >= c->last_step)) {
+		int rc = c->commit_every > 0 ? train_commit_write(c, c->last_step) :
+			 train_state_save(c, c->last_step);
 		if (rc)
 			return rc;
 	}
+	int committed = c->have_cm && c->cm.step == c->last_step;
 	if (!c->last_step)
 		printf("train: stopped by %s before the first step; nothing new to save%s%s\n", why,
-		       c->last_saved ? "; resume with: " : "",
-		       c->last_saved ? (a->resume_cmd ? a->resume_cmd : "the same command plus --resume") : "");
+		       c->last_saved || c->have_cm ? "; resume with: " : "",
+		       c->last_saved || c->have_cm ? (a->resume_cmd ? a->resume_cmd :
+						       "the same command plus --resume") : "");
 	else if (a->run)
-		printf("train: stopped by %s after step %lld, saved in %s; resume with: %s\n", why,
-		       (long long)c->last_step, a->run,
+		printf("train: stopped by %s after step %lld, %s in %s%s; resume with: %s\n", why,
+		       (long long)c->last_step, committed ? "committed" : "saved", a->run,
+		       c->commit_live ? " (its NVMe state stays in the --nvme directory)" : "",
 		       a->resume_cmd ? a->resume_cmd : "the same command plus --resume");
 	else
 		printf("train: stopped by %s after step %lld; nothing was saved (--no-save)\n", why,
@@ -246,6 +254,7 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 			break;
 		c->skipped_total += st.s.skipped;
 		c->last_step = step;
+		c->steps_s += st.step_s;
 		uint64_t used;
 		if (!c->cpu && !sw_cuda_mem_used(&used) && used > c->dev_peak)
 			c->dev_peak = used;
@@ -258,6 +267,8 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		train_report_step(c, step, lr, &st);
 		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps))
 			rc = train_state_save(c, step);
+		else if (c->commit_every && step % c->commit_every == 0)
+			rc = train_commit_write(c, step);
 	}
 	free(inputs);
 	free(targets);
@@ -269,7 +280,7 @@ static void teardown(sw_train_ctx *c)
 	train_rundir_close(c);
 	sw_exec_destroy(c->ex);
 	sw_io_close(c->io);
-	train_nvme_release(c, 1);
+	train_nvme_release(c, !c->commit_live);   /* a live commit's NVMe state stays */
 	sw_backend_destroy(c->be);
 	sw_plan_free(&c->plan);
 	if (c->data_open)

@@ -78,9 +78,10 @@ int train_rundir_settings(sw_train_ctx *c)
 				 "(now %s, then %s); resume with the run's data or start a new run",
 				 c->a->data, json_string_value(now), t);
 		else
-			sw_error("train: --resume: --%s %s differs from the run's %s (%s/manifest.json); "
-				 "resume with the run's setting, or start a new run in another directory",
-				 key, json_string_value(now), t, c->a->run);
+			sw_error("train: --resume: --%s %s differs from the run's %s (%s/%s); resume "
+				 "with the run's setting, or start a new run in another directory", key,
+				 json_string_value(now), t, c->a->run,
+				 c->from_commit ? "commit.json" : "manifest.json");
 		return -EINVAL;
 	}
 	return 0;
@@ -126,12 +127,12 @@ static int manifest_fields(sw_train_ctx *c, json_t *root, const char *man)
 
 /* XXH3-64 of the manifest's content less its own checksum: its compact dump with sorted keys,
  * the same bytes for the object written and the one read back. 0 on out of memory. */
-static uint64_t manifest_sum(json_t *root)
+uint64_t train_json_sum(json_t *root, const char *skip)
 {
 	json_t *copy = json_copy(root);
 	if (!copy)
 		return 0;
-	json_object_del(copy, "manifest_xxh3");
+	json_object_del(copy, skip);
 	char *s = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(copy);
 	uint64_t h = s ? XXH3_64bits(s, strlen(s)) : 0;
@@ -147,7 +148,7 @@ static int manifest_check_sum(json_t *root, const char *man)
 	if (!rec && json_is_integer(ver) && json_integer_value(ver) <= 3)
 		return 0;   /* written before manifests checked themselves */
 	char now[20];
-	snprintf(now, sizeof(now), "%016" PRIx64, manifest_sum(root));
+	snprintf(now, sizeof(now), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
 	if (json_is_string(rec) && !strcmp(json_string_value(rec), now))
 		return 0;
 	if (json_is_string(rec))
@@ -183,7 +184,7 @@ int train_rundir_read_manifest(sw_train_ctx *c)
 }
 
 /* Checks one saved file against its recorded size and checksums. */
-static int verify_file(const char *run, const char *name, json_t *rec)
+static int verify_file(const char *run, const char *name, json_t *rec, const char *who)
 {
 	char p[SW_TRAIN_PATH + 300];
 	snprintf(p, sizeof(p), "%s/%s", run, name);
@@ -191,15 +192,13 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 	uint64_t size = 0;
 	int rc = train_xxh3_file(p, &sums, &size);
 	if (rc) {
-		sw_error("train: --resume: cannot read %s (%s); the run directory is damaged", p,
-			 strerror(-rc));
+		sw_error("%s: cannot read %s (%s); the run directory is damaged", who, p, strerror(-rc));
 		json_decref(sums);
 		return rc;
 	}
 	json_int_t wsize = json_integer_value(json_object_get(rec, "size"));
 	if ((json_int_t)size != wsize) {
-		sw_error("train: --resume: %s is %llu bytes, the save wrote %lld; the file is damaged",
-			 p, (unsigned long long)size, (long long)wsize);
+		sw_error("%s: %s is %llu bytes, the save wrote %lld; the file is damaged", who, p, (unsigned long long)size, (long long)wsize);
 		json_decref(sums);
 		return -EIO;
 	}
@@ -211,8 +210,8 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 	json_decref(sums);
 	if (i < n) {
 		uint64_t lo = i * SW_TRAIN_SUM_PIECE, hi = lo + SW_TRAIN_SUM_PIECE;
-		sw_error("train: --resume: %s: checksum mismatch at offset %llu (bytes %llu..%llu); the "
-			 "file changed after it was saved: restore it or start a new run", p,
+		sw_error("%s: %s: checksum mismatch at offset %llu (bytes %llu..%llu); the file changed "
+			 "after it was saved: restore it or start a new run", who, p,
 			 (unsigned long long)lo, (unsigned long long)lo,
 			 (unsigned long long)(hi < size ? hi : size));
 		return -EIO;
@@ -222,19 +221,50 @@ static int verify_file(const char *run, const char *name, json_t *rec)
 
 int train_rundir_verify(sw_train_ctx *c)
 {
-	if (!c->rp.files) {
+	json_t *files = c->from_commit ? c->cm_files : c->rp.files;
+	if (!files) {
 		sw_warn("train: --resume: %s/manifest.json records no checksums (an older spillway); "
 			"the saved state is not verified", c->a->run);
 		return 0;
 	}
 	const char *name;
 	json_t *rec;
-	json_object_foreach(c->rp.files, name, rec) {
-		int rc = verify_file(c->a->run, name, rec);
+	json_object_foreach(files, name, rec) {
+		int rc = verify_file(c->a->run, name, rec, "train: --resume");
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+int sw_train_manifest_check(const char *run, const char *weights)
+{
+	char man[SW_TRAIN_PATH + 32], pre[SW_TRAIN_PATH];
+	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	json_t *root = json_load_file(man, 0, NULL);
+	if (!root)
+		return -EINVAL;   /* the caller read it a moment ago: said there */
+	json_t *ver = json_object_get(root, "version"), *rec = json_object_get(root, "manifest_xxh3");
+	int rc = 0;
+	char now[20];
+	snprintf(now, sizeof(now), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
+	if ((rec || !json_is_integer(ver) || json_integer_value(ver) > 3) &&
+	    !(json_is_string(rec) && !strcmp(json_string_value(rec), now))) {
+		sw_error("export: %s: checksum mismatch (recorded %s, content %s): the manifest changed "
+			 "after it was saved; restore it", man, json_is_string(rec) ? json_string_value(rec) :
+			 "none", now);
+		rc = -EIO;
+	}
+	snprintf(pre, sizeof(pre), "%s/", weights);
+	const char *name;
+	json_t *f;
+	json_object_foreach(json_object_get(root, "files"), name, f) {
+		if (rc || strncmp(name, pre, strlen(pre)))
+			continue;
+		rc = verify_file(run, name, f, "export");
+	}
+	json_decref(root);
+	return rc;
 }
 
 /* Adds "SUB/file": {size, xxh3} for every file of RUN/SUB to files. */
@@ -264,11 +294,11 @@ static int sum_dir(const char *run, const char *sub, json_t *files)
 	return rc;
 }
 
-static int write_manifest(const char *run, json_t *root)
+int train_json_write(const char *run, const char *name, json_t *root)
 {
-	char tmp[SW_TRAIN_PATH + 40], man[SW_TRAIN_PATH + 32];
-	snprintf(tmp, sizeof(tmp), "%s/manifest.json.tmp", run);
-	snprintf(man, sizeof(man), "%s/manifest.json", run);
+	char tmp[SW_TRAIN_PATH + 80], man[SW_TRAIN_PATH + 64];
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", run, name);
+	snprintf(man, sizeof(man), "%s/%s", run, name);
 	FILE *f = fopen(tmp, "w");
 	int rc = f ? 0 : -errno;
 	if (f && (json_dumpf(root, f, JSON_INDENT(1)) || fputc('\n', f) == EOF || fflush(f) ||
@@ -312,10 +342,10 @@ int train_rundir_commit(sw_train_ctx *c, int64_t step, const char *tag)
 	if (root && c->skipped_total)
 		json_object_set_new(root, "skipped_steps", json_integer((json_int_t)c->skipped_total));
 	if (root) {
-		snprintf(sum, sizeof(sum), "%016" PRIx64, manifest_sum(root));
+		snprintf(sum, sizeof(sum), "%016" PRIx64, train_json_sum(root, "manifest_xxh3"));
 		json_object_set_new(root, "manifest_xxh3", json_string(sum));
 	}
-	rc = root ? write_manifest(run, root) : -ENOMEM;
+	rc = root ? train_json_write(run, "manifest.json", root) : -ENOMEM;
 	json_decref(root);
 	return rc;
 }

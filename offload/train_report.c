@@ -208,6 +208,11 @@ void train_report_summary(const sw_train_ctx *c, int64_t first)
 		       (long long)c->n_steps, 100.0 * (double)c->n_redone / (double)c->n_steps,
 		       c->plan.speculative ? "rolled back and run again with the scale" :
 		       "two passes every step: none is redone", (long long)c->n_skipped);
+	if (c->n_commits)
+		printf("train: %lld commit%s (every %lld steps: %s) took %.3f s, %.2f %% of the steps' %.1f s\n",
+		       (long long)c->n_commits, c->n_commits == 1 ? "" : "s", (long long)c->commit_every,
+		       c->commit_why, c->commit_s, c->steps_s > 0 ? 100.0 * c->commit_s / c->steps_s : 0.0,
+		       c->steps_s);
 	if (a->run && c->last_saved)
 		printf("train: saved step %lld in %s; export it with: spillway export --run %s --out DIR\n",
 		       (long long)c->last_saved, a->run, a->run);

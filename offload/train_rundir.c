@@ -90,6 +90,7 @@ int train_xxh3_file(const char *path, json_t **sums, uint64_t *size)
 static int is_leftover(const char *name, const char *keep)
 {
 	if (strstr(name, ".tmp-") || !strcmp(name, "manifest.json.tmp") ||
+	    !strcmp(name, "commit.json.tmp") ||
 	    !strncmp(name, "run.json.tmp.", 13) || !strncmp(name, "report.html.tmp.", 16))
 		return 1;
 	const char *tag = !strncmp(name, "weights-", 8) ? name + 8 : !strncmp(name, "optim-", 6) ?
@@ -216,17 +217,35 @@ int train_rundir_open(sw_train_ctx *c)
 	int rc = lock_run(c, a->run);
 	if (rc)
 		return rc;
-	char man[SW_TRAIN_PATH + 32];
+	char man[SW_TRAIN_PATH + 32], cmt[SW_TRAIN_PATH + 32];
 	snprintf(man, sizeof(man), "%s/manifest.json", a->run);
-	int have = access(man, F_OK) == 0;
-	if (have && !a->resume) {
+	snprintf(cmt, sizeof(cmt), "%s/commit.json", a->run);
+	int have = access(man, F_OK) == 0, havec = access(cmt, F_OK) == 0;
+	if ((have || havec) && !a->resume) {
 		sw_error("train: --run %s already holds a run (%s); add --resume to continue it, or "
-			 "pick another directory", a->run, man);
+			 "pick another directory", a->run, have ? man : cmt);
 		return -EEXIST;
 	}
-	if (a->resume && (rc = train_rundir_read_manifest(c)))
+	if (a->resume && (have || !havec) && (rc = train_rundir_read_manifest(c)))
 		return rc;
-	remove_leftovers(a->run, a->resume ? c->rp.tag : "");
+	if (a->resume && havec && (rc = train_commit_read(c)))
+		return rc;
+	if (c->have_cm && (!have || c->cm.step > c->rp.step)) {
+		/* the commit is newer than the last full save: the run continues from it */
+		c->from_commit = 1;
+		c->last_saved = have ? c->rp.step : 0;
+		c->rp.step = c->cm.step;
+		c->rp.pos = c->cm.pos;
+		c->rp.skipped = c->cm.skipped;
+		json_decref(c->rp.settings);
+		c->rp.settings = json_incref(c->cm.settings);
+		c->commit_live = c->cm.nvme_groups > 0;
+	} else if (c->have_cm || !havec) {
+		/* older than the manifest's save, or state files of a first commit killed before its
+		 * record: nothing needs them */
+		train_commit_drop(c);
+	}
+	remove_leftovers(a->run, a->resume && have ? c->rp.tag : "");
 	if ((rc = trim_metrics(a->run, a->resume ? c->rp.step : 0))) {
 		sw_error("train: --run %s: cannot rewrite metrics.jsonl (%s)", a->run, strerror(-rc));
 		return rc;
@@ -247,7 +266,10 @@ void train_rundir_close(sw_train_ctx *c)
 	json_decref(c->rp.files);
 	json_decref(c->rp.settings);
 	json_decref(c->settings);
-	c->rp.files = c->rp.settings = c->settings = NULL;
+	json_decref(c->cm_files);
+	json_decref(c->cm.settings);
+	json_decref(c->cm.nvme);
+	c->rp.files = c->rp.settings = c->settings = c->cm_files = c->cm.settings = c->cm.nvme = NULL;
 }
 
 int train_rundir_metrics_open(sw_train_ctx *c)

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *state_name[SW_STATE_COUNT] = { "P16", "weights", "m", "v" };
+static const char *const state_name[SW_STATE_COUNT] = { "P16", "weights", "m", "v" };
 
 /* The first non-finite element of x[0..n), or -1. */
 static int64_t first_nonfinite(const float *x, int64_t n)
@@ -35,7 +35,7 @@ static const sw_tensor *tensor_at(const sw_table *tt, int g, int64_t at, int64_t
 }
 
 /* Checks one chunk; after one line naming the tensor, returns -EINVAL. */
-static int check_finite(const sw_table *tt, const float *x, int g, int64_t off, int64_t n,
+int train_check_finite(const sw_table *tt, const float *x, int g, int64_t off, int64_t n,
 			const char *where, sw_state state, const char *fix)
 {
 	int64_t i = first_nonfinite(x, n), el;
@@ -90,7 +90,7 @@ int train_state_load(sw_train_ctx *c)
 				if (k == 0 || a->resume) {
 					sw_hf_read_range(a->resume ? &rs[k] : &c->hm, g, off, n, x, SW_DTYPE_F32);
 					src = x;
-					rc = check_finite(tt, x, g, off, n, a->resume ? dirs[k] : a->model,
+					rc = train_check_finite(tt, x, g, off, n, a->resume ? dirs[k] : a->model,
 							  states[k], a->resume ? "the save is damaged: start a new run" :
 							  "the model's weights are damaged");
 				}
@@ -129,7 +129,7 @@ static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t st
 		for (int64_t off = 0; off < tt->g[g].numel && !rc; off += chunk) {
 			int64_t n = tt->g[g].numel - off < chunk ? tt->g[g].numel - off : chunk;
 			rc = sw_exec_take(c->ex, g, state, off, n, x);
-			rc = rc ? rc : check_finite(tt, x, g, off, n, where, state, fix);
+			rc = rc ? rc : train_check_finite(tt, x, g, off, n, where, state, fix);
 			rc = rc ? rc : sw_st_writer_write(w, x, SW_DTYPE_F32, n);
 			*done += n;
 			sw_progress_update(pr, (uint64_t)*done);
@@ -188,5 +188,6 @@ int train_state_save(sw_train_ctx *c, int64_t step)
 	}
 	snprintf(c->prev, sizeof(c->prev), "%s", tag);
 	c->last_saved = step;
+	train_commit_drop(c);   /* the save holds this state: no commit is needed */
 	return 0;
 }

@@ -5,7 +5,7 @@
 # m and v, with state on the host (second state set) and on NVMe (two slots); metrics.jsonl says which
 # steps were redone (exactly those whose norm needed clipping) and "skipped: non-finite
 # gradient" for step 3; the summary gives the redone fraction; a run stopped after the skip and
-# resumed ends with the same bytes (the skipped-step count travels in the manifest). With one
+# resumed ends with the same bytes (the skipped-step count travels in the commit or manifest). With one
 # NVMe slot the same, deferring those groups' updates where the host holds their gradients.
 # (--gemm-tflops: the CPU backend's order of rate; the planner keeps one pass where it is
 # predicted no slower than two, which compute decides here.)
@@ -81,6 +81,22 @@ same_save nv1 host1
 check_metrics nv1 1
 echo "ok NVMe state: one pass = two passes = host placement, byte for byte"
 
+# commits every 2 steps pin a slot: a step whose other slot holds the last commit writes its
+# NVMe state in place, has no pre-step copy to roll back to, and runs two passes; the bytes
+# are still those of two passes everywhere
+mkdir -p "$w/nv6" "$w/nv7"
+run ce1 1 "${nvme[@]}" --nvme "$w/nv6" --commit-every 2
+run ce2 2 "${nvme[@]}" --nvme "$w/nv7" --commit-every 2
+same_save ce1 ce2
+same_save ce1 host1
+python3 - "$w/ce1/metrics.jsonl" <<'PY' || fail "commits every 2: in-place steps not two passes"
+import json, sys
+p = {json.loads(l)["step"]: json.loads(l)["passes"] for l in open(sys.argv[1])}
+assert p[4] == 2 and p[6] == 2, p   # steps 4 and 6 write in place (commits after 2 and 4)
+print("ok commits every 2 steps: the in-place steps 4 and 6 ran two passes")
+PY
+echo "ok commits pinning a slot: one pass = two passes, byte for byte"
+
 # one slot (--checkpoint-only): with room for the NVMe groups' gradients in host memory their
 # updates wait for the norm (one pass); without it, two passes; the same bytes either way
 mkdir -p "$w/nv4" "$w/nv5"
@@ -97,7 +113,9 @@ echo "ok one slot: gradients held (one pass) and no room (two passes), byte for 
 # stopped after the skipped step, resumed: AdamW's step counter still leaves step 3 out
 SW_TEST_POISON_GRAD=3:2 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv3" --clip "$clip" --run "$w/res" \
   --stop-after 4 >"$w/res.out" 2>"$w/res.err" || { cat "$w/res.err"; fail "first half"; }
-grep -q '"skipped_steps": 1' "$w/res/manifest.json" || { cat "$w/res/manifest.json"; fail "the manifest lacks skipped_steps"; }
+# the stop is saved as a commit (commit.json) or a full save (manifest.json): either records it
+cat "$w/res/commit.json" "$w/res/manifest.json" 2>/dev/null | grep -q '"skipped_steps": 1' \
+  || { ls "$w/res"; fail "neither commit.json nor manifest.json records skipped_steps"; }
 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv3" --clip "$clip" --run "$w/res" --resume \
   >"$w/res.out" 2>"$w/res.err" || { cat "$w/res.err"; fail "resume"; }
 same_save res host1

@@ -19,7 +19,7 @@ offload=(--gpu-mem 864KiB --cpu-mem 1284KiB --threads 2 --chunk 4096)
 
 "$bin" train "${common[@]}" "${offload[@]}" --nvme "$w/nv1" --steps 6 --save-every 3 --run "$w/a" \
   >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "uninterrupted run"; }
-"$bin" train "${common[@]}" "${offload[@]}" --nvme "$w/nv2" --steps 6 --stop-after 3 --run "$w/b" \
+"$bin" train "${common[@]}" "${offload[@]}" --nvme "$w/nv2" --steps 6 --stop-after 3 --commit-every 0 --run "$w/b" \
   >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "first half"; }
 [ -e "$w/b/weights-00000003/model.safetensors" ] && [ -e "$w/b/optim-00000003/m/model.safetensors" ] \
   || fail "the save after step 3 is missing"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # kill -9 torture (issue 15, Done when 1) on the CPU backend: runs are killed at random moments
-# (loading, steps, saves, the end-of-run save), each followed by the same command plus --resume
-# (or a fresh start when nothing was saved yet) under a placement drawn again each time: the
-# optimizer state on NVMe, in host memory, or on the device. Every run's final weights, m and v
-# must be byte-identical to those of one uninterrupted run; metrics.jsonl must hold each step
-# once; nothing may be left of an interrupted save, nor in the --nvme directory.
+# (loading, steps, commits, full saves, the end-of-run save), each followed by the same command
+# plus --resume (or a fresh start when nothing was committed yet) under a placement drawn again
+# each time: the optimizer state on NVMe (committed in place in its slot), in host memory, or on
+# the device (written to the commit's state file). A resume under the committed placement reads
+# the NVMe slots where they lie; under another one it turns the commit into a full save first.
+# Each start draws --commit-every 1 or 2 and --save-every 0 or 3. Every run's final weights, m
+# and v must be byte-identical to those of one uninterrupted run; metrics.jsonl must hold each
+# step once; nothing may be left of an interrupted save or commit, nor in the --nvme directory.
 # SW_KILLS (default 30) kills; bench/kill9_torture.sh runs it with 200.
 set -u
 bin=${SW_BIN:-build/spillway}
@@ -17,7 +20,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 steps=6
 common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 64 --backend cpu --lr 3e-3
-        --warmup 1 --weight-decay 0.01 --steps $steps --save-every 1 --quiet)
+        --warmup 1 --weight-decay 0.01 --steps $steps --quiet)
 placements=("--gpu-mem 496KiB --cpu-mem 660KiB --threads 2 --chunk 2048"   # P32/m/v of the layers on NVMe
             "--gpu-mem 496KiB --cpu-mem 4MiB --threads 2 --chunk 2048"     # all state in host memory
             "")                                                # all on the device
@@ -32,7 +35,27 @@ start=$(date +%s.%N)
 dur=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%d", (b - a) * 1000 }')
 [ "$dur" -gt 0 ] || dur=300
 
-kills=0; in_save=0; trials=0; runs=0
+# killed inside a commit: its temporary record, or a state file newer than the record (which
+# names the other one), or a state file before the first record
+in_a_commit() {
+  [ -e "$1/commit.json.tmp" ] && return 0
+  local named f
+  named=$(sed -n 's/.*"state": "\(commit-[01].state\)".*/\1/p' "$1/commit.json" 2>/dev/null)
+  for f in "$1"/commit-[01].state; do
+    [ -e "$f" ] || continue
+    [ -e "$1/commit.json" ] || return 0
+    [ "$(basename "$f")" != "$named" ] && [ "$f" -nt "$1/commit.json" ] && return 0
+  done
+  return 1
+}
+kills=0; in_save=0; in_commit=0; from_commit=0; trials=0; runs=0
+# the last step kept in run directory $1: the newer of the manifest's and the commit's
+kept() {
+  local a b
+  a=$(sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$1/manifest.json" 2>/dev/null | head -1)
+  b=$(sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$1/commit.json" 2>/dev/null | head -1)
+  a=${a:-0}; b=${b:-0}; echo $(( a > b ? a : b ))
+}
 declare -A by_place
 while [ $kills -lt "$kills_wanted" ]; do
   trials=$((trials + 1)); r="$w/run$trials"; nv="$w/nv$trials"; mkdir -p "$nv"
@@ -42,13 +65,15 @@ while [ $kills -lt "$kills_wanted" ]; do
     p=$((RANDOM % 3))
     # killed after the end-of-run save's commit: the run is done (its scratch file stays)
     grep -q "\"step\": $steps," "$r/manifest.json" 2>/dev/null && { clean=0; break; }
-    resume=(); [ -e "$r/manifest.json" ] && resume=(--resume)
-    "$bin" train "${common[@]}" ${placements[$p]} --nvme "$nv" --run "$r" "${resume[@]}" >"$w/out" 2>"$w/err" &
+    resume=(); { [ -e "$r/manifest.json" ] || [ -e "$r/commit.json" ]; } && resume=(--resume)
+    [ -e "$r/commit.json" ] && from_commit=$((from_commit + 1))
+    every=(--commit-every $((1 + RANDOM % 2)) --save-every $(( (RANDOM % 2) * 3 )))
+    "$bin" train "${common[@]}" ${placements[$p]} "${every[@]}" --nvme "$nv" --run "$r" "${resume[@]}" >"$w/out" 2>"$w/err" &
     pid=$!; runs=$((runs + 1))
     if [ $todo -gt 0 ]; then
       # a random moment of this run's life: the uninterrupted run's wall time, scaled to the
       # steps left (plus one step's worth for loading)
-      done_=$(sed -n 's/^ *"step": \([0-9]*\),.*/\1/p' "$r/manifest.json" 2>/dev/null); done_=${done_:-0}
+      done_=$(kept "$r")
       ms=$((RANDOM % (dur * (steps - done_ + 1) / (steps + 1) + 1)))
       sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
       kill -9 $pid 2>/dev/null
@@ -58,7 +83,8 @@ while [ $kills -lt "$kills_wanted" ]; do
         by_place[${names[$p]}]=$(( ${by_place[${names[$p]}]:-0} + 1 ))
         # inside a save: a temporary copy, or a save not yet committed by the manifest
         last=$(sed -n 's/.*"weights": "weights-\([0-9]*\)".*/\1/p' "$r/manifest.json" 2>/dev/null)
-        ls "$r" 2>/dev/null | grep -v "^weights-${last:-x}\$" | grep -q "\.tmp\|^weights-" && in_save=$((in_save + 1))
+        ls "$r" 2>/dev/null | grep -v "^weights-${last:-x}\$" | grep -q "\.tmp-\|manifest.json.tmp\|^weights-" && in_save=$((in_save + 1))
+        in_a_commit "$r" && in_commit=$((in_commit + 1))
         continue
       fi
       # the run ended before its kill: runs are shorter than thought (a loaded machine at the
@@ -85,4 +111,4 @@ while [ $kills -lt "$kills_wanted" ]; do
   [ $clean = 0 ] || [ -z "$(ls "$nv")" ] || fail "trial $trials: the --nvme directory still holds $(ls "$nv")"
   rm -rf "$r" "$nv"
 done
-echo "ok $kills kills -9 in $trials runs ($runs processes; kill moments drawn within ${dur} ms at the end; $in_save during a save; the killed run's placement: nvme ${by_place[nvme]:-0}, host ${by_place[host]:-0}, device ${by_place[device]:-0}; every resume under a placement drawn again): final weights, m and v byte-identical to the uninterrupted run"
+echo "ok $kills kills -9 in $trials runs ($runs processes; kill moments drawn within ${dur} ms at the end; $in_save during a full save, $in_commit during a commit; $from_commit starts resumed from a commit; the killed run's placement: nvme ${by_place[nvme]:-0}, host ${by_place[host]:-0}, device ${by_place[device]:-0}; every resume under a placement drawn again): final weights, m and v byte-identical to the uninterrupted run"

@@ -62,7 +62,14 @@ k=$(sed -n 's/.*"step": \([0-9]*\),.*/\1/p' "$w/r2k/manifest.json" | head -1)
   >"$w/out" 2>"$w/err"; rc=$?
 [ $rc = 0 ] || { cat "$w/err"; fail "the same command plus --resume after kill -9: exit $rc"; }
 grep -q "stopped by --stop-after after step $((k + 1))" "$w/out" || { cat "$w/out"; fail "the resumed run did no step"; }
-[ -z "$(ls "$nvk")" ] || fail "the scratch file stayed after the resumed run"
+# the stop committed in place: the commit's NVMe state stays (and is said); the run's end removes it
+grep -q "committed in $w/r2k (its NVMe state stays in the --nvme directory)" "$w/out" \
+  || { cat "$w/out"; fail "the stop did not commit or did not say the NVMe file stays"; }
+[ -e "$nvk/spillway.data" ] || fail "the stop's commit lost its NVMe file"
+"$bin" train "${common[@]}" "${off[@]}" --nvme "$nvk" --steps 400 --stop-after $((k + 3)) --commit-every 0 --run "$w/r2k" --resume \
+  >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "the resume from the commit"; }
+grep -q "stopped by --stop-after after step $((k + 3)), saved in" "$w/out" || { cat "$w/out"; fail "no full save at the stop"; }
+[ -z "$(ls "$nvk")" ] || fail "the scratch file stayed after the full save that supersedes the commit: $(ls "$nvk")"
 echo "ok --resume reuses the killed run's scratch file (step $k -> $((k + 1)), on $( [ "$nvk" = "$w/nv" ] && echo "the test disk" || echo "a 3 MiB tmpfs"))"
 [ "$nvk" = "$w/nv" ] || umount "$w/small"
 "$bin" train "${common[@]}" "${off[@]}" --nvme "$w/nv" --steps 2 --run "$w/r2keep" --keep-nvme >"$w/out" 2>"$w/err" \
@@ -94,10 +101,10 @@ pid=$!; bg+=($pid)
 for _ in $(seq 400); do [ -s "$w/r5/metrics.jsonl" ] && break; sleep 0.05; done
 kill -TERM $pid; wait $pid; rc=$?
 [ $rc = 143 ] || { cat "$w/err5"; fail "SIGTERM: exit $rc, expected 143"; }
-grep -q "stopped by SIGTERM after step [0-9]*, saved in $w/r5; resume with: spillway train .* --resume" "$w/out5" \
+grep -q "stopped by SIGTERM after step [0-9]*, committed in $w/r5; resume with: spillway train .* --resume" "$w/out5" \
   || { cat "$w/out5" "$w/err5"; fail "no line saying how to resume"; }
 n=$(sed -n 's/.*stopped by SIGTERM after step \([0-9]*\),.*/\1/p' "$w/out5")
-grep -q "\"step\": $n," "$w/r5/manifest.json" || fail "the manifest is not at step $n"
+grep -q "\"step\": $n," "$w/r5/commit.json" || fail "the commit is not at step $n"
 echo "ok SIGTERM saved step $n: $(grep stopped "$w/out5" | cut -c1-120)"
 # (a model whose steps take long enough for the second signal to land inside one)
 "$bin" init --arch llama --dim 256 --layers 4 --heads 4 --ffn 768 --vocab 258 --out "$w/mbig" >/dev/null || fail "init big"
@@ -114,7 +121,7 @@ grep -q "stopped by" "$w/out" && fail "two SIGINTs: the run still saved"
 echo "ok two SIGINTs abort at once"
 
 # 6. --resume refuses a change to any setting that decides the result, naming it
-"$bin" train "${common[@]}" --steps 4 --stop-after 2 --run "$w/r6" >/dev/null 2>"$w/err" || { cat "$w/err"; fail r6; }
+"$bin" train "${common[@]}" --steps 4 --stop-after 2 --commit-every 0 --run "$w/r6" >/dev/null 2>"$w/err" || { cat "$w/err"; fail r6; }
 expect "--resume with another --lr" 1 "--lr 0.001 differs from the run's 0.002" \
   train "${common[@]}" --lr 1e-3 --steps 4 --run "$w/r6" --resume
 expect "--resume with another --data" 1 "is not the token file the run started with" \

@@ -1,0 +1,35 @@
+/* The executor's side of a commit (docs/runs.md "Commits"): the NVMe-resident optimizer state
+ * is committed where it lies. A step reads the slot holding the current state and writes the
+ * other one; after a commit the committed slot is kept: no step writes it until the next
+ * commit (the steps between two commits read and write the other slot in place). So at any
+ * moment the last commit's P32/m/v are intact in their slot, whatever a kill interrupts. */
+#ifndef SW_OFFLOAD_EXEC_COMMIT_H
+#define SW_OFFLOAD_EXEC_COMMIT_H
+#include <stdint.h>
+#include "offload/exec.h"
+
+/* The NVMe slot holding the state after the last step (0 or 1). */
+int sw_exec_slot(const sw_exec *ex);
+/* 1 when group g's P32/m/v live on NVMe. */
+int sw_exec_opt_on_nvme(const sw_exec *ex, int g);
+/* Makes every NVMe write so far durable (fdatasync of each data file; call between steps).
+ * 0 or -errno after one line naming the file. */
+int sw_exec_commit_sync(sw_exec *ex);
+/* The current slot holds a durable commit: no step writes it until the next call. */
+void sw_exec_commit_keep(sw_exec *ex);
+/* The I/O engine's checksums of group g's state k (0 P32, 1 m, 2 v) in the current slot:
+ * *n pieces (sums and written may be NULL to ask for n only, else room for *n). 0 or -EINVAL. */
+int sw_exec_commit_sums(const sw_exec *ex, int g, int k, uint64_t *sums, uint8_t *written,
+			uint32_t *n);
+/* Resuming in place: state k of group g lies in `slot` with these checksums (as sums gave
+ * them); the slot becomes the current and kept one. 0 or -EINVAL. */
+int sw_exec_commit_restore(sw_exec *ex, int slot, int g, int k, const uint64_t *sums,
+			   const uint8_t *written, uint32_t n);
+/* Reads elements [off, off + n) of state k of group g from the current slot into dst, every
+ * piece checked against its checksum (chunks as sw_exec_take takes them). A mismatch or an I/O
+ * error: one line naming the group, state, slot, file and offset, then -errno. */
+int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float *dst);
+/* Writes the P16 of [off, off + n) of group g rounded from fp32 src (as the update does): the
+ * P16 home has one slot, so a resume rebuilds it from the committed P32. */
+int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *src);
+#endif
