@@ -185,7 +185,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "io-threads", SW_OPT_INT, &a.io_threads, "N", "I/O threads, one io_uring each (default 2)", 0 },
 		{ "io-stripe", SW_OPT_SIZE, &a.io_stripe, "SIZE", "stripe unit over the --nvme paths; must divide one chunk of P16 (default: that chunk)", 0 },
 		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
-		{ "commit-every", SW_OPT_INT, &a.commit_every, "N", "commit the state every N steps, NVMe state in place (0: off; default: the fewest steps keeping a commit at or below 5 % of the predicted step time)", 0 },
+		{ "commit-every", SW_OPT_INT, &a.commit_every, "N", "commit the state every N steps, NVMe state in place (0: off; default: the fewest steps keeping a commit at or below 5 % of their time, predicted, then measured)", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &a.checkpoint_only, NULL, "one slot of NVMe optimizer state (updated in place; consistent only at saves)", 0 },
 		{ "trace", SW_OPT_STR, &a.trace, "FILE", "write a Chrome/Perfetto trace", 0 },
 		{ "gemm-tflops", SW_OPT_FLOAT, &a.gemm_tflops, "X", "measured GEMM rate for the step's bound, TFLOP/s (default 400)", 0 },

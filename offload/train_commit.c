@@ -247,12 +247,30 @@ static int write_state(sw_train_ctx *c, const char *path, int64_t step)
 
 static int commit_write(sw_train_ctx *c, int64_t step);
 
+/* The default interval follows what commits and steps measure: after each commit it becomes the
+ * smallest N that keeps that commit at or below 5 % of N measured steps (the planner's estimate
+ * only chooses the first one). */
+static void interval_measured(sw_train_ctx *c, double commit_s)
+{
+	if (c->a->commit_every >= 0 || !c->n_steps || c->steps_s <= 0)
+		return;
+	double step_s = c->steps_s / (double)c->n_steps, n = ceil(commit_s / (0.05 * step_s));
+	c->commit_every = n < 1 ? 1 : n > 1000 ? 1000 : (int64_t)n;
+	snprintf(c->commit_why, sizeof(c->commit_why), "the default: the last commit measured %.3g s, "
+		 "at most 5 %% of the mean measured step of %.3g s%s", commit_s, step_s,
+		 n > 1000 ? " (capped at 1000 steps)" : "");
+}
+
 int train_commit_write(sw_train_ctx *c, int64_t step)
 {
 	double t0 = sw_now();
 	int rc = commit_write(c, step);
-	c->commit_s += sw_now() - t0;
+	double dt = sw_now() - t0;
+	c->commit_s += dt;
 	c->n_commits += !rc;
+	c->since_kept = 0;
+	if (!rc)
+		interval_measured(c, dt);
 	return rc;
 }
 

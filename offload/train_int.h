@@ -84,6 +84,7 @@ typedef struct sw_train_ctx {
 	int nvme_lock[SW_TRAIN_MAX_NVME];
 	/* commits (train_commit.c) */
 	int64_t commit_every;        /* steps between commits (0: none) */
+	int64_t since_kept;          /* steps since the last commit or save (or the start) */
 	sw_train_commit cm;          /* the commit --resume continues from, or the last made */
 	int have_cm;                 /* cm holds RUN/commit.json */
 	json_t *cm_files;            /* {"commit-N.state": {"size", "xxh3": [...]}} as read */

@@ -267,7 +267,7 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		train_report_step(c, step, lr, &st);
 		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps))
 			rc = train_state_save(c, step);
-		else if (c->commit_every && step % c->commit_every == 0)
+		else if (c->commit_every && ++c->since_kept >= c->commit_every)
 			rc = train_commit_write(c, step);
 	}
 	free(inputs);

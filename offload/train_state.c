@@ -189,5 +189,6 @@ int train_state_save(sw_train_ctx *c, int64_t step)
 	snprintf(c->prev, sizeof(c->prev), "%s", tag);
 	c->last_saved = step;
 	train_commit_drop(c);   /* the save holds this state: no commit is needed */
+	c->since_kept = 0;
 	return 0;
 }
