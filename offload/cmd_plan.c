@@ -128,6 +128,11 @@ static int plan_run(sw_table *tt, const sw_train_plan_opts *o, const plan_knobs 
 		rc = rc == -EINVAL ? 2 : 1;
 	} else {
 		sw_plan_print(&p, stdout);
+		/* long contexts: how far these budgets go, one row per micro-batch */
+		int64_t ms = sw_plan_max_seq(&in, 1 << 20);
+		printf("\nlongest --seq-len these budgets allow (one row per micro-batch): %lld tokens%s "
+		       "(the model's max_position_embeddings: %lld)\n", (long long)ms,
+		       ms == 1 << 20 ? " or more" : "", (long long)tt->cfg.max_pos);
 	}
 	sw_plan_free(&p);
 	return rc;

@@ -261,6 +261,12 @@ void sw_plan_free(sw_plan *p);
  * (an earlier tier short, bad input) with that plan's why copied into why (may be NULL). */
 int sw_plan_min_budget(const sw_plan_input *in, sw_tier tier, uint64_t *bytes, char *why, int why_len);
 
+/* The longest sequence length (tokens per row, one row per micro-batch, the step's tokens
+ * rounded down to whole rows) up to `limit` with which sw_plan_build succeeds under in's
+ * budgets, found by bisection; 0 when not even one token fits. Assumes a longer row never needs
+ * less memory. */
+int64_t sw_plan_max_seq(const sw_plan_input *in, int64_t limit);
+
 /* GPU bytes that must be there whatever else is placed: the working set without the prefetch
  * window (which is prefetch * largest group * P16 bytes, needed unless every group is
  * resident), in total and by purpose; the planner's own accounting, for tests and the executor. */

@@ -283,6 +283,48 @@ static void random_sweep(int n)
 	CHECK(ok > 0 && short_by[0] > 0 && short_by[1] > 0 && short_by[2] > 0);
 }
 
+/* A plan at sequence length T, one row per micro-batch, the batch rounded down to whole rows. */
+static int plan_at(const sw_plan_input *in0, int64_t T)
+{
+	sw_plan_input in = *in0;
+	in.seq_len = T;
+	in.micro_rows = 1;
+	in.batch_tokens = in0->batch_tokens / T > 0 ? in0->batch_tokens / T * T : T;
+	sw_plan p;
+	int rc = sw_plan_build(&p, &in);
+	sw_plan_free(&p);
+	return rc;
+}
+
+/* sw_plan_max_seq: the length it gives plans, one token more does not (the GPU runs short),
+ * and a larger --gpu-mem gives a longer row. A 1B llama on a 24 GB card. */
+static void max_seq_checks(void)
+{
+	sw_config c;
+	model m = { .name = "1b", .type = "llama", .dim = 2048, .layers = 16, .heads = 32, .kv = 8, .ffn = 8192, .vocab = 128256,
+		    .seq = 4096, .rows = 1, .batch = 65536, .chunk = 1 << 22 };
+	config_of(&m, &c);
+	sw_table tt;
+	CHECK(sw_table_build(&tt, &c) == 0);
+	sw_plan_input in;
+	input_of(&m, &tt, &in);
+	in.gpu_mem = 24ull << 30;
+	in.cpu_mem = 64ull << 30;
+	int64_t t24 = sw_plan_max_seq(&in, 1 << 20);
+	CHECK(t24 > 4096 && t24 < (1 << 20));
+	CHECK(plan_at(&in, t24) == 0);
+	CHECK(plan_at(&in, t24 + 1) == -ENOSPC);
+	in.gpu_mem = 40ull << 30;
+	int64_t t40 = sw_plan_max_seq(&in, 1 << 20);
+	CHECK(t40 > t24 && plan_at(&in, t40) == 0 && plan_at(&in, t40 + 1) == -ENOSPC);
+	CHECK(sw_plan_max_seq(&in, 1000) == 1000);      /* the limit when it fits */
+	in.gpu_mem = 1 << 20;
+	CHECK(sw_plan_max_seq(&in, 1 << 20) == 0);      /* not even one token */
+	printf("ok longest row: %lld tokens at --gpu-mem 24GiB, %lld at 40GiB (1B llama, one row per "
+	       "micro-batch; one token more is short)\n", (long long)t24, (long long)t40);
+	sw_table_free(&tt);
+}
+
 int main(void)
 {
 	random_sweep(3000);
@@ -380,6 +422,7 @@ int main(void)
 		sw_plan_free(&p);
 		sw_table_free(&tt);
 	}
+	max_seq_checks();
 	printf("ok: %d plans checked; regimes: partly resident %d, P16 host + state NVMe %d, P16 NVMe %d, "
 	       "checkpoints on 3 tiers %d, carry on host %d, all resident %d\n", n_checked, seen[0],
 	       seen[1], seen[2], seen[3], seen[4], seen[5]);
