@@ -74,9 +74,9 @@ static int gpu_short(sw_plan *p, const plan_sizes *z, uint64_t need, uint64_t wi
 	p->short_tier = SW_TIER_GPU;
 	p->short_bytes = need - p->in.gpu_mem;
 	plan_why(p, "--gpu-mem %s is %s short of the %s working set (%s: %s); raise --gpu-mem, or "
-		 "lower --seq-len, --micro-batch or --prefetch", sw_fmt_size(p->in.gpu_mem, b[0], 32),
+		 "lower --seq-len, --micro-batch%s or --prefetch", sw_fmt_size(p->in.gpu_mem, b[0], 32),
 		 sw_fmt_size(p->short_bytes, b[1], 32), sw_plan_tier_label(p, SW_TIER_GPU),
-		 sw_fmt_size(need, b[2], 32), list);
+		 sw_fmt_size(need, b[2], 32), list, p->in.grad_bufs > 1 ? ", --grad-buffers" : "");
 	return -ENOSPC;
 }
 

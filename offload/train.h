@@ -27,6 +27,7 @@ typedef struct sw_train_plan_opts {
 	const char *nvme;            /* "PATH[:SIZE],..." or NULL */
 	int64_t batch_tokens, seq_len, micro_rows, chunk;
 	int fp32, prefetch, slots;
+	int grad_bufs;               /* group-sized fp32 gradient buffers on the GPU */
 	double clip;                 /* > 0: two backward passes */
 	sw_plan_rates rates;         /* each 0: the planner's default (NVMe ones: per path) */
 	uint64_t io_stripe;          /* --io-stripe (0: one I/O chunk of P16) */
@@ -49,6 +50,7 @@ typedef struct sw_train_args {
 	int64_t eval_every;          /* --eval-every: evaluate after every N steps (0: after the last) */
 	uint64_t seed;
 	int threads, prefetch, fp32, resume, quiet, print_steps;
+	int grad_bufs;               /* --grad-buffers (0: the planner's default, 1) */
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */
 	int force;                   /* --force: accept data made with another tokenizer */

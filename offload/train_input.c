@@ -110,6 +110,8 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	in->fp32 = o->fp32;
 	if (o->prefetch)
 		in->prefetch = o->prefetch;
+	if (o->grad_bufs)
+		in->grad_bufs = o->grad_bufs;
 	/* exact clipping: one speculative backward pass where every group has a rollback source
 	 * (the planner decides); SW_CLIP_PASSES=2 asks for the two-pass scheme instead, a hook
 	 * for tests and benchmarks (docs/cli.md) */
