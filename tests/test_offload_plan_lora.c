@@ -139,6 +139,21 @@ int main(void)
 		CHECK(p.cost.h2d_base == 0 && p.cost.adam_params == 0 && p.cost.nvme_write == 0);
 		sw_plan_lora_free(&p);
 	}
+	/* D: room for the carry and exactly one layer's adapters (4 B x 4 states + P16 each, in
+	 * 256-byte blocks) after the working set and the window; one byte less: none */
+	{
+		in.cpu_mem = 1ull << 30;
+		in.gpu_mem = wsl + window + D256(carry) + 4 * D256(ad * 4) + D256(ad * 2);
+		sw_plan_lora p;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.carry_on_gpu && p.gpu_adapter_layers == 1 && p.adapter_tier[1] == SW_TIER_GPU);
+		CHECK(p.cost.adam_params == (int64_t)ad && p.cost.d2h_adapter == 4 * ad);
+		sw_plan_lora_free(&p);
+		in.gpu_mem--;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.carry_on_gpu && p.gpu_adapter_layers == 0 && p.cost.adam_params == (int64_t)ads);
+		sw_plan_lora_free(&p);
+	}
 	/* C: the host holds only what it must plus NVMe staging: the base and checkpoints on NVMe */
 	{
 		in.gpu_mem = wsl + window;
