@@ -6,9 +6,11 @@
 #include "core/log.h"
 #include "core/tensors.h"
 #include "offload/plan.h"
+#include "offload/plan_lora.h"
 #include "offload/train.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,8 @@ static int config_from_flags(sw_config *c, const shape_flags *s)
 typedef struct plan_knobs {
 	int64_t grad_bufs, io_depth, vocab_chunk;
 	uint64_t gpu_reserve, cublas_workspace;
+	int64_t lora_rank;               /* INT64_MIN: not given (full fine-tuning) */
+	unsigned lora_targets;           /* SW_LORA_* mask */
 } plan_knobs;
 
 /* The model's tensor table from --model DIR or the shape flags. 0, or an exit status. */
@@ -108,6 +112,26 @@ static int table_of(const char *model, const shape_flags *s, sw_table *tt)
 	return 0;
 }
 
+/* LoRA mode (--lora-rank): the frozen base and its adapters planned and printed, then the
+ * most layers of this width that fit the same budgets. */
+static int plan_lora_run(sw_plan_input *in)
+{
+	sw_plan_lora p;
+	int rc = sw_plan_lora_build(&p, in);
+	if (rc) {
+		sw_error("plan: %s", p.why);
+		sw_plan_lora_free(&p);
+		return rc == -EINVAL ? 2 : 1;
+	}
+	sw_plan_lora_print(&p, stdout);
+	sw_plan_lora_free(&p);
+	int64_t params;
+	int64_t layers = sw_plan_lora_max_layers(in, &params);
+	printf("largest base of this width that fits these budgets: %lld layers (%.3f B parameters)%s\n",
+	       (long long)layers, (double)params / 1e9, layers >= (1 << 16) ? " or more" : "");
+	return 0;
+}
+
 /* Plans and prints: the plan input from the options as `train` builds it (offload/train.h),
  * then plan's own knobs. */
 static int plan_run(sw_table *tt, const sw_train_plan_opts *o, const plan_knobs *k)
@@ -121,6 +145,15 @@ static int plan_run(sw_table *tt, const sw_train_plan_opts *o, const plan_knobs 
 	in.vocab_chunk = k->vocab_chunk;
 	in.gpu_reserve = k->gpu_reserve;
 	in.cublas_workspace = k->cublas_workspace;
+	if (k->lora_rank != INT64_MIN) {
+		if (k->lora_rank <= 0 || k->lora_rank > (1 << 16)) {
+			sw_error("plan: --lora-rank %lld must be a positive rank (e.g. 16)", (long long)k->lora_rank);
+			return 2;
+		}
+		in.lora_rank = (int)k->lora_rank;
+		in.lora_targets = k->lora_targets;
+		return plan_lora_run(&in);
+	}
 	sw_plan p;
 	rc = sw_plan_build(&p, &in);
 	if (rc) {
@@ -170,7 +203,9 @@ int cmd_plan(int argc, char **argv)
 	sw_plan_input def;
 	sw_plan_input_init(&def, NULL);
 	sw_train_plan_opts o = { .clip = 1.0 };
-	plan_knobs k = { def.grad_bufs, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace };
+	plan_knobs k = { def.grad_bufs, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace,
+			 INT64_MIN, SW_LORA_ALL };
+	const char *lora_targets = NULL;
 	int checkpoint_only = 0;
 	int64_t prefetch = def.prefetch;
 	double adam_g = 0;
@@ -208,6 +243,8 @@ int cmd_plan(int argc, char **argv)
 		{ "nvme-read-gbs", SW_OPT_FLOAT, &o.rates.nvme_read_gbs, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
+		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base (plan only: train --lora-rank is not implemented yet)", 0 },
+		{ "lora-targets", SW_OPT_STR, &lora_targets, "LIST", "linears with adapters, a subset of q,k,v,o,gate,up,down (default: all)", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
 	int rc = sw_cli_parse("plan", summary, opts, argc, argv);
@@ -215,6 +252,17 @@ int cmd_plan(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if ((rc = check_args(model, &s, dtype, prefetch, &k, o.clip)))
 		return rc;
+	if (lora_targets) {
+		char why[256];
+		if (k.lora_rank == INT64_MIN) {
+			sw_error("plan: --lora-targets needs --lora-rank R");
+			return 2;
+		}
+		if (sw_lora_targets_parse(lora_targets, &k.lora_targets, why, sizeof(why))) {
+			sw_error("plan: %s", why);
+			return 2;
+		}
+	}
 	o.fp32 = !strcmp(dtype, "fp32");
 	o.prefetch = (int)prefetch;
 	o.slots = checkpoint_only ? 1 : 2;

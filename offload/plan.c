@@ -147,6 +147,11 @@ static int check_input(sw_plan *p)
 			"--nvme-write-gbs, --adam-gparams) must be positive");
 		return -EINVAL;
 	}
+	if (in->lora_rank) {
+		plan_why(p, "the full fine-tuning planner was given a LoRA rank (%d); plan LoRA with "
+			 "sw_plan_lora_build", in->lora_rank);
+		return -EINVAL;
+	}
 	if (in->n_nvme < 0 || in->n_nvme > SW_PLAN_MAX_NVME) {
 		plan_why(p, "%d --nvme paths; at most %d", in->n_nvme, SW_PLAN_MAX_NVME);
 		return -EINVAL;

@@ -87,6 +87,9 @@ typedef struct sw_plan_input {
 				     * machinery, which the plan holds anyway (plan_host_held): e.g.
 				     * the GPU runtime's modules loaded on first use; 0 by default */
 	sw_plan_rates rates;
+	int lora_rank;              /* > 0: LoRA mode, planned by sw_plan_lora_build
+				     * (offload/plan_lora.h); sw_plan_build takes 0 only */
+	unsigned lora_targets;      /* SW_LORA_* mask of the targeted linears (0: all seven) */
 } sw_plan_input;
 
 /* Where bytes go. The first four equal sw_state (P16, P32, m, v) and count state; the rest are

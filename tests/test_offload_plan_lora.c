@@ -1,0 +1,213 @@
+/* The planner's LoRA mode against numbers worked out by hand for a tiny config: the frozen base
+ * holds 2 B/param of P16 and nothing else, the adapters r * (in + out) parameters per targeted
+ * linear at 16 B/param + P16, and the per-step traffic (base read once per pass, never written). */
+#include "core/tensors.h"
+#include "offload/plan.h"
+#include "offload/plan_lora.h"
+#include "tests/check.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define AL(x) (((uint64_t)(x) + 4095) / 4096 * 4096)
+#define D256(x) (((uint64_t)(x) + 255) / 256 * 256)
+
+/* llama, dim 64, 2 layers, 4 heads (kv 2, head_dim 16), ffn 160, vocab 256, untied */
+enum { C = 64, L = 2, H = 4, KVH = 2, HD = 16, F = 160, V = 256 };
+enum { QD = H * HD, KVD = KVH * HD };
+enum { S = 32, ROWS = 2, T = ROWS * S, BATCH = 256, M = BATCH / T, R = 8 };
+
+static void tiny_config(sw_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->model_type, "llama");
+	c->dim = C;
+	c->n_layers = L;
+	c->n_heads = H;
+	c->n_kv_heads = KVH;
+	c->head_dim = HD;
+	c->ffn_dim = F;
+	c->vocab = V;
+	c->max_pos = 128;
+	c->rope_theta = 10000;
+	c->rms_eps = 1e-5;
+	c->bos_id = c->eos_id = -1;
+}
+
+static void tiny_input(sw_plan_input *in, const sw_table *tt)
+{
+	sw_plan_input_init(in, tt);
+	in->batch_tokens = BATCH;
+	in->seq_len = S;
+	in->micro_rows = ROWS;
+	in->prefetch = 2;
+	in->passes = 1;
+	in->io_depth = 2;
+	in->cublas_workspace = 1 << 20;
+	in->vocab_chunk = 100;
+	in->rates.gemm_tflops = 1e-3;
+	in->rates.h2d_gbs = 1e-3;
+	in->rates.d2h_gbs = 2e-3;
+	in->rates.nvme_read_gbs = 1e-3;
+	in->rates.nvme_write_gbs = 0.5e-3;
+	in->rates.adam_params_per_s = 1e5;
+	in->lora_rank = R;
+	in->lora_targets = 0;            /* the default: all seven */
+}
+
+static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b) + 1e-12; }
+
+int main(void)
+{
+	sw_config cfg;
+	tiny_config(&cfg);
+	sw_table tt;
+	CHECK(sw_table_build(&tt, &cfg) == 0);
+	const uint64_t layer = C + QD * C + KVD * C + KVD * C + C * QD + C + 3 * (uint64_t)F * C;
+	const uint64_t embed = (uint64_t)V * C, head = C + (uint64_t)V * C;
+	const uint64_t total = embed + L * layer + head;
+	/* adapters per layer: q 8 (64+64), k and v 8 (64+32), o 8 (64+64), gate/up/down 8 (64+160) */
+	const uint64_t ad = 1024 + 768 + 768 + 1024 + 3 * 1792, ads = L * ad;
+	CHECK(ad == 8960);
+	CHECK(sw_lora_layer_params(&cfg, R, SW_LORA_ALL) == (int64_t)ad);
+	CHECK(sw_lora_layer_params(&cfg, R, SW_LORA_Q | SW_LORA_V) == 1024 + 768);
+
+	sw_plan_input in;
+	tiny_input(&in, &tt);
+	uint64_t ws[SW_PURPOSE_COUNT];
+	/* the working set less the gradient buffer (the base has no gradient; untied: no tied one) */
+	const uint64_t wsl = sw_plan_gpu_working_set(&in, ws) - ws[SW_PURPOSE_GRAD];
+	const uint64_t window = 2 * D256(layer * 2);
+	const uint64_t item = (uint64_t)T * C * 2, carry = (uint64_t)BATCH * C * 2;
+	const uint64_t carry_pass = (uint64_t)(L + 1) * BATCH * C * 2;
+	const uint64_t held = (256u << 10) + 8 * BATCH, xfer = AL(layer * 4);   /* chunk: the largest group */
+	const uint64_t ad_host = 4 * AL(ad * 4) + AL(ad * 2);
+	const double n_layer_gemm = (double)L * (QD * C + 2 * KVD * C + C * QD + 3.0 * F * C);
+	const double n_gemm = n_layer_gemm + (double)V * C;
+
+	/* A: GPU = working set + window: the base streams from the host, adapters on the host */
+	{
+		in.gpu_mem = wsl + window;
+		in.cpu_mem = 1ull << 30;
+		sw_plan_lora p;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.adapter_layer == (int64_t)ad && p.adapter_params == (int64_t)ads);
+		CHECK(p.base_params == (int64_t)total);
+		CHECK(p.streaming && !p.carry_on_gpu && p.gpu_adapter_layers == 0 && p.resident_groups == 0);
+		for (int g = 0; g < L + 2; g++)
+			CHECK(p.base_tier[g] == SW_TIER_HOST);
+		CHECK(p.ckpt_count[SW_TIER_HOST] == L * M);
+		/* bytes: 2 B/param of base P16, 4 B each of P32, m, v, gradient and 2 of P16 per adapter */
+		CHECK(p.payload[SW_LORA_BASE_P16] == 2 * total);
+		for (int r = SW_LORA_AD_P32; r <= SW_LORA_AD_GRAD; r++)
+			CHECK(p.payload[r] == 4 * ads);
+		CHECK(p.payload[SW_LORA_AD_P16] == 2 * ads);
+		CHECK(p.bytes[SW_TIER_HOST][SW_LORA_BASE_P16] == AL(embed * 2) + L * AL(layer * 2) + AL(head * 2));
+		CHECK(p.bytes[SW_TIER_HOST][SW_LORA_AD_M] == L * AL(ad * 4));
+		CHECK(p.total[SW_TIER_GPU] == wsl + window);
+		/* the host holds exactly these: nothing else (no base P32, m, v, gradient) */
+		uint64_t host = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2) + L * ad_host +
+				L * M * AL(item) + AL(carry) + xfer + held;
+		CHECKF(p.total[SW_TIER_HOST] == host, "%llu vs %llu", (unsigned long long)p.total[SW_TIER_HOST],
+		       (unsigned long long)host);
+		/* traffic: embedding and head once, layers twice; adapters' P16 twice, gradients once */
+		const sw_plan_lora_cost *k = &p.cost;
+		CHECK(k->h2d_base == 2 * (embed + 2 * L * layer + head));
+		CHECK(k->h2d_adapter == 2 * 2 * ads && k->d2h_adapter == 4 * ads && k->adam_params == (int64_t)ads);
+		CHECK(k->h2d_act == L * M * item + 2 * carry_pass && k->d2h_act == k->h2d_act);
+		CHECK(k->nvme_read == 0 && k->nvme_write == 0);
+		/* FLOPs: forward and input gradients of the base, no weight gradients */
+		CHECK(close_to(k->flops_fwd, 2 * n_gemm * BATCH) && close_to(k->flops_bwd, 2 * n_gemm * BATCH));
+		CHECK(close_to(k->flops_recompute, 2 * n_layer_gemm * BATCH));
+		CHECK(close_to(k->flops_adapter, 8.0 * (double)ads * BATCH));
+		double fl = 4 * n_gemm * BATCH + 2 * n_layer_gemm * BATCH + 8.0 * L * BATCH * S * QD + 8.0 * ads * BATCH;
+		CHECK(close_to(k->t[SW_RES_COMPUTE], fl / 1e9));
+		double h2d = (double)(k->h2d_base + k->h2d_adapter + k->h2d_act) / 1e6;
+		double d2h = (double)(4 * ads + L * M * item + 2 * carry_pass) / 2e6;
+		CHECK(close_to(k->t[SW_RES_PCIE], h2d > d2h ? h2d : d2h));
+		CHECK(close_to(k->t[SW_RES_CPU_ADAM], (double)ads / 1e5));
+		sw_plan_lora_free(&p);
+	}
+	/* B: a GPU with room for everything: nothing moves but the adapters' updates on the GPU */
+	{
+		in.gpu_mem = 1ull << 30;
+		sw_plan_lora p;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(!p.streaming && p.gpu_adapter_layers == L && p.resident_groups == L + 2);
+		CHECK(p.bytes[SW_TIER_GPU][SW_LORA_AD_V] == L * D256(ad * 4));
+		CHECK(p.bytes[SW_TIER_GPU][SW_LORA_BASE_P16] == D256(embed * 2) + L * D256(layer * 2) + D256(head * 2));
+		CHECK(p.cost.h2d_base == 0 && p.cost.adam_params == 0 && p.cost.nvme_write == 0);
+		sw_plan_lora_free(&p);
+	}
+	/* D: room for the carry and exactly one layer's adapters (4 B x 4 states + P16 each, in
+	 * 256-byte blocks) after the working set and the window; one byte less: none */
+	{
+		in.cpu_mem = 1ull << 30;
+		in.gpu_mem = wsl + window + D256(carry) + 4 * D256(ad * 4) + D256(ad * 2);
+		sw_plan_lora p;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.carry_on_gpu && p.gpu_adapter_layers == 1 && p.adapter_tier[1] == SW_TIER_GPU);
+		CHECK(p.cost.adam_params == (int64_t)ad && p.cost.d2h_adapter == 4 * ad);
+		sw_plan_lora_free(&p);
+		in.gpu_mem--;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.carry_on_gpu && p.gpu_adapter_layers == 0 && p.cost.adam_params == (int64_t)ads);
+		sw_plan_lora_free(&p);
+	}
+	/* C: the host holds only what it must plus NVMe staging: the base and checkpoints on NVMe */
+	{
+		in.gpu_mem = wsl + window;
+		const uint64_t must = held + xfer + AL(carry) + L * ad_host;
+		const uint64_t stage = 2 * AL(layer * 2) + 4 * AL(item);
+		in.cpu_mem = must + stage;
+		in.n_nvme = 1;
+		strcpy(in.nvme[0].path, "/nonexistent");
+		in.nvme[0].capacity = 1ull << 30;
+		sw_plan_lora p;
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		for (int g = 0; g < L + 2; g++)
+			CHECK(p.base_tier[g] == SW_TIER_NVME);
+		CHECK(p.ckpt_count[SW_TIER_NVME] == L * M);
+		CHECK(p.total[SW_TIER_NVME] == AL(embed * 2) + L * AL(layer * 2) + AL(head * 2) + L * M * AL(item));
+		CHECK(p.cost.nvme_read == 2 * (embed + 2 * L * layer + head) + L * M * item);
+		CHECK(p.cost.nvme_write == L * M * item);     /* checkpoints only: no base write-back */
+		sw_plan_lora_free(&p);
+		in.cpu_mem--;
+		CHECK(sw_plan_lora_build(&p, &in) == -ENOSPC && p.short_tier == SW_TIER_HOST && p.short_bytes == 1);
+		sw_plan_lora_free(&p);
+		in.cpu_mem++;
+		in.nvme[0].capacity = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2) + L * M * AL(item) - 1;
+		CHECK(sw_plan_lora_build(&p, &in) == -ENOSPC && p.short_tier == SW_TIER_NVME);
+		CHECK(strstr(p.why, "--nvme capacity"));
+		sw_plan_lora_free(&p);
+		in.n_nvme = 0;
+	}
+	/* bad input: rank out of range or above a targeted linear's smaller side; targets */
+	{
+		sw_plan_lora p;
+		in.gpu_mem = 1ull << 30;
+		in.lora_rank = 0;
+		CHECK(sw_plan_lora_build(&p, &in) == -EINVAL && strstr(p.why, "--lora-rank 0"));
+		sw_plan_lora_free(&p);
+		in.lora_rank = KVD + 1;          /* k_proj / v_proj: 32 x 64 */
+		CHECK(sw_plan_lora_build(&p, &in) == -EINVAL && strstr(p.why, "k_proj"));
+		sw_plan_lora_free(&p);
+		in.lora_targets = SW_LORA_Q | SW_LORA_O;   /* 64 x 64 only: 33 is fine */
+		CHECKF(sw_plan_lora_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.adapter_layer == (KVD + 1) * (2 * 128));
+		sw_plan_lora_free(&p);
+		unsigned m;
+		char why[256];
+		CHECK(sw_lora_targets_parse("q,k,v,o,gate,up,down", &m, why, sizeof(why)) == 0 && m == SW_LORA_ALL);
+		CHECK(sw_lora_targets_parse("down,q", &m, why, sizeof(why)) == 0 && m == (SW_LORA_Q | SW_LORA_DOWN));
+		CHECK(sw_lora_targets_parse("q,lm_head", &m, why, sizeof(why)) == -EINVAL && strstr(why, "'lm_head'"));
+		CHECK(sw_lora_targets_parse("", &m, why, sizeof(why)) == -EINVAL);
+		/* the full fine-tuning planner refuses a LoRA input */
+		sw_plan fp;
+		CHECK(sw_plan_build(&fp, &in) == -EINVAL);
+		sw_plan_free(&fp);
+	}
+	sw_table_free(&tt);
+	printf("ok\n");
+	return 0;
+}
