@@ -116,6 +116,15 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 	return exec_backward_pass(ex, u, inputs, targets, scale, 1, gs, 1, NULL);
 }
 
+int exec_clip_passes(const sw_exec *ex)
+{
+	/* a speculative step rolls NVMe state back from its other slot; when that slot holds the
+	 * last commit (exec_write_slot: this step writes in place), it runs two passes instead */
+	if (ex->clip_mode == 1)
+		return exec_nvme_in_place(ex) ? 2 : 1;
+	return ex->clip_mode == 2 ? 2 : 1;
+}
+
 /* The backward: without clipping one pass, updating as it goes; with exact clipping one
  * speculative pass (step_speculative) or two: pass 1 sums the norm only and pass 2 applies the
  * clipped update (none when the norm is not finite: the step is skipped, nothing touched). */
@@ -127,7 +136,7 @@ int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		st->s.grad_scale = 1.0;
 		return exec_backward_pass(ex, u, inputs, targets, scale, 1, 1.0, 0, loss);
 	}
-	if (ex->clip_mode == 1)
+	if (exec_clip_passes(ex) == 1)
 		return step_speculative(ex, u, inputs, targets, scale, st, loss);
 	int rc = exec_backward_pass(ex, u, inputs, targets, scale, 0, 1.0, 0, loss);
 	if (rc)

@@ -220,6 +220,9 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		       double *loss_out);
 double exec_step_norm(sw_exec *ex);
 
+/* exec_clip.c: backward passes this step runs: 1 without clipping or when it speculates, 2
+ * with two passes, or speculating but with the NVMe state written in place (exec_nvme_in_place) */
+int exec_clip_passes(const sw_exec *ex);
 /* exec_clip.c: the backward with clipping (one speculative pass or two), the rollback, and the
  * commit of host state's second sets at the step's end */
 int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,

@@ -128,6 +128,15 @@ static int bwd_recompute_top(sw_exec *ex, useq *u)
 	return 0;
 }
 
+/* The summed per-token losses of a step's micro-batches, in token order. */
+static double losses_sum(const float *hl, int64_t n)
+{
+	double s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += hl[i];
+	return s;
+}
+
 /* The head's weights: untied, the head group's P16 (hw); tied, the embedding's (hw) and the final
  * norm from the head group (resident, or fetched into its own small buffer). Starts the
  * embedding's gradient when tied and eg is given (an evaluation passes none). */
@@ -199,10 +208,7 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 	grad_end(ex, H, hg, update, gscale);
 	if (hl) {
 		op->stream_sync(be, ex->cs);
-		double s = 0;
-		for (int64_t i = 0; i < (int64_t)N * M; i++)
-			s += hl[i];
-		*loss_out = s;
+		*loss_out = losses_sum(hl, (int64_t)N * M);
 		free(hl);
 	}
 	return 0;
@@ -345,12 +351,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	ex->calls++;
 	/* weights change every step: the window starts empty */
 	sw_window_init(&ex->sched, ex->K);
-	/* A speculative step rolls NVMe state back from its other slot; when that slot holds the
-	 * last commit (exec_write_slot: this step writes in place), it runs two passes instead. */
-	int spec_mode = ex->clip_mode;
-	if (spec_mode == 1 && exec_nvme_in_place(ex))
-		ex->clip_mode = 2;
-	int passes = ex->clip_mode == 2 ? 2 : 1;
+	int passes = exec_clip_passes(ex);
 	st->passes = passes;
 	int *ug = malloc(sizeof(int) * (size_t)(4 * (ex->L + 3)));
 	if (!ug)
@@ -384,7 +385,6 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		ex->slot = exec_write_slot(ex);
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
-	ex->clip_mode = spec_mode;
 	if (ex->io) {
 		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
 		st->nvme_read -= r0;
@@ -418,10 +418,7 @@ static int eval_head(sw_exec *ex, useq *u, const int32_t *targets, double *loss_
 	}
 	exec_win_release(ex, hw);
 	op->stream_sync(be, ex->cs);
-	double sum = 0;
-	for (int64_t i = 0; i < (int64_t)N * M; i++)
-		sum += hl[i];
-	*loss_sum = sum;
+	*loss_sum = losses_sum(hl, (int64_t)N * M);
 	free(hl);
 	return 0;
 }
