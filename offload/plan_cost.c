@@ -57,6 +57,20 @@ double sw_plan_model_flops(const sw_plan *p)
 	return p->cost.flops_model + 0.75 * p->cost.flops_attn;
 }
 
+void plan_gemm_params(const sw_table *tt, int64_t n_layers, int64_t *all, int64_t *layers)
+{
+	*all = *layers = 0;
+	for (int i = 0; i < tt->n; i++) {
+		const sw_tensor *t = &tt->t[i];
+		if (t->ndim != 2)
+			continue;
+		if (t->kind != SW_T_EMBED || tt->cfg.tie_embeddings)
+			*all += t->numel;
+		if (t->group >= 1 && t->group <= n_layers)
+			*layers += t->numel;
+	}
+}
+
 /* FLOPs of a step of P backward passes: the model's, the backward's recompute, attention, the
  * second pass. */
 static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
@@ -65,16 +79,8 @@ static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
 	const sw_table *tt = in->tt;
 	const sw_config *c = &tt->cfg;
 	double tokens = (double)in->batch_tokens;
-	int64_t n_gemm = 0, n_layer_gemm = 0;
-	for (int i = 0; i < tt->n; i++) {
-		const sw_tensor *t = &tt->t[i];
-		if (t->ndim != 2)
-			continue;
-		if (t->kind != SW_T_EMBED || c->tie_embeddings)
-			n_gemm += t->numel;
-		if (t->group >= 1 && t->group <= p->n_layers)
-			n_layer_gemm += t->numel;
-	}
+	int64_t n_gemm, n_layer_gemm;
+	plan_gemm_params(tt, p->n_layers, &n_gemm, &n_layer_gemm);
 	double qd = (double)(c->n_heads * c->head_dim), L = (double)p->n_layers, S = (double)in->seq_len;
 	k->flops_model = 6.0 * (double)n_gemm * tokens;
 	k->flops_recompute = 2.0 * (double)n_layer_gemm * tokens;

@@ -51,6 +51,12 @@ uint64_t plan_host_min(const sw_plan *p, const plan_sizes *z);
  * executor's allocation order, alignment skips, the files' stripe rounding), by purpose */
 uint64_t plan_nvme_footprint(const sw_plan *p, int slots, uint64_t by[SW_PURPOSE_COUNT]);
 
+/* 1.234 M, 233.166 B: parameter counts, as plan prints them */
+const char *plan_fmt_count(double n, char *buf, int len);
+/* Parameters in GEMMs: every matrix but an untied embedding's (a lookup) into *all, those of
+ * the n_layers layers into *layers (what recompute runs again) */
+void plan_gemm_params(const sw_table *tt, int64_t n_layers, int64_t *all, int64_t *layers);
+
 void plan_why(sw_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void plan_list_add(char *out, size_t len, const char *name, uint64_t bytes);
 void plan_list_purposes(char *out, size_t len, const uint64_t by[SW_PURPOSE_COUNT]);

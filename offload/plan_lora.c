@@ -298,16 +298,8 @@ static void lora_cost(sw_plan_lora *p)
 	sw_plan_lora_cost *k = &p->cost;
 	memset(k, 0, sizeof(*k));
 	double tokens = (double)in->batch_tokens;
-	int64_t n_gemm = 0, n_layer = 0;
-	for (int i = 0; i < tt->n; i++) {
-		const sw_tensor *t = &tt->t[i];
-		if (t->ndim != 2)
-			continue;
-		if (t->kind != SW_T_EMBED || c->tie_embeddings)
-			n_gemm += t->numel;
-		if (t->group >= 1 && t->group <= p->n_layers)
-			n_layer += t->numel;
-	}
+	int64_t n_gemm, n_layer;
+	plan_gemm_params(tt, p->n_layers, &n_gemm, &n_layer);
 	double qd = (double)(c->n_heads * c->head_dim), L = (double)p->n_layers, S = (double)in->seq_len;
 	k->flops_fwd = 2.0 * (double)n_gemm * tokens;
 	k->flops_bwd = 2.0 * (double)n_gemm * tokens;

@@ -1,21 +1,12 @@
 /* Printing a LoRA plan (spillway plan --lora-rank): the shapes, the placement of the frozen
  * base and the adapters, memory by tier, per-step traffic and the step-time prediction. */
 #include "offload/plan_lora.h"
+#include "offload/plan_internal.h"
 #include "core/cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *count(double n, char *buf, int len)
-{
-	if (n >= 1e9)
-		snprintf(buf, (size_t)len, "%.3f B", n / 1e9);
-	else if (n >= 1e6)
-		snprintf(buf, (size_t)len, "%.3f M", n / 1e6);
-	else
-		snprintf(buf, (size_t)len, "%.0f", n);
-	return buf;
-}
 
 static void print_targets(const sw_plan_lora *p, FILE *f)
 {
@@ -56,7 +47,7 @@ static void print_placement(const sw_plan_lora *p, FILE *f)
 		char name[48], c[32];
 		sw_tier b = p->base_tier[g], a = p->adapter_tier[g];
 		fprintf(f, "  %-16s %12s  %-6s %-9s  %s%s\n", group_label(p, g, e, name, sizeof(name)),
-			count((double)n, c, sizeof(c)), sw_plan_tier_name(b), layer ? sw_plan_tier_name(a) : "-",
+			plan_fmt_count((double)n, c, sizeof(c)), sw_plan_tier_name(b), layer ? sw_plan_tier_name(a) : "-",
 			b == SW_TIER_GPU ? "base resident" : b == SW_TIER_HOST ? "base streamed from the host cache" :
 			"base streamed from NVMe",
 			!layer ? "" : a == SW_TIER_GPU ? "; GPU AdamW on the adapters" :
@@ -112,7 +103,7 @@ static void print_cost(const sw_plan_lora *p, FILE *f)
 		k->t[SW_RES_NVME], r->nvme_read_gbs, r->nvme_write_gbs);
 	fprintf(f, "  %-12s %10.4g s  (%s adapter params at %.2f G params/s%s)\n",
 		sw_plan_resource_name(SW_RES_CPU_ADAM), k->t[SW_RES_CPU_ADAM] + k->t_after,
-		count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9,
+		plan_fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9,
 		k->t_after > 0 ? "; with clipping after the backward, once the norm is known" : "");
 	fprintf(f, "predicted step: %.4g s, bound by %s%s; %.0f tokens/s, %.1f TFLOPS\n", k->step_s,
 		sw_plan_resource_name(k->bottleneck), k->t_after > 0 ? " (+ the host adapters' AdamW)" : "",
@@ -126,11 +117,11 @@ void sw_plan_lora_print(const sw_plan_lora *p, FILE *f)
 	fprintf(f, "LoRA plan: rank %d on ", p->in.lora_rank);
 	print_targets(p, f);
 	fprintf(f, "\nbase: %s parameters, frozen (%d layers, dim %lld, heads %lld (kv %lld), ffn %lld, vocab %lld)\n",
-		count((double)p->base_params, b[0], 32), p->n_layers, (long long)c->dim, (long long)c->n_heads,
+		plan_fmt_count((double)p->base_params, b[0], 32), p->n_layers, (long long)c->dim, (long long)c->n_heads,
 		(long long)c->n_kv_heads, (long long)c->ffn_dim, (long long)c->vocab);
 	fprintf(f, "adapters: %s parameters (%s per layer, r x (in + out) per targeted linear); %d of %d "
-		"layers' adapters on the GPU\n", count((double)p->adapter_params, b[1], 32),
-		count((double)p->adapter_layer, b[2], 32), p->gpu_adapter_layers, p->n_layers);
+		"layers' adapters on the GPU\n", plan_fmt_count((double)p->adapter_params, b[1], 32),
+		plan_fmt_count((double)p->adapter_layer, b[2], 32), p->gpu_adapter_layers, p->n_layers);
 	fprintf(f, "step: %lld tokens = %lld micro-batches of %lld x %lld tokens; %s compute\n",
 		(long long)p->in.batch_tokens, (long long)p->n_micro, (long long)p->in.micro_rows,
 		(long long)p->in.seq_len, p->p16_bytes == 4 ? "fp32" : "bf16");

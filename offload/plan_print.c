@@ -8,8 +8,7 @@
 
 /* ---- printing ----------------------------------------------------------------------------- */
 
-/* 1.234 M, 233.166 B: parameter counts */
-static const char *fmt_count(double n, char *buf, int len)
+const char *plan_fmt_count(double n, char *buf, int len)
 {
 	if (n >= 1e9)
 		snprintf(buf, (size_t)len, "%.3f B", n / 1e9);
@@ -70,7 +69,7 @@ static void print_groups(const sw_plan *p, FILE *f)
 		else
 			group_name(p, g, name, sizeof(name));
 		char params[32];
-		fmt_count((double)n, params, sizeof(params));
+		plan_fmt_count((double)n, params, sizeof(params));
 		fprintf(f, "  %-16s %12s ", name, params);
 		for (int s = 0; s < SW_STATE_COUNT; s++)
 			fprintf(f, " %-6s", sw_plan_tier_label(p, p->tier[g][s]));
@@ -112,7 +111,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	switch (u) {
 	case SW_PURPOSE_WINDOW:
 		snprintf(buf, sizeof(buf), "%d buffers of the largest group (%s params)",
-			 p->in.prefetch, fmt_count((double)p->in.tt->max_group_numel, n, 32));
+			 p->in.prefetch, plan_fmt_count((double)p->in.tt->max_group_numel, n, 32));
 		return buf;
 	case SW_PURPOSE_GRAD:
 		return t == SW_TIER_GPU ? "fp32, accumulated over the micro-batches of one group"
@@ -141,7 +140,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	case SW_PURPOSE_STAGE_P16:
 	case SW_PURPOSE_STAGE_OPT:
 		snprintf(buf, sizeof(buf), "pinned, 2 buffers of one chunk (%s params): read-ahead, write-behind",
-			 fmt_count((double)p->chunk_params, n, 32));
+			 plan_fmt_count((double)p->chunk_params, n, 32));
 		return buf;
 	case SW_PURPOSE_STAGE_CKPT:
 		snprintf(buf, sizeof(buf), "pinned, %d checkpoints on their way to / from NVMe",
@@ -236,7 +235,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	const sw_config *c = &in->tt->cfg;
 	char b[8][32];
 	fprintf(f, "model: %s, %s parameters: %d layers, dim %lld, heads %lld (kv %lld, head_dim %lld), "
-		"ffn %lld, vocab %lld%s\n", c->model_type, fmt_count((double)in->tt->total, b[7], 32), p->n_layers,
+		"ffn %lld, vocab %lld%s\n", c->model_type, plan_fmt_count((double)in->tt->total, b[7], 32), p->n_layers,
 		(long long)c->dim, (long long)c->n_heads, (long long)c->n_kv_heads, (long long)c->head_dim,
 		(long long)c->ffn_dim, (long long)c->vocab, c->tie_embeddings ? ", tied embeddings" : "");
 	fprintf(f, "step: %lld tokens = %lld micro-batches of %lld x %lld tokens; %s compute (P16 %d B/param)\n",
@@ -294,7 +293,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		r->nvme_read_gbs, k->t_nvme_read, sw_fmt_size(k->nvme_write, b[1], 32), r->nvme_write_gbs,
 		k->t_nvme_write);
 	fprintf(f, "  %-12s %10.4g s  (%s params at %.2f G params/s)\n", sw_plan_resource_name(SW_RES_CPU_ADAM),
-		k->t[SW_RES_CPU_ADAM], fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9);
+		k->t[SW_RES_CPU_ADAM], plan_fmt_count((double)k->adam_params, b[0], 32), r->adam_params_per_s / 1e9);
 	if (k->t_after > 0)
 		fprintf(f, "  %-12s %10.4g s  (one slot: the deferred groups' updates, once the norm is "
 			"known)\n", "after", k->t_after);

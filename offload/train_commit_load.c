@@ -259,9 +259,8 @@ static int convert_one(sw_train_ctx *c, cm_file *s, sw_io *io, const sw_io_exten
 {
 	const sw_table *tt = c->tt;
 	uint64_t stripe = s->h.stripe;
-	train_rm_rf(dir);
 	sw_st_writer *w;
-	int rc = sw_hf_write_begin(&w, dir, tt, SW_DTYPE_F32, 0);
+	int rc = train_state_file_begin(&w, dir, tt);
 	if (rc)
 		return rc;
 	int64_t piece = (int64_t)(stripe / 4);
@@ -292,13 +291,7 @@ static int convert_one(sw_train_ctx *c, cm_file *s, sw_io *io, const sw_io_exten
 		}
 	}
 	free(x);
-	if (rc) {
-		sw_st_writer_abort(w);
-		return rc;
-	}
-	sw_config cfg = tt->cfg;
-	cfg.dtype = SW_DTYPE_F32;
-	return sw_st_writer_finish(w, &cfg);
+	return train_state_file_end(w, tt, rc);
 }
 
 /* The committed layout's engine: the same files, size and stripe; the allocations replayed. */

@@ -140,6 +140,11 @@ void train_report_steps_end(sw_train_ctx *c);
 void train_report_finished(sw_train_ctx *c, int rc);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
 uint64_t train_rss_now(void);
+/* A state file (one of P32, m, v as an fp32 Hugging Face directory) of the run's saves: begun
+ * in dir (what was there removed), and ended: aborted when rc is an error (returned), else
+ * finished. */
+int train_state_file_begin(sw_st_writer **w, const char *dir, const sw_table *tt);
+int train_state_file_end(sw_st_writer *w, const sw_table *tt, int rc);
 uint64_t train_cpu_scratch(const sw_train_ctx *c, const sw_plan_input *in);
 /* helpers shared by the files */
 int train_rm_rf(const char *path);

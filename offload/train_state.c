@@ -107,15 +107,31 @@ int train_state_load(sw_train_ctx *c)
 	return rc;
 }
 
+int train_state_file_begin(sw_st_writer **w, const char *dir, const sw_table *tt)
+{
+	train_rm_rf(dir);
+	return sw_hf_write_begin(w, dir, tt, SW_DTYPE_F32, 0);
+}
+
+int train_state_file_end(sw_st_writer *w, const sw_table *tt, int rc)
+{
+	if (rc) {
+		sw_st_writer_abort(w);
+		return rc;
+	}
+	sw_config cfg = tt->cfg;
+	cfg.dtype = SW_DTYPE_F32;
+	return sw_st_writer_finish(w, &cfg);
+}
+
 /* Writes one state (P32, m or v) of every group to HF directory dir, chunk by chunk; pr counts
  * the parameters written, from *done on. */
 static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t step,
 		    sw_progress *pr, int64_t *done)
 {
 	const sw_table *tt = c->tt;
-	train_rm_rf(dir);
 	sw_st_writer *w;
-	int rc = sw_hf_write_begin(&w, dir, tt, SW_DTYPE_F32, 0);
+	int rc = train_state_file_begin(&w, dir, tt);
 	if (rc)
 		return rc;
 	float *x = sw_exec_xfer(c->ex);
@@ -134,13 +150,7 @@ static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t st
 			*done += n;
 			sw_progress_update(pr, (uint64_t)*done);
 		}
-	if (rc) {
-		sw_st_writer_abort(w);
-		return rc;
-	}
-	sw_config cfg = tt->cfg;
-	cfg.dtype = SW_DTYPE_F32;
-	return sw_st_writer_finish(w, &cfg);
+	return train_state_file_end(w, tt, rc);
 }
 
 int train_state_save(sw_train_ctx *c, int64_t step)

@@ -68,6 +68,32 @@ static void hx_input(sw_plan_input *in, const sw_table *tt, int M, int T, int fp
 	in->nvme[0].capacity = 1ull << 30;
 }
 
+/* The tests' xorshift stream: uniform in [0, 1) from *state. */
+static inline double hx_urand(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return (double)(*state >> 11) / 9007199254740992.0;
+}
+
+/* Group g's fp32 weights drawn from seed0: norms 1 +- 0.05, the rest +-0.04 (malloc'ed). */
+static inline float *hx_init_group(const sw_table *tt, int g, uint64_t seed0)
+{
+	float *w = malloc((size_t)tt->g[g].numel * 4);
+	uint64_t seed = seed0 + (uint64_t)g * 7919;
+	for (int i = tt->g[g].first; w && i < tt->g[g].first + tt->g[g].count; i++) {
+		const sw_tensor *t = &tt->t[i];
+		int norm = t->kind == SW_T_ATTN_NORM || t->kind == SW_T_MLP_NORM || t->kind == SW_T_FINAL_NORM;
+		for (int64_t j = 0; j < t->numel; j++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			double u = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+			w[t->offset + j] = norm ? (float)(1.0 + 0.1 * u) : (float)(0.08 * u);
+		}
+	}
+	return w;
+}
+
 /* The CPU backend's op scratch for the input's shapes with the harness's 2 threads: what train
  * holds back from --gpu-mem (in->gpu_reserve) on that backend. */
 static inline uint64_t hx_cpu_scratch(const sw_table *tt, const sw_plan_input *in)

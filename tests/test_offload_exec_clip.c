@@ -44,29 +44,9 @@ static sw_config cfg_make(int tie)
 }
 
 static uint64_t rng;
-static double urand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double)(rng >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return hx_urand(&rng); }
 
-static float *init_group(const sw_table *tt, int g)
-{
-	float *w = malloc((size_t)tt->g[g].numel * 4);
-	uint64_t seed = 7654321ull + (uint64_t)g * 7919;
-	for (int i = tt->g[g].first; i < tt->g[g].first + tt->g[g].count; i++) {
-		const sw_tensor *t = &tt->t[i];
-		int norm = t->kind == SW_T_ATTN_NORM || t->kind == SW_T_MLP_NORM || t->kind == SW_T_FINAL_NORM;
-		for (int64_t j = 0; j < t->numel; j++) {
-			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-			double u = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
-			w[t->offset + j] = norm ? (float)(1.0 + 0.1 * u) : (float)(0.08 * u);
-		}
-	}
-	return w;
-}
+static float *init_group(const sw_table *tt, int g) { return hx_init_group(tt, g, 7654321ull); }
 
 /* Steps alternate between easy data (a few tokens, small gradients) and hard data (uniform
  * tokens), so one threshold between their norms clips some steps and not others. */

@@ -5,52 +5,17 @@
 #include "offload/plan.h"
 #include "offload/plan_lora.h"
 #include "tests/check.h"
+#include "tests/plan_tiny.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define AL(x) (((uint64_t)(x) + 4095) / 4096 * 4096)
-#define D256(x) (((uint64_t)(x) + 255) / 256 * 256)
+enum { R = 8 };                   /* the LoRA rank */
 
-/* llama, dim 64, 2 layers, 4 heads (kv 2, head_dim 16), ffn 160, vocab 256, untied */
-enum { C = 64, L = 2, H = 4, KVH = 2, HD = 16, F = 160, V = 256 };
-enum { QD = H * HD, KVD = KVH * HD };
-enum { S = 32, ROWS = 2, T = ROWS * S, BATCH = 256, M = BATCH / T, R = 8 };
-
-static void tiny_config(sw_config *c)
+/* the tiny input in LoRA mode, rank R on every target */
+static void tiny_lora_input(sw_plan_input *in, const sw_table *tt)
 {
-	memset(c, 0, sizeof(*c));
-	strcpy(c->model_type, "llama");
-	c->dim = C;
-	c->n_layers = L;
-	c->n_heads = H;
-	c->n_kv_heads = KVH;
-	c->head_dim = HD;
-	c->ffn_dim = F;
-	c->vocab = V;
-	c->max_pos = 128;
-	c->rope_theta = 10000;
-	c->rms_eps = 1e-5;
-	c->bos_id = c->eos_id = -1;
-}
-
-static void tiny_input(sw_plan_input *in, const sw_table *tt)
-{
-	sw_plan_input_init(in, tt);
-	in->batch_tokens = BATCH;
-	in->seq_len = S;
-	in->micro_rows = ROWS;
-	in->prefetch = 2;
-	in->passes = 1;
-	in->io_depth = 2;
-	in->cublas_workspace = 1 << 20;
-	in->vocab_chunk = 100;
-	in->rates.gemm_tflops = 1e-3;
-	in->rates.h2d_gbs = 1e-3;
-	in->rates.d2h_gbs = 2e-3;
-	in->rates.nvme_read_gbs = 1e-3;
-	in->rates.nvme_write_gbs = 0.5e-3;
-	in->rates.adam_params_per_s = 1e5;
+	tiny_input(in, tt);
 	in->lora_rank = R;
 	in->lora_targets = 0;            /* the default: all seven */
 }
@@ -73,7 +38,7 @@ int main(void)
 	CHECK(sw_lora_layer_params(&cfg, R, SW_LORA_Q | SW_LORA_V) == 1024 + 768);
 
 	sw_plan_input in;
-	tiny_input(&in, &tt);
+	tiny_lora_input(&in, &tt);
 	uint64_t ws[SW_PURPOSE_COUNT];
 	/* the working set less the gradient buffer (the base has no gradient; untied: no tied one) */
 	const uint64_t wsl = sw_plan_gpu_working_set(&in, ws) - ws[SW_PURPOSE_GRAD];
