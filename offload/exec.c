@@ -282,6 +282,7 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	ex->t_origin = sw_now();
 	ex->ck_ra_l = -1;
 	ex->clip_mode = o->clip <= 0 ? 0 : plan->speculative ? 1 : 2;
+	exec_clip_init(ex);
 	ex->poison_step = -1;
 	const char *poison = getenv("SW_TEST_POISON_GRAD");
 	long long pstep;

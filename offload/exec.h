@@ -53,6 +53,9 @@ typedef struct sw_exec_stats {
 				   * step) */
 	int redone;               /* one-pass clipping: the norm needed clipping, the step was
 				   * rolled back and redone with the scale */
+	int clip_two;             /* speculative clipping ran two passes because clipping fired
+				   * often (clip_recent of the clip_seen steps before it) */
+	int clip_recent, clip_seen;   /* steps that clipped among the last ones seen before it */
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
 } sw_exec_stats;
 

@@ -8,6 +8,7 @@
 #include "optim/clip.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* P16 of a host-resident group rounded from its P32, both in host memory, on the optimizer's
@@ -119,10 +120,39 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 int exec_clip_passes(const sw_exec *ex)
 {
 	/* a speculative step rolls NVMe state back from its other slot; when that slot holds the
-	 * last commit (exec_write_slot: this step writes in place), it runs two passes instead */
+	 * last commit (exec_write_slot: this step writes in place), it runs two passes instead;
+	 * so it does while clipping fires often (exec_clip_observe) */
 	if (ex->clip_mode == 1)
-		return exec_nvme_in_place(ex) ? 2 : 1;
+		return exec_nvme_in_place(ex) || ex->clip_two ? 2 : 1;
 	return ex->clip_mode == 2 ? 2 : 1;
+}
+
+void exec_clip_init(sw_exec *ex)
+{
+	const char *cp = getenv("SW_CLIP_PASSES");
+	ex->clip_adapt = !(cp && !strcmp(cp, "1"));
+	ex->clip_break_even = sw_plan_clip_break_even(ex->p);
+}
+
+/* After a step: whether it clipped (its norm gave a scale below 1; a skipped step does not
+ * count), and the next step's choice. A speculative step that clips costs the plan's redone
+ * step, a step of two passes the plan's two-pass step, whether it clips or not: with a
+ * fraction f of steps clipping, one pass costs one + f (redone - one) against two, so the next
+ * step runs two passes while the last SW_CLIP_WINDOW steps' fraction is above the break-even.
+ * Both schemes give the same bits (docs/architecture.md), so the choice changes time only. */
+void exec_clip_observe(sw_exec *ex, sw_exec_stats *st)
+{
+	if (ex->clip_mode != 1)
+		return;
+	st->clip_two = st->passes == 2 && !st->redone && ex->clip_two;
+	st->clip_recent = __builtin_popcount(ex->clip_hist);
+	st->clip_seen = ex->clip_seen;
+	int clipped = !st->s.skipped && st->s.grad_scale < 1.0;
+	ex->clip_hist = (ex->clip_hist << 1 | (uint32_t)clipped) & ((1u << SW_CLIP_WINDOW) - 1);
+	if (ex->clip_seen < SW_CLIP_WINDOW)
+		ex->clip_seen++;
+	int k = __builtin_popcount(ex->clip_hist);
+	ex->clip_two = ex->clip_adapt && (double)k > ex->clip_break_even * (double)ex->clip_seen;
 }
 
 /* The backward: without clipping one pass, updating as it goes; with exact clipping one

@@ -136,6 +136,13 @@ struct sw_exec {
 	 * end, rolled back and redone or skipped; docs/architecture.md), 2 two passes */
 	int clip_mode;
 	int spec_pass;                     /* the speculative pass is running */
+	/* speculative clipping's choice per step (exec_clip_observe): two passes while more than
+	 * the plan's break-even fraction of the last SW_CLIP_WINDOW steps clipped */
+	int clip_adapt;                    /* 0: one pass every step (SW_CLIP_PASSES=1) */
+	double clip_break_even;            /* sw_plan_clip_break_even */
+	uint32_t clip_hist;                /* bit i: the step i steps ago clipped */
+	int clip_seen;                     /* steps observed, up to SW_CLIP_WINDOW */
+	int clip_two;                      /* the next step runs two passes */
 	sw_event *held_ev;                 /* a held gradient's D2H waits for it on cs */
 	int commit_alt;                    /* at the step's end, host state's second sets become
 					    * the current ones (the speculative pass was kept) */
@@ -223,6 +230,9 @@ double exec_step_norm(sw_exec *ex);
 /* exec_clip.c: backward passes this step runs: 1 without clipping or when it speculates, 2
  * with two passes, or speculating but with the NVMe state written in place (exec_nvme_in_place) */
 int exec_clip_passes(const sw_exec *ex);
+/* exec_clip.c: the choice's inputs at creation, and each step's outcome at its end */
+void exec_clip_init(sw_exec *ex);
+void exec_clip_observe(sw_exec *ex, sw_exec_stats *st);
 /* exec_clip.c: the backward with clipping (one speculative pass or two), the rollback, and the
  * commit of host state's second sets at the step's end */
 int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,

@@ -385,6 +385,8 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		ex->slot = exec_write_slot(ex);
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	st->step_s = sw_now() - ex->t_step0;
+	if (!rc)
+		exec_clip_observe(ex, st);
 	if (ex->io) {
 		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
 		st->nvme_read -= r0;

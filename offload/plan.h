@@ -240,6 +240,8 @@ typedef struct sw_plan {
 	sw_plan_cost cost;          /* a step (one pass when speculative) */
 	sw_plan_cost redo;          /* speculative: a step whose norm needed clipping (the pass,
 				     * the rollback, a second backward pass with its updates) */
+	sw_plan_cost two;           /* speculative: a step of two passes on this placement (what
+				     * the executor runs while clipping fires often) */
 	/* a failed build: which tier is short and by how much, and the one-line message
 	 * ("--gpu-mem 2.00 GiB is 1.37 GiB short of ...; raise ...") without "spillway: " */
 	sw_tier short_tier;
@@ -307,6 +309,13 @@ void sw_plan_allocated(const sw_plan *p, uint64_t out[SW_TIER_COUNT][SW_PURPOSE_
 /* The model FLOPs of one step (the MFU numerator): 6 * N_gemm * tokens + attention forward and
  * backward (6 * L * tokens * seq_len * q_dim); recompute and the second pass are not counted. */
 double sw_plan_model_flops(const sw_plan *p);
+
+/* Speculative clipping: the fraction of steps that clip above which two passes every step cost
+ * less than one pass with those steps redone, (two - one) / (redone - one) of the predicted
+ * steps, in [0, 1]; the executor compares it with the fraction of the last SW_CLIP_WINDOW
+ * steps that clipped. 0 when the plan does not speculate. */
+#define SW_CLIP_WINDOW 16
+double sw_plan_clip_break_even(const sw_plan *p);
 
 const char *sw_plan_tier_name(sw_tier t);
 /* The tier's name as printed for this plan: "device" for the GPU tier on the CPU backend. */

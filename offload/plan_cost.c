@@ -185,13 +185,28 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
 }
 
+double sw_plan_clip_break_even(const sw_plan *p)
+{
+	if (!p->speculative)
+		return 0.0;
+	double gain = p->two.step_s - p->cost.step_s, loss = p->redo.step_s - p->cost.step_s;
+	if (gain <= 0)
+		return 0.0;            /* two passes cost no more: never speculate */
+	if (loss <= gain)
+		return 1.0;            /* a redone step costs no more than two passes */
+	return gain / loss;
+}
+
 void plan_cost(sw_plan *p)
 {
 	/* one pass without clipping or when speculative; a redone step: the pass, the rollback,
 	 * then the two-pass scheme's second pass with its updates */
 	cost_run(p, p->speculative ? 1 : p->in.passes, 1, &p->cost);
 	memset(&p->redo, 0, sizeof(p->redo));
-	if (p->speculative)
+	memset(&p->two, 0, sizeof(p->two));
+	if (p->speculative) {
 		cost_run(p, 2, 2, &p->redo);
+		cost_run(p, 2, 1, &p->two);
+	}
 }
 

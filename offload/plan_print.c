@@ -227,6 +227,9 @@ static void print_redo(const sw_plan *p, FILE *f)
 		d->t[SW_RES_COMPUTE], sw_plan_resource_name(SW_RES_PCIE), d->t[SW_RES_PCIE],
 		sw_plan_resource_name(SW_RES_NVME), d->t[SW_RES_NVME],
 		sw_plan_resource_name(SW_RES_CPU_ADAM), d->t[SW_RES_CPU_ADAM]);
+	fprintf(f, "two passes every step: %.4g s; one pass pays while clipping fires on fewer "
+		"than %.1f %% of steps (train switches to two passes above that, by the last %d "
+		"steps)\n", p->two.step_s, 100.0 * sw_plan_clip_break_even(p), SW_CLIP_WINDOW);
 }
 
 void sw_plan_print(const sw_plan *p, FILE *f)

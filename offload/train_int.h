@@ -95,8 +95,9 @@ typedef struct sw_train_ctx {
 	double commit_s, steps_s;    /* ... and the steps' (sw_exec_stats.step_s summed) */
 	char commit_why[160];        /* how the interval was chosen */
 	int64_t last_step;           /* the last step completed */
-	int64_t n_steps, n_redone, n_skipped;   /* this run's steps, of them redone by one-pass
-					      * clipping, skipped (non-finite gradient) */
+	int64_t n_steps, n_redone, n_skipped, n_two;   /* this run's steps, of them redone by one-pass
+					      * clipping, skipped (non-finite gradient), run with two
+					      * passes because clipping fired often */
 	int64_t skipped_total;       /* steps skipped since the run began (resumes included):
 				      * AdamW's step counter and the schedule's position are the
 				      * step less these, as if a skipped step had not been taken */

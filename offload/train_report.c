@@ -86,6 +86,15 @@ void train_report_started(sw_train_ctx *c, int64_t first)
 	}
 }
 
+/* The plan's prediction for this kind of step: one pass, redone (rollback + a second), or
+ * two passes where the plan speculates (clipping fired often, or NVMe state written in place) */
+static const sw_plan_cost *step_cost(const sw_plan *p, const sw_exec_stats *st)
+{
+	if (st->redone)
+		return &p->redo;
+	return p->speculative && st->passes == 2 ? &p->two : &p->cost;
+}
+
 static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st,
 			   double tps, double tflops)
 {
@@ -102,12 +111,14 @@ static void metrics_record(sw_train_ctx *c, int64_t step, double lr, const sw_ex
 		tps, tflops, st->step_s);
 	if (st->s.skipped)
 		fprintf(m, ", \"why\": \"skipped: non-finite gradient\"");
+	else if (st->clip_two)
+		fprintf(m, ", \"why\": \"two passes: clipping fired on %d of the last %d steps\"",
+			st->clip_recent, st->clip_seen);
 	for (int r = 0; r < SW_TRACK_COUNT; r++)
 		fprintf(m, ", \"%s\": %.6g", res_json[r], st->busy[r]);
 	if (isfinite(c->eval_loss))
 		fprintf(m, ", \"eval_loss\": %.9g", c->eval_loss);
-	/* the plan's prediction for this kind of step: one pass, or redone (rollback + a second) */
-	const sw_plan_cost *k = st->redone ? &c->plan.redo : &c->plan.cost;
+	const sw_plan_cost *k = step_cost(&c->plan, st);
 	if (bound_known(c))
 		fprintf(m, ", \"bound_s\": %.6g, \"bound_over_measured\": %.6g", k->step_s,
 			k->step_s / st->step_s);
@@ -127,10 +138,11 @@ void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_s
 	double tflops = sw_plan_model_flops(&c->plan) / st->step_s / 1e12;
 	c->n_steps++;
 	c->n_redone += st->redone;
+	c->n_two += st->clip_two;
 	c->n_skipped += st->s.skipped;
 	if (a->print_steps) {
 		char bound[48] = "";
-		const sw_plan_cost *k = st->redone ? &c->plan.redo : &c->plan.cost;
+		const sw_plan_cost *k = step_cost(&c->plan, st);
 		if (bound_known(c))
 			snprintf(bound, sizeof(bound), " | bound/measured %.2f", k->step_s / st->step_s);
 		char line[512], ev[40] = "";
@@ -208,6 +220,10 @@ void train_report_summary(const sw_train_ctx *c, int64_t first)
 		       (long long)c->n_steps, 100.0 * (double)c->n_redone / (double)c->n_steps,
 		       c->plan.speculative ? "rolled back and run again with the scale" :
 		       "two passes every step: none is redone", (long long)c->n_skipped);
+	if (c->n_two)
+		printf("train: clipping: %lld of %lld steps ran two passes instead (clipping fired on "
+		       "more than %.1f %% of the steps before them)\n", (long long)c->n_two,
+		       (long long)c->n_steps, 100.0 * sw_plan_clip_break_even(&c->plan));
 	if (c->n_commits)
 		printf("train: %lld commit%s (every %lld steps: %s) took %.3f s, %.2f %% of the steps' %.1f s\n",
 		       (long long)c->n_commits, c->n_commits == 1 ? "" : "s", (long long)c->commit_every,

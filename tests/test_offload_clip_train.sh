@@ -30,9 +30,9 @@ n = sorted(json.loads(l)["grad_norm"] for l in open(sys.argv[1]))
 print("%.6g" % ((n[2] + n[3]) / 2))' "$w/free/metrics.jsonl") || fail "norms"
 echo "clip $clip"
 
-run() {  # name, passes (1|2), placement args...
+run() {  # name, passes (1: one pass every step, 2: two, a: train's choice), placement args...
   local name=$1 passes=$2; shift 2
-  if [ "$passes" = 2 ]; then export SW_CLIP_PASSES=2; else unset SW_CLIP_PASSES; fi
+  if [ "$passes" = a ]; then unset SW_CLIP_PASSES; else export SW_CLIP_PASSES=$passes; fi
   SW_TEST_POISON_GRAD=3:2 "$bin" train "${common[@]}" "$@" --clip "$clip" --run "$w/$name" \
     >"$w/$name.out" 2>"$w/$name.err" || { cat "$w/$name.err"; fail "run $name"; }
   unset SW_CLIP_PASSES
@@ -80,6 +80,46 @@ same_save nv1 nv2
 same_save nv1 host1
 check_metrics nv1 1
 echo "ok NVMe state: one pass = two passes = host placement, byte for byte"
+
+# train's choice (no SW_CLIP_PASSES): one pass while few of the last steps clipped, two passes
+# while more than the plan's break-even fraction did; the rule replayed from the norms and the
+# break-even the plan printed, and the bytes those of the fixed schemes
+check_adaptive() {  # name
+  python3 - "$w/$1/metrics.jsonl" "$clip" "$w/$1.out" <<'PY' || fail "train's choice in $1"
+import json, re, sys
+clip = float(sys.argv[2])
+m = re.search(r"one pass pays while clipping fires on fewer than ([0-9.]+) % of steps", open(sys.argv[3]).read())
+assert m, "no break-even in the plan"
+be = float(m.group(1)) / 100
+hist, two = [], 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    recent = hist[-16:]
+    k, n = sum(recent), len(recent)
+    if n and abs(k - be * n) > 0.002 * n:   # (the plan prints the fraction to 0.1 %)
+        want_two = k > be * n
+        assert (r["passes"] == 2 and not r["redone"]) == want_two or r["redone"], (r, k, n, be)
+        if want_two:
+            assert r["why"] == ("skipped: non-finite gradient" if r["skipped"] else
+                                "two passes: clipping fired on %d of the last %d steps" % (k, n)), r
+            two += 1
+        elif not r["skipped"]:
+            assert r["passes"] == (2 if r["redone"] else 1), r
+    clipped = not r["skipped"] and clip / (r["grad_norm"] + 1e-6) < 1
+    assert r["redone"] <= clipped, r
+    hist.append(clipped)
+print("ok %s: break-even %.3f, %d steps chose two passes" % (sys.argv[1].split("/")[-2], be, two))
+assert two > 0 or be >= 1, "the NVMe-bound run never chose two passes"
+PY
+}
+run hosta a "${host[@]}"
+same_save hosta host1
+check_adaptive hosta
+mkdir -p "$w/nva"
+run nva a "${nvme[@]}" --nvme "$w/nva" --nvme-read-gbs 1 --nvme-write-gbs 1   # NVMe-bound: a redone step costs more
+same_save nva host1
+check_adaptive nva
+echo "ok train's choice between one and two passes: the same bytes"
 
 # commits every 2 steps pin a slot: a step whose other slot holds the last commit writes its
 # NVMe state in place, has no pre-step copy to roll back to, and runs two passes; the bytes
