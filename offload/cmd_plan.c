@@ -140,7 +140,7 @@ static int plan_run(sw_table *tt, const sw_train_plan_opts *o, const plan_knobs 
 	int rc = sw_train_plan_input(&in, tt, o, "plan");
 	if (rc)
 		return rc;
-	in.grad_bufs = (int)k->grad_bufs;
+	in.grad_bufs = k->grad_bufs == INT64_MIN ? 0 : (int)k->grad_bufs;   /* 0: the planner chooses */
 	in.io_depth = (int)k->io_depth;
 	in.vocab_chunk = k->vocab_chunk;
 	in.gpu_reserve = k->gpu_reserve;
@@ -184,7 +184,7 @@ static int check_args(const char *model, const shape_flags *s, const char *dtype
 		sw_error("plan: --dtype '%s' is not bf16 or fp32", dtype);
 		return 2;
 	}
-	if (prefetch < 1 || prefetch > 64 || k->grad_bufs < 1 || k->grad_bufs > 8 || k->io_depth < 1 ||
+	if (prefetch < 1 || prefetch > 64 || (k->grad_bufs != INT64_MIN && (k->grad_bufs < 1 || k->grad_bufs > 8)) || k->io_depth < 1 ||
 	    k->io_depth > 64) {
 		sw_error("plan: --prefetch (1-64), --grad-buffers (1-8) or --io-depth (1-64) is out of range");
 		return 2;
@@ -203,7 +203,7 @@ int cmd_plan(int argc, char **argv)
 	sw_plan_input def;
 	sw_plan_input_init(&def, NULL);
 	sw_train_plan_opts o = { .clip = 1.0 };
-	plan_knobs k = { def.grad_bufs, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace,
+	plan_knobs k = { INT64_MIN, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace,
 			 INT64_MIN, SW_LORA_ALL };
 	const char *lora_targets = NULL;
 	int checkpoint_only = 0;
@@ -230,7 +230,7 @@ int cmd_plan(int argc, char **argv)
 		{ "clip", SW_OPT_FLOAT, &o.clip, "X", "max gradient norm as given to train (default 1.0; 0: off); exact clipping in one speculative pass where every group can be rolled back, else two passes", 0 },
 		{ "checkpoint-only", SW_OPT_FLAG, &checkpoint_only, NULL, "one slot of optimizer state on disk, consistent at checkpoints only", 0 },
 		{ "prefetch", SW_OPT_INT, &prefetch, "K", "group-sized P16 buffers on the GPU (default 2)", 0 },
-		{ "grad-buffers", SW_OPT_INT, &k.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default 1)", 0 },
+		{ "grad-buffers", SW_OPT_INT, &k.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU (default: the planner's choice of 1 or 2)", 0 },
 		{ "chunk", SW_OPT_INT, &o.chunk, "PARAMS", "I/O chunk of streamed state (default 67108864)", 0 },
 		{ "io-stripe", SW_OPT_SIZE, &o.io_stripe, "SIZE", "the NVMe engine's stripe unit, as given to train (default: one I/O chunk of P16)", 0 },
 		{ "io-depth", SW_OPT_INT, &k.io_depth, "N", "checkpoints in flight to / from NVMe each way (default 2)", 0 },

@@ -60,7 +60,7 @@ static int check_args(const train_args *a)
 		sw_error("train: --save-every, --stop-after and --eval-every must be >= 0");
 		return 2;
 	}
-	if (a->grad_bufs < 1 || a->grad_bufs > 8) {
+	if (a->grad_bufs != INT64_MIN && (a->grad_bufs < 1 || a->grad_bufs > 8)) {
 		sw_error("train: --grad-buffers %lld: give 1 to 8 group-sized gradient buffers on the GPU",
 			 (long long)a->grad_bufs);
 		return 2;
@@ -156,7 +156,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = 1,
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = INT64_MIN,   /* not given */
 	};
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
@@ -184,7 +184,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "seed", SW_OPT_INT, &a.seed, "N", "data order seed (default 0)", 0 },
 		{ "threads", SW_OPT_INT, &a.threads, "N", "CPU threads for ops and AdamW (default: all cores)", 0 },
 		{ "prefetch", SW_OPT_INT, &a.prefetch, "K", "streamed groups' P16 buffers on the GPU (default 2)", 0 },
-		{ "grad-buffers", SW_OPT_INT, &a.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU, 1-8 (default 1: a layer's backward waits for the previous gradient's copy to the host)", 0 },
+		{ "grad-buffers", SW_OPT_INT, &a.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU, 1-8 (default: the planner's choice of 1 or 2; with 1 a layer's backward waits for the previous gradient's copy to the host)", 0 },
 		{ "chunk", SW_OPT_INT, &a.chunk, "PARAMS", "NVMe I/O chunk of streamed state (default 67108864)", 0 },
 		{ "io-bs", SW_OPT_SIZE, &a.io_bs, "SIZE", "largest single NVMe transfer (default 1MiB)", 0 },
 		{ "io-qd", SW_OPT_INT, &a.io_qd, "N", "NVMe transfers in flight per I/O thread (default 32)", 0 },
@@ -244,7 +244,7 @@ int cmd_train(int argc, char **argv)
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
-		.prefetch = (int)a.prefetch, .grad_bufs = (int)a.grad_bufs, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
+		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,

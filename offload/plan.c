@@ -238,7 +238,7 @@ static const char *spec_missing(const sw_plan *p, char *buf, size_t len)
 /* Clipping asked for one speculative pass: the speculative plan, unless it does not fit, has
  * a group without a rollback source, or the two-pass plan (which needs no rollback buffers, so
  * may keep more on the faster tiers) is predicted faster; then the two-pass plan, saying why. */
-int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+static int plan_build_clip(sw_plan *p, const sw_plan_input *in)
 {
 	int rc = plan_build_once(p, in);
 	if (in->passes != 2 || !in->speculate || rc == -EINVAL)
@@ -273,6 +273,31 @@ int sw_plan_build(sw_plan *p, const sw_plan_input *in)
 	return rc2;
 }
 
+/* grad_bufs 0 (train's and plan's default on a GPU): one GPU gradient buffer or two, whichever
+ * is predicted faster by more than 1 % (two overlap each gradient's copy to the host with the
+ * next group's backward, and take a group's gradient of room from residency); the CPU
+ * backend's device keeps one. */
+int sw_plan_build(sw_plan *p, const sw_plan_input *in)
+{
+	if (in->grad_bufs != 0)
+		return plan_build_clip(p, in);
+	sw_plan_input x = *in;
+	x.grad_bufs = 1;
+	int rc = plan_build_clip(p, &x);
+	if (in->cpu_device || rc == -EINVAL)
+		return rc;
+	x.grad_bufs = 2;
+	sw_plan two;
+	int rc2 = plan_build_clip(&two, &x);
+	if (rc2 || (!rc && two.cost.step_s >= 0.99 * p->cost.step_s)) {
+		sw_plan_free(&two);
+		return rc;
+	}
+	sw_plan_free(p);
+	*p = two;
+	return 0;
+}
+
 void sw_plan_free(sw_plan *p)
 {
 	free(p->tier);
@@ -290,6 +315,8 @@ int sw_plan_min_budget(const sw_plan_input *in, sw_tier tier, uint64_t *bytes, c
 	/* the smallest budgets are the two-pass scheme's (one-pass clipping's rollback buffers
 	 * are used when they fit, sw_plan_build) */
 	x.speculate = 0;
+	if (x.grad_bufs == 0)
+		x.grad_bufs = 1;       /* the smallest budgets are one buffer's */
 	/* plan the earlier tiers with the given budgets and the later ones unbounded */
 	if (tier == SW_TIER_GPU)
 		x.gpu_mem = UINT64_MAX / 4;

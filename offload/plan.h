@@ -63,7 +63,8 @@ typedef struct sw_plan_input {
 	int slots;                  /* optimizer state slots on NVMe: 2 (a step writes the other
 				     * slot), 1 (--checkpoint-only: updated in place) */
 	int prefetch;               /* K: group-sized P16 buffers on the GPU (computing + in flight) */
-	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls) */
+	int grad_bufs;              /* group-sized fp32 gradient buffers on the GPU (1: D2H stalls;
+				     * 0: sw_plan_build chooses 1 or 2) */
 	int passes;                 /* backward passes per step: 2 with clipping (--clip > 0: the
 				     * first pass only sums the gradient norm, the second updates;
 				     * offload/exec.h), 1 without (--clip 0); default 2, as train's
@@ -187,6 +188,10 @@ typedef struct sw_plan_cost {
 	int64_t adam_params;        /* parameters updated by CPU AdamW */
 	double t_h2d, t_d2h, t_nvme_read, t_nvme_write;   /* seconds */
 	double t[SW_RES_COUNT];     /* compute; PCIe = max(h2d, d2h); NVMe = read + write; CPU */
+	uint64_t grad_d2h;          /* of d2h: the gradients of the groups updated off the GPU */
+	double t_grad_stall;        /* with one GPU gradient buffer (in.grad_bufs 1) the next
+				     * group's backward waits for each such copy: grad_d2h at the
+				     * D2H rate, in t[compute] (the GPU's critical path) */
 	double t_after;             /* one-pass clipping with one slot: the deferred groups'
 				     * updates, after the backward (max of their NVMe and CPU
 				     * AdamW time; their bytes are in the totals above, not in t[]) */

@@ -110,6 +110,7 @@ static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *
 			u = 1, rd = 0;
 		sw_plan_cost *a[2] = { k, defer && updates == 1 ? after : NULL };
 		k->d2h += u * n * GRAD_BYTES;
+		k->grad_d2h += u * n * GRAD_BYTES;
 		for (int i = 0; i < 2 && a[i]; i++) {
 			a[i]->adam_params += (int64_t)(u * n);
 			if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME)
@@ -164,6 +165,13 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 	const sw_plan_rates *r = &in->rates;
 	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2) /
 			       (r->gemm_tflops * 1e12);
+	/* one GPU gradient buffer: a group's backward writes it only after the previous group's
+	 * gradient left for the host (measured on the H100: 0.52 of 0.58 s of compute gaps with a
+	 * gradient's D2H in flight, docs/perf.md); with two or more the copy overlaps the next
+	 * group's backward */
+	if (in->grad_bufs == 1)
+		k->t_grad_stall = (double)k->grad_d2h / (r->d2h_gbs * 1e9);
+	k->t[SW_RES_COMPUTE] += k->t_grad_stall;
 	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
 	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
 	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;

@@ -282,12 +282,16 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	const sw_plan_rates *r = &in->rates;
 	int passes = p->speculative ? 1 : in->passes;
 	fprintf(f, "\nstep time per resource:\n");
+	char stall[96] = "";
+	if (k->t_grad_stall > 0)
+		snprintf(stall, sizeof(stall), "; + %.4g s waiting for gradient copies: one "
+			 "gradient buffer on the %s", k->t_grad_stall, sw_plan_tier_label(p, SW_TIER_GPU));
 	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f + second pass %.1f "
-		"TFLOP at %.0f TFLOP/s; %d backward pass%s)\n",
+		"TFLOP at %.0f TFLOP/s; %d backward pass%s%s)\n",
 		res_label(p, SW_RES_COMPUTE), k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
 		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12, r->gemm_tflops,
 		passes, p->speculative ? ": exact clipping, speculative" :
-		passes == 2 ? "es: exact clipping" : "");
+		passes == 2 ? "es: exact clipping" : "", stall);
 	fprintf(f, "  %-12s %10.4g s  (H2D %s at %.1f GB/s: %.4g s; D2H %s at %.1f GB/s: %.4g s)\n",
 		sw_plan_resource_name(SW_RES_PCIE), k->t[SW_RES_PCIE], sw_fmt_size(k->h2d, b[0], 32), r->h2d_gbs,
 		k->t_h2d, sw_fmt_size(k->d2h, b[1], 32), r->d2h_gbs, k->t_d2h);

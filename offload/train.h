@@ -50,7 +50,7 @@ typedef struct sw_train_args {
 	int64_t eval_every;          /* --eval-every: evaluate after every N steps (0: after the last) */
 	uint64_t seed;
 	int threads, prefetch, fp32, resume, quiet, print_steps;
-	int grad_bufs;               /* --grad-buffers (0: the planner's default, 1) */
+	int grad_bufs;               /* --grad-buffers (0: the planner chooses 1 or 2) */
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */
 	int force;                   /* --force: accept data made with another tokenizer */

@@ -83,7 +83,11 @@ int main(void)
 		CHECKF(p.cost.d2h == d2h, "d2h %llu vs %llu", (unsigned long long)p.cost.d2h, (unsigned long long)d2h);
 		CHECK(p.cost.nvme_read == 0 && p.cost.nvme_write == 0);
 		CHECK(p.cost.adam_params == (int64_t)total);
-		double tc = flops / 1e9, th = (double)h2d / 1e6, td = (double)d2h / 2e6, ta = (double)total / 1e5;
+		/* one GPU gradient buffer: every gradient's copy to the host (all groups are updated
+		 * there) is on the GPU's critical path */
+		const double stall = (double)(total * 4) / 2e6;
+		CHECK(p.cost.grad_d2h == total * 4 && close_to(p.cost.t_grad_stall, stall));
+		double tc = flops / 1e9 + stall, th = (double)h2d / 1e6, td = (double)d2h / 2e6, ta = (double)total / 1e5;
 		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], tc));
 		CHECK(close_to(p.cost.t[SW_RES_PCIE], th > td ? th : td));
 		CHECK(p.cost.t[SW_RES_NVME] == 0);
@@ -206,7 +210,8 @@ int main(void)
 		CHECK(p.cost.d2h == total * 4 + L * M * item + 3 * carry_pass);
 		const double pass2 = 6 * n_gemm * BATCH + 2 * (n_layer_gemm / L) * BATCH +
 				     (6.0 * L + 2) * BATCH * S * QD;
-		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], (flops + pass2) / 1e9));
+		/* + the wait for each gradient's copy (one buffer; the update pass copies them) */
+		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], (flops + pass2) / 1e9 + (double)(total * 4) / 2e6));
 		/* the MFU numerator stays the model's: 6NT + attention forward and backward */
 		CHECK(close_to(sw_plan_model_flops(&p), 6 * n_gemm * BATCH + 6.0 * L * BATCH * S * QD));
 		sw_plan_free(&p);
@@ -254,6 +259,47 @@ int main(void)
 			w32 += ws32[u];
 		CHECK(gmin == w32 + 2 * maxg * 4);
 		in.fp32 = 0;
+	}
+
+	/* gradient buffers: two take the copies off the critical path; without a count the plan
+	 * keeps two where they fit and are predicted faster, one where they do not fit */
+	{
+		in.gpu_mem = w0 + window + grad;      /* room for a second gradient buffer */
+		in.cpu_mem = 1ull << 30;
+		in.rates.adam_params_per_s = 1e9;   /* compute-bound: AdamW fast, the GEMMs slow */
+		in.rates.gemm_tflops = 1e-4;
+		in.n_nvme = 0;
+		sw_plan p;
+		in.grad_bufs = 2;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.resident_groups == 0 && p.cost.grad_d2h == total * 4 && p.cost.t_grad_stall == 0);
+		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], flops / 1e8));
+		double two_s = p.cost.step_s;
+		sw_plan_free(&p);
+		in.grad_bufs = 1;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		double one_s = p.cost.step_s;
+		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], flops / 1e8 + (double)(total * 4) / 2e6));
+		sw_plan_free(&p);
+		in.grad_bufs = 0;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECKF(p.in.grad_bufs == (two_s < 0.99 * one_s ? 2 : 1), "chose %d: %g s with two, %g s with one",
+		       p.in.grad_bufs, two_s, one_s);
+		CHECKF(p.in.grad_bufs == 2, "one %g two %g", one_s, two_s);   /* the stall is on the step's bound */
+		sw_plan_free(&p);
+		in.gpu_mem = w0 + window;             /* one buffer's room only */
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.in.grad_bufs == 1);
+		sw_plan_free(&p);
+		in.cpu_device = 1;                    /* the CPU backend keeps one */
+		in.gpu_mem = w0 + window + grad;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.in.grad_bufs == 1);
+		sw_plan_free(&p);
+		in.cpu_device = 0;
+		in.grad_bufs = 1;
+		in.rates.adam_params_per_s = 1e5;
+		in.rates.gemm_tflops = 1e-3;
 	}
 
 	/* bad input: one line naming the option */
