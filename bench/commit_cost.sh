@@ -5,7 +5,8 @@
 # (default 3) of --steps STEPS+1 stopped by --stop-after STEPS (so no end-of-run full save):
 #   A  --no-save (no commits; the same placement and slots)
 #   B  --run DIR/rb, commits at the default interval; prints "N commits ... took X s, P % of the
-#      steps' S s" (the commit's own time) and the loop times of A and B are compared
+#      steps' S s" (the commit's own time), where a commit's time went ("per commit: ... =
+#      snapshot + write + hash + fsync + other"), and the loop times of A and B are compared
 #   C  --run DIR/rc with --commit-every 1 (so that it resumes from a commit), killed with kill -9
 #      after its second step line, then the same command plus --resume; its losses
 #      (metrics.jsonl) must equal B's, step for step
@@ -38,6 +39,7 @@ rm -rf "$dir/rb" "$dir/nv"/*
 a=$(loop_s "$out/commit_a.log"); b=$(loop_s "$out/commit_b.log")
 echo "loop: A (no commits) $a s, B (commits) $b s: $(python3 -c "print('%+.2f %%' % (100 * ($b - $a) / $a))")"
 grep "^train: [0-9]* commit" "$out/commit_b.log" || echo "B made no commit"
+grep "^train: per commit" "$out/commit_b.log" || true
 
 "${train[@]}" --commit-every 1 --run "$dir/rc" >"$out/commit_c1.log" 2>&1 &
 pid=$!

@@ -9,6 +9,7 @@
 #include "core/hfmodel.h"
 #include "core/log.h"
 #include "offload/train.h"
+#include "offload/export_commit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -121,7 +122,8 @@ static int free_bytes(const char *path, uint64_t *avail)
 	return 0;
 }
 
-static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt)
+/* ec: the weights come from a commit (offload/export_commit.c), else from hm's files */
+static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt, sw_export_commit *ec)
 {
 	sw_table *tt = &hm->tt;
 	sw_st_writer *w;
@@ -134,8 +136,11 @@ static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt)
 		return -ENOMEM;
 	}
 	for (int g = 0; g < tt->ngroups && !rc; g++) {
-		sw_hf_read_group(hm, g, buf, SW_DTYPE_F32);
-		rc = sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
+		if (ec)
+			rc = sw_export_commit_group(ec, g, buf);
+		else
+			sw_hf_read_group(hm, g, buf, SW_DTYPE_F32);
+		rc = rc ? rc : sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
 	}
 	free(buf);
 	if (rc) {
@@ -219,7 +224,7 @@ static int export_space(const char *out, const sw_hf_model *hm, sw_dtype dt, uin
 /* Writes the weights and the tokenizer files into a staging directory beside out, then renames
  * it to out: out appears whole or not at all. *copied: tokenizer files copied. */
 static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const char *tok,
-			unsigned tmask, int *copied)
+			unsigned tmask, int *copied, sw_export_commit *ec)
 {
 	char stage[4200], inner[4300];
 	snprintf(stage, sizeof(stage), "%s.export-XXXXXX", out);
@@ -230,7 +235,7 @@ static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const cha
 		return rc;
 	}
 	snprintf(inner, sizeof(inner), "%s/out", stage);
-	int rc = write_weights(hm, inner, dt);
+	int rc = write_weights(hm, inner, dt, ec);
 	*copied = 0;
 	for (size_t i = 0; !rc && i < N_TOK_FILES; i++) {
 		if (!(tmask & (1u << i)))
@@ -273,9 +278,15 @@ int cmd_export(int argc, char **argv)
 	int rc = sw_cli_parse("export", summary, opts, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	char path[4096], model_dir[4096] = "";
-	if (export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
+	char path[4096], model_dir[4096] = "", what[4200];
+	/* the newest state of the run: a commit (read where it lies) or the last full save */
+	int from_commit = sw_export_commit_newer(run);
+	if (from_commit ? sw_export_commit_source(run, path, sizeof(path), model_dir, sizeof(model_dir),
+						  what, sizeof(what))
+			: export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
 		return 1;
+	if (!from_commit)
+		snprintf(what, sizeof(what), "%s", path);
 	if (!tok && model_dir[0])
 		tok = model_dir;
 	struct stat st;
@@ -292,11 +303,15 @@ int cmd_export(int argc, char **argv)
 		return 1;
 	sw_dtype dt = fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
 	int copied = 0;
+	sw_export_commit *ec = NULL;
 	rc = export_space(out, &hm, dt, tbytes);
+	if (!rc && from_commit)
+		rc = sw_export_commit_open(&ec, run, &hm.tt);
 	if (!rc)
-		rc = export_write(&hm, out, dt, tok, tmask, &copied);
+		rc = export_write(&hm, out, dt, tok, tmask, &copied, ec);
+	sw_export_commit_close(ec);
 	if (!rc) {
-		printf("export: %s (%lld parameters, %s) -> %s", path, (long long)hm.tt.total,
+		printf("export: %s (%lld parameters, %s) -> %s", what, (long long)hm.tt.total,
 		       fp32 ? "fp32" : "bf16", out);
 		if (tok)
 			printf(", %d tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", tok);

@@ -31,7 +31,7 @@ typedef struct train_args {
 	uint64_t io_bs, io_stripe;
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
-	int resume, quiet, checkpoint_only, no_save, keep_nvme, force;
+	int resume, quiet, checkpoint_only, no_save, keep_nvme, force, end_commit;
 	int64_t stop_after, commit_every;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
 } train_args;
@@ -106,9 +106,9 @@ static int check_args(const train_args *a)
 /* --run is required unless --no-save; --resume and --save-every need it. 0 or 2. */
 static int check_run(const train_args *a)
 {
-	if (a->no_save && (a->run || a->resume || a->save_every || a->commit_every > 0)) {
+	if (a->no_save && (a->run || a->resume || a->save_every || a->commit_every > 0 || a->end_commit)) {
 		sw_error("train: --no-save keeps nothing: drop --run, --resume, --save-every and "
-			 "--commit-every with it");
+			 "--commit-every (and --end-commit) with it");
 		return 2;
 	}
 	if (!a->no_save && !a->run) {
@@ -206,6 +206,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "stop-after", SW_OPT_INT, &a.stop_after, "N", "stop after step N, saving, as SIGINT does (resume later with --resume)", 0 },
 		{ "force", SW_OPT_FLAG, &a.force, NULL, "train on data whose tokenizer differs from the model directory's tokenizer.json", 0 },
 		{ "keep-nvme", SW_OPT_FLAG, &a.keep_nvme, NULL, "leave the NVMe scratch file at the end (default: removed)", 0 },
+		{ "end-commit", SW_OPT_FLAG, &a.end_commit, NULL, "end the run with a commit instead of a full save: the NVMe state stays in place, export reads it there", 0 },
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
@@ -246,7 +247,7 @@ int cmd_train(int argc, char **argv)
 		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
 		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
-		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .force = a.force,
+		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .end_commit = a.end_commit, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,
 		.clip = a.clip, .resume = a.resume, .quiet = a.quiet, .sched = sched,
 		.adam = { .lr = a.lr, .beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps,

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -103,4 +104,49 @@ int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float
 int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *src)
 {
 	return exec_home_put_p16(ex, g, off, n, src);
+}
+
+/* The first non-finite element of x[0..n) or -1: blocks OR-ed branch-free (vectorized), the
+ * element searched for only in a block that has one. */
+static int64_t first_nonfinite(const float *x, int64_t n)
+{
+	const uint32_t *u = (const uint32_t *)x;
+	for (int64_t b = 0; b < n; b += 4096) {
+		int64_t e = n - b < 4096 ? n : b + 4096;
+		uint32_t acc = 0;
+		for (int64_t i = b; i < e; i++)
+			acc |= (u[i] & 0x7f800000u) == 0x7f800000u;
+		for (int64_t i = b; acc && i < e; i++)
+			if (!isfinite(x[i]))
+				return i;
+	}
+	return -1;
+}
+
+void exec_commit_scan(sw_exec *ex, int g, int64_t off, int64_t n, const float *const x[3])
+{
+	grp *gr = &ex->g[g];
+	for (int k = 0; k < 3 && gr->fin_k < 0; k++) {
+		int64_t i = first_nonfinite(x[k], n);
+		if (i >= 0) {
+			gr->fin_k = k;
+			gr->fin_el = off + i;
+			gr->fin_val = x[k][i];
+		}
+	}
+}
+
+void sw_exec_commit_scan(sw_exec *ex, int on) { ex->fin_scan = on; }
+
+int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *val)
+{
+	const grp *gr = &ex->g[g];
+	if (!sw_exec_opt_on_nvme(ex, g) || gr->fin_slot != 1 + ex->slot)
+		return -ENODATA;
+	if (gr->fin_k < 0)
+		return 0;
+	*k = gr->fin_k;
+	*el = gr->fin_el;
+	*val = gr->fin_val;
+	return 1;
 }

@@ -32,4 +32,12 @@ int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float
 /* Writes the P16 of [off, off + n) of group g rounded from fp32 src (as the update does): the
  * P16 home has one slot, so a resume rebuilds it from the committed P32. */
 int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *src);
+/* Finiteness of the NVMe-resident state at a commit. scan(on): the optimizer checks what the
+ * next steps write to NVMe finite as it writes it (a pass over each chunk in cache; turned on
+ * for the step before a commit). finite: group g's state in the current slot was checked as it
+ * was written: 0 all finite, 1 not (*k the state, *el the element in the group, *val the
+ * value); -ENODATA when it was not checked (a stop between commits, a skipped step: read it
+ * back with sw_exec_commit_read). */
+void sw_exec_commit_scan(sw_exec *ex, int on);
+int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *val);
 #endif

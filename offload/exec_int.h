@@ -43,6 +43,13 @@ typedef struct grp {
 	float *alt[3];                     /* one-pass clipping, host state: the second set of
 					    * P32, m, v that a speculative update writes (the
 					    * step commits by swapping it with opt_host) */
+	/* commits (exec_commit.c): the last update of this group's NVMe P32/m/v that was
+	 * checked finite as it was written (exec_opt.c, while ex->fin_scan): 1 + the slot it
+	 * wrote (0: the slot's content was not checked), and its first non-finite value */
+	int fin_slot;
+	int fin_k;                         /* -1: all finite; else the state (0 P32, 1 m, 2 v) */
+	int64_t fin_el;                    /* ... the element in the group, and its value */
+	float fin_val;
 } grp;
 
 /* A checkpoint staging slot: free, holding a read of checkpoint (l, m) in flight or done but
@@ -151,6 +158,7 @@ struct sw_exec {
 	int poison_group;                  /* that group's gradient in the first pass of this
 					    * executor's STEP-th call of sw_exec_step (1-based) */
 	int64_t calls;                     /* sw_exec_step calls so far */
+	int fin_scan;                      /* check the NVMe optimizer writes finite (exec_commit.h) */
 	int commit_slot;                   /* 1 + the NVMe slot holding the last commit, which no
 					    * step writes (exec_commit.c); 0: none */
 	/* measurement */
@@ -209,6 +217,9 @@ int exec_write_slot(const sw_exec *ex);
 /* 1 when this step writes NVMe optimizer state in place (two slots, the other one holding the
  * last commit): no pre-step copy on NVMe to roll back to */
 int exec_nvme_in_place(const sw_exec *ex);
+/* exec_commit.c: checks elements [off, off + n) of group g's freshly updated P32, m, v (x[k])
+ * finite, keeping the group's first non-finite value (the optimizer thread, while fin_scan). */
+void exec_commit_scan(sw_exec *ex, int g, int64_t off, int64_t n, const float *const x[3]);
 /* exec_home.c: P16 of elements [off, off + n) of group gi rounded from fp32 src into its home
  * (n at most one I/O chunk when the home is on NVMe) */
 int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);

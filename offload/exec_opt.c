@@ -143,6 +143,8 @@ static int pipe_update(opt_pipe *q, int64_t ci, int rc)
 	void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab : (void *)(base + 3 * cb);
 	double ta = sw_now();
 	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale, NULL);
+	if (ex->fin_scan)   /* a commit follows this step: what it writes is checked finite */
+		exec_commit_scan(ex, q->gi, off, c, (const float *const[3]){ p32, m, v });
 	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
 	for (int k = 0; k < 3 && !rc; k++)
 		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
@@ -163,6 +165,9 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 		       .cb = exec_up4k((uint64_t)ex->chunk * 4) };
 	int64_t nch = (q.n + ex->chunk - 1) / ex->chunk;
 	int rc = 0;
+	grp *g = &ex->g[gi];
+	g->fin_slot = ex->fin_scan ? 1 + q.ws : 0;   /* slot ws changes: checked or unknown */
+	g->fin_k = -1;
 	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
 		if (ci < nch)
 			rc = pipe_read(&q, ci, rc);

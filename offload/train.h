@@ -53,6 +53,7 @@ typedef struct sw_train_args {
 	int grad_bufs;               /* --grad-buffers (0: the planner chooses 1 or 2) */
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */
+	int end_commit;              /* --end-commit: the run ends with a commit, not a full save */
 	int force;                   /* --force: accept data made with another tokenizer */
 	int slots;                   /* NVMe optimizer-state slots: 2, or 1 (--checkpoint-only) */
 	int64_t chunk;               /* I/O chunk, parameters (0: the planner's default) */

@@ -14,6 +14,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -93,6 +94,13 @@ int train_commit_interval(sw_train_ctx *c)
 			mem_bytes += 12 * (uint64_t)c->tt->g[g].numel;
 	}
 	c->commit_every = 0;
+	if (a->end_commit && (a->commit_every == 0 || (nvme_opt && p->in.slots != 2))) {
+		sw_error("train: --end-commit ends the run with a commit, but %s; drop --end-commit "
+			 "(the run then ends with a full save)", a->commit_every == 0 ?
+			 "--commit-every 0 turns commits off" : "--checkpoint-only keeps one NVMe slot, "
+			 "which cannot be committed");
+		return -EINVAL;
+	}
 	if (!a->run || a->commit_every == 0)
 		return 0;
 	if (nvme_opt && p->in.slots != 2) {
@@ -147,6 +155,8 @@ int train_commit_disk_check(sw_train_ctx *c)
 		need_commit = d.commits > have_commit ? d.commits - have_commit : 0;
 	if (a->save_every && !c->prev[0] && !c->rp.tag[0])
 		need_save *= 2;
+	if (train_commit_ends(c) && !a->save_every)
+		need_save = 0;   /* the end is a commit: no full save */
 	uint64_t need = need_commit + need_save, free_ = sw_exec_dir_free(a->run);
 	if (free_ >= need)
 		return 0;
@@ -161,14 +171,128 @@ int train_commit_disk_check(sw_train_ctx *c)
 
 /* ---------------------------------------------------------------- writing -------------- */
 
-static int put(FILE *f, const void *x, size_t n) { return fwrite(x, 1, n, f) == n ? 0 : -EIO; }
+/* The state file's writer: bytes go to the file in large write()s straight from where they lie
+ * (the executor's transfer buffer for P32/m/v; a small buffer gathers the headers), hashed as
+ * they pass (XXH3 of every SW_TRAIN_SUM_PIECE bytes of the file, what train_xxh3_file gives
+ * for the finished file) instead of read back, and the page cache's writeback is started
+ * behind them (sync_file_range) so that the final fdatasync waits for little. */
+#define CW_SMALL (1u << 20)
+typedef struct cm_writer {
+	int fd;
+	uint64_t size, in_piece, synced;    /* bytes written; of them in the current piece; */
+	XXH3_state_t *st;                   /* ... handed to writeback */
+	json_t *sums;                       /* the pieces' XXH3 in hex */
+	char *small;
+	uint32_t nsmall;
+	sw_train_commit_time *t;
+} cm_writer;
+
+static void cw_piece_done(cm_writer *w)
+{
+	char hex[20];
+	snprintf(hex, sizeof(hex), "%016" PRIx64, (uint64_t)XXH3_64bits_digest(w->st));
+	json_array_append_new(w->sums, json_string(hex));
+	XXH3_64bits_reset(w->st);
+	w->in_piece = 0;
+}
+
+/* Hashes and writes n bytes at the end of the file. */
+static int cw_raw(cm_writer *w, const void *x, uint64_t n)
+{
+	const char *b = x;
+	double t0 = sw_now();
+	for (uint64_t done = 0; done < n;) {
+		uint64_t k = n - done < SW_TRAIN_SUM_PIECE - w->in_piece ? n - done
+									 : SW_TRAIN_SUM_PIECE - w->in_piece;
+		XXH3_64bits_update(w->st, b + done, k);
+		done += k;
+		w->in_piece += k;
+		if (w->in_piece == SW_TRAIN_SUM_PIECE)
+			cw_piece_done(w);
+	}
+	double t1 = sw_now();
+	w->t->hash_s += t1 - t0;
+	for (uint64_t done = 0; done < n;) {
+		ssize_t r = write(w->fd, b + done, n - done > (1u << 30) ? (1u << 30) : n - done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		done += (uint64_t)r;
+	}
+	w->size += n;
+	/* start the writeback of what is written so far, in steps of 64 MiB */
+	if (w->size - w->synced >= (64u << 20)) {
+		sync_file_range(w->fd, (off_t)w->synced, (off_t)(w->size - w->synced), SYNC_FILE_RANGE_WRITE);
+		w->synced = w->size;
+	}
+	w->t->write_s += sw_now() - t1;
+	return 0;
+}
+
+static int cw_flush_small(cm_writer *w)
+{
+	int rc = w->nsmall ? cw_raw(w, w->small, w->nsmall) : 0;
+	w->nsmall = 0;
+	return rc;
+}
+
+/* Small records are gathered; large ones are written from where they lie. */
+static int cw_put(cm_writer *w, const void *x, uint64_t n)
+{
+	if (w->nsmall + n <= CW_SMALL) {
+		memcpy(w->small + w->nsmall, x, n);
+		w->nsmall += (uint32_t)n;
+		return 0;
+	}
+	int rc = cw_flush_small(w);
+	return rc ? rc : n <= CW_SMALL ? cw_put(w, x, n) : cw_raw(w, x, n);
+}
+
+static int cw_open(cm_writer *w, const char *path, sw_train_commit_time *t)
+{
+	memset(w, 0, sizeof(*w));
+	w->t = t;
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0)
+		return -errno;
+	w->st = XXH3_createState();
+	w->sums = json_array();
+	w->small = malloc(CW_SMALL);
+	if (!w->st || !w->sums || !w->small)
+		return -ENOMEM;
+	XXH3_64bits_reset(w->st);
+	return 0;
+}
+
+/* The last bytes written, the last piece hashed, the file made durable. */
+static int cw_finish(cm_writer *w)
+{
+	int rc = cw_flush_small(w);
+	if (!rc && (w->in_piece || w->size == 0))
+		cw_piece_done(w);
+	double t0 = sw_now();
+	if (!rc && fdatasync(w->fd))
+		rc = -errno;
+	w->t->fsync_s += sw_now() - t0;
+	return rc;
+}
+
+static void cw_close(cm_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	XXH3_freeState(w->st);
+	json_decref(w->sums);
+	free(w->small);
+}
 
 /* One group's record in the state file: its checksums (NVMe) or its P32, m, v. */
-static int write_group(sw_train_ctx *c, FILE *f, int g, int64_t step)
+static int write_group(sw_train_ctx *c, cm_writer *w, int g, int64_t step)
 {
 	sw_exec *ex = c->ex;
 	int32_t tier = sw_exec_opt_on_nvme(ex, g) ? SW_TIER_NVME : SW_TIER_HOST;
-	int rc = put(f, &tier, sizeof(tier));
+	int rc = cw_put(w, &tier, sizeof(tier));
 	if (tier == SW_TIER_NVME) {
 		for (int k = 0; k < 3 && !rc; k++) {
 			uint32_t n = 0;
@@ -176,9 +300,9 @@ static int write_group(sw_train_ctx *c, FILE *f, int g, int64_t step)
 			uint64_t *sums = malloc((size_t)n * 8 + 8);
 			uint8_t *wr = calloc((size_t)n + 8, 1);
 			rc = sums && wr ? sw_exec_commit_sums(ex, g, k, sums, wr, &n) : -ENOMEM;
-			rc = rc ? rc : put(f, &n, sizeof(n));
-			rc = rc ? rc : put(f, sums, (size_t)n * 8);
-			rc = rc ? rc : put(f, wr, ((size_t)n + 7) / 8 * 8);
+			rc = rc ? rc : cw_put(w, &n, sizeof(n));
+			rc = rc ? rc : cw_put(w, sums, (size_t)n * 8);
+			rc = rc ? rc : cw_put(w, wr, ((size_t)n + 7) / 8 * 8);
 			free(sums);
 			free(wr);
 		}
@@ -191,15 +315,19 @@ static int write_group(sw_train_ctx *c, FILE *f, int g, int64_t step)
 	for (int k = 0; k < 3 && !rc; k++)
 		for (int64_t off = 0; off < numel && !rc; off += chunk) {
 			int64_t n = numel - off < chunk ? numel - off : chunk;
+			double t0 = sw_now();
 			rc = sw_exec_take(ex, g, COMMIT_OPT_STATE(k), off, n, x);
 			rc = rc ? rc : train_check_finite(c->tt, x, g, off, n, where, COMMIT_OPT_STATE(k),
 							  "nothing committed, the last commit stays; lower --lr");
-			rc = rc ? rc : put(f, x, (size_t)n * 4);
+			w->t->snapshot_s += sw_now() - t0;
+			rc = rc ? rc : cw_put(w, x, (uint64_t)n * 4);
 		}
 	return rc;
 }
 
-static int write_state(sw_train_ctx *c, const char *path, int64_t step)
+/* Writes the state file; *sums (the XXH3 per piece) and *size describe what was written. */
+static int write_state(sw_train_ctx *c, const char *path, int64_t step, json_t **sums,
+		       uint64_t *size)
 {
 	const sw_plan *p = &c->plan;
 	cm_alloc *al;
@@ -210,18 +338,82 @@ static int write_state(sw_train_ctx *c, const char *path, int64_t step)
 	int rc = layout_allocs(p, &al, &h.nalloc);
 	if (rc)
 		return rc;
-	FILE *f = fopen(path, "wb");
-	rc = f ? 0 : -errno;
-	rc = rc ? rc : put(f, &h, sizeof(h));
-	rc = rc ? rc : put(f, al, h.nalloc * sizeof(*al));
+	cm_writer w;
+	rc = cw_open(&w, path, &c->cm_time);
+	rc = rc ? rc : cw_put(&w, &h, sizeof(h));
+	rc = rc ? rc : cw_put(&w, al, h.nalloc * sizeof(*al));
 	free(al);
 	for (int g = 0; g < c->tt->ngroups && !rc; g++)
-		rc = write_group(c, f, g, step);
-	if (f && !rc && (fflush(f) || fsync(fileno(f))))
+		rc = write_group(c, &w, g, step);
+	rc = rc ? rc : cw_finish(&w);
+	if (w.fd >= 0 && close(w.fd) && !rc)
 		rc = -errno;
-	if (f && fclose(f) && !rc)
-		rc = -errno;
+	w.fd = -1;
+	if (!rc) {
+		*sums = json_incref(w.sums);
+		*size = w.size;
+	}
+	cw_close(&w);
 	return rc;
+}
+
+/* No non-finite value reaches a commit: the NVMe-resident state of the current slot was checked
+ * as the last step wrote it (exec_commit.h), or, when it was not (a stop between commits, a
+ * skipped step), is read back here and checked. 0 or -EINVAL/-errno after one line. */
+static int check_nvme_finite(sw_train_ctx *c, int64_t step)
+{
+	sw_exec *ex = c->ex;
+	const char *fix = "nothing committed, the last commit stays; lower --lr";
+	char where[96];
+	snprintf(where, sizeof(where), "commit of step %lld, the NVMe slot %d", (long long)step,
+		 sw_exec_slot(ex));
+	double t0 = sw_now();
+	int rc = 0;
+	for (int g = 0; g < c->tt->ngroups && !rc; g++) {
+		int k;
+		int64_t el;
+		float val;
+		int r = sw_exec_commit_finite(ex, g, &k, &el, &val);
+		if (r == 1)
+			rc = train_check_finite(c->tt, &val, g, el, 1, where, COMMIT_OPT_STATE(k), fix);
+		if (r != -ENODATA || !sw_exec_opt_on_nvme(ex, g))
+			continue;
+		float *x = sw_exec_xfer(ex);
+		int64_t chunk = sw_exec_xfer_len(ex), numel = c->tt->g[g].numel;
+		for (k = 0; k < 3 && !rc; k++)
+			for (int64_t off = 0; off < numel && !rc; off += chunk) {
+				int64_t n = numel - off < chunk ? numel - off : chunk;
+				rc = sw_exec_commit_read(ex, g, k, off, n, x);
+				rc = rc ? rc : train_check_finite(c->tt, x, g, off, n, where,
+								  COMMIT_OPT_STATE(k), fix);
+			}
+	}
+	c->cm_time.snapshot_s += sw_now() - t0;
+	return rc;
+}
+
+/* Before step `step`: when a commit follows it, the optimizer checks the NVMe state it writes
+ * finite as it writes it. */
+void train_commit_before_step(sw_train_ctx *c, int64_t step)
+{
+	sw_exec_commit_scan(c->ex, train_commit_after(c, step));
+}
+
+/* 1 when step ends with a commit (the interval, or the end of a run whose end is a commit). */
+int train_commit_after(const sw_train_ctx *c, int64_t step)
+{
+	const sw_train_args *a = c->a;
+	if (!c->commit_every || !a->run || (a->save_every && step % a->save_every == 0))
+		return 0;
+	return c->since_kept + 1 >= c->commit_every || step == a->stop_after ||
+	       (step == a->steps && train_commit_ends(c));
+}
+
+/* 1 when the run's end is a commit, not a full save (--end-commit: the NVMe state stays where
+ * it lies, export reads it there: offload/export_commit.c). */
+int train_commit_ends(const sw_train_ctx *c)
+{
+	return c->a->end_commit && c->commit_every > 0;
 }
 
 static int commit_write(sw_train_ctx *c, int64_t step);
@@ -256,26 +448,28 @@ int train_commit_write(sw_train_ctx *c, int64_t step)
 static int commit_write(sw_train_ctx *c, int64_t step)
 {
 	const char *run = c->a->run;
-	int file = c->have_cm ? 1 - c->cm.file : 0, rc = sw_exec_commit_sync(c->ex);
+	int rc = check_nvme_finite(c, step);
+	if (rc)
+		return rc;
+	double t0 = sw_now();
+	int file = c->have_cm ? 1 - c->cm.file : 0;
+	rc = sw_exec_commit_sync(c->ex);
+	c->cm_time.nvme_sync_s += sw_now() - t0;
 	char path[SW_TRAIN_PATH + 32], name[32], layout[20];
 	snprintf(name, sizeof(name), "commit-%d.state", file);
 	snprintf(path, sizeof(path), "%s/%s", run, name);
 	if (rc || (rc = train_commit_layout_hash(&c->plan, layout)))
 		return rc;
-	if ((rc = write_state(c, path, step))) {
+	json_t *sums = NULL, *dirs = NULL;
+	uint64_t size = 0;
+	if ((rc = write_state(c, path, step, &sums, &size))) {
 		if (rc != -EINVAL)   /* a non-finite value has said its line */
 			sw_error("train: cannot write the commit of step %lld to %s (%s); the last commit "
 				 "stays; check free space in %s", (long long)step, path, strerror(-rc), run);
 		unlink(path);
 		return rc;
 	}
-	json_t *sums = NULL, *dirs = json_array();
-	uint64_t size = 0;
-	if ((rc = train_xxh3_file(path, &sums, &size))) {
-		sw_error("train: cannot read back %s (%s)", path, strerror(-rc));
-		json_decref(dirs);
-		return rc;
-	}
+	dirs = json_array();
 	int nvme_groups = 0;
 	for (int g = 0; g < c->tt->ngroups; g++)
 		nvme_groups += sw_exec_opt_on_nvme(c->ex, g);
@@ -293,12 +487,16 @@ static int commit_write(sw_train_ctx *c, int64_t step)
 				 "checksum_piece", (json_int_t)SW_TRAIN_SUM_PIECE, "state_xxh3", sums);
 	if (!root)
 		return -ENOMEM;
+	char model[SW_TRAIN_PATH];   /* export reads its table and config (export_commit.c) */
+	json_object_set_new(root, "model", json_string(realpath(c->a->model, model) ? model : c->a->model));
 	if (c->skipped_total)   /* AdamW's counter and the schedule leave these out */
 		json_object_set_new(root, "skipped_steps", json_integer((json_int_t)c->skipped_total));
 	char hex[20];
 	snprintf(hex, sizeof(hex), "%016" PRIx64, train_json_sum(root, "commit_xxh3"));
 	json_object_set_new(root, "commit_xxh3", json_string(hex));
+	t0 = sw_now();
 	rc = train_json_write(run, "commit.json", root);
+	c->cm_time.fsync_s += sw_now() - t0;
 	json_decref(root);
 	if (rc)
 		return rc;
@@ -331,4 +529,24 @@ void train_commit_drop(sw_train_ctx *c)
 	memset(&c->cm, 0, sizeof(c->cm));
 	c->have_cm = 0;
 	c->commit_live = 0;
+}
+
+/* The summary's line on where the commits' time went. */
+void train_commit_summary(const sw_train_ctx *c)
+{
+	const sw_train_commit_time *t = &c->cm_time;
+	if (!c->n_commits)
+		return;
+	const sw_train_args *a = c->a;
+	if (train_commit_ends(c) && c->have_cm && c->cm.step == c->last_step && c->last_step == a->steps)
+		printf("train: --end-commit: the run ends with the commit of step %lld in %s%s; export "
+		       "it with: spillway export --run %s --out DIR\n", (long long)c->cm.step, a->run,
+		       c->commit_live ? " (its NVMe state stays in the --nvme directory until then)" : "",
+		       a->run);
+	double n = (double)c->n_commits;
+	printf("train: per commit: %.3f s = NVMe fdatasync %.3f s + snapshot %.3f s (memory-resident "
+	       "P32/m/v copied out, checked finite) + write %.3f s + hash %.3f s (XXH3 while "
+	       "writing) + fsync %.3f s (state file, commit.json) + other %.3f s\n", c->commit_s / n,
+	       t->nvme_sync_s / n, t->snapshot_s / n, t->write_s / n, t->hash_s / n, t->fsync_s / n,
+	       (c->commit_s - t->nvme_sync_s - t->snapshot_s - t->write_s - t->hash_s - t->fsync_s) / n);
 }

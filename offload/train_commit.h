@@ -30,4 +30,11 @@ typedef struct cm_alloc {
 /* XXH3 of the NVMe layout and the optimizer tiers of plan p, in hex: a commit can be read in
  * place only by a run whose plan gives the same. */
 int train_commit_layout_hash(const sw_plan *p, char hex[20]);
+/* A commit read for export (train_commit_load.c): open after train_commit_read and the state
+ * file's checksums; p32 gives group g's fp32 weights (numel floats into x), every piece read
+ * from NVMe checked against its checksum. Each 0 or -errno after one line. */
+typedef struct train_commit_src train_commit_src;
+int train_commit_src_open(sw_train_ctx *c, train_commit_src **out);
+int train_commit_src_p32(train_commit_src *e, int g, float *x);
+void train_commit_src_close(train_commit_src *e);
 #endif

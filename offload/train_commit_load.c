@@ -431,3 +431,79 @@ int train_commit_prepare(sw_train_ctx *c)
 	}
 	return convert(c);
 }
+
+/* ---------------------------------------------------------------- export --------------- */
+
+/* A commit read for export (offload/export_commit.c): the state file and an I/O engine opened
+ * on the committed layout (its checksums restored), the P32 of each group read from where it
+ * lies, every piece checked. */
+struct train_commit_src {
+	sw_train_ctx *c;
+	cm_file s;
+	sw_io *io;
+	sw_io_extent *ext;
+};
+
+int train_commit_src_open(sw_train_ctx *c, train_commit_src **out)
+{
+	train_commit_src *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->c = c;
+	int rc = cm_open(c, &e->s);
+	if (rc) {
+		free(e);
+		return rc;
+	}
+	e->ext = calloc((size_t)c->tt->ngroups * 3, sizeof(*e->ext));
+	rc = !e->ext ? -ENOMEM : c->cm.nvme_groups ? convert_open(c, &e->s, &e->io, e->ext) : 0;
+	if (rc) {
+		train_commit_src_close(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int train_commit_src_p32(train_commit_src *e, int g, float *x)
+{
+	sw_train_ctx *c = e->c;
+	cm_file *s = &e->s;
+	int64_t numel = c->tt->g[g].numel;
+	int rc = 0;
+	if (s->tier[g] != SW_TIER_NVME) {
+		if ((rc = cm_floats(c, s, g, 0, 0, numel, x)))
+			sw_error("export: cannot read %s (%s); the commit is damaged", s->path, strerror(-rc));
+		return rc;
+	}
+	/* piece by piece (a piece: one stripe unit), through an aligned bounce buffer */
+	uint64_t stripe = s->h.stripe;
+	sw_io_extent ext = e->ext[g * 3];
+	char *b = aligned_alloc(4096, stripe);
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t at = 0; at < (uint64_t)numel * 4 && !rc; at += stripe) {
+		uint64_t len = ext.len - at < stripe ? ext.len - at : stripe;
+		uint64_t use = (uint64_t)numel * 4 - at < len ? (uint64_t)numel * 4 - at : len;
+		sw_io_req r;
+		rc = sw_io_submit_read(e->io, &r, ext, at, len, b);
+		rc = rc ? rc : sw_io_wait(e->io, &r);
+		if (rc)
+			sw_error("export: P32 of group %d (from %s), slot %d: %s; the commit is damaged",
+				 g, c->tt->t[c->tt->g[g].first].name, s->h.slot, sw_io_req_error(&r));
+		else
+			memcpy((char *)x + at, b, use);
+	}
+	free(b);
+	return rc;
+}
+
+void train_commit_src_close(train_commit_src *e)
+{
+	if (!e)
+		return;
+	sw_io_close(e->io);
+	free(e->ext);
+	cm_close(&e->s);
+	free(e);
+}

@@ -50,6 +50,13 @@ typedef struct sw_train_commit {
 	json_t *settings, *nvme;     /* the run's settings; the --nvme directories (absolute) */
 } sw_train_commit;
 
+/* Where the commits' time went (train_commit.c): copying the memory-resident state out (with
+ * its finiteness check), write()s, XXH3 of the state file, the fdatasync of the NVMe files,
+ * the fdatasyncs of the state file and commit.json. */
+typedef struct sw_train_commit_time {
+	double nvme_sync_s, snapshot_s, write_s, hash_s, fsync_s;
+} sw_train_commit_time;
+
 typedef struct sw_train_ctx {
 	const sw_train_args *a;
 	int cpu;                     /* the CPU backend: the "device" is host memory */
@@ -94,6 +101,7 @@ typedef struct sw_train_ctx {
 	int64_t n_commits;           /* commits made by this process, and their time */
 	double commit_s, steps_s;    /* ... and the steps' (sw_exec_stats.step_s summed) */
 	char commit_why[160];        /* how the interval was chosen */
+	sw_train_commit_time cm_time;   /* the commits' time, part by part */
 	int64_t last_step;           /* the last step completed */
 	int64_t n_steps, n_redone, n_skipped, n_two;   /* this run's steps, of them redone by one-pass
 					      * clipping, skipped (non-finite gradient), run with two
@@ -134,6 +142,10 @@ int train_commit_prepare(sw_train_ctx *c);
 int train_commit_load(sw_train_ctx *c);
 int train_commit_write(sw_train_ctx *c, int64_t step);
 void train_commit_drop(sw_train_ctx *c);
+void train_commit_summary(const sw_train_ctx *c);
+void train_commit_before_step(sw_train_ctx *c, int64_t step);
+int train_commit_after(const sw_train_ctx *c, int64_t step);
+int train_commit_ends(const sw_train_ctx *c);
 /* train_report.c */
 void train_report_started(sw_train_ctx *c, int64_t first);
 void train_report_step(sw_train_ctx *c, int64_t step, double lr, const sw_exec_stats *st);

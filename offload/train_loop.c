@@ -250,6 +250,7 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		int64_t taken = step - c->skipped_total;
 		double lr = sw_lr_at(&a->sched, taken);
 		sw_exec_stats st;
+		train_commit_before_step(c, step);
 		if ((rc = sw_exec_step(c->ex, inputs, targets, taken, lr, &st)))
 			break;
 		c->skipped_total += st.s.skipped;
@@ -265,9 +266,11 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		    (rc = eval_loss(c, inputs, targets, rows, &c->eval_loss)))
 			break;
 		train_report_step(c, step, lr, &st);
-		if (a->run && ((a->save_every && step % a->save_every == 0) || step == a->steps))
+		int end = step == a->steps;
+		if (a->run && ((a->save_every && step % a->save_every == 0) ||
+			       (end && !train_commit_ends(c))))
 			rc = train_state_save(c, step);
-		else if (c->commit_every && ++c->since_kept >= c->commit_every)
+		else if (c->commit_every && (++c->since_kept >= c->commit_every || end))
 			rc = train_commit_write(c, step);
 	}
 	free(inputs);

@@ -229,6 +229,7 @@ void train_report_summary(const sw_train_ctx *c, int64_t first)
 		       (long long)c->n_commits, c->n_commits == 1 ? "" : "s", (long long)c->commit_every,
 		       c->commit_why, c->commit_s, c->steps_s > 0 ? 100.0 * c->commit_s / c->steps_s : 0.0,
 		       c->steps_s);
+	train_commit_summary(c);
 	if (a->run && c->last_saved)
 		printf("train: saved step %lld in %s; export it with: spillway export --run %s --out DIR\n",
 		       (long long)c->last_saved, a->run, a->run);

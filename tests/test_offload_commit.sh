@@ -169,10 +169,23 @@ committed "$w/b" 4
 same "$w/b" "$w/nv"
 echo "ok a commit of host-resident state resumes under a placement with NVMe, byte-identical"
 
-# 7. export: a run with only commits; a changed manifest; a changed saved weight
+# 7. export: a run with only commits exports its last commit (the same bytes as a full save of
+#    that step exported); one whose commit.json names no model is refused; a changed manifest;
+#    a changed saved weight
 "$bin" train "${common[@]}" --commit-every 1 --stop-after 2 --run "$w/c" >/dev/null 2>&1 || fail "run c"
-expect "export of a run with commits only" 1 "holds commits but no full save yet" export --run "$w/c" --out "$w/x1"
-[ ! -e "$w/x1" ] || fail "export wrote something"
+"$bin" train "${common[@]}" --commit-every 0 --save-every 2 --stop-after 2 --run "$w/c2" >/dev/null 2>&1 || fail "run c2"
+"$bin" export --run "$w/c" --out "$w/x1" --fp32 >"$w/out" 2>"$w/err" || { cat "$w/err"; fail "export of a run with commits only"; }
+grep -q "commit of step 2" "$w/out" || { cat "$w/out"; fail "the export does not name the commit"; }
+"$bin" export --run "$w/c2" --out "$w/x1s" --fp32 >/dev/null 2>&1 || fail "export of c2"
+cmp -s "$w/x1/model.safetensors" "$w/x1s/model.safetensors" || fail "the export of a commit differs from the export of the full save of the same step"
+echo "ok export of a run with commits only: byte-identical to the export of a full save of its step"
+cp -r "$w/c" "$w/c3"
+python3 - "$w/c3/commit.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); del j["model"]; json.dump(j, open(sys.argv[1], "w"), indent=1)
+PY
+expect "export of a commit naming no model" 1 "records no model directory" export --run "$w/c3" --out "$w/x1b"
+[ ! -e "$w/x1b" ] || fail "export wrote something"
 cp -r "$w/b" "$w/b2"
 sed -i 's/"data_index": \([0-9]*\)/"data_index": 1\1/' "$w/b2/manifest.json"
 expect "export with a changed manifest" 1 "export: $w/b2/manifest.json: checksum mismatch" export --run "$w/b2" --out "$w/x2"
