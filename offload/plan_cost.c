@@ -162,8 +162,9 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 	k->nvme_write += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 
 	const sw_plan_rates *r = &in->rates;
-	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2) /
-			       (r->gemm_tflops * 1e12);
+	k->flops_kept = (double)P_ * plan_keep_flops(p);   /* kept parts are not recomputed */
+	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2 -
+				k->flops_kept) / (r->gemm_tflops * 1e12);
 	k->t_h2d = (double)k->h2d / (r->h2d_gbs * 1e9);
 	k->t_d2h = (double)k->d2h / (r->d2h_gbs * 1e9);
 	k->t[SW_RES_PCIE] = k->t_h2d > k->t_d2h ? k->t_h2d : k->t_d2h;

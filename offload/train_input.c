@@ -112,6 +112,7 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 		in->prefetch = o->prefetch;
 	if (o->grad_bufs)
 		in->grad_bufs = o->grad_bufs;
+	in->keep = o->keep;
 	/* exact clipping: one speculative backward pass where every group has a rollback source
 	 * (the planner decides); SW_CLIP_PASSES=2 asks for the two-pass scheme instead, a hook
 	 * for tests and benchmarks (docs/cli.md) */
