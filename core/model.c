@@ -95,12 +95,12 @@ void sw_layer_scratch_free(sw_backend *be, sw_layer_scratch *s)
 #define W(k) (w->t[SW_T_##k])
 #define G(k) ((float *)g->t[SW_T_##k])
 
-void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
-		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s)
+/* The attention part of the forward: h1, rstd1, q, k (after RoPE), v, att, lse from x. */
+static void fwd_attn(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		     const float *inv_freq, const void *x, sw_layer_scratch *s)
 {
 	const sw_backend_ops *o = be->ops;
 	int N = d->N, C = d->C, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
-	/* attention block: x2 = x + o_proj(attn(rope(q), rope(k), v)) */
 	o->rmsnorm_fwd(be, st, s->h1, s->rstd1, x, W(ATTN_NORM), N, C, d->eps);
 	o->matmul_fwd(be, st, s->q, s->h1, W(WQ), W(BQ), N, C, qd);
 	o->matmul_fwd(be, st, s->k, s->h1, W(WK), W(BK), N, C, kvd);
@@ -108,15 +108,32 @@ void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_grou
 	o->rope_fwd(be, st, s->q, inv_freq, N, d->T, d->nh, d->hd);
 	o->rope_fwd(be, st, s->k, inv_freq, N, d->T, d->nkv, d->hd);
 	o->attention_fwd(be, st, s->att, s->lse, s->q, s->k, s->v, d->B, d->T, d->nh, d->nkv, d->hd);
+}
+
+/* The MLP part: x2 = x + o_proj(att), then h2, rstd2, g, u, s (everything but down_proj). */
+static void fwd_mlp(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		    const void *x, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	int N = d->N, C = d->C, qd = d->nh * d->hd;
 	o->matmul_fwd(be, st, s->x2, s->att, W(WO), NULL, N, qd, C);
 	o->add(be, st, s->x2, s->x2, x, (int64_t)N * C);
-	/* MLP block: y = x2 + down(silu(gate(h2)) * up(h2)) */
 	o->rmsnorm_fwd(be, st, s->h2, s->rstd2, s->x2, W(MLP_NORM), N, C, d->eps);
 	o->matmul_fwd(be, st, s->g, s->h2, W(WGATE), NULL, N, C, d->F);
 	o->matmul_fwd(be, st, s->u, s->h2, W(WUP), NULL, N, C, d->F);
 	o->swiglu_fwd(be, st, s->s, s->g, s->u, (int64_t)N * d->F);
-	o->matmul_fwd(be, st, y, s->s, W(WDOWN), NULL, N, d->F, C);
-	o->add(be, st, y, y, s->x2, (int64_t)N * C);
+}
+
+void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	/* attention block: x2 = x + o_proj(attn(rope(q), rope(k), v)); MLP block: y = x2 +
+	 * down(silu(gate(h2)) * up(h2)) */
+	fwd_attn(be, st, d, w, inv_freq, x, s);
+	fwd_mlp(be, st, d, w, x, s);
+	o->matmul_fwd(be, st, y, s->s, W(WDOWN), NULL, d->N, d->F, d->C);
+	o->add(be, st, y, y, s->x2, (int64_t)d->N * d->C);
 }
 
 /* The part's buffers in scratch order: act pointers with their element counts, f32 pointers
@@ -169,31 +186,6 @@ void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *bl
 	}
 }
 
-/* The forward intermediates of the parts not in kept, from x (and the kept att / x2). */
-static void layer_recompute(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
-			    const float *inv_freq, const void *x, sw_layer_scratch *s, unsigned kept)
-{
-	const sw_backend_ops *o = be->ops;
-	int N = d->N, C = d->C, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
-	if (!(kept & SW_KEEP_ATTN)) {
-		o->rmsnorm_fwd(be, st, s->h1, s->rstd1, x, W(ATTN_NORM), N, C, d->eps);
-		o->matmul_fwd(be, st, s->q, s->h1, W(WQ), W(BQ), N, C, qd);
-		o->matmul_fwd(be, st, s->k, s->h1, W(WK), W(BK), N, C, kvd);
-		o->matmul_fwd(be, st, s->v, s->h1, W(WV), W(BV), N, C, kvd);
-		o->rope_fwd(be, st, s->q, inv_freq, N, d->T, d->nh, d->hd);
-		o->rope_fwd(be, st, s->k, inv_freq, N, d->T, d->nkv, d->hd);
-		o->attention_fwd(be, st, s->att, s->lse, s->q, s->k, s->v, d->B, d->T, d->nh, d->nkv, d->hd);
-	}
-	if (!(kept & SW_KEEP_MLP)) {
-		o->matmul_fwd(be, st, s->x2, s->att, W(WO), NULL, N, qd, C);
-		o->add(be, st, s->x2, s->x2, x, (int64_t)N * C);
-		o->rmsnorm_fwd(be, st, s->h2, s->rstd2, s->x2, W(MLP_NORM), N, C, d->eps);
-		o->matmul_fwd(be, st, s->g, s->h2, W(WGATE), NULL, N, C, d->F);
-		o->matmul_fwd(be, st, s->u, s->h2, W(WUP), NULL, N, C, d->F);
-		o->swiglu_fwd(be, st, s->s, s->g, s->u, (int64_t)N * d->F);
-	}
-}
-
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
 		  sw_layer_scratch *s)
@@ -208,7 +200,10 @@ void sw_layer_bwd_kept(sw_backend *be, sw_stream *st, const sw_dims *d, const sw
 	const sw_backend_ops *o = be->ops;
 	int N = d->N, C = d->C, F = d->F, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
 	/* recompute what was not kept (the layer's output itself is never needed) */
-	layer_recompute(be, st, d, w, inv_freq, x, s, kept);
+	if (!(kept & SW_KEEP_ATTN))
+		fwd_attn(be, st, d, w, inv_freq, x, s);
+	if (!(kept & SW_KEEP_MLP))
+		fwd_mlp(be, st, d, w, x, s);
 	/* MLP block: dres = dy flows straight to x2 and into down_proj */
 	o->matmul_bwd(be, st, s->ds, G(WDOWN), NULL, dres, s->s, W(WDOWN), N, F, C, 0);
 	o->swiglu_bwd(be, st, s->dg, s->du, s->ds, s->g, s->u, (int64_t)N * F);

@@ -114,9 +114,11 @@ static void keep_auto(sw_plan *p, uint64_t room)
 			room -= unit;
 		}
 	}
-	if (short_room)
-		snprintf(p->keep_why, sizeof(p->keep_why), "the %s budget is used",
-			 sw_plan_tier_label(p, SW_TIER_GPU));
+	if (short_room) {
+		char b[32];
+		snprintf(p->keep_why, sizeof(p->keep_why), "the %s budget is used: %s left", sw_plan_tier_label(p, SW_TIER_GPU),
+			 sw_fmt_size(room, b, sizeof(b)));
+	}
 }
 
 int plan_keep_choose(sw_plan *p, const plan_sizes *z)

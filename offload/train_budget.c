@@ -126,8 +126,10 @@ int train_budget_plan(sw_train_ctx *c)
 		return rc;
 	}
 	if (!a->gpu_mem) {
-		/* no budget given: exactly what the all-resident plan needs */
-		in.gpu_mem = c->plan.total[SW_TIER_GPU];
+		/* no budget given: exactly what the all-resident plan needs; kept activations only
+		 * with --keep all (auto has no budget to keep within: --gpu-mem gives it one) */
+		in.gpu_mem = c->plan.total[SW_TIER_GPU] -
+			     (in.keep == SW_PLAN_KEEP_ALL ? 0 : c->plan.bytes[SW_TIER_GPU][SW_PURPOSE_KEEP]);
 		c->arena = in.gpu_mem + (c->cpu ? 0 : sw_exec_backend_reserve(in.gpu_mem + (288ull << 20)));
 		sw_plan_free(&c->plan);
 		memset(&c->plan, 0, sizeof(c->plan));
