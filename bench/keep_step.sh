@@ -9,7 +9,9 @@
 # DIR: scratch for the model (2.2 GB) and the token file (default /tmp); STEPS per run (default 4,
 # the first left out of the median). Env: SW_BIN (build/spillway), GPU_MEM (--gpu-mem, default
 # 70GiB), KEEPS (the --keep values to run, default "none auto"), OUT (logs, default DIR),
-# MODEL (init's shape flags, for a quick try on a small shape).
+# MODEL (init's shape flags, for a quick try on a small shape), HF=1 (also the PyTorch reference,
+# bench/keep_hf_ref.py: HF LlamaForCausalLM at this shape, bf16 autocast, SDPA, fused AdamW, no
+# checkpointing; run after spillway's runs, in the same call, and the ratios to it).
 set -uo pipefail
 dir=${1:-/tmp}/sw-keep.$$
 steps=${2:-4}
@@ -34,6 +36,16 @@ for k in ${KEEPS:-none auto}; do
   peak=$(grep -o "measured (cudaMemGetInfo): peak [0-9.]* MiB" "$out/keep_step.$k.log" | sed 's/.*peak/peak/')
   [ -n "$peak" ] || peak=$(grep -o "arena peak [0-9.]* MiB" "$out/keep_step.$k.log")
   echo "--keep $k: median ${tps[$k]} tokens/s over $n steps after the first (GPU memory measured: $peak)"
+done
+if [ "${HF:-0}" = 1 ]; then
+  hf=$(PYTHONUNBUFFERED=1 python3 bench/keep_hf_ref.py "$steps" 2>"$out/keep_hf_ref.err" | tail -1)
+  echo "HF reference: $hf"
+  tps[hf]=$(echo "$hf" | sed -nE 's/.*"tokens_per_s": ([0-9]+).*/\1/p')
+  [ -n "${tps[hf]}" ] || tail -3 "$out/keep_hf_ref.err"
+fi
+for k in ${KEEPS:-none auto}; do
+  [ -n "${tps[hf]:-}" ] && [ -n "${tps[$k]:-}" ] &&
+    awk -v a="${tps[$k]}" -v h="${tps[hf]}" -v k="$k" 'BEGIN { printf "keep %s / HF: %.3fx tokens/s\n", k, a / h }'
 done
 if [ -n "${tps[none]:-}" ] && [ -n "${tps[auto]:-}" ]; then
   awk -v a="${tps[auto]}" -v n="${tps[none]}" 'BEGIN { printf "keep auto / keep none: %.3fx tokens/s\n", a / n }'
