@@ -241,6 +241,34 @@ static void plan_checks(const sw_table *tt, sw_plan_input *in)
 		sw_plan_free(&p);
 	}
 	CHECKF(found, "no budget streams a group and leaves room for a kept part");
+
+	/* the first unit taken is the part that saves the most recompute per byte, in the top
+	 * layer: forward GEMM and attention FLOPs per token, by hand from the shape (attention part:
+	 * q/k/v projections and causal attention, 2*T*q_dim; MLP part: o_proj, gate and up) */
+	const sw_config *c = &tt->cfg;
+	double C = (double)c->dim, qd = (double)(c->n_heads * c->head_dim);
+	double kvd = (double)(c->n_kv_heads * c->head_dim), F = (double)c->ffn_dim;
+	double fa = 2 * C * (qd + 2 * kvd) + 2.0 * T * qd, fm = 2 * qd * C + 4 * C * F;
+	x = *in;
+	x.passes = 1;
+	x.speculate = 0;
+	sw_plan p0;
+	uint64_t t0 = gpu_total_none(&x, 256ull << 20, 1ull << 30, &p0);
+	double ra = fa * T / (double)p0.keep_item[0], rm = fm * T / (double)p0.keep_item[1];
+	int best = ra > rm ? 0 : 1;
+	uint64_t unit = (uint64_t)M * p0.keep_item[best];
+	sw_plan_free(&p0);
+	x.keep = SW_PLAN_KEEP_AUTO;
+	x.gpu_mem = t0 + unit;
+	CHECKF(sw_plan_build(&p, &x) == 0, "%s", p.why);
+	int L = (int)c->n_layers;
+	for (int l = 0; l < L; l++)
+		CHECKF(sw_plan_keep(&p, l) == (l == L - 1 ? (best ? SW_KEEP_MLP : SW_KEEP_ATTN) : 0u),
+		       "room for one unit: layer %d keeps %u (the %s part saves more per byte)", l,
+		       sw_plan_keep(&p, l), best ? "MLP" : "attention");
+	printf("  room for one unit: layer %d keeps its %s part (FLOP per byte: attention %.3f, MLP %.3f)\n",
+	       L - 1, best ? "MLP" : "attention", ra, rm);
+	sw_plan_free(&p);
 	(void)tt;
 }
 
