@@ -95,12 +95,12 @@ void sw_layer_scratch_free(sw_backend *be, sw_layer_scratch *s)
 #define W(k) (w->t[SW_T_##k])
 #define G(k) ((float *)g->t[SW_T_##k])
 
-void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
-		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s)
+/* The attention part of the forward: h1, rstd1, q, k (after RoPE), v, att, lse from x. */
+static void fwd_attn(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		     const float *inv_freq, const void *x, sw_layer_scratch *s)
 {
 	const sw_backend_ops *o = be->ops;
 	int N = d->N, C = d->C, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
-	/* attention block: x2 = x + o_proj(attn(rope(q), rope(k), v)) */
 	o->rmsnorm_fwd(be, st, s->h1, s->rstd1, x, W(ATTN_NORM), N, C, d->eps);
 	o->matmul_fwd(be, st, s->q, s->h1, W(WQ), W(BQ), N, C, qd);
 	o->matmul_fwd(be, st, s->k, s->h1, W(WK), W(BK), N, C, kvd);
@@ -108,26 +108,102 @@ void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_grou
 	o->rope_fwd(be, st, s->q, inv_freq, N, d->T, d->nh, d->hd);
 	o->rope_fwd(be, st, s->k, inv_freq, N, d->T, d->nkv, d->hd);
 	o->attention_fwd(be, st, s->att, s->lse, s->q, s->k, s->v, d->B, d->T, d->nh, d->nkv, d->hd);
+}
+
+/* The MLP part: x2 = x + o_proj(att), then h2, rstd2, g, u, s (everything but down_proj). */
+static void fwd_mlp(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		    const void *x, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	int N = d->N, C = d->C, qd = d->nh * d->hd;
 	o->matmul_fwd(be, st, s->x2, s->att, W(WO), NULL, N, qd, C);
 	o->add(be, st, s->x2, s->x2, x, (int64_t)N * C);
-	/* MLP block: y = x2 + down(silu(gate(h2)) * up(h2)) */
 	o->rmsnorm_fwd(be, st, s->h2, s->rstd2, s->x2, W(MLP_NORM), N, C, d->eps);
 	o->matmul_fwd(be, st, s->g, s->h2, W(WGATE), NULL, N, C, d->F);
 	o->matmul_fwd(be, st, s->u, s->h2, W(WUP), NULL, N, C, d->F);
 	o->swiglu_fwd(be, st, s->s, s->g, s->u, (int64_t)N * d->F);
-	o->matmul_fwd(be, st, y, s->s, W(WDOWN), NULL, N, d->F, C);
-	o->add(be, st, y, y, s->x2, (int64_t)N * C);
+}
+
+void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s)
+{
+	const sw_backend_ops *o = be->ops;
+	/* attention block: x2 = x + o_proj(attn(rope(q), rope(k), v)); MLP block: y = x2 +
+	 * down(silu(gate(h2)) * up(h2)) */
+	fwd_attn(be, st, d, w, inv_freq, x, s);
+	fwd_mlp(be, st, d, w, x, s);
+	o->matmul_fwd(be, st, y, s->s, W(WDOWN), NULL, d->N, d->F, d->C);
+	o->add(be, st, y, y, s->x2, (int64_t)d->N * d->C);
+}
+
+/* The part's buffers in scratch order: act pointers with their element counts, f32 pointers
+ * with theirs. */
+typedef struct keep_part { void **act[5]; uint64_t nact[5]; float **f32[2]; uint64_t nf32[2]; } keep_part;
+
+static void keep_part_of(const sw_dims *d, unsigned part, sw_layer_scratch *s, keep_part *k)
+{
+	uint64_t N = (uint64_t)d->N, C = (uint64_t)d->C, qd = (uint64_t)d->nh * (uint64_t)d->hd;
+	uint64_t kvd = (uint64_t)d->nkv * (uint64_t)d->hd, F = (uint64_t)d->F;
+	memset(k, 0, sizeof(*k));
+	if (part == SW_KEEP_ATTN) {
+		keep_part a = { { &s->h1, &s->q, &s->k, &s->v, &s->att }, { N * C, N * qd, N * kvd, N * kvd, N * qd },
+				{ &s->rstd1, &s->lse }, { N, (uint64_t)d->B * (uint64_t)d->nh * (uint64_t)d->T } };
+		*k = a;
+	} else {
+		SW_ASSERT(part == SW_KEEP_MLP);
+		keep_part m = { { &s->x2, &s->h2, &s->g, &s->u, &s->s }, { N * C, N * C, N * F, N * F, N * F },
+				{ &s->rstd2, NULL }, { N, 0 } };
+		*k = m;
+	}
+}
+
+uint64_t sw_layer_keep_bytes(const sw_dims *d, sw_dtype act, unsigned part)
+{
+	sw_layer_scratch s;
+	keep_part k;
+	keep_part_of(d, part, &s, &k);
+	uint64_t total = 0;
+	for (int i = 0; i < 5; i++)
+		total += round256(k.nact[i] * (uint64_t)sw_dtype_size(act));
+	for (int i = 0; i < 2; i++)
+		total += k.f32[i] ? round256(k.nf32[i] * 4) : 0;
+	return total;
+}
+
+void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *block,
+			 sw_layer_scratch *s)
+{
+	keep_part k;
+	keep_part_of(d, part, s, &k);
+	char *at = block;
+	for (int i = 0; i < 5; i++) {
+		*k.act[i] = at;
+		at += round256(k.nact[i] * (uint64_t)sw_dtype_size(act));
+	}
+	for (int i = 0; i < 2 && k.f32[i]; i++) {
+		*k.f32[i] = (float *)at;
+		at += round256(k.nf32[i] * 4);
+	}
 }
 
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
 		  sw_layer_scratch *s)
 {
+	sw_layer_bwd_kept(be, st, d, w, g, inv_freq, x, dres, s, 0);
+}
+
+void sw_layer_bwd_kept(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		       const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
+		       sw_layer_scratch *s, unsigned kept)
+{
 	const sw_backend_ops *o = be->ops;
 	int N = d->N, C = d->C, F = d->F, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
-	/* recompute: the output itself is not needed, only the intermediates; 'dh' serves as the
-	 * throw-away output buffer (it is overwritten below before any use). */
-	sw_layer_fwd(be, st, d, w, inv_freq, x, s->dh, s);
+	/* recompute what was not kept (the layer's output itself is never needed) */
+	if (!(kept & SW_KEEP_ATTN))
+		fwd_attn(be, st, d, w, inv_freq, x, s);
+	if (!(kept & SW_KEEP_MLP))
+		fwd_mlp(be, st, d, w, x, s);
 	/* MLP block: dres = dy flows straight to x2 and into down_proj */
 	o->matmul_bwd(be, st, s->ds, G(WDOWN), NULL, dres, s->s, W(WDOWN), N, F, C, 0);
 	o->swiglu_bwd(be, st, s->dg, s->du, s->ds, s->g, s->u, (int64_t)N * F);

@@ -48,6 +48,31 @@ void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_grou
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
 		  sw_layer_scratch *s);
 
+/* Keeping a layer's forward intermediates instead of recomputing them in backward. The
+ * intermediates come in two parts, each kept whole or recomputed whole:
+ *   SW_KEEP_ATTN  h1, rstd1, q, k (after RoPE), v, att, lse (the attention block up to o_proj)
+ *   SW_KEEP_MLP   x2, h2, rstd2, g, u, s (o_proj's residual sum and the MLP up to down_proj)
+ * A kept part lives in one caller-given block per micro-batch (sw_layer_keep_bytes), which
+ * sw_layer_keep_point makes the scratch's pointers for that part point into; sw_layer_fwd then
+ * writes the part there, and sw_layer_bwd_kept, given the same scratch, recomputes only the
+ * parts not in `kept`. Every op is deterministic, so the backward sees the same bytes whether a
+ * part was kept or recomputed: the results are bit-identical. The down projection is never
+ * recomputed (its output is not needed by the backward). */
+#define SW_KEEP_ATTN 1u
+#define SW_KEEP_MLP 2u
+#define SW_KEEP_BOTH 3u
+/* Bytes of one micro-batch's block for part (SW_KEEP_ATTN or SW_KEEP_MLP): the part's buffers,
+ * each rounded up to 256 bytes. */
+uint64_t sw_layer_keep_bytes(const sw_dims *d, sw_dtype act, unsigned part);
+/* Points s's buffers of part into block (sw_layer_keep_bytes of them, 256-byte aligned). */
+void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *block,
+			 sw_layer_scratch *s);
+/* sw_layer_bwd that recomputes only the parts not in kept (s holds the kept ones, as the
+ * forward wrote them); sw_layer_bwd is this with kept 0. */
+void sw_layer_bwd_kept(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
+		       const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
+		       sw_layer_scratch *s, unsigned kept);
+
 /* Head: final norm + LM head + cross-entropy (+ backward). xL (N,C) the last layer's output;
  * head_w: the head group's weights (final norm, lm_head) and embed_w the embedding group's (for
  * tied models the LM head is embed_tokens). losses (N) fp32. When dres != NULL: dres (N,C) is

@@ -205,7 +205,7 @@ int cmd_plan(int argc, char **argv)
 	sw_train_plan_opts o = { .clip = 1.0 };
 	plan_knobs k = { INT64_MIN, def.io_depth, def.vocab_chunk, def.gpu_reserve, def.cublas_workspace,
 			 INT64_MIN, SW_LORA_ALL };
-	const char *lora_targets = NULL;
+	const char *lora_targets = NULL, *keep = NULL;
 	int checkpoint_only = 0;
 	int64_t prefetch = def.prefetch;
 	double adam_g = 0;
@@ -243,6 +243,7 @@ int cmd_plan(int argc, char **argv)
 		{ "nvme-read-gbs", SW_OPT_FLOAT, &o.rates.nvme_read_gbs, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
+		{ "keep", SW_OPT_STR, &keep, "auto|none|all", "keep layers' forward intermediates on the GPU instead of recomputing them in backward: auto (default), none, all", 0 },
 		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base (plan only: train --lora-rank is not implemented yet)", 0 },
 		{ "lora-targets", SW_OPT_STR, &lora_targets, "LIST", "linears with adapters, a subset of q,k,v,o,gate,up,down (default: all)", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
@@ -262,6 +263,10 @@ int cmd_plan(int argc, char **argv)
 			sw_error("plan: %s", why);
 			return 2;
 		}
+	}
+	if (keep && sw_plan_keep_parse(keep, &o.keep)) {
+		sw_error("plan: --keep '%s' is not auto, none or all", keep);
+		return 2;
 	}
 	o.fp32 = !strcmp(dtype, "fp32");
 	o.prefetch = (int)prefetch;

@@ -25,7 +25,7 @@ static const char summary[] = "fine-tune a model on a token file (offloading wha
 typedef struct train_args {
 	const char *eval_data;
 	int64_t eval_every;
-	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule;
+	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule, *keep;
 	int64_t steps, seq_len, batch_tokens, micro_tokens, warmup, seed, threads, save_every;
 	int64_t prefetch, chunk, io_qd, io_threads, grad_bufs;
 	uint64_t io_bs, io_stripe;
@@ -185,6 +185,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "threads", SW_OPT_INT, &a.threads, "N", "CPU threads for ops and AdamW (default: all cores)", 0 },
 		{ "prefetch", SW_OPT_INT, &a.prefetch, "K", "streamed groups' P16 buffers on the GPU (default 2)", 0 },
 		{ "grad-buffers", SW_OPT_INT, &a.grad_bufs, "N", "group-sized fp32 gradient buffers on the GPU, 1-8 (default: the planner's choice of 1 or 2; with 1 a layer's backward waits for the previous gradient's copy to the host)", 0 },
+		{ "keep", SW_OPT_STR, &a.keep, "auto|none|all", "keep layers' forward intermediates on the GPU instead of recomputing them in backward: auto (default: as the GPU budget allows, while the predicted step falls), none, all", 0 },
 		{ "chunk", SW_OPT_INT, &a.chunk, "PARAMS", "NVMe I/O chunk of streamed state (default 67108864)", 0 },
 		{ "io-bs", SW_OPT_SIZE, &a.io_bs, "SIZE", "largest single NVMe transfer (default 1MiB)", 0 },
 		{ "io-qd", SW_OPT_INT, &a.io_qd, "N", "NVMe transfers in flight per I/O thread (default 32)", 0 },
@@ -238,6 +239,11 @@ int cmd_train(int argc, char **argv)
 		sw_error("train: %s", why);
 		return 2;
 	}
+	int keep = SW_PLAN_KEEP_AUTO;
+	if (a.keep && sw_plan_keep_parse(a.keep, &keep)) {
+		sw_error("train: --keep '%s' is not auto, none or all", a.keep);
+		return 2;
+	}
 	char *resume_cmd = resume_command(argc, argv);
 	sw_train_args ta = {
 		.model = a.model, .data = a.data, .run = a.no_save ? NULL : a.run, .backend = a.backend,
@@ -245,7 +251,7 @@ int cmd_train(int argc, char **argv)
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
-		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
+		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .keep = keep, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .end_commit = a.end_commit, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,

@@ -132,6 +132,8 @@ static int alloc_row(sw_exec *ex, const sw_plan_buf *b)
 		rc = sw_layer_scratch_alloc(ex->be, &ex->d, &ex->s);
 	else if (b->kind == SW_BUF_CKPT)
 		rc = alloc_ckpts(ex, b);
+	else if (b->kind == SW_BUF_KEEP)
+		rc = exec_keep_alloc(ex, b);
 	else
 		for (int64_t i = 0; i < b->count && !rc; i++)
 			rc = alloc_one(ex, b, i);
@@ -334,6 +336,10 @@ static void free_row(sw_exec *ex, const sw_plan_buf *b)
 		return;
 	if (b->kind == SW_BUF_SCRATCH) {
 		sw_layer_scratch_free(be, &ex->s);
+		return;
+	}
+	if (b->kind == SW_BUF_KEEP) {
+		exec_keep_free(ex, b);
 		return;
 	}
 	int64_t n = b->kind == SW_BUF_CKPT ? (int64_t)ex->L * ex->M : b->count;

@@ -106,6 +106,8 @@ struct sw_exec {
 	float *inv_freq;
 	sw_layer_scratch s;
 	ckpt *ck;                          /* (L, M) */
+	void **keep_blk[2];                /* (L, M) per part (attention, MLP): kept forward
+					    * intermediates (exec_keep.c), NULL where recomputed */
 	/* checkpoints on NVMe: ck_nslot pinned staging slots shared by the forward's write-behind
 	 * (ring position ck_next) and the backward's read-ahead (ring position ck_ra_slot, next
 	 * checkpoint to read (ck_ra_l, ck_ra_m) in backward order) */
@@ -263,4 +265,13 @@ int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x);
 int exec_ckpt_get(sw_exec *ex, int l, int m, void **x);
 int exec_ck_read_from(sw_exec *ex, int l, int m);
 int exec_ck_drain(sw_exec *ex);
+
+/* exec_keep.c: keep instead of recompute. The blocks of a SW_BUF_KEEP row (0 or -ENOMEM) and
+ * their release; layer l's forward for micro-batch m writing its kept parts into their blocks,
+ * and its backward recomputing only the parts not kept (both on cs). */
+int exec_keep_alloc(sw_exec *ex, const sw_plan_buf *b);
+void exec_keep_free(sw_exec *ex, const sw_plan_buf *b);
+void exec_keep_fwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const void *x, void *y);
+void exec_keep_bwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const sw_group_ptrs *g,
+		   const void *x, void *dres);
 #endif

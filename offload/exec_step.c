@@ -214,7 +214,8 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 	return 0;
 }
 
-/* Decoder layer l's backward over the micro-batches: recompute from its checkpoints, backward,
+/* Decoder layer l's backward over the micro-batches: recompute from its checkpoints what the
+ * forward did not keep (exec_keep.c), backward,
  * its gradient accumulated, then updated (on the device or through the optimizer queue). */
 static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 {
@@ -232,7 +233,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 			return rc;
 		void *dres = exec_carry_get(ex, m);
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-		sw_layer_bwd(ex->be, ex->cs, &ex->d, &wp, &gp, ex->inv_freq, x, dres, &ex->s);
+		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres);
 		exec_gspan_end(ex, ex->cs, sp);
 		exec_carry_put(ex, m, dres);
 	}
@@ -276,8 +277,8 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 	return 0;
 }
 
-/* The forward over the micro-batches; keep: save each layer's input as its checkpoint (a training
- * step; an evaluation keeps none). */
+/* The forward over the micro-batches; keep: save each layer's input as its checkpoint and the
+ * kept layers' intermediates (a training step; an evaluation keeps none). */
 static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs, int keep)
 {
 	sw_backend *be = ex->be;
@@ -307,7 +308,10 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs, int keep)
 			if (keep && (rc = exec_ckpt_save(ex, l, m, x)))
 				return rc;
 			int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-			sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
+			if (keep)
+				exec_keep_fwd(ex, l, m, &wp, x, ex->xo);
+			else
+				sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
 			exec_gspan_end(ex, ex->cs, sp);
 			exec_carry_put(ex, m, ex->xo);
 		}

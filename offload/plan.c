@@ -22,7 +22,7 @@ static const char *purpose_names[SW_PURPOSE_COUNT] = {
 	[SW_PURPOSE_RESERVE] = "reserve", [SW_PURPOSE_STAGE_P16] = "I/O staging P16",
 	[SW_PURPOSE_STAGE_OPT] = "I/O staging optimizer", [SW_PURPOSE_STAGE_CKPT] = "I/O staging checkpoints",
 	[SW_PURPOSE_XFER] = "load/save staging", [SW_PURPOSE_HELD_GRAD] = "held gradients (clip)",
-	[SW_PURPOSE_STATE_B] = "second state set (clip)",
+	[SW_PURPOSE_STATE_B] = "second state set (clip)", [SW_PURPOSE_KEEP] = "kept activations",
 };
 static const char *resource_names[SW_RES_COUNT] = { "GPU compute", "PCIe", "NVMe", "CPU AdamW" };
 
@@ -215,8 +215,10 @@ static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 	if ((rc = plan_place_gpu(p, &z)) || (rc = plan_place_host(p, &z)) || (rc = plan_place_nvme(p)) ||
 	    (rc = plan_table_build(p, &z)))
 		return rc;
-	check_invariants(p);
 	p->speculative = plan_spec(p);
+	if ((rc = plan_keep_choose(p, &z)))
+		return rc;
+	check_invariants(p);
 	plan_cost(p);
 	return 0;
 }
@@ -303,6 +305,8 @@ void sw_plan_free(sw_plan *p)
 	free(p->tier);
 	free(p->ckpt_tier);
 	free(p->buf);
+	free(p->keep);
+	p->keep = NULL;
 	p->tier = NULL;
 	p->ckpt_tier = NULL;
 	p->buf = NULL;

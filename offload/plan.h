@@ -91,7 +91,17 @@ typedef struct sw_plan_input {
 	int lora_rank;              /* > 0: LoRA mode, planned by sw_plan_lora_build
 				     * (offload/plan_lora.h); sw_plan_build takes 0 only */
 	unsigned lora_targets;      /* SW_LORA_* mask of the targeted linears (0: all seven) */
+	int keep;                   /* SW_PLAN_KEEP_*: keep layers' forward intermediates on the
+				     * GPU instead of recomputing them in backward (plan_keep.c) */
 } sw_plan_input;
+
+/* sw_plan_input.keep (train and plan --keep): AUTO (the default) keeps, with the GPU memory
+ * left after everything else is placed, the parts that save the most recompute time per byte,
+ * while the predicted step falls; NONE recomputes every layer; ALL keeps every layer's
+ * intermediates or fails naming the GPU budget. */
+enum { SW_PLAN_KEEP_AUTO, SW_PLAN_KEEP_NONE, SW_PLAN_KEEP_ALL };
+/* "auto", "none", "all" into *keep; -EINVAL for anything else. */
+int sw_plan_keep_parse(const char *s, int *keep);
 
 /* Where bytes go. The first four equal sw_state (P16, P32, m, v) and count state; the rest are
  * buffers. A cell is bytes[tier][purpose]; on NVMe, P32/m/v count all their slots. */
@@ -120,6 +130,8 @@ typedef enum {
 	SW_PURPOSE_STATE_B,         /* host: one-pass clipping: a second set of P32/m/v of
 	                               host-resident groups (speculative updates write it; the step
 	                               commits by swapping sets; the current set is the rollback) */
+	SW_PURPOSE_KEEP,            /* GPU: layers' forward intermediates kept from the forward for
+	                               the backward (not recomputed; plan_keep.c) */
 	SW_PURPOSE_COUNT
 } sw_plan_purpose;
 
@@ -152,6 +164,9 @@ typedef enum {
 				     * (one-pass clipping, resident groups) */
 	SW_BUF_STATE_B,             /* owner group's second P32 / m / v (state) (one-pass
 				     * clipping, host-resident optimizer state) */
+	SW_BUF_KEEP,                /* kept forward intermediates: one block per (kept layer,
+				     * micro-batch) of part `state` (0 attention, 1 MLP: core/model.h
+				     * SW_KEEP_ATTN, SW_KEEP_MLP), layers in order */
 	SW_BUF_HELD,                /* not allocated by the executor: budget held back (the
 				     * working-set estimate beyond its buffers, for the backend's
 				     * op scratch; --gpu-reserve; the NVMe files' stripe rounding) */
@@ -179,6 +194,8 @@ typedef struct sw_plan_cost {
 	double flops_model;         /* 6 * N_gemm * tokens */
 	double flops_recompute;     /* 2 * N_layers_gemm * tokens */
 	double flops_attn;          /* 8 * L * tokens * seq_len * q_dim (causal, fwd+recompute+bwd) */
+	double flops_kept;          /* recompute not run (all passes): the kept parts' forward
+				     * FLOPs (plan_keep.c), subtracted from the sum above */
 	double flops_pass2;         /* the second backward pass with clipping (passes 2): every GEMM
 				     * again (6 * N_gemm * tokens: recompute + backward of the layers,
 				     * forward + backward of the head), the recompute of x_L, and
@@ -218,6 +235,12 @@ typedef struct sw_plan {
 	sw_tier (*tier)[SW_STATE_COUNT];   /* [ngroups][state] */
 	uint8_t *ckpt_tier;         /* [n_layers * n_micro] sw_tier; see sw_plan_ckpt_tier */
 	int64_t ckpt_count[SW_TIER_COUNT];
+	/* keep instead of recompute (plan_keep.c): per decoder layer, the SW_KEEP_* parts
+	 * (core/model.h) whose intermediates stay on the GPU from the forward to the backward */
+	uint8_t *keep;              /* [n_layers] */
+	uint64_t keep_item[2];      /* GPU bytes of one micro-batch's attention / MLP part */
+	int keep_layers[2];         /* layers keeping each part */
+	char keep_why[160];         /* why the choice stopped where it did */
 	/* the buffer table: every allocation of the executor, in its allocation order */
 	sw_plan_buf *buf;
 	int nbuf;
@@ -284,6 +307,13 @@ uint64_t sw_plan_gpu_working_set(const sw_plan_input *in, uint64_t by_purpose[SW
 
 /* Copies the placement into the table's per-group tiers (sw_group.tier). */
 void sw_plan_apply(const sw_plan *p, sw_table *tt);
+
+/* The SW_KEEP_* parts (core/model.h) decoder layer `layer` keeps from its forward (0: the
+ * backward recomputes the layer from its checkpoint). */
+static inline unsigned sw_plan_keep(const sw_plan *p, int layer)
+{
+	return p->keep ? p->keep[layer] : 0;
+}
 
 /* Tier of the checkpoint of decoder layer `layer`'s input for micro-batch mb. */
 static inline sw_tier sw_plan_ckpt_tier(const sw_plan *p, int layer, int64_t mb)

@@ -163,8 +163,9 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 	k->nvme_write += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 
 	const sw_plan_rates *r = &in->rates;
-	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2) /
-			       (r->gemm_tflops * 1e12);
+	k->flops_kept = (double)P_ * plan_keep_flops(p);   /* kept parts are not recomputed */
+	k->t[SW_RES_COMPUTE] = (k->flops_model + k->flops_recompute + k->flops_attn + k->flops_pass2 -
+				k->flops_kept) / (r->gemm_tflops * 1e12);
 	/* one GPU gradient buffer: a group's backward writes it only after the previous group's
 	 * gradient left for the host (measured on the H100: 0.52 of 0.58 s of compute gaps with a
 	 * gradient's D2H in flight, docs/perf.md); with two or more the copy overlaps the next

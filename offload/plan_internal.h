@@ -41,6 +41,13 @@ int plan_place_host(sw_plan *p, const plan_sizes *z);
 int plan_place_nvme(sw_plan *p);
 int plan_table_build(sw_plan *p, const plan_sizes *z);
 void plan_cost(sw_plan *p);
+/* plan_keep.c: the kept layers' parts (keep instead of recompute), chosen with the GPU room the
+ * table leaves (sw_plan_input.keep); the table is rebuilt with their rows. 0, or -ENOSPC (--keep
+ * all does not fit) / -ENOMEM with p->why set. Needs p->speculative (it runs plan_cost). */
+int plan_keep_choose(sw_plan *p, const plan_sizes *z);
+/* Recompute FLOPs of one backward pass that the kept parts save. */
+double plan_keep_flops(const sw_plan *p);
+void plan_keep_print(const sw_plan *p, FILE *f);
 
 /* Host bytes held back for the process: the input's host_reserve plus the executor's and the
  * I/O engine's own machinery (plan_host_machinery in plan_table.c) */

@@ -150,6 +150,7 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	case SW_PURPOSE_HELD_GRAD:
 		return t == SW_TIER_GPU ? "one-pass clipping: resident groups' fp32 gradients, their AdamW after the norm"
 					: "one-pass clipping, one slot: NVMe groups' gradients, their AdamW after the norm";
+	case SW_PURPOSE_KEEP: return "layers' forward intermediates kept for the backward, see below";
 	case SW_PURPOSE_STATE_B:
 		return "one-pass clipping: P32/m/v written by the update, swapped in at the step's end";
 	default:
@@ -250,6 +251,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		sw_fmt_size((uint64_t)in->tt->total * 4, b[2], 32), b[2], b[2]);
 	print_groups(p, f);
 	print_ckpts(p, f);
+	plan_keep_print(p, f);
 
 	fprintf(f, "\nmemory by tier and purpose (sums of the buffer table: what the executor allocates, "
 		"and what is held back):\n  %-5s %-26s %12s  %s\n", "tier", "purpose", "MiB", "why");
@@ -287,9 +289,10 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		snprintf(stall, sizeof(stall), "; + %.4g s waiting for gradient copies: one "
 			 "gradient buffer on the %s", k->t_grad_stall, sw_plan_tier_label(p, SW_TIER_GPU));
 	fprintf(f, "  %-12s %10.4g s  (6NT %.1f + recompute %.1f + attention %.1f + second pass %.1f "
-		"TFLOP at %.0f TFLOP/s; %d backward pass%s%s)\n",
+		"- kept %.1f TFLOP at %.0f TFLOP/s; %d backward pass%s%s)\n",
 		res_label(p, SW_RES_COMPUTE), k->t[SW_RES_COMPUTE], k->flops_model / 1e12,
-		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12, r->gemm_tflops,
+		k->flops_recompute / 1e12, k->flops_attn / 1e12, k->flops_pass2 / 1e12,
+		k->flops_kept / 1e12, r->gemm_tflops,
 		passes, p->speculative ? ": exact clipping, speculative" :
 		passes == 2 ? "es: exact clipping" : "", stall);
 	fprintf(f, "  %-12s %10.4g s  (H2D %s at %.1f GB/s: %.4g s; D2H %s at %.1f GB/s: %.4g s)\n",

@@ -203,6 +203,10 @@ static void rows_gpu(const sw_plan *p, const plan_sizes *z, table *t)
 	sw_tier ct = p->carry_on_gpu ? SW_TIER_GPU : SW_TIER_HOST;
 	row(t, SW_BUF_CARRY, SW_PURPOSE_CARRY, ct, -1, -1, 0,
 	    ct == SW_TIER_GPU ? plan_dev(z->carry) : plan_host(z->carry), 1);
+	/* kept forward intermediates (plan_keep.c): a block per kept layer and micro-batch */
+	for (int part = 0; part < 2; part++)
+		row(t, SW_BUF_KEEP, SW_PURPOSE_KEEP, SW_TIER_GPU, -1, part, 0, p->keep_item[part],
+		    (int64_t)p->keep_layers[part] * p->n_micro);
 }
 
 /* Rows for `slots` optimizer slots into t (t->b NULL at first); 0 or -ENOMEM. */

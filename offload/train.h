@@ -31,6 +31,7 @@ typedef struct sw_train_plan_opts {
 	double clip;                 /* > 0: two backward passes */
 	sw_plan_rates rates;         /* each 0: the planner's default (NVMe ones: per path) */
 	uint64_t io_stripe;          /* --io-stripe (0: one I/O chunk of P16) */
+	int keep;                    /* --keep: SW_PLAN_KEEP_* (0: auto) */
 } sw_train_plan_opts;
 
 /* Fills *in for model tt (NULL: set in->tt later) from o. A --nvme path must be a directory;
@@ -51,6 +52,7 @@ typedef struct sw_train_args {
 	uint64_t seed;
 	int threads, prefetch, fp32, resume, quiet, print_steps;
 	int grad_bufs;               /* --grad-buffers (0: the planner chooses 1 or 2) */
+	int keep;                    /* --keep: SW_PLAN_KEEP_* (0: auto) */
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */
 	int end_commit;              /* --end-commit: the run ends with a commit, not a full save */

@@ -107,7 +107,7 @@ int train_budget_plan(sw_train_ctx *c)
 		.gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
 		.batch_tokens = a->batch_tokens, .seq_len = a->seq_len, .micro_rows = a->micro_rows,
 		.chunk = a->chunk, .fp32 = a->fp32, .prefetch = a->prefetch, .slots = a->slots,
-		.grad_bufs = a->grad_bufs,
+		.grad_bufs = a->grad_bufs, .keep = a->keep,
 		.clip = a->clip, .rates = a->rates, .io_stripe = a->io_stripe,
 	};
 	sw_plan_input in;
@@ -126,8 +126,10 @@ int train_budget_plan(sw_train_ctx *c)
 		return rc;
 	}
 	if (!a->gpu_mem) {
-		/* no budget given: exactly what the all-resident plan needs */
-		in.gpu_mem = c->plan.total[SW_TIER_GPU];
+		/* no budget given: exactly what the all-resident plan needs; kept activations only
+		 * with --keep all (auto has no budget to keep within: --gpu-mem gives it one) */
+		in.gpu_mem = c->plan.total[SW_TIER_GPU] -
+			     (in.keep == SW_PLAN_KEEP_ALL ? 0 : c->plan.bytes[SW_TIER_GPU][SW_PURPOSE_KEEP]);
 		c->arena = in.gpu_mem + (c->cpu ? 0 : sw_exec_backend_reserve(in.gpu_mem + (288ull << 20)));
 		sw_plan_free(&c->plan);
 		memset(&c->plan, 0, sizeof(c->plan));

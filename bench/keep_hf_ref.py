@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""PyTorch reference for bench/keep_step.sh (issue 16, Done when 2): HF LlamaForCausalLM with the
+1.1B shape (hidden 2048, 22 layers, 32/4 heads, ffn 5632, vocab 32000; random init), bf16
+autocast over fp32 parameters, SDPA attention, fused AdamW, no gradient checkpointing, no
+clipping (spillway's --clip 0), 8 micro-batches of one 2048-token row a step (spillway's
+--batch-tokens 16384 --seq-len 2048). The median step after two warm-up steps; one JSON line.
+Usage: python3 bench/keep_hf_ref.py [steps]"""
+import json
+import sys
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def main():
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    M, rows, T = 8, 1, 2048
+    cfg = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                      num_attention_heads=32, num_key_value_heads=4, head_dim=64, vocab_size=32000,
+                      max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                      attn_implementation="sdpa")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.0, fused=True)
+    ids = torch.randint(0, cfg.vocab_size, (M, rows, T), device="cuda")
+
+    def step():
+        for m in range(M):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = model(input_ids=ids[m], labels=ids[m], use_cache=False)
+            (out.loss / M).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out.loss
+
+    ts = []
+    for s in range(steps + 2):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = step()
+        torch.cuda.synchronize()
+        if s >= 2:
+            ts.append(time.perf_counter() - t0)
+    ts.sort()
+    sec = ts[len(ts) // 2]
+    ntok = M * rows * T
+    print(json.dumps({"what": "step", "impl": "hf", "tokens": ntok, "ms": round(sec * 1e3, 1),
+                      "tokens_per_s": round(ntok / sec), "steps": len(ts),
+                      "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                      "loss": round(float(loss), 4)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
