@@ -6,7 +6,9 @@
  * FLOPs are counted as FlashAttention's benchmarks do: forward 4*B*T^2*nh*hd/2 (causal),
  * backward 2.5x the forward (our deterministic backward does 3.5x: it recomputes S and P in its
  * separate dQ pass; the count is the same for every implementation so the ratios compare times).
- * Usage: attn_bench [iters]   (SW_BENCH_HD=64|128 and SW_BENCH_T=<T>[,<T>...] narrow the sweep) */
+ * Usage: attn_bench [iters]   (SW_BENCH_HD=64|128 and SW_BENCH_T=<T>[,<T>...] narrow the sweep;
+ * SW_BENCH_SHAPES=hd:nh:nkv:T:B[,...] runs those shapes instead, e.g. 128:64:8:4096:1 for the
+ * 70B layer's attention) */
 #include "core/backend.h"
 #include "core/dtype.h"
 
@@ -73,9 +75,8 @@ static int in_list(const char *l, int n)
 	return 0;
 }
 
-static void bench_shape(int hd, int group, int T, int iters)
+static void bench_shape(int hd, int nh, int nkv, int T, int B, int iters)
 {
-	const int B = TOKENS / T, nh = WIDTH / hd, nkv = nh / group;
 	const int64_t nq = (int64_t)B * T * nh * hd, nk = (int64_t)B * T * nkv * hd;
 	void *q = rand_bf16(nq, 1, 1), *k = rand_bf16(nk, 1, 2), *v = rand_bf16(nk, 1, 3);
 	void *dout = rand_bf16(nq, 1, 4);
@@ -126,19 +127,33 @@ int main(int argc, char **argv)
 		printf("skip: no CUDA device\n");
 		return 77;
 	}
-	sw_backend_opts o = { .mem_budget = 4ull << 30, .act = SW_DTYPE_BF16 };
+	/* 16 GiB: the backend's scratch (budget/16, at most 512 MiB) then holds the backward's 256 MiB
+	 * fixed-point dQ accumulator in one launch, as in a training run with 8 GiB or more */
+	sw_backend_opts o = { .mem_budget = 16ull << 30, .act = SW_DTYPE_BF16 };
 	if (sw_backend_create("cuda", &o, &be) || be->ops->stream_create(be, &st)) {
 		fprintf(stderr, "attn_bench: CUDA backend could not start\n");
 		return 1;
 	}
 	const char *ehd = getenv("SW_BENCH_HD"), *eT = getenv("SW_BENCH_T");
+	const char *esh = getenv("SW_BENCH_SHAPES");  /* "hd:nh:nkv:T:B,..." instead of the sweep */
 	static const int hds[] = { 64, 128 }, groups[] = { 8, 1 };
-	for (int a = 0; a < 2; a++)
+	for (const char *p = esh; p && *p;) {
+		int hd, nh, nkv, T, B, n = 0;
+		if (sscanf(p, "%d:%d:%d:%d:%d%n", &hd, &nh, &nkv, &T, &B, &n) != 5 || hd <= 0 || hd > 256 ||
+		    nh <= 0 || nkv <= 0 || nh % nkv || T <= 0 || B <= 0) {
+			fprintf(stderr, "attn_bench: SW_BENCH_SHAPES: bad shape at \"%s\" (want hd:nh:nkv:T:B)\n", p);
+			return 2;
+		}
+		bench_shape(hd, nh, nkv, T, B, iters);
+		p += n;
+		p += *p == ',';
+	}
+	for (int a = 0; a < 2 && !esh; a++)
 		for (int g = 0; g < 2; g++)
 			for (int T = 1024; T <= TOKENS; T *= 2) {
 				if (!in_list(ehd, hds[a]) || !in_list(eT, T))
 					continue;
-				bench_shape(hds[a], groups[g], T, iters);
+				bench_shape(hds[a], WIDTH / hds[a], WIDTH / hds[a] / groups[g], T, TOKENS / T, iters);
 			}
 	be->ops->stream_destroy(be, st);
 	sw_backend_destroy(be);

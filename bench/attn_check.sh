@@ -4,6 +4,7 @@
 # variant, then (STAGES) compute-sanitizer, the 20-step determinism test, the attention
 # comparison table and the per-layer rows of bench/cuda_compare.sh. Logs go to $OUT.
 # Usage: OUT=/tmp/o STAGES="san bench layer" bash bench/attn_check.sh [iters]
+# (BUILD_MORE="" builds only what the op tests and benches need; SKIP_TESTS="ops attn4" skips those.)
 set -u
 iters=${1:-10}
 OUT=${OUT:-/tmp/attn_check}
@@ -13,8 +14,8 @@ rc=0
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
 t0=$(date +%s)
 make -j16 CUDA_ARCHS=-gencode=arch=compute_90,code=sm_90 build/tests/gpu/test_cuda_ops \
-  build/bench/attn_bench build/bench/cuda_layer build/tests/gpu/test_cuda_golden >"$OUT/build.log" 2>&1 ||
-  { tail -30 "$OUT/build.log"; exit 1; }
+  build/bench/attn_bench build/bench/cuda_layer ${BUILD_MORE-build/tests/gpu/test_cuda_golden} \
+  >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"
 run() {  # name cmd...: log to tests.log, one status line
   local name=$1; shift
@@ -25,8 +26,8 @@ run() {  # name cmd...: log to tests.log, one status line
   echo "$name: exit $r ($(( $(date +%s) - s )) s)"
   [ $r = 0 ] || rc=1
 }
-run ops build/tests/gpu/test_cuda_ops
-run attn4 bash tests/gpu/test_cuda_attn4.sh
+case " ${SKIP_TESTS:-} " in *" ops "*) ;; *) run ops build/tests/gpu/test_cuda_ops;; esac
+case " ${SKIP_TESTS:-} " in *" attn4 "*) ;; *) run attn4 bash tests/gpu/test_cuda_attn4.sh;; esac
 grep -iE 'fail|different bits|error:' "$OUT/tests.log" | head -20
 case " $STAGES " in *" san "*)
   run sanitize bash tests/gpu/test_cuda_sanitize.sh

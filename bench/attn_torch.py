@@ -76,38 +76,40 @@ def main():
     impls = [("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)]
     if os.environ.get("SW_BENCH_FLASH_ONLY"):
         impls = impls[:1]
-    for hd in (64, 128):
-        for group in (8, 1):
-            T = 1024
-            while T <= TOKENS:
-                if (only_hd and str(hd) not in only_hd.split(",")) or (only_t and str(T) not in only_t.split(",")):
+    shapes = []  # (hd, nh, nkv, T, B)
+    if os.environ.get("SW_BENCH_SHAPES"):  # "hd:nh:nkv:T:B,..." (e.g. the 70B layer: 128:64:8:4096:1)
+        shapes = [tuple(int(x) for x in s.split(":")) for s in os.environ["SW_BENCH_SHAPES"].split(",")]
+    else:
+        for hd in (64, 128):
+            for group in (8, 1):
+                T = 1024
+                while T <= TOKENS:
+                    if not ((only_hd and str(hd) not in only_hd.split(",")) or
+                            (only_t and str(T) not in only_t.split(","))):
+                        shapes.append((hd, WIDTH // hd, WIDTH // hd // group, T, TOKENS // T))
                     T *= 2
-                    continue
-                B, nh = TOKENS // T, WIDTH // hd
-                nkv = nh // group
-                g = torch.Generator(device="cuda").manual_seed(T + hd)
-                mk = lambda h: (torch.rand(B, T, h, hd, device="cuda", generator=g) * 2 - 1).to(
-                    torch.bfloat16).requires_grad_()
-                q, k, v = mk(nh), mk(nkv), mk(nkv)
-                do = (torch.rand(B, T, nh, hd, device="cuda", generator=g) * 2 - 1).to(torch.bfloat16)
-                fl = 2.0 * B * nh * hd * T * T
-                todo = list(impls) + ([("flash_attn", None)] if have_fa else [])
-                for name, backend in todo:
-                    try:
-                        fwd, bwd = fa_fns(q, k, v, do) if backend is None else sdpa_fns(backend, q, k, v, do)
-                        fm, bm = timed(fwd, iters), timed(bwd, iters)
-                    except Exception as e:  # a backend that refuses the shape: say so, go on
-                        print("# %s hd=%d T=%d: %s" % (name, hd, T, str(e).splitlines()[0][:160]),
-                              file=sys.stderr)
-                        continue
-                    print(json.dumps({"impl": name, "hd": hd, "nh": nh, "nkv": nkv, "T": T, "B": B,
-                                      "fwd_ms": round(fm, 4), "bwd_ms": round(bm, 4),
-                                      "fwd_tflops": round(fl / (fm * 1e-3) / 1e12, 1),
-                                      "bwd_tflops": round(2.5 * fl / (bm * 1e-3) / 1e12, 1)}), flush=True)
-                    torch.cuda.empty_cache()
-                del q, k, v, do
-                T *= 2
-
+    for hd, nh, nkv, T, B in shapes:
+        g = torch.Generator(device="cuda").manual_seed(T + hd)
+        mk = lambda h: (torch.rand(B, T, h, hd, device="cuda", generator=g) * 2 - 1).to(
+            torch.bfloat16).requires_grad_()
+        q, k, v = mk(nh), mk(nkv), mk(nkv)
+        do = (torch.rand(B, T, nh, hd, device="cuda", generator=g) * 2 - 1).to(torch.bfloat16)
+        fl = 2.0 * B * nh * hd * T * T
+        todo = list(impls) + ([("flash_attn", None)] if have_fa else [])
+        for name, backend in todo:
+            try:
+                fwd, bwd = fa_fns(q, k, v, do) if backend is None else sdpa_fns(backend, q, k, v, do)
+                fm, bm = timed(fwd, iters), timed(bwd, iters)
+            except Exception as e:  # a backend that refuses the shape: say so, go on
+                print("# %s hd=%d T=%d: %s" % (name, hd, T, str(e).splitlines()[0][:160]),
+                      file=sys.stderr)
+                continue
+            print(json.dumps({"impl": name, "hd": hd, "nh": nh, "nkv": nkv, "T": T, "B": B,
+                              "fwd_ms": round(fm, 4), "bwd_ms": round(bm, 4),
+                              "fwd_tflops": round(fl / (fm * 1e-3) / 1e12, 1),
+                              "bwd_tflops": round(2.5 * fl / (bm * 1e-3) / 1e12, 1)}), flush=True)
+            torch.cuda.empty_cache()
+        del q, k, v, do
 
 if __name__ == "__main__":
     main()

@@ -8,10 +8,13 @@
 // for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
-// Backward is deterministic (no atomics): D = rowsum(dO * O) first; then dK/dV with one block
-// per KV tile that loops over the query heads of its group and the query tiles in a fixed order;
-// then dQ in a separate pass, one block per query tile looping over the KV tiles. S and P are
-// recomputed in the dQ pass (7 tile products instead of FA2's 5, the price of no atomics).
+// Backward is deterministic (the same bits run to run): D = rowsum(dO * O) first; then dK/dV with
+// one block per KV tile that loops over the query heads of its group and the query tiles in a
+// fixed order. dQ either in a separate pass, one block per query tile looping over the KV tiles,
+// which recomputes S and P (7 tile products instead of FA2's 5), or (the fused path, head dim
+// 128 on large grids by default) inside the dK/dV kernel, summed with integer atomics on a
+// fixed-point accumulator: integer addition is associative, so the order blocks add in does not
+// change the result.
 #include "cuda/common.cuh"
 
 #include <stdlib.h>
@@ -84,22 +87,78 @@ __global__ void attn_fwd_rows(T *out, float *lse, const T *q, const T *k, const 
 		lse[((int64_t)b * nh + h) * T_ + i] = m + logf(l);
 }
 
-// D (B,nh,T) = rowsum(dO * O), one warp per row.
+// D (B,nh,T) = rowsum(dO * O), one warp per row. With mq (the fused dQ path): also the row's
+// fixed-point multiplier, 2^k with k = bits - ceil(log2(bound)), where bound = 4 (|dO_i| maxV +
+// |D_i|) maxK >= |dQ_i| / scale elementwise (|dP_ij - D_i| <= |dO_i| |V_j| + |D_i|, sum_j P_ij = 1,
+// |K_jd| <= maxK; 4 covers the bf16 rounding of dS): the row's dQ times 2^k is below 2^bits
+// (bits = 30 for int32, 62 for int64 accumulators). mx = { max |K_jd|, max |V_j| } as float bits.
 template <typename T>
-__global__ void attn_bwd_dot(float *Dd, const T *dout, const T *out, int B, int T_, int nh, int hd)
+__global__ void attn_bwd_dot(float *Dd, float *mq, const unsigned *mx, int bits, const T *dout,
+			     const T *out, int B, int T_, int nh, int hd)
 {
 	const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
 	const int lane = threadIdx.x & 31;
 	if (w >= (int64_t)B * T_ * nh)
 		return;
 	const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
-	float acc = 0.f;
-	for (int d = lane; d < hd; d += 32)
-		acc += ld_act(dout + w * hd, d) * ld_act(out + w * hd, d);
-	for (int o = 16; o > 0; o >>= 1)
+	float acc = 0.f, n2 = 0.f;
+	for (int d = lane; d < hd; d += 32) {
+		const float g = ld_act(dout + w * hd, d);
+		acc += g * ld_act(out + w * hd, d);
+		n2 += g * g;
+	}
+	for (int o = 16; o > 0; o >>= 1) {
 		acc += __shfl_xor_sync(0xffffffffu, acc, o);
+		n2 += __shfl_xor_sync(0xffffffffu, n2, o);
+	}
+	if (lane == 0) {
+		const int64_t r = ((int64_t)b * nh + h) * T_ + i;
+		Dd[r] = acc;
+		if (mq) {
+			const float bound = 4.f * (sqrtf(n2) * __uint_as_float(mx[1]) + fabsf(acc)) *
+					    __uint_as_float(mx[0]);
+			if (!isfinite(bound)) {
+				mq[r] = __int_as_float(0x7fc00000);  // NaN: the row's dQ comes out NaN
+			} else {
+				int e;
+				frexpf(bound, &e);  // bound < 2^e (e = 0 for a zero row: any scale)
+				mq[r] = ldexpf(1.f, max(-126, min(126, bits - e)));
+			}
+		}
+	}
+}
+
+// mx[0] = max |K| over every element, mx[1] = max over rows of |V_row| (float bits: non-negative
+// floats order as their bits, so atomicMax is exact and the result independent of order).
+template <typename T>
+__global__ void attn_kv_max(unsigned *mx, const T *k, const T *v, int64_t rows, int hd)
+{
+	__shared__ float sk[32], sv[32];
+	const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+	float mk = 0.f, mv = 0.f;
+	for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; r < rows;
+	     r += ((int64_t)gridDim.x * blockDim.x) >> 5) {
+		float n2 = 0.f;
+		for (int d = lane; d < hd; d += 32) {
+			const float x = ld_act(v + r * hd, d);
+			n2 += x * x;
+			mk = fmaxf(mk, fabsf(ld_act(k + r * hd, d)));
+		}
+		for (int o = 16; o > 0; o >>= 1)
+			n2 += __shfl_xor_sync(0xffffffffu, n2, o);
+		mv = fmaxf(mv, sqrtf(n2));
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
 	if (lane == 0)
-		Dd[((int64_t)b * nh + h) * T_ + i] = acc;
+		sk[wib] = mk, sv[wib] = mv;
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+			mk = fmaxf(mk, sk[i]), mv = fmaxf(mv, sv[i]);
+		atomicMax(mx, __float_as_uint(mk));
+		atomicMax(mx + 1, __float_as_uint(mv));
+	}
 }
 
 // dQ, one warp per query row: dq = scale * sum_j p_ij (dp_ij - D_i) k_j.
@@ -185,6 +244,54 @@ __global__ void attn_bwd_dkdv_rows(T *dk, T *dv, const T *q, const T *k, const T
 		if (d < hd) {
 			st_act(dk + w * hd, d, dka[u] * scale);
 			st_act(dv + w * hd, d, dva[u]);
+		}
+	}
+}
+
+// The fused path's fixed-point dQ accumulator: int32 (AB = 4, the default) or int64 (AB = 8,
+// SW_CUDA_ATTN_DQ_BITS=64). Layout: 16 x 16 blocks of dQ in the mma.sync accumulator order (256
+// elements: e * 32 + lane with lane = 4 * (row % 8) + (col % 8) / 2, e = 4 * (col / 8 % 2) +
+// 2 * (row / 8 % 2) + col % 2), so each warp-wide atomic covers 32 consecutive elements; blocks
+// ordered [unit][row / 16][query head in group][col / 16], rows rounded up to 64 per unit.
+template <int AB> struct fx_acc;
+template <> struct fx_acc<0> { typedef int T; static constexpr int BITS = 0; };  // no fused dQ
+template <> struct fx_acc<4> { typedef int T; static constexpr int BITS = 30; };
+template <> struct fx_acc<8> { typedef long long T; static constexpr int BITS = 62; };
+
+__host__ __device__ __forceinline__ int fx_rows(int T_) { return (T_ + 63) / 64 * 64; }
+
+// dQ (bf16) = acc / 2^k * scale for the units [u0, u0 + nu); one thread per (16 x 16 block, lane).
+template <int AB>
+__global__ void attn_dq_convert(bf16 *dq, const void *accv, const float *mq, int u0, int nu,
+				int T_, int nh, int nkv, int hd, float scale)
+{
+	typedef typename fx_acc<AB>::T AT;
+	const int G = nh / nkv, R16 = fx_rows(T_) / 16, C16 = hd / 16;
+	const int64_t n = (int64_t)nu * R16 * G * C16 * 32;
+	for (int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; x < n;
+	     x += (int64_t)gridDim.x * blockDim.x) {
+		const int lane = (int)(x & 31), g = lane >> 2, t4 = lane & 3;
+		const int64_t blk = x >> 5;
+		int64_t r = blk / C16;
+		const int cb = (int)(blk % C16), hh = (int)(r % G);
+		r /= G;
+		const int rb = (int)(r % R16), u = u0 + (int)(r / R16);
+		const int b = u / nkv, h = (u % nkv) * G + hh;
+		const AT *p = (const AT *)accv + blk * 256 + lane;
+#pragma unroll
+		for (int hr = 0; hr < 2; hr++) {
+			const int row = rb * 16 + g + hr * 8;
+			if (row >= T_)
+				continue;
+			const float m = mq[((int64_t)b * nh + h) * T_ + row];
+			const double f = (double)(1.f / m) * scale;  // 1/m exact: m is a power of two
+			bf16 *o = dq + (((int64_t)b * T_ + row) * nh + h) * hd + cb * 16 + t4 * 2;
+#pragma unroll
+			for (int nl = 0; nl < 2; nl++) {
+				const int e = nl * 4 + hr * 2;
+				*(__nv_bfloat162 *)(o + nl * 8) = __floats2bfloat162_rn(
+					(float)((double)p[e * 32] * f), (float)((double)p[(e + 1) * 32] * f));
+			}
 		}
 	}
 }
@@ -658,21 +765,68 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool val
 		     "r"(n));
 }
 
+// Fused dQ (AB != 0): the block's contribution dS K to the dQ rows of each query tile, converted
+// to fixed point with the row's multiplier (attn_bwd_dot) and added with integer atomics into acc:
+// integer addition is associative, so the sum, and the bf16 dQ made from it, is the same bits
+// whatever order the blocks add in. AB bytes per element of dQ, in the op scratch.
+template <int AB>
+__device__ __forceinline__ void red_fixed(typename fx_acc<AB>::T *p, float x)
+{
+	if constexpr (AB == 8) {
+		long long v;
+		asm("cvt.rni.s64.f32 %0, %1;\n" : "=l"(v) : "f"(x));
+		asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;\n" ::"l"(p), "l"(v) : "memory");
+	} else {
+		int v;
+		asm("cvt.rni.s32.f32 %0, %1;\n" : "=r"(v) : "f"(x));
+		asm volatile("red.relaxed.gpu.global.add.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+	}
+}
+
+// Adds one 16 x 16 block of dQ (accumulators c0: columns 0-7, c1: 8-15) to block blk of the
+// accumulator; m0, m1: the multipliers of rows g and g + 8.
+template <int AB>
+__device__ __forceinline__ void flush16(void *acc, int64_t blk, const float c0[4], const float c1[4],
+					float m0, float m1, int lane)
+{
+	typename fx_acc<AB>::T *p = (typename fx_acc<AB>::T *)acc + blk * 256 + lane;
+	red_fixed<AB>(p, c0[0] * m0);
+	red_fixed<AB>(p + 32, c0[1] * m0);
+	red_fixed<AB>(p + 64, c0[2] * m1);
+	red_fixed<AB>(p + 96, c0[3] * m1);
+	red_fixed<AB>(p + 128, c1[0] * m0);
+	red_fixed<AB>(p + 160, c1[1] * m0);
+	red_fixed<AB>(p + 192, c1[2] * m1);
+	red_fixed<AB>(p + 224, c1[3] * m1);
+}
+
 // Backward dK, dV: block = BM keys of one (b, kv head); loops over the group's query heads and
 // the query tiles that can see its keys (one flat, fixed-order sequence of (head, tile)).
 // Transposed tiles: S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q. Query rows past T
 // are zero-filled (Q, dO, lse, D all 0), which makes their dS and P^T dO contributions 0.
-template <int HD, int NW, int ST>
+// FQ: dS^T also goes to shared memory (bf16, [key][query]) and the warps then compute
+// dQ_tile += dS K (64 queries x HD; warp w: 32 queries (w & 1), 16-column groups w/2, w/2 + NW/2,
+// ...) and add it to acc (red_fixed). Blocks are units u0 + blockIdx.x (unit = b * nkv + kvh).
+template <int HD, int NW, int ST, int AB>
+static constexpr int attn_smem_dkdv()
+{
+	constexpr bool FQ = AB != 0;
+	return attn_smem_bwd<HD, NW, ST>() + (FQ ? 16 * NW * (TILE + 8) * 2 + ST * TILE * 4 : 0);
+}
+
+template <int HD, int NW, int ST, int AB>
 __global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
-		int nh, int nkv, float scale, float scale_log2)
+		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0)
 {
-	constexpr int LD = HD + 8, BM = 16 * NW;
+	constexpr bool FQ = AB != 0;
+	constexpr int LD = HD + 8, BM = 16 * NW, PLD = TILE + 8, NCG = HD / 16;
 	extern __shared__ __align__(16) unsigned char smem_raw[];
 	bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + BM * LD, *Qs = Vs + BM * LD, *dOs = Qs + ST * TILE * LD;
-	float *lse_s = (float *)(dOs + ST * TILE * LD), *D_s = lse_s + ST * TILE;
+	bf16 *dSs = dOs + ST * TILE * LD;  // FQ only: [BM][PLD]
+	float *lse_s = (float *)(dSs + (FQ ? BM * PLD : 0)), *D_s = lse_s + ST * TILE, *M_s = D_s + ST * TILE;
 	const int nqt = (T_ + TILE - 1) / TILE, kt = blockIdx.y;
-	const int b = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv;
+	const int u = u0 + blockIdx.x, b = u / nkv, kvh = u % nkv, G = nh / nkv;
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
 	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
 	const int k0 = kt * BM, wk0 = k0 + warp * 16, i0 = k0 / TILE, ni = nqt - i0, total = G * ni;
@@ -685,12 +839,13 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv,
 		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
 		load_tile<HD, TILE>(Qs + st * TILE * LD, q + qoff, qs, i * TILE, T_);
 		load_tile<HD, TILE>(dOs + st * TILE * LD, dout + qoff, qs, i * TILE, T_);
-		const int tid = threadIdx.x, row = i * TILE + (tid & (TILE - 1));
-		const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
-		if (tid < TILE)
-			cp_async4(lse_s + st * TILE + tid, lse + loff, row < T_);
-		else if (tid < 2 * TILE)
-			cp_async4(D_s + st * TILE + (tid - TILE), Dd + loff, row < T_);
+		for (int x = threadIdx.x; x < (FQ ? 3 : 2) * TILE; x += NW * 32) {
+			const int which = x / TILE, r = x % TILE, row = i * TILE + r;
+			const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+			float *dst = which == 0 ? lse_s : which == 1 ? D_s : M_s;
+			const float *src = which == 0 ? lse : which == 1 ? Dd : mq;
+			cp_async4(dst + st * TILE + r, src + loff, row < T_);
+		}
 	};
 	if (ST == 2)
 		issue(0, 0);
@@ -735,10 +890,59 @@ __global__ void __launch_bounds__(NW * 32) attn_bwd_dkdv_mma(bf16 *dk, bf16 *dv,
 					sc[nt][e] = p;
 					dpt[nt][e] = p * (dpt[nt][e] - Dt[qi]);
 				}
+			if (FQ) {
+#pragma unroll
+				for (int nt = 0; nt < 8; nt++) {
+					bf16 *w = dSs + (warp * 16 + g) * PLD + nt * 8 + t4 * 2;
+					*(uint32_t *)w = pack_bf16(dpt[nt][0], dpt[nt][1]);
+					*(uint32_t *)(w + 8 * PLD) = pack_bf16(dpt[nt][2], dpt[nt][3]);
+				}
+			}
 			tile_pv<HD>(dva, sc, dOt, lane);
 			tile_pv<HD>(dka, dpt, Qt, lane);
 		}
-		__syncthreads();  // this stage is free for the loads of step it + 2
+		if (FQ) {
+			__syncthreads();  // dS^T of every warp is in shared memory
+			// key slabs with a query of this tile at or after them (the others were skipped)
+			const int nkc = min(NW, (i * TILE + TILE - 1 - k0) / 16 + 1), qh = warp & 1;
+			const int hh = it / ni;
+			const uint32_t dsT = smem_u32(dSs) + (lane_off_bn(lane, PLD) + qh * 32) * 2;
+			const uint32_t kT = smem_u32(Ks) + lane_off_a(lane, LD) * 2;
+			const float *Mt = M_s + st * TILE;
+			// 16 x 16 block (i * 4 + qh * 2 + ms, cg) of this unit and query head
+			const int64_t rb0 = ((int64_t)blockIdx.x * (fx_rows(T_) / 16) + i * 4 + qh * 2) * G + hh;
+#pragma unroll 1
+			for (int cg = warp >> 1; cg < NCG; cg += NW / 2) {
+				float c[2][2][4];
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						c[ms][0][e] = c[ms][1][e] = 0.f;
+#pragma unroll
+				for (int kc = 0; kc < NW; kc++) {
+					if (kc < nkc) {
+						uint32_t a[2][4], r[4];
+#pragma unroll
+						for (int ms = 0; ms < 2; ms++)
+							ldsm_x4a_t(a[ms], dsT + (kc * 16 * PLD + ms * 16) * 2);
+						ldsm_x4a_t(r, kT + (kc * 16 * LD + cg * 16) * 2);
+#pragma unroll
+						for (int ms = 0; ms < 2; ms++) {
+							mma16816(c[ms][0], a[ms], r[0], r[1]);
+							mma16816(c[ms][1], a[ms], r[2], r[3]);
+						}
+					}
+				}
+#pragma unroll
+				for (int ms = 0; ms < 2; ms++) {
+					const int rt = qh * 32 + ms * 16 + g;
+					flush16<AB>(acc, (rb0 + ms * G) * NCG + cg, c[ms][0], c[ms][1], Mt[rt],
+						    Mt[rt + 8], lane);
+				}
+			}
+		}
+		__syncthreads();  // this stage (and dS^T) is free for step it + 2
 	}
 #pragma unroll
 	for (int r = 0; r < 2; r++) {
@@ -993,24 +1197,28 @@ __global__ void __launch_bounds__(FA_NW * 32, 2) attn_bwd_dq_fa(bf16 *dq, const 
 // slower than attn_bwd_dkdv_mma (H100: 182 against 200 TFLOP/s at T = 32K), at 96 it spills.
 #define KV_BN 128
 #define KV_BM 64
-template <int HD>
+// FQ (fused dQ, as in attn_bwd_dkdv_mma): after step 2, dQ_tile += dS K from dS^T in shared
+// memory, warps as 2 (32 queries) x 4 (32 columns), added to acc with red_fixed.
+template <int HD, int AB>
 static constexpr int attn_smem_dkdv_fa()
 {
-	return (2 * KV_BN + 4 * KV_BM) * (HD + 8) * 2 + 2 * KV_BN * (KV_BM + 8) * 2 + 4 * KV_BM * 4;
+	constexpr bool FQ = AB != 0;
+	return (2 * KV_BN + 4 * KV_BM) * (HD + 8) * 2 + 2 * KV_BN * (KV_BM + 8) * 2 + (FQ ? 6 : 4) * KV_BM * 4;
 }
 
-template <int HD>
+template <int HD, int AB>
 __global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
-		int nh, int nkv, float scale, float scale_log2)
+		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0)
 {
+	constexpr bool FQ = AB != 0;
 	constexpr int LD = HD + 8, PLD = KV_BM + 8, HH = HD / 2;
 	extern __shared__ __align__(16) unsigned char smem_raw[];
 	bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + KV_BN * LD, *Qs = Vs + KV_BN * LD, *dOs = Qs + 2 * KV_BM * LD;
 	bf16 *Ps = dOs + 2 * KV_BM * LD, *dSs = Ps + KV_BN * PLD;
-	float *lse_s = (float *)(dSs + KV_BN * PLD), *D_s = lse_s + 2 * KV_BM;
+	float *lse_s = (float *)(dSs + KV_BN * PLD), *D_s = lse_s + 2 * KV_BM, *M_s = D_s + 2 * KV_BM;
 	const int nqt = (T_ + KV_BM - 1) / KV_BM, kt = blockIdx.y;
-	const int b = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv;
+	const int u = u0 + blockIdx.x, b = u / nkv, kvh = u % nkv, G = nh / nkv;
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
 	const int kw = warp >> 1, qw = warp & 1;  // step 1: key slab pair, query half; step 2: qw = head-dim half
 	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
@@ -1029,6 +1237,8 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, c
 			cp_async4(lse_s + st * KV_BM + tid, lse + loff, row < T_);
 		else if (tid < 2 * KV_BM)
 			cp_async4(D_s + st * KV_BM + (tid - KV_BM), Dd + loff, row < T_);
+		else if (FQ && tid < 3 * KV_BM)
+			cp_async4(M_s + st * KV_BM + (tid - 2 * KV_BM), mq + loff, row < T_);
 	};
 	issue(0, 0);
 	cp_async_commit();
@@ -1120,6 +1330,50 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, c
 					mma16816(dka[ms][2 * d2], ad[ms], w[0], w[1]);
 					mma16816(dka[ms][2 * d2 + 1], ad[ms], w[2], w[3]);
 				}
+			}
+		}
+		if (FQ) {
+			// dQ (64 queries x HD) += dS (64 x 128 keys) K; warp: queries qh*32.., columns dc*32..
+			const int qh = warp & 1, dc = warp >> 1, hh = it / ni;
+			const int nkc = min(KV_BN / 16, (i * KV_BM + KV_BM - 1 - k0) / 16 + 1);
+			const uint32_t dsT = smem_u32(dSs) + (lane_off_bn(lane, PLD) + qh * 32) * 2;
+			const uint32_t kT = smem_u32(Ks) + (lane_off_a(lane, LD) + dc * (HD / 4)) * 2;
+			float c[2][HD / 32][4];
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++)
+#pragma unroll
+				for (int nt = 0; nt < HD / 32; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++)
+						c[ms][nt][e] = 0.f;
+#pragma unroll
+			for (int kc = 0; kc < KV_BN / 16; kc++) {
+				if (kc < nkc) {
+					uint32_t a[2][4];
+#pragma unroll
+					for (int ms = 0; ms < 2; ms++)
+						ldsm_x4a_t(a[ms], dsT + (kc * 16 * PLD + ms * 16) * 2);
+#pragma unroll
+					for (int np = 0; np < HD / 64; np++) {
+						uint32_t r[4];
+						ldsm_x4a_t(r, kT + (kc * 16 * LD + np * 16) * 2);
+#pragma unroll
+						for (int ms = 0; ms < 2; ms++) {
+							mma16816(c[ms][2 * np], a[ms], r[0], r[1]);
+							mma16816(c[ms][2 * np + 1], a[ms], r[2], r[3]);
+						}
+					}
+				}
+			}
+			const float *Mt = M_s + st * KV_BM;
+			const int64_t rb0 = ((int64_t)blockIdx.x * (fx_rows(T_) / 16) + i * 4 + qh * 2) * G + hh;
+#pragma unroll
+			for (int ms = 0; ms < 2; ms++) {
+				const int rt = qh * 32 + ms * 16 + g;
+#pragma unroll
+				for (int np = 0; np < HD / 64; np++)
+					flush16<AB>(acc, (rb0 + ms * G) * (HD / 16) + dc * (HD / 64) + np, c[ms][2 * np],
+						    c[ms][2 * np + 1], Mt[rt], Mt[rt + 8], lane);
 			}
 		}
 		__syncthreads();  // P^T, dS^T and this stage are free again
@@ -1236,21 +1490,30 @@ static void fwd_pick(cudaStream_t s, void *out, float *lse, const void *q, const
 		fwd_mma<HD, 4>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 }
 
-template <int HD, int NW, int ST>
+// The fused-dQ arguments of a dK/dV launch: the fixed-point accumulator of units [u0, u0 + nu)
+// and the rows' multipliers; acc == NULL for the two-pass path (every unit, dQ separately).
+struct fq_args {
+	void *acc;
+	const float *mq;
+	int u0, nu;
+};
+
+template <int HD, int NW, int ST, int AB>
 static void dkdv_mma(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q,
 		     const void *k, const void *v, const float *lse, const float *Dd, int B, int T, int nh,
-		     int nkv, float scale)
+		     int nkv, float scale, const fq_args &f)
 {
+	constexpr int smem = attn_smem_dkdv<HD, NW, ST, AB>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_mma<HD, NW, ST>,
-					      cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem_bwd<HD, NW, ST>()));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_mma<HD, NW, ST, AB>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
 	const int nt = (T + 16 * NW - 1) / (16 * NW);
-	attn_bwd_dkdv_mma<HD, NW, ST><<<dim3(B * nkv, nt), NW * 32, attn_smem_bwd<HD, NW, ST>(), s>>>(
+	attn_bwd_dkdv_mma<HD, NW, ST, AB><<<dim3(AB ? f.nu : B * nkv, nt), NW * 32, smem, s>>>(
 		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F);
+		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0);
 	CU_CHECK_LAUNCH();
 }
 
@@ -1295,55 +1558,105 @@ static void dq_fa(cudaStream_t s, void *dq, const void *dout, const void *q, con
 	CU_CHECK_LAUNCH();
 }
 
-template <int HD>
+template <int HD, int AB>
 static void dkdv_fa(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q,
 		    const void *k, const void *v, const float *lse, const float *Dd, int B, int T, int nh,
-		    int nkv, float scale)
+		    int nkv, float scale, const fq_args &f)
 {
+	constexpr int smem = attn_smem_dkdv_fa<HD, AB>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_fa<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					      attn_smem_dkdv_fa<HD>()));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_fa<HD, AB>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
-	attn_bwd_dkdv_fa<HD><<<dim3(B * nkv, (T + KV_BN - 1) / KV_BN), 256, attn_smem_dkdv_fa<HD>(), s>>>(
+	attn_bwd_dkdv_fa<HD, AB><<<dim3(AB ? f.nu : B * nkv, (T + KV_BN - 1) / KV_BN), 256, smem, s>>>(
 		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F);
+		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0);
 	CU_CHECK_LAUNCH();
 }
 
-// Tensor-core backward. Large shared memory (H100, A100): dQ with the FlashAttention-2-layout
-// kernel; dK/dV at head dim 128 with attn_bwd_dkdv_fa when that gives at least two blocks per SM,
+// Tensor-core dK/dV (and, AB != 0, the fused dQ of units [f.u0, f.u0 + f.nu)). Large shared memory
+// (H100, A100): head dim 128 with attn_bwd_dkdv_fa when that gives at least two blocks per SM
 // (SW_CUDA_ATTN_DKDV_FA=1: always, for the tests), else attn_bwd_dkdv_mma: 8 warps (128 keys
-// per block) when that gives at least two blocks per SM, else with 4
-// warps (64 keys per block: twice the blocks, so the causal imbalance -- the first key tile
-// does the most work -- does not leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks
-// of 128 keys on 132 SMs). SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests).
-// Consumer GPUs: 4 warps, 1 stage for both.
+// per block) when that gives at least two blocks per SM, else with 4 warps (64 keys per block:
+// twice the blocks, so the causal imbalance -- the first key tile does the most work -- does not
+// leave SMs idle; e.g. T=2048, B=1, 8 KV heads is 128 blocks of 128 keys on 132 SMs).
+// SW_CUDA_ATTN_DKDV_WARPS=8 forces the 8-warp dK/dV (tests). Consumer GPUs: 4 warps, 1 stage.
+// Returns whether it ran the large-shared-memory variants (which pick the dQ pass too).
+// Whether the 4 x 2 dK/dV kernel runs for a grid of blocks8 blocks of 128 keys (see below): at
+// least two blocks per SM, or one with the fused dQ (fq), whose blocks do the dQ pass's work too.
+template <int HD>
+static bool dkdv_fa_fits(cuda_impl *ci, int64_t blocks8, bool fq)
+{
+	const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
+	const char *ef = getenv("SW_CUDA_ATTN_DKDV_FA");  // tests: take it on small grids too
+	const bool many = blocks8 >= (fq ? 1 : 2) * (int64_t)ci->num_sms || (ef && !strcmp(ef, "1"));
+	return HD == 128 && !attn_mma16() && !e && many && attn_warps(attn_smem_dkdv<HD, 8, 2, 4>()) == 8 &&
+	       attn_smem_optin() >= attn_smem_dkdv_fa<HD, 8>();
+}
+
+template <int HD, int AB>
+static bool dkdv_pick(cuda_impl *ci, cudaStream_t s, void *dk, void *dv, const void *dout,
+		      const void *q, const void *k, const void *v, const float *lse, const float *Dd,
+		      int B, int T, int nh, int nkv, float scale, const fq_args &f)
+{
+	if (attn_warps(attn_smem_dkdv<HD, 8, 2, AB>()) != 8) {
+		dkdv_mma<HD, 4, 1, AB>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+		return false;
+	}
+	const int64_t blocks8 = (int64_t)(AB ? f.nu : B * nkv) * ((T + 127) / 128);
+	const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
+	if (dkdv_fa_fits<HD>(ci, blocks8, AB != 0))
+		dkdv_fa<128, AB>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	else if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
+		dkdv_mma<HD, 8, 2, AB>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	else
+		dkdv_mma<HD, 4, 2, AB>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	return true;
+}
+
+// Two-pass tensor-core backward: dK/dV, then dQ in its own pass (FlashAttention-2 layout where
+// shared memory allows, else 16 rows per warp), which recomputes S and dP.
 template <int HD>
 static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv, const void *dout,
 		    const void *q, const void *k, const void *v, const float *lse, const float *Dd,
 		    int B, int T, int nh, int nkv, float scale)
 {
-	if (attn_warps(attn_smem_bwd<HD, 8, 2>()) == 8) {
-		const int64_t blocks8 = (int64_t)B * nkv * ((T + 127) / 128);
-		const char *e = getenv("SW_CUDA_ATTN_DKDV_WARPS");
-		const char *ef = getenv("SW_CUDA_ATTN_DKDV_FA");  // tests: take it on small grids too
-		const bool many = blocks8 >= 2 * (int64_t)ci->num_sms || (ef && !strcmp(ef, "1"));
-		if (!attn_mma16() && !e && HD == 128 && many && attn_smem_optin() >= attn_smem_dkdv_fa<HD>())
-			dkdv_fa<128>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		else if (blocks8 >= 2 * (int64_t)ci->num_sms || (e && !strcmp(e, "8")))
-			dkdv_mma<HD, 8, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		else
-			dkdv_mma<HD, 4, 2>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
-			dq_fa<HD>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-		else
-			dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-	} else {
-		dkdv_mma<HD, 4, 1>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+	const fq_args none = { NULL, NULL, 0, 0 };
+	if (!dkdv_pick<HD, 0>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, none))
 		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
-	}
+	else if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
+		dq_fa<HD>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+	else
+		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
+}
+
+// Fused backward for units [f.u0, f.u0 + f.nu): acc zeroed, dK/dV with the dQ atomics, dQ
+// converted to bf16.
+template <int HD, int AB>
+static void bwd_fused(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv, const void *dout,
+		      const void *q, const void *k, const void *v, const float *lse, const float *Dd,
+		      int B, int T, int nh, int nkv, float scale, const fq_args &f)
+{
+	const int64_t n = (int64_t)f.nu * fx_rows(T) * (nh / nkv) * HD;
+	CU_CHECK(cudaMemsetAsync(f.acc, 0, (size_t)n * AB, s));
+	dkdv_pick<HD, AB>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	const int64_t nb = (n / 8 + 255) / 256, cap = 16 * (int64_t)ci->num_sms;
+	attn_dq_convert<AB><<<(unsigned)(nb < cap ? nb : cap), 256, 0, s>>>((bf16 *)dq, f.acc, f.mq,
+		f.u0, f.nu, T, nh, nkv, HD, scale);
+	CU_CHECK_LAUNCH();
+}
+
+template <int HD>
+static void bwd_fused_ab(int ab, cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
+			 const void *dout, const void *q, const void *k, const void *v, const float *lse,
+			 const float *Dd, int B, int T, int nh, int nkv, float scale, const fq_args &f)
+{
+	if (ab == 8)
+		bwd_fused<HD, 8>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	else
+		bwd_fused<HD, 4>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 }
 
 void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, float *lse,
@@ -1377,6 +1690,36 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	CU_CHECK_LAUNCH();
 }
 
+// Units (b, kv head) per fused-dQ launch that the op scratch holds after D and the multipliers
+// (unit: bytes of one unit's accumulator), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass
+// forces it, SW_CUDA_ATTN_DQ_UNITS=n caps the units per launch (tests: several launches). The
+// scratch (budget/16, at most 512 MiB: docs/cuda.md) holds B*T*nh*hd*4 bytes (int32 accumulator)
+// for one launch; when it holds less, launches of fewer units must still fill the GPU (one
+// block of 128 keys per SM each) or the two-pass path runs.
+static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int T, int nkv, int hd)
+{
+	const char *e = getenv("SW_CUDA_ATTN_DQ"), *eu = getenv("SW_CUDA_ATTN_DQ_UNITS");
+	const int64_t units = (int64_t)B * nkv;
+	if (e && !strcmp(e, "2pass"))
+		return 0;
+	// By default only where the 4 x 2 dK/dV kernel runs (head dim 128, large grids): with the
+	// 16-row dK/dV kernels (head dim 64, small grids) it measured no faster or slower than the
+	// two-pass path (H100: hd 64, T = 32K 202 against 198 TFLOP/s; T = 2K 157 against 168).
+	// SW_CUDA_ATTN_DQ=fused takes it wherever the scratch allows (tests).
+	const bool force = e && !strcmp(e, "fused");
+	if (!force && !(hd == 128 && dkdv_fa_fits<128>(ci, units * ((T + 127) / 128), true)))
+		return 0;
+	int64_t per = ci->scr.bytes > fixed ? (int64_t)((ci->scr.bytes - fixed) / unit) : 0;
+	if (eu && atoi(eu) > 0 && atoi(eu) < per)
+		return atoi(eu);
+	if (per >= units)
+		return (int)units;
+	if (per * ((T + 127) / 128) < (int64_t)ci->num_sms)
+		return 0;
+	const int64_t launches = (units + per - 1) / per;
+	return (int)((units + launches - 1) / launches);  // balanced launches
+}
+
 void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void *dk, void *dv,
 			const void *dout, const void *q, const void *k, const void *v,
 			const void *out, const float *lse, int B, int T, int nh, int nkv, int hd)
@@ -1385,16 +1728,50 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 		return;
 	SW_ASSERT(hd <= 32 * ROW_DMAX);
 	const float scale = 1.0f / sqrtf((float)hd);
-	float *Dd = (float *)cuda_scratch_take(ci, s, (uint64_t)B * nh * T * 4);
 	const int64_t warps = (int64_t)B * T * nh;
 	const unsigned g = (unsigned)((warps * 32 + 127) / 128);
-	if (isbf)
-		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
-	else
-		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (const float *)dout, (const float *)out, B, T, nh, hd);
-	CU_CHECK_LAUNCH();
 	const void *ptrs[] = { dq, dk, dv, dout, q, k, v };
-	if (use_mma(isbf, hd, ptrs, 7)) {
+	const bool mma = use_mma(isbf, hd, ptrs, 7);
+	// Scratch: D, the fixed-point multipliers, the K/V maxima, the dQ accumulator (fused path).
+	const uint64_t rows = ((uint64_t)B * nh * T * 4 + 255) & ~255ull, fixed = 2 * rows + 256;
+	const char *eb = getenv("SW_CUDA_ATTN_DQ_BITS");  // 64: int64 accumulator (default int32)
+	const int ab = eb && !strcmp(eb, "64") ? 8 : 4;
+	const uint64_t unit = (uint64_t)fx_rows(T) * (nh / nkv) * hd * ab;
+	const int per = mma ? fused_units(ci, fixed, unit, B, T, nkv, hd) : 0;
+	char *scr = cuda_scratch_take(ci, s, per ? fixed + per * unit : (uint64_t)B * nh * T * 4);
+	float *Dd = (float *)scr;
+	if (per) {
+		float *mq = (float *)(scr + rows);
+		unsigned *mx = (unsigned *)(scr + 2 * rows);
+		void *acc = scr + fixed;
+		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));
+		attn_kv_max<<<2 * ci->num_sms, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v,
+							    (int64_t)B * T * nkv, hd);
+		CU_CHECK_LAUNCH();
+		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, mq, mx, ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS,
+					       (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
+		CU_CHECK_LAUNCH();
+		for (int u0 = 0; u0 < B * nkv; u0 += per) {
+			const fq_args f = { acc, mq, u0, per < B * nkv - u0 ? per : B * nkv - u0 };
+			if (hd == 64)
+				bwd_fused_ab<64>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+			else if (hd == 80)
+				bwd_fused_ab<80>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+			else if (hd == 96)
+				bwd_fused_ab<96>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+			else
+				bwd_fused_ab<128>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+		}
+		return;
+	}
+	if (isbf)
+		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (float *)NULL, (const unsigned *)NULL, 0,
+					       (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
+	else
+		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, (float *)NULL, (const unsigned *)NULL, 0,
+					       (const float *)dout, (const float *)out, B, T, nh, hd);
+	CU_CHECK_LAUNCH();
+	if (mma) {
 		if (hd == 64)
 			bwd_mma<64>(ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 		else if (hd == 80)

@@ -706,13 +706,14 @@ extern "C" int sw_cuda_mem_used(uint64_t *used)
 
 
 // Workspace and scratch reserved out of the budget at create: small budgets (tests, tiny
-// models) keep small reserves; large ones cap them at 32 MiB + 256 MiB.
+// models) keep small reserves; large ones cap them at 32 MiB + 512 MiB (the scratch holds the
+// attention backward's fixed-point dQ accumulator, B*T*heads*head_dim*4 bytes, when it fits).
 static void reserve_sizes(uint64_t budget, uint64_t *ws, uint64_t *scr)
 {
 	*ws = budget >= 1024 * MIB ? 32 * MIB : 4 * MIB;
 	uint64_t s = budget / 16;
-	if (s > 256 * MIB)
-		s = 256 * MIB;
+	if (s > 512 * MIB)
+		s = 512 * MIB;
 	if (s < 4 * MIB)
 		s = 4 * MIB;
 	*scr = s;

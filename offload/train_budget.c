@@ -14,7 +14,7 @@ uint64_t sw_exec_backend_reserve(uint64_t budget)
 {
 	/* cuda/backend_cuda.cu reserve_sizes(): cuBLASLt workspace + op scratch */
 	uint64_t mib = 1ull << 20, ws = budget >= 1024 * mib ? 32 * mib : 4 * mib, s = budget / 16;
-	s = s > 256 * mib ? 256 * mib : s < 4 * mib ? 4 * mib : s;
+	s = s > 512 * mib ? 512 * mib : s < 4 * mib ? 4 * mib : s;
 	return ws + s;
 }
 

@@ -2,10 +2,19 @@
 # The op tests again with the attention kernels forced to the 16-row-per-warp layout with 4 warps
 # (64-row tiles, 1 stage), the variant that consumer GPUs (99 KB of shared memory per block) run;
 # the H100 runs the FlashAttention-2-layout kernels (and the 8-warp 16-row ones for some dK/dV).
+# Each also with the backward's fused dQ (fixed-point atomics in the dK/dV kernel) forced, which
+# by default runs only with the 4 x 2 dK/dV kernel on large grids.
 set -u
 bin=${BUILD:-build}/tests/gpu/test_cuda_ops
 [ -x "$bin" ] || { echo "missing $bin (run make test-gpu)"; exit 1; }
 SW_CUDA_ATTN_WARPS=4 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_WARPS=4 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 # And the 8-warp dK/dV kernel, which the large-smem path only picks for long sequences / many
 # blocks (the op tests' shapes would otherwise run the 4-warp, 2-stage one).
-SW_CUDA_ATTN_DKDV_WARPS=8 SW_TEST_QUICK=1 "$bin"
+SW_CUDA_ATTN_DKDV_WARPS=8 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_DKDV_WARPS=8 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
+# The fused dQ with the default kernels (4-warp 2-stage dK/dV; 4 x 2 where the test forces it),
+# with the int64 accumulator, and split into one (batch row, KV head) per launch.
+SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_BITS=64 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"

@@ -424,10 +424,12 @@ static void ref_attention(int B, int T, int nh, int nkv, int hd, const float *q,
 	free(dP);
 }
 
+static double attn_dy_amp = 1;  /* the output gradient's scale */
+
 static void test_attention(int B, int T, int nh, int nkv, int hd)
 {
 	const int64_t nq = (int64_t)B * T * nh * hd, nk = (int64_t)B * T * nkv * hd;
-	float *q = rand_f(nq, 1), *k = rand_f(nk, 1), *v = rand_f(nk, 1), *dy = rand_f(nq, 1);
+	float *q = rand_f(nq, 1), *k = rand_f(nk, 1), *v = rand_f(nk, 1), *dy = rand_f(nq, attn_dy_amp);
 	round_act(q, nq); round_act(k, nk); round_act(v, nk); round_act(dy, nq);
 	double *ro = dvec(nq), *rl = dvec((int64_t)B * nh * T), *rdq = dvec(nq), *rdk = dvec(nk), *rdv = dvec(nk);
 	ref_attention(B, T, nh, nkv, hd, q, k, v, dy, ro, rl, rdq, rdk, rdv);
@@ -683,6 +685,16 @@ int main(void)
 			test_attention(2, 77, 8, 2, 128);
 			test_attention(1, quick ? 150 : 257, 4, 4, 128);
 			unsetenv("SW_CUDA_ATTN_DKDV_FA");
+			/* The fused dQ's fixed point follows each row's gradient scale: tiny and huge dO
+			 * (SW_CUDA_ATTN_DQ=fused: these small grids would otherwise run the two-pass dQ). */
+			setenv("SW_CUDA_ATTN_DQ", "fused", 1);
+			for (int a = 0; a < 3; a++) {
+				attn_dy_amp = a == 0 ? 1e-6 : a == 1 ? 1e6 : 1;
+				test_attention(2, 77, 8, 2, 64);
+				test_attention(1, 150, 4, 4, 128);
+			}
+			unsetenv("SW_CUDA_ATTN_DQ");
+			attn_dy_amp = 1;
 		}
 		test_swiglu_add();
 		test_head(37, 64, 1000, 1);
