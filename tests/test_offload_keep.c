@@ -225,6 +225,8 @@ static void plan_checks(const sw_table *tt, sw_plan_input *in)
 	 * for a kept part: keeping would not shorten the predicted step, so nothing is kept */
 	x.keep = SW_PLAN_KEEP_AUTO;
 	x.rates.h2d_gbs = x.rates.d2h_gbs = 1e-6;
+	x.grad_bufs = 2;   /* one buffer would put the gradients' copies on the compute path */
+	CHECKF(sw_plan_min_budget(&x, SW_TIER_GPU, &gmin, why, sizeof(why)) == 0, "%s", why);
 	int found = 0;
 	for (uint64_t add = 0; add < (64ull << 20) && !found; add += 4096) {
 		x.gpu_mem = gmin + add;
