@@ -134,4 +134,39 @@ expect "a changed byte in the second piece of a state file" 1 "$w/g2/$st: checks
   train "${big[@]}" --run "$w/g2" --resume
 "$bin" train "${big[@]}" --run "$w/g" --resume >/dev/null 2>"$w/err" || { cat "$w/err"; fail "--resume of a state file of $n pieces"; }
 echo "ok a state file of $n checksum pieces, hashed while written, passes the read-back verification"
+
+# 6. the commit's durable part overlaps the next step; the next step's optimizer does not write
+#    NVMe (the slot the previous commit names) until the new commit.json is in place. With
+#    commit.json held back 3 s (SW_COMMIT_DELAY_MS), a kill -9 inside that window (after step
+#    2's state file is written, before its commit.json) must leave the commit of step 1 whole:
+#    --resume continues from it, byte-identical to the uninterrupted run. Without the gate the
+#    following steps (40 ms each) would have rewritten step 1's slot by then.
+mkdir -p "$w/nv6" "$w/nv6b"
+"$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6b" --commit-every 1 --end-commit --run "$w/r6ref" >/dev/null 2>"$w/err"   || { cat "$w/err"; fail "overlap: the reference"; }
+SW_COMMIT_DELAY_MS=3000 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6" --commit-every 1 --end-commit --run "$w/r6" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 400); do   # the commit of step 1 named, step 2's state file written
+  grep -q '"step": 1,' "$w/r6/commit.json" 2>/dev/null && [ -e "$w/r6/commit-1.state" ] && break
+  sleep 0.02
+done
+sleep 1
+kill -9 $pid; wait $pid 2>/dev/null
+grep -q '"step": 1,' "$w/r6/commit.json" || fail "overlap: the kill did not land inside the commit of step 2's window"
+"$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6" --commit-every 1 --end-commit --run "$w/r6" --resume >/dev/null 2>"$w/err" \
+  || { cat "$w/err"; fail "overlap: --resume after a kill inside the window"; }
+for r in r6ref r6; do "$bin" export --run "$w/$r" --out "$w/x6$r" --fp32 >/dev/null 2>&1 || fail "overlap: export $r"; done
+cmp -s "$w/x6r6ref/model.safetensors" "$w/x6r6/model.safetensors" || fail "overlap: the resumed run differs"
+cmp -s "$w/r6ref/metrics.jsonl" "$w/r6/metrics.jsonl" || true
+l1=$(sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$w/r6ref/metrics.jsonl" | tr '\n' ' ')
+l2=$(sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$w/r6/metrics.jsonl" | tr '\n' ' ')
+[ "$l1" = "$l2" ] || fail "overlap: losses '$l2' differ from '$l1'"
+echo "ok a kill -9 while a commit is made durable (the next step held at the gate): the previous commit resumes, byte-identical"
+# the synchronous durable part (SW_COMMIT_SYNC=1) gives the same bytes
+mkdir -p "$w/nv6c"
+SW_COMMIT_SYNC=1 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6c" --commit-every 1 --end-commit --run "$w/r6s" >"$w/out" 2>"$w/err" \
+  || { cat "$w/err"; fail "SW_COMMIT_SYNC run"; }
+grep -q "made durable between steps (SW_COMMIT_SYNC)" "$w/out" || { cat "$w/out"; fail "SW_COMMIT_SYNC: the summary does not say so"; }
+"$bin" export --run "$w/r6s" --out "$w/x6s" --fp32 >/dev/null 2>&1 || fail "export r6s"
+cmp -s "$w/x6r6ref/model.safetensors" "$w/x6s/model.safetensors" || fail "SW_COMMIT_SYNC: the run differs"
+echo "ok synchronous commits (SW_COMMIT_SYNC=1): byte-identical"
 echo "ok"
