@@ -437,8 +437,12 @@ int train_commit_write(sw_train_ctx *c, int64_t step)
 	c->commit_s += dt;
 	c->n_commits += !rc;
 	c->since_kept = 0;
+	/* the commit's cost for the interval: its time between steps, plus what the step after the
+	 * last commit waited at the gate for that commit to become durable */
+	double waited = sw_exec_commit_waited(c->ex) - c->cm_time.waited_seen;
+	c->cm_time.waited_seen += waited;
 	if (!rc)
-		interval_measured(c, dt);
+		interval_measured(c, dt + waited);
 	return rc;
 }
 

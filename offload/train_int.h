@@ -56,6 +56,7 @@ typedef struct sw_train_commit {
 typedef struct sw_train_commit_time {
 	double nvme_sync_s, snapshot_s, write_s, hash_s, fsync_s;
 	int sync;                    /* SW_COMMIT_SYNC: the fdatasyncs were not overlapped */
+	double waited_seen;          /* the executor's gate wait counted so far (interval) */
 } sw_train_commit_time;
 
 typedef struct sw_train_ctx {
