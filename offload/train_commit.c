@@ -393,7 +393,8 @@ static int check_nvme_finite(sw_train_ctx *c, int64_t step)
  * finite as it writes it. */
 void train_commit_before_step(sw_train_ctx *c, int64_t step)
 {
-	sw_exec_commit_scan(c->ex, train_commit_after(c, step));
+	const char *rb = getenv("SW_TEST_COMMIT_READBACK");   /* test hook: the read-back path */
+	sw_exec_commit_scan(c->ex, train_commit_after(c, step) && !(rb && !strcmp(rb, "1")));
 }
 
 /* 1 when step ends with a commit (the interval, or the end of a run whose end is a commit). */

@@ -117,6 +117,15 @@ echo "ok a non-finite value in the NVMe state is refused at the commit: $(cut -c
 "$bin" train "${common[@]}" "${nvme[@]}" --lr 1e39 --warmup 2 --steps 3 --commit-every 1 --stop-after 1 --nvme "$w/nv2" --run "$w/n" --resume >/dev/null 2>"$w/err" \
   || { cat "$w/err"; fail "the commit of step 1 does not resume"; }
 echo "ok the last commit stays and resumes"
+# ... and when the step before the commit was not checked as it wrote (a stop between commits;
+# forced here by SW_TEST_COMMIT_READBACK=1), the commit reads the slot back and refuses the same
+rm -rf "$w/n" "$w/nv2"; mkdir -p "$w/nv2"
+SW_TEST_COMMIT_READBACK=1 "$bin" train "${common[@]}" "${nvme[@]}" --lr 1e39 --warmup 2 --steps 3 --commit-every 1 --nvme "$w/nv2" --run "$w/n" >/dev/null 2>"$w/err"; rc=$?
+[ $rc = 1 ] || { cat "$w/err"; fail "non-finite NVMe state read back: exit $rc, expected 1"; }
+grep -q "^spillway: train: commit of step 2, the NVMe slot [01]: .* of model.layers.[01]\..* holds a non-finite value (.*) at element [0-9]*; nothing committed, the last commit stays" "$w/err" \
+  || { cat "$w/err"; fail "non-finite NVMe state read back: message"; }
+grep -q '"step": 1,' "$w/n/commit.json" || fail "read back: the commit of step 1 is not the one kept"
+echo "ok ... also when the commit reads the NVMe slot back: $(cut -c1-200 "$w/err")"
 
 # 5. a state file of several checksum pieces: a model whose state in memory is ~40 MiB
 "$bin" init --arch llama --dim 256 --layers 1 --heads 4 --ffn 512 --vocab 12000 --seed 2 --out "$w/big" >/dev/null || fail "init big"
