@@ -73,11 +73,15 @@ static int take_lock(const char *run, int *fd)
 	char lk[SW_TRAIN_PATH + 16];
 	snprintf(lk, sizeof(lk), "%s/lock", run);
 	*fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (*fd < 0 || flock(*fd, LOCK_EX | LOCK_NB)) {
+	if (*fd < 0) {
 		int e = errno;
-		sw_error("export: --run %s is in use by a spillway process (%s); wait for it to end",
-			 run, strerror(e));
+		sw_error("export: --run %s: cannot open %s (%s)", run, lk, strerror(e));
 		return -e;
+	}
+	if (flock(*fd, LOCK_EX | LOCK_NB)) {
+		sw_error("export: --run %s is in use by a spillway process (lock %s held): its state may "
+			 "move; wait for it to end", run, lk);
+		return -EBUSY;
 	}
 	return 0;
 }

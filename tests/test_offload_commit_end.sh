@@ -97,6 +97,14 @@ mv "$w/nv1/moved" "$w/nv1/spillway.data"
 "$bin" export --run "$w/a" --out "$w/xgood" --fp32 >/dev/null 2>&1 || fail "export after the repair"
 cmp -s "$w/xr--fp32/model.safetensors" "$w/xgood/model.safetensors" || fail "export after the repair differs"
 echo "ok after the repair the export is byte-identical again"
+# export takes the run's lock: not while a train holds it (it could move the committed state)
+mkdir -p "$w/nv7"
+"$bin" train "${common[@]}" "${nvme[@]}" --steps 100000 --commit-every 1 --nvme "$w/nv7" --run "$w/r7" >/dev/null 2>&1 &
+pid7=$!
+for _ in $(seq 400); do [ -e "$w/r7/commit.json" ] && break; sleep 0.02; done
+expect "export while the run trains" 1 "export: --run $w/r7 is in use by a spillway process" export --run "$w/r7" --out "$w/x7"
+kill -9 $pid7; wait $pid7 2>/dev/null
+[ ! -e "$w/x7" ] || fail "a refused export wrote --out"
 
 # 3. --end-commit without commits
 expect "--end-commit with --commit-every 0" 1 "--end-commit ends the run with a commit, but --commit-every 0" \
