@@ -97,6 +97,10 @@ mv "$w/nv1/moved" "$w/nv1/spillway.data"
 "$bin" export --run "$w/a" --out "$w/xgood" --fp32 >/dev/null 2>&1 || fail "export after the repair"
 cmp -s "$w/xr--fp32/model.safetensors" "$w/xgood/model.safetensors" || fail "export after the repair differs"
 echo "ok after the repair the export is byte-identical again"
+# a commit.json that does not read: one line, not a silent export of an older save
+cp -r "$w/a" "$w/a8"; head -c 100 "$w/a/commit.json" >"$w/a8/commit.json"
+expect "export with a truncated commit.json" 1 "export: $w/a8/commit.json: .*the run directory is damaged" export --run "$w/a8" --out "$w/x8"
+[ ! -e "$w/x8" ] || fail "a refused export wrote --out"
 # export takes the run's lock: not while a train holds it (it could move the committed state)
 mkdir -p "$w/nv7"
 "$bin" train "${common[@]}" "${nvme[@]}" --steps 100000 --commit-every 1 --nvme "$w/nv7" --run "$w/r7" >/dev/null 2>&1 &
