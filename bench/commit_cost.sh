@@ -10,8 +10,10 @@
 #   C  --run DIR/rc with --commit-every 1 (so that it resumes from a commit), killed with kill -9
 #      after its second step line, then the same command plus --resume; its losses
 #      (metrics.jsonl) must equal B's, step for step
+#   S  (with SYNC=1) B again with SW_COMMIT_SYNC=1: the commit's durable part (fdatasyncs,
+#      commit.json) between steps instead of overlapped with the next step
 # Env: OUT (logs, default DIR), SW_BIN, MODEL, SHAPE, BUDGET as in bench/offload_3x.sh; COMMIT
-# (B and C's --commit-every; default: train's default interval).
+# (B, S and C's --commit-every; default: train's default interval); SYNC=1 runs S.
 # Disk: the NVMe tier with two slots (~45 GB for the default model; one run at a time).
 set -euo pipefail
 dir=${1:-/tmp}/sw-commit.$$
@@ -40,6 +42,13 @@ a=$(loop_s "$out/commit_a.log"); b=$(loop_s "$out/commit_b.log")
 echo "loop: A (no commits) $a s, B (commits) $b s: $(python3 -c "print('%+.2f %%' % (100 * ($b - $a) / $a))")"
 grep "^train: [0-9]* commit" "$out/commit_b.log" || echo "B made no commit"
 grep "^train: per commit" "$out/commit_b.log" || true
+if [ "${SYNC:-0}" = 1 ]; then
+  SW_COMMIT_SYNC=1 "${train[@]}" "${every[@]}" --run "$dir/rs" 2>&1 | tee "$out/commit_s.log" | grep -v "^step "
+  rm -rf "$dir/rs" "$dir/nv"/*
+  s_=$(loop_s "$out/commit_s.log")
+  echo "loop: A (no commits) $a s, B (commits overlapped) $b s, S (commits synchronous) $s_ s"
+  grep "^train: [0-9]* commit\|^train: per commit" "$out/commit_s.log" | sed 's/^/S: /'
+fi
 
 "${train[@]}" --commit-every 1 --run "$dir/rc" >"$out/commit_c1.log" 2>&1 &
 pid=$!

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -150,3 +151,35 @@ int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *
 	*val = gr->fin_val;
 	return 1;
 }
+
+void sw_exec_commit_gate_close(sw_exec *ex)
+{
+	pthread_mutex_lock(&ex->mu);
+	ex->commit_gate = 1;
+	ex->commit_gate_err = 0;
+	pthread_mutex_unlock(&ex->mu);
+}
+
+void sw_exec_commit_gate_open(sw_exec *ex, int rc)
+{
+	pthread_mutex_lock(&ex->mu);
+	ex->commit_gate = 0;
+	ex->commit_gate_err = rc;
+	pthread_cond_broadcast(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
+}
+
+int exec_commit_gate_wait(sw_exec *ex)
+{
+	pthread_mutex_lock(&ex->mu);
+	double t0 = ex->commit_gate ? sw_now() : 0;
+	while (ex->commit_gate)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	if (t0 > 0)
+		ex->commit_wait_s += sw_now() - t0;
+	int rc = ex->commit_gate_err;
+	pthread_mutex_unlock(&ex->mu);
+	return rc;
+}
+
+double sw_exec_commit_waited(const sw_exec *ex) { return ex->commit_wait_s; }

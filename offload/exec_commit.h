@@ -40,4 +40,13 @@ int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *
  * back with sw_exec_commit_read). */
 void sw_exec_commit_scan(sw_exec *ex, int on);
 int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *val);
+/* Overlapping a commit with the next step. After a commit's state file is written, the new
+ * slot is kept (sw_exec_commit_keep) and the gate closed (gate_close, between steps): the next
+ * step reads the kept slot and writes the other one -- the slot the previous commit.json names
+ * -- so its first NVMe optimizer write waits until gate_open (from the thread making the commit
+ * durable: fdatasyncs, commit.json renamed) says the new commit is durable; rc < 0 (the commit
+ * failed) fails those writes instead. waited: seconds the optimizer spent at the gate. */
+void sw_exec_commit_gate_close(sw_exec *ex);
+void sw_exec_commit_gate_open(sw_exec *ex, int rc);
+double sw_exec_commit_waited(const sw_exec *ex);
 #endif

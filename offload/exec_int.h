@@ -161,6 +161,10 @@ struct sw_exec {
 					    * executor's STEP-th call of sw_exec_step (1-based) */
 	int64_t calls;                     /* sw_exec_step calls so far */
 	int fin_scan;                      /* check the NVMe optimizer writes finite (exec_commit.h) */
+	int commit_gate;                   /* 1: a commit is being made durable: no NVMe optimizer
+					    * write until it is (under mu; exec_commit.h) */
+	int commit_gate_err;               /* its failure: the writes waiting fail with it */
+	double commit_wait_s;              /* time the optimizer waited at the gate */
 	int commit_slot;                   /* 1 + the NVMe slot holding the last commit, which no
 					    * step writes (exec_commit.c); 0: none */
 	/* measurement */
@@ -222,6 +226,9 @@ int exec_nvme_in_place(const sw_exec *ex);
 /* exec_commit.c: checks elements [off, off + n) of group g's freshly updated P32, m, v (x[k])
  * finite, keeping the group's first non-finite value (the optimizer thread, while fin_scan). */
 void exec_commit_scan(sw_exec *ex, int g, int64_t off, int64_t n, const float *const x[3]);
+/* exec_commit.c: waits (the optimizer thread, before a group's NVMe update) until no commit is
+ * being made durable; 0, or the failed commit's -errno. */
+int exec_commit_gate_wait(sw_exec *ex);
 /* exec_home.c: P16 of elements [off, off + n) of group gi rounded from fp32 src into its home
  * (n at most one I/O chunk when the home is on NVMe) */
 int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *src);

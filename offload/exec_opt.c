@@ -164,7 +164,9 @@ static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
 		       .ws = exec_write_slot(ex), .n = ex->tt->g[gi].numel,
 		       .cb = exec_up4k((uint64_t)ex->chunk * 4) };
 	int64_t nch = (q.n + ex->chunk - 1) / ex->chunk;
-	int rc = 0;
+	int rc = exec_commit_gate_wait(ex);   /* slot ws may hold the last durable commit */
+	if (rc)
+		return rc;
 	grp *g = &ex->g[gi];
 	g->fin_slot = ex->fin_scan ? 1 + q.ws : 0;   /* slot ws changes: checked or unknown */
 	g->fin_k = -1;

@@ -33,8 +33,12 @@ static int64_t json_step(const char *run, const char *name)
 
 int sw_export_commit_newer(const char *run)
 {
+	char p[SW_TRAIN_PATH + 32];
+	snprintf(p, sizeof(p), "%s/commit.json", run);
+	if (access(p, F_OK))
+		return 0;
 	int64_t c = json_step(run, "commit.json"), m = json_step(run, "manifest.json");
-	return c > 0 && c > m;
+	return c <= 0 || c > m;   /* one that does not read is said by sw_export_commit_source */
 }
 
 int sw_export_commit_source(const char *run, char *model_dir, size_t mlen, char *tok_dir,
@@ -42,10 +46,15 @@ int sw_export_commit_source(const char *run, char *model_dir, size_t mlen, char 
 {
 	char p[SW_TRAIN_PATH + 32];
 	snprintf(p, sizeof(p), "%s/commit.json", run);
-	json_t *root = json_load_file(p, 0, NULL);
+	json_error_t je;
+	json_t *root = json_load_file(p, 0, &je);
 	const char *md = root ? json_string_value(json_object_get(root, "model")) : NULL;
 	int rc = 0;
-	if (!md) {
+	if (!root) {
+		sw_error("export: %s: %s (line %d); the run directory is damaged: restore it, or remove "
+			 "it to export the last full save", p, je.text, je.line);
+		rc = 1;
+	} else if (!md) {
 		sw_error("export: %s records no model directory (a commit by an older spillway); "
 			 "finish the run with 'spillway train ... --resume --save-every N' and export that "
 			 "save", p);
@@ -73,11 +82,15 @@ static int take_lock(const char *run, int *fd)
 	char lk[SW_TRAIN_PATH + 16];
 	snprintf(lk, sizeof(lk), "%s/lock", run);
 	*fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (*fd < 0 || flock(*fd, LOCK_EX | LOCK_NB)) {
+	if (*fd < 0) {
 		int e = errno;
-		sw_error("export: --run %s is in use by a spillway process (%s); wait for it to end",
-			 run, strerror(e));
+		sw_error("export: --run %s: cannot open %s (%s)", run, lk, strerror(e));
 		return -e;
+	}
+	if (flock(*fd, LOCK_EX | LOCK_NB)) {
+		sw_error("export: --run %s is in use by a spillway process (lock %s held): its state may "
+			 "move; wait for it to end", run, lk);
+		return -EBUSY;
 	}
 	return 0;
 }

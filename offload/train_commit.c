@@ -265,16 +265,13 @@ static int cw_open(cm_writer *w, const char *path, sw_train_commit_time *t)
 	return 0;
 }
 
-/* The last bytes written, the last piece hashed, the file made durable. */
+/* The last bytes written, the last piece hashed (the fdatasync is the commit's durable part:
+ * train_commit_async.c). */
 static int cw_finish(cm_writer *w)
 {
 	int rc = cw_flush_small(w);
 	if (!rc && (w->in_piece || w->size == 0))
 		cw_piece_done(w);
-	double t0 = sw_now();
-	if (!rc && fdatasync(w->fd))
-		rc = -errno;
-	w->t->fsync_s += sw_now() - t0;
 	return rc;
 }
 
@@ -325,9 +322,10 @@ static int write_group(sw_train_ctx *c, cm_writer *w, int g, int64_t step)
 	return rc;
 }
 
-/* Writes the state file; *sums (the XXH3 per piece) and *size describe what was written. */
+/* Writes the state file, left open in *fd for its fdatasync; *sums (the XXH3 per piece) and
+ * *size describe what was written. */
 static int write_state(sw_train_ctx *c, const char *path, int64_t step, json_t **sums,
-		       uint64_t *size)
+		       uint64_t *size, int *fd)
 {
 	const sw_plan *p = &c->plan;
 	cm_alloc *al;
@@ -346,12 +344,11 @@ static int write_state(sw_train_ctx *c, const char *path, int64_t step, json_t *
 	for (int g = 0; g < c->tt->ngroups && !rc; g++)
 		rc = write_group(c, &w, g, step);
 	rc = rc ? rc : cw_finish(&w);
-	if (w.fd >= 0 && close(w.fd) && !rc)
-		rc = -errno;
-	w.fd = -1;
 	if (!rc) {
 		*sums = json_incref(w.sums);
 		*size = w.size;
+		*fd = w.fd;
+		w.fd = -1;
 	}
 	cw_close(&w);
 	return rc;
@@ -396,7 +393,8 @@ static int check_nvme_finite(sw_train_ctx *c, int64_t step)
  * finite as it writes it. */
 void train_commit_before_step(sw_train_ctx *c, int64_t step)
 {
-	sw_exec_commit_scan(c->ex, train_commit_after(c, step));
+	const char *rb = getenv("SW_TEST_COMMIT_READBACK");   /* test hook: the read-back path */
+	sw_exec_commit_scan(c->ex, train_commit_after(c, step) && !(rb && !strcmp(rb, "1")));
 }
 
 /* 1 when step ends with a commit (the interval, or the end of a run whose end is a commit). */
@@ -440,29 +438,31 @@ int train_commit_write(sw_train_ctx *c, int64_t step)
 	c->commit_s += dt;
 	c->n_commits += !rc;
 	c->since_kept = 0;
+	/* the commit's cost for the interval: its time between steps, plus what the step after the
+	 * last commit waited at the gate for that commit to become durable */
+	double waited = sw_exec_commit_waited(c->ex) - c->cm_time.waited_seen;
+	c->cm_time.waited_seen += waited;
 	if (!rc)
-		interval_measured(c, dt);
+		interval_measured(c, dt + waited);
 	return rc;
 }
 
 static int commit_write(sw_train_ctx *c, int64_t step)
 {
 	const char *run = c->a->run;
-	int rc = check_nvme_finite(c, step);
+	int rc = train_commit_join(c);   /* the previous commit is durable (or failed) */
+	rc = rc ? rc : check_nvme_finite(c, step);
 	if (rc)
 		return rc;
-	double t0 = sw_now();
-	int file = c->have_cm ? 1 - c->cm.file : 0;
-	rc = sw_exec_commit_sync(c->ex);
-	c->cm_time.nvme_sync_s += sw_now() - t0;
+	int file = c->have_cm ? 1 - c->cm.file : 0, fd = -1;
 	char path[SW_TRAIN_PATH + 32], name[32], layout[20];
 	snprintf(name, sizeof(name), "commit-%d.state", file);
 	snprintf(path, sizeof(path), "%s/%s", run, name);
-	if (rc || (rc = train_commit_layout_hash(&c->plan, layout)))
+	if ((rc = train_commit_layout_hash(&c->plan, layout)))
 		return rc;
 	json_t *sums = NULL, *dirs = NULL;
 	uint64_t size = 0;
-	if ((rc = write_state(c, path, step, &sums, &size))) {
+	if ((rc = write_state(c, path, step, &sums, &size, &fd))) {
 		if (rc != -EINVAL)   /* a non-finite value has said its line */
 			sw_error("train: cannot write the commit of step %lld to %s (%s); the last commit "
 				 "stays; check free space in %s", (long long)step, path, strerror(-rc), run);
@@ -485,37 +485,35 @@ static int commit_write(sw_train_ctx *c, int64_t step)
 				 "settings", c->settings, "layout", layout, "nvme", dirs,
 				 "state", name, "state_size", (json_int_t)size,
 				 "checksum_piece", (json_int_t)SW_TRAIN_SUM_PIECE, "state_xxh3", sums);
-	if (!root)
-		return -ENOMEM;
 	char model[SW_TRAIN_PATH];   /* export reads its table and config (export_commit.c) */
-	json_object_set_new(root, "model", json_string(realpath(c->a->model, model) ? model : c->a->model));
-	if (c->skipped_total)   /* AdamW's counter and the schedule leave these out */
+	if (root)
+		json_object_set_new(root, "model", json_string(realpath(c->a->model, model) ? model : c->a->model));
+	if (root && c->skipped_total)   /* AdamW's counter and the schedule leave these out */
 		json_object_set_new(root, "skipped_steps", json_integer((json_int_t)c->skipped_total));
-	char hex[20];
-	snprintf(hex, sizeof(hex), "%016" PRIx64, train_json_sum(root, "commit_xxh3"));
-	json_object_set_new(root, "commit_xxh3", json_string(hex));
-	t0 = sw_now();
-	rc = train_json_write(run, "commit.json", root);
-	c->cm_time.fsync_s += sw_now() - t0;
-	json_decref(root);
-	if (rc)
-		return rc;
-	/* durable: from here the slot holding this commit is not written until the next one */
-	sw_exec_commit_keep(c->ex);
-	json_decref(c->cm.settings);
-	json_decref(c->cm.nvme);
-	c->cm = (sw_train_commit){ .step = step, .pos = pos, .slot = sw_exec_slot(c->ex),
-				   .file = file, .nvme_groups = nvme_groups };
-	snprintf(c->cm.layout, sizeof(c->cm.layout), "%s", layout);
-	c->have_cm = 1;
-	c->commit_live = nvme_groups > 0;
-	return 0;
+	char hex[20], *text = NULL;
+	if (root) {
+		snprintf(hex, sizeof(hex), "%016" PRIx64, train_json_sum(root, "commit_xxh3"));
+		json_object_set_new(root, "commit_xxh3", json_string(hex));
+		text = json_dumps(root, JSON_INDENT(1));
+		json_decref(root);
+	}
+	if (!text) {
+		close(fd);
+		unlink(path);
+		return -ENOMEM;
+	}
+	sw_train_commit next = { .step = step, .pos = pos, .slot = sw_exec_slot(c->ex),
+				 .file = file, .nvme_groups = nvme_groups };
+	snprintf(next.layout, sizeof(next.layout), "%s", layout);
+	/* the durable part (fdatasyncs, commit.json) overlaps the next step: train_commit_async.c */
+	return train_commit_async_start(c, fd, text, &next);
 }
 
 /* Removes commit.json (first: the manifest now holds a newer state) and the state files. */
 void train_commit_drop(sw_train_ctx *c)
 {
 	const char *run = c->a->run;
+	train_commit_join(c);
 	char p[SW_TRAIN_PATH + 32];
 	snprintf(p, sizeof(p), "%s/commit.json", run);
 	if (!unlink(p))
@@ -535,18 +533,22 @@ void train_commit_drop(sw_train_ctx *c)
 void train_commit_summary(const sw_train_ctx *c)
 {
 	const sw_train_commit_time *t = &c->cm_time;
-	if (!c->n_commits)
-		return;
 	const sw_train_args *a = c->a;
 	if (train_commit_ends(c) && c->have_cm && c->cm.step == c->last_step && c->last_step == a->steps)
 		printf("train: --end-commit: the run ends with the commit of step %lld in %s%s; export "
 		       "it with: spillway export --run %s --out DIR\n", (long long)c->cm.step, a->run,
 		       c->commit_live ? " (its NVMe state stays in the --nvme directory until then)" : "",
 		       a->run);
-	double n = (double)c->n_commits;
-	printf("train: per commit: %.3f s = NVMe fdatasync %.3f s + snapshot %.3f s (memory-resident "
-	       "P32/m/v copied out, checked finite) + write %.3f s + hash %.3f s (XXH3 while "
-	       "writing) + fsync %.3f s (state file, commit.json) + other %.3f s\n", c->commit_s / n,
-	       t->nvme_sync_s / n, t->snapshot_s / n, t->write_s / n, t->hash_s / n, t->fsync_s / n,
-	       (c->commit_s - t->nvme_sync_s - t->snapshot_s - t->write_s - t->hash_s - t->fsync_s) / n);
+	if (!c->n_commits)
+		return;
+	double n = (double)c->n_commits, durable = t->nvme_sync_s + t->fsync_s;
+	double other = c->commit_s - t->snapshot_s - t->write_s - t->hash_s - (t->sync ? durable : 0);
+	printf("train: per commit: %.3f s between steps = snapshot %.3f s (memory-resident P32/m/v "
+	       "copied out, checked finite) + write %.3f s + hash %.3f s (XXH3 while writing) + "
+	       "other %.3f s%s; made durable %s: %.3f s = NVMe fdatasync %.3f s + fsync %.3f s "
+	       "(state file, commit.json); the next steps' optimizer waited %.3f s for it\n",
+	       c->commit_s / n, t->snapshot_s / n, t->write_s / n, t->hash_s / n, other / n,
+	       t->sync ? " + the durable part" : "", t->sync ? "between steps (SW_COMMIT_SYNC)" :
+	       "while the next step ran", durable / n, t->nvme_sync_s / n, t->fsync_s / n,
+	       sw_exec_commit_waited(c->ex) / n);
 }

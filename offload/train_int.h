@@ -55,6 +55,8 @@ typedef struct sw_train_commit {
  * the fdatasyncs of the state file and commit.json. */
 typedef struct sw_train_commit_time {
 	double nvme_sync_s, snapshot_s, write_s, hash_s, fsync_s;
+	int sync;                    /* SW_COMMIT_SYNC: the fdatasyncs were not overlapped */
+	double waited_seen;          /* the executor's gate wait counted so far (interval) */
 } sw_train_commit_time;
 
 typedef struct sw_train_ctx {
@@ -102,6 +104,7 @@ typedef struct sw_train_ctx {
 	double commit_s, steps_s;    /* ... and the steps' (sw_exec_stats.step_s summed) */
 	char commit_why[160];        /* how the interval was chosen */
 	sw_train_commit_time cm_time;   /* the commits' time, part by part */
+	struct train_commit_async *cm_async;   /* a commit being made durable (train_commit_async.c) */
 	int64_t last_step;           /* the last step completed */
 	int64_t n_steps, n_redone, n_skipped, n_two;   /* this run's steps, of them redone by one-pass
 					      * clipping, skipped (non-finite gradient), run with two
@@ -143,6 +146,12 @@ int train_commit_load(sw_train_ctx *c);
 int train_commit_write(sw_train_ctx *c, int64_t step);
 void train_commit_drop(sw_train_ctx *c);
 void train_commit_summary(const sw_train_ctx *c);
+/* train_commit_async.c: the commit's durable part started (the state file written, in fd;
+ * commit.json's content in text, freed; next: the commit once durable); join waits for it
+ * and makes it the run's commit. Both 0 or -errno after one line. */
+typedef struct train_commit_async train_commit_async;
+int train_commit_async_start(sw_train_ctx *c, int fd, char *text, const sw_train_commit *next);
+int train_commit_join(sw_train_ctx *c);
 void train_commit_before_step(sw_train_ctx *c, int64_t step);
 int train_commit_after(const sw_train_ctx *c, int64_t step);
 int train_commit_ends(const sw_train_ctx *c);

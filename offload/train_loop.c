@@ -176,10 +176,14 @@ static int stopped(sw_train_ctx *c, int sig)
 	const sw_train_args *a = c->a;
 	const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-after";
 	train_report_steps_end(c);
+	int jrc = train_commit_join(c);
+	if (jrc)
+		return jrc;
 	if (a->run && c->last_step > c->last_saved &&
 	    !(c->have_cm && c->cm.step >= c->last_step)) {
 		int rc = c->commit_every > 0 ? train_commit_write(c, c->last_step) :
 			 train_state_save(c, c->last_step);
+		rc = rc ? rc : train_commit_join(c);
 		if (rc)
 			return rc;
 	}
@@ -251,7 +255,9 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		double lr = sw_lr_at(&a->sched, taken);
 		sw_exec_stats st;
 		train_commit_before_step(c, step);
-		if ((rc = sw_exec_step(c->ex, inputs, targets, taken, lr, &st)))
+		rc = sw_exec_step(c->ex, inputs, targets, taken, lr, &st);
+		int jrc = train_commit_join(c);   /* the last commit, durable during the step */
+		if (rc || (rc = jrc))
 			break;
 		c->skipped_total += st.s.skipped;
 		c->last_step = step;
@@ -323,6 +329,8 @@ int sw_train(const sw_train_args *a)
 		if (!c.cpu)
 			sw_cuda_mem_used(&c.dev_peak);
 		rc = step_loop(&c, first);
+		int jrc = train_commit_join(&c);   /* the end's commit durable before the summary */
+		rc = rc ? rc : jrc;
 		train_report_finished(&c, rc);
 		if (rc >= 0 && c.last_step >= first)
 			train_report_summary(&c, first);

@@ -156,6 +156,9 @@ static int save_one(sw_train_ctx *c, const char *dir, sw_state state, int64_t st
 int train_state_save(sw_train_ctx *c, int64_t step)
 {
 	const char *run = c->a->run;
+	int jrc = train_commit_join(c);   /* a commit in flight is durable (or failed) first */
+	if (jrc)
+		return jrc;
 	char dir[SW_TRAIN_PATH + 64], tag[64];
 	snprintf(tag, sizeof(tag), "%08lld", (long long)step);
 	snprintf(dir, sizeof(dir), "%s/weights-%s", run, tag);

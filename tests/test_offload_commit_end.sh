@@ -97,6 +97,18 @@ mv "$w/nv1/moved" "$w/nv1/spillway.data"
 "$bin" export --run "$w/a" --out "$w/xgood" --fp32 >/dev/null 2>&1 || fail "export after the repair"
 cmp -s "$w/xr--fp32/model.safetensors" "$w/xgood/model.safetensors" || fail "export after the repair differs"
 echo "ok after the repair the export is byte-identical again"
+# a commit.json that does not read: one line, not a silent export of an older save
+cp -r "$w/a" "$w/a8"; head -c 100 "$w/a/commit.json" >"$w/a8/commit.json"
+expect "export with a truncated commit.json" 1 "export: $w/a8/commit.json: .*the run directory is damaged" export --run "$w/a8" --out "$w/x8"
+[ ! -e "$w/x8" ] || fail "a refused export wrote --out"
+# export takes the run's lock: not while a train holds it (it could move the committed state)
+mkdir -p "$w/nv7"
+"$bin" train "${common[@]}" "${nvme[@]}" --steps 100000 --commit-every 1 --nvme "$w/nv7" --run "$w/r7" >/dev/null 2>&1 &
+pid7=$!
+for _ in $(seq 400); do [ -e "$w/r7/commit.json" ] && break; sleep 0.02; done
+expect "export while the run trains" 1 "export: --run $w/r7 is in use by a spillway process" export --run "$w/r7" --out "$w/x7"
+kill -9 $pid7; wait $pid7 2>/dev/null
+[ ! -e "$w/x7" ] || fail "a refused export wrote --out"
 
 # 3. --end-commit without commits
 expect "--end-commit with --commit-every 0" 1 "--end-commit ends the run with a commit, but --commit-every 0" \
@@ -117,6 +129,15 @@ echo "ok a non-finite value in the NVMe state is refused at the commit: $(cut -c
 "$bin" train "${common[@]}" "${nvme[@]}" --lr 1e39 --warmup 2 --steps 3 --commit-every 1 --stop-after 1 --nvme "$w/nv2" --run "$w/n" --resume >/dev/null 2>"$w/err" \
   || { cat "$w/err"; fail "the commit of step 1 does not resume"; }
 echo "ok the last commit stays and resumes"
+# ... and when the step before the commit was not checked as it wrote (a stop between commits;
+# forced here by SW_TEST_COMMIT_READBACK=1), the commit reads the slot back and refuses the same
+rm -rf "$w/n" "$w/nv2"; mkdir -p "$w/nv2"
+SW_TEST_COMMIT_READBACK=1 "$bin" train "${common[@]}" "${nvme[@]}" --lr 1e39 --warmup 2 --steps 3 --commit-every 1 --nvme "$w/nv2" --run "$w/n" >/dev/null 2>"$w/err"; rc=$?
+[ $rc = 1 ] || { cat "$w/err"; fail "non-finite NVMe state read back: exit $rc, expected 1"; }
+grep -q "^spillway: train: commit of step 2, the NVMe slot [01]: .* of model.layers.[01]\..* holds a non-finite value (.*) at element [0-9]*; nothing committed, the last commit stays" "$w/err" \
+  || { cat "$w/err"; fail "non-finite NVMe state read back: message"; }
+grep -q '"step": 1,' "$w/n/commit.json" || fail "read back: the commit of step 1 is not the one kept"
+echo "ok ... also when the commit reads the NVMe slot back: $(cut -c1-200 "$w/err")"
 
 # 5. a state file of several checksum pieces: a model whose state in memory is ~40 MiB
 "$bin" init --arch llama --dim 256 --layers 1 --heads 4 --ffn 512 --vocab 12000 --seed 2 --out "$w/big" >/dev/null || fail "init big"
@@ -134,4 +155,39 @@ expect "a changed byte in the second piece of a state file" 1 "$w/g2/$st: checks
   train "${big[@]}" --run "$w/g2" --resume
 "$bin" train "${big[@]}" --run "$w/g" --resume >/dev/null 2>"$w/err" || { cat "$w/err"; fail "--resume of a state file of $n pieces"; }
 echo "ok a state file of $n checksum pieces, hashed while written, passes the read-back verification"
+
+# 6. the commit's durable part overlaps the next step; the next step's optimizer does not write
+#    NVMe (the slot the previous commit names) until the new commit.json is in place. With
+#    commit.json held back 3 s (SW_COMMIT_DELAY_MS), a kill -9 inside that window (after step
+#    2's state file is written, before its commit.json) must leave the commit of step 1 whole:
+#    --resume continues from it, byte-identical to the uninterrupted run. Without the gate the
+#    following steps (40 ms each) would have rewritten step 1's slot by then.
+mkdir -p "$w/nv6" "$w/nv6b"
+"$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6b" --commit-every 1 --end-commit --run "$w/r6ref" >/dev/null 2>"$w/err"   || { cat "$w/err"; fail "overlap: the reference"; }
+SW_COMMIT_DELAY_MS=3000 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6" --commit-every 1 --end-commit --run "$w/r6" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 400); do   # the commit of step 1 named, step 2's state file written
+  grep -q '"step": 1,' "$w/r6/commit.json" 2>/dev/null && [ -e "$w/r6/commit-1.state" ] && break
+  sleep 0.02
+done
+sleep 1
+kill -9 $pid; wait $pid 2>/dev/null
+grep -q '"step": 1,' "$w/r6/commit.json" || fail "overlap: the kill did not land inside the commit of step 2's window"
+"$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6" --commit-every 1 --end-commit --run "$w/r6" --resume >/dev/null 2>"$w/err" \
+  || { cat "$w/err"; fail "overlap: --resume after a kill inside the window"; }
+for r in r6ref r6; do "$bin" export --run "$w/$r" --out "$w/x6$r" --fp32 >/dev/null 2>&1 || fail "overlap: export $r"; done
+cmp -s "$w/x6r6ref/model.safetensors" "$w/x6r6/model.safetensors" || fail "overlap: the resumed run differs"
+cmp -s "$w/r6ref/metrics.jsonl" "$w/r6/metrics.jsonl" || true
+l1=$(sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$w/r6ref/metrics.jsonl" | tr '\n' ' ')
+l2=$(sed -n 's/.*"loss": \([^,]*\),.*/\1/p' "$w/r6/metrics.jsonl" | tr '\n' ' ')
+[ "$l1" = "$l2" ] || fail "overlap: losses '$l2' differ from '$l1'"
+echo "ok a kill -9 while a commit is made durable (the next step held at the gate): the previous commit resumes, byte-identical"
+# the synchronous durable part (SW_COMMIT_SYNC=1) gives the same bytes
+mkdir -p "$w/nv6c"
+SW_COMMIT_SYNC=1 "$bin" train "${common[@]}" "${nvme[@]}" --nvme "$w/nv6c" --commit-every 1 --end-commit --run "$w/r6s" >"$w/out" 2>"$w/err" \
+  || { cat "$w/err"; fail "SW_COMMIT_SYNC run"; }
+grep -q "made durable between steps (SW_COMMIT_SYNC)" "$w/out" || { cat "$w/out"; fail "SW_COMMIT_SYNC: the summary does not say so"; }
+"$bin" export --run "$w/r6s" --out "$w/x6s" --fp32 >/dev/null 2>&1 || fail "export r6s"
+cmp -s "$w/x6r6ref/model.safetensors" "$w/x6s/model.safetensors" || fail "SW_COMMIT_SYNC: the run differs"
+echo "ok synchronous commits (SW_COMMIT_SYNC=1): byte-identical"
 echo "ok"

@@ -5,9 +5,11 @@
 # each time: the optimizer state on NVMe (committed in place in its slot), in host memory, or on
 # the device (written to the commit's state file). A resume under the committed placement reads
 # the NVMe slots where they lie; under another one it turns the commit into a full save first.
-# Each start draws --commit-every 1 or 2 and --save-every 0 or 3. Every run's final weights, m
-# and v must be byte-identical to those of one uninterrupted run; metrics.jsonl must hold each
-# step once; nothing may be left of an interrupted save or commit, nor in the --nvme directory.
+# Each start draws --commit-every 1 or 2 and --save-every 0 or 3, and with --save-every 0
+# --end-commit or not. Every run's final weights, m and v must be byte-identical to those of one
+# uninterrupted run (a run that ended with a commit: its export --fp32, read from the commit, to
+# the uninterrupted run's); metrics.jsonl must hold each step once; nothing may be left of an
+# interrupted save or commit, nor in the --nvme directory (unless the run ended with a commit).
 # SW_KILLS (default 30) kills; bench/kill9_torture.sh runs it with 200.
 set -u
 bin=${SW_BIN:-build/spillway}
@@ -34,6 +36,11 @@ start=$(date +%s.%N)
   || { cat "$w/err"; fail "the uninterrupted run"; }
 dur=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%d", (b - a) * 1000 }')
 [ "$dur" -gt 0 ] || dur=300
+"$bin" export --run "$w/ref" --out "$w/ref.x" --fp32 >/dev/null 2>"$w/err" || { cat "$w/err"; fail "export of the reference"; }
+# the run in $1 ended with a commit of the last step (--end-commit)
+ended_by_commit() {
+  grep -q "\"step\": $steps," "$1/commit.json" 2>/dev/null && ! grep -q "\"step\": $steps," "$1/manifest.json" 2>/dev/null
+}
 
 # killed inside a commit: its temporary record, or a state file newer than the record (which
 # names the other one), or a state file before the first record
@@ -48,7 +55,7 @@ in_a_commit() {
   done
   return 1
 }
-kills=0; in_save=0; in_commit=0; from_commit=0; trials=0; runs=0
+kills=0; in_save=0; in_commit=0; from_commit=0; trials=0; runs=0; end_commit=0
 # the last step kept in run directory $1: the newer of the manifest's and the commit's
 kept() {
   local a b
@@ -65,9 +72,11 @@ while [ $kills -lt "$kills_wanted" ]; do
     p=$((RANDOM % 3))
     # killed after the end-of-run save's commit: the run is done (its scratch file stays)
     grep -q "\"step\": $steps," "$r/manifest.json" 2>/dev/null && { clean=0; break; }
+    ended_by_commit "$r" && { clean=0; break; }
     resume=(); { [ -e "$r/manifest.json" ] || [ -e "$r/commit.json" ]; } && resume=(--resume)
     [ -e "$r/commit.json" ] && from_commit=$((from_commit + 1))
     every=(--commit-every $((1 + RANDOM % 2)) --save-every $(( (RANDOM % 2) * 3 )))
+    [ "${every[3]}" = 0 ] && [ $((RANDOM % 2)) = 1 ] && every+=(--end-commit)
     "$bin" train "${common[@]}" ${placements[$p]} "${every[@]}" --nvme "$nv" --run "$r" "${resume[@]}" >"$w/out" 2>"$w/err" &
     pid=$!; runs=$((runs + 1))
     if [ $todo -gt 0 ]; then
@@ -97,10 +106,17 @@ while [ $kills -lt "$kills_wanted" ]; do
     [ $rc = 0 ] || { cat "$w/err"; fail "trial $trials: the run after ${attempt} start(s) exited $rc"; }
     break
   done
-  [ -e "$r/manifest.json" ] || fail "trial $trials never finished"
-  for f in "${files[@]}"; do
-    cmp -s "$w/ref/$f" "$r/$f" || fail "trial $trials: $f differs from the uninterrupted run's"
-  done
+  if ended_by_commit "$r"; then
+    end_commit=$((end_commit + 1))
+    "$bin" export --run "$r" --out "$w/x$trials" --fp32 >/dev/null 2>"$w/err" || { cat "$w/err"; fail "trial $trials: export from its last commit"; }
+    cmp -s "$w/ref.x/model.safetensors" "$w/x$trials/model.safetensors" || fail "trial $trials: the weights exported from its last commit differ from the uninterrupted run's"
+    rm -rf "$w/x$trials"
+  else
+    [ -e "$r/manifest.json" ] || fail "trial $trials never finished"
+    for f in "${files[@]}"; do
+      cmp -s "$w/ref/$f" "$r/$f" || fail "trial $trials: $f differs from the uninterrupted run's"
+    done
+  fi
   got=$(sed -n 's/^{"step": \([0-9]*\),.*/\1/p' "$r/metrics.jsonl" | tr '\n' ' ')
   [ "$got" = "$(seq -s ' ' 1 $steps) " ] || fail "trial $trials: metrics.jsonl holds steps '$got'"
   # a kill after the end-of-run commit may catch the final rewrite of run.json/report.html
@@ -108,7 +124,7 @@ while [ $kills -lt "$kills_wanted" ]; do
   # refused --resume) removes them (test_offload_lifecycle.sh); any other temporary is a leftover
   if [ $clean = 0 ]; then left=$(ls "$r" | grep -v '^run\.json\.tmp\.[0-9]*$\|^report\.html\.tmp\.[0-9]*$'); else left=$(ls "$r"); fi
   echo "$left" | grep -q "tmp" && fail "trial $trials: leftovers in the run directory: $(ls "$r")"
-  [ $clean = 0 ] || [ -z "$(ls "$nv")" ] || fail "trial $trials: the --nvme directory still holds $(ls "$nv")"
+  [ $clean = 0 ] || ended_by_commit "$r" || [ -z "$(ls "$nv")" ] || fail "trial $trials: the --nvme directory still holds $(ls "$nv")"
   rm -rf "$r" "$nv"
 done
-echo "ok $kills kills -9 in $trials runs ($runs processes; kill moments drawn within ${dur} ms at the end; $in_save during a full save, $in_commit during a commit; $from_commit starts resumed from a commit; the killed run's placement: nvme ${by_place[nvme]:-0}, host ${by_place[host]:-0}, device ${by_place[device]:-0}; every resume under a placement drawn again): final weights, m and v byte-identical to the uninterrupted run"
+echo "ok $kills kills -9 in $trials runs ($runs processes; kill moments drawn within ${dur} ms at the end; $in_save during a full save, $in_commit during a commit; $from_commit starts resumed from a commit; $end_commit runs ended with a commit (--end-commit: compared through export); the killed run's placement: nvme ${by_place[nvme]:-0}, host ${by_place[host]:-0}, device ${by_place[device]:-0}; every resume under a placement drawn again): final weights, m and v byte-identical to the uninterrupted run (the weights only, exported from the commit, for the runs that ended with one)"
