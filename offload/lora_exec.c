@@ -51,13 +51,13 @@ static int io_do(sw_lexec *ex, int write, sw_io_extent e, void *buf)
 }
 
 /* Group g's P16 from the model into its home. */
-static int base_load(sw_lexec *ex, const sw_hf_model *hm, int g)
+static int base_load(sw_lexec *ex, sw_lexec_reader read, const void *src, int g)
 {
 	sw_backend *be = ex->be;
 	lhome *h = &ex->base[g];
 	h->tier = ex->p->base_tier[g];
 	h->bytes = (uint64_t)ex->tt->g[g].numel * (uint64_t)ex->ab;
-	sw_hf_read_group(hm, g, ex->stage, be->act);
+	read(src, g, ex->stage, be->act);
 	int rc = 0;
 	if (h->tier == SW_TIER_GPU && !(rc = dalloc(ex, h->bytes, &h->dev))) {
 		be->ops->copy_h2d(be, ex->cs, h->dev, ex->stage, h->bytes);
@@ -196,7 +196,7 @@ static int act_alloc(sw_lexec *ex)
 }
 
 /* The window (when some group streams), the staging buffer, the base's homes. */
-static int base_alloc(sw_lexec *ex, const sw_hf_model *hm)
+static int base_alloc(sw_lexec *ex, sw_lexec_reader read, const void *src)
 {
 	uint64_t big = 0, streamed = 0;
 	for (int g = 0; g < ex->G; g++) {
@@ -210,12 +210,17 @@ static int base_alloc(sw_lexec *ex, const sw_hf_model *hm)
 	for (int i = 0; i < 2 && streamed && !rc; i++)
 		rc = dalloc(ex, streamed, &ex->win[i]);
 	for (int g = 0; g < ex->G && !rc; g++)
-		rc = base_load(ex, hm, g);
+		rc = base_load(ex, read, src, g);
 	return rc;
 }
 
-int sw_lexec_create(sw_backend *be, const sw_hf_model *hm, const sw_plan_lora *p, sw_io *io,
-		    const sw_lexec_opts *o, sw_lexec **out)
+void sw_lexec_read_hf(const void *hf_model, int g, void *dst, sw_dtype dst_dtype)
+{
+	sw_hf_read_group(hf_model, g, dst, dst_dtype);
+}
+
+int sw_lexec_create(sw_backend *be, sw_lexec_reader read, const void *src, const sw_plan_lora *p,
+		    sw_io *io, const sw_lexec_opts *o, sw_lexec **out)
 {
 	*out = NULL;
 	sw_lexec *ex = calloc(1, sizeof(*ex));
@@ -237,7 +242,7 @@ int sw_lexec_create(sw_backend *be, const sw_hf_model *hm, const sw_plan_lora *p
 	rc = rc ? rc : act_alloc(ex);
 	for (int l = 0; l < ex->L && !rc; l++)
 		rc = ad_alloc(ex, l);
-	rc = rc ? rc : base_alloc(ex, hm);
+	rc = rc ? rc : base_alloc(ex, read, src);
 	if (!rc) {
 		float inv[ex->tt->cfg.head_dim / 2 + 1];
 		sw_config_rope_inv_freq(&ex->tt->cfg, inv);

@@ -35,11 +35,17 @@ typedef struct sw_lexec_opts {
 	sw_lora_layout lo;
 } sw_lexec_opts;
 
+/* Where the base comes from: group g's layer-major block as dst_dtype elements (for a model
+ * directory, sw_hf_read_group). */
+typedef void (*sw_lexec_reader)(const void *src, int g, void *dst, sw_dtype dst_dtype);
+void sw_lexec_read_hf(const void *hf_model, int g, void *dst, sw_dtype dst_dtype);
+
 /* Allocates what the plan places (device arena, pinned host, NVMe extents through io, which may
- * be NULL when nothing is on NVMe) and loads the base's P16 from hm into its homes. The adapters
- * start at zero: set them with sw_lexec_set_layer. 0 or -errno after one error line. */
-int sw_lexec_create(sw_backend *be, const sw_hf_model *hm, const sw_plan_lora *p, sw_io *io,
-		    const sw_lexec_opts *o, sw_lexec **out);
+ * be NULL when nothing is on NVMe) and loads the base's P16 (read(src, g, ...)) into its homes.
+ * The adapters start at zero: set them with sw_lexec_set_layer. 0 or -errno after one error
+ * line. */
+int sw_lexec_create(sw_backend *be, sw_lexec_reader read, const void *src, const sw_plan_lora *p,
+		    sw_io *io, const sw_lexec_opts *o, sw_lexec **out);
 void sw_lexec_destroy(sw_lexec *ex);
 
 /* Layer l's (0-based) adapters: P32 from p32 (its compute copy rounded from it), m and v from

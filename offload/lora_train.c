@@ -1,0 +1,366 @@
+/* sw_train_lora: a LoRA run from start to end (offload/lora_train.h): the model and the data
+ * opened and checked, the LoRA plan under the budgets, the backend, the NVMe engine when the
+ * plan puts base groups there, the executor, the adapters initialised (PEFT's way, --seed) or
+ * resumed, the steps, the saves. */
+#include "offload/lora_train.h"
+#include "offload/train_int.h"
+#include "core/log.h"
+#include "core/tokenizer.h"
+#include "cpu/backend_cpu.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct lctx {
+	const sw_train_args *a;
+	const sw_lora_args *la;
+	sw_hf_model hm;
+	int hm_open, data_open, cpu;
+	sw_data data;
+	sw_plan_lora plan;
+	sw_lora_layout lo;
+	sw_backend *be;
+	sw_io *io;
+	sw_lexec *ex;
+	json_t *settings;
+	sw_lora_run rp;
+	char prev[64];
+	uint64_t arena;
+} lctx;
+
+/* What this mode does not do yet: one line each, exit 2. */
+static int refuse_unbuilt(const sw_train_args *a, const sw_lora_args *la)
+{
+	const char *what = la->dropout != 0 ? "--lora-dropout other than 0" :
+			   a->eval_data ? "--eval-data" : a->commit_every > 0 ? "--commit-every" :
+			   a->trace ? "--trace" : NULL;
+	if (!what)
+		return 0;
+	sw_error("train: %s with --lora-rank is not implemented yet (docs/lora.md \"Not done yet\")",
+		 what);
+	return 2;
+}
+
+static int open_inputs(lctx *c)
+{
+	const sw_train_args *a = c->a;
+	int rc = sw_hf_open(&c->hm, a->model);
+	if (rc)
+		return rc;
+	c->hm_open = 1;
+	if ((rc = sw_data_open(&c->data, a->data, a->seq_len, a->seed)))
+		return rc;
+	c->data_open = 1;
+	uint64_t fp = 0;
+	if ((rc = sw_tokenizer_file_fingerprint(a->model, &fp)))
+		return rc;
+	return sw_data_check_model(&c->data, a->data, (uint32_t)c->hm.tt.cfg.vocab, fp, a->force);
+}
+
+/* The settings that decide the result: recorded with every save, repeated by --resume. */
+static json_t *settings_make(const lctx *c)
+{
+	const sw_train_args *a = c->a;
+	char model[PATH_MAX], tg[64];
+	if (!realpath(a->model, model))
+		snprintf(model, sizeof(model), "%s", a->model);
+	return json_pack("{s:s,s:i,s:f,s:s,s:f,s:I,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,"
+			 "s:s,s:I,s:f}",
+			 "model", model, "lora_rank", c->la->rank, "lora_alpha", c->la->alpha,
+			 "lora_targets", sw_lora_targets_str(c->la->targets, tg, sizeof(tg)),
+			 "lora_dropout", c->la->dropout, "seed", (json_int_t)a->seed,
+			 "dtype", a->fp32 ? "fp32" : "bf16", "seq_len", (json_int_t)a->seq_len,
+			 "batch_tokens", (json_int_t)a->batch_tokens, "micro_rows",
+			 (json_int_t)a->micro_rows, "steps", (json_int_t)a->steps, "lr", a->adam.lr,
+			 "beta1", a->adam.beta1, "beta2", a->adam.beta2, "eps", a->adam.eps,
+			 "weight_decay", a->adam.weight_decay, "clip", a->clip, "schedule",
+			 a->schedule_name ? a->schedule_name : "cosine", "warmup",
+			 (json_int_t)a->sched.warmup_steps, "min_lr_rate", a->sched.min_lr_rate);
+}
+
+/* --resume: the manifest, the same settings; a fresh run: no earlier run in the directory. */
+static int rundir_open(lctx *c)
+{
+	const char *run = c->a->run;
+	char p[SW_TRAIN_PATH + 64];
+	if (!run)
+		return 0;
+	if (!c->a->resume) {
+		snprintf(p, sizeof(p), "%s/%s", run, SW_LORA_MANIFEST);
+		char q[SW_TRAIN_PATH + 64];
+		snprintf(q, sizeof(q), "%s/manifest.json", run);
+		if (!access(p, F_OK) || !access(q, F_OK)) {
+			sw_error("train: %s already holds a run; give --resume to continue it, or a new "
+				 "--run directory", run);
+			return -EEXIST;
+		}
+		if (mkdir(run, 0755) && errno != EEXIST) {
+			int e = errno;
+			sw_error("train: cannot create --run %s (%s)", run, strerror(e));
+			return -e;
+		}
+		return 0;
+	}
+	int rc = sw_lora_run_read(run, &c->rp);
+	if (rc)
+		return rc;
+	json_t *old = json_object_get(c->rp.man, "settings");
+	const char *key;
+	json_t *v;
+	json_object_foreach(c->settings, key, v) {
+		if (json_equal(v, json_object_get(old, key)))
+			continue;
+		char *was = json_dumps(json_object_get(old, key), JSON_ENCODE_ANY);
+		sw_error("train: --resume: %s was trained with %s %s; give the same setting", run, key,
+			 was ? was : "(none)");
+		free(was);
+		return -EINVAL;
+	}
+	if (c->rp.step >= c->a->steps) {
+		sw_error("train: --resume: %s is already at step %lld of --steps %lld: nothing to do",
+			 run, (long long)c->rp.step, (long long)c->a->steps);
+		return -EINVAL;
+	}
+	snprintf(c->prev, sizeof(c->prev), "%s", c->rp.adapters);
+	return 0;
+}
+
+/* Device bytes the executor takes beyond the LoRA plan's rows: the adapters' scratch and the
+ * device side of host-resident adapters (one layer), with 1 MiB for alignment. */
+static uint64_t extra_dev(const lctx *c, const sw_plan_input *in)
+{
+	sw_dims d = sw_dims_make(&c->hm.tt.cfg, (int)in->micro_rows, (int)in->seq_len);
+	sw_dtype act = in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
+	return sw_lora_scratch_bytes(&d, &c->lo, act) +
+	       (uint64_t)c->lo.numel * (uint64_t)(4 + sw_dtype_size(act)) + (1ull << 20);
+}
+
+/* CUDA: the context, the kernels' allowance, pinned mappings and the backend's reserve come
+ * out of --gpu-mem first (as offload/train_budget.c does for full fine-tuning). */
+static int cuda_arena(lctx *c, sw_plan_input *in)
+{
+	uint64_t ctx = 0;
+	int exact = 0;
+	if (sw_cuda_context_bytes(0, &ctx, &exact)) {
+		sw_error("train: no CUDA device is usable; use --backend cpu");
+		return -ENODEV;
+	}
+	uint64_t held = ctx + SW_CUDA_LAZY_ALLOWANCE + c->a->cpu_mem / 4096 * 9;
+	if (!c->a->gpu_mem)
+		return 0;
+	uint64_t r = held < c->a->gpu_mem ? sw_exec_backend_reserve(c->a->gpu_mem - held) : 0;
+	if (held + r + extra_dev(c, in) >= c->a->gpu_mem) {
+		sw_error("train: --gpu-mem %.0f MiB does not cover the CUDA context, kernels and the "
+			 "backend's reserve (%.0f MiB); raise it", (double)c->a->gpu_mem / 1048576.0,
+			 (double)(held + r) / 1048576.0);
+		return -ENOSPC;
+	}
+	c->arena = c->a->gpu_mem - held;
+	in->gpu_mem = c->arena - r - extra_dev(c, in);
+	return 0;
+}
+
+static int plan_build(lctx *c, sw_plan_input *in)
+{
+	int rc = sw_plan_lora_build(&c->plan, in);
+	if (rc)
+		sw_error("train: %s", c->plan.why);
+	return rc;
+}
+
+/* The LoRA plan under the budgets; c->arena the backend's device arena. */
+static int plan(lctx *c)
+{
+	const sw_train_args *a = c->a;
+	sw_train_plan_opts po = {
+		.gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
+		.batch_tokens = a->batch_tokens, .seq_len = a->seq_len, .micro_rows = a->micro_rows,
+		.chunk = a->chunk, .fp32 = a->fp32, .prefetch = a->prefetch, .slots = a->slots,
+		.grad_bufs = a->grad_bufs, .clip = a->clip, .rates = a->rates, .io_stripe = a->io_stripe,
+	};
+	sw_plan_input in;
+	if (sw_train_plan_input(&in, &c->hm.tt, &po, "train"))
+		return 2;
+	in.lora_rank = c->la->rank;
+	in.lora_targets = c->la->targets;
+	in.cublas_workspace = 0;
+	in.cpu_device = c->cpu;
+	sw_lora_layout_make(&c->lo, &c->hm.tt.cfg, c->la->rank, c->la->targets, c->la->alpha);
+	c->arena = a->gpu_mem;
+	int rc = 0;
+	if (c->cpu) {
+		sw_dims d = sw_dims_make(&c->hm.tt.cfg, (int)in.micro_rows, (int)in.seq_len);
+		in.gpu_reserve = sw_cpu_scratch_bytes(a->threads, &d, c->hm.tt.max_group_numel);
+		if (a->gpu_mem)
+			in.gpu_mem = a->gpu_mem > extra_dev(c, &in) ? a->gpu_mem - extra_dev(c, &in) : 0;
+	} else if ((rc = cuda_arena(c, &in))) {
+		return rc;
+	}
+	if ((rc = plan_build(c, &in)))
+		return rc;
+	if (!a->gpu_mem) {   /* no budget: what the all-resident plan needs */
+		in.gpu_mem = c->plan.total[SW_TIER_GPU];
+		c->arena = in.gpu_mem + extra_dev(c, &in) +
+			   (c->cpu ? 0 : sw_exec_backend_reserve(in.gpu_mem + (288ull << 20)));
+		sw_plan_lora_free(&c->plan);
+		if ((rc = plan_build(c, &in)))
+			return rc;
+	}
+	if (!a->quiet)
+		sw_plan_lora_print(&c->plan, stdout);
+	return 0;
+}
+
+/* The NVMe engine for the base groups the plan put there (one extent each, 1 MiB stripes). */
+static int nvme_open(lctx *c)
+{
+	uint64_t need = 0, S = 1ull << 20;
+	for (int g = 0; g < c->plan.ngroups; g++)
+		if (c->plan.base_tier[g] == SW_TIER_NVME)
+			need += ((uint64_t)c->hm.tt.g[g].numel * (uint64_t)c->plan.p16_bytes + S - 1) / S * S;
+	if (!need)
+		return 0;
+	sw_io_config ic = { .paths = c->a->nvme, .quiet = 1, .bs = c->a->io_bs, .qd = c->a->io_qd,
+			    .threads = c->a->io_threads, .file_name = "spillway-lora.data",
+			    .size = need + S, .stripe = S };
+	return sw_io_open(&ic, &c->io);
+}
+
+static void nvme_close(lctx *c)
+{
+	if (!c->io)
+		return;
+	char files[SW_IO_MAX_PATHS][SW_TRAIN_PATH];
+	int n = sw_io_npaths(c->io);
+	for (int i = 0; i < n && i < SW_IO_MAX_PATHS; i++)
+		snprintf(files[i], SW_TRAIN_PATH, "%s", sw_io_path_file(c->io, i));
+	sw_io_close(c->io);
+	c->io = NULL;
+	for (int i = 0; i < n && i < SW_IO_MAX_PATHS && !c->a->keep_nvme; i++)
+		unlink(files[i]);
+}
+
+/* The adapters: from the save --resume continues, else PEFT's initialisation from --seed. */
+static int adapters_init(lctx *c)
+{
+	int L = (int)c->hm.tt.cfg.n_layers;
+	if (c->a->resume) {
+		sw_data_set_pos(&c->data, c->rp.pos);
+		return sw_lora_run_load(c->a->run, &c->rp, c->ex, &c->lo, L);
+	}
+	float *buf = malloc((size_t)c->lo.numel * 4);
+	if (!buf)
+		return -ENOMEM;
+	for (int l = 0; l < L; l++) {
+		sw_lora_init_layer(&c->lo, c->a->seed, l, buf);
+		sw_lexec_set_layer(c->ex, l, buf, NULL, NULL);
+	}
+	free(buf);
+	return 0;
+}
+
+static int build(lctx *c)
+{
+	const sw_train_args *a = c->a;
+	int rc = plan(c);
+	if (rc)
+		return rc;
+	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
+			       .threads = a->threads };
+	if ((rc = sw_backend_create(a->backend, &bo, &c->be)))
+		return rc;
+	if (c->cpu) {
+		sw_dims d = sw_dims_make(&c->hm.tt.cfg, (int)a->micro_rows, (int)a->seq_len);
+		if ((rc = sw_cpu_backend_reserve_scratch(c->be, &d, c->hm.tt.max_group_numel)))
+			return rc;
+	}
+	if ((rc = nvme_open(c)))
+		return rc;
+	sw_lexec_opts eo = { .adam = a->adam, .clip = a->clip, .lo = c->lo };
+	if ((rc = sw_lexec_create(c->be, sw_lexec_read_hf, &c->hm, &c->plan, c->io, &eo, &c->ex)))
+		return rc;
+	return adapters_init(c);
+}
+
+static int save(lctx *c, int64_t step, int64_t skipped)
+{
+	return sw_lora_run_save(c->a->run, c->ex, &c->lo, (int)c->hm.tt.cfg.n_layers, step, skipped,
+				c->data.pos, c->settings, c->prev, sizeof(c->prev));
+}
+
+static int step_loop(lctx *c)
+{
+	const sw_train_args *a = c->a;
+	int64_t rows = a->batch_tokens / a->seq_len, skipped = c->rp.skipped;
+	int64_t first = a->resume ? c->rp.step + 1 : 1;
+	int32_t *in = malloc((size_t)rows * (size_t)a->seq_len * 4);
+	int32_t *tg = malloc((size_t)rows * (size_t)a->seq_len * 4);
+	int rc = in && tg ? 0 : -ENOMEM;
+	for (int64_t step = first; step <= a->steps && !rc; step++) {
+		if (a->stop_after > 0 && step > a->stop_after)
+			break;
+		if ((rc = sw_data_next(&c->data, rows, in, tg)))
+			break;
+		int64_t taken = step - skipped;
+		double lr = sw_lr_at(&a->sched, taken), t0 = sw_now();
+		sw_step_stats st;
+		if ((rc = sw_lexec_step(c->ex, in, tg, taken, lr, &st)))
+			break;
+		skipped += st.skipped;
+		if (a->losses_out)
+			a->losses_out[step - 1] = st.loss;
+		if (a->print_steps)
+			printf("step %lld/%lld  loss %.6f  grad_norm %.6g  lr %.4g  %.2f s%s\n",
+			       (long long)step, (long long)a->steps, st.loss, st.grad_norm, lr,
+			       sw_now() - t0, st.skipped ? "  (skipped: gradient not finite)" : "");
+		fflush(stdout);
+		int last = step == a->steps || step == a->stop_after;
+		if (a->run && ((a->save_every && step % a->save_every == 0) || last))
+			rc = save(c, step, skipped);
+	}
+	free(in);
+	free(tg);
+	return rc;
+}
+
+static void teardown(lctx *c)
+{
+	sw_lexec_destroy(c->ex);
+	nvme_close(c);
+	sw_backend_destroy(c->be);
+	sw_plan_lora_free(&c->plan);
+	if (c->data_open)
+		sw_data_close(&c->data);
+	if (c->hm_open)
+		sw_hf_close(&c->hm);
+	sw_lora_run_free(&c->rp);
+	json_decref(c->settings);
+}
+
+int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
+{
+	int rc = refuse_unbuilt(a, la);
+	if (rc)
+		return rc;
+	lctx c;
+	memset(&c, 0, sizeof(c));
+	c.a = a;
+	c.la = la;
+	c.cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
+	rc = open_inputs(&c);
+	if (!rc && !(c.settings = settings_make(&c)))
+		rc = -ENOMEM;
+	rc = rc ? rc : rundir_open(&c);
+	rc = rc ? rc : build(&c);
+	rc = rc ? rc : step_loop(&c);
+	if (!rc && a->run)
+		printf("train: LoRA adapters in %s (export them: spillway export --run %s --out DIR)\n",
+		       a->run, a->run);
+	teardown(&c);
+	return rc;
+}
