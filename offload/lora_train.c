@@ -131,13 +131,13 @@ static int rundir_open(lctx *c)
 }
 
 /* Device bytes the executor takes beyond the LoRA plan's rows: the adapters' scratch and the
- * device side of host-resident adapters (one layer), with 1 MiB for alignment. */
+ * device side of host-resident adapters (one layer), with 64 KiB for alignment. */
 static uint64_t extra_dev(const lctx *c, const sw_plan_input *in)
 {
 	sw_dims d = sw_dims_make(&c->hm.tt.cfg, (int)in->micro_rows, (int)in->seq_len);
 	sw_dtype act = in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
 	return sw_lora_scratch_bytes(&d, &c->lo, act) +
-	       (uint64_t)c->lo.numel * (uint64_t)(4 + sw_dtype_size(act)) + (1ull << 20);
+	       (uint64_t)c->lo.numel * (uint64_t)(4 + sw_dtype_size(act)) + (64ull << 10);
 }
 
 /* CUDA: the context, the kernels' allowance, pinned mappings and the backend's reserve come
@@ -196,8 +196,14 @@ static int plan(lctx *c)
 	if (c->cpu) {
 		sw_dims d = sw_dims_make(&c->hm.tt.cfg, (int)in.micro_rows, (int)in.seq_len);
 		in.gpu_reserve = sw_cpu_scratch_bytes(a->threads, &d, c->hm.tt.max_group_numel);
+		if (a->gpu_mem && a->gpu_mem <= extra_dev(c, &in)) {
+			sw_error("train: --gpu-mem %.1f KiB does not hold the adapters' scratch (%.1f "
+				 "KiB); raise it", (double)a->gpu_mem / 1024.0,
+				 (double)extra_dev(c, &in) / 1024.0);
+			return -ENOSPC;
+		}
 		if (a->gpu_mem)
-			in.gpu_mem = a->gpu_mem > extra_dev(c, &in) ? a->gpu_mem - extra_dev(c, &in) : 0;
+			in.gpu_mem = a->gpu_mem - extra_dev(c, &in);
 	} else if ((rc = cuda_arena(c, &in))) {
 		return rc;
 	}
