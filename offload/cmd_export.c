@@ -8,6 +8,7 @@
 #include "core/commands.h"
 #include "core/hfmodel.h"
 #include "core/log.h"
+#include "offload/lora_train.h"
 #include "offload/train.h"
 
 #include <errno.h>
@@ -261,11 +262,12 @@ static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const cha
 int cmd_export(int argc, char **argv)
 {
 	const char *run = NULL, *out = NULL, *tok = NULL;
-	int fp32 = 0;
+	int fp32 = 0, merge = 0;
 	const sw_opt opts[] = {
 		{ "run", SW_OPT_STR, &run, "DIR", "run directory of 'spillway train --run'", 1 },
 		{ "out", SW_OPT_STR, &out, "DIR", "output directory (must not exist)", 1 },
 		{ "fp32", SW_OPT_FLAG, &fp32, NULL, "write the fp32 master weights (default bf16)", 0 },
+		{ "merge", SW_OPT_FLAG, &merge, NULL, "LoRA run: the merged model (not implemented yet)", 0 },
 		{ "tokenizer", SW_OPT_STR, &tok, "DIR",
 		  "copy the tokenizer files from this model directory (default: the manifest's \"model\")", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
@@ -274,6 +276,20 @@ int cmd_export(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	char path[4096], model_dir[4096] = "";
+	snprintf(path, sizeof(path), "%s/%s", run, SW_LORA_MANIFEST);
+	if (!access(path, F_OK)) {
+		struct stat ls;
+		if (!lstat(out, &ls)) {
+			sw_error("export: %s already exists; choose a new --out directory", out);
+			return 1;
+		}
+		return sw_lora_export(run, out, merge);
+	}
+	if (merge) {
+		sw_error("export: --merge is for LoRA runs; %s is a full fine-tuning run (export writes "
+			 "its weights without it)", run);
+		return 2;
+	}
 	if (export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
 		return 1;
 	if (!tok && model_dir[0])

@@ -45,4 +45,7 @@ int sw_lora_run_load(const char *run, const sw_lora_run *r, sw_lexec *ex,
  * after one line naming the missing tensor. */
 int sw_lora_read_layer(const sw_st_file *f, const sw_lora_layout *lo, int l, const char *suffix,
 		       float *dst);
+/* `spillway export` of a LoRA run: OUT in PEFT's format (offload/lora_export.c); merge: not
+ * implemented yet. Returns the exit status after the lines it printed. */
+int sw_lora_export(const char *run, const char *out, int merge);
 #endif

@@ -55,4 +55,24 @@ expect_fail "dropout" 2 "lora-dropout other than 0 with --lora-rank is not imple
 expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
+"$bin" export --run "$w/device" --out "$w/peft" >"$w/out" 2>&1 || { cat "$w/out"; fail export; }
+[ -e "$w/peft/adapter_model.safetensors" ] && [ -e "$w/peft/adapter_config.json" ] || fail "export: PEFT files missing"
+head -c 20000 "$w/peft/adapter_model.safetensors" | grep -aq "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight" \
+  || fail "export: PEFT tensor names missing"
+head -c 20000 "$w/peft/adapter_model.safetensors" | grep -aq "adam_m" && fail "export: optimizer state in the adapter"
+grep -q '"peft_type": "LORA"' "$w/peft/adapter_config.json" && grep -q '"r": 4' "$w/peft/adapter_config.json" \
+  || fail "export: adapter_config.json"
+echo "ok export: adapter_model.safetensors + adapter_config.json"
+ex_fail() {  # name, exit status, pattern, args...
+  local name=$1 want=$2 pat=$3; shift 3
+  "$bin" export "$@" >"$w/out" 2>"$w/err"; rc=$?
+  [ $rc = "$want" ] && [ "$(wc -l <"$w/err")" = 1 ] && grep -q -- "$pat" "$w/err" \
+    || { cat "$w/err"; fail "export $name: exit $rc"; }
+  echo "ok export $name: $(cat "$w/err")"
+}
+ex_fail "--merge" 2 "merge of a LoRA run is not implemented" --run "$w/device" --out "$w/merged" --merge
+mkdir -p "$w/full"
+ex_fail "--merge, not LoRA" 2 "merge is for LoRA runs" --run "$w/full" --out "$w/merged" --merge
+ex_fail "existing out" 1 "already exists" --run "$w/device" --out "$w/peft"
+[ ! -e "$w/merged" ] || fail "export left output behind"
 echo "PASS"
