@@ -67,13 +67,8 @@ static int write_adapters(const char *dir, const char *file)
 	return rc;
 }
 
-int sw_lora_export(const char *run, const char *out, int merge)
+int sw_lora_export(const char *run, const char *out)
 {
-	if (merge) {
-		sw_error("export: --merge of a LoRA run is not implemented yet (docs/lora.md \"Not done "
-			 "yet\"); export the adapter and merge it with PEFT's merge_and_unload()");
-		return 2;
-	}
 	sw_lora_run r;
 	int rc = sw_lora_run_read(run, &r);
 	if (rc)
@@ -100,4 +95,97 @@ int sw_lora_export(const char *run, const char *out, int merge)
 		       (long long)r.step, out);
 	sw_lora_run_free(&r);
 	return rc ? 1 : 0;
+}
+
+/* ---- --merge: W + (alpha / r) B A for every targeted linear ---- */
+
+struct sw_lora_merge {
+	sw_lora_run r;
+	sw_st_file f;
+	int f_open;
+	sw_lora_layout lo;
+	float *ad;                   /* one layer's adapters (P32) */
+	char run[SW_TRAIN_PATH];
+};
+
+int sw_lora_merge_open(const char *run, sw_lora_merge **out, char *model_dir, int len)
+{
+	sw_lora_merge *m = calloc(1, sizeof(*m));
+	*out = m;
+	if (!m)
+		return -ENOMEM;
+	snprintf(m->run, sizeof(m->run), "%s", run);
+	int rc = sw_lora_run_read(run, &m->r);
+	if (rc)
+		return rc;
+	const char *md = json_string_value(json_object_get(json_object_get(m->r.man, "settings"), "model"));
+	if (!md) {
+		sw_error("export: %s/%s names no base model; the run directory is damaged", run,
+			 SW_LORA_MANIFEST);
+		return -EINVAL;
+	}
+	snprintf(model_dir, (size_t)len, "%s", md);
+	return 0;
+}
+
+int sw_lora_merge_bind(sw_lora_merge *m, const sw_config *cfg)
+{
+	json_t *set = json_object_get(m->r.man, "settings");
+	unsigned mask;
+	char why[256], file[SW_TRAIN_PATH + 160];
+	const char *tg = json_string_value(json_object_get(set, "lora_targets"));
+	if (!tg || sw_lora_targets_parse(tg, &mask, why, sizeof(why))) {
+		sw_error("export: %s/%s: bad lora_targets; the run directory is damaged", m->run,
+			 SW_LORA_MANIFEST);
+		return -EINVAL;
+	}
+	sw_lora_layout_make(&m->lo, cfg, (int)json_integer_value(json_object_get(set, "lora_rank")),
+			    mask, json_real_value(json_object_get(set, "lora_alpha")));
+	snprintf(file, sizeof(file), "%s/%s/model.safetensors", m->run, m->r.adapters);
+	int rc = sw_st_open(&m->f, file);
+	m->f_open = !rc;
+	if (!rc && !(m->ad = malloc((size_t)m->lo.numel * 4)))
+		rc = -ENOMEM;
+	for (int l = 0; l < (int)cfg->n_layers && !rc; l++)   /* every tensor is there */
+		rc = sw_lora_read_layer(&m->f, &m->lo, l, "", m->ad);
+	return rc;
+}
+
+/* W (out x in) += scale * B (out x r) A (r x in): B A summed in double, rounded to fp32, times
+ * the scale in fp32, added in fp32 (PEFT's merge in fp32) */
+static void merge_one(float *W, const float *A, const float *B, int64_t out, int64_t in, int r,
+		      float scale)
+{
+	for (int64_t o = 0; o < out; o++)
+		for (int64_t i = 0; i < in; i++) {
+			double acc = 0;
+			for (int k = 0; k < r; k++)
+				acc += (double)B[o * r + k] * (double)A[(int64_t)k * in + i];
+			W[o * in + i] += (float)acc * scale;
+		}
+}
+
+void sw_lora_merge_group(sw_lora_merge *m, const sw_table *tt, int g, float *buf)
+{
+	int l = g - 1;
+	if (g < 1 || l >= (int)tt->cfg.n_layers || sw_lora_read_layer(&m->f, &m->lo, l, "", m->ad))
+		return;
+	for (int k = 0; k < SW_LORA_NTARGETS; k++) {
+		if (!sw_lora_has(&m->lo, k))
+			continue;
+		int ti = sw_table_find_kind(tt, sw_lora_target_kind(k), l);
+		merge_one(buf + tt->t[ti].offset, m->ad + m->lo.off_a[k], m->ad + m->lo.off_b[k],
+			  m->lo.out[k], m->lo.in[k], m->lo.rank, m->lo.scale);
+	}
+}
+
+void sw_lora_merge_close(sw_lora_merge *m)
+{
+	if (!m)
+		return;
+	if (m->f_open)
+		sw_st_close(&m->f);
+	free(m->ad);
+	sw_lora_run_free(&m->r);
+	free(m);
 }

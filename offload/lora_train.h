@@ -45,7 +45,16 @@ int sw_lora_run_load(const char *run, const sw_lora_run *r, sw_lexec *ex,
  * after one line naming the missing tensor. */
 int sw_lora_read_layer(const sw_st_file *f, const sw_lora_layout *lo, int l, const char *suffix,
 		       float *dst);
-/* `spillway export` of a LoRA run: OUT in PEFT's format (offload/lora_export.c); merge: not
- * implemented yet. Returns the exit status after the lines it printed. */
-int sw_lora_export(const char *run, const char *out, int merge);
+/* `spillway export` of a LoRA run: OUT in PEFT's format (offload/lora_export.c). Returns the
+ * exit status after the lines it printed. */
+int sw_lora_export(const char *run, const char *out);
+/* --merge: the run's manifest read (model_dir: its base model), then bound to the base's config
+ * (the adapters' file opened, every tensor checked); sw_lora_merge_group adds (alpha / r) B A to
+ * the targeted weights of group g's fp32 block. open/bind: 0 or -errno after one line; close
+ * whatever they returned. */
+typedef struct sw_lora_merge sw_lora_merge;
+int sw_lora_merge_open(const char *run, sw_lora_merge **m, char *model_dir, int len);
+int sw_lora_merge_bind(sw_lora_merge *m, const sw_config *cfg);
+void sw_lora_merge_group(sw_lora_merge *m, const sw_table *tt, int g, float *buf);
+void sw_lora_merge_close(sw_lora_merge *m);
 #endif
