@@ -2,14 +2,19 @@
 # train --lora-rank end to end on the CPU backend (issue 18): the adapters after 3 steps are
 # byte-identical whether the frozen base lives on the device, in host memory (adapters too) or
 # on NVMe (budgets force each placement), and a run stopped after step 2 and resumed gives the
-# same bytes as the run that never stopped. Bad --lora-* input is one line each, nothing kept.
+# same bytes as the run that never stopped; export writes PEFT's files and, with --merge, a
+# Hugging Face directory. Bad --lora-* input is one line each, nothing kept.
 set -u
 bin=${SW_BIN:-build/spillway}
 w=$(mktemp -d /tmp/sw-lora-train.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-"$bin" init --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 258 --seed 3 --out "$w/m" >/dev/null || fail init
-"$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
+"$bin" init --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 259 --seed 3 --out "$w/m" >/dev/null || fail init
+python3 tests/ref/byte_tokenizer.py "$w/m" "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+for i in $(seq 64); do
+  echo '{"messages": [{"role": "user", "content": "ping '$i'"}, {"role": "assistant", "content": "pong '$i'"}]}'
+done >"$w/chats.jsonl"
+"$bin" data --jsonl "$w/chats.jsonl" --tokenizer "$w/m" --out "$w/d.tok" >/dev/null || fail data
 mkdir -p "$w/nv"
 c=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 128 --backend cpu --lr 1e-2
    --steps 3 --lora-rank 4 --lora-alpha 8 --threads 2 --chunk 4096)
@@ -70,9 +75,15 @@ ex_fail() {  # name, exit status, pattern, args...
     || { cat "$w/err"; fail "export $name: exit $rc"; }
   echo "ok export $name: $(cat "$w/err")"
 }
-ex_fail "--merge" 2 "merge of a LoRA run is not implemented" --run "$w/device" --out "$w/merged" --merge
+"$bin" export --run "$w/device" --out "$w/merged" --merge >"$w/out" 2>&1 || { cat "$w/out"; fail "export --merge"; }
+[ -e "$w/merged/model.safetensors" ] && [ -e "$w/merged/config.json" ] && [ -e "$w/merged/tokenizer.json" ] \
+  || fail "export --merge: the Hugging Face directory is incomplete"
+cmp -s "$w/m/model.safetensors" "$w/merged/model.safetensors" && fail "export --merge: the base, unchanged"
+"$bin" info --model "$w/merged" >/dev/null || fail "export --merge: spillway cannot read the merged model"
+echo "ok export --merge: a Hugging Face directory in the base's dtype (values: tests/ref/lora_peft_check.sh)"
 mkdir -p "$w/full"
-ex_fail "--merge, not LoRA" 2 "merge is for LoRA runs" --run "$w/full" --out "$w/merged" --merge
+ex_fail "--merge, not LoRA" 2 "merge is for LoRA runs" --run "$w/full" --out "$w/m2" --merge
 ex_fail "existing out" 1 "already exists" --run "$w/device" --out "$w/peft"
-[ ! -e "$w/merged" ] || fail "export left output behind"
+ex_fail "no run" 1 "lora.json\|manifest.json" --run "$w/full" --out "$w/m2"
+[ ! -e "$w/m2" ] || fail "export left output behind"
 echo "PASS"
