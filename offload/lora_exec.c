@@ -37,16 +37,14 @@ static int halloc(sw_lexec *ex, uint64_t bytes, void *out)
 	return -ENOMEM;
 }
 
-static int io_do(sw_lexec *ex, int write, sw_io_extent e, void *buf)
+static int io_write(sw_lexec *ex, sw_io_extent e, void *buf)
 {
 	sw_io_req r;
-	int rc = write ? sw_io_submit_write(ex->io, &r, e, 0, e.len, buf) :
-		 sw_io_submit_read(ex->io, &r, e, 0, e.len, buf);
+	int rc = sw_io_submit_write(ex->io, &r, e, 0, e.len, buf);
 	if (!rc)
 		rc = sw_io_wait(ex->io, &r);
 	if (rc)
-		sw_error("lora: NVMe %s of the base failed: %s", write ? "write" : "read",
-			 sw_io_req_error(&r));
+		sw_error("lora: NVMe write of the base failed: %s", sw_io_req_error(&r));
 	return rc;
 }
 
@@ -67,30 +65,9 @@ static int base_load(sw_lexec *ex, sw_lexec_reader read, const void *src, int g)
 	} else if (h->tier == SW_TIER_NVME) {
 		memset((char *)ex->stage + h->bytes, 0, up4k(h->bytes) - h->bytes);
 		rc = sw_io_extent_alloc(ex->io, up4k(h->bytes), &h->ext);
-		rc = rc ? rc : io_do(ex, 1, h->ext, ex->stage);
+		rc = rc ? rc : io_write(ex, h->ext, ex->stage);
 	}
 	return rc;
-}
-
-int lexec_base_get(sw_lexec *ex, int g, int slot, void **p16)
-{
-	sw_backend *be = ex->be;
-	lhome *h = &ex->base[g];
-	if (h->tier == SW_TIER_GPU) {
-		*p16 = h->dev;
-		return 0;
-	}
-	const void *src = h->host;
-	if (h->tier == SW_TIER_NVME) {
-		int rc = io_do(ex, 0, h->ext, ex->stage);
-		if (rc)
-			return rc;
-		src = ex->stage;
-	}
-	be->ops->copy_h2d(be, ex->cs, ex->win[slot], src, h->bytes);
-	be->ops->stream_sync(be, ex->cs);   /* the stage is reused by the next fetch */
-	*p16 = ex->win[slot];
-	return 0;
 }
 
 static int ad_alloc(sw_lexec *ex, int l)
@@ -195,20 +172,39 @@ static int act_alloc(sw_lexec *ex)
 	return rc;
 }
 
-/* The window (when some group streams), the staging buffer, the base's homes. */
+/* The window (when some group streams): two device buffers, their events, the NVMe stages,
+ * the list of the step's uses. */
+static int win_alloc(sw_lexec *ex, uint64_t streamed, uint64_t nvme)
+{
+	sw_backend *be = ex->be;
+	int rc = be->ops->stream_create(be, &ex->hs);
+	for (int i = 0; i < 2 && !rc; i++) {
+		rc = dalloc(ex, streamed, &ex->win[i]);
+		rc = rc ? rc : be->ops->event_create(be, &ex->ready[i]);
+		rc = rc ? rc : be->ops->event_create(be, &ex->freed[i]);
+		if (!rc && nvme)
+			rc = halloc(ex, up4k(nvme), &ex->wstage[i]);
+	}
+	if (!rc && !(ex->use_g = malloc(sizeof(int) * (size_t)(2 * ex->G + 1))))
+		rc = -ENOMEM;
+	return rc;
+}
+
+/* The load's staging buffer, the window, the base's homes. */
 static int base_alloc(sw_lexec *ex, sw_lexec_reader read, const void *src)
 {
-	uint64_t big = 0, streamed = 0;
+	uint64_t big = 0, streamed = 0, nvme = 0;
 	for (int g = 0; g < ex->G; g++) {
 		uint64_t b = (uint64_t)ex->tt->g[g].numel * (uint64_t)ex->ab;
+		sw_tier t = ex->p->base_tier[g];
 		big = b > big ? b : big;
-		if (ex->p->base_tier[g] != SW_TIER_GPU && b > streamed)
-			streamed = b;
+		streamed = t != SW_TIER_GPU && b > streamed ? b : streamed;
+		nvme = t == SW_TIER_NVME && b > nvme ? b : nvme;
 	}
 	ex->stage_bytes = up4k(big);
 	int rc = halloc(ex, ex->stage_bytes, &ex->stage);
-	for (int i = 0; i < 2 && streamed && !rc; i++)
-		rc = dalloc(ex, streamed, &ex->win[i]);
+	if (!rc && streamed)
+		rc = win_alloc(ex, streamed, nvme);
 	for (int g = 0; g < ex->G && !rc; g++)
 		rc = base_load(ex, read, src, g);
 	return rc;
@@ -275,6 +271,18 @@ void sw_lexec_destroy(sw_lexec *ex)
 		return;
 	if (ex->cs)
 		ex->be->ops->stream_sync(ex->be, ex->cs);
+	if (ex->hs)
+		ex->be->ops->stream_sync(ex->be, ex->hs);
+	for (int i = 0; i < 2; i++) {
+		if (ex->ready[i])
+			ex->be->ops->event_destroy(ex->be, ex->ready[i]);
+		if (ex->freed[i])
+			ex->be->ops->event_destroy(ex->be, ex->freed[i]);
+		hfree(ex, ex->wstage[i]);
+	}
+	if (ex->hs)
+		ex->be->ops->stream_destroy(ex->be, ex->hs);
+	free(ex->use_g);
 	for (int g = 0; ex->base && g < ex->G; g++) {
 		dfree(ex, ex->base[g].dev);
 		hfree(ex, ex->base[g].host);

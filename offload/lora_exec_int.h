@@ -31,8 +31,14 @@ struct sw_lexec {
 	lhome *base;                       /* (G) */
 	void *win[2];                      /* device: streamed groups' P16 (the head and, tied,
 					    * the embedding at once) */
-	void *stage;                       /* pinned, 4 KiB aligned: one group (load, NVMe) */
+	void *stage;                       /* pinned, 4 KiB aligned: one group (the load) */
 	uint64_t stage_bytes;
+	/* the window (offload/lora_window.c): the step's uses of streamed groups, in order */
+	sw_stream *hs;                     /* copies of the base to the device */
+	sw_event *ready[2], *freed[2];
+	void *wstage[2];                   /* pinned NVMe stages of the two slots */
+	int *use_g;
+	int nuse, use_pos, fetched, released;
 	lad *ad;                           /* (L) */
 	void *ad_p16_dev;                  /* host adapters' compute copy and gradient on the */
 	float *ad_g_dev;                   /* device, one layer at a time */
@@ -46,8 +52,12 @@ struct sw_lexec {
 };
 
 uint64_t lexec_xbytes(const sw_lexec *ex);
-/* Group g's P16 on the device: its resident copy, or fetched into window buffer `slot`. */
-int lexec_base_get(sw_lexec *ex, int g, int slot, void **p16);
+/* lora_window.c: the step's uses begin; group g's P16 on the device for the next use (its
+ * resident copy, or the window slot it was fetched into); the use released (after its compute
+ * was issued), which starts the next use's fetch. */
+void lexec_win_begin(sw_lexec *ex);
+int lexec_base_get(sw_lexec *ex, int g, void **p16);
+int lexec_base_release(sw_lexec *ex, int g);
 /* Layer l's adapters for compute (bwd: with a zeroed gradient for host adapters). */
 void lexec_ad_use(sw_lexec *ex, int l, int bwd, sw_lora_ptrs *lp);
 #endif

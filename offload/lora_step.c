@@ -25,7 +25,7 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	uint64_t xb = lexec_xbytes(ex);
 	void *p16;
 	sw_group_ptrs w;
-	int rc = lexec_base_get(ex, 0, 1, &p16);
+	int rc = lexec_base_get(ex, 0, &p16);
 	if (rc)
 		return rc;
 	sw_group_ptrs_make(&w, ex->tt, 0, p16, ex->ab);
@@ -34,8 +34,10 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 		o->embedding_fwd(be, ex->cs, ex->xa, ex->tok, w.t[SW_T_EMBED], N, ex->d.C);
 		o->copy_d2h(be, ex->cs, ck(ex, 0, m), ex->xa, xb);
 	}
+	if ((rc = lexec_base_release(ex, 0)))
+		return rc;
 	for (int l = 0; l < ex->L; l++) {
-		if ((rc = lexec_base_get(ex, l + 1, 0, &p16)))
+		if ((rc = lexec_base_get(ex, l + 1, &p16)))
 			return rc;
 		sw_group_ptrs_make(&w, ex->tt, l + 1, p16, ex->ab);
 		sw_lora_ptrs lp;
@@ -46,6 +48,8 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 					  ex->xb, &ex->s, &ex->ls);
 			o->copy_d2h(be, ex->cs, ck(ex, l + 1, m), ex->xb, xb);
 		}
+		if ((rc = lexec_base_release(ex, l + 1)))
+			return rc;
 	}
 	return 0;
 }
@@ -58,9 +62,9 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, double *loss)
 	int N = ex->d.N, H = ex->G - 1;
 	uint64_t xb = lexec_xbytes(ex);
 	void *ph, *pe = NULL;
-	int rc = lexec_base_get(ex, H, 0, &ph);
+	int rc = lexec_base_get(ex, H, &ph);
 	if (!rc && ex->tt->cfg.tie_embeddings)
-		rc = lexec_base_get(ex, 0, 1, &pe);
+		rc = lexec_base_get(ex, 0, &pe);
 	if (rc)
 		return rc;
 	sw_group_ptrs hw, ew, hg, eg;
@@ -83,7 +87,10 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, double *loss)
 		for (int i = 0; i < N; i++)
 			*loss += ex->host_losses[i];
 	}
-	return 0;
+	rc = lexec_base_release(ex, H);
+	if (!rc && pe)
+		rc = lexec_base_release(ex, 0);
+	return rc;
 }
 
 /* Layers top-down; each layer's gradient's sum of squares into dsum[l]; host adapters'
@@ -95,7 +102,7 @@ static int backward(sw_lexec *ex)
 	uint64_t xb = lexec_xbytes(ex), n = (uint64_t)ex->o.lo.numel;
 	for (int l = ex->L - 1; l >= 0; l--) {
 		void *p16;
-		int rc = lexec_base_get(ex, l + 1, 0, &p16);
+		int rc = lexec_base_get(ex, l + 1, &p16);
 		if (rc)
 			return rc;
 		sw_group_ptrs w;
@@ -110,6 +117,8 @@ static int backward(sw_lexec *ex)
 			if (l > 0)   /* nothing flows into the frozen embedding */
 				o->copy_d2h(be, ex->cs, carry(ex, m), ex->xb, xb);
 		}
+		if ((rc = lexec_base_release(ex, l + 1)))
+			return rc;
 		const float *g = ex->ad[l].tier == SW_TIER_GPU ? ex->ad[l].g : ex->ad_g_dev;
 		o->sumsq(be, ex->cs, ex->dsum + l, g, (int64_t)n);
 		if (ex->ad[l].tier == SW_TIER_HOST) {
@@ -149,6 +158,7 @@ int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, i
 		if (ex->ad[l].tier == SW_TIER_GPU)
 			be->ops->memset0(be, ex->cs, ex->ad[l].g, (uint64_t)ex->o.lo.numel * 4);
 	double loss = 0;
+	lexec_win_begin(ex);
 	int rc = forward(ex, inputs);
 	rc = rc ? rc : head(ex, targets, scale, &loss);
 	rc = rc ? rc : backward(ex);
