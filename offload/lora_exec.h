@@ -13,9 +13,11 @@
  * and AdamW on every adapter tensor. The adapters' gradients are all held until the norm is
  * known, so clipping costs no second pass.
  *
- * Not yet: the base's P16 is fetched synchronously (no prefetch overlapping compute), whole
- * groups at a time; checkpoints and the carry always live in pinned host memory (never spilled
- * to NVMe, never on the device); evaluation (--eval-data). docs/lora.md lists these. */
+ * A streamed group's fetch (NVMe read into a pinned stage on the executor's thread, then the copy
+ * to one of two device buffers on the copy stream) is issued when the use before it is released,
+ * so it overlaps that use's compute (offload/lora_window.c). Not yet: reading further ahead, NVMe
+ * reads in chunks, checkpoints and the carry anywhere but pinned host memory, evaluation
+ * (--eval-data). docs/lora.md lists these. */
 #ifndef SW_OFFLOAD_LORA_EXEC_H
 #define SW_OFFLOAD_LORA_EXEC_H
 #include <stdint.h>
