@@ -10,9 +10,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,14 +34,14 @@ typedef struct lctx {
 	sw_lora_run rp;
 	char prev[64];
 	uint64_t arena;
+	int lock;                    /* fd holding flock on RUN/lock, or -1 */
 } lctx;
 
 /* What this mode does not do yet: one line each, exit 2. */
 static int refuse_unbuilt(const sw_train_args *a, const sw_lora_args *la)
 {
 	const char *what = la->dropout != 0 ? "--lora-dropout other than 0" :
-			   a->eval_data ? "--eval-data" : a->commit_every > 0 ? "--commit-every" :
-			   a->trace ? "--trace" : NULL;
+			   a->eval_data ? "--eval-data" : a->trace ? "--trace" : NULL;
 	if (!what)
 		return 0;
 	sw_error("train: %s with --lora-rank is not implemented yet (docs/lora.md \"Not done yet\")",
@@ -83,6 +86,25 @@ static json_t *settings_make(const lctx *c)
 			 (json_int_t)a->sched.warmup_steps, "min_lr_rate", a->sched.min_lr_rate);
 }
 
+/* RUN/lock, held (flock) while the run goes: one process per run directory. */
+static int rundir_lock(lctx *c)
+{
+	char p[SW_TRAIN_PATH + 16];
+	snprintf(p, sizeof(p), "%s/lock", c->a->run);
+	c->lock = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (c->lock < 0) {
+		int e = errno;
+		sw_error("train: cannot create %s (%s)", p, strerror(e));
+		return -e;
+	}
+	if (flock(c->lock, LOCK_EX | LOCK_NB)) {
+		sw_error("train: %s is in use by another spillway process; wait for it to finish",
+			 c->a->run);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 /* --resume: the manifest, the same settings; a fresh run: no earlier run in the directory. */
 static int rundir_open(lctx *c)
 {
@@ -104,9 +126,10 @@ static int rundir_open(lctx *c)
 			sw_error("train: cannot create --run %s (%s)", run, strerror(e));
 			return -e;
 		}
-		return 0;
+		return rundir_lock(c);
 	}
 	int rc = sw_lora_run_read(run, &c->rp);
+	rc = rc ? rc : rundir_lock(c);
 	if (rc)
 		return rc;
 	json_t *old = json_object_get(c->rp.man, "settings");
@@ -299,17 +322,71 @@ static int save(lctx *c, int64_t step, int64_t skipped)
 				c->data.pos, c->settings, c->prev, sizeof(c->prev));
 }
 
+/* SIGINT/SIGTERM: the first ends the run after the step in flight, saved; the second at once. */
+static volatile sig_atomic_t stop_sig;
+
+static void on_signal(int sig)
+{
+	static const char m1[] = "train: signal: finishing the step in flight, then saving and "
+				 "stopping; send it again to abort at once\n";
+	static const char m2[] = "train: second signal: aborting now; --resume continues from the "
+				 "last save\n";
+	if (stop_sig) {
+		if (write(2, m2, sizeof(m2) - 1) < 0) {
+			/* nothing more to do */
+		}
+		_exit(128 + sig);
+	}
+	stop_sig = sig;
+	if (write(2, m1, sizeof(m1) - 1) < 0) {
+		/* nothing more to do */
+	}
+}
+
+static void signals(int take, struct sigaction old[2])
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	stop_sig = 0;
+	sigaction(SIGINT, take ? &sa : &old[0], take ? &old[0] : NULL);
+	sigaction(SIGTERM, take ? &sa : &old[1], take ? &old[1] : NULL);
+}
+
+/* After a signal: what the last step made is saved (it is, when the step saved). */
+static int stopped(lctx *c, int64_t last, int64_t saved, int64_t skipped)
+{
+	const char *why = stop_sig == SIGINT ? "SIGINT" : "SIGTERM";
+	int rc = c->a->run && last > saved ? save(c, last, skipped) : 0;
+	if (rc)
+		return rc;
+	if (c->a->run)
+		printf("train: stopped by %s after step %lld, saved in %s; resume with: %s\n", why,
+		       (long long)last, c->a->run, c->a->resume_cmd ? c->a->resume_cmd :
+		       "the same command plus --resume");
+	else
+		printf("train: stopped by %s after step %lld; nothing was saved (--no-save)\n", why,
+		       (long long)last);
+	return 128 + stop_sig;
+}
+
 static int step_loop(lctx *c)
 {
 	const sw_train_args *a = c->a;
 	int64_t rows = a->batch_tokens / a->seq_len, skipped = c->rp.skipped;
-	int64_t first = a->resume ? c->rp.step + 1 : 1;
+	int64_t first = a->resume ? c->rp.step + 1 : 1, saved = first - 1;
 	int32_t *in = malloc((size_t)rows * (size_t)a->seq_len * 4);
 	int32_t *tg = malloc((size_t)rows * (size_t)a->seq_len * 4);
 	int rc = in && tg ? 0 : -ENOMEM;
 	for (int64_t step = first; step <= a->steps && !rc; step++) {
 		if (a->stop_after > 0 && step > a->stop_after)
 			break;
+		if (stop_sig) {
+			rc = stopped(c, step - 1, saved, skipped);
+			break;
+		}
 		if ((rc = sw_data_next(&c->data, rows, in, tg)))
 			break;
 		int64_t taken = step - skipped;
@@ -325,9 +402,14 @@ static int step_loop(lctx *c)
 			       (long long)step, (long long)a->steps, st.loss, st.grad_norm, lr,
 			       sw_now() - t0, st.skipped ? "  (skipped: gradient not finite)" : "");
 		fflush(stdout);
+		/* a commit is a save: the adapters' state is small (docs/lora.md) */
 		int last = step == a->steps || step == a->stop_after;
-		if (a->run && ((a->save_every && step % a->save_every == 0) || last))
+		int every = (a->save_every && step % a->save_every == 0) ||
+			    (a->commit_every > 0 && step % a->commit_every == 0);
+		if (a->run && (every || last)) {
 			rc = save(c, step, skipped);
+			saved = step;
+		}
 	}
 	free(in);
 	free(tg);
@@ -346,6 +428,8 @@ static void teardown(lctx *c)
 		sw_hf_close(&c->hm);
 	sw_lora_run_free(&c->rp);
 	json_decref(c->settings);
+	if (c->lock >= 0)
+		close(c->lock);
 }
 
 int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
@@ -357,13 +441,17 @@ int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
 	memset(&c, 0, sizeof(c));
 	c.a = a;
 	c.la = la;
+	c.lock = -1;
 	c.cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
 	rc = open_inputs(&c);
 	if (!rc && !(c.settings = settings_make(&c)))
 		rc = -ENOMEM;
 	rc = rc ? rc : rundir_open(&c);
 	rc = rc ? rc : build(&c);
+	struct sigaction old[2];
+	signals(1, old);
 	rc = rc ? rc : step_loop(&c);
+	signals(0, old);
 	if (!rc && a->run)
 		printf("train: LoRA adapters in %s (export them: spillway export --run %s --out DIR)\n",
 		       a->run, a->run);

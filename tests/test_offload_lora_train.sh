@@ -43,6 +43,25 @@ grep -q "^step 3/3" "$w/r2.out" && ! grep -q "^step [12]/3" "$w/r2.out" || fail 
 cmp -s "$w/device/$st" "$w/r/$st" || fail "2 steps + resume 1 differ from 3 steps"
 echo "ok resume: 2 steps + --resume 1 step byte-identical to 3 steps"
 
+# SIGINT: the step in flight finishes, is saved, exit 130; --resume goes on from it; a second
+# process on the same run directory is refused while the first runs. --commit-every N saves.
+"$bin" train "${c[@]}" --steps 100000 --run "$w/sig" --commit-every 5 --quiet >"$w/sig.out" 2>&1 &
+pid=$!
+for i in $(seq 100); do [ -e "$w/sig/lora.json" ] && break; sleep 0.1; done
+"$bin" train "${c[@]}" --steps 100000 --run "$w/sig" --resume >"$w/out" 2>"$w/err"
+[ $? = 1 ] && grep -q "in use by another spillway process" "$w/err" || { cat "$w/err"; fail "a second process on the run"; }
+echo "ok busy: $(cat "$w/err")"
+kill -INT $pid
+wait $pid; rc=$?
+[ $rc = 130 ] || { cat "$w/sig.out"; fail "SIGINT: exit $rc, expected 130"; }
+last=$(grep -o '^step [0-9]*' "$w/sig.out" | tail -1 | cut -d' ' -f2)
+grep -q "stopped by SIGINT after step $last, saved" "$w/sig.out" || { tail -3 "$w/sig.out"; fail "SIGINT: no save of step $last"; }
+grep -q "\"step\": $last," "$w/sig/lora.json" || fail "SIGINT: lora.json does not name step $last"
+ls "$w/sig" | grep -q '^adapters-' || fail "no save"
+"$bin" train "${c[@]}" --steps $((last + 1)) --run "$w/sig2" --commit-every 5 --stop-after 5 --quiet >/dev/null 2>&1 || fail "commit-every run"
+[ -e "$w/sig2/adapters-00000005/model.safetensors" ] || fail "--commit-every 5: no save of step 5"
+echo "ok SIGINT: stopped after step $last, saved, exit 130"
+
 expect_fail() {  # name, exit status, pattern, args...
   local name=$1 want=$2 pat=$3; shift 3
   "$bin" train "$@" >"$w/out" 2>"$w/err"; rc=$?
