@@ -16,8 +16,8 @@
  * A streamed group's fetch (NVMe read into a pinned stage on the executor's thread, then the copy
  * to one of two device buffers on the copy stream) is issued when the use before it is released,
  * so it overlaps that use's compute (offload/lora_window.c). Not yet: reading further ahead, NVMe
- * reads in chunks, checkpoints and the carry anywhere but pinned host memory, evaluation
- * (--eval-data). docs/lora.md lists these. */
+ * reads in chunks, checkpoints and the carry anywhere but pinned host memory. docs/lora.md
+ * lists these. */
 #ifndef SW_OFFLOAD_LORA_EXEC_H
 #define SW_OFFLOAD_LORA_EXEC_H
 #include <stdint.h>
@@ -60,4 +60,7 @@ void sw_lexec_get_layer(sw_lexec *ex, int l, sw_state state, float *dst);
  * t). 0 or -errno (NVMe). */
 int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
 		  double lr, sw_step_stats *st);
+/* The summed loss of one batch (as sw_lexec_step takes it) under the current adapters: forward
+ * and head only, nothing updated. 0 or -errno. */
+int sw_lexec_eval(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum);
 #endif

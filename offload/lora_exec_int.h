@@ -55,7 +55,7 @@ uint64_t lexec_xbytes(const sw_lexec *ex);
 /* lora_window.c: the step's uses begin; group g's P16 on the device for the next use (its
  * resident copy, or the window slot it was fetched into); the use released (after its compute
  * was issued), which starts the next use's fetch. */
-void lexec_win_begin(sw_lexec *ex);
+void lexec_win_begin(sw_lexec *ex, int backward);
 int lexec_base_get(sw_lexec *ex, int g, void **p16);
 int lexec_base_release(sw_lexec *ex, int g);
 /* Layer l's adapters for compute (bwd: with a zeroed gradient for host adapters). */

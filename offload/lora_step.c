@@ -54,8 +54,8 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	return 0;
 }
 
-/* The loss and its gradient per micro-batch into the carry; *loss the summed losses. */
-static int head(sw_lexec *ex, const int32_t *targets, float scale, double *loss)
+/* The loss and (bwd) its gradient per micro-batch into the carry; *loss the summed losses. */
+static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, double *loss)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
@@ -80,9 +80,10 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, double *loss)
 		o->copy_h2d(be, ex->cs, ex->xa, ck(ex, ex->L, m), xb);
 		o->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
 		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &hw, &ew, &hg, &eg, ex->xa, ex->tgt, scale,
-				ex->losses, ex->xb, &ex->s);
+				ex->losses, bwd ? ex->xb : NULL, &ex->s);
 		o->copy_d2h(be, ex->cs, ex->host_losses, ex->losses, (uint64_t)N * 4);
-		o->copy_d2h(be, ex->cs, carry(ex, m), ex->xb, xb);
+		if (bwd)
+			o->copy_d2h(be, ex->cs, carry(ex, m), ex->xb, xb);
 		o->stream_sync(be, ex->cs);
 		for (int i = 0; i < N; i++)
 			*loss += ex->host_losses[i];
@@ -158,9 +159,9 @@ int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, i
 		if (ex->ad[l].tier == SW_TIER_GPU)
 			be->ops->memset0(be, ex->cs, ex->ad[l].g, (uint64_t)ex->o.lo.numel * 4);
 	double loss = 0;
-	lexec_win_begin(ex);
+	lexec_win_begin(ex, 1);
 	int rc = forward(ex, inputs);
-	rc = rc ? rc : head(ex, targets, scale, &loss);
+	rc = rc ? rc : head(ex, targets, scale, 1, &loss);
 	rc = rc ? rc : backward(ex);
 	if (rc)
 		return rc;
@@ -177,4 +178,11 @@ int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, i
 	}
 	update(ex, step, lr, st->grad_scale);
 	return 0;
+}
+
+int sw_lexec_eval(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum)
+{
+	lexec_win_begin(ex, 0);
+	int rc = forward(ex, inputs);
+	return rc ? rc : head(ex, targets, 1.0f, 0, loss_sum);
 }

@@ -23,8 +23,8 @@ typedef struct lctx {
 	const sw_train_args *a;
 	const sw_lora_args *la;
 	sw_hf_model hm;
-	int hm_open, data_open, cpu;
-	sw_data data;
+	int hm_open, data_open, eval_open, cpu;
+	sw_data data, eval;
 	sw_plan_lora plan;
 	sw_lora_layout lo;
 	sw_backend *be;
@@ -41,7 +41,7 @@ typedef struct lctx {
 static int refuse_unbuilt(const sw_train_args *a, const sw_lora_args *la)
 {
 	const char *what = la->dropout != 0 ? "--lora-dropout other than 0" :
-			   a->eval_data ? "--eval-data" : a->trace ? "--trace" : NULL;
+			   a->trace ? "--trace" : NULL;
 	if (!what)
 		return 0;
 	sw_error("train: %s with --lora-rank is not implemented yet (docs/lora.md \"Not done yet\")",
@@ -62,7 +62,41 @@ static int open_inputs(lctx *c)
 	uint64_t fp = 0;
 	if ((rc = sw_tokenizer_file_fingerprint(a->model, &fp)))
 		return rc;
-	return sw_data_check_model(&c->data, a->data, (uint32_t)c->hm.tt.cfg.vocab, fp, a->force);
+	uint32_t vocab = (uint32_t)c->hm.tt.cfg.vocab;
+	if ((rc = sw_data_check_model(&c->data, a->data, vocab, fp, a->force)) || !a->eval_data)
+		return rc;
+	if ((rc = sw_data_open(&c->eval, a->eval_data, a->seq_len, a->seed)))
+		return rc;
+	c->eval_open = 1;
+	return sw_data_check_model(&c->eval, a->eval_data, vocab, fp, a->force);
+}
+
+/* The mean loss over every window of --eval-data (forward only), in batches of the training
+ * batch's rows in the file's first-epoch order, the last padded with rows without targets (as
+ * full fine-tuning's evaluation). */
+static int eval_loss(lctx *c, int32_t *in, int32_t *tg, int64_t rows, double *out)
+{
+	int64_t T = c->a->seq_len, W = (int64_t)c->eval.n_windows, tokens = 0;
+	double sum = 0;
+	c->eval.pos = (sw_data_pos){ 0, 0 };
+	for (int64_t b = 0; b < W; b += rows) {
+		int64_t n = W - b < rows ? W - b : rows;
+		int rc = sw_data_next(&c->eval, n, in, tg);
+		if (rc)
+			return rc;
+		for (int64_t i = n * T; i < rows * T; i++) {
+			in[i] = 0;
+			tg[i] = SW_IGNORE_INDEX;
+		}
+		for (int64_t i = 0; i < n * T; i++)
+			tokens += tg[i] >= 0;
+		double s;
+		if ((rc = sw_lexec_eval(c->ex, in, tg, &s)))
+			return rc;
+		sum += s;
+	}
+	*out = tokens ? sum / (double)tokens : NAN;
+	return 0;
 }
 
 /* The settings that decide the result: recorded with every save, repeated by --resume. */
@@ -397,13 +431,20 @@ static int step_loop(lctx *c)
 		skipped += st.skipped;
 		if (a->losses_out)
 			a->losses_out[step - 1] = st.loss;
+		double dt = sw_now() - t0, ev = NAN;
+		int last = step == a->steps || step == a->stop_after;
+		if (c->eval_open && ((a->eval_every && step % a->eval_every == 0) || last) &&
+		    (rc = eval_loss(c, in, tg, rows, &ev)))
+			break;
+		char evs[48] = "";
+		if (!isnan(ev))
+			snprintf(evs, sizeof(evs), "  eval loss %.9g", ev);
 		if (a->print_steps)
-			printf("step %lld/%lld  loss %.6f  grad_norm %.6g  lr %.4g  %.2f s%s\n",
-			       (long long)step, (long long)a->steps, st.loss, st.grad_norm, lr,
-			       sw_now() - t0, st.skipped ? "  (skipped: gradient not finite)" : "");
+			printf("step %lld/%lld  loss %.6f  grad_norm %.6g  lr %.4g  %.2f s%s%s\n",
+			       (long long)step, (long long)a->steps, st.loss, st.grad_norm, lr, dt, evs,
+			       st.skipped ? "  (skipped: gradient not finite)" : "");
 		fflush(stdout);
 		/* a commit is a save: the adapters' state is small (docs/lora.md) */
-		int last = step == a->steps || step == a->stop_after;
 		int every = (a->save_every && step % a->save_every == 0) ||
 			    (a->commit_every > 0 && step % a->commit_every == 0);
 		if (a->run && (every || last)) {
@@ -424,6 +465,8 @@ static void teardown(lctx *c)
 	sw_plan_lora_free(&c->plan);
 	if (c->data_open)
 		sw_data_close(&c->data);
+	if (c->eval_open)
+		sw_data_close(&c->eval);
 	if (c->hm_open)
 		sw_hf_close(&c->hm);
 	sw_lora_run_free(&c->rp);

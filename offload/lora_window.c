@@ -23,7 +23,7 @@ static void add_use(sw_lexec *ex, int g)
 		ex->use_g[ex->nuse++] = g;
 }
 
-void lexec_win_begin(sw_lexec *ex)
+void lexec_win_begin(sw_lexec *ex, int backward)
 {
 	int H = ex->G - 1;
 	ex->nuse = ex->use_pos = ex->fetched = ex->released = 0;
@@ -32,7 +32,7 @@ void lexec_win_begin(sw_lexec *ex)
 	add_use(ex, H);                           /* head (and, tied, the embedding) */
 	if (ex->tt->cfg.tie_embeddings)
 		add_use(ex, 0);
-	for (int l = ex->L; l >= 1; l--)          /* backward */
+	for (int l = ex->L; l >= 1 && backward; l--)   /* backward */
 		add_use(ex, l);
 }
 

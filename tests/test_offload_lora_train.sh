@@ -62,6 +62,18 @@ ls "$w/sig" | grep -q '^adapters-' || fail "no save"
 [ -e "$w/sig2/adapters-00000005/model.safetensors" ] || fail "--commit-every 5: no save of step 5"
 echo "ok SIGINT: stopped after step $last, saved, exit 130"
 
+# --eval-data: with lr 0 the adapters stay at B = 0, so the held-out loss is the base's: the
+# same bits as full fine-tuning's evaluation after a step at lr 0 (metrics.jsonl), here with the
+# base streamed from host memory
+"$bin" train --model "$w/m" --data "$w/d.tok" --eval-data "$w/d.tok" --seq-len 32 --batch-tokens 128 \
+  --backend cpu --threads 2 --lr 0 --steps 1 --run "$w/full_ev" --quiet >/dev/null 2>&1 || fail "full eval run"
+want=$(grep -o '"eval_loss": [0-9.e+-]*' "$w/full_ev/metrics.jsonl" | tail -1 | cut -d' ' -f2)
+"$bin" train "${c[@]}" --eval-data "$w/d.tok" --lr 0 --steps 1 --no-save --quiet --gpu-mem 700KiB >"$w/ev.out" 2>&1 \
+  || { cat "$w/ev.out"; fail "LoRA eval run"; }
+got=$(grep -o 'eval loss [0-9.e+-]*' "$w/ev.out" | cut -d' ' -f3)
+[ -n "$want" ] && [ "$got" = "$want" ] || fail "eval loss $got, full fine-tuning's at lr 0: $want"
+echo "ok eval: held-out loss $got, full fine-tuning's at lr 0 to the printed digit"
+
 expect_fail() {  # name, exit status, pattern, args...
   local name=$1 want=$2 pat=$3; shift 3
   "$bin" train "$@" >"$w/out" 2>"$w/err"; rc=$?
