@@ -5,6 +5,7 @@
 #include "offload/lora_train.h"
 #include "offload/train_int.h"
 #include "core/log.h"
+#include "core/report.h"
 #include "core/tokenizer.h"
 #include "cpu/backend_cpu.h"
 
@@ -35,6 +36,7 @@ typedef struct lctx {
 	char prev[64];
 	uint64_t arena;
 	int lock;                    /* fd holding flock on RUN/lock, or -1 */
+	FILE *metrics;               /* RUN/metrics.jsonl */
 } lctx;
 
 /* What this mode does not do yet: one line each, exit 2. */
@@ -345,9 +347,12 @@ static int build(lctx *c)
 	if ((rc = nvme_open(c)))
 		return rc;
 	sw_lexec_opts eo = { .adam = a->adam, .clip = a->clip, .lo = c->lo };
-	if ((rc = sw_lexec_create(c->be, sw_lexec_read_hf, &c->hm, &c->plan, c->io, &eo, &c->ex)))
+	if ((rc = sw_lexec_create(c->be, sw_lexec_read_hf, &c->hm, &c->plan, c->io, &eo, &c->ex)) ||
+	    (rc = adapters_init(c)))
 		return rc;
-	return adapters_init(c);
+	if (a->run && !(c->metrics = sw_lora_metrics_open(a->run, a->resume ? c->rp.step : 0)))
+		return -EIO;
+	return 0;
 }
 
 static int save(lctx *c, int64_t step, int64_t skipped)
@@ -440,9 +445,13 @@ static int step_loop(lctx *c)
 		if (!isnan(ev))
 			snprintf(evs, sizeof(evs), "  eval loss %.9g", ev);
 		if (a->print_steps)
-			printf("step %lld/%lld  loss %.6f  grad_norm %.6g  lr %.4g  %.2f s%s%s\n",
-			       (long long)step, (long long)a->steps, st.loss, st.grad_norm, lr, dt, evs,
+			printf("step %lld/%lld  loss %.6f  grad_norm %.6g  lr %.4g  %.2f s  "
+			       "bound/measured %.2f%s%s\n", (long long)step, (long long)a->steps, st.loss,
+			       st.grad_norm, lr, dt, c->plan.cost.step_s / dt, evs,
 			       st.skipped ? "  (skipped: gradient not finite)" : "");
+		if (c->metrics)
+			sw_lora_metrics_step(c->metrics, a->run, step, lr, &st, dt,
+					     (double)a->batch_tokens, c->plan.cost.step_s, ev);
 		fflush(stdout);
 		/* a commit is a save: the adapters' state is small (docs/lora.md) */
 		int every = (a->save_every && step % a->save_every == 0) ||
@@ -473,6 +482,8 @@ static void teardown(lctx *c)
 	json_decref(c->settings);
 	if (c->lock >= 0)
 		close(c->lock);
+	if (c->metrics)
+		fclose(c->metrics);
 }
 
 int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
@@ -495,6 +506,8 @@ int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
 	signals(1, old);
 	rc = rc ? rc : step_loop(&c);
 	signals(0, old);
+	if (c.metrics)
+		sw_report_update(a->run, 1);
 	if (!rc && a->run)
 		printf("train: LoRA adapters in %s (export them: spillway export --run %s --out DIR)\n",
 		       a->run, a->run);

@@ -5,6 +5,7 @@
 #ifndef SW_OFFLOAD_LORA_TRAIN_H
 #define SW_OFFLOAD_LORA_TRAIN_H
 #include <jansson.h>
+#include <stdio.h>
 #include "core/data.h"
 #include "offload/lora_exec.h"
 #include "offload/train.h"
@@ -45,6 +46,13 @@ int sw_lora_run_load(const char *run, const sw_lora_run *r, sw_lexec *ex,
  * after one line naming the missing tensor. */
 int sw_lora_read_layer(const sw_st_file *f, const sw_lora_layout *lo, int l, const char *suffix,
 		       float *dst);
+/* RUN/metrics.jsonl (offload/lora_metrics.c): opened (on --resume, resumed > 0, the records
+ * after that step dropped; NULL after one line), one record per step (report.html updated). */
+FILE *sw_lora_metrics_open(const char *run, int64_t resumed);
+void sw_lora_metrics_step(FILE *f, const char *run, int64_t step, double lr,
+			  const sw_step_stats *st, double step_s, double tokens, double bound_s,
+			  double eval);
+
 /* `spillway export` of a LoRA run: OUT in PEFT's format (offload/lora_export.c). Returns the
  * exit status after the lines it printed. */
 int sw_lora_export(const char *run, const char *out);

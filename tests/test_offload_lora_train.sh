@@ -41,7 +41,10 @@ done
 grep -q "^step 3/3" "$w/r2.out" && ! grep -q "^step [12]/3" "$w/r2.out" || fail "resume did not run step 3 only"
 [ ! -e "$w/r/adapters-00000002" ] || fail "the superseded save was not removed"
 cmp -s "$w/device/$st" "$w/r/$st" || fail "2 steps + resume 1 differ from 3 steps"
-echo "ok resume: 2 steps + --resume 1 step byte-identical to 3 steps"
+[ "$(grep -o '"step": [0-9]*' "$w/r/metrics.jsonl" | tr '\n' ' ')" = '"step": 1 "step": 2 "step": 3 ' ] \
+  || { cat "$w/r/metrics.jsonl"; fail "metrics.jsonl after the resume"; }
+[ -s "$w/r/report.html" ] || fail "no report.html"
+echo "ok resume: 2 steps + --resume 1 step byte-identical to 3 steps (metrics.jsonl: steps 1, 2, 3)"
 
 # SIGINT: the step in flight finishes, is saved, exit 130; --resume goes on from it; a second
 # process on the same run directory is refused while the first runs. --commit-every N saves.
