@@ -143,13 +143,47 @@ void sw_lexec_get_layer(sw_lexec *ex, int l, sw_state state, float *dst)
 	be->ops->stream_sync(be, ex->cs);
 }
 
+lslot lexec_carry(const sw_lexec *ex, int m)
+{
+	return (lslot){ (char *)ex->carry + (uint64_t)m * lexec_xbytes(ex), ex->carry_dev };
+}
+
+lslot lexec_ck(const sw_lexec *ex, int l, int m)
+{
+	int64_t i = (int64_t)l * ex->M + m;
+	if (l == ex->L)
+		return lexec_carry(ex, m);
+	if (ex->ck_dev[i])
+		return (lslot){ ex->ck_dev[i], 1 };
+	return (lslot){ (char *)ex->ckpt + (uint64_t)i * lexec_xbytes(ex), 0 };
+}
+
+/* The carry where the plan put it; the layer inputs the plan keeps on the device there (top
+ * layers first, as far as the arena has room: allocated last), the rest in pinned host memory. */
+static int ckpt_alloc(sw_lexec *ex)
+{
+	sw_backend *be = ex->be;
+	uint64_t x = lexec_xbytes(ex);
+	int64_t n = (int64_t)ex->L * ex->M, on_dev = 0;
+	ex->carry_dev = ex->p->carry_on_gpu;
+	int rc = (ex->carry_dev ? dalloc : halloc)(ex, x * (uint64_t)ex->M, &ex->carry);
+	if (!rc && !(ex->ck_dev = calloc((size_t)n, sizeof(void *))))
+		rc = -ENOMEM;
+	for (int l = ex->L - 1; l >= 0 && !rc; l--)
+		for (int m = 0; m < ex->M; m++)
+			if ((int64_t)(ex->L - 1 - l) * ex->M + m < ex->p->ckpt_count[SW_TIER_GPU] &&
+			    !be->ops->dev_alloc(be, x, &ex->ck_dev[(int64_t)l * ex->M + m]))
+				on_dev++;
+	if (!rc && on_dev < n)
+		rc = halloc(ex, x * (uint64_t)n, &ex->ckpt);
+	return rc;
+}
+
 /* Activations, token buffers, scratch: what one micro-batch through one layer needs. */
 static int act_alloc(sw_lexec *ex)
 {
-	uint64_t N = (uint64_t)ex->d.N, x = lexec_xbytes(ex), M = (uint64_t)ex->M;
-	int rc = halloc(ex, x * (uint64_t)(ex->L + 1) * M, &ex->ckpt);
-	rc = rc ? rc : halloc(ex, x * M, &ex->carry);
-	rc = rc ? rc : dalloc(ex, x, &ex->xa);
+	uint64_t N = (uint64_t)ex->d.N, x = lexec_xbytes(ex);
+	int rc = dalloc(ex, x, &ex->xa);
 	rc = rc ? rc : dalloc(ex, x, &ex->xb);
 	rc = rc ? rc : dalloc(ex, N * 4, &ex->tok);
 	rc = rc ? rc : dalloc(ex, N * 4, &ex->tgt);
@@ -239,6 +273,7 @@ int sw_lexec_create(sw_backend *be, sw_lexec_reader read, const void *src, const
 	for (int l = 0; l < ex->L && !rc; l++)
 		rc = ad_alloc(ex, l);
 	rc = rc ? rc : base_alloc(ex, read, src);
+	rc = rc ? rc : ckpt_alloc(ex);   /* last: device checkpoints take what is left */
 	if (!rc) {
 		float inv[ex->tt->cfg.head_dim / 2 + 1];
 		sw_config_rope_inv_freq(&ex->tt->cfg, inv);
@@ -301,7 +336,10 @@ void sw_lexec_destroy(sw_lexec *ex)
 	sw_lora_scratch_free(ex->be, &ex->ls);
 	hfree(ex, ex->stage);
 	hfree(ex, ex->ckpt);
-	hfree(ex, ex->carry);
+	(ex->carry_dev ? dfree : hfree)(ex, ex->carry);
+	for (int64_t i = 0; ex->ck_dev && i < (int64_t)ex->L * ex->M; i++)
+		dfree(ex, ex->ck_dev[i]);
+	free(ex->ck_dev);
 	if (ex->cs)
 		ex->be->ops->stream_destroy(ex->be, ex->cs);
 	free(ex->host_losses);

@@ -42,7 +42,11 @@ struct sw_lexec {
 	lad *ad;                           /* (L) */
 	void *ad_p16_dev;                  /* host adapters' compute copy and gradient on the */
 	float *ad_g_dev;                   /* device, one layer at a time */
-	void *ckpt, *carry;                /* pinned host: (L+1, M) and (M) of (N, C) act */
+	void *ckpt;                        /* pinned host: (L, M) of (N, C) act, for the layer
+					    * inputs not on the device (NULL: none) */
+	void **ck_dev;                     /* (L, M): on the device where the plan put them */
+	void *carry;                       /* (M) of (N, C): device or host (carry_dev) */
+	int carry_dev;
 	void *xa, *xb;                     /* device (N, C) act */
 	int32_t *tok, *tgt;
 	float *losses, *host_losses, *inv_freq, *head_sink;
@@ -52,6 +56,11 @@ struct sw_lexec {
 };
 
 uint64_t lexec_xbytes(const sw_lexec *ex);
+/* Where a saved activation lives: layer l's input for micro-batch m (l == L: the last layer's
+ * output, kept in the carry's slot m, which the head reads before it writes it), or the carry. */
+typedef struct lslot { void *p; int dev; } lslot;
+lslot lexec_ck(const sw_lexec *ex, int l, int m);
+lslot lexec_carry(const sw_lexec *ex, int m);
 /* lora_window.c: the step's uses begin; group g's P16 on the device for the next use (its
  * resident copy, or the window slot it was fetched into); the use released (after its compute
  * was issued), which starts the next use's fetch. */

@@ -7,14 +7,23 @@
 #include <math.h>
 #include <string.h>
 
-static void *ck(sw_lexec *ex, int l, int m)
+/* A saved activation (N, C): on the device or in pinned host memory. */
+static void x_store(sw_lexec *ex, lslot d, const void *x)
 {
-	return (char *)ex->ckpt + ((uint64_t)l * (uint64_t)ex->M + (uint64_t)m) * lexec_xbytes(ex);
+	sw_backend *be = ex->be;
+	if (d.dev)
+		be->ops->copy_d2d(be, ex->cs, d.p, x, lexec_xbytes(ex));
+	else
+		be->ops->copy_d2h(be, ex->cs, d.p, x, lexec_xbytes(ex));
 }
 
-static void *carry(sw_lexec *ex, int m)
+static void x_load(sw_lexec *ex, lslot s, void *x)
 {
-	return (char *)ex->carry + (uint64_t)m * lexec_xbytes(ex);
+	sw_backend *be = ex->be;
+	if (s.dev)
+		be->ops->copy_d2d(be, ex->cs, x, s.p, lexec_xbytes(ex));
+	else
+		be->ops->copy_h2d(be, ex->cs, x, s.p, lexec_xbytes(ex));
 }
 
 static int forward(sw_lexec *ex, const int32_t *inputs)
@@ -22,7 +31,6 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
 	int N = ex->d.N;
-	uint64_t xb = lexec_xbytes(ex);
 	void *p16;
 	sw_group_ptrs w;
 	int rc = lexec_base_get(ex, 0, &p16);
@@ -32,7 +40,7 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	for (int m = 0; m < ex->M; m++) {
 		o->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
 		o->embedding_fwd(be, ex->cs, ex->xa, ex->tok, w.t[SW_T_EMBED], N, ex->d.C);
-		o->copy_d2h(be, ex->cs, ck(ex, 0, m), ex->xa, xb);
+		x_store(ex, lexec_ck(ex, 0, m), ex->xa);
 	}
 	if ((rc = lexec_base_release(ex, 0)))
 		return rc;
@@ -43,10 +51,10 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 0, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			o->copy_h2d(be, ex->cs, ex->xa, ck(ex, l, m), xb);
+			x_load(ex, lexec_ck(ex, l, m), ex->xa);
 			sw_lora_layer_fwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
-			o->copy_d2h(be, ex->cs, ck(ex, l + 1, m), ex->xb, xb);
+			x_store(ex, lexec_ck(ex, l + 1, m), ex->xb);
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;
@@ -60,7 +68,6 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, doub
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
 	int N = ex->d.N, H = ex->G - 1;
-	uint64_t xb = lexec_xbytes(ex);
 	void *ph, *pe = NULL;
 	int rc = lexec_base_get(ex, H, &ph);
 	if (!rc && ex->tt->cfg.tie_embeddings)
@@ -77,13 +84,13 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, doub
 	hg.t[SW_T_FINAL_NORM] = ex->head_sink;   /* frozen: its gradient goes nowhere */
 	*loss = 0;
 	for (int m = 0; m < ex->M; m++) {
-		o->copy_h2d(be, ex->cs, ex->xa, ck(ex, ex->L, m), xb);
+		x_load(ex, lexec_ck(ex, ex->L, m), ex->xa);
 		o->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
 		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &hw, &ew, &hg, &eg, ex->xa, ex->tgt, scale,
 				ex->losses, bwd ? ex->xb : NULL, &ex->s);
 		o->copy_d2h(be, ex->cs, ex->host_losses, ex->losses, (uint64_t)N * 4);
 		if (bwd)
-			o->copy_d2h(be, ex->cs, carry(ex, m), ex->xb, xb);
+			x_store(ex, lexec_carry(ex, m), ex->xb);
 		o->stream_sync(be, ex->cs);
 		for (int i = 0; i < N; i++)
 			*loss += ex->host_losses[i];
@@ -100,7 +107,7 @@ static int backward(sw_lexec *ex)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
-	uint64_t xb = lexec_xbytes(ex), n = (uint64_t)ex->o.lo.numel;
+	uint64_t n = (uint64_t)ex->o.lo.numel;
 	for (int l = ex->L - 1; l >= 0; l--) {
 		void *p16;
 		int rc = lexec_base_get(ex, l + 1, &p16);
@@ -111,12 +118,12 @@ static int backward(sw_lexec *ex)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 1, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			o->copy_h2d(be, ex->cs, ex->xa, ck(ex, l, m), xb);
-			o->copy_h2d(be, ex->cs, ex->xb, carry(ex, m), xb);
+			x_load(ex, lexec_ck(ex, l, m), ex->xa);
+			x_load(ex, lexec_carry(ex, m), ex->xb);
 			sw_lora_layer_bwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
 			if (l > 0)   /* nothing flows into the frozen embedding */
-				o->copy_d2h(be, ex->cs, carry(ex, m), ex->xb, xb);
+				x_store(ex, lexec_carry(ex, m), ex->xb);
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;

@@ -7,7 +7,8 @@
  * (PEFT's initialisation drawn from --seed 0 by our RNG), committed as
  * tests/ref/lora_init_NAME.safetensors and checked here to be what the executor draws.
  * Placement: the same steps with the base all on the device, all in host memory and all on NVMe
- * (adapters on the device, then in host memory) give bit-identical adapters, m and v.
+ * (adapters on the device, then in host memory; checkpoints and the carry on the device, half,
+ * none) give bit-identical adapters, m and v.
  * `test_offload_lora_golden --write-init` rewrites the init files (for lora_ref.py). */
 #include "tests/offload_exec_harness.h"
 #include "core/config.h"
@@ -87,9 +88,11 @@ static void setup_close(setup *s)
 	golden_close(&s->gd);
 }
 
-/* Trains 3 steps with the base on tier `base` and the adapters on tier `ad`; the adapters'
- * P32, m, v after them into out (3 x L x numel), losses and norms into st. */
-static void run(setup *s, sw_tier base, sw_tier ad, float *out, sw_step_stats st[3], float *init)
+/* Trains 3 steps with the base on tier `base`, the adapters on tier `ad`, `ck` layer inputs
+ * (top first) and, with carry 1, the carry on the device (the rest in host memory); the
+ * adapters' P32, m, v after them into out (3 x L x numel), losses and norms into st. */
+static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int carry, float *out,
+		sw_step_stats st[3], float *init)
 {
 	sw_plan_lora p;
 	CHECKF(sw_plan_lora_build(&p, &s->in) == 0, "%s", p.why);
@@ -97,6 +100,8 @@ static void run(setup *s, sw_tier base, sw_tier ad, float *out, sw_step_stats st
 		p.base_tier[g] = base;
 		p.adapter_tier[g] = ad;
 	}
+	p.ckpt_count[SW_TIER_GPU] = ck;
+	p.carry_on_gpu = carry;
 	sw_backend_opts bo = { .mem_budget = 1ull << 30, .act = SW_DTYPE_F32, .threads = 2 };
 	sw_backend *be;
 	CHECK(sw_backend_create("cpu", &bo, &be) == 0);
@@ -228,7 +233,8 @@ static void check_case(const lcase *c, int write)
 	sw_step_stats st[3], st2[3];
 	printf("%s: rank %d, alpha %g, targets %s; %lld adapter parameters\n", c->name, c->rank,
 	       c->alpha, c->targets, (long long)n);
-	run(&s, SW_TIER_GPU, SW_TIER_GPU, ref, st, init);
+	int64_t nck = (int64_t)L * (s.B * s.T / (s.in.micro_rows * s.T));
+	run(&s, SW_TIER_GPU, SW_TIER_GPU, nck, 1, ref, st, init);
 	if (write) {
 		write_init(&s, c, init, L);
 		goto out;
@@ -238,9 +244,12 @@ static void check_case(const lcase *c, int write)
 		printf("  step %d: loss %.7f grad norm %.6g\n", i + 1, st[i].loss, st[i].grad_norm);
 	const sw_tier places[3][2] = { { SW_TIER_HOST, SW_TIER_GPU }, { SW_TIER_NVME, SW_TIER_GPU },
 				       { SW_TIER_NVME, SW_TIER_HOST } };
-	const char *pn[3] = { "base in host memory", "base on NVMe", "base on NVMe, adapters in host memory" };
+	const char *pn[3] = { "base in host memory, half the checkpoints on the device",
+			      "base on NVMe, checkpoints and carry in host memory",
+			      "base on NVMe, adapters, checkpoints and carry in host memory" };
+	const int64_t cks[3] = { nck / 2, 0, 0 };
 	for (int i = 0; i < 3; i++) {
-		run(&s, places[i][0], places[i][1], got, st2, init);
+		run(&s, places[i][0], places[i][1], cks[i], i == 0, got, st2, init);
 		CHECKF(!memcmp(ref, got, (size_t)n * 12), "%s: %s: adapters differ from the base on the "
 		       "device", c->name, pn[i]);
 		for (int k = 0; k < 3; k++)
