@@ -9,7 +9,9 @@
  * Placement: the same steps with the base all on the device, all in host memory and all on NVMe
  * (adapters on the device, then in host memory; checkpoints and the carry on the device, half,
  * none) give bit-identical adapters, m and v.
- * `test_offload_lora_golden --write-init` rewrites the init files (for lora_ref.py). */
+ * `test_offload_lora_golden --write-init` rewrites the init files (for lora_ref.py).
+ * SW_TEST_BACKEND=cuda (tests/gpu/test_offload_lora_gpu.sh) runs the placement invariance on the
+ * GPU, where the base's fetches overlap compute on another stream. */
 #include "tests/offload_exec_harness.h"
 #include "core/config.h"
 #include "core/safetensors.h"
@@ -104,7 +106,7 @@ static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int carry, float
 	p.carry_on_gpu = carry;
 	sw_backend_opts bo = { .mem_budget = 1ull << 30, .act = SW_DTYPE_F32, .threads = 2 };
 	sw_backend *be;
-	CHECK(sw_backend_create("cpu", &bo, &be) == 0);
+	CHECK(sw_backend_create(hx_backend(), &bo, &be) == 0);
 	sw_io *io = NULL;
 	if (base == SW_TIER_NVME) {
 		sw_io_config ic = { .paths = hx_nvme_dir(), .quiet = 1, .file_name = "lora-test.data",
@@ -239,7 +241,9 @@ static void check_case(const lcase *c, int write)
 		write_init(&s, c, init, L);
 		goto out;
 	}
-	check_init(&s, c, init, L);
+	int cpu = !strcmp(hx_backend(), "cpu");
+	if (cpu)
+		check_init(&s, c, init, L);
 	for (int i = 0; i < 3; i++)
 		printf("  step %d: loss %.7f grad norm %.6g\n", i + 1, st[i].loss, st[i].grad_norm);
 	const sw_tier places[3][2] = { { SW_TIER_HOST, SW_TIER_GPU }, { SW_TIER_NVME, SW_TIER_GPU },
@@ -256,7 +260,8 @@ static void check_case(const lcase *c, int write)
 			CHECK(st2[k].loss == st[k].loss && st2[k].grad_norm == st[k].grad_norm);
 		printf("  %s: P32, m, v bit-identical to the base on the device\n", pn[i]);
 	}
-	check_golden(&s, c, ref, st, L);
+	if (cpu)   /* the golden tolerances are the CPU backend's (fp32 reference) */
+		check_golden(&s, c, ref, st, L);
 out:
 	free(ref);
 	free(got);
