@@ -37,6 +37,7 @@ typedef struct lctx {
 	uint64_t arena;
 	int lock;                    /* fd holding flock on RUN/lock, or -1 */
 	FILE *metrics;               /* RUN/metrics.jsonl */
+	sw_train_ctx *nv;            /* the --nvme directories' locks (offload/train_nvme.c) */
 } lctx;
 
 /* What this mode does not do yet: one line each, exit 2. */
@@ -281,6 +282,19 @@ static int plan(lctx *c)
 	return 0;
 }
 
+/* The --nvme directories locked as full fine-tuning does (spillway.lock: one run each). */
+static int nvme_claim(lctx *c)
+{
+	if (!c->a->nvme)
+		return 0;
+	if (!(c->nv = calloc(1, sizeof(*c->nv))))
+		return -ENOMEM;
+	c->nv->a = c->a;
+	if (c->a->run && !realpath(c->a->run, c->nv->run_abs))
+		snprintf(c->nv->run_abs, sizeof(c->nv->run_abs), "%s", c->a->run);
+	return train_nvme_claim(c->nv);
+}
+
 /* The NVMe engine for the base groups the plan put there (one extent each, 1 MiB stripes). */
 static int nvme_open(lctx *c)
 {
@@ -344,7 +358,7 @@ static int build(lctx *c)
 		if ((rc = sw_cpu_backend_reserve_scratch(c->be, &d, c->hm.tt.max_group_numel)))
 			return rc;
 	}
-	if ((rc = nvme_open(c)))
+	if ((rc = nvme_claim(c)) || (rc = nvme_open(c)))
 		return rc;
 	sw_lexec_opts eo = { .adam = a->adam, .clip = a->clip, .lo = c->lo };
 	if ((rc = sw_lexec_create(c->be, sw_lexec_read_hf, &c->hm, &c->plan, c->io, &eo, &c->ex)) ||
@@ -470,6 +484,9 @@ static void teardown(lctx *c)
 {
 	sw_lexec_destroy(c->ex);
 	nvme_close(c);
+	if (c->nv)
+		train_nvme_release(c->nv, 1);
+	free(c->nv);
 	sw_backend_destroy(c->be);
 	sw_plan_lora_free(&c->plan);
 	if (c->data_open)
