@@ -95,9 +95,12 @@ expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
 mkdir -p "$w/nvl"
-flock "$w/nvl/spillway.lock" sleep 5 &
-sleep 0.3
+flock "$w/nvl/spillway.lock" sleep 30 >/dev/null 2>&1 &
+holder=$!
+for i in $(seq 50); do [ -e "$w/nvl/spillway.lock" ] && break; sleep 0.1; done
+sleep 0.2
 expect_fail "--nvme in use" 1 "in use by another spillway process" "${b[@]}" --lora-rank 4 --nvme "$w/nvl"
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
 "$bin" export --run "$w/device" --out "$w/peft" >"$w/out" 2>&1 || { cat "$w/out"; fail export; }
 [ -e "$w/peft/adapter_model.safetensors" ] && [ -e "$w/peft/adapter_config.json" ] || fail "export: PEFT files missing"
 head -c 20000 "$w/peft/adapter_model.safetensors" | grep -aq "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight" \
