@@ -95,7 +95,7 @@ expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
 mkdir -p "$w/nvl"
-flock "$w/nvl/spillway.lock" sleep 30 >/dev/null 2>&1 &
+( exec 9>"$w/nvl/spillway.lock"; flock 9; exec sleep 30 ) >/dev/null 2>&1 &
 holder=$!
 for i in $(seq 50); do [ -e "$w/nvl/spillway.lock" ] && break; sleep 0.1; done
 sleep 0.2
