@@ -4,6 +4,7 @@
  * resumed, the steps, the saves. */
 #include "offload/lora_train.h"
 #include "offload/train_int.h"
+#include "core/cli.h"
 #include "core/log.h"
 #include "core/report.h"
 #include "core/tokenizer.h"
@@ -343,11 +344,27 @@ static int adapters_init(lctx *c)
 	return 0;
 }
 
+/* The run directory holds two saves at a time (the new one is complete before the old goes):
+ * P32, m and v of every adapter, 12 bytes per parameter, each, with 1 MiB for the rest. */
+static int disk_check(lctx *c)
+{
+	if (!c->a->run)
+		return 0;
+	uint64_t need = 2 * ((uint64_t)c->plan.adapter_params * 12 + (1ull << 20));
+	uint64_t avail = sw_exec_dir_free(c->a->run);
+	if (avail >= need)
+		return 0;
+	char b1[32], b2[32];
+	sw_error("train: %s has %s free but the adapters' saves need %s; free space or choose "
+		 "another --run", c->a->run, sw_fmt_size(avail, b1, 32), sw_fmt_size(need, b2, 32));
+	return -ENOSPC;
+}
+
 static int build(lctx *c)
 {
 	const sw_train_args *a = c->a;
 	int rc = plan(c);
-	if (rc)
+	if (rc || (rc = disk_check(c)))
 		return rc;
 	sw_backend_opts bo = { .mem_budget = c->arena, .act = a->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16,
 			       .threads = a->threads };

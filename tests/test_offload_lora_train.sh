@@ -7,7 +7,8 @@
 set -u
 bin=${SW_BIN:-build/spillway}
 w=$(mktemp -d /tmp/sw-lora-train.XXXXXX)
-trap 'rm -rf "$w"' EXIT
+mnt=""
+trap '[ -n "$mnt" ] && { umount "$mnt" 2>/dev/null || umount -l "$mnt"; }; rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 "$bin" init --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 259 --seed 3 --out "$w/m" >/dev/null || fail init
 python3 tests/ref/byte_tokenizer.py "$w/m" "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
@@ -127,4 +128,14 @@ ex_fail "--merge, not LoRA" 2 "merge is for LoRA runs" --run "$w/full" --out "$w
 ex_fail "existing out" 1 "already exists" --run "$w/device" --out "$w/peft"
 ex_fail "no run" 1 "lora.json\|manifest.json" --run "$w/full" --out "$w/m2"
 [ ! -e "$w/m2" ] || fail "export left output behind"
+# a run directory without room for two saves: one line before the first step (a real tmpfs;
+# skipped without root)
+mkdir -p "$w/small"
+if mount -t tmpfs -o size=1m tmpfs "$w/small" 2>/dev/null; then
+  mnt="$w/small"
+  expect_fail "full disk" 1 "the adapters' saves need" "${c[@]}" --run "$w/small/r"
+  [ -z "$(ls "$w/small/r" 2>/dev/null | grep adapters)" ] || fail "full disk: a save was written"
+else
+  echo "ok   (full disk case skipped: cannot mount a tmpfs without root)"
+fi
 echo "PASS"
