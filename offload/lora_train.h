@@ -1,5 +1,6 @@
-/* `spillway train --lora-rank R`: the run of a LoRA job (offload/lora_train.c) and its run
- * directory (offload/lora_state.c): RUN/lora.json names the adapters' last save
+/* `spillway train --lora-rank R`: the run of a LoRA job (offload/lora_train.c; its budgets
+ * offload/lora_budget.c, its directory offload/lora_rundir.c, metrics offload/lora_metrics.c)
+ * and its saves (offload/lora_state.c): RUN/lora.json names the adapters' last save
  * RUN/adapters-NNNNNNNN/model.safetensors (P32 under PEFT's tensor names, Adam m and v beside
  * them), its checksums and the settings a --resume must repeat (docs/lora.md). */
 #ifndef SW_OFFLOAD_LORA_TRAIN_H
