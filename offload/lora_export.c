@@ -30,8 +30,13 @@ static int write_config(const char *dir, json_t *set)
 			      json_object_get(set, "model"), "r", json_object_get(set, "lora_rank"),
 			      "lora_alpha", json_object_get(set, "lora_alpha"), "target_modules", tm,
 			      "bias", "none", "inference_mode", 1, "fan_in_fan_out", 0, "modules_to_save");
+	if (!c) {
+		sw_error("export: the settings in lora.json are incomplete (model, lora_rank, "
+			 "lora_alpha); the run directory is damaged");
+		return -EINVAL;
+	}
 	json_object_set(c, "lora_dropout", json_object_get(set, "lora_dropout"));
-	int rc = c ? train_json_write(dir, "adapter_config.json", c) : -ENOMEM;
+	int rc = train_json_write(dir, "adapter_config.json", c);
 	json_decref(c);
 	return rc;
 }
