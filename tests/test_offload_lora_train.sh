@@ -95,6 +95,12 @@ expect_fail "dropout" 2 "lora-dropout other than 0 with --lora-rank is not imple
 expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
+cp -r "$w/device" "$w/bad"
+printf 'X' | dd of="$w/bad/$st" bs=1 seek=2000 conv=notrunc 2>/dev/null
+expect_fail "damaged save" 1 "checksum does not match" "${c[@]}" --steps 4 --schedule constant --run "$w/bad" --resume
+cp -r "$w/device" "$w/bad2"
+echo '{"format": ' >"$w/bad2/lora.json"
+expect_fail "malformed lora.json" 1 "lora.json" "${c[@]}" --run "$w/bad2" --resume
 mkdir -p "$w/nvl"
 ( exec 9>"$w/nvl/spillway.lock"; flock 9; exec sleep 30 ) >/dev/null 2>&1 &
 holder=$!
