@@ -117,13 +117,18 @@ int lora_nvme_claim(lctx *c)
 	return train_nvme_claim(c->nv);
 }
 
-/* The NVMe engine for the base groups the plan put there (one extent each, 1 MiB stripes). */
+/* The NVMe engine for the base groups and the checkpoints the plan put there (one extent each,
+ * 1 MiB stripes). */
 int lora_nvme_open(lctx *c)
 {
-	uint64_t need = 0, S = 1ull << 20;
+	uint64_t need = 0, S = 1ull << 20, x = (c->plan.ckpt_item + 4095) / 4096 * 4096;
+	uint64_t nck = (uint64_t)c->plan.ckpt_count[SW_TIER_NVME];
 	for (int g = 0; g < c->plan.ngroups; g++)
 		if (c->plan.base_tier[g] == SW_TIER_NVME)
 			need += ((uint64_t)c->hm.tt.g[g].numel * (uint64_t)c->plan.p16_bytes + S - 1) / S * S;
+	/* spilled checkpoints: an extent of a stripe or more starts on a stripe boundary, a smaller
+	 * one never straddles one */
+	need += x >= S ? nck * ((x + S - 1) / S * S) : (nck + S / x - 1) / (S / x) * S;
 	if (!need)
 		return 0;
 	sw_io_config ic = { .paths = c->a->nvme, .quiet = 1, .bs = c->a->io_bs, .qd = c->a->io_qd,

@@ -37,14 +37,16 @@ static int halloc(sw_lexec *ex, uint64_t bytes, void *out)
 	return -ENOMEM;
 }
 
-static int io_write(sw_lexec *ex, sw_io_extent e, void *buf)
+int lexec_io(sw_lexec *ex, int write, sw_io_extent e, void *buf, const char *what)
 {
 	sw_io_req r;
-	int rc = sw_io_submit_write(ex->io, &r, e, 0, e.len, buf);
+	int rc = write ? sw_io_submit_write(ex->io, &r, e, 0, e.len, buf) :
+		 sw_io_submit_read(ex->io, &r, e, 0, e.len, buf);
 	if (!rc)
 		rc = sw_io_wait(ex->io, &r);
 	if (rc)
-		sw_error("lora: NVMe write of the base failed: %s", sw_io_req_error(&r));
+		sw_error("lora: NVMe %s of %s failed: %s", write ? "write" : "read", what,
+			 sw_io_req_error(&r));
 	return rc;
 }
 
@@ -65,7 +67,7 @@ static int base_load(sw_lexec *ex, sw_lexec_reader read, const void *src, int g)
 	} else if (h->tier == SW_TIER_NVME) {
 		memset((char *)ex->stage + h->bytes, 0, up4k(h->bytes) - h->bytes);
 		rc = sw_io_extent_alloc(ex->io, up4k(h->bytes), &h->ext);
-		rc = rc ? rc : io_write(ex, h->ext, ex->stage);
+		rc = rc ? rc : lexec_io(ex, 1, h->ext, ex->stage, "the base");
 	}
 	return rc;
 }
@@ -145,7 +147,8 @@ void sw_lexec_get_layer(sw_lexec *ex, int l, sw_state state, float *dst)
 
 lslot lexec_carry(const sw_lexec *ex, int m)
 {
-	return (lslot){ (char *)ex->carry + (uint64_t)m * lexec_xbytes(ex), ex->carry_dev };
+	return (lslot){ (char *)ex->carry + (uint64_t)m * lexec_xbytes(ex),
+			ex->carry_dev ? SW_TIER_GPU : SW_TIER_HOST, { 0, 0, 0 } };
 }
 
 lslot lexec_ck(const sw_lexec *ex, int l, int m)
@@ -154,29 +157,53 @@ lslot lexec_ck(const sw_lexec *ex, int l, int m)
 	if (l == ex->L)
 		return lexec_carry(ex, m);
 	if (ex->ck_dev[i])
-		return (lslot){ ex->ck_dev[i], 1 };
-	return (lslot){ (char *)ex->ckpt + (uint64_t)i * lexec_xbytes(ex), 0 };
+		return (lslot){ ex->ck_dev[i], SW_TIER_GPU, { 0, 0, 0 } };
+	if (ex->ck_host[i])
+		return (lslot){ ex->ck_host[i], SW_TIER_HOST, { 0, 0, 0 } };
+	return (lslot){ NULL, SW_TIER_NVME, ex->ck_ext[i] };
 }
 
-/* The carry where the plan put it; the layer inputs the plan keeps on the device there (top
- * layers first, as far as the arena has room: allocated last), the rest in pinned host memory. */
+/* Layer inputs in the plan's order, top layers first: its device count on the device (as far
+ * as the arena has room: allocated last), its host count in one pinned block (with those the
+ * arena could not hold), the rest on NVMe (one extent each, through a pinned stage). */
+static int ckpt_place(sw_lexec *ex)
+{
+	uint64_t x = lexec_xbytes(ex);
+	int64_t n = (int64_t)ex->L * ex->M, on_host = 0, t = 0;
+	int rc = 0;
+	for (int l = ex->L - 1; l >= 0; l--)
+		for (int m = 0; m < ex->M; m++, t++) {
+			int64_t i = (int64_t)l * ex->M + m;
+			if (t < ex->p->ckpt_count[SW_TIER_GPU] &&
+			    !ex->be->ops->dev_alloc(ex->be, x, &ex->ck_dev[i]))
+				continue;
+			if (t < ex->p->ckpt_count[SW_TIER_GPU] + ex->p->ckpt_count[SW_TIER_HOST] || !ex->io)
+				ex->ck_host[i] = (void *)(uintptr_t)++on_host;   /* numbered for now */
+		}
+	if (on_host)
+		rc = halloc(ex, x * (uint64_t)on_host, &ex->ckpt);
+	for (int64_t i = 0; i < n && !rc; i++) {
+		if (ex->ck_host[i])
+			ex->ck_host[i] = (char *)ex->ckpt + ((uintptr_t)ex->ck_host[i] - 1) * x;
+		else if (!ex->ck_dev[i] && !ex->ck_stage)
+			rc = halloc(ex, up4k(x), &ex->ck_stage);
+		if (!rc && !ex->ck_dev[i] && !ex->ck_host[i])
+			rc = sw_io_extent_alloc(ex->io, up4k(x), &ex->ck_ext[i]);
+	}
+	return rc;
+}
+
+/* The carry where the plan put it; the layer inputs as ckpt_place says. */
 static int ckpt_alloc(sw_lexec *ex)
 {
-	sw_backend *be = ex->be;
-	uint64_t x = lexec_xbytes(ex);
-	int64_t n = (int64_t)ex->L * ex->M, on_dev = 0;
+	int64_t n = (int64_t)ex->L * ex->M;
 	ex->carry_dev = ex->p->carry_on_gpu;
-	int rc = (ex->carry_dev ? dalloc : halloc)(ex, x * (uint64_t)ex->M, &ex->carry);
-	if (!rc && !(ex->ck_dev = calloc((size_t)n, sizeof(void *))))
+	int rc = (ex->carry_dev ? dalloc : halloc)(ex, lexec_xbytes(ex) * (uint64_t)ex->M, &ex->carry);
+	if (!rc && (!(ex->ck_dev = calloc((size_t)n, sizeof(void *))) ||
+		    !(ex->ck_host = calloc((size_t)n, sizeof(void *))) ||
+		    !(ex->ck_ext = calloc((size_t)n, sizeof(sw_io_extent)))))
 		rc = -ENOMEM;
-	for (int l = ex->L - 1; l >= 0 && !rc; l--)
-		for (int m = 0; m < ex->M; m++)
-			if ((int64_t)(ex->L - 1 - l) * ex->M + m < ex->p->ckpt_count[SW_TIER_GPU] &&
-			    !be->ops->dev_alloc(be, x, &ex->ck_dev[(int64_t)l * ex->M + m]))
-				on_dev++;
-	if (!rc && on_dev < n)
-		rc = halloc(ex, x * (uint64_t)n, &ex->ckpt);
-	return rc;
+	return rc ? rc : ckpt_place(ex);
 }
 
 /* Activations, token buffers, scratch: what one micro-batch through one layer needs. */
@@ -340,6 +367,9 @@ void sw_lexec_destroy(sw_lexec *ex)
 	for (int64_t i = 0; ex->ck_dev && i < (int64_t)ex->L * ex->M; i++)
 		dfree(ex, ex->ck_dev[i]);
 	free(ex->ck_dev);
+	free(ex->ck_host);
+	free(ex->ck_ext);
+	hfree(ex, ex->ck_stage);
 	if (ex->cs)
 		ex->be->ops->stream_destroy(ex->be, ex->cs);
 	free(ex->host_losses);

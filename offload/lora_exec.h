@@ -7,7 +7,7 @@
  *
  * A step, in the same order whatever the placement (so the adapters come out bit-identical):
  * forward layer-major over the M micro-batches, every layer input kept as a checkpoint (on the
- * device where the plan says, else in pinned host memory), the carry where the plan says; the
+ * device, in pinned host memory or on NVMe, as the plan says), the carry where it says; the
  * head's loss and its gradient; backward top-down, each layer recomputed from its checkpoint,
  * input gradients through the frozen base, gradients for the adapters only; then the global
  * norm over every adapter gradient (optim/clip.h, per layer in layer order), the clip scale,
@@ -17,8 +17,8 @@
  * A streamed group's fetch (NVMe read into a pinned stage on the executor's thread, then the copy
  * to one of two device buffers on the copy stream) is issued when the use before it is released,
  * so it overlaps that use's compute (offload/lora_window.c). Not yet: reading further ahead, NVMe
- * reads in chunks, checkpoints on NVMe (those the plan spills stay in pinned host memory).
- * docs/lora.md lists these. */
+ * reads in chunks, moving spilled checkpoints to and from NVMe asynchronously (they go through
+ * one pinned stage, the executor waiting). docs/lora.md lists these. */
 #ifndef SW_OFFLOAD_LORA_EXEC_H
 #define SW_OFFLOAD_LORA_EXEC_H
 #include <stdint.h>

@@ -42,9 +42,10 @@ struct sw_lexec {
 	lad *ad;                           /* (L) */
 	void *ad_p16_dev;                  /* host adapters' compute copy and gradient on the */
 	float *ad_g_dev;                   /* device, one layer at a time */
-	void *ckpt;                        /* pinned host: (L, M) of (N, C) act, for the layer
-					    * inputs not on the device (NULL: none) */
-	void **ck_dev;                     /* (L, M): on the device where the plan put them */
+	void *ckpt;                        /* pinned host block of the layer inputs kept there */
+	void **ck_dev, **ck_host;          /* (L, M): a layer input on the device or the host */
+	sw_io_extent *ck_ext;              /* (L, M): else on NVMe (the plan's spill) */
+	void *ck_stage;                    /* pinned: one layer input on its way to/from NVMe */
 	void *carry;                       /* (M) of (N, C): device or host (carry_dev) */
 	int carry_dev;
 	void *xa, *xb;                     /* device (N, C) act */
@@ -56,9 +57,11 @@ struct sw_lexec {
 };
 
 uint64_t lexec_xbytes(const sw_lexec *ex);
+/* A whole extent read into / written from buf (pinned, 4 KiB aligned); one line on failure. */
+int lexec_io(sw_lexec *ex, int write, sw_io_extent e, void *buf, const char *what);
 /* Where a saved activation lives: layer l's input for micro-batch m (l == L: the last layer's
  * output, kept in the carry's slot m, which the head reads before it writes it), or the carry. */
-typedef struct lslot { void *p; int dev; } lslot;
+typedef struct lslot { void *p; sw_tier tier; sw_io_extent ext; } lslot;
 lslot lexec_ck(const sw_lexec *ex, int l, int m);
 lslot lexec_carry(const sw_lexec *ex, int m);
 /* lora_window.c: the step's uses begin; group g's P16 on the device for the next use (its

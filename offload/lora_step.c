@@ -7,23 +7,41 @@
 #include <math.h>
 #include <string.h>
 
-/* A saved activation (N, C): on the device or in pinned host memory. */
-static void x_store(sw_lexec *ex, lslot d, const void *x)
+/* A saved activation (N, C): on the device, in pinned host memory, or on NVMe through the
+ * pinned stage (synchronously: the stage is free again when these return). */
+static int x_store(sw_lexec *ex, lslot d, const void *x)
 {
 	sw_backend *be = ex->be;
-	if (d.dev)
-		be->ops->copy_d2d(be, ex->cs, d.p, x, lexec_xbytes(ex));
-	else
-		be->ops->copy_d2h(be, ex->cs, d.p, x, lexec_xbytes(ex));
+	uint64_t b = lexec_xbytes(ex);
+	if (d.tier == SW_TIER_GPU) {
+		be->ops->copy_d2d(be, ex->cs, d.p, x, b);
+		return 0;
+	}
+	be->ops->copy_d2h(be, ex->cs, d.tier == SW_TIER_HOST ? d.p : ex->ck_stage, x, b);
+	if (d.tier == SW_TIER_HOST)
+		return 0;
+	be->ops->stream_sync(be, ex->cs);
+	return lexec_io(ex, 1, d.ext, ex->ck_stage, "a checkpoint");
 }
 
-static void x_load(sw_lexec *ex, lslot s, void *x)
+static int x_load(sw_lexec *ex, lslot s, void *x)
 {
 	sw_backend *be = ex->be;
-	if (s.dev)
-		be->ops->copy_d2d(be, ex->cs, x, s.p, lexec_xbytes(ex));
-	else
-		be->ops->copy_h2d(be, ex->cs, x, s.p, lexec_xbytes(ex));
+	uint64_t b = lexec_xbytes(ex);
+	if (s.tier == SW_TIER_GPU) {
+		be->ops->copy_d2d(be, ex->cs, x, s.p, b);
+		return 0;
+	}
+	if (s.tier == SW_TIER_HOST) {
+		be->ops->copy_h2d(be, ex->cs, x, s.p, b);
+		return 0;
+	}
+	int rc = lexec_io(ex, 0, s.ext, ex->ck_stage, "a checkpoint");
+	if (rc)
+		return rc;
+	be->ops->copy_h2d(be, ex->cs, x, ex->ck_stage, b);
+	be->ops->stream_sync(be, ex->cs);
+	return 0;
 }
 
 static int forward(sw_lexec *ex, const int32_t *inputs)
@@ -40,7 +58,8 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	for (int m = 0; m < ex->M; m++) {
 		o->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
 		o->embedding_fwd(be, ex->cs, ex->xa, ex->tok, w.t[SW_T_EMBED], N, ex->d.C);
-		x_store(ex, lexec_ck(ex, 0, m), ex->xa);
+		if ((rc = x_store(ex, lexec_ck(ex, 0, m), ex->xa)))
+			return rc;
 	}
 	if ((rc = lexec_base_release(ex, 0)))
 		return rc;
@@ -51,10 +70,12 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 0, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			x_load(ex, lexec_ck(ex, l, m), ex->xa);
+			if ((rc = x_load(ex, lexec_ck(ex, l, m), ex->xa)))
+				return rc;
 			sw_lora_layer_fwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
-			x_store(ex, lexec_ck(ex, l + 1, m), ex->xb);
+			if ((rc = x_store(ex, lexec_ck(ex, l + 1, m), ex->xb)))
+				return rc;
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;
@@ -84,13 +105,14 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, doub
 	hg.t[SW_T_FINAL_NORM] = ex->head_sink;   /* frozen: its gradient goes nowhere */
 	*loss = 0;
 	for (int m = 0; m < ex->M; m++) {
-		x_load(ex, lexec_ck(ex, ex->L, m), ex->xa);
+		if ((rc = x_load(ex, lexec_ck(ex, ex->L, m), ex->xa)))
+			return rc;
 		o->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
 		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &hw, &ew, &hg, &eg, ex->xa, ex->tgt, scale,
 				ex->losses, bwd ? ex->xb : NULL, &ex->s);
 		o->copy_d2h(be, ex->cs, ex->host_losses, ex->losses, (uint64_t)N * 4);
-		if (bwd)
-			x_store(ex, lexec_carry(ex, m), ex->xb);
+		if (bwd && (rc = x_store(ex, lexec_carry(ex, m), ex->xb)))
+			return rc;
 		o->stream_sync(be, ex->cs);
 		for (int i = 0; i < N; i++)
 			*loss += ex->host_losses[i];
@@ -118,12 +140,15 @@ static int backward(sw_lexec *ex)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 1, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			x_load(ex, lexec_ck(ex, l, m), ex->xa);
-			x_load(ex, lexec_carry(ex, m), ex->xb);
+			if ((rc = x_load(ex, lexec_ck(ex, l, m), ex->xa)))
+				return rc;
+			if ((rc = x_load(ex, lexec_carry(ex, m), ex->xb)))
+				return rc;
 			sw_lora_layer_bwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
-			if (l > 0)   /* nothing flows into the frozen embedding */
-				x_store(ex, lexec_carry(ex, m), ex->xb);
+			/* nothing flows into the frozen embedding */
+			if (l > 0 && (rc = x_store(ex, lexec_carry(ex, m), ex->xb)))
+				return rc;
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;

@@ -36,17 +36,6 @@ void lexec_win_begin(sw_lexec *ex, int backward)
 		add_use(ex, l);
 }
 
-static int io_read(sw_lexec *ex, sw_io_extent e, void *buf)
-{
-	sw_io_req r;
-	int rc = sw_io_submit_read(ex->io, &r, e, 0, e.len, buf);
-	if (!rc)
-		rc = sw_io_wait(ex->io, &r);
-	if (rc)
-		sw_error("lora: NVMe read of the base failed: %s", sw_io_req_error(&r));
-	return rc;
-}
-
 /* Use i's group into slot i % 2. */
 static int fetch(sw_lexec *ex, int i)
 {
@@ -56,7 +45,7 @@ static int fetch(sw_lexec *ex, int i)
 	const void *src = h->host;
 	if (h->tier == SW_TIER_NVME) {
 		be->ops->event_sync(be, ex->ready[s]);   /* the stage's last copy is done */
-		int rc = io_read(ex, h->ext, ex->wstage[s]);
+		int rc = lexec_io(ex, 0, h->ext, ex->wstage[s], "the base");
 		if (rc)
 			return rc;
 		src = ex->wstage[s];

@@ -129,6 +129,6 @@ void sw_plan_lora_print(const sw_plan_lora *p, FILE *f)
 	print_memory(p, f);
 	print_cost(p, f);
 	fprintf(f, "\ntrain --lora-rank runs this placement of the base and the adapters; not yet: "
-		"fetching the base more than one group ahead, checkpoints spilled to NVMe "
+		"fetching the base more than one group ahead, moving spilled checkpoints asynchronously "
 		"(docs/lora.md \"Not done yet\")\n");
 }

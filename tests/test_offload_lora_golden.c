@@ -91,10 +91,11 @@ static void setup_close(setup *s)
 }
 
 /* Trains 3 steps with the base on tier `base`, the adapters on tier `ad`, `ck` layer inputs
- * (top first) and, with carry 1, the carry on the device (the rest in host memory); the
- * adapters' P32, m, v after them into out (3 x L x numel), losses and norms into st. */
-static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int carry, float *out,
-		sw_step_stats st[3], float *init)
+ * (top first) on the device, `ckh` after them in host memory, the rest on NVMe (with the base
+ * there, else in host memory) and, with carry 1, the carry on the device; the adapters' P32, m,
+ * v after them into out (3 x L x numel), losses and norms into st. */
+static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int64_t ckh, int carry,
+		float *out, sw_step_stats st[3], float *init)
 {
 	sw_plan_lora p;
 	CHECKF(sw_plan_lora_build(&p, &s->in) == 0, "%s", p.why);
@@ -103,6 +104,7 @@ static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int carry, float
 		p.adapter_tier[g] = ad;
 	}
 	p.ckpt_count[SW_TIER_GPU] = ck;
+	p.ckpt_count[SW_TIER_HOST] = ckh;
 	p.carry_on_gpu = carry;
 	sw_backend_opts bo = { .mem_budget = 1ull << 30, .act = SW_DTYPE_F32, .threads = 2 };
 	sw_backend *be;
@@ -236,7 +238,7 @@ static void check_case(const lcase *c, int write)
 	printf("%s: rank %d, alpha %g, targets %s; %lld adapter parameters\n", c->name, c->rank,
 	       c->alpha, c->targets, (long long)n);
 	int64_t nck = (int64_t)L * (s.B * s.T / (s.in.micro_rows * s.T));
-	run(&s, SW_TIER_GPU, SW_TIER_GPU, nck, 1, ref, st, init);
+	run(&s, SW_TIER_GPU, SW_TIER_GPU, nck, 0, 1, ref, st, init);
 	if (write) {
 		write_init(&s, c, init, L);
 		goto out;
@@ -249,11 +251,11 @@ static void check_case(const lcase *c, int write)
 	const sw_tier places[3][2] = { { SW_TIER_HOST, SW_TIER_GPU }, { SW_TIER_NVME, SW_TIER_GPU },
 				       { SW_TIER_NVME, SW_TIER_HOST } };
 	const char *pn[3] = { "base in host memory, half the checkpoints on the device",
-			      "base on NVMe, checkpoints and carry in host memory",
+			      "base and checkpoints on NVMe, carry in host memory",
 			      "base on NVMe, adapters, checkpoints and carry in host memory" };
-	const int64_t cks[3] = { nck / 2, 0, 0 };
+	const int64_t cks[3] = { nck / 2, 0, 0 }, ckh[3] = { nck, 0, nck };
 	for (int i = 0; i < 3; i++) {
-		run(&s, places[i][0], places[i][1], cks[i], i == 0, got, st2, init);
+		run(&s, places[i][0], places[i][1], cks[i], ckh[i], i == 0, got, st2, init);
 		CHECKF(!memcmp(ref, got, (size_t)n * 12), "%s: %s: adapters differ from the base on the "
 		       "device", c->name, pn[i]);
 		for (int k = 0; k < 3; k++)
