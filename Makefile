@@ -110,7 +110,7 @@ test: all $(TEST_BIN)
 	@SW_BIN=$(BUILD)/spillway bash tests/run.sh $(TEST_BIN) $(TEST_SH)
 
 test-gpu: all $(GPU_BIN) $(BUILD)/tests/test_offload_exec_invariance $(BUILD)/tests/test_offload_exec_clip \
-          $(BUILD)/tests/test_offload_keep
+          $(BUILD)/tests/test_offload_keep $(BUILD)/tests/test_offload_lora_golden
 	@SW_BIN=$(BUILD)/spillway bash tests/run.sh --gpu $(GPU_BIN) $(GPU_SH)
 
 asan:

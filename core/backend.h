@@ -130,6 +130,9 @@ typedef struct sw_backend_ops {
 
 	/* out = a + b, n elements of act; out may alias a or b. */
 	void (*add)(sw_backend *be, sw_stream *s, void *out, const void *a, const void *b, int64_t n);
+	/* x *= alpha in place, n elements of act (the product in fp32, rounded to act): LoRA's
+	 * alpha / r on the adapters' (N, r) intermediates. */
+	void (*scale)(sw_backend *be, sw_stream *s, void *x, float alpha, int64_t n);
 
 	/* LM head with cross-entropy, chunked over the vocabulary (never N×V in memory).
 	 * logits = inp (N,C) act @ w (V,C) act ^T in fp32. For each row with targets[n] >= 0:

@@ -1070,9 +1070,10 @@ typedef struct ew_ctx {
 	float *p32, *m, *v;
 	const float *g;
 	const sw_adamw_args *args;
+	float alpha;    /* EW_SCALE */
 } ew_ctx;
 
-enum { EW_ADD, EW_SWIGLU_FWD, EW_SWIGLU_BWD };
+enum { EW_ADD, EW_SWIGLU_FWD, EW_SWIGLU_BWD, EW_SCALE };
 
 static void ew_task(void *vctx, int64_t task, int worker)
 {
@@ -1089,6 +1090,11 @@ static void ew_task(void *vctx, int64_t task, int worker)
 		case EW_ADD:
 			for (int i = 0; i < nb; i++)
 				r1[i] = a[i] + b[i];
+			store_row(e->o1, i0, r1, nb, bf);
+			break;
+		case EW_SCALE:   /* b aliases a */
+			for (int i = 0; i < nb; i++)
+				r1[i] = a[i] * e->alpha;
 			store_row(e->o1, i0, r1, nb, bf);
 			break;
 		case EW_SWIGLU_FWD:   /* a = gate, b = up: silu(g) = g / (1 + exp(-g)) */
@@ -1142,6 +1148,13 @@ static void cpu_add(sw_backend *be, sw_stream *s, void *out, const void *a, cons
 {
 	(void)s;
 	ew_ctx e = { .o1 = out, .a = a, .b = b, .n = n, .op = EW_ADD };
+	ew_run(be, &e);
+}
+
+static void cpu_scale(sw_backend *be, sw_stream *s, void *x, float alpha, int64_t n)
+{
+	(void)s;
+	ew_ctx e = { .o1 = x, .a = x, .b = x, .n = n, .op = EW_SCALE, .alpha = alpha };
 	ew_run(be, &e);
 }
 
@@ -1455,6 +1468,7 @@ static const sw_backend_ops cpu_ops = {
 	.swiglu_fwd = cpu_swiglu_fwd,
 	.swiglu_bwd = cpu_swiglu_bwd,
 	.add = cpu_add,
+	.scale = cpu_scale,
 	.head_loss = cpu_head_loss,
 	.head_logits = cpu_head_logits,
 	.sumsq = cpu_sumsq,

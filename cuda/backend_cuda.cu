@@ -462,6 +462,11 @@ static void op_add(sw_backend *be, sw_stream *s, void *out, const void *a, const
 	cuda_add(cuda_stream(s), is_bf16(be), out, a, b, n);
 }
 
+static void op_scale(sw_backend *be, sw_stream *s, void *x, float alpha, int64_t n)
+{
+	cuda_scale(cuda_stream(s), is_bf16(be), x, alpha, n);
+}
+
 // Chunk sizes for head_loss inside the scratch region: rows in chunks of nc, the vocabulary in
 // chunks of vc; per chunk pair the scratch holds logits (nc,vc) fp32, dlogits (nc,vc) act,
 // the fp32 dinp accumulator (nc,C) and per-row statistics (nc,4).
@@ -602,6 +607,7 @@ static const sw_backend_ops cuda_ops = {
 	op_swiglu_fwd,
 	op_swiglu_bwd,
 	op_add,
+	op_scale,
 	op_head_loss,
 	op_head_logits,
 	op_sumsq,

@@ -83,6 +83,7 @@ void cuda_swiglu_fwd(cudaStream_t s, int bf16, void *out, const void *gate, cons
 void cuda_swiglu_bwd(cudaStream_t s, int bf16, void *dgate, void *dup, const void *dout,
 		     const void *gate, const void *up, int64_t n);
 void cuda_add(cudaStream_t s, int bf16, void *out, const void *a, const void *b, int64_t n);
+void cuda_scale(cudaStream_t s, int bf16, void *x, float alpha, int64_t n);
 void cuda_cast_f32_to_act(cudaStream_t s, int bf16, void *dst, const float *src, int64_t n);
 void cuda_cast_act_to_f32(cudaStream_t s, int bf16, float *dst, const void *src, int64_t n);
 void cuda_sumsq(cuda_impl *ci, cudaStream_t s, double *out, const float *x, int64_t n);

@@ -264,6 +264,25 @@ __global__ void add_kernel(T *out, const T *a, const T *b, int64_t n)
 		st_act(out, i, __fadd_rn(ld_act(a, i), ld_act(b, i)));
 }
 
+template <typename T>
+__global__ void scale_kernel(T *x, float alpha, int64_t n)
+{
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+	     i += (int64_t)gridDim.x * blockDim.x)
+		st_act(x, i, __fmul_rn(ld_act(x, i), alpha));
+}
+
+void cuda_scale(cudaStream_t s, int bf16, void *x, float alpha, int64_t n)
+{
+	if (n <= 0)
+		return;
+	if (bf16)
+		scale_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((__nv_bfloat16 *)x, alpha, n);
+	else
+		scale_kernel<<<cuda_blocks(n, 256, 1 << 16), 256, 0, s>>>((float *)x, alpha, n);
+	CU_CHECK_LAUNCH();
+}
+
 // bf16 fast path for add: 8 elements (16 bytes) per access.
 __global__ void add_bf16x8_kernel(uint4 *out, const uint4 *a, const uint4 *b, int64_t n8)
 {

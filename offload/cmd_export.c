@@ -8,6 +8,7 @@
 #include "core/commands.h"
 #include "core/hfmodel.h"
 #include "core/log.h"
+#include "offload/lora_train.h"
 #include "offload/train.h"
 #include "offload/export_commit.h"
 
@@ -122,8 +123,10 @@ static int free_bytes(const char *path, uint64_t *avail)
 	return 0;
 }
 
-/* ec: the weights come from a commit (offload/export_commit.c), else from hm's files */
-static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt, sw_export_commit *ec)
+/* ec: the weights come from a commit (offload/export_commit.c), else from hm's files; mg: a
+ * LoRA run's --merge (the adapters added to the base's weights) */
+static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt, sw_export_commit *ec,
+			 sw_lora_merge *mg)
 {
 	sw_table *tt = &hm->tt;
 	sw_st_writer *w;
@@ -140,6 +143,8 @@ static int write_weights(sw_hf_model *hm, const char *dir, sw_dtype dt, sw_expor
 			rc = sw_export_commit_group(ec, g, buf);
 		else
 			sw_hf_read_group(hm, g, buf, SW_DTYPE_F32);
+		if (!rc && mg)   /* --merge of a LoRA run: W + (alpha / r) B A */
+			sw_lora_merge_group(mg, tt, g, buf);
 		rc = rc ? rc : sw_st_writer_write(w, buf, SW_DTYPE_F32, tt->g[g].numel);
 	}
 	free(buf);
@@ -224,7 +229,7 @@ static int export_space(const char *out, const sw_hf_model *hm, sw_dtype dt, uin
 /* Writes the weights and the tokenizer files into a staging directory beside out, then renames
  * it to out: out appears whole or not at all. *copied: tokenizer files copied. */
 static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const char *tok,
-			unsigned tmask, int *copied, sw_export_commit *ec)
+			unsigned tmask, int *copied, sw_export_commit *ec, sw_lora_merge *mg)
 {
 	char stage[4200], inner[4300];
 	snprintf(stage, sizeof(stage), "%s.export-XXXXXX", out);
@@ -235,7 +240,7 @@ static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const cha
 		return rc;
 	}
 	snprintf(inner, sizeof(inner), "%s/out", stage);
-	int rc = write_weights(hm, inner, dt, ec);
+	int rc = write_weights(hm, inner, dt, ec, mg);
 	*copied = 0;
 	for (size_t i = 0; !rc && i < N_TOK_FILES; i++) {
 		if (!(tmask & (1u << i)))
@@ -266,11 +271,12 @@ static int export_write(sw_hf_model *hm, const char *out, sw_dtype dt, const cha
 int cmd_export(int argc, char **argv)
 {
 	const char *run = NULL, *out = NULL, *tok = NULL;
-	int fp32 = 0;
+	int fp32 = 0, merge = 0;
 	const sw_opt opts[] = {
 		{ "run", SW_OPT_STR, &run, "DIR", "run directory of 'spillway train --run'", 1 },
 		{ "out", SW_OPT_STR, &out, "DIR", "output directory (must not exist)", 1 },
 		{ "fp32", SW_OPT_FLAG, &fp32, NULL, "write the fp32 master weights (default bf16)", 0 },
+		{ "merge", SW_OPT_FLAG, &merge, NULL, "LoRA run: the base with the adapters merged (W + alpha/r B A), in the base's dtype, as a Hugging Face directory", 0 },
 		{ "tokenizer", SW_OPT_STR, &tok, "DIR",
 		  "copy the tokenizer files from this model directory (default: the manifest's \"model\")", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
@@ -279,14 +285,37 @@ int cmd_export(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	char path[4096], model_dir[4096] = "", what[4200];
-	/* the newest state of the run: a commit (read where it lies) or the last full save */
-	int from_commit = sw_export_commit_newer(run);
-	if (from_commit ? sw_export_commit_source(run, path, sizeof(path), model_dir, sizeof(model_dir),
-						  what, sizeof(what))
-			: export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
-		return 1;
-	if (!from_commit)
-		snprintf(what, sizeof(what), "%s", path);
+	snprintf(path, sizeof(path), "%s/%s", run, SW_LORA_MANIFEST);
+	sw_lora_merge *mg = NULL;
+	int from_commit = 0;
+	if (!access(path, F_OK)) {
+		struct stat ls;
+		if (!lstat(out, &ls)) {
+			sw_error("export: %s already exists; choose a new --out directory", out);
+			return 1;
+		}
+		if (!merge)
+			return sw_lora_export(run, out);
+		if (sw_lora_merge_open(run, &mg, model_dir, sizeof(model_dir))) {
+			sw_lora_merge_close(mg);
+			return 1;
+		}
+		snprintf(path, sizeof(path), "%s", model_dir);   /* the frozen base's weights */
+		snprintf(what, sizeof(what), "%s + the LoRA adapters of %s", path, run);
+	} else if (merge) {
+		sw_error("export: --merge is for LoRA runs; %s is a full fine-tuning run (export writes "
+			 "its weights without it)", run);
+		return 2;
+	} else {
+		/* the newest state of the run: a commit (read where it lies) or the last full save */
+		from_commit = sw_export_commit_newer(run);
+		if (from_commit ? sw_export_commit_source(run, path, sizeof(path), model_dir,
+							  sizeof(model_dir), what, sizeof(what))
+				: export_source(run, path, sizeof(path), model_dir, sizeof(model_dir)))
+			return 1;
+		if (!from_commit)
+			snprintf(what, sizeof(what), "%s", path);
+	}
 	if (!tok && model_dir[0])
 		tok = model_dir;
 	struct stat st;
@@ -299,25 +328,34 @@ int cmd_export(int argc, char **argv)
 	if (tok && find_tok_files(tok, &tmask, &tbytes))
 		return 1;
 	sw_hf_model hm;
-	if (sw_hf_open(&hm, path))
+	if (sw_hf_open(&hm, path)) {
+		sw_lora_merge_close(mg);
 		return 1;
-	sw_dtype dt = fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16;
+	}
+	if (mg && sw_lora_merge_bind(mg, &hm.tt.cfg)) {
+		sw_lora_merge_close(mg);
+		sw_hf_close(&hm);
+		return 1;
+	}
+	/* a merged LoRA run keeps the base's dtype */
+	sw_dtype dt = fp32 ? SW_DTYPE_F32 : mg ? hm.cfg.dtype : SW_DTYPE_BF16;
 	int copied = 0;
 	sw_export_commit *ec = NULL;
 	rc = export_space(out, &hm, dt, tbytes);
 	if (!rc && from_commit)
 		rc = sw_export_commit_open(&ec, run, &hm.tt);
 	if (!rc)
-		rc = export_write(&hm, out, dt, tok, tmask, &copied, ec);
+		rc = export_write(&hm, out, dt, tok, tmask, &copied, ec, mg);
 	sw_export_commit_close(ec);
 	if (!rc) {
 		printf("export: %s (%lld parameters, %s) -> %s", what, (long long)hm.tt.total,
-		       fp32 ? "fp32" : "bf16", out);
+		       sw_dtype_name(dt), out);
 		if (tok)
 			printf(", %d tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", tok);
 		else
 			printf("; no tokenizer files copied (give --tokenizer MODEL_DIR)\n");
 	}
 	sw_hf_close(&hm);
+	sw_lora_merge_close(mg);
 	return rc ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include "core/hfmodel.h"
 #include "core/log.h"
 #include "core/model.h"
+#include "offload/lora_train.h"
 #include "offload/train.h"
 #include "optim/schedule.h"
 
@@ -34,6 +35,9 @@ typedef struct train_args {
 	int resume, quiet, checkpoint_only, no_save, keep_nvme, force, end_commit;
 	int64_t stop_after, commit_every;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
+	int64_t lora_rank;           /* -1: not given (full fine-tuning) */
+	double lora_alpha, lora_dropout;   /* NAN: not given */
+	const char *lora_targets;
 } train_args;
 
 /* Checks the numeric arguments; returns 0 or 2 after one line. */
@@ -157,6 +161,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
 		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = INT64_MIN,   /* not given */
+		.lora_rank = -1, .lora_alpha = NAN, .lora_dropout = NAN,
 	};
 	const sw_opt opts[] = {
 		{ "model", SW_OPT_STR, &a.model, "DIR", "Hugging Face model directory", 1 },
@@ -209,11 +214,46 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "keep-nvme", SW_OPT_FLAG, &a.keep_nvme, NULL, "leave the NVMe scratch file at the end (default: removed)", 0 },
 		{ "end-commit", SW_OPT_FLAG, &a.end_commit, NULL, "end the run with a commit instead of a full save: the NVMe state stays in place, export reads it there", 0 },
 		{ "quiet", SW_OPT_FLAG, &a.quiet, NULL, "no placement table", 0 },
+		{ "lora-rank", SW_OPT_INT, &a.lora_rank, "R", "train LoRA adapters of rank R on a frozen base (docs/lora.md)", 0 },
+		{ "lora-alpha", SW_OPT_FLOAT, &a.lora_alpha, "A", "LoRA scaling alpha: the update is (A/R) B A x (default 8, as PEFT)", 0 },
+		{ "lora-dropout", SW_OPT_FLOAT, &a.lora_dropout, "P", "LoRA dropout (only 0 is implemented)", 0 },
+		{ "lora-targets", SW_OPT_STR, &a.lora_targets, "LIST", "linears that get adapters, a subset of q,k,v,o,gate,up,down (default all)", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};
 	int rc = sw_cli_parse("train", summary, opts, argc, argv);
 	*p = a;
 	return rc;
+}
+
+/* The --lora-* options into *la (rank 0: full fine-tuning). 0 or 2 after one line. */
+static int lora_args(const train_args *a, sw_lora_args *la)
+{
+	memset(la, 0, sizeof(*la));
+	if (a->lora_rank == -1) {
+		if (!isnan(a->lora_alpha) || !isnan(a->lora_dropout) || a->lora_targets) {
+			sw_error("train: --lora-alpha, --lora-dropout and --lora-targets need --lora-rank R");
+			return 2;
+		}
+		return 0;
+	}
+	if (a->lora_rank < 1 || a->lora_rank > (1 << 20)) {
+		sw_error("train: --lora-rank %lld: give a rank of at least 1", (long long)a->lora_rank);
+		return 2;
+	}
+	la->rank = (int)a->lora_rank;
+	la->alpha = isnan(a->lora_alpha) ? 8.0 : a->lora_alpha;
+	la->dropout = isnan(a->lora_dropout) ? 0.0 : a->lora_dropout;
+	if (!(la->alpha > 0) || !isfinite(la->alpha) || !(la->dropout >= 0 && la->dropout < 1)) {
+		sw_error("train: --lora-alpha must be positive and --lora-dropout in [0, 1)");
+		return 2;
+	}
+	char why[256];
+	la->targets = SW_LORA_ALL;
+	if (a->lora_targets && sw_lora_targets_parse(a->lora_targets, &la->targets, why, sizeof(why))) {
+		sw_error("train: %s", why);
+		return 2;
+	}
+	return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -244,6 +284,9 @@ int cmd_train(int argc, char **argv)
 		sw_error("train: --keep '%s' is not auto, none or all", a.keep);
 		return 2;
 	}
+	sw_lora_args la;
+	if ((rc = lora_args(&a, &la)))
+		return rc;
 	char *resume_cmd = resume_command(argc, argv);
 	sw_train_args ta = {
 		.model = a.model, .data = a.data, .run = a.no_save ? NULL : a.run, .backend = a.backend,
@@ -263,7 +306,7 @@ int cmd_train(int argc, char **argv)
 			   .nvme_read_gbs = a.nvme_read_gbs, .nvme_write_gbs = a.nvme_write_gbs,
 			   .adam_params_per_s = a.adam_gparams * 1e9 },
 	};
-	rc = sw_train(&ta);
+	rc = la.rank ? sw_train_lora(&ta, &la) : sw_train(&ta);
 	free(resume_cmd);
 	return rc < 0 ? 1 : rc;
 }

@@ -128,6 +128,7 @@ void sw_plan_lora_print(const sw_plan_lora *p, FILE *f)
 	print_placement(p, f);
 	print_memory(p, f);
 	print_cost(p, f);
-	fprintf(f, "\nnot implemented yet: train --lora-rank (the executor and its kernels), PEFT "
-		"export, parity with PyTorch; this is the plan only\n");
+	fprintf(f, "\ntrain --lora-rank runs this placement of the base and the adapters; not yet: "
+		"fetching the base more than one group ahead, moving spilled checkpoints asynchronously "
+		"(docs/lora.md \"Not done yet\")\n");
 }

@@ -13,7 +13,7 @@ rc=$?; [ $rc = 0 ] || fail "405B LoRA plan exited $rc: $(cat "$tmp/err")"
 for want in "LoRA plan: rank 16 on q,k,v,o,gate,up,down" "base P16 (frozen)" "adapter Adam m" \
             "GPU   total" "host  total" "NVMe  total" "nothing of the base is written back" \
             "predicted step:" "bound by" "largest base of this width that fits these budgets:" \
-            "not implemented yet: train --lora-rank"; do
+            "train --lora-rank runs this placement"; do
   grep -q -- "$want" "$tmp/out" || fail "LoRA plan output lacks '$want'"
 done
 # no optimizer state or gradient row for the base anywhere
