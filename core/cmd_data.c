@@ -94,6 +94,7 @@ typedef struct data_job {
 	sw_jsonl_format format;
 	int64_t max_len;
 	int drop_long, threads;
+	int with_mask;                 /* the output has a loss mask (JSONL input; text has none) */
 	sw_tokenizer *tk;
 	sw_chat_template tmpl;
 	int have_tmpl;
@@ -211,12 +212,12 @@ static int emit_doc(data_job *j, sw_tok_writer *w, const doc *d, const sw_ids *i
 	if (!mask)
 		return -ENOMEM;
 	doc_mask(d, ids, mask);
-	int rc = sw_tok_writer_append(w, ids->v, mask, n);
+	int rc = sw_tok_writer_append(w, ids->v, j->with_mask ? mask : NULL, n);
 	/* the separator: a target after text and completions; not after a chat (its end-of-turn token
 	 * is) nor after a truncated document */
 	uint8_t em = !cut && d->format != SW_FMT_MESSAGES;
 	if (!rc)
-		rc = sw_tok_writer_append(w, &j->eos, &em, 1);
+		rc = sw_tok_writer_append(w, &j->eos, j->with_mask ? &em : NULL, 1);
 	for (uint64_t i = 0; i < n; i++)
 		j->targets += mask[i];
 	j->targets += em;
@@ -347,6 +348,7 @@ static int run_tokenizer(data_job *j, FILE *f, int jsonl)
 		rc = ensure_template(j);   /* a wrong --chat-template fails before any work */
 	uint32_t vocab = sw_tokenizer_vocab_size(j->tk);
 	sw_tok_writer *w = NULL;
+	j->with_mask = jsonl;
 	if (!rc)
 		rc = sw_tok_writer_begin(&w, j->out, vocab > 65536 ? 4 : 2, vocab, jsonl);
 	if (!rc) {

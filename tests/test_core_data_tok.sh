@@ -78,6 +78,16 @@ for i in range(3000):
 cmp -s "$t/t1.tok" "$t/t2.tok" || fail "1 and 2 threads differ"
 echo "ok   u32 ids, threads"
 
+# --text with a tokenizer (no loss mask in the output): the ids decode back to the file, then EOS
+printf 'hello world\nsecond line\n' >"$t/in.txt"
+if "$bin" data --text "$t/in.txt" --tokenizer "$t/tok" --out "$t/text.tok" >/dev/null 2>"$t/err" &&
+   "$bin" data --decode "$t/text.tok" --tokenizer "$t/tok" >"$t/dec" 2>>"$t/err" &&
+   head -c "$(stat -c %s "$t/in.txt")" "$t/dec" | cmp -s - "$t/in.txt"; then
+  echo "ok   --text with a tokenizer decodes back to the file"
+else
+  cat "$t/err"; fail "--text with a tokenizer"
+fi
+
 # --- errors: one line, exit 1 (2 for usage), nothing written, a previous file untouched
 echo keep >"$t/out.tok"
 expect() {   # expect NAME WANT_EXIT PATTERN -- command...
