@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,4 +430,30 @@ int64_t sw_data_count_targets(sw_data *d, int64_t rows)
 			n += sw_data_is_target(d, start + (uint64_t)t);
 	}
 	return n;
+}
+
+int sw_data_eval_mean(sw_data *d, int64_t rows, int32_t *inputs, int32_t *targets,
+		      sw_data_eval_fn fn, void *ctx, double *out)
+{
+	int64_t T = d->seq_len, W = (int64_t)d->n_windows, tokens = 0;
+	double sum = 0;
+	d->pos = (sw_data_pos){ 0, 0 };
+	for (int64_t b = 0; b < W; b += rows) {
+		int64_t n = W - b < rows ? W - b : rows;
+		int rc = sw_data_next(d, n, inputs, targets);
+		if (rc)
+			return rc;
+		for (int64_t i = n * T; i < rows * T; i++) {
+			inputs[i] = 0;
+			targets[i] = SW_IGNORE_INDEX;
+		}
+		for (int64_t i = 0; i < n * T; i++)
+			tokens += targets[i] >= 0;
+		double s;
+		if ((rc = fn(ctx, inputs, targets, &s)))
+			return rc;
+		sum += s;
+	}
+	*out = tokens ? sum / (double)tokens : NAN;
+	return 0;
 }

@@ -94,6 +94,16 @@ int sw_data_next(sw_data *d, int64_t rows, int32_t *inputs, int32_t *targets);
 /* The number of targets that are not -100 in the next 'rows' rows, without advancing: the loss
  * of an optimizer step is the mean over these (sum over the step's micro-batches). -1 on ENOMEM. */
 int64_t sw_data_count_targets(sw_data *d, int64_t rows);
+/* An evaluation of one batch: fills *loss_sum with the summed per-token loss of rows x T
+ * inputs/targets (targets -100 count nothing). Returns 0 or -errno. */
+typedef int (*sw_data_eval_fn)(void *ctx, const int32_t *inputs, const int32_t *targets,
+			       double *loss_sum);
+/* The mean loss over every window of d (a held-out file), in batches of `rows` rows in the
+ * order of its first-epoch permutation (the same every time: the position is reset), the last
+ * batch padded with rows without targets. inputs/targets hold rows x T each. *out is NaN when
+ * the file has no target. Returns 0 or the first error. */
+int sw_data_eval_mean(sw_data *d, int64_t rows, int32_t *inputs, int32_t *targets,
+		      sw_data_eval_fn fn, void *ctx, double *out);
 /* Checks an opened token file against the model it is about to train: refuses (one error line,
  * -EINVAL) ids >= model_vocab (config.json's vocab_size), and, unless force, a file whose recorded
  * tokenizer fingerprint differs from model_tok_fingerprint (sw_tokenizer_fingerprint of the model

@@ -50,32 +50,16 @@ static int open_inputs(lctx *c)
 	return sw_data_check_model(&c->eval, a->eval_data, vocab, fp, a->force);
 }
 
-/* The mean loss over every window of --eval-data (forward only), in batches of the training
- * batch's rows in the file's first-epoch order, the last padded with rows without targets (as
- * full fine-tuning's evaluation). */
+static int lexec_eval(void *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum)
+{
+	return sw_lexec_eval(ex, inputs, targets, loss_sum);
+}
+
+/* The mean loss over every window of --eval-data (forward only), as full fine-tuning's
+ * evaluation (sw_data_eval_mean). */
 static int eval_loss(lctx *c, int32_t *in, int32_t *tg, int64_t rows, double *out)
 {
-	int64_t T = c->a->seq_len, W = (int64_t)c->eval.n_windows, tokens = 0;
-	double sum = 0;
-	c->eval.pos = (sw_data_pos){ 0, 0 };
-	for (int64_t b = 0; b < W; b += rows) {
-		int64_t n = W - b < rows ? W - b : rows;
-		int rc = sw_data_next(&c->eval, n, in, tg);
-		if (rc)
-			return rc;
-		for (int64_t i = n * T; i < rows * T; i++) {
-			in[i] = 0;
-			tg[i] = SW_IGNORE_INDEX;
-		}
-		for (int64_t i = 0; i < n * T; i++)
-			tokens += tg[i] >= 0;
-		double s;
-		if ((rc = sw_lexec_eval(c->ex, in, tg, &s)))
-			return rc;
-		sum += s;
-	}
-	*out = tokens ? sum / (double)tokens : NAN;
-	return 0;
+	return sw_data_eval_mean(&c->eval, rows, in, tg, lexec_eval, c->ex, out);
 }
 
 /* The adapters: from the save --resume continues, else PEFT's initialisation from --seed. */

@@ -205,32 +205,16 @@ static int stopped(sw_train_ctx *c, int sig)
 	return sig ? 128 + sig : 0;
 }
 
+static int exec_eval(void *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum)
+{
+	return sw_exec_eval(ex, inputs, targets, loss_sum);
+}
+
 /* The mean loss over every window of --eval-data under the current weights (forward only), in
- * batches of the training batch's rows; the last batch is padded with rows that have no target.
- * The windows come in the order of the file's first-epoch permutation, the same every time. */
+ * batches of the training batch's rows (sw_data_eval_mean). */
 static int eval_loss(sw_train_ctx *c, int32_t *inputs, int32_t *targets, int64_t rows, double *out)
 {
-	int64_t T = c->a->seq_len, W = (int64_t)c->eval.n_windows, tokens = 0;
-	double sum = 0;
-	c->eval.pos = (sw_data_pos){ 0, 0 };
-	for (int64_t b = 0; b < W; b += rows) {
-		int64_t n = W - b < rows ? W - b : rows;
-		int rc = sw_data_next(&c->eval, n, inputs, targets);
-		if (rc)
-			return rc;
-		for (int64_t i = n * T; i < rows * T; i++) {
-			inputs[i] = 0;
-			targets[i] = SW_IGNORE_INDEX;
-		}
-		for (int64_t i = 0; i < n * T; i++)
-			tokens += targets[i] >= 0;
-		double s;
-		if ((rc = sw_exec_eval(c->ex, inputs, targets, &s)))
-			return rc;
-		sum += s;
-	}
-	*out = tokens ? sum / (double)tokens : NAN;
-	return 0;
+	return sw_data_eval_mean(&c->eval, rows, inputs, targets, exec_eval, c->ex, out);
 }
 
 /* The steps. Returns 0, an exit status after a stop, or -errno. */
