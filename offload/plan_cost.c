@@ -83,14 +83,17 @@ static void cost_flops(const sw_plan *p, int P, sw_plan_cost *k)
 	plan_gemm_params(tt, p->n_layers, &n_gemm, &n_layer_gemm);
 	double qd = (double)(c->n_heads * c->head_dim), L = (double)p->n_layers, S = (double)in->seq_len;
 	k->flops_model = 6.0 * (double)n_gemm * tokens;
-	k->flops_recompute = 2.0 * (double)n_layer_gemm * tokens;
+	/* the backward recomputes every layer GEMM but the down projection, whose output it does
+	 * not need (core/model.c) */
+	double down = L * (double)c->dim * (double)c->ffn_dim;
+	k->flops_recompute = 2.0 * ((double)n_layer_gemm - down) * tokens;
 	k->flops_attn = 8.0 * L * tokens * S * qd;
-	/* pass 2: layers recompute (2) + backward (4), the head forward (2) + backward (4): 6 per
-	 * GEMM parameter and token; x_L's recompute (2 per parameter of one layer); attention
-	 * recompute (2) + backward (4) per layer, and x_L's (2) */
+	/* pass 2: layers recompute (2, the down projection not) + backward (4), the head forward
+	 * (2) + backward (4): 6 per GEMM parameter and token; x_L's recompute (2 per parameter of
+	 * one layer, down included); attention recompute (2) + backward (4) per layer, and x_L's (2) */
 	k->flops_pass2 = (double)(P - 1) *
-			 (6.0 * (double)n_gemm * tokens + 2.0 * (double)n_layer_gemm / L * tokens +
-			  (6.0 * L + 2.0) * tokens * S * qd);
+			 ((6.0 * (double)n_gemm - 2.0 * down) * tokens +
+			  2.0 * (double)n_layer_gemm / L * tokens + (6.0 * L + 2.0) * tokens * S * qd);
 }
 
 /* The traffic of the groups' updates, `updates` times, and (redo) of the rollback: P32 read

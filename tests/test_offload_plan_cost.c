@@ -52,7 +52,10 @@ int main(void)
 	/* FLOPs, by hand: GEMM parameters are the layer matrices plus lm_head */
 	const double n_layer_gemm = (double)L * (QD * C + 2 * KVD * C + C * QD + 3.0 * F * C);
 	const double n_gemm = n_layer_gemm + (double)V * C;
-	const double flops = 6 * n_gemm * BATCH + 2 * n_layer_gemm * BATCH + 8.0 * L * BATCH * S * QD;
+	/* the backward's recompute: every layer GEMM but the down projection (F x C), whose output
+	 * the backward does not need */
+	const double n_down = (double)L * F * C;
+	const double flops = 6 * n_gemm * BATCH + 2 * (n_layer_gemm - n_down) * BATCH + 8.0 * L * BATCH * S * QD;
 	const uint64_t item = (uint64_t)T * C * 2;                  /* one checkpoint */
 	const uint64_t carry_pass = (uint64_t)(L + 1) * BATCH * C * 2;
 	/* P16 fetches with a window of K = 2 (in.prefetch), uses 0, 1, 2, head, 2, 1 (forward, then
@@ -208,7 +211,7 @@ int main(void)
 		CHECK(p.cost.nvme_write == nw);
 		CHECK(p.cost.h2d == fetch2 + 2 * L * M * item + 3 * carry_pass);
 		CHECK(p.cost.d2h == total * 4 + L * M * item + 3 * carry_pass);
-		const double pass2 = 6 * n_gemm * BATCH + 2 * (n_layer_gemm / L) * BATCH +
+		const double pass2 = (6 * n_gemm - 2 * n_down) * BATCH + 2 * (n_layer_gemm / L) * BATCH +
 				     (6.0 * L + 2) * BATCH * S * QD;
 		/* + the wait for each gradient's copy (one buffer; the update pass copies them) */
 		CHECK(close_to(p.cost.t[SW_RES_COMPUTE], (flops + pass2) / 1e9 + (double)(total * 4) / 2e6));
