@@ -10,6 +10,8 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,15 +206,75 @@ static void cuda_dev_free(sw_backend *be, void *p)
 	sync_used(be);
 }
 
+/* The runtime's pinned blocks are not always 4 KiB aligned (small ones come from its own pool:
+ * seen on the H100 with CUDA 13), while NVMe I/O (O_DIRECT) needs 4 KiB. A misaligned block is
+ * given back and one 4 KiB larger taken, the buffer starting at its first 4 KiB boundary; the
+ * pairs (buffer, block) of those are kept here for cuda_host_free. An aligned block (the usual
+ * case) is used as it is. */
+typedef struct { void *buf, *block; } host_shift;
+static pthread_mutex_t shift_mu = PTHREAD_MUTEX_INITIALIZER;
+static host_shift *shifts;
+static int nshift, capshift;
+
+static int shift_add(void *buf, void *block)
+{
+	pthread_mutex_lock(&shift_mu);
+	int rc = 0;
+	if (nshift == capshift) {
+		int cap = capshift ? 2 * capshift : 16;
+		host_shift *n = (host_shift *)realloc(shifts, (size_t)cap * sizeof(*n));
+		if (n) {
+			shifts = n;
+			capshift = cap;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	if (!rc)
+		shifts[nshift++] = (host_shift){ buf, block };
+	pthread_mutex_unlock(&shift_mu);
+	return rc;
+}
+
+/* The block behind buf: its own when it was aligned as allocated. */
+static void *shift_take(void *buf)
+{
+	void *block = buf;
+	pthread_mutex_lock(&shift_mu);
+	for (int i = 0; i < nshift; i++)
+		if (shifts[i].buf == buf) {
+			block = shifts[i].block;
+			shifts[i] = shifts[--nshift];
+			break;
+		}
+	pthread_mutex_unlock(&shift_mu);
+	return block;
+}
+
 static int cuda_host_alloc(sw_backend *be, uint64_t bytes, void **out)
 {
 	(void)be;
-	cudaError_t e = cudaHostAlloc(out, bytes ? bytes : 1, cudaHostAllocPortable);
+	uint64_t n = bytes ? bytes : 1;
+	void *p = NULL;
+	cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocPortable);
+	if (e == cudaSuccess && ((uintptr_t)p & 4095)) {
+		CU_CHECK(cudaFreeHost(p));
+		void *block = NULL;
+		e = cudaHostAlloc(&block, n + 4096, cudaHostAllocPortable);
+		if (e == cudaSuccess) {
+			p = (void *)(((uintptr_t)block + 4095) & ~(uintptr_t)4095);
+			if (shift_add(p, block)) {
+				CU_CHECK(cudaFreeHost(block));
+				e = cudaErrorMemoryAllocation;
+			}
+		}
+	}
 	if (e != cudaSuccess) {
 		cudaGetLastError();
 		*out = NULL;
 		return -ENOMEM;
 	}
+	*out = p;
 	return 0;
 }
 
@@ -220,7 +282,7 @@ static void cuda_host_free(sw_backend *be, void *p)
 {
 	(void)be;
 	if (p)
-		CU_CHECK(cudaFreeHost(p));
+		CU_CHECK(cudaFreeHost(shift_take(p)));
 }
 
 static int cuda_host_register(sw_backend *be, void *p, uint64_t bytes)
