@@ -55,7 +55,8 @@ typedef struct sw_backend_ops {
 	/* Sub-allocates from the device arena (256-byte aligned). -ENOMEM past the budget. */
 	int (*dev_alloc)(sw_backend *be, uint64_t bytes, void **out);
 	void (*dev_free)(sw_backend *be, void *p);
-	/* Page-locked host memory, usable for async copies. */
+	/* Page-locked host memory, usable for async copies, 4 KiB aligned (NVMe I/O reads and
+	 * writes it with O_DIRECT). */
 	int (*host_alloc)(sw_backend *be, uint64_t bytes, void **out);
 	void (*host_free)(sw_backend *be, void *p);
 	/* Makes existing host memory (e.g. the I/O arena) usable for async copies. */
