@@ -77,6 +77,42 @@ static inline double hx_urand(uint64_t *state)
 	return (double)(*state >> 11) / 9007199254740992.0;
 }
 
+/* The executor tests' tiny model: llama, dim 64, 3 layers, 4 heads of 16, ffn 96, fp32; `tied`:
+ * 4 kv heads, vocab 300, tied embeddings (else 2 kv heads, vocab 97); `qwen2`: qwen2 with
+ * attention biases. */
+static inline sw_config hx_tiny_config(int tied, int qwen2)
+{
+	sw_config c;
+	memset(&c, 0, sizeof(c));
+	snprintf(c.model_type, sizeof(c.model_type), "%s", qwen2 ? "qwen2" : "llama");
+	c.attention_bias = qwen2;
+	c.dim = 64;
+	c.n_layers = 3;
+	c.n_heads = 4;
+	c.n_kv_heads = tied ? 4 : 2;
+	c.head_dim = 16;
+	c.ffn_dim = 96;
+	c.vocab = tied ? 300 : 97;
+	c.max_pos = 64;
+	c.rope_theta = 10000;
+	c.rms_eps = 1e-5;
+	c.tie_embeddings = tied;
+	c.dtype = SW_DTYPE_F32;
+	c.bos_id = c.eos_id = -1;
+	return c;
+}
+
+/* Step `step`'s n input and target ids, uniform in [0, span), 15 % of the targets ignored
+ * (-100); the stream is seeded from the step, so any step can be made alone. */
+static inline void hx_make_tokens(int32_t *in, int32_t *tg, int n, int step, int span)
+{
+	uint64_t rng = 0x9E3779B97F4A7C15ull * (uint64_t)(step + 1);
+	for (int i = 0; i < n; i++) {
+		in[i] = (int32_t)(hx_urand(&rng) * span);
+		tg[i] = hx_urand(&rng) < 0.15 ? -100 : (int32_t)(hx_urand(&rng) * span);
+	}
+}
+
 /* Group g's fp32 weights drawn from seed0: norms 1 +- 0.05, the rest +-0.04 (malloc'ed). */
 static inline float *hx_init_group(const sw_table *tt, int g, uint64_t seed0)
 {

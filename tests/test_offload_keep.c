@@ -24,37 +24,12 @@ typedef struct result {
 	float *state[3];
 } result;
 
-static sw_config cfg_make(int variant)
-{
-	sw_config c;
-	memset(&c, 0, sizeof(c));
-	snprintf(c.model_type, sizeof(c.model_type), "%s", variant ? "qwen2" : "llama");
-	c.attention_bias = variant;
-	c.dim = 64;
-	c.n_layers = 3;
-	c.n_heads = 4;
-	c.n_kv_heads = variant ? 4 : 2;
-	c.head_dim = 16;
-	c.ffn_dim = 96;
-	c.vocab = variant ? 300 : 97;
-	c.max_pos = 64;
-	c.rope_theta = 10000;
-	c.rms_eps = 1e-5;
-	c.tie_embeddings = variant;
-	c.dtype = SW_DTYPE_F32;
-	c.bos_id = c.eos_id = -1;
-	return c;
-}
+static sw_config cfg_make(int variant) { return hx_tiny_config(variant, variant); }
 
-static uint64_t rng = 88172645463325252ull;
 
 static void make_data(const sw_config *c, int32_t *in, int32_t *tg, int step)
 {
-	rng = 0x9E3779B97F4A7C15ull * (uint64_t)(step + 1);
-	for (int i = 0; i < M * T; i++) {
-		in[i] = (int32_t)(hx_urand(&rng) * (double)c->vocab);
-		tg[i] = hx_urand(&rng) < 0.15 ? -100 : (int32_t)(hx_urand(&rng) * (double)c->vocab);
-	}
+	hx_make_tokens(in, tg, M * T, step, (int)c->vocab);
 }
 
 static const sw_adamw_hparams H = { .lr = 0, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
