@@ -7,6 +7,7 @@
 #include "core/tensors.h"
 #include "offload/plan.h"
 
+#include <math.h>
 #include <string.h>
 
 /* pinned host buffers are whole 4 KiB pages; the GPU arena hands out 256-byte blocks */
@@ -16,6 +17,14 @@
 enum { C = 64, L = 2, H = 4, KVH = 2, HD = 16, F = 160, V = 256 };
 enum { QD = H * HD, KVD = KVH * HD };
 enum { S = 32, ROWS = 2, T = ROWS * S, BATCH = 256, M = BATCH / T };
+
+/* Parameters by hand: a layer (two norms, q, k, v, o, gate, up, down), the embedding, the head
+ * (final norm + lm_head) */
+#define TINY_LAYER ((uint64_t)C + QD * C + KVD * C + KVD * C + C * QD + C + 3 * (uint64_t)F * C)
+#define TINY_EMBED ((uint64_t)V * C)
+#define TINY_HEAD ((uint64_t)C + (uint64_t)V * C)
+
+static inline int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b) + 1e-12; }
 
 static inline void tiny_config(sw_config *c)
 {

@@ -8,9 +8,6 @@
 #include <errno.h>
 #include <string.h>
 
-
-static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b) + 1e-12; }
-
 int main(void)
 {
 	sw_config cfg;
@@ -19,8 +16,7 @@ int main(void)
 	CHECK(sw_table_build(&tt, &cfg) == 0);
 
 	/* parameters, by hand */
-	const uint64_t layer = C + QD * C + KVD * C + KVD * C + C * QD + C + 3 * (uint64_t)F * C;
-	const uint64_t embed = (uint64_t)V * C, head = C + (uint64_t)V * C;
+	const uint64_t layer = TINY_LAYER, embed = TINY_EMBED, head = TINY_HEAD;
 	const uint64_t total = embed + L * layer + head;
 	CHECK((uint64_t)tt.g[1].numel == layer && (uint64_t)tt.g[0].numel == embed);
 	CHECK((uint64_t)tt.g[L + 1].numel == head && (uint64_t)tt.total == total);

@@ -20,16 +20,13 @@ static void tiny_lora_input(sw_plan_input *in, const sw_table *tt)
 	in->lora_targets = 0;            /* the default: all seven */
 }
 
-static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fabs(b) + 1e-12; }
-
 int main(void)
 {
 	sw_config cfg;
 	tiny_config(&cfg);
 	sw_table tt;
 	CHECK(sw_table_build(&tt, &cfg) == 0);
-	const uint64_t layer = C + QD * C + KVD * C + KVD * C + C * QD + C + 3 * (uint64_t)F * C;
-	const uint64_t embed = (uint64_t)V * C, head = C + (uint64_t)V * C;
+	const uint64_t layer = TINY_LAYER, embed = TINY_EMBED, head = TINY_HEAD;
 	const uint64_t total = embed + L * layer + head;
 	/* adapters per layer: q 8 (64+64), k and v 8 (64+32), o 8 (64+64), gate/up/down 8 (64+160) */
 	const uint64_t ad = 1024 + 768 + 768 + 1024 + 3 * 1792, ads = L * ad;
