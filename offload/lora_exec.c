@@ -37,18 +37,6 @@ static int halloc(sw_lexec *ex, uint64_t bytes, void *out)
 	return -ENOMEM;
 }
 
-/* A pinned buffer for NVMe I/O (O_DIRECT: 4 KiB aligned). The CUDA runtime's pinned
- * allocations are not always page aligned (small ones are carved from its own pool), so 4 KiB
- * more is asked for and the buffer starts at the first 4 KiB boundary in it; *raw (one of
- * io_raw) is what hfree releases. */
-static int io_halloc(sw_lexec *ex, uint64_t bytes, void **raw, void *out)
-{
-	int rc = halloc(ex, bytes + 4096, raw);
-	if (!rc)
-		*(void **)out = (void *)(((uintptr_t)*raw + 4095) & ~(uintptr_t)4095);
-	return rc;
-}
-
 int lexec_io(sw_lexec *ex, int write, sw_io_extent e, void *buf, const char *what)
 {
 	sw_io_req r;
@@ -198,7 +186,7 @@ static int ckpt_place(sw_lexec *ex)
 		if (ex->ck_host[i])
 			ex->ck_host[i] = (char *)ex->ckpt + ((uintptr_t)ex->ck_host[i] - 1) * x;
 		else if (!ex->ck_dev[i] && !ex->ck_stage)
-			rc = io_halloc(ex, up4k(x), &ex->io_raw[3], &ex->ck_stage);
+			rc = halloc(ex, up4k(x), &ex->ck_stage);
 		if (!rc && !ex->ck_dev[i] && !ex->ck_host[i])
 			rc = sw_io_extent_alloc(ex->io, up4k(x), &ex->ck_ext[i]);
 	}
@@ -256,7 +244,7 @@ static int win_alloc(sw_lexec *ex, uint64_t streamed, uint64_t nvme)
 		rc = rc ? rc : be->ops->event_create(be, &ex->ready[i]);
 		rc = rc ? rc : be->ops->event_create(be, &ex->freed[i]);
 		if (!rc && nvme)
-			rc = io_halloc(ex, up4k(nvme), &ex->io_raw[1 + i], &ex->wstage[i]);
+			rc = halloc(ex, up4k(nvme), &ex->wstage[i]);
 	}
 	if (!rc && !(ex->use_g = malloc(sizeof(int) * (size_t)(2 * ex->G + 1))))
 		rc = -ENOMEM;
@@ -275,7 +263,7 @@ static int base_alloc(sw_lexec *ex, sw_lexec_reader read, const void *src)
 		nvme = t == SW_TIER_NVME && b > nvme ? b : nvme;
 	}
 	ex->stage_bytes = up4k(big);
-	int rc = io_halloc(ex, ex->stage_bytes, &ex->io_raw[0], &ex->stage);
+	int rc = halloc(ex, ex->stage_bytes, &ex->stage);
 	if (!rc && streamed)
 		rc = win_alloc(ex, streamed, nvme);
 	for (int g = 0; g < ex->G && !rc; g++)
@@ -352,7 +340,7 @@ void sw_lexec_destroy(sw_lexec *ex)
 			ex->be->ops->event_destroy(ex->be, ex->ready[i]);
 		if (ex->freed[i])
 			ex->be->ops->event_destroy(ex->be, ex->freed[i]);
-		hfree(ex, ex->io_raw[1 + i]);
+		hfree(ex, ex->wstage[i]);
 	}
 	if (ex->hs)
 		ex->be->ops->stream_destroy(ex->be, ex->hs);
@@ -373,7 +361,7 @@ void sw_lexec_destroy(sw_lexec *ex)
 		dfree(ex, dev[i]);
 	sw_layer_scratch_free(ex->be, &ex->s);
 	sw_lora_scratch_free(ex->be, &ex->ls);
-	hfree(ex, ex->io_raw[0]);
+	hfree(ex, ex->stage);
 	hfree(ex, ex->ckpt);
 	(ex->carry_dev ? dfree : hfree)(ex, ex->carry);
 	for (int64_t i = 0; ex->ck_dev && i < (int64_t)ex->L * ex->M; i++)
@@ -381,7 +369,7 @@ void sw_lexec_destroy(sw_lexec *ex)
 	free(ex->ck_dev);
 	free(ex->ck_host);
 	free(ex->ck_ext);
-	hfree(ex, ex->io_raw[3]);
+	hfree(ex, ex->ck_stage);
 	if (ex->cs)
 		ex->be->ops->stream_destroy(ex->be, ex->cs);
 	free(ex->host_losses);

@@ -47,8 +47,6 @@ struct sw_lexec {
 	sw_io_extent *ck_ext;              /* (L, M): else on NVMe (the plan's spill) */
 	void *ck_stage;                    /* pinned: one layer input on its way to/from NVMe */
 	void *carry;                       /* (M) of (N, C): device or host (carry_dev) */
-	void *io_raw[4];                   /* what the backend gave for stage, wstage[2], ck_stage
-					    * (each aligned up to 4 KiB inside it: io_halloc) */
 	int carry_dev;
 	void *xa, *xb;                     /* device (N, C) act */
 	int32_t *tok, *tgt;

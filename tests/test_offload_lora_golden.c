@@ -94,31 +94,6 @@ static void setup_close(setup *s)
  * (top first) on the device, `ckh` after them in host memory, the rest on NVMe (with the base
  * there, else in host memory) and, with carry 1, the carry on the device; the adapters' P32, m,
  * v after them into out (3 x L x numel), losses and norms into st. */
-/* The CUDA runtime's pinned blocks are not always 4 KiB aligned (small ones come from its own
- * pool); the CPU backend's are. Every run here takes its pinned memory 512 bytes past a page
- * boundary, as the H100 gave it, so that NVMe I/O (O_DIRECT) must align its own stages. */
-static const sw_backend_ops *real_ops;
-
-static int misaligned_alloc(sw_backend *be, uint64_t bytes, void **out)
-{
-	void *raw;
-	int rc = real_ops->host_alloc(be, bytes + 4096, &raw);
-	if (rc)
-		return rc;
-	*out = (char *)raw + 512;
-	memcpy((char *)*out - sizeof(raw), &raw, sizeof(raw));
-	return 0;
-}
-
-static void misaligned_free(sw_backend *be, void *p)
-{
-	void *raw;
-	if (!p)
-		return;
-	memcpy(&raw, (char *)p - sizeof(raw), sizeof(raw));
-	real_ops->host_free(be, raw);
-}
-
 static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int64_t ckh, int carry,
 		float *out, sw_step_stats st[3], float *init)
 {
@@ -134,11 +109,6 @@ static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int64_t ckh, int
 	sw_backend_opts bo = { .mem_budget = 1ull << 30, .act = SW_DTYPE_F32, .threads = 2 };
 	sw_backend *be;
 	CHECK(sw_backend_create(hx_backend(), &bo, &be) == 0);
-	real_ops = be->ops;
-	sw_backend_ops mis = *be->ops;
-	mis.host_alloc = misaligned_alloc;
-	mis.host_free = misaligned_free;
-	be->ops = &mis;
 	sw_io *io = NULL;
 	if (base == SW_TIER_NVME) {
 		sw_io_config ic = { .paths = hx_nvme_dir(), .quiet = 1, .file_name = "lora-test.data",
@@ -168,7 +138,6 @@ static void run(setup *s, sw_tier base, sw_tier ad, int64_t ck, int64_t ckh, int
 			sw_lexec_get_layer(ex, l, states[k], out + ((int64_t)k * L + l) * n);
 	sw_lexec_destroy(ex);
 	sw_io_close(io);
-	be->ops = real_ops;
 	sw_backend_destroy(be);
 	sw_plan_lora_free(&p);
 }
