@@ -11,7 +11,9 @@
 # 70GiB), KEEPS (the --keep values to run, default "none auto"), OUT (logs, default DIR),
 # MODEL (init's shape flags, for a quick try on a small shape), HF=1 (also the PyTorch reference,
 # bench/keep_hf_ref.py: HF LlamaForCausalLM at this shape, bf16 autocast, SDPA, fused AdamW, no
-# checkpointing; run after spillway's runs, in the same call, and the ratios to it).
+# checkpointing; run after spillway's runs, in the same call, and the ratios to it), HF_ROWS (its
+# rows per forward, default 8: the whole batch at once), MICRO (spillway's --micro-batch-tokens,
+# default 2048: one row per micro-batch).
 set -uo pipefail
 dir=${1:-/tmp}/sw-keep.$$
 steps=${2:-4}
@@ -25,7 +27,7 @@ model=${MODEL:---dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 --vocab
 declare -A tps
 for k in ${KEEPS:-none auto}; do
   "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" --seq-len 2048 --batch-tokens 16384 \
-    --lr 1e-4 --clip 0 --backend cuda --gpu-mem "${GPU_MEM:-70GiB}" --cpu-mem 16GiB --keep "$k" --no-save \
+    --lr 1e-4 --clip 0 --backend cuda --gpu-mem "${GPU_MEM:-70GiB}" --cpu-mem 16GiB --keep "$k" --micro-batch-tokens "${MICRO:-2048}" --no-save \
     >"$out/keep_step.$k.log" 2>&1 || { tail -5 "$out/keep_step.$k.log"; echo "--keep $k: train failed"; continue; }
   awk '/^keep instead of recompute/ { on = 1 } on && /^$/ { exit } on' "$out/keep_step.$k.log"
   grep -E "^step [0-9]+/" "$out/keep_step.$k.log" | sed -E 's/.*\| ([0-9]+) tok\/s.*/\1/' | tail -n +2 | sort -n \
@@ -38,7 +40,7 @@ for k in ${KEEPS:-none auto}; do
   echo "--keep $k: median ${tps[$k]} tokens/s over $n steps after the first (GPU memory measured: $peak)"
 done
 if [ "${HF:-0}" = 1 ]; then
-  hf=$(PYTHONUNBUFFERED=1 python3 bench/keep_hf_ref.py "$steps" 2>"$out/keep_hf_ref.err" | tail -1)
+  hf=$(PYTHONUNBUFFERED=1 python3 bench/keep_hf_ref.py "$steps" "${HF_ROWS:-8}" 2>"$out/keep_hf_ref.err" | tail -1)
   echo "HF reference: $hf"
   tps[hf]=$(echo "$hf" | sed -nE 's/.*"tokens_per_s": ([0-9]+).*/\1/p')
   [ -n "${tps[hf]}" ] || tail -3 "$out/keep_hf_ref.err"
