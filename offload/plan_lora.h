@@ -52,8 +52,8 @@ typedef struct sw_plan_lora_cost {
 	double flops_adapter;       /* 8 * N_adapter * tokens (forward, recompute, backward) */
 	uint64_t h2d_base;          /* streamed base P16 fetched (sw_plan_lora_uses): the embedding
 				     * and the head once (tied: the embedding twice), a layer in
-				     * forward and again in backward, but the top streamed layer
-				     * once when its window slot still holds it */
+				     * forward and again in backward unless its window slot still
+				     * holds it (the top streamed layer, at least) */
 	uint64_t h2d_adapter;       /* host adapters' P16: 2 reads (forward, backward) */
 	uint64_t d2h_adapter;       /* host adapters' gradients, fp32 */
 	uint64_t h2d_act, d2h_act;  /* checkpoints and the carry off the GPU */
