@@ -102,14 +102,20 @@ static int lora_check(sw_plan_lora *p)
 			}
 		}
 	}
+	if (in->prefetch != SW_LORA_WINDOW_BUFFERS) {
+		lora_why(p, "--prefetch %d: the LoRA executor's P16 window has %d buffers (its reads run "
+			 "ahead in pinned stages instead); leave --prefetch out", in->prefetch,
+			 SW_LORA_WINDOW_BUFFERS);
+		return -EINVAL;
+	}
 	int64_t T = in->micro_rows * in->seq_len;
 	const sw_plan_rates *r = &in->rates;
 	if (c->dim <= 0 || c->n_layers <= 0 || in->seq_len <= 0 || in->micro_rows <= 0 ||
-	    in->batch_tokens <= 0 || in->batch_tokens % T || in->prefetch < 1 || in->chunk_params <= 0 ||
+	    in->batch_tokens <= 0 || in->batch_tokens % T || in->chunk_params <= 0 ||
 	    !(r->gemm_tflops > 0 && r->h2d_gbs > 0 && r->d2h_gbs > 0 && r->nvme_read_gbs > 0 &&
 	      r->nvme_write_gbs > 0 && r->adam_params_per_s > 0) || in->n_nvme < 0 ||
 	    in->n_nvme > SW_PLAN_MAX_NVME) {
-		lora_why(p, "the shape, --batch-tokens (a multiple of --micro-batch x --seq-len), --prefetch, "
+		lora_why(p, "the shape, --batch-tokens (a multiple of --micro-batch x --seq-len), "
 			 "--chunk, a rate or the --nvme paths is out of range");
 		return -EINVAL;
 	}
@@ -163,7 +169,7 @@ static int place_gpu(sw_plan_lora *p, const plan_sizes *z)
 	uint64_t need = ws + plan_min(window, all);
 	if (p->in.gpu_mem < need)
 		return short_of(p, SW_TIER_GPU, need, p->in.gpu_mem, "working set and P16 prefetch window",
-				"raise --gpu-mem, or lower --seq-len, --micro-batch or --prefetch");
+				"raise --gpu-mem, or lower --seq-len or --micro-batch");
 	uint64_t avail = p->in.gpu_mem - ws;
 	p->streaming = all > avail;
 	avail -= p->streaming ? window : all;

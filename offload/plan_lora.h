@@ -24,6 +24,8 @@ enum {
 	SW_LORA_ALL = 0x7f, SW_LORA_NTARGETS = 7
 };
 
+#define SW_LORA_WINDOW_BUFFERS 2    /* the P16 window's device buffers (--prefetch must be 2) */
+
 /* Rows of the LoRA plan's accounting (bytes[tier][row]). */
 typedef enum {
 	SW_LORA_BASE_P16,           /* the frozen base: GPU-resident groups, host cache, NVMe */

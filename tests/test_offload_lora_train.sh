@@ -93,6 +93,7 @@ expect_fail "alpha without rank" 2 "need --lora-rank" "${b[@]}" --lora-alpha 16
 expect_fail "targets without rank" 2 "need --lora-rank" "${b[@]}" --lora-targets q
 expect_fail "dropout" 2 "lora-dropout other than 0 with --lora-rank is not implemented" "${b[@]}" --lora-rank 4 --lora-dropout 0.1
 expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
+expect_fail "--prefetch other than 2" 1 "P16 window has 2 buffers" "${b[@]}" --lora-rank 4 --prefetch 3
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
 cp -r "$w/device" "$w/bad"
