@@ -244,7 +244,7 @@ int cmd_plan(int argc, char **argv)
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "keep", SW_OPT_STR, &keep, "auto|none|all", "keep layers' forward intermediates on the GPU instead of recomputing them in backward: auto (default), none, all", 0 },
-		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base", 0 },
+		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base (train --lora-rank R runs this plan)", 0 },
 		{ "lora-targets", SW_OPT_STR, &lora_targets, "LIST", "linears with adapters, a subset of q,k,v,o,gate,up,down (default: all)", 0 },
 		{ NULL, 0, NULL, NULL, NULL, 0 },
 	};

@@ -117,11 +117,14 @@ int lora_nvme_claim(lctx *c)
 	return train_nvme_claim(c->nv);
 }
 
-/* The NVMe engine for the base groups and the checkpoints the plan put there (one extent each,
- * 1 MiB stripes). */
+/* The NVMe engine for the base groups and the checkpoints the plan put there (one extent each;
+ * stripes of 1 MiB, or of one P16 chunk when that is smaller, so that the executor reads the
+ * base in chunks of about the plan's size). */
 int lora_nvme_open(lctx *c)
 {
-	uint64_t need = 0, S = 1ull << 20, x = (c->plan.ckpt_item + 4095) / 4096 * 4096;
+	uint64_t ch = ((uint64_t)c->plan.chunk_params * (uint64_t)c->plan.p16_bytes + 4095) / 4096 * 4096;
+	uint64_t need = 0, S = ch < (1ull << 20) ? ch : 1ull << 20;
+	uint64_t x = (c->plan.ckpt_item + 4095) / 4096 * 4096;
 	uint64_t nck = (uint64_t)c->plan.ckpt_count[SW_TIER_NVME];
 	for (int g = 0; g < c->plan.ngroups; g++)
 		if (c->plan.base_tier[g] == SW_TIER_NVME)

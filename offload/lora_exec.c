@@ -37,37 +37,36 @@ static int halloc(sw_lexec *ex, uint64_t bytes, void *out)
 	return -ENOMEM;
 }
 
-int lexec_io(sw_lexec *ex, int write, sw_io_extent e, void *buf, const char *what)
-{
-	sw_io_req r;
-	int rc = write ? sw_io_submit_write(ex->io, &r, e, 0, e.len, buf) :
-		 sw_io_submit_read(ex->io, &r, e, 0, e.len, buf);
-	if (!rc)
-		rc = sw_io_wait(ex->io, &r);
-	if (rc)
-		sw_error("lora: NVMe %s of %s failed: %s", write ? "write" : "read", what,
-			 sw_io_req_error(&r));
-	return rc;
-}
-
-/* Group g's P16 from the model into its home. */
-static int base_load(sw_lexec *ex, sw_lexec_reader read, const void *src, int g)
+/* Group g's P16 from the model into its home, a chunk at a time through the pinned stage. */
+static int base_load(sw_lexec *ex, sw_lexec_reader read, const void *src, void *stage, int g)
 {
 	sw_backend *be = ex->be;
 	lhome *h = &ex->base[g];
 	h->tier = ex->p->base_tier[g];
 	h->bytes = (uint64_t)ex->tt->g[g].numel * (uint64_t)ex->ab;
-	read(src, g, ex->stage, be->act);
-	int rc = 0;
-	if (h->tier == SW_TIER_GPU && !(rc = dalloc(ex, h->bytes, &h->dev))) {
-		be->ops->copy_h2d(be, ex->cs, h->dev, ex->stage, h->bytes);
-		be->ops->stream_sync(be, ex->cs);
-	} else if (h->tier == SW_TIER_HOST && !(rc = halloc(ex, h->bytes, &h->host))) {
-		memcpy(h->host, ex->stage, h->bytes);
-	} else if (h->tier == SW_TIER_NVME) {
-		memset((char *)ex->stage + h->bytes, 0, up4k(h->bytes) - h->bytes);
-		rc = sw_io_extent_alloc(ex->io, up4k(h->bytes), &h->ext);
-		rc = rc ? rc : lexec_io(ex, 1, h->ext, ex->stage, "the base");
+	int rc = h->tier == SW_TIER_GPU ? dalloc(ex, h->bytes, &h->dev) :
+		 h->tier == SW_TIER_HOST ? halloc(ex, h->bytes, &h->host) :
+		 sw_io_extent_alloc(ex->io, up4k(h->bytes), &h->ext);
+	int64_t per = (int64_t)(ex->chunk / (uint64_t)ex->ab), n = ex->tt->g[g].numel;
+	for (int64_t off = 0; off < n && !rc; off += per) {
+		int64_t c = n - off < per ? n - off : per;
+		uint64_t at = (uint64_t)off * (uint64_t)ex->ab, b = (uint64_t)c * (uint64_t)ex->ab;
+		if (h->tier == SW_TIER_HOST) {
+			read(src, g, off, c, (char *)h->host + at, be->act);
+			continue;
+		}
+		read(src, g, off, c, stage, be->act);
+		if (h->tier == SW_TIER_GPU) {
+			be->ops->copy_h2d(be, ex->cs, (char *)h->dev + at, stage, b);
+			be->ops->stream_sync(be, ex->cs);
+			continue;
+		}
+		memset((char *)stage + b, 0, up4k(b) - b);
+		sw_io_req r;
+		rc = sw_io_submit_write(ex->io, &r, h->ext, at, up4k(b), stage);
+		rc = rc ? rc : sw_io_wait(ex->io, &r);
+		if (rc)
+			sw_error("lora: NVMe write of the base failed: %s", sw_io_req_error(&r));
 	}
 	return rc;
 }
@@ -165,11 +164,11 @@ lslot lexec_ck(const sw_lexec *ex, int l, int m)
 
 /* Layer inputs in the plan's order, top layers first: its device count on the device (as far
  * as the arena has room: allocated last), its host count in one pinned block (with those the
- * arena could not hold), the rest on NVMe (one extent each, through a pinned stage). */
+ * arena could not hold), the rest on NVMe (one extent each, through the ring of stages). */
 static int ckpt_place(sw_lexec *ex)
 {
 	uint64_t x = lexec_xbytes(ex);
-	int64_t n = (int64_t)ex->L * ex->M, on_host = 0, t = 0;
+	int64_t n = (int64_t)ex->L * ex->M, on_host = 0, t = 0, on_nvme = 0;
 	int rc = 0;
 	for (int l = ex->L - 1; l >= 0; l--)
 		for (int m = 0; m < ex->M; m++, t++) {
@@ -185,10 +184,15 @@ static int ckpt_place(sw_lexec *ex)
 	for (int64_t i = 0; i < n && !rc; i++) {
 		if (ex->ck_host[i])
 			ex->ck_host[i] = (char *)ex->ckpt + ((uintptr_t)ex->ck_host[i] - 1) * x;
-		else if (!ex->ck_dev[i] && !ex->ck_stage)
-			rc = halloc(ex, up4k(x), &ex->ck_stage);
-		if (!rc && !ex->ck_dev[i] && !ex->ck_host[i])
-			rc = sw_io_extent_alloc(ex->io, up4k(x), &ex->ck_ext[i]);
+		else if (!ex->ck_dev[i] && !(rc = sw_io_extent_alloc(ex->io, up4k(x), &ex->ck_ext[i])))
+			on_nvme++;
+	}
+	/* the stages: the plan's count (2 x --io-depth, at most LEXEC_NCK_MAX) */
+	int want = ex->p->ckpt_slots < 1 ? 1 : ex->p->ckpt_slots > LEXEC_NCK_MAX ? LEXEC_NCK_MAX :
+		   ex->p->ckpt_slots;
+	for (int k = 0; k < want && on_nvme && !rc; k++, ex->nck++) {
+		rc = halloc(ex, up4k(x), &ex->cst[k].buf);
+		rc = rc ? rc : ex->be->ops->event_create(ex->be, &ex->cst[k].ev);
 	}
 	return rc;
 }
@@ -218,8 +222,9 @@ static int act_alloc(sw_lexec *ex)
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->d.C * 4, &ex->head_sink);
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->L * sizeof(double), &ex->dsum);
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->tt->cfg.head_dim / 2 * 4, &ex->inv_freq);
-	if (!rc && !(ex->host_losses = malloc(N * 4)))
-		rc = -ENOMEM;
+	rc = rc ? rc : halloc(ex, N * 4 * (uint64_t)ex->M, &ex->host_losses);
+	rc = rc ? rc : halloc(ex, N * 4 * (uint64_t)ex->M, &ex->h_tok);
+	rc = rc ? rc : halloc(ex, N * 4 * (uint64_t)ex->M, &ex->h_tgt);
 	if (!rc && (sw_layer_scratch_alloc(ex->be, &ex->d, &ex->s) ||
 		    sw_lora_scratch_alloc(ex->be, &ex->d, &ex->o.lo, &ex->ls))) {
 		char b1[32], b2[32];
@@ -233,9 +238,9 @@ static int act_alloc(sw_lexec *ex)
 	return rc;
 }
 
-/* The window (when some group streams): two device buffers, their events, the NVMe stages,
- * the list of the step's uses. */
-static int win_alloc(sw_lexec *ex, uint64_t streamed, uint64_t nvme)
+/* The window (when some group streams): two device buffers, their events, the list of the
+ * step's uses; with a group on NVMe, the ring of pinned stages. */
+static int win_alloc(sw_lexec *ex, uint64_t streamed, int nvme)
 {
 	sw_backend *be = ex->be;
 	int rc = be->ops->stream_create(be, &ex->hs);
@@ -243,37 +248,53 @@ static int win_alloc(sw_lexec *ex, uint64_t streamed, uint64_t nvme)
 		rc = dalloc(ex, streamed, &ex->win[i]);
 		rc = rc ? rc : be->ops->event_create(be, &ex->ready[i]);
 		rc = rc ? rc : be->ops->event_create(be, &ex->freed[i]);
-		if (!rc && nvme)
-			rc = halloc(ex, up4k(nvme), &ex->wstage[i]);
 	}
-	if (!rc && !(ex->use_g = malloc(sizeof(int) * (size_t)(2 * ex->G + 1))))
-		rc = -ENOMEM;
+	for (int i = 0; i < LEXEC_NST && nvme && !rc; i++) {
+		rc = halloc(ex, ex->chunk, &ex->pst[i].buf);
+		rc = rc ? rc : be->ops->event_create(be, &ex->pst[i].ev);
+	}
 	return rc;
 }
 
-/* The load's staging buffer, the window, the base's homes. */
+/* The NVMe chunk: the plan's, in whole stripe units (a read starts on a piece boundary), at
+ * most the largest group rounded up to one. */
+static uint64_t chunk_bytes(const sw_lexec *ex, uint64_t big)
+{
+	uint64_t S = ex->io ? sw_io_settings(ex->io)->stripe : 4096;
+	uint64_t c = (uint64_t)ex->p->chunk_params * (uint64_t)ex->ab;
+	c = (c + S - 1) / S * S;
+	big = (big + S - 1) / S * S;
+	return c < big ? c : big;
+}
+
+/* The window, the load's stage (freed after the load), the base's homes. */
 static int base_alloc(sw_lexec *ex, sw_lexec_reader read, const void *src)
 {
-	uint64_t big = 0, streamed = 0, nvme = 0;
+	uint64_t big = 0, streamed = 0;
+	int nvme = 0;
 	for (int g = 0; g < ex->G; g++) {
 		uint64_t b = (uint64_t)ex->tt->g[g].numel * (uint64_t)ex->ab;
 		sw_tier t = ex->p->base_tier[g];
 		big = b > big ? b : big;
 		streamed = t != SW_TIER_GPU && b > streamed ? b : streamed;
-		nvme = t == SW_TIER_NVME && b > nvme ? b : nvme;
+		nvme |= t == SW_TIER_NVME;
 	}
-	ex->stage_bytes = up4k(big);
-	int rc = halloc(ex, ex->stage_bytes, &ex->stage);
+	ex->chunk = chunk_bytes(ex, big);
+	void *stage = NULL;
+	int rc = halloc(ex, ex->chunk, &stage);
 	if (!rc && streamed)
 		rc = win_alloc(ex, streamed, nvme);
 	for (int g = 0; g < ex->G && !rc; g++)
-		rc = base_load(ex, read, src, g);
+		rc = base_load(ex, read, src, stage, g);
+	if (stage)
+		ex->be->ops->host_free(ex->be, stage);
 	return rc;
 }
 
-void sw_lexec_read_hf(const void *hf_model, int g, void *dst, sw_dtype dst_dtype)
+void sw_lexec_read_hf(const void *hf_model, int g, int64_t off, int64_t n, void *dst,
+		      sw_dtype dst_dtype)
 {
-	sw_hf_read_group(hf_model, g, dst, dst_dtype);
+	sw_hf_read_range(hf_model, g, off, n, dst, dst_dtype);
 }
 
 int sw_lexec_create(sw_backend *be, sw_lexec_reader read, const void *src, const sw_plan_lora *p,
@@ -293,9 +314,11 @@ int sw_lexec_create(sw_backend *be, sw_lexec_reader read, const void *src, const
 	ex->M = (int)p->n_micro;
 	ex->ab = sw_dtype_size(be->act);
 	ex->d = sw_dims_make(&ex->tt->cfg, (int)p->in.micro_rows, (int)p->in.seq_len);
+	ex->ra = -1;
 	ex->base = calloc((size_t)ex->G, sizeof(lhome));
 	ex->ad = calloc((size_t)ex->L, sizeof(lad));
-	int rc = ex->base && ex->ad ? be->ops->stream_create(be, &ex->cs) : -ENOMEM;
+	ex->use = calloc((size_t)(2 * ex->G + 1), sizeof(sw_lora_use));
+	int rc = ex->base && ex->ad && ex->use ? be->ops->stream_create(be, &ex->cs) : -ENOMEM;
 	rc = rc ? rc : act_alloc(ex);
 	for (int l = 0; l < ex->L && !rc; l++)
 		rc = ad_alloc(ex, l);
@@ -327,10 +350,18 @@ static void hfree(sw_lexec *ex, void *p)
 		ex->be->ops->host_free(ex->be, p);
 }
 
+static void stage_free(sw_lexec *ex, lstage *s)
+{
+	if (s->ev)
+		ex->be->ops->event_destroy(ex->be, s->ev);
+	hfree(ex, s->buf);
+}
+
 void sw_lexec_destroy(sw_lexec *ex)
 {
 	if (!ex)
 		return;
+	lexec_drain(ex);   /* nothing in flight reads or writes a buffer freed below */
 	if (ex->cs)
 		ex->be->ops->stream_sync(ex->be, ex->cs);
 	if (ex->hs)
@@ -340,11 +371,14 @@ void sw_lexec_destroy(sw_lexec *ex)
 			ex->be->ops->event_destroy(ex->be, ex->ready[i]);
 		if (ex->freed[i])
 			ex->be->ops->event_destroy(ex->be, ex->freed[i]);
-		hfree(ex, ex->wstage[i]);
 	}
+	for (int i = 0; i < LEXEC_NST; i++)
+		stage_free(ex, &ex->pst[i]);
+	for (int i = 0; i < LEXEC_NCK_MAX; i++)
+		stage_free(ex, &ex->cst[i]);
 	if (ex->hs)
 		ex->be->ops->stream_destroy(ex->be, ex->hs);
-	free(ex->use_g);
+	free(ex->use);
 	for (int g = 0; ex->base && g < ex->G; g++) {
 		dfree(ex, ex->base[g].dev);
 		hfree(ex, ex->base[g].host);
@@ -361,18 +395,18 @@ void sw_lexec_destroy(sw_lexec *ex)
 		dfree(ex, dev[i]);
 	sw_layer_scratch_free(ex->be, &ex->s);
 	sw_lora_scratch_free(ex->be, &ex->ls);
-	hfree(ex, ex->stage);
 	hfree(ex, ex->ckpt);
+	hfree(ex, ex->host_losses);
+	hfree(ex, ex->h_tok);
+	hfree(ex, ex->h_tgt);
 	(ex->carry_dev ? dfree : hfree)(ex, ex->carry);
 	for (int64_t i = 0; ex->ck_dev && i < (int64_t)ex->L * ex->M; i++)
 		dfree(ex, ex->ck_dev[i]);
 	free(ex->ck_dev);
 	free(ex->ck_host);
 	free(ex->ck_ext);
-	hfree(ex, ex->ck_stage);
 	if (ex->cs)
 		ex->be->ops->stream_destroy(ex->be, ex->cs);
-	free(ex->host_losses);
 	free(ex->base);
 	free(ex->ad);
 	free(ex);

@@ -14,11 +14,13 @@
  * and AdamW on every adapter tensor. The adapters' gradients are all held until the norm is
  * known, so clipping costs no second pass.
  *
- * A streamed group's fetch (NVMe read into a pinned stage on the executor's thread, then the copy
- * to one of two device buffers on the copy stream) is issued when the use before it is released,
- * so it overlaps that use's compute (offload/lora_window.c). Not yet: reading further ahead, NVMe
- * reads in chunks, moving spilled checkpoints to and from NVMe asynchronously (they go through
- * one pinned stage, the executor waiting). docs/lora.md lists these. */
+ * The transfers overlap the compute (offload/lora_window.c): a streamed group is copied to one
+ * of two device buffers on a copy stream once the buffer's previous use is released; from NVMe
+ * it is read asynchronously in chunks into a ring of pinned stages, as far ahead as the stages
+ * allow, each chunk copied once read; spilled checkpoints are written behind the forward through
+ * a ring of pinned stages and read ahead of the backward in its order. The executor's thread
+ * moves these on whenever it passes by or would wait (lexec_pump); it never waits for a
+ * transfer that something else could run beside. docs/lora.md. */
 #ifndef SW_OFFLOAD_LORA_EXEC_H
 #define SW_OFFLOAD_LORA_EXEC_H
 #include <stdint.h>
@@ -38,10 +40,12 @@ typedef struct sw_lexec_opts {
 	sw_lora_layout lo;
 } sw_lexec_opts;
 
-/* Where the base comes from: group g's layer-major block as dst_dtype elements (for a model
- * directory, sw_hf_read_group). */
-typedef void (*sw_lexec_reader)(const void *src, int g, void *dst, sw_dtype dst_dtype);
-void sw_lexec_read_hf(const void *hf_model, int g, void *dst, sw_dtype dst_dtype);
+/* Where the base comes from: elements [off, off + n) of group g's layer-major block as
+ * dst_dtype elements (for a model directory, sw_hf_read_range). */
+typedef void (*sw_lexec_reader)(const void *src, int g, int64_t off, int64_t n, void *dst,
+				sw_dtype dst_dtype);
+void sw_lexec_read_hf(const void *hf_model, int g, int64_t off, int64_t n, void *dst,
+		      sw_dtype dst_dtype);
 
 /* Allocates what the plan places (device arena, pinned host, NVMe extents through io, which may
  * be NULL when nothing is on NVMe) and loads the base's P16 (read(src, g, ...)) into its homes.

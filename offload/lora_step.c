@@ -7,9 +7,79 @@
 #include <math.h>
 #include <string.h>
 
-/* A saved activation (N, C): on the device, in pinned host memory, or on NVMe through the
- * pinned stage (synchronously: the stage is free again when these return). */
-static int x_store(sw_lexec *ex, lslot d, const void *x)
+/* ---- checkpoints on NVMe: a ring of pinned stages ----------------------------------------- */
+
+static int ck_on_nvme(const sw_lexec *ex, int64_t i) { return !ex->ck_dev[i] && !ex->ck_host[i]; }
+
+/* A stage's transfers moved on: a copy to the host done starts its NVMe write; a write done or
+ * a copy to the device done frees it. */
+static int ck_settle(sw_lexec *ex, lstage *s)
+{
+	sw_backend *be = ex->be;
+	int rc;
+	if (s->state == ST_H2D && be->ops->event_done(be, s->ev))
+		s->state = ST_FREE;
+	if (s->state == ST_D2H && be->ops->event_done(be, s->ev)) {
+		if ((rc = sw_io_submit_write(ex->io, &s->req, ex->ck_ext[s->ck], 0, ex->ck_ext[s->ck].len,
+					     s->buf)))
+			return lexec_io_fail(ex, rc, &s->req, "write of a checkpoint");
+		s->state = ST_WRITE;
+	}
+	if (s->state == ST_WRITE && (rc = sw_io_poll(&s->req)) != 1) {
+		if (rc)
+			return lexec_io_fail(ex, rc, &s->req, "write of a checkpoint");
+		s->state = ST_FREE;
+	}
+	return 0;
+}
+
+/* Reads of the checkpoints the backward asks for next, in its order ((l, 0..M-1) for l = L-1
+ * down to 0), into free stages; only once every write is done, so that no read overtakes the
+ * write of the same checkpoint. */
+static int ck_read_ahead(sw_lexec *ex)
+{
+	for (int j = 0; j < ex->nck; j++)
+		if (ex->cst[j].state == ST_D2H || ex->cst[j].state == ST_WRITE)
+			return 0;
+	for (int64_t n = (int64_t)ex->L * ex->M; ex->ra < n; ex->ra++) {
+		int64_t i = (int64_t)(ex->L - 1 - ex->ra / ex->M) * ex->M + ex->ra % ex->M;
+		if (!ck_on_nvme(ex, i))
+			continue;
+		lstage *s = &ex->cst[ex->ck_next];
+		if (s->state != ST_FREE)
+			return 0;
+		int rc = sw_io_submit_read(ex->io, &s->req, ex->ck_ext[i], 0, ex->ck_ext[i].len, s->buf);
+		if (rc)
+			return lexec_io_fail(ex, rc, &s->req, "read of a checkpoint");
+		s->state = ST_READ;
+		s->ck = i;
+		ex->ck_next = (ex->ck_next + 1) % ex->nck;
+	}
+	return 0;
+}
+
+int lexec_ck_pump(sw_lexec *ex)
+{
+	int rc = 0;
+	for (int j = 0; j < ex->nck && !rc; j++)
+		rc = ck_settle(ex, &ex->cst[j]);
+	if (!rc && ex->ra >= 0)
+		rc = ck_read_ahead(ex);
+	return rc;
+}
+
+static int ck_free(sw_lexec *ex, int64_t k) { return ex->cst[k].state == ST_FREE; }
+
+static int ck_read_done(sw_lexec *ex, int64_t i)
+{
+	const lstage *s = &ex->cst[ex->ck_cons];
+	SW_ASSERT(s->state != ST_READ || s->ck == i);   /* read ahead in the order used */
+	return s->state == ST_READ && sw_io_poll((sw_io_req *)&s->req) != 1;
+}
+
+/* A saved activation (N, C): on the device, in pinned host memory, or on NVMe through the next
+ * free stage (its write starts once the copy to the stage is done, without the executor). */
+static int x_store(sw_lexec *ex, lslot d, int64_t ck, const void *x)
 {
 	sw_backend *be = ex->be;
 	uint64_t b = lexec_xbytes(ex);
@@ -17,14 +87,24 @@ static int x_store(sw_lexec *ex, lslot d, const void *x)
 		be->ops->copy_d2d(be, ex->cs, d.p, x, b);
 		return 0;
 	}
-	be->ops->copy_d2h(be, ex->cs, d.tier == SW_TIER_HOST ? d.p : ex->ck_stage, x, b);
-	if (d.tier == SW_TIER_HOST)
+	if (d.tier == SW_TIER_HOST) {
+		be->ops->copy_d2h(be, ex->cs, d.p, x, b);
 		return 0;
-	be->ops->stream_sync(be, ex->cs);
-	return lexec_io(ex, 1, d.ext, ex->ck_stage, "a checkpoint");
+	}
+	int k = ex->ck_next, rc = lexec_wait(ex, ck_free, k);
+	if (rc)
+		return rc;
+	lstage *s = &ex->cst[k];
+	be->ops->copy_d2h(be, ex->cs, s->buf, x, b);
+	be->ops->event_record(be, s->ev, ex->cs);
+	s->state = ST_D2H;
+	s->ck = ck;
+	ex->ck_next = (k + 1) % ex->nck;
+	return lexec_pump(ex);
 }
 
-static int x_load(sw_lexec *ex, lslot s, void *x)
+/* Into x: NVMe checkpoints from the stage they were read ahead into (the backward's order). */
+static int x_load(sw_lexec *ex, lslot s, int64_t ck, void *x)
 {
 	sw_backend *be = ex->be;
 	uint64_t b = lexec_xbytes(ex);
@@ -36,15 +116,25 @@ static int x_load(sw_lexec *ex, lslot s, void *x)
 		be->ops->copy_h2d(be, ex->cs, x, s.p, b);
 		return 0;
 	}
-	int rc = lexec_io(ex, 0, s.ext, ex->ck_stage, "a checkpoint");
+	SW_ASSERT(ex->ra >= 0);
+	int rc = lexec_wait(ex, ck_read_done, ck);
+	lstage *st = &ex->cst[ex->ck_cons];
+	if (!rc && (rc = sw_io_poll(&st->req)))
+		return lexec_io_fail(ex, rc, &st->req, "read of a checkpoint");
 	if (rc)
 		return rc;
-	be->ops->copy_h2d(be, ex->cs, x, ex->ck_stage, b);
-	be->ops->stream_sync(be, ex->cs);
-	return 0;
+	be->ops->copy_h2d(be, ex->cs, x, st->buf, b);
+	be->ops->event_record(be, st->ev, ex->cs);
+	st->state = ST_H2D;
+	ex->ck_cons = (ex->ck_cons + 1) % ex->nck;
+	return lexec_pump(ex);
 }
 
-static int forward(sw_lexec *ex, const int32_t *inputs)
+static int64_t ck_index(const sw_lexec *ex, int l, int m) { return (int64_t)l * ex->M + m; }
+
+/* Layer-major over the micro-batches: each layer's input from the carry, kept as its checkpoint
+ * (bwd: a step; an eval keeps none), its output back into the carry. */
+static int forward(sw_lexec *ex, int bwd)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
@@ -56,10 +146,9 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 		return rc;
 	sw_group_ptrs_make(&w, ex->tt, 0, p16, ex->ab);
 	for (int m = 0; m < ex->M; m++) {
-		o->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
+		o->copy_h2d(be, ex->cs, ex->tok, ex->h_tok + (int64_t)m * N, (uint64_t)N * 4);
 		o->embedding_fwd(be, ex->cs, ex->xa, ex->tok, w.t[SW_T_EMBED], N, ex->d.C);
-		if ((rc = x_store(ex, lexec_ck(ex, 0, m), ex->xa)))
-			return rc;
+		x_store(ex, lexec_carry(ex, m), -1, ex->xa);
 	}
 	if ((rc = lexec_base_release(ex, 0)))
 		return rc;
@@ -70,12 +159,12 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 0, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			if ((rc = x_load(ex, lexec_ck(ex, l, m), ex->xa)))
+			x_load(ex, lexec_carry(ex, m), -1, ex->xa);
+			if (bwd && (rc = x_store(ex, lexec_ck(ex, l, m), ck_index(ex, l, m), ex->xa)))
 				return rc;
 			sw_lora_layer_fwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
-			if ((rc = x_store(ex, lexec_ck(ex, l + 1, m), ex->xb)))
-				return rc;
+			x_store(ex, lexec_carry(ex, m), -1, ex->xb);
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;
@@ -83,8 +172,9 @@ static int forward(sw_lexec *ex, const int32_t *inputs)
 	return 0;
 }
 
-/* The loss and (bwd) its gradient per micro-batch into the carry; *loss the summed losses. */
-static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, double *loss)
+/* The loss and (bwd) its gradient per micro-batch into the carry; the losses of micro-batch m
+ * into host_losses + m N (pinned: nothing here waits for the device). */
+static int head(sw_lexec *ex, float scale, int bwd)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *o = be->ops;
@@ -103,19 +193,16 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, doub
 	memset(&hg, 0, sizeof(hg));
 	memset(&eg, 0, sizeof(eg));
 	hg.t[SW_T_FINAL_NORM] = ex->head_sink;   /* frozen: its gradient goes nowhere */
-	*loss = 0;
 	for (int m = 0; m < ex->M; m++) {
-		if ((rc = x_load(ex, lexec_ck(ex, ex->L, m), ex->xa)))
-			return rc;
-		o->copy_h2d(be, ex->cs, ex->tgt, targets + (int64_t)m * N, (uint64_t)N * 4);
+		x_load(ex, lexec_carry(ex, m), -1, ex->xa);
+		o->copy_h2d(be, ex->cs, ex->tgt, ex->h_tgt + (int64_t)m * N, (uint64_t)N * 4);
 		sw_head_fwd_bwd(be, ex->cs, &ex->d, ex->tt, &hw, &ew, &hg, &eg, ex->xa, ex->tgt, scale,
 				ex->losses, bwd ? ex->xb : NULL, &ex->s);
-		o->copy_d2h(be, ex->cs, ex->host_losses, ex->losses, (uint64_t)N * 4);
-		if (bwd && (rc = x_store(ex, lexec_carry(ex, m), ex->xb)))
+		o->copy_d2h(be, ex->cs, ex->host_losses + (int64_t)m * N, ex->losses, (uint64_t)N * 4);
+		if (bwd)
+			x_store(ex, lexec_carry(ex, m), -1, ex->xb);
+		if ((rc = lexec_pump(ex)))
 			return rc;
-		o->stream_sync(be, ex->cs);
-		for (int i = 0; i < N; i++)
-			*loss += ex->host_losses[i];
 	}
 	rc = lexec_base_release(ex, H);
 	if (!rc && pe)
@@ -123,8 +210,17 @@ static int head(sw_lexec *ex, const int32_t *targets, float scale, int bwd, doub
 	return rc;
 }
 
-/* Layers top-down; each layer's gradient's sum of squares into dsum[l]; host adapters'
- * gradients back to the host. */
+/* The summed losses of the batch (after the device is done), in micro-batch and token order. */
+static double losses_add(const sw_lexec *ex)
+{
+	double loss = 0;
+	for (int64_t i = 0; i < (int64_t)ex->M * ex->d.N; i++)
+		loss += ex->host_losses[i];
+	return loss;
+}
+
+/* Layers top-down, their NVMe checkpoints read ahead; each layer's gradient's sum of squares
+ * into dsum[l]; host adapters' gradients back to the host (read after the step's sync). */
 static int backward(sw_lexec *ex)
 {
 	sw_backend *be = ex->be;
@@ -140,25 +236,23 @@ static int backward(sw_lexec *ex)
 		sw_lora_ptrs lp;
 		lexec_ad_use(ex, l, 1, &lp);
 		for (int m = 0; m < ex->M; m++) {
-			if ((rc = x_load(ex, lexec_ck(ex, l, m), ex->xa)))
+			if ((rc = x_load(ex, lexec_ck(ex, l, m), ck_index(ex, l, m), ex->xa)))
 				return rc;
-			if ((rc = x_load(ex, lexec_carry(ex, m), ex->xb)))
-				return rc;
+			x_load(ex, lexec_carry(ex, m), -1, ex->xb);
 			sw_lora_layer_bwd(be, ex->cs, &ex->d, &w, &ex->o.lo, &lp, ex->inv_freq, ex->xa,
 					  ex->xb, &ex->s, &ex->ls);
 			/* nothing flows into the frozen embedding */
-			if (l > 0 && (rc = x_store(ex, lexec_carry(ex, m), ex->xb)))
-				return rc;
+			if (l > 0)
+				x_store(ex, lexec_carry(ex, m), -1, ex->xb);
 		}
 		if ((rc = lexec_base_release(ex, l + 1)))
 			return rc;
 		const float *g = ex->ad[l].tier == SW_TIER_GPU ? ex->ad[l].g : ex->ad_g_dev;
 		o->sumsq(be, ex->cs, ex->dsum + l, g, (int64_t)n);
-		if (ex->ad[l].tier == SW_TIER_HOST) {
+		if (ex->ad[l].tier == SW_TIER_HOST)
 			o->copy_d2h(be, ex->cs, ex->ad[l].g, ex->ad_g_dev, n * 4);
-			o->stream_sync(be, ex->cs);
-		}
 	}
+	ex->ra = -1;
 	return 0;
 }
 
@@ -179,6 +273,23 @@ static void update(sw_lexec *ex, int64_t step, double lr, double gscale)
 	be->ops->stream_sync(be, ex->cs);
 }
 
+/* The batch's tokens into pinned buffers (so that no copy to the device waits for it). */
+static void tokens_in(sw_lexec *ex, const int32_t *inputs, const int32_t *targets)
+{
+	size_t b = (size_t)ex->M * (size_t)ex->d.N * 4;
+	memcpy(ex->h_tok, inputs, b);
+	memcpy(ex->h_tgt, targets, b);
+}
+
+/* An NVMe failure leaves transfers in flight: they end before the step returns. */
+static int step_fail(sw_lexec *ex, int rc)
+{
+	lexec_drain(ex);
+	ex->ra = -1;
+	ex->pst_rd = ex->pst_cp = 0;
+	return rc;
+}
+
 int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,
 		  double lr, sw_step_stats *st)
 {
@@ -187,20 +298,24 @@ int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, i
 	for (int64_t i = 0; i < (int64_t)ex->d.N * ex->M; i++)
 		st->tokens += targets[i] >= 0;
 	float scale = st->tokens ? 1.0f / (float)st->tokens : 0.0f;
+	tokens_in(ex, inputs, targets);
 	for (int l = 0; l < ex->L; l++)
 		if (ex->ad[l].tier == SW_TIER_GPU)
 			be->ops->memset0(be, ex->cs, ex->ad[l].g, (uint64_t)ex->o.lo.numel * 4);
-	double loss = 0;
 	lexec_win_begin(ex, 1);
-	int rc = forward(ex, inputs);
-	rc = rc ? rc : head(ex, targets, scale, 1, &loss);
+	int rc = forward(ex, 1);
+	if (!rc) {   /* the backward's checkpoint reads may start once the forward's writes end */
+		ex->ra = 0;
+		ex->ck_cons = ex->ck_next;
+		rc = head(ex, scale, 1);
+	}
 	rc = rc ? rc : backward(ex);
 	if (rc)
-		return rc;
+		return step_fail(ex, rc);
 	double ss[ex->L];
 	be->ops->copy_d2h(be, ex->cs, ss, ex->dsum, sizeof(ss));
 	be->ops->stream_sync(be, ex->cs);
-	st->loss = st->tokens ? loss / (double)st->tokens : 0.0;
+	st->loss = st->tokens ? losses_add(ex) / (double)st->tokens : 0.0;
 	st->grad_norm = sw_grad_norm(ss, ex->L);
 	st->grad_scale = sw_clip_scale(st->grad_norm, ex->o.clip);
 	if (isnan(st->grad_scale)) {   /* a non-finite gradient: the step is skipped */
@@ -214,7 +329,13 @@ int sw_lexec_step(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, i
 
 int sw_lexec_eval(sw_lexec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum)
 {
+	tokens_in(ex, inputs, targets);
 	lexec_win_begin(ex, 0);
-	int rc = forward(ex, inputs);
-	return rc ? rc : head(ex, targets, 1.0f, 0, loss_sum);
+	int rc = forward(ex, 0);
+	rc = rc ? rc : head(ex, 1.0f, 0);
+	if (rc)
+		return step_fail(ex, rc);
+	ex->be->ops->stream_sync(ex->be, ex->cs);
+	*loss_sum = losses_add(ex);
+	return 0;
 }

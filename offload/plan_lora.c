@@ -102,14 +102,20 @@ static int lora_check(sw_plan_lora *p)
 			}
 		}
 	}
+	if (in->prefetch != SW_LORA_WINDOW_BUFFERS) {
+		lora_why(p, "--prefetch %d: the LoRA executor's P16 window has %d buffers (its reads run "
+			 "ahead in pinned stages instead); leave --prefetch out", in->prefetch,
+			 SW_LORA_WINDOW_BUFFERS);
+		return -EINVAL;
+	}
 	int64_t T = in->micro_rows * in->seq_len;
 	const sw_plan_rates *r = &in->rates;
 	if (c->dim <= 0 || c->n_layers <= 0 || in->seq_len <= 0 || in->micro_rows <= 0 ||
-	    in->batch_tokens <= 0 || in->batch_tokens % T || in->prefetch < 1 || in->chunk_params <= 0 ||
+	    in->batch_tokens <= 0 || in->batch_tokens % T || in->chunk_params <= 0 ||
 	    !(r->gemm_tflops > 0 && r->h2d_gbs > 0 && r->d2h_gbs > 0 && r->nvme_read_gbs > 0 &&
 	      r->nvme_write_gbs > 0 && r->adam_params_per_s > 0) || in->n_nvme < 0 ||
 	    in->n_nvme > SW_PLAN_MAX_NVME) {
-		lora_why(p, "the shape, --batch-tokens (a multiple of --micro-batch x --seq-len), --prefetch, "
+		lora_why(p, "the shape, --batch-tokens (a multiple of --micro-batch x --seq-len), "
 			 "--chunk, a rate or the --nvme paths is out of range");
 		return -EINVAL;
 	}
@@ -163,7 +169,7 @@ static int place_gpu(sw_plan_lora *p, const plan_sizes *z)
 	uint64_t need = ws + plan_min(window, all);
 	if (p->in.gpu_mem < need)
 		return short_of(p, SW_TIER_GPU, need, p->in.gpu_mem, "working set and P16 prefetch window",
-				"raise --gpu-mem, or lower --seq-len, --micro-batch or --prefetch");
+				"raise --gpu-mem, or lower --seq-len or --micro-batch");
 	uint64_t avail = p->in.gpu_mem - ws;
 	p->streaming = all > avail;
 	avail -= p->streaming ? window : all;
@@ -279,15 +285,33 @@ static int account(sw_plan_lora *p)
 
 /* ---- the cost model ------------------------------------------------------------------------- */
 
-/* Reads of a base group's P16 per step: a decoder layer in forward and again in backward (the
- * recompute and the input gradients use it); the embedding in forward only (frozen: nothing
- * flows into it), twice when tied (the head's logits and their input gradient); the head once
- * (its forward and backward run chunk by chunk together). */
-static uint64_t base_reads(const sw_plan_lora *p, int g)
+int sw_plan_lora_uses(const sw_table *tt, const sw_tier *tier, int backward, sw_lora_use *u)
 {
-	if (is_layer(p, g))
-		return 2;
-	return g == 0 && p->in.tt->cfg.tie_embeddings ? 2 : 1;
+	int n = 0, L = (int)tt->cfg.n_layers, H = tt->ngroups - 1;
+	int order[2 * tt->ngroups + 1], no = 0;
+	for (int g = 0; g <= L; g++)                  /* forward: the embedding, the layers */
+		order[no++] = g;
+	order[no++] = H;                              /* the head (and, tied, the embedding) */
+	if (tt->cfg.tie_embeddings)
+		order[no++] = 0;
+	for (int l = L; l >= 1 && backward; l--)      /* backward, top-down */
+		order[no++] = l;
+	int last[2] = { -1, -1 };                     /* each slot's latest use */
+	for (int i = 0; i < no; i++) {
+		int g = order[i];
+		if (tier[g] == SW_TIER_GPU)
+			continue;
+		sw_lora_use *x = &u[n];
+		if (n && u[n - 1].g == g) {           /* the same group again: the same slot */
+			*x = (sw_lora_use){ g, u[n - 1].slot, 0, n - 1 };
+		} else {
+			int s = n ? 1 - u[n - 1].slot : 0;
+			*x = (sw_lora_use){ g, s, 1, last[s] };
+			x->fetch = last[s] < 0 || u[last[s]].g != g;
+		}
+		last[x->slot] = n++;
+	}
+	return n;
 }
 
 static void lora_cost(sw_plan_lora *p)
@@ -307,12 +331,14 @@ static void lora_cost(sw_plan_lora *p)
 	k->flops_attn = 8.0 * L * tokens * S * qd;
 	k->flops_adapter = 8.0 * (double)p->adapter_params * tokens;
 	uint64_t pb = (uint64_t)p->p16_bytes, na = (uint64_t)p->adapter_layer;
+	sw_lora_use use[2 * p->ngroups + 1];
+	int nuse = sw_plan_lora_uses(tt, p->base_tier, 1, use);
+	for (int i = 0; i < nuse; i++) {   /* the base's fetches, as the executor makes them */
+		uint64_t b = use[i].fetch ? numel(p, use[i].g) * pb : 0;
+		k->h2d_base += b;
+		k->nvme_read += p->base_tier[use[i].g] == SW_TIER_NVME ? b : 0;
+	}
 	for (int g = 0; g < p->ngroups; g++) {
-		if (p->base_tier[g] != SW_TIER_GPU) {
-			uint64_t b = base_reads(p, g) * numel(p, g) * pb;
-			k->h2d_base += b;
-			k->nvme_read += p->base_tier[g] == SW_TIER_NVME ? b : 0;
-		}
 		if (is_layer(p, g) && p->adapter_tier[g] == SW_TIER_HOST) {
 			k->h2d_adapter += 2 * na * pb;
 			k->d2h_adapter += na * 4;
@@ -384,7 +410,9 @@ int sw_plan_lora_build(sw_plan_lora *p, const sw_plan_input *in)
 	}
 	int64_t c = (in->chunk_params + 2047) / 2048 * 2048;
 	plan_sizes z;
-	plan_sizes_get(in, c < tt->max_group_numel ? c : tt->max_group_numel, &z);
+	p->chunk_params = c < tt->max_group_numel ? c : tt->max_group_numel;
+	plan_sizes_get(in, p->chunk_params, &z);
+	p->ckpt_slots = z.ckpt_slots;
 	if ((rc = place_gpu(p, &z)) || (rc = place_host(p, &z)) || (rc = account(p)))
 		return rc;
 	lora_cost(p);

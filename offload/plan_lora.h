@@ -2,9 +2,9 @@
  * low-rank adapters on the targeted linears (fp32 masters, AdamW m and v, fp32 gradients and a
  * P16 compute copy), placed under the budgets, with the step's traffic and time.
  *
- * Only the planner knows this mode so far: `spillway plan --lora-rank R` prints it; training
- * with LoRA (the executor, its kernels, PEFT export) is not implemented yet (docs/planner.md
- * "LoRA mode"). The full fine-tuning planner (offload/plan.h) is untouched by it.
+ * `spillway plan --lora-rank R` prints it and `train --lora-rank R` runs it (the executor,
+ * offload/lora_exec.h; docs/planner.md "LoRA mode", docs/lora.md). The full fine-tuning planner
+ * (offload/plan.h) is untouched by it.
  *
  * Per targeted linear of in -> out features, rank r: A is r x in, B is out x r, r * (in + out)
  * adapter parameters. Adapters of one decoder layer are placed together: on the GPU from the
@@ -23,6 +23,8 @@ enum {
 	SW_LORA_GATE = 1u << 4, SW_LORA_UP = 1u << 5, SW_LORA_DOWN = 1u << 6,
 	SW_LORA_ALL = 0x7f, SW_LORA_NTARGETS = 7
 };
+
+#define SW_LORA_WINDOW_BUFFERS 2    /* the P16 window's device buffers (--prefetch must be 2) */
 
 /* Rows of the LoRA plan's accounting (bytes[tier][row]). */
 typedef enum {
@@ -50,8 +52,10 @@ typedef struct sw_plan_lora_cost {
 	double flops_recompute;     /* 2 * N_layers_gemm * tokens */
 	double flops_attn;          /* 8 * L * tokens * seq_len * q_dim, as full fine-tuning */
 	double flops_adapter;       /* 8 * N_adapter * tokens (forward, recompute, backward) */
-	uint64_t h2d_base;          /* streamed base P16: embed 1, layers 2, head 1 reads a step
-				     * (tied: the embedding 2) */
+	uint64_t h2d_base;          /* streamed base P16 fetched (sw_plan_lora_uses): the embedding
+				     * and the head once (tied: the embedding twice), a layer in
+				     * forward and again in backward unless its window slot still
+				     * holds it (the top streamed layer, at least) */
 	uint64_t h2d_adapter;       /* host adapters' P16: 2 reads (forward, backward) */
 	uint64_t d2h_adapter;       /* host adapters' gradients, fp32 */
 	uint64_t h2d_act, d2h_act;  /* checkpoints and the carry off the GPU */
@@ -81,11 +85,21 @@ typedef struct sw_plan_lora {
 	uint64_t bytes[SW_TIER_COUNT][SW_LORA_ROW_COUNT];   /* as allocated (GPU 256 B, host and
 							     * NVMe 4 KiB blocks) */
 	uint64_t total[SW_TIER_COUNT], budget[SW_TIER_COUNT];
+	int64_t chunk_params;       /* NVMe I/O chunk of the streamed base (min(in.chunk_params
+				     * rounded up to 2048, largest group)) */
+	int ckpt_slots;             /* pinned staging buffers of spilled checkpoints */
 	sw_plan_lora_cost cost;
 	sw_tier short_tier;
 	uint64_t short_bytes;
 	char why[1024];
 } sw_plan_lora;
+
+/* One use of a streamed base group in a step, in the order the executor runs them
+ * (offload/lora_window.c): its device window slot (0 or 1) and whether it is fetched into it
+ * (0: the slot still holds the group from its previous use in the step: the top streamed layer
+ * from the end of the forward to the start of the backward). */
+typedef struct sw_lora_use { int g, slot, fetch, prev; } sw_lora_use;   /* prev: the slot's
+									 * previous use, or -1 */
 
 /* "q,k,v,o,gate,up,down" (any subset, any order) -> mask. 0, or -EINVAL with a line in why. */
 int sw_lora_targets_parse(const char *s, unsigned *mask, char *why, int why_len);
@@ -97,6 +111,11 @@ int64_t sw_lora_layer_params(const sw_config *c, int64_t rank, unsigned targets)
  * with p->why set. Call sw_plan_lora_free whatever it returned. */
 int sw_plan_lora_build(sw_plan_lora *p, const sw_plan_input *in);
 void sw_plan_lora_free(sw_plan_lora *p);
+/* The step's uses of the base groups that tier[] does not keep on the GPU: forward (the
+ * embedding, the layers bottom-up), the head (and, tied, the embedding with it), and with
+ * backward the layers top-down. u holds at least 2 * ngroups + 1 entries; returns the count.
+ * The executor runs exactly these and the cost model counts their fetches. */
+int sw_plan_lora_uses(const sw_table *tt, const sw_tier *tier, int backward, sw_lora_use *u);
 /* The most decoder layers (same width, same budgets) with which the LoRA plan still fits:
  * 0 when even one does not; *params gets that base's parameter count. */
 int64_t sw_plan_lora_max_layers(const sw_plan_input *in, int64_t *params);

@@ -85,13 +85,14 @@ static void print_cost(const sw_plan_lora *p, FILE *f)
 	const sw_plan_rates *r = &p->in.rates;
 	char b[4][32];
 	fprintf(f, "\ntraffic per step (one backward pass; nothing of the base is written back):\n");
-	fprintf(f, "  H2D  %12s  (base P16 %s: layers read in forward and again in backward; adapter P16 %s; "
+	fprintf(f, "  H2D  %12s  (base P16 %s: layers fetched in forward and again in backward; adapter P16 %s; "
 		"activations %s)\n", sw_fmt_size(k->h2d, b[0], 32), sw_fmt_size(k->h2d_base, b[1], 32),
 		sw_fmt_size(k->h2d_adapter, b[2], 32), sw_fmt_size(k->h2d_act, b[3], 32));
 	fprintf(f, "  D2H  %12s  (adapter gradients %s; activations %s)\n", sw_fmt_size(k->d2h, b[0], 32),
 		sw_fmt_size(k->d2h_adapter, b[1], 32), sw_fmt_size(k->d2h_act, b[2], 32));
-	fprintf(f, "  NVMe %12s read, %s written (activation spill only)\n", sw_fmt_size(k->nvme_read, b[0], 32),
-		sw_fmt_size(k->nvme_write, b[1], 32));
+	fprintf(f, "  NVMe %12s read, %s written (base P16 read %s; activation spill %s each way)\n",
+		sw_fmt_size(k->nvme_read, b[0], 32), sw_fmt_size(k->nvme_write, b[1], 32),
+		sw_fmt_size(k->nvme_read - k->nvme_write, b[2], 32), sw_fmt_size(k->nvme_write, b[3], 32));
 	fprintf(f, "\nstep time per resource:\n");
 	fprintf(f, "  %-12s %10.4g s  (base forward %.1f + input-gradient backward %.1f + recompute %.1f + "
 		"attention %.1f + adapters %.1f TFLOP at %.0f TFLOP/s)\n", sw_plan_resource_name(SW_RES_COMPUTE),
@@ -128,7 +129,7 @@ void sw_plan_lora_print(const sw_plan_lora *p, FILE *f)
 	print_placement(p, f);
 	print_memory(p, f);
 	print_cost(p, f);
-	fprintf(f, "\ntrain --lora-rank runs this placement of the base and the adapters; not yet: "
-		"fetching the base more than one group ahead, moving spilled checkpoints asynchronously "
-		"(docs/lora.md \"Not done yet\")\n");
+	fprintf(f, "\ntrain --lora-rank runs this placement; NVMe reads of the base (in %s chunks) and "
+		"of spilled checkpoints run ahead of the compute, writes behind it (docs/lora.md)\n",
+		sw_fmt_size((uint64_t)p->chunk_params * (uint64_t)p->p16_bytes, b[0], 32));
 }

@@ -93,6 +93,7 @@ expect_fail "alpha without rank" 2 "need --lora-rank" "${b[@]}" --lora-alpha 16
 expect_fail "targets without rank" 2 "need --lora-rank" "${b[@]}" --lora-targets q
 expect_fail "dropout" 2 "lora-dropout other than 0 with --lora-rank is not implemented" "${b[@]}" --lora-rank 4 --lora-dropout 0.1
 expect_fail "rank above a side" 1 "lora-rank" "${b[@]}" --lora-rank 100
+expect_fail "--prefetch other than 2" 1 "P16 window has 2 buffers" "${b[@]}" --lora-rank 4 --prefetch 3
 expect_fail "resume, other rank" 1 "lora_rank" "${c[@]}" --lora-rank 8 --steps 4 --run "$w/r" --resume
 expect_fail "existing run" 1 "already holds a run" "${c[@]}" --run "$w/device"
 cp -r "$w/device" "$w/bad"
@@ -108,6 +109,24 @@ for i in $(seq 50); do [ -e "$w/nvl/spillway.lock" ] && break; sleep 0.1; done
 sleep 0.2
 expect_fail "--nvme in use" 1 "in use by another spillway process" "${b[@]}" --lora-rank 4 --nvme "$w/nvl"
 kill $holder 2>/dev/null; wait $holder 2>/dev/null
+# An NVMe failure in a step (injected: io/io.h SPILLWAY_IO_FAULT): the first block read, one
+# read mid-step (block 30 of 40 in step 1: the forward reads 24 blocks of 8 KiB of the base, the
+# backward the rest), a checksum mismatch, and the write of the first checkpoint (the load
+# writes 24 blocks first): one line naming the transfer (after the engine's warning that
+# injection is on), exit 1, no save, the NVMe scratch file removed.
+for f in "EIO:read:1:the base" "EIO:read:30:read of" "corrupt:read:10:checksum mismatch" \
+         "EIO:write:25:write of a checkpoint"; do
+  spec=${f%:*} pat=${f##*:}
+  rm -rf "$w/io" "$w/nvf"; mkdir -p "$w/nvf"
+  SPILLWAY_IO_FAULT=$spec "$bin" train "${c[@]}" --run "$w/io" --quiet --gpu-mem 900KiB --cpu-mem 400KiB \
+    --nvme "$w/nvf" >"$w/out" 2>"$w/err"; rc=$?
+  [ $rc = 1 ] || { cat "$w/err"; fail "I/O fault $spec: exit $rc, expected 1"; }
+  [ "$(grep -vc '^warning: io: fault injection active' "$w/err")" = 1 ] || { cat "$w/err"; fail "I/O fault $spec: expected one error line"; }
+  grep -q "lora: NVMe .*$pat" "$w/err" || { cat "$w/err"; fail "I/O fault $spec: message does not say '$pat'"; }
+  [ -z "$(ls "$w/io" | grep adapters)" ] || fail "I/O fault $spec: a save was written"
+  [ -z "$(ls "$w/nvf")" ] || fail "I/O fault $spec: the NVMe scratch file was left behind"
+  echo "ok I/O fault $spec: $(grep -v '^warning' "$w/err")"
+done
 "$bin" export --run "$w/device" --out "$w/peft" >"$w/out" 2>&1 || { cat "$w/out"; fail export; }
 [ -e "$w/peft/adapter_model.safetensors" ] && [ -e "$w/peft/adapter_config.json" ] || fail "export: PEFT files missing"
 head -c 20000 "$w/peft/adapter_model.safetensors" | grep -aq "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight" \

@@ -72,9 +72,11 @@ int main(void)
 				L * M * AL(item) + AL(carry) + xfer + held;
 		CHECKF(p.total[SW_TIER_HOST] == host, "%llu vs %llu", (unsigned long long)p.total[SW_TIER_HOST],
 		       (unsigned long long)host);
-		/* traffic: embedding and head once, layers twice; adapters' P16 twice, gradients once */
+		/* traffic: embedding and head once, layers twice but the top one once (its window
+		 * slot still holds it from the forward when the backward starts); adapters' P16
+		 * twice, gradients once */
 		const sw_plan_lora_cost *k = &p.cost;
-		CHECK(k->h2d_base == 2 * (embed + 2 * L * layer + head));
+		CHECK(k->h2d_base == 2 * (embed + (2 * L - 1) * layer + head));
 		CHECK(k->h2d_adapter == 2 * 2 * ads && k->d2h_adapter == 4 * ads && k->adam_params == (int64_t)ads);
 		CHECK(k->h2d_act == L * M * item + 2 * carry_pass && k->d2h_act == k->h2d_act);
 		CHECK(k->nvme_read == 0 && k->nvme_write == 0);
@@ -131,7 +133,7 @@ int main(void)
 			CHECK(p.base_tier[g] == SW_TIER_NVME);
 		CHECK(p.ckpt_count[SW_TIER_NVME] == L * M);
 		CHECK(p.total[SW_TIER_NVME] == AL(embed * 2) + L * AL(layer * 2) + AL(head * 2) + L * M * AL(item));
-		CHECK(p.cost.nvme_read == 2 * (embed + 2 * L * layer + head) + L * M * item);
+		CHECK(p.cost.nvme_read == 2 * (embed + (2 * L - 1) * layer + head) + L * M * item);
 		CHECK(p.cost.nvme_write == L * M * item);     /* checkpoints only: no base write-back */
 		sw_plan_lora_free(&p);
 		in.cpu_mem--;
@@ -143,6 +145,39 @@ int main(void)
 		CHECK(strstr(p.why, "--nvme capacity"));
 		sw_plan_lora_free(&p);
 		in.n_nvme = 0;
+	}
+	/* the step's uses of streamed groups (groups 0 embedding, 1..3 layers, 4 head), by hand:
+	 * slots alternate; a use whose slot still holds its group is not fetched */
+	{
+		sw_config c3 = tt.cfg;
+		c3.n_layers = 3;
+		sw_table t3;
+		CHECK(sw_table_build(&t3, &c3) == 0);
+		sw_lora_use u[11];
+		const sw_tier all[5] = { SW_TIER_HOST, SW_TIER_HOST, SW_TIER_NVME, SW_TIER_NVME, SW_TIER_HOST };
+		/* E 1 2 3 H | 3 2 1: layer 3 again in slot 1, after the head in slot 0 */
+		const int g1[8] = { 0, 1, 2, 3, 4, 3, 2, 1 }, s1[8] = { 0, 1, 0, 1, 0, 1, 0, 1 };
+		const int f1[8] = { 1, 1, 1, 1, 1, 0, 1, 1 }, p1[8] = { -1, -1, 0, 1, 2, 3, 4, 5 };
+		CHECK(sw_plan_lora_uses(&t3, all, 1, u) == 8);
+		for (int i = 0; i < 8; i++)
+			CHECKF(u[i].g == g1[i] && u[i].slot == s1[i] && u[i].fetch == f1[i] && u[i].prev == p1[i],
+			       "use %d", i);
+		CHECK(sw_plan_lora_uses(&t3, all, 0, u) == 5);   /* an eval: forward and head */
+		/* the head resident: layer 3 twice in a row, one slot, one fetch; then layer 2 in the
+		 * other slot, which still holds it */
+		const sw_tier hr[5] = { SW_TIER_GPU, SW_TIER_HOST, SW_TIER_HOST, SW_TIER_HOST, SW_TIER_GPU };
+		const int g2[6] = { 1, 2, 3, 3, 2, 1 }, f2[6] = { 1, 1, 1, 0, 0, 1 }, s2[6] = { 0, 1, 0, 0, 1, 0 };
+		CHECK(sw_plan_lora_uses(&t3, hr, 1, u) == 6);
+		for (int i = 0; i < 6; i++)
+			CHECKF(u[i].g == g2[i] && u[i].fetch == f2[i] && u[i].slot == s2[i], "use %d", i);
+		CHECK(u[3].prev == 2 && u[4].prev == 1);
+		/* tied, embedding streamed: E 1 2 3 H E | 3 2 1: layer 3's slot took the embedding */
+		c3.tie_embeddings = 1;
+		sw_table_free(&t3);
+		CHECK(sw_table_build(&t3, &c3) == 0);
+		CHECK(sw_plan_lora_uses(&t3, all, 1, u) == 9);
+		CHECK(u[5].g == 0 && u[5].slot == 1 && u[5].fetch && u[6].g == 3 && u[6].fetch);
+		sw_table_free(&t3);
 	}
 	/* bad input: rank out of range or above a targeted linear's smaller side; targets */
 	{

@@ -47,6 +47,7 @@ one_line_exit 2 "--lora-rank -3 must be a positive rank" "negative rank" $big $b
 one_line_exit 2 "larger than k_proj's smaller dimension" "rank above k_proj's 1024" $big $budgets --lora-rank 1025
 one_line_exit 2 "'lm_head' is not a target" "unknown target" $big $budgets --lora-rank 16 --lora-targets q,lm_head
 one_line_exit 2 "--lora-targets needs --lora-rank" "targets without a rank" $big $budgets --lora-targets q
+one_line_exit 2 "--prefetch 3: the LoRA executor's P16 window has 2 buffers" "--prefetch other than 2" $big $budgets --lora-rank 16 --prefetch 3
 one_line_exit 1 "^spillway: plan: --gpu-mem 4.00 GiB is .* short" "GPU too small" $big --gpu-mem 4GiB --cpu-mem 128GiB --nvme /nonexistent/a:2TB --lora-rank 16
 one_line_exit 1 "nvme capacity" "NVMe too small" $big $budgets --lora-rank 16 --nvme /nonexistent/a:100GB
 # only q,v: fewer adapters, still all on the GPU
