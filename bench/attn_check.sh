@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 rc=0
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
 t0=$(date +%s)
-make -j16 CUDA_ARCHS=-gencode=arch=compute_90,code=sm_90 build/tests/gpu/test_cuda_ops \
+make -j16 CUDA_ARCHS=-gencode=arch=compute_90a,code=sm_90a build/tests/gpu/test_cuda_ops \
   build/bench/attn_bench build/bench/cuda_layer ${BUILD_MORE-build/tests/gpu/test_cuda_golden} \
   >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"

@@ -679,19 +679,34 @@ int main(void)
 			for (int i = 0; i < 4; i++)
 				test_attention(1, 150, 8, 1, hds[i]);
 			unsetenv("SW_CUDA_ATTN_MMA16");
+			/* The Hopper (sm_90a wgmma) kernels where the GPU runs them, head dims 64 and 128:
+			 * enough KV tiles of 128 keys that the forward's three V stages wrap around. */
+			test_attention(1, 600, 4, 2, 64);
+			test_attention(1, 520, 2, 1, 128);
 			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
-			 * at least two blocks per SM: forced here on the small shapes. */
+			 * at least two blocks per SM (and not on Hopper): forced here on the small shapes. */
+			char sm90[16] = "";  /* the caller's SW_CUDA_ATTN_SM90, restored below */
+			if (getenv("SW_CUDA_ATTN_SM90"))
+				snprintf(sm90, sizeof(sm90), "%s", getenv("SW_CUDA_ATTN_SM90"));
 			setenv("SW_CUDA_ATTN_DKDV_FA", "1", 1);
+			setenv("SW_CUDA_ATTN_SM90", "0", 1);
 			test_attention(2, 77, 8, 2, 128);
 			test_attention(1, quick ? 150 : 257, 4, 4, 128);
 			unsetenv("SW_CUDA_ATTN_DKDV_FA");
 			/* The fused dQ's fixed point follows each row's gradient scale: tiny and huge dO
-			 * (SW_CUDA_ATTN_DQ=fused: these small grids would otherwise run the two-pass dQ). */
+			 * (SW_CUDA_ATTN_DQ=fused: these small grids would otherwise run the two-pass dQ),
+			 * with the sm_80 kernels and then (on Hopper) the wgmma backward. */
 			setenv("SW_CUDA_ATTN_DQ", "fused", 1);
-			for (int a = 0; a < 3; a++) {
-				attn_dy_amp = a == 0 ? 1e-6 : a == 1 ? 1e6 : 1;
-				test_attention(2, 77, 8, 2, 64);
-				test_attention(1, 150, 4, 4, 128);
+			for (int hop = 0; hop < 2; hop++) {
+				if (hop && sm90[0])
+					setenv("SW_CUDA_ATTN_SM90", sm90, 1);
+				else if (hop)
+					unsetenv("SW_CUDA_ATTN_SM90");
+				for (int a = 0; a < 3; a++) {
+					attn_dy_amp = a == 0 ? 1e-6 : a == 1 ? 1e6 : 1;
+					test_attention(2, 77, 8, 2, 64);
+					test_attention(1, 150, 4, 4, 128);
+				}
 			}
 			unsetenv("SW_CUDA_ATTN_DQ");
 			attn_dy_amp = 1;
