@@ -1468,18 +1468,18 @@ static bool sm90_ready(bool bwd)
 }
 
 // Hopper forward, unpipelined (attn_fwd_wg) and pipelined (attn_fwd_wgp).
-template <int HD, int BN, int NWG>
+template <int HD, int BN, int NWG, int STG = 2>
 static void fwd_wg(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
 		   int B, int T, int nh, int nkv, float scale)
 {
-	constexpr int SMEM = attn_smem_wg<HD, BN, NWG>();
+	constexpr int SMEM = attn_smem_wg<HD, BN, NWG, STG>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_fwd_wg<HD, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_wg<HD, BN, NWG, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
 		attr_set = true;
 	}
 	dim3 grid(B * nh, (T + 64 * NWG - 1) / (64 * NWG));
-	attn_fwd_wg<HD, BN, NWG><<<grid, NWG * 128, SMEM, s>>>((bf16 *)out, lse, (const bf16 *)q,
+	attn_fwd_wg<HD, BN, NWG, STG><<<grid, NWG * 128, SMEM, s>>>((bf16 *)out, lse, (const bf16 *)q,
 		(const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
 	CU_CHECK_LAUNCH();
 }
@@ -1500,9 +1500,10 @@ static void fwd_wgp(cudaStream_t s, void *out, float *lse, const void *q, const 
 	CU_CHECK_LAUNCH();
 }
 
-// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel at head dim 64, 2 and
-// the pipelined one at 128, KV tiles of 128 keys. Benchmarks and tests: SW_CUDA_ATTN_FWD=wg1|wgp
-// the unpipelined or pipelined kernel, SW_CUDA_ATTN_WG=2 two warpgroups at head dim 64 too.
+// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel with three K/V stages
+// at head dim 64, 2 and the pipelined one at 128, KV tiles of 128 keys. Benchmarks and tests:
+// SW_CUDA_ATTN_FWD=wg1|wg3|wgp the unpipelined kernel with two or three stages (three: head dim
+// 64, three warpgroups only) or the pipelined one, SW_CUDA_ATTN_WG=2 two warpgroups at 64 too.
 static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
 		     const void *v, int B, int T, int nh, int nkv, int hd, float scale)
 {
@@ -1511,8 +1512,11 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 	const char *w = getenv("SW_CUDA_ATTN_WG"), *f = getenv("SW_CUDA_ATTN_FWD");
 	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
 	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)
-	const bool v1 = f ? !strcmp(f, "wg1") : hd == 64;
-	if (hd == 64 && nwg == 3)
+	const bool v1 = f ? !strcmp(f, "wg1") || !strcmp(f, "wg3") : hd == 64;
+	const bool st3 = f ? !strcmp(f, "wg3") : hd == 64;  // three K/V stages, one barrier per tile
+	if (hd == 64 && nwg == 3 && v1 && st3)
+		fwd_wg<64, 128, 3, 3>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else if (hd == 64 && nwg == 3)
 		(v1 ? fwd_wg<64, 128, 3> : fwd_wgp<64, 128, 3>)(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 	else if (hd == 64)
 		(v1 ? fwd_wg<64, 128, 2> : fwd_wgp<64, 128, 2>)(s, out, lse, q, k, v, B, T, nh, nkv, scale);

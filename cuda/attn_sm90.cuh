@@ -182,10 +182,12 @@ __device__ __forceinline__ void wg_rs(float *d, const uint32_t a[4], uint64_t db
 // in the log2 domain as attn_fwd_fa: the accumulator of a wgmma m64nN is, per warp, N/8 mma.sync
 // m16n8 accumulators, so the masking, softmax and output code is the same, and P's accumulator
 // is the A operand of O += P V after conversion to bf16.
-template <int HD, int BN, int NWG>
-static constexpr int attn_smem_wg() { return (64 * NWG + 4 * BN) * HD * 2 + 1024; }
+// STG stages of K and V: with 3, the stage tile j + 1 loads into was last read in iteration j - 2,
+// which every thread has left once past iteration j - 1's barrier: one barrier per tile, not two.
+template <int HD, int BN, int NWG, int STG>
+static constexpr int attn_smem_wg() { return (64 * NWG + 2 * STG * BN) * HD * 2 + 1024; }
 
-template <int HD, int BN, int NWG>
+template <int HD, int BN, int NWG, int STG>
 __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *lse, const bf16 *q,
 		const bf16 *k, const bf16 *v, int T_, int nh, int nkv, float scale_log2)
 {
@@ -193,7 +195,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 	constexpr int BM = 64 * NWG, NTH = NWG * 128, NT = BN / 8, KD = HD / 16;
 	constexpr uint32_t QB = BM * HD * 2, KVB = BN * HD * 2;  // bytes of the Q tile, of a K or V stage
 	extern __shared__ __align__(16) unsigned char smem_raw[];
-	const uint32_t Qs = (smem_u32(smem_raw) + 1023) & ~1023u, Ks = Qs + QB, Vs = Ks + 2 * KVB;
+	const uint32_t Qs = (smem_u32(smem_raw) + 1023) & ~1023u, Ks = Qs + QB, Vs = Ks + STG * KVB;
 	const int nqt = (T_ + BM - 1) / BM, qt = nqt - 1 - blockIdx.y;
 	const int b = blockIdx.x / nh, h = blockIdx.x % nh, kvh = h / (nh / nkv);
 	const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -218,10 +220,10 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 	float mrow[2] = { -INFINITY, -INFINITY }, lrow[2] = { 0.f, 0.f };
 	const uint32_t qw = Qs + wg * 64 * 128;  // this warpgroup's 64 rows in each column block
 	for (int j = 0; j < nkt; j++) {
-		const int buf = j & 1;
+		const int buf = j % STG, nbuf = (j + 1) % STG;
 		if (j + 1 < nkt) {
-			load_sw<HD, BN, NTH>(Ks + (buf ^ 1) * KVB, kb, ks, (j + 1) * BN, T_);
-			load_sw<HD, BN, NTH>(Vs + (buf ^ 1) * KVB, vb, ks, (j + 1) * BN, T_);
+			load_sw<HD, BN, NTH>(Ks + nbuf * KVB, kb, ks, (j + 1) * BN, T_);
+			load_sw<HD, BN, NTH>(Vs + nbuf * KVB, vb, ks, (j + 1) * BN, T_);
 			cp_async_commit();
 			cp_async_wait<1>();
 		} else {
@@ -305,7 +307,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 				for (int e = 0; e < 4; e++)
 					reg_fence(pa[kk][e]);
 		}
-		__syncthreads();  // this stage is free for the loads of tile j + 2
+		if (STG == 2)
+			__syncthreads();  // this stage is free for the loads of tile j + 2
 	}
 #pragma unroll
 	for (int r = 0; r < 2; r++) {
