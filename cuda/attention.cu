@@ -6,6 +6,8 @@
 // FlashAttention-2's (attn_*_fa: 32 query rows per warp, or P^T/dS^T through shared memory in
 // dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
 // for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
+// Hopper (sm_90a build on an sm_90 device, head dims 64 and 128): the wgmma kernels of
+// cuda/attn_sm90.cuh, included below, forward and backward (always with the fused dQ).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (the same bits run to run): D = rowsum(dO * O) first; then dK/dV with
@@ -1500,8 +1502,9 @@ static void fwd_wgp(cudaStream_t s, void *out, float *lse, const void *q, const 
 	CU_CHECK_LAUNCH();
 }
 
-// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel with three K/V stages
-// at head dim 64, 2 and the pipelined one at 128, KV tiles of 128 keys. Benchmarks and tests:
+// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel at head dim 64, 2 and
+// the pipelined one at 128, KV tiles of 128 keys (H100: 301 against 293 pipelined and 294 with
+// three K/V stages at hd 64, T = 32K, GQA 8:1; docs/perf/attn-notes.md). Benchmarks and tests:
 // SW_CUDA_ATTN_FWD=wg1|wg3|wgp the unpipelined kernel with two or three stages (three: head dim
 // 64, three warpgroups only) or the pipelined one, SW_CUDA_ATTN_WG=2 two warpgroups at 64 too.
 static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
@@ -1513,7 +1516,7 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
 	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)
 	const bool v1 = f ? !strcmp(f, "wg1") || !strcmp(f, "wg3") : hd == 64;
-	const bool st3 = f ? !strcmp(f, "wg3") : hd == 64;  // three K/V stages, one barrier per tile
+	const bool st3 = f && !strcmp(f, "wg3");  // three K/V stages, one barrier per tile
 	if (hd == 64 && nwg == 3 && v1 && st3)
 		fwd_wg<64, 128, 3, 3>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 	else if (hd == 64 && nwg == 3)
@@ -1734,8 +1737,12 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
+	// KV tiles first (a unit's blocks together: its Q, dO and dQ rows stay in L2) without GQA,
+	// where the blocks are short and many; with GQA units first, so the longest blocks (the
+	// first KV tiles, G times the work) start first (H100, T = 2048: MHA hd 128 254 against
+	// 190 TFLOP/s; GQA 8:1 hd 64 200 against 215). SW_CUDA_ATTN_BWD_ORDER=unit|kv forces one.
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
-	const int korder = !(e && !strcmp(e, "unit"));
+	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
 	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
 		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,

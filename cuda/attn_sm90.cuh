@@ -526,9 +526,9 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	const uint32_t dOs = Qs + 2 * QB, dSs = dOs + 2 * QB;
 	float *lse_s = (float *)(smem_raw + (dSs + BN * BM * 2 - smem_u32(smem_raw)));
 	float *D_s = lse_s + 2 * BM, *M_s = D_s + 2 * BM;
-	// Grid: x = KV tile, y = unit (batch row, KV head) relative to u0: the blocks of a unit run
-	// together, so its Q, dO and dQ accumulator rows, which every KV tile's block reads or adds
-	// to, stay in L2 (SW_CUDA_ATTN_BWD_ORDER=unit: units first, as the sm_80 kernels).
+	// Grid: korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a
+	// unit run together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as
+	// the sm_80 kernels (the launcher picks).
 	const int ux = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
 	const int nqt = (T_ + BM - 1) / BM;
 	const int u = u0 + ux, b = u / nkv, kvh = u % nkv, G = nh / nkv;
