@@ -44,9 +44,9 @@ case " $STAGES " in *" bench "*)
 esac
 case " $STAGES " in *" layer "*)
   # the per-layer rows of bench/cuda_compare.sh (SW_BENCH_ONLY=70B narrows them), cut off after
-  # LAYER_S seconds (default 90) so the call ends inside its budget
+  # LAYER_S seconds (default 150: the 70B runs T = 8192 too) so the call ends inside its budget
   s=$(date +%s)
-  SW_SKIP_STEP=1 timeout "${LAYER_S:-90}" bash bench/cuda_compare.sh 5 /tmp/cc >"$OUT/layer.log" 2>&1 || rc=1
+  SW_SKIP_STEP=1 timeout "${LAYER_S:-150}" bash bench/cuda_compare.sh 5 /tmp/cc >"$OUT/layer.log" 2>&1 || rc=1
   echo "layer $(( $(date +%s) - s )) s"
   sed -n '/^| layer/,$p' "$OUT/layer.log";;
 esac
