@@ -35,7 +35,9 @@ CUDA_LIBDIR ?= $(firstword $(patsubst -L%,%,$(filter-out %/stubs,$(filter -L%,$(
 # every kernel is still checked by the compiler. CUDA_ARCHS=... overrides both, e.g.
 # CUDA_ARCHS='-gencode=arch=compute_90,code=sm_90' (add one -gencode per architecture).
 CUDA_GPU_CAPS := $(sort $(subst .,,$(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null)))
-CUDA_ARCHS ?= $(if $(CUDA_GPU_CAPS),$(foreach a,$(CUDA_GPU_CAPS),-gencode=arch=compute_$(a),code=sm_$(a)),\
+# sm_90 (H100/H200) is built as sm_90a: the Hopper attention kernels need its wgmma instructions.
+CUDA_ARCH_SFX_90 := a
+CUDA_ARCHS ?= $(if $(CUDA_GPU_CAPS),$(foreach a,$(CUDA_GPU_CAPS),-gencode=arch=compute_$(a)$(CUDA_ARCH_SFX_$(a)),code=sm_$(a)$(CUDA_ARCH_SFX_$(a))),\
                  -gencode=arch=compute_80,code=sm_80)
 CUDA_ARCH_WHY := $(if $(filter command line environment,$(origin CUDA_ARCHS)),CUDA_ARCHS given,$(if \
                  $(CUDA_GPU_CAPS),the GPUs present,no GPU found: one architecture so every kernel compiles))

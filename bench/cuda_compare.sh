@@ -2,7 +2,8 @@
 # Per-layer forward+backward: the CUDA backend (bench/cuda_layer.c) against PyTorch
 # (bench/torch_layer.py, HF LlamaDecoderLayer, SDPA, bf16) on the same GPU in one run, then the
 # ratio table (ratio = PyTorch time / our time, > 1 means we are faster) with MFU against the
-# bf16 GEMM rate measured in the same run.
+# bf16 GEMM rate measured in the same run. Layers at sequence 2048 and 4096, the 70B also at 8192
+# (SW_BENCH_SEQ=T[,T...] sets the lengths, SW_BENCH_ONLY=1B|8B|70B one layer size).
 # Usage: bash bench/cuda_compare.sh [iters] [outdir]   (build first: make bench)
 # Each stage runs even when an earlier one failed (the table shows what was measured); the exit
 # status is 1 when any stage failed.

@@ -1,5 +1,6 @@
 /* Per-layer forward+backward of a LLaMA decoder layer built from the CUDA backend's ops (bf16),
- * on 1B-, 8B- and 70B-sized layers at sequence 2048 and 4096, batch 1; and the cuBLAS bf16 GEMM
+ * on 1B-, 8B- and 70B-sized layers at sequence 2048 and 4096 (and 8192 for the 70B), batch 1
+ * (SW_BENCH_SEQ=T[,T...] sets the lengths for every layer); and the cuBLAS bf16 GEMM
  * rate (8192^3) for MFU. Prints one JSON line per measurement (bench/cuda_compare.sh joins them
  * with bench/torch_layer.py's into the ratio table).
  *
@@ -238,8 +239,19 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
 		if (only && strcmp(only, cfgs[i].name))
 			continue;
-		bench_layer(&cfgs[i], 2048, iters, gtf);
-		bench_layer(&cfgs[i], 4096, iters, gtf);
+		const char *seq = getenv("SW_BENCH_SEQ");
+		if (!seq)
+			seq = strcmp(cfgs[i].name, "70B") ? "2048,4096" : "2048,4096,8192";
+		for (const char *p = seq; *p;) {
+			char *end;
+			long T = strtol(p, &end, 10);
+			if (end == p || T < 1 || T > 65536) {
+				fprintf(stderr, "cuda_layer: SW_BENCH_SEQ must be lengths 1..65536 separated by commas\n");
+				return 2;
+			}
+			bench_layer(&cfgs[i], (int)T, iters, gtf);
+			p = *end == ',' ? end + 1 : end;
+		}
 	}
 	be->ops->stream_destroy(be, st);
 	sw_backend_destroy(be);

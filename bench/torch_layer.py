@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch baseline for bench/cuda_layer.c: HF LlamaDecoderLayer (SDPA attention, bf16
-parameters and activations) forward + backward on the same shapes, batch 1; plus the cuBLAS bf16
+parameters and activations) forward + backward on the same shapes (sequence 2048 and 4096, 8192
+too for the 70B; SW_BENCH_SEQ=T[,T...] sets them for every layer), batch 1; plus the cuBLAS bf16
 GEMM rate through torch.matmul. Prints one JSON line per measurement.
 
 Usage: python3 bench/torch_layer.py [iters]"""
@@ -106,7 +107,8 @@ def main():
     for name, C, F, nh, nkv, hd in CFGS:
         if only and only != name:
             continue
-        for T in (2048, 4096):
+        seq = os.environ.get("SW_BENCH_SEQ") or ("2048,4096,8192" if name == "70B" else "2048,4096")
+        for T in (int(t) for t in seq.split(",")):
             layer(name, C, F, nh, nkv, hd, T, iters, gtf)
 
 

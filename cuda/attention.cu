@@ -6,6 +6,8 @@
 // FlashAttention-2's (attn_*_fa: 32 query rows per warp, or P^T/dS^T through shared memory in
 // dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
 // for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
+// Hopper (sm_90a build on an sm_90 device, head dims 64 and 128): the wgmma kernels of
+// cuda/attn_sm90.cuh, included below, forward and backward (always with the fused dQ).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (the same bits run to run): D = rowsum(dO * O) first; then dK/dV with
@@ -1394,6 +1396,8 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, c
 		}
 }
 
+#include "cuda/attn_sm90.cuh"
+
 // ---------------------------------------------------------------- launchers
 static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 {
@@ -1433,6 +1437,95 @@ static int attn_warps(int need8)
 	if (e && (!strcmp(e, "4") || !strcmp(e, "8")))
 		return atoi(e);
 	return attn_smem_optin() >= need8 ? 8 : 4;
+}
+
+// Whether the device runs this build's sm_90a code (cuda/attn_sm90.cuh): an sm_90 device and a
+// probe kernel that reports the feature macro of the code it was compiled as (once per process
+// and device). SW_CUDA_ATTN_SM90=0 turns the Hopper kernels off, =fwd keeps only the forward
+// (tests and benchmarks of the sm_80 path on an H100); the 16-row switches turn them off too.
+static bool sm90_ready(bool bwd)
+{
+	static int ready[64];  // 0 unknown, 1 yes, 2 no
+	const char *e = getenv("SW_CUDA_ATTN_SM90");
+	if ((e && !strcmp(e, "0")) || (bwd && e && !strcmp(e, "fwd")) || attn_mma16())
+		return false;
+	int dev = 0;
+	CU_CHECK(cudaGetDevice(&dev));
+	if (dev < 0 || dev >= 64)
+		return false;
+	if (!ready[dev]) {
+		int major = 0, minor = 0, ok = 0;
+		CU_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+		CU_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+		cudaFuncAttributes fa;
+		if (major == 9 && minor == 0 && cudaFuncGetAttributes(&fa, attn_sm90_probe) == cudaSuccess) {
+			attn_sm90_probe<<<1, 1>>>();
+			CU_CHECK_LAUNCH();
+			CU_CHECK(cudaMemcpyFromSymbol(&ok, attn_sm90_flag, sizeof(int)));
+		}
+		(void)cudaGetLastError();
+		ready[dev] = ok ? 1 : 2;
+	}
+	return ready[dev] == 1;
+}
+
+// Hopper forward, unpipelined (attn_fwd_wg) and pipelined (attn_fwd_wgp).
+template <int HD, int BN, int NWG, int STG = 2>
+static void fwd_wg(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		   int B, int T, int nh, int nkv, float scale)
+{
+	constexpr int SMEM = attn_smem_wg<HD, BN, NWG, STG>();
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_wg<HD, BN, NWG, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		attr_set = true;
+	}
+	dim3 grid(B * nh, (T + 64 * NWG - 1) / (64 * NWG));
+	attn_fwd_wg<HD, BN, NWG, STG><<<grid, NWG * 128, SMEM, s>>>((bf16 *)out, lse, (const bf16 *)q,
+		(const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+template <int HD, int BN, int NWG>
+static void fwd_wgp(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		    int B, int T, int nh, int nkv, float scale)
+{
+	constexpr int SMEM = attn_smem_wgp<HD, BN, NWG>();
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_wgp<HD, BN, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		attr_set = true;
+	}
+	dim3 grid(B * nh, (T + 64 * NWG - 1) / (64 * NWG));
+	attn_fwd_wgp<HD, BN, NWG><<<grid, NWG * 128, SMEM, s>>>((bf16 *)out, lse, (const bf16 *)q,
+		(const bf16 *)k, (const bf16 *)v, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+}
+
+// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel at head dim 64, 2 and
+// the pipelined one at 128, KV tiles of 128 keys (H100: 301 against 293 pipelined and 294 with
+// three K/V stages at hd 64, T = 32K, GQA 8:1; docs/perf/attn-notes.md). Benchmarks and tests:
+// SW_CUDA_ATTN_FWD=wg1|wg3|wgp the unpipelined kernel with two or three stages (three: head dim
+// 64, three warpgroups only) or the pipelined one, SW_CUDA_ATTN_WG=2 two warpgroups at 64 too.
+static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
+		     const void *v, int B, int T, int nh, int nkv, int hd, float scale)
+{
+	if ((hd != 64 && hd != 128) || !sm90_ready(false))
+		return false;
+	const char *w = getenv("SW_CUDA_ATTN_WG"), *f = getenv("SW_CUDA_ATTN_FWD");
+	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
+	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)
+	const bool v1 = f ? !strcmp(f, "wg1") || !strcmp(f, "wg3") : hd == 64;
+	const bool st3 = f && !strcmp(f, "wg3");  // three K/V stages, one barrier per tile
+	if (hd == 64 && nwg == 3 && v1 && st3)
+		fwd_wg<64, 128, 3, 3>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else if (hd == 64 && nwg == 3)
+		(v1 ? fwd_wg<64, 128, 3> : fwd_wgp<64, 128, 3>)(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else if (hd == 64)
+		(v1 ? fwd_wg<64, 128, 2> : fwd_wgp<64, 128, 2>)(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	else  // 3 warpgroups spill registers at head dim 128
+		(v1 ? fwd_wg<128, 128, 2> : fwd_wgp<128, 128, 2>)(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+	return true;
 }
 
 template <int HD, int NW>
@@ -1632,6 +1725,31 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
+// Hopper dK/dV with the fused dQ (attn_bwd_wg, int32 accumulator) for units [f.u0, f.u0 + f.nu).
+template <int HD>
+static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q, const void *k,
+		    const void *v, const float *lse, const float *Dd, int T, int nh, int nkv, float scale,
+		    const fq_args &f)
+{
+	constexpr int smem = attn_smem_bwd_wg<HD>();
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		attr_set = true;
+	}
+	// KV tiles first (a unit's blocks together: its Q, dO and dQ rows stay in L2) without GQA,
+	// where the blocks are short and many; with GQA units first, so the longest blocks (the
+	// first KV tiles, G times the work) start first (H100, T = 2048: MHA hd 128 254 against
+	// 190 TFLOP/s; GQA 8:1 hd 64 200 against 215). SW_CUDA_ATTN_BWD_ORDER=unit|kv forces one.
+	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
+	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
+	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
+	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
+		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
+		f.mq, f.u0, korder);
+	CU_CHECK_LAUNCH();
+}
+
 // Fused backward for units [f.u0, f.u0 + f.nu): acc zeroed, dK/dV with the dQ atomics, dQ
 // converted to bf16.
 template <int HD, int AB>
@@ -1641,7 +1759,10 @@ static void bwd_fused(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *d
 {
 	const int64_t n = (int64_t)f.nu * fx_rows(T) * (nh / nkv) * HD;
 	CU_CHECK(cudaMemsetAsync(f.acc, 0, (size_t)n * AB, s));
-	dkdv_pick<HD, AB>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
+	if (AB == 4 && (HD == 64 || HD == 128) && sm90_ready(true))
+		dkdv_wg<HD == 64 ? 64 : 128>(s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
+	else
+		dkdv_pick<HD, AB>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 	const int64_t nb = (n / 8 + 255) / 256, cap = 16 * (int64_t)ci->num_sms;
 	attn_dq_convert<AB><<<(unsigned)(nb < cap ? nb : cap), 256, 0, s>>>((bf16 *)dq, f.acc, f.mq,
 		f.u0, f.nu, T, nh, nkv, HD, scale);
@@ -1669,6 +1790,9 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	const float scale = 1.0f / sqrtf((float)hd);
 	const void *ptrs[] = { out, q, k, v };
 	if (use_mma(isbf, hd, ptrs, 4)) {
+		// Hopper: the wgmma kernel (cuda/attn_sm90.cu) at head dims 64 and 128.
+		if (fwd_sm90(s, out, lse, q, k, v, B, T, nh, nkv, hd, scale))
+			return;
 		if (hd == 64)
 			fwd_pick<64>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		else if (hd == 80)
@@ -1707,7 +1831,8 @@ static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int 
 	// two-pass path (H100: hd 64, T = 32K 202 against 198 TFLOP/s; T = 2K 157 against 168).
 	// SW_CUDA_ATTN_DQ=fused takes it wherever the scratch allows (tests).
 	const bool force = e && !strcmp(e, "fused");
-	if (!force && !(hd == 128 && dkdv_fa_fits<128>(ci, units * ((T + 127) / 128), true)))
+	const bool wg = (hd == 64 || hd == 128) && sm90_ready(true);  // Hopper: always fused
+	if (!force && !wg && !(hd == 128 && dkdv_fa_fits<128>(ci, units * ((T + 127) / 128), true)))
 		return 0;
 	int64_t per = ci->scr.bytes > fixed ? (int64_t)((ci->scr.bytes - fixed) / unit) : 0;
 	if (eu && atoi(eu) > 0 && atoi(eu) < per)

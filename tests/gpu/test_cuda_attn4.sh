@@ -3,18 +3,32 @@
 # (64-row tiles, 1 stage), the variant that consumer GPUs (99 KB of shared memory per block) run;
 # the H100 runs the FlashAttention-2-layout kernels (and the 8-warp 16-row ones for some dK/dV).
 # Each also with the backward's fused dQ (fixed-point atomics in the dK/dV kernel) forced, which
-# by default runs only with the 4 x 2 dK/dV kernel on large grids.
+# by default runs only with the 4 x 2 dK/dV kernel on large grids (and the Hopper backward).
 set -u
 bin=${BUILD:-build}/tests/gpu/test_cuda_ops
 [ -x "$bin" ] || { echo "missing $bin (run make test-gpu)"; exit 1; }
 SW_CUDA_ATTN_WARPS=4 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_WARPS=4 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
-# And the 8-warp dK/dV kernel, which the large-smem path only picks for long sequences / many
+# The rest with the sm_80 kernels (SW_CUDA_ATTN_SM90=0: on an H100 the Hopper kernels would run).
+# The 8-warp dK/dV kernel, which the large-smem path only picks for long sequences / many
 # blocks (the op tests' shapes would otherwise run the 4-warp, 2-stage one).
+export SW_CUDA_ATTN_SM90=0
 SW_CUDA_ATTN_DKDV_WARPS=8 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DKDV_WARPS=8 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 # The fused dQ with the default kernels (4-warp 2-stage dK/dV; 4 x 2 where the test forces it),
 # with the int64 accumulator, and split into one (batch row, KV head) per launch.
 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_BITS=64 SW_TEST_QUICK=1 "$bin" || exit 1
-SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"
+SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
+# Hopper (sm_90a) only, else the same runs again: the wgmma forward with the sm_80 backward, the
+# forward's variants (unpipelined with two or three K/V stages, pipelined; two warpgroups at head
+# dim 64, with the backward's grid units-first, and KV-tiles-first), and the wgmma backward one
+# unit per launch.
+unset SW_CUDA_ATTN_SM90
+SW_CUDA_ATTN_SM90=fwd SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wg1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wg3 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wgp SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_WG=2 SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"

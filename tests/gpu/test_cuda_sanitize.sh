@@ -2,7 +2,8 @@
 # compute-sanitizer over the CUDA op tests: memcheck (out-of-bounds and misaligned accesses,
 # errors of any CUDA call), racecheck (shared-memory hazards in the attention kernels and the
 # block reductions) and synccheck. SW_TEST_QUICK=1 drops the large head_loss cases, which
-# would take minutes under the sanitizer and exercise no kernel the small cases miss.
+# would take minutes under the sanitizer and exercise no kernel the small cases miss;
+# SW_TEST_ATTN_ONLY=1 (passed through) limits it to the attention tests.
 # Skips (77) when compute-sanitizer is not installed.
 set -u
 san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
