@@ -33,14 +33,16 @@ CUDA_LIBDIR ?= $(firstword $(patsubst -L%,%,$(filter-out %/stubs,$(filter -L%,$(
 # 2-core machine's build each). With no GPU present (a CI runner, a laptop) they are still
 # compiled, for ONE architecture, sm_80: the oldest the kernels support (bf16 mma.sync), so
 # every kernel is still checked by the compiler. CUDA_ARCHS=... overrides both, e.g.
-# CUDA_ARCHS='-gencode=arch=compute_90,code=sm_90' (add one -gencode per architecture).
+# CUDA_ARCHS='-gencode=arch=compute_90a,code=sm_90a' (add one -gencode per architecture; on an H100/H200
+# use sm_90a: with plain sm_90 the Hopper attention kernels compile empty and the older ones run).
 CUDA_GPU_CAPS := $(sort $(subst .,,$(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null)))
 # sm_90 (H100/H200) is built as sm_90a: the Hopper attention kernels need its wgmma instructions.
 CUDA_ARCH_SFX_90 := a
+# CI (CI=true, no GPU) also builds sm_90a, so that the Hopper-only kernels are compiled too.
 CUDA_ARCHS ?= $(if $(CUDA_GPU_CAPS),$(foreach a,$(CUDA_GPU_CAPS),-gencode=arch=compute_$(a)$(CUDA_ARCH_SFX_$(a)),code=sm_$(a)$(CUDA_ARCH_SFX_$(a))),\
-                 -gencode=arch=compute_80,code=sm_80)
+                 -gencode=arch=compute_80,code=sm_80$(if $(filter true 1,$(CI)), -gencode=arch=compute_90a$(comma)code=sm_90a))
 CUDA_ARCH_WHY := $(if $(filter command line environment,$(origin CUDA_ARCHS)),CUDA_ARCHS given,$(if \
-                 $(CUDA_GPU_CAPS),the GPUs present,no GPU found: one architecture so every kernel compiles))
+                 $(CUDA_GPU_CAPS),the GPUs present,no GPU found: sm_80 so every kernel compiles$(if $(filter true 1,$(CI)), and sm_90a in CI for the Hopper-only ones)))
 NVCCFLAGS  = -std=c++17 -O3 $(CUDA_ARCHS) -I. -DSW_HAVE_CUDA=1 -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
              -Werror all-warnings --expt-relaxed-constexpr
 CFLAGS    += -DSW_HAVE_CUDA=1 -I$(CUDA_INCDIR)
