@@ -122,8 +122,7 @@ int lora_nvme_claim(lctx *c)
  * base in chunks of about the plan's size). */
 int lora_nvme_open(lctx *c)
 {
-	uint64_t ch = ((uint64_t)c->plan.chunk_params * (uint64_t)c->plan.p16_bytes + 4095) / 4096 * 4096;
-	uint64_t need = 0, S = ch < (1ull << 20) ? ch : 1ull << 20;
+	uint64_t need = 0, S = sw_plan_lora_stripe((uint64_t)c->plan.chunk_params * (uint64_t)c->plan.p16_bytes);
 	uint64_t x = (c->plan.ckpt_item + 4095) / 4096 * 4096;
 	uint64_t nck = (uint64_t)c->plan.ckpt_count[SW_TIER_NVME];
 	for (int g = 0; g < c->plan.ngroups; g++)

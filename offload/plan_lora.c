@@ -347,9 +347,13 @@ static void lora_cost(sw_plan_lora *p)
 	}
 	uint64_t item = p->ckpt_item;
 	uint64_t ck_off = (uint64_t)(p->ckpt_count[SW_TIER_HOST] + p->ckpt_count[SW_TIER_NVME]);
-	uint64_t carry_pass = (uint64_t)(p->n_layers + 1) * (uint64_t)in->batch_tokens * (uint64_t)c->dim * pb;
-	k->h2d_act = ck_off * item + (p->carry_on_gpu ? 0 : 2 * carry_pass);
-	k->d2h_act = ck_off * item + (p->carry_on_gpu ? 0 : 2 * carry_pass);
+	/* a host carry moves 2L + 1 times each way per step (lora_step.c): H2D L times in the
+	 * forward, once for the head, L times in the backward; D2H L + 1 times in the forward (the
+	 * embedding's output too), once from the head, L - 1 times in the backward (no gradient
+	 * flows into the frozen embedding) */
+	uint64_t carry = (uint64_t)(2 * p->n_layers + 1) * (uint64_t)in->batch_tokens * (uint64_t)c->dim * pb;
+	k->h2d_act = ck_off * item + (p->carry_on_gpu ? 0 : carry);
+	k->d2h_act = ck_off * item + (p->carry_on_gpu ? 0 : carry);
 	k->nvme_read += (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 	k->nvme_write = (uint64_t)p->ckpt_count[SW_TIER_NVME] * item;
 	k->h2d = k->h2d_base + k->h2d_adapter + k->h2d_act;
@@ -412,11 +416,24 @@ int sw_plan_lora_build(sw_plan_lora *p, const sw_plan_input *in)
 	plan_sizes z;
 	p->chunk_params = c < tt->max_group_numel ? c : tt->max_group_numel;
 	plan_sizes_get(in, p->chunk_params, &z);
+	z.stage_p16 = plan_host(sw_plan_lora_stage((uint64_t)p->chunk_params * (uint64_t)p->p16_bytes));
 	p->ckpt_slots = z.ckpt_slots;
 	if ((rc = place_gpu(p, &z)) || (rc = place_host(p, &z)) || (rc = account(p)))
 		return rc;
 	lora_cost(p);
 	return 0;
+}
+
+uint64_t sw_plan_lora_stripe(uint64_t chunk_bytes)
+{
+	uint64_t c = (chunk_bytes + 4095) / 4096 * 4096;
+	return c < (1ull << 20) ? c : 1ull << 20;
+}
+
+uint64_t sw_plan_lora_stage(uint64_t chunk_bytes)
+{
+	uint64_t S = sw_plan_lora_stripe(chunk_bytes);
+	return (chunk_bytes + S - 1) / S * S;
 }
 
 void sw_plan_lora_free(sw_plan_lora *p)

@@ -55,7 +55,8 @@ typedef struct sw_plan_lora_cost {
 	uint64_t h2d_base;          /* streamed base P16 fetched (sw_plan_lora_uses): the embedding
 				     * and the head once (tied: the embedding twice), a layer in
 				     * forward and again in backward unless its window slot still
-				     * holds it (the top streamed layer, at least) */
+				     * holds it (the top streamed layer, unless a streamed tied
+				     * embedding took that slot for the head) */
 	uint64_t h2d_adapter;       /* host adapters' P16: 2 reads (forward, backward) */
 	uint64_t d2h_adapter;       /* host adapters' gradients, fp32 */
 	uint64_t h2d_act, d2h_act;  /* checkpoints and the carry off the GPU */
@@ -97,7 +98,8 @@ typedef struct sw_plan_lora {
 /* One use of a streamed base group in a step, in the order the executor runs them
  * (offload/lora_window.c): its device window slot (0 or 1) and whether it is fetched into it
  * (0: the slot still holds the group from its previous use in the step: the top streamed layer
- * from the end of the forward to the start of the backward). */
+ * from the end of the forward to the start of the backward, unless a streamed tied embedding
+ * took that slot for the head). */
 typedef struct sw_lora_use { int g, slot, fetch, prev; } sw_lora_use;   /* prev: the slot's
 									 * previous use, or -1 */
 
@@ -116,6 +118,11 @@ void sw_plan_lora_free(sw_plan_lora *p);
  * backward the layers top-down. u holds at least 2 * ngroups + 1 entries; returns the count.
  * The executor runs exactly these and the cost model counts their fetches. */
 int sw_plan_lora_uses(const sw_table *tt, const sw_tier *tier, int backward, sw_lora_use *u);
+/* The base's NVMe stripe for P16 chunks of chunk_bytes: 1 MiB, or the chunk (4 KiB-rounded) when
+ * that is smaller; and the pinned stage one chunk is read into: the chunk in whole stripes (a
+ * read starts on a stripe boundary). The executor's engine and the plan's staging both use it. */
+uint64_t sw_plan_lora_stripe(uint64_t chunk_bytes);
+uint64_t sw_plan_lora_stage(uint64_t chunk_bytes);
 /* The most decoder layers (same width, same budgets) with which the LoRA plan still fits:
  * 0 when even one does not; *params gets that base's parameter count. */
 int64_t sw_plan_lora_max_layers(const sw_plan_input *in, int64_t *params);

@@ -131,5 +131,5 @@ void sw_plan_lora_print(const sw_plan_lora *p, FILE *f)
 	print_cost(p, f);
 	fprintf(f, "\ntrain --lora-rank runs this placement; NVMe reads of the base (in %s chunks) and "
 		"of spilled checkpoints run ahead of the compute, writes behind it (docs/lora.md)\n",
-		sw_fmt_size((uint64_t)p->chunk_params * (uint64_t)p->p16_bytes, b[0], 32));
+		sw_fmt_size(sw_plan_lora_stage((uint64_t)p->chunk_params * (uint64_t)p->p16_bytes), b[0], 32));
 }

@@ -41,7 +41,10 @@ int main(void)
 	const uint64_t wsl = sw_plan_gpu_working_set(&in, ws) - ws[SW_PURPOSE_GRAD];
 	const uint64_t window = 2 * D256(layer * 2);
 	const uint64_t item = (uint64_t)T * C * 2, carry = (uint64_t)BATCH * C * 2;
-	const uint64_t carry_pass = (uint64_t)(L + 1) * BATCH * C * 2;
+	/* a host carry, each way per step: L layer inputs + the head's input in (forward, head), L
+	 * in again in the backward; L + 1 out in the forward, the head's gradient, L - 1 gradients
+	 * in the backward (none into the frozen embedding) */
+	const uint64_t carry_moves = (uint64_t)(2 * L + 1) * BATCH * C * 2;
 	const uint64_t held = (256u << 10) + 8 * BATCH, xfer = AL(layer * 4);   /* chunk: the largest group */
 	const uint64_t ad_host = 4 * AL(ad * 4) + AL(ad * 2);
 	const double n_layer_gemm = (double)L * (QD * C + 2 * KVD * C + C * QD + 3.0 * F * C);
@@ -78,7 +81,7 @@ int main(void)
 		const sw_plan_lora_cost *k = &p.cost;
 		CHECK(k->h2d_base == 2 * (embed + (2 * L - 1) * layer + head));
 		CHECK(k->h2d_adapter == 2 * 2 * ads && k->d2h_adapter == 4 * ads && k->adam_params == (int64_t)ads);
-		CHECK(k->h2d_act == L * M * item + 2 * carry_pass && k->d2h_act == k->h2d_act);
+		CHECK(k->h2d_act == L * M * item + carry_moves && k->d2h_act == k->h2d_act);
 		CHECK(k->nvme_read == 0 && k->nvme_write == 0);
 		/* FLOPs: forward and input gradients of the base, no weight gradients */
 		CHECK(close_to(k->flops_fwd, 2 * n_gemm * BATCH) && close_to(k->flops_bwd, 2 * n_gemm * BATCH));
@@ -87,7 +90,7 @@ int main(void)
 		double fl = 4 * n_gemm * BATCH + 2 * n_layer_gemm * BATCH + 8.0 * L * BATCH * S * QD + 8.0 * ads * BATCH;
 		CHECK(close_to(k->t[SW_RES_COMPUTE], fl / 1e9));
 		double h2d = (double)(k->h2d_base + k->h2d_adapter + k->h2d_act) / 1e6;
-		double d2h = (double)(4 * ads + L * M * item + 2 * carry_pass) / 2e6;
+		double d2h = (double)(4 * ads + L * M * item + carry_moves) / 2e6;
 		CHECK(close_to(k->t[SW_RES_PCIE], h2d > d2h ? h2d : d2h));
 		CHECK(close_to(k->t[SW_RES_CPU_ADAM], (double)ads / 1e5));
 		sw_plan_lora_free(&p);
@@ -118,6 +121,12 @@ int main(void)
 		CHECK(p.carry_on_gpu && p.gpu_adapter_layers == 0 && p.cost.adam_params == (int64_t)ads);
 		sw_plan_lora_free(&p);
 	}
+	/* the base's NVMe stripe and stage: a 1,001,472-parameter bf16 chunk (2,002,944 bytes, 489
+	 * pages) reads through 1 MiB stripes into a 2 MiB stage; a chunk under 1 MiB is its own
+	 * stripe, 4 KiB-rounded */
+	CHECK(sw_plan_lora_stripe(2002944) == 1u << 20 && sw_plan_lora_stage(2002944) == 2u << 20);
+	CHECK(sw_plan_lora_stripe(5000) == 8192 && sw_plan_lora_stage(5000) == 8192);
+	CHECK(sw_plan_lora_stage(128u << 20) == 128u << 20);
 	/* C: the host holds only what it must plus NVMe staging: the base and checkpoints on NVMe */
 	{
 		in.gpu_mem = wsl + window;
