@@ -163,6 +163,41 @@ static int stopped(lctx *c, int64_t last, int64_t saved, int64_t skipped)
 	return 128 + stop_sig;
 }
 
+/* RUN/run.json at the start (core/report.h): the command, budgets and the LoRA placement as
+ * `plan` prints it, so that report.html shows them as for full fine-tuning. */
+static void run_json_begin(lctx *c)
+{
+	const sw_train_args *a = c->a;
+	if (!a->run)
+		return;
+	sw_report_run rr = { .backend = c->be->name, .device = c->be->device_name, .steps = a->steps,
+			     .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
+			     .arena_budget = c->be->budget, .load_s = sw_now() - c->t_start };
+	c->rr = rr;
+	size_t len = 0;
+	FILE *pf = open_memstream(&c->placement, &len);
+	if (pf) {
+		sw_plan_lora_print(&c->plan, pf);
+		fclose(pf);
+	}
+	c->rr.placement = c->placement;
+	sw_report_write_run(a->run, &c->rr);
+	c->t_train = sw_now();
+}
+
+/* After the loop: the measured peaks in run.json; finished when it reached --steps. */
+static void run_json_end(lctx *c, int rc)
+{
+	if (!c->a->run || !c->rr.backend)
+		return;
+	c->rr.arena_peak = c->be->peak;
+	c->rr.host_peak_rss = train_rss_peak();
+	c->rr.device_peak = c->dev_peak;
+	c->rr.train_s = sw_now() - c->t_train;
+	c->rr.finished = !rc && c->last_step >= c->a->steps;
+	sw_report_write_run(c->a->run, &c->rr);
+}
+
 /* The step line and the metrics.jsonl record. */
 static void report_step(lctx *c, int64_t step, double lr, const sw_step_stats *st, double dt,
 			double ev)
@@ -213,6 +248,10 @@ static int step_loop(lctx *c)
 		    (rc = eval_loss(c, in, tg, rows, &ev)))
 			break;
 		report_step(c, step, lr, &st, dt, ev);
+		c->last_step = step;
+		uint64_t used;
+		if (!c->cpu && !sw_cuda_mem_used(&used) && used > c->dev_peak)
+			c->dev_peak = used;
 		/* a commit is a save: the adapters' state is small (docs/lora.md) */
 		int every = (a->save_every && step % a->save_every == 0) ||
 			    (a->commit_every > 0 && step % a->commit_every == 0);
@@ -233,6 +272,7 @@ static void teardown(lctx *c)
 	if (c->nv)
 		train_nvme_release(c->nv, 1);
 	free(c->nv);
+	free(c->placement);
 	sw_backend_destroy(c->be);
 	sw_plan_lora_free(&c->plan);
 	if (c->data_open)
@@ -259,16 +299,20 @@ int sw_train_lora(const sw_train_args *a, const sw_lora_args *la)
 	c.a = a;
 	c.la = la;
 	c.lock = -1;
+	c.t_start = sw_now();
 	c.cpu = !strcmp(a->backend, "cpu") || (!strcmp(a->backend, "auto") && sw_cuda_device_count() <= 0);
 	rc = open_inputs(&c);
 	if (!rc && !(c.settings = lora_settings_make(&c)))
 		rc = -ENOMEM;
 	rc = rc ? rc : lora_rundir_open(&c);
 	rc = rc ? rc : build(&c);
+	if (!rc)
+		run_json_begin(&c);
 	struct sigaction old[2];
 	signals(1, old);
 	rc = rc ? rc : step_loop(&c);
 	signals(0, old);
+	run_json_end(&c, rc);
 	if (c.metrics)
 		sw_report_update(a->run, 1);
 	if (!rc && a->run)

@@ -24,6 +24,11 @@ typedef struct lctx {
 	int lock;                    /* fd holding flock on RUN/lock, or -1 */
 	FILE *metrics;               /* RUN/metrics.jsonl */
 	sw_train_ctx *nv;            /* the --nvme directories' locks (offload/train_nvme.c) */
+	sw_report_run rr;            /* RUN/run.json (core/report.h) */
+	char *placement;             /* the plan as printed, for run.json */
+	double t_start, t_train;     /* the run's start, the loop's */
+	uint64_t dev_peak;           /* GPU memory used, sampled after each step (cudaMemGetInfo) */
+	int64_t last_step;           /* the last step that ran */
 } lctx;
 
 /* lora_budget.c: the LoRA plan under the budgets (c->arena: the backend's device arena); the

@@ -162,6 +162,7 @@ void train_report_steps_end(sw_train_ctx *c);
 void train_report_finished(sw_train_ctx *c, int rc);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
 uint64_t train_rss_now(void);
+uint64_t train_rss_peak(void);   /* VmHWM */
 /* A state file (one of P32, m, v as an fp32 Hugging Face directory) of the run's saves: begun
  * in dir (what was there removed), and ended: aborted when rc is an error (returned), else
  * finished. */

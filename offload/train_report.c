@@ -45,6 +45,11 @@ uint64_t train_rss_now(void)
 	return proc_status_bytes("VmRSS:");
 }
 
+uint64_t train_rss_peak(void)
+{
+	return proc_status_bytes("VmHWM:");
+}
+
 /* RUN/run.json at the start: command line, budgets, placement table (core/report.h). */
 static void report_run_begin(sw_train_ctx *c)
 {

@@ -35,9 +35,25 @@ for p in host nvme; do
   echo "ok placement $p: adapters, m and v byte-identical to the base on the device"
 done
 [ -z "$(ls "$w/nv")" ] || fail "the NVMe scratch file was left behind"
+# run.json as for full fine-tuning: the budgets as given, the LoRA placement as `plan` prints it
+# (the same placement line train printed), the measured peaks of a finished run; report.html
+# shows the placement and budgets
+python3 - "$w/nvme/run.json" "$(grep -E 'layers 0-2 .* NVMe +GPU' "$w/nvme.out" | head -1)" <<'PY' || fail "run.json of the NVMe run"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["budgets"]["gpu_mem"] == 900 * 1024 and r["budgets"]["cpu_mem"] == 400 * 1024, r["budgets"]
+assert sys.argv[2] and sys.argv[2] in r["placement"], "train's placement line not in run.json"
+assert "adapter" in r["placement"], "no LoRA plan in run.json"
+m = r["measured"]
+assert r["finished"] is True and r["steps"] == 3 and m["arena_peak"] > 0 and m["host_peak_rss"] > 0, r
+PY
+grep -q 'id="placement"' "$w/nvme/report.html" && grep -q 'id="budgets"' "$w/nvme/report.html" \
+  || fail "report.html of a LoRA run has no placement or budgets"
+echo "ok run.json: budgets, the LoRA placement and measured peaks; report.html shows them"
 
 "$bin" train "${c[@]}" --run "$w/r" --stop-after 2 >"$w/r.out" 2>&1 || { cat "$w/r.out"; fail "first half"; }
 [ -e "$w/r/adapters-00000002/model.safetensors" ] || fail "no save after step 2"
+grep -q '"finished": false' "$w/r/run.json" || fail "run.json of a run stopped after step 2 says finished"
 "$bin" train "${c[@]}" --run "$w/r" --resume >"$w/r2.out" 2>&1 || { cat "$w/r2.out"; fail "resume"; }
 grep -q "^step 3/3" "$w/r2.out" && ! grep -q "^step [12]/3" "$w/r2.out" || fail "resume did not run step 3 only"
 [ ! -e "$w/r/adapters-00000002" ] || fail "the superseded save was not removed"
@@ -45,6 +61,7 @@ cmp -s "$w/device/$st" "$w/r/$st" || fail "2 steps + resume 1 differ from 3 step
 [ "$(grep -o '"step": [0-9]*' "$w/r/metrics.jsonl" | tr '\n' ' ')" = '"step": 1 "step": 2 "step": 3 ' ] \
   || { cat "$w/r/metrics.jsonl"; fail "metrics.jsonl after the resume"; }
 [ -s "$w/r/report.html" ] || fail "no report.html"
+grep -q '"finished": true' "$w/r/run.json" || fail "run.json after the resumed run's last step is not finished"
 echo "ok resume: 2 steps + --resume 1 step byte-identical to 3 steps (metrics.jsonl: steps 1, 2, 3)"
 
 # SIGINT: the step in flight finishes, is saved, exit 130; --resume goes on from it; a second
