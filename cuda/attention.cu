@@ -1790,7 +1790,7 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	const float scale = 1.0f / sqrtf((float)hd);
 	const void *ptrs[] = { out, q, k, v };
 	if (use_mma(isbf, hd, ptrs, 4)) {
-		// Hopper: the wgmma kernel (cuda/attn_sm90.cu) at head dims 64 and 128.
+		// Hopper: the wgmma kernel (cuda/attn_sm90.cuh) at head dims 64 and 128.
 		if (fwd_sm90(s, out, lse, q, k, v, B, T, nh, nkv, hd, scale))
 			return;
 		if (hd == 64)
