@@ -9,10 +9,10 @@ The median step after two warm-up steps; one JSON line.
 Usage: python3 bench/keep_hf_ref.py [steps] [rows]"""
 import json
 import sys
-import time
 
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig
+
+from torch_step import median_step   # bench/torch_step.py: the same timed step
 
 
 def main():
@@ -25,38 +25,13 @@ def main():
                       num_attention_heads=32, num_key_value_heads=4, head_dim=64, vocab_size=32000,
                       max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
                       attn_implementation="sdpa")
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(cfg)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=0.0, fused=True)
-    ids = torch.randint(0, cfg.vocab_size, (M, rows, T), device="cuda")
-
-    def step():
-        for m in range(M):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = model(input_ids=ids[m], labels=ids[m], use_cache=False)
-            (out.loss / M).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return out.loss
-
-    ts = []
-    for s in range(steps + 2):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = step()
-        torch.cuda.synchronize()
-        if s >= 2:
-            ts.append(time.perf_counter() - t0)
-    ts.sort()
-    sec = ts[len(ts) // 2]
+    sec, loss, peak = median_step(cfg, M, rows, T, steps, clip=0, betas=(0.9, 0.999),
+                                  weight_decay=0.0)
     ntok = M * rows * T
     print(json.dumps({"what": "step", "impl": "hf", "rows_per_pass": rows, "tokens": ntok, "ms": round(sec * 1e3, 1),
-                      "tokens_per_s": round(ntok / sec), "steps": len(ts),
-                      "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                      "loss": round(float(loss), 4)}), flush=True)
+                      "tokens_per_s": round(ntok / sec), "steps": steps,
+                      "peak_gib": round(peak, 2),
+                      "loss": round(loss, 4)}), flush=True)
 
 
 if __name__ == "__main__":
