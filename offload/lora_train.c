@@ -170,18 +170,13 @@ static void run_json_begin(lctx *c)
 	const sw_train_args *a = c->a;
 	if (!a->run)
 		return;
-	sw_report_run rr = { .backend = c->be->name, .device = c->be->device_name, .steps = a->steps,
-			     .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
-			     .arena_budget = c->be->budget, .load_s = sw_now() - c->t_start };
-	c->rr = rr;
 	size_t len = 0;
 	FILE *pf = open_memstream(&c->placement, &len);
 	if (pf) {
 		sw_plan_lora_print(&c->plan, pf);
 		fclose(pf);
 	}
-	c->rr.placement = c->placement;
-	sw_report_write_run(a->run, &c->rr);
+	train_run_json_begin(&c->rr, a, c->be, 0, sw_now() - c->t_start, c->placement);
 	c->t_train = sw_now();
 }
 
@@ -190,12 +185,8 @@ static void run_json_end(lctx *c, int rc)
 {
 	if (!c->a->run || !c->rr.backend)
 		return;
-	c->rr.arena_peak = c->be->peak;
-	c->rr.host_peak_rss = train_rss_peak();
-	c->rr.device_peak = c->dev_peak;
-	c->rr.train_s = sw_now() - c->t_train;
-	c->rr.finished = !rc && c->last_step >= c->a->steps;
-	sw_report_write_run(c->a->run, &c->rr);
+	train_run_json_end(&c->rr, c->a->run, c->be->peak, c->dev_peak, sw_now() - c->t_train,
+			   !rc && c->last_step >= c->a->steps);
 }
 
 /* The step line and the metrics.jsonl record. */

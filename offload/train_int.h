@@ -162,7 +162,13 @@ void train_report_steps_end(sw_train_ctx *c);
 void train_report_finished(sw_train_ctx *c, int rc);
 void train_report_summary(const sw_train_ctx *c, int64_t first);
 uint64_t train_rss_now(void);
-uint64_t train_rss_peak(void);   /* VmHWM */
+/* RUN/run.json (core/report.h) of a run, full fine-tuning's or LoRA's: at the start the command,
+ * budgets, backend arena, pinned bytes, load time and placement text into *rr, written; at the
+ * end the measured peaks (host: VmHWM), the loop's time and whether it reached --steps. */
+void train_run_json_begin(sw_report_run *rr, const sw_train_args *a, const sw_backend *be,
+			  uint64_t pinned, double load_s, const char *placement);
+void train_run_json_end(sw_report_run *rr, const char *run, uint64_t arena_peak,
+			uint64_t device_peak, double train_s, int finished);
 /* A state file (one of P32, m, v as an fp32 Hugging Face directory) of the run's saves: begun
  * in dir (what was there removed), and ended: aborted when rc is an error (returned), else
  * finished. */

@@ -45,28 +45,39 @@ uint64_t train_rss_now(void)
 	return proc_status_bytes("VmRSS:");
 }
 
-uint64_t train_rss_peak(void)
+void train_run_json_begin(sw_report_run *rr, const sw_train_args *a, const sw_backend *be,
+			  uint64_t pinned, double load_s, const char *placement)
 {
-	return proc_status_bytes("VmHWM:");
+	sw_report_run r = { .backend = be->name, .device = be->device_name, .steps = a->steps,
+			    .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
+			    .arena_budget = be->budget, .pinned = pinned, .load_s = load_s,
+			    .placement = placement };
+	*rr = r;
+	sw_report_write_run(a->run, rr);
+}
+
+void train_run_json_end(sw_report_run *rr, const char *run, uint64_t arena_peak,
+			uint64_t device_peak, double train_s, int finished)
+{
+	rr->arena_peak = arena_peak;
+	rr->host_peak_rss = proc_status_bytes("VmHWM:");
+	rr->device_peak = device_peak;
+	rr->train_s = train_s;
+	rr->finished = finished;
+	sw_report_write_run(run, rr);
 }
 
 /* RUN/run.json at the start: command line, budgets, placement table (core/report.h). */
 static void report_run_begin(sw_train_ctx *c)
 {
-	const sw_train_args *a = c->a;
-	sw_report_run rr = { .backend = c->be->name, .device = c->be->device_name, .steps = a->steps,
-			     .gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
-			     .arena_budget = c->be->budget, .pinned = sw_exec_host_bytes(c->ex),
-			     .load_s = sw_now() - c->t_load };
-	c->rr = rr;
 	size_t len = 0;
 	FILE *pf = open_memstream(&c->placement, &len);
 	if (pf) {
 		sw_plan_print(&c->plan, pf);
 		fclose(pf);
 	}
-	c->rr.placement = c->placement;
-	sw_report_write_run(a->run, &c->rr);
+	train_run_json_begin(&c->rr, c->a, c->be, sw_exec_host_bytes(c->ex), sw_now() - c->t_load,
+			     c->placement);
 }
 
 void train_report_started(sw_train_ctx *c, int64_t first)
@@ -181,12 +192,8 @@ void train_report_finished(sw_train_ctx *c, int rc)
 {
 	train_report_steps_end(c);
 	if (c->a->run) {
-		c->rr.arena_peak = c->be->peak;
-		c->rr.host_peak_rss = proc_status_bytes("VmHWM:");
-		c->rr.device_peak = c->dev_peak;
-		c->rr.train_s = sw_now() - c->t_train;
-		c->rr.finished = !rc && c->last_step >= c->a->steps;
-		sw_report_write_run(c->a->run, &c->rr);
+		train_run_json_end(&c->rr, c->a->run, c->be->peak, c->dev_peak, sw_now() - c->t_train,
+				   !rc && c->last_step >= c->a->steps);
 		if (c->metrics)
 			sw_report_update(c->a->run, 1);
 	}
