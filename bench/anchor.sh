@@ -14,7 +14,9 @@
 #            anchor of the issue was measured), fio (io_uring, direct, 1 MiB, qd 32) when it is
 #            installed, and `spillway bench-io` (1 MiB, qd 32, 2 threads: train's I/O settings)
 #   rates    CPU AdamW (`spillway bench-adam` at all cores, train's default thread count) and the
-#            GPU's rates (bench/anchor_rates.py: bf16 GEMM at the model's shapes, pinned PCIe)
+#            GPU's rates (bench/anchor_rates.py: bf16 GEMM at the model's shapes, pinned PCIe;
+#            build/bench/cuda_layer at the 2.8B layer's shape: the rate our own layer kernels
+#            reach, GEMMs, attention and elementwise together, at the planner's FLOP accounting)
 #   r1       2.8B, state in host memory: --gpu-mem 10GiB --cpu-mem 100GiB
 #   r1-fsdp  FSDP2 on the 2.8B shape
 #   r1-gb2   regime 1 again with --grad-buffers 2 (two GPU gradient buffers: the copies to the
@@ -30,7 +32,8 @@
 # measured rates of `io` and `rates` passed to train (--gemm-tflops, --h2d-gbs, --d2h-gbs,
 # --adam-gparams, --nvme-read-gbs, --nvme-write-gbs) so that its bound is the bound at this
 # machine's rates; a rate not measured in this run is left at the planner's default, and the
-# table says so.
+# table says so. The compute rate passed is the layer kernels' (ANCHOR_RATE=gemm: the cuBLAS GEMM
+# rate alone, a bound no step reaches since attention and the elementwise kernels run slower).
 # Env: SW_BIN (build/spillway); LOGS (logs, default DIR/logs); STEPS (spillway steps, default 5:
 # the first is left out of the medians), NVME_STEPS (default 3); FSDP_WARMUP (2), FSDP_STEPS (3);
 # T_IO, T_RATES, T_INIT, T_R1, T_FSDP, T_R3, T_R2 (per-stage timeouts, seconds); DEADLINE (seconds
@@ -115,6 +118,18 @@ stage_rates() {
   # shellcheck disable=SC2046
   stage gpu_rates "${T_RATES:-120}" env PYTHONUNBUFFERED=1 python3 "$here/anchor_rates.py" \
     $(shape_args "$shape28" --dim --heads --kv-heads --ffn --vocab) --tokens "$seq"
+  # the rate our own layer kernels reach at this shape (GEMMs, attention and the elementwise
+  # kernels of one decoder layer, forward and backward, one row of SEQ tokens)
+  local lb
+  lb=$(dirname "$bin")/bench/cuda_layer
+  if [ -x "$lb" ]; then
+    # shellcheck disable=SC2046
+    set -- $(shape_args "$shape28" --dim --ffn --heads --kv-heads)
+    local C=$2 F=$4 nh=$6 nkv=$8
+    stage layer_rate "${T_RATES:-120}" env SW_BENCH_SHAPE="$C,$F,$nh,$nkv,$(( C / nh ))" SW_BENCH_SEQ="$seq" "$lb" 5
+  else
+    say "layer_rate: $lb not built (make bench): the bound uses the GEMM rate alone"
+  fi
 }
 
 # shape_args "FLAGS" --a --b ...: the named flags (with their values) out of a model's flags
@@ -142,10 +157,17 @@ def text(n):
     p = os.path.join(L, n)
     return open(p).read() if os.path.exists(p) else ""
 out = []
+layer = None
+for line in text("layer_rate.log").splitlines():
+    if line.startswith("{") and '"layer"' in line:
+        layer = json.loads(line)
 for line in text("gpu_rates.log").splitlines():
     if line.startswith("{"):
         r = json.loads(line)
-        out += ["--gemm-tflops", str(r["gemm_tflops_model_mix"]), "--h2d-gbs", str(r["h2d_gbs"]),
+        rate = r["gemm_tflops_model_mix"]
+        if layer and os.environ.get("ANCHOR_RATE", "layer") == "layer":
+            rate = layer["planner_tflops"]
+        out += ["--gemm-tflops", str(rate), "--h2d-gbs", str(r["h2d_gbs"]),
                 "--d2h-gbs", str(r["d2h_gbs"])]
 ad = text("adam.log")
 m = re.findall(r"^\s*(\d+)\s+([\d.]+)\s", ad, re.M)
@@ -231,6 +253,15 @@ if g:
     print("GPU %s: bf16 GEMM %.1f TFLOP/s at the model's shapes (8192^3: %.1f); PCIe pinned H2D %.2f, "
           "D2H %.2f, both at once %.2f GB/s" % (g["gpu"], g["gemm_tflops_model_mix"],
           g["gemm_tflops_8192"], g["h2d_gbs"], g["d2h_gbs"], g["duplex_h2d_plus_d2h_gbs"]))
+lr = None
+for l in text("layer_rate.log").splitlines():
+    if l.startswith("{") and '"layer"' in l:
+        lr = json.loads(l)
+if lr:
+    print("our layer kernels at the 2.8B layer's shape, one row of %d tokens (bench/cuda_layer): forward %.3f ms, "
+          "backward %.3f ms; %.1f TFLOP/s at the planner's accounting (two forwards and a backward: "
+          "passed as --gemm-tflops%s)" % (lr["T"], lr["fwd_ms"], lr["bwd_ms"], lr["planner_tflops"],
+          "" if os.environ.get("ANCHOR_RATE", "layer") == "layer" else ": not, ANCHOR_RATE=gemm"))
 m = re.findall(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)", text("adam.log"), re.M)
 if m:
     print("CPU AdamW (spillway bench-adam, %s threads): %s Gparam/s (%s GB/s)" % m[-1])

@@ -7,6 +7,8 @@
  * The layer is HF's LlamaDecoderLayer: x2 = x + o_proj(attn(rope(q), rope(k), v)) over
  * rmsnorm(x); y = x2 + down(silu(gate(h2)) * up(h2)) over h2 = rmsnorm(x2). Activations are
  * kept from the forward (as PyTorch autograd does), weight gradients accumulate in fp32.
+ * SW_BENCH_SHAPE=C,F,nh,nkv,hd runs one layer of that shape instead (named "custom"; bench/anchor.sh
+ * measures the layer rate of the model it trains this way).
  * Usage: cuda_layer [iters] */
 #include "core/backend.h"
 #include "core/dtype.h"
@@ -206,11 +208,16 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 	const double tfl = flops / (ms * 1e-3) / 1e12;
 	const double afl = 2.0 * nh * hd * (double)T * T;  /* causal attention forward */
 	const double am = median(ta, iters), abm = median(tab, iters);
+	/* The rate at the planner's accounting (offload/plan_cost.c) of a layer the engine recomputes:
+	 * forward, the backward's recompute of the forward, backward (8 FLOPs per GEMM parameter and
+	 * token) and attention at 8 T^2 q_dim, over the time of two forwards and one backward. */
+	const double fms = median(tf, iters), bms = median(tb, iters);
+	const double ptf = (8.0 * P * N + 8.0 * QD * (double)T * T) / ((2.0 * fms + bms) * 1e-3) / 1e12;
 	printf("{\"what\":\"layer\",\"impl\":\"cuda\",\"size\":\"%s\",\"T\":%d,\"ms\":%.3f,\"fwd_ms\":%.3f,"
 	       "\"bwd_ms\":%.3f,\"tflops\":%.1f,\"mfu\":%.3f,\"attn_fwd_ms\":%.3f,\"attn_fwd_tflops\":%.1f,"
-	       "\"attn_bwd_ms\":%.3f,\"attn_bwd_tflops\":%.1f}\n",
-	       L->name, T, ms, median(tf, iters), median(tb, iters), tfl, tfl / gemm_tf, am,
-	       afl / (am * 1e-3) / 1e12, abm, 2.5 * afl / (abm * 1e-3) / 1e12);
+	       "\"attn_bwd_ms\":%.3f,\"attn_bwd_tflops\":%.1f,\"planner_tflops\":%.1f}\n",
+	       L->name, T, ms, fms, bms, tfl, tfl / gemm_tf, am,
+	       afl / (am * 1e-3) / 1e12, abm, 2.5 * afl / (abm * 1e-3) / 1e12, ptf);
 	fflush(stdout);
 	be->ops->event_destroy(be, e0);
 	be->ops->event_destroy(be, e1);
@@ -236,12 +243,28 @@ int main(int argc, char **argv)
 		return 1;
 	double gtf = gemm_rate(iters);
 	const char *only = getenv("SW_BENCH_ONLY");  /* e.g. "8B" */
-	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
-		if (only && strcmp(only, cfgs[i].name))
+	const char *shape = getenv("SW_BENCH_SHAPE");
+	layer_cfg custom = { "custom", 0, 0, 0, 0, 0 };
+	const layer_cfg *list = cfgs;
+	size_t nlist = sizeof(cfgs) / sizeof(cfgs[0]);
+	if (shape) {
+		if (sscanf(shape, "%d,%d,%d,%d,%d", &custom.C, &custom.F, &custom.nh, &custom.nkv, &custom.hd) != 5 ||
+		    custom.C < 1 || custom.F < 1 || custom.nh < 1 || custom.nkv < 1 || custom.nh % custom.nkv ||
+		    custom.hd < 1 || custom.hd > 256 || custom.hd % 2) {
+			fprintf(stderr, "cuda_layer: SW_BENCH_SHAPE must be dim,ffn,heads,kv_heads,head_dim "
+					"(heads a multiple of kv_heads, head_dim even, at most 256)\n");
+			return 2;
+		}
+		list = &custom;
+		nlist = 1;
+		only = NULL;
+	}
+	for (size_t i = 0; i < nlist; i++) {
+		if (only && strcmp(only, list[i].name))
 			continue;
 		const char *seq = getenv("SW_BENCH_SEQ");
 		if (!seq)
-			seq = strcmp(cfgs[i].name, "70B") ? "2048,4096" : "2048,4096,8192";
+			seq = strcmp(list[i].name, "70B") ? "2048,4096" : "2048,4096,8192";
 		for (const char *p = seq; *p;) {
 			char *end;
 			long T = strtol(p, &end, 10);
@@ -249,7 +272,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "cuda_layer: SW_BENCH_SEQ must be lengths 1..65536 separated by commas\n");
 				return 2;
 			}
-			bench_layer(&cfgs[i], (int)T, iters, gtf);
+			bench_layer(&list[i], (int)T, iters, gtf);
 			p = *end == ',' ? end + 1 : end;
 		}
 	}
