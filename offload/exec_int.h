@@ -12,7 +12,12 @@
  *     the device update);
  *   - queue messages: a pinned host gradient buffer goes to the optimizer thread with a message
  *     carrying the D2H event (which the thread waits for) and comes back when the thread marks
- *     it free (condition variable); the executor waits for the queue to drain at the step end.
+ *     it free (condition variable);
+ *   - per-group counts: the executor counts the updates it queues for a group, the optimizer
+ *     thread those whose P16 home is final; a use of the group's P16 waits until they agree
+ *     (exec_group_wait). The step does not drain the queue (the step boundary overlaps: the
+ *     next step's forward runs under the last updates); whatever reads state from outside
+ *     drains it first (exec_opt_drain).
  * Nothing relies on timing, so the CPU backend (synchronous) and CUDA (asynchronous) agree. */
 #ifndef SW_OFFLOAD_EXEC_INT_H
 #define SW_OFFLOAD_EXEC_INT_H
