@@ -137,14 +137,15 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 {
 	const sw_plan_rates *r = &p->in.rates;
 	const sw_table *tt = p->in.tt;
-	int G = p->ngroups, L = p->n_layers, nv_lo = -1, nv_hi = -1, p16_nvme = 0, lead = 0;
+	int G = p->ngroups, L = p->n_layers, nv_lo = -1, nv_hi = -1, p16_first = -1, lead = 0;
 	double rate = r->gemm_tflops * 1e12, wr = r->nvme_write_gbs * 1e9, rd = r->nvme_read_gbs * 1e9;
 	for (int g = 0; g < G; g++) {
 		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
 			nv_lo = nv_lo < 0 ? g : nv_lo;
 			nv_hi = g;
 		}
-		p16_nvme |= p->tier[g][SW_STATE_P16] == SW_TIER_NVME;
+		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME && p16_first < 0)
+			p16_first = g;
 	}
 	while (lead < G && plan_resident(p, lead))
 		lead++;
@@ -169,8 +170,11 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 	k->t_boundary = k->t_boundary_drained = 0;
 	if (k->bottleneck == SW_RES_NVME) {
 		/* the disk idles from its last update's write to the next step's first read: the host
-		 * groups' AdamW, then the forward (unless it reads P16 from the disk) */
-		double fwd = p16_nvme ? 0 : k->t_fwd;
+		 * groups' AdamW, then the forward up to the first layer whose P16 it reads from the
+		 * disk */
+		int quiet = p16_first < 0 ? L : p16_first - 1;   /* layers 1 .. p16_first - 1 */
+		quiet = quiet < 0 ? 0 : quiet > L ? L : quiet;
+		double fwd = k->t_fwd * (double)quiet / (double)L;
 		k->t_boundary_drained = k->t_tail_adam + fwd;
 		double tail = k->t_tail_adam > k->t_tail_write ? k->t_tail_adam - k->t_tail_write : 0;
 		double lead_hidden = t_lead < k->t_tail_adam ? t_lead : k->t_tail_adam;
