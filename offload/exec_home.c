@@ -55,8 +55,6 @@ int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, 
 
 
 float *sw_exec_xfer(sw_exec *ex) { return ex->xfer; }
-
-int sw_exec_sync(sw_exec *ex) { return exec_opt_drain(ex); }
 int64_t sw_exec_xfer_len(const sw_exec *ex) { return ex->chunk; }
 
 /* ---- homes: where a buffer of state lives (device buffer | pinned host | NVMe extent) -------- */

@@ -419,6 +419,8 @@ int exec_opt_drain(sw_exec *ex)
 	return rc;
 }
 
+int sw_exec_sync(sw_exec *ex) { return exec_opt_drain(ex); }
+
 int exec_opt_error(sw_exec *ex)
 {
 	if (!ex->thr_started)

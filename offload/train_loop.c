@@ -261,10 +261,13 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 		/* a save or a commit reads the state: the step's last updates land first (the next
 		 * step's forward overlaps them otherwise: docs/architecture.md "The step boundary") */
 		if (a->run && ((a->save_every && step % a->save_every == 0) ||
-			       (end && !train_commit_ends(c))))
-			rc = (rc = sw_exec_sync(c->ex)) ? rc : train_state_save(c, step);
-		else if (c->commit_every && (++c->since_kept >= c->commit_every || end))
-			rc = (rc = sw_exec_sync(c->ex)) ? rc : train_commit_write(c, step);
+			       (end && !train_commit_ends(c)))) {
+			rc = sw_exec_sync(c->ex);
+			rc = rc ? rc : train_state_save(c, step);
+		} else if (c->commit_every && (++c->since_kept >= c->commit_every || end)) {
+			rc = sw_exec_sync(c->ex);
+			rc = rc ? rc : train_commit_write(c, step);
+		}
 	}
 	free(inputs);
 	free(targets);
