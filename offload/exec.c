@@ -159,6 +159,37 @@ static int alloc_check(sw_exec *ex)
 	return rc;
 }
 
+/* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
+ * the overlap and the read-ahead off (for comparison: both give the same bits); the test
+ * hooks SW_TEST_DELAY_ADAM=MS:GROUP and SW_TEST_NO_WAIT=1. */
+static void exec_boundary_init(sw_exec *ex)
+{
+	const char *ov = getenv("SW_STEP_OVERLAP"), *ra = getenv("SW_OPT_READ_AHEAD");
+	const char *dl = getenv("SW_TEST_DELAY_ADAM"), *nw = getenv("SW_TEST_NO_WAIT");
+	ex->overlap = !(ov && !strcmp(ov, "0"));
+	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
+	ex->delay_group = -1;
+	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
+		ex->delay_group = -1;
+	ex->no_wait = nw && !strcmp(nw, "1");
+}
+
+/* The read-ahead's group: a step's first NVMe update (the highest group: the backward runs
+ * from the head down). Off when a group with host state has its P16 on NVMe: its update
+ * bounces P16 through the staging sets. */
+static void exec_boundary_plan(sw_exec *ex)
+{
+	ex->ra_first = -1;
+	for (int gi = 0; gi < ex->G; gi++) {
+		if (ex->g[gi].opt_tier == SW_TIER_NVME)
+			ex->ra_first = gi;
+		if (ex->g[gi].opt_tier == SW_TIER_HOST && ex->g[gi].p16_tier == SW_TIER_NVME)
+			ex->read_ahead = 0;
+	}
+	if (ex->ra_first < 0)
+		ex->read_ahead = 0;
+}
+
 /* Buffer counts from the table, and the arrays that hold them. */
 static int table_counts(sw_exec *ex)
 {
@@ -178,12 +209,14 @@ static int table_counts(sw_exec *ex)
 	ex->g = calloc((size_t)ex->G, sizeof(grp));
 	ex->ck = calloc((size_t)ex->L * (size_t)ex->M, sizeof(ckpt));
 	ex->streamed = calloc((size_t)ex->G, 1);
+	ex->upd_sent = calloc((size_t)ex->G, sizeof(int64_t));
+	ex->upd_p16 = calloc((size_t)ex->G, sizeof(int64_t));
 	ex->gbuf = calloc((size_t)ex->ngb + 1, sizeof(float *));
 	ex->gb_free = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
 	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
 	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
 	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
-	if (!ex->g || !ex->ck || !ex->streamed || !ex->gbuf || !ex->gb_free || !ex->win ||
+	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf || !ex->gb_free || !ex->win ||
 	    !ex->win_ready || !ex->win_free)
 		return -ENOMEM;
 	for (int gi = 0; gi < ex->G; gi++) {
@@ -195,6 +228,7 @@ static int table_counts(sw_exec *ex)
 		for (int m = 0; m < ex->M; m++)
 			ex->ck[l * ex->M + m].tier = sw_plan_ckpt_tier(p, l, m);
 	sw_window_init(&ex->sched, ex->K);
+	exec_boundary_plan(ex);
 	ex->tabled = 1;
 	return 0;
 }
@@ -258,6 +292,8 @@ static int start_side(sw_exec *ex)
 	for (int t = 0; t < SW_TRACK_COUNT; t++)
 		fprintf(ex->trace, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
 			"\"args\":{\"name\":\"%s\"}}", t ? ",\n" : "", t + 1, exec_track_name[t]);
+	fprintf(ex->trace, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+		"\"args\":{\"name\":\"step\"}}", SW_TRACK_COUNT + 1);
 	ex->trace_first = 0;
 	return 0;
 }
@@ -293,6 +329,7 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 		ex->poison_step = pstep;
 		ex->poison_group = pgroup;
 	}
+	exec_boundary_init(ex);
 	pthread_mutex_init(&ex->mu, NULL);
 	pthread_cond_init(&ex->cv, NULL);
 	pthread_mutex_init(&ex->smu, NULL);
@@ -412,7 +449,7 @@ void sw_exec_destroy(sw_exec *ex)
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
 	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->win, ex->streamed, ex->win_ready,
-			   ex->win_free, ex->sev, ex->strack, ex->spans };
+			   ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);
 	pthread_mutex_destroy(&ex->mu);

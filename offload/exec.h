@@ -14,7 +14,13 @@
  *             (resident groups) or the gradient goes D2H to a pinned host buffer and a message
  *             to the optimizer thread, which runs the threaded CPU AdamW chunk by chunk (NVMe
  *             state read ahead, written behind) while the GPU goes on with the layer below.
- *   The step ends when the optimizer queue is drained: updates are synchronous.
+ *   The step boundary (docs/architecture.md): sw_exec_step returns when the step's GPU work is
+ *   done and its updates are queued; the optimizer thread finishes the last ones (CPU AdamW,
+ *   P16 refresh, NVMe write-back) while the next step's forward runs, each use of a group's
+ *   P16 waiting for that group's update only, and reads the next step's first NVMe state
+ *   ahead. Every function that reads or writes group state from outside (put, take, eval, the
+ *   commit functions) drains first; sw_exec_sync drains explicitly. SW_STEP_OVERLAP=0 drains
+ *   at the end of every step instead (the same bits).
  * Clipping (exact, docs/architecture.md "Clipping"): with clip > 0 and a speculative plan
  * (plan->speculative) one pass: every group updated as its gradient completes with the scale
  * assumed 1 (resident groups' updates, and with one NVMe slot the NVMe groups', wait for the
@@ -57,6 +63,8 @@ typedef struct sw_exec_stats {
 				   * often (clip_recent of the clip_seen steps before it) */
 	int clip_recent, clip_seen;   /* steps that clipped among the last ones seen before it */
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
+	int64_t read_ahead;       /* NVMe optimizer chunks the updates found read ahead (since
+				   * the last step returned: the step boundary overlaps) */
 } sw_exec_stats;
 
 typedef struct sw_exec_opts {
@@ -105,8 +113,14 @@ int sw_exec_get_group(sw_exec *ex, int group, sw_state state, float *host);
  * gradient, optimizer state or checkpoint is touched. Call between steps. 0 or -errno. */
 int sw_exec_eval(sw_exec *ex, const int32_t *inputs, const int32_t *targets, double *loss_sum);
 
+/* Waits until the last step's updates (and their NVMe writes) are done: call before anything
+ * outside the executor reads the state files it writes, and at the end of a run. 0, or the
+ * -errno an update met since the last step or sync returned (after its one error line). */
+int sw_exec_sync(sw_exec *ex);
+
 /* One optimizer step; inputs, targets (M, rows, T) int32 on the host; step: AdamW's step
- * counter t (train leaves skipped steps out). 0 or -errno (I/O).
+ * counter t (train leaves skipped steps out). 0 or -errno (I/O; an update of the step before
+ * may report its error here: the step boundary).
  * Test hook: SW_TEST_POISON_GRAD=K:G in the environment at sw_exec_create writes a NaN into
  * group G's gradient in the first backward pass of this executor's K-th call. */
 int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int64_t step,

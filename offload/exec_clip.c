@@ -182,17 +182,27 @@ int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 	return exec_backward_pass(ex, u, inputs, targets, scale, 1, gs, 1, NULL);
 }
 
-/* At the step's end, after the optimizer queue drained: when the speculative pass stood, host
- * state's second sets become the current ones. */
-void exec_clip_commit(sw_exec *ex)
+void exec_clip_swap(sw_exec *ex)
 {
-	if (!ex->commit_alt)
-		return;
 	for (int gi = 0; gi < ex->G; gi++)
 		for (int k = 0; k < 3 && ex->g[gi].opt_tier == SW_TIER_HOST; k++) {
 			float *t = ex->g[gi].opt_host[k];
 			ex->g[gi].opt_host[k] = ex->g[gi].alt[k];
 			ex->g[gi].alt[k] = t;
 		}
+}
+
+/* At the step's end: when the speculative pass stood, host state's second sets become the
+ * current ones: now (the optimizer queue drained), or, when the step boundary overlaps, on the
+ * optimizer thread after the step's last update (the queue is in order; nothing else reads
+ * host state before a drain). */
+void exec_clip_commit(sw_exec *ex)
+{
+	if (!ex->commit_alt)
+		return;
+	if (ex->overlap && ex->thr_started)
+		exec_opt_post(ex, OPT_SWAP, -1, 0);
+	else
+		exec_clip_swap(ex);
 	ex->commit_alt = 0;
 }

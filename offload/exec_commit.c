@@ -76,6 +76,9 @@ int sw_exec_commit_restore(sw_exec *ex, int slot, int g, int k, const uint64_t *
 	sw_io_extent e = ex->g[g].opt_ext[slot][k];
 	if (sw_io_extent_npieces(ex->io, e) != n)
 		return -EINVAL;
+	int rc = sw_exec_sync(ex);
+	if (rc)
+		return rc;
 	ex->slot = slot;
 	sw_exec_commit_keep(ex);
 	return sw_io_extent_sums_set(ex->io, e, sums, written);
@@ -86,7 +89,10 @@ int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float
 	SW_ASSERT(sw_exec_opt_on_nvme(ex, g) && k >= 0 && k < 3 && off % ex->chunk == 0);
 	sw_io_req r;
 	void *stage = ex->opt_stage[0];
-	int rc = sw_io_submit_read(ex->io, &r, ex->g[g].opt_ext[ex->slot][k], exec_opt_off(off),
+	int rc = sw_exec_sync(ex);
+	if (rc)
+		return rc;
+	rc = sw_io_submit_read(ex->io, &r, ex->g[g].opt_ext[ex->slot][k], exec_opt_off(off),
 				   exec_io_len((uint64_t)n * 4), stage);
 	if (!rc)
 		rc = sw_io_wait(ex->io, &r);
@@ -104,7 +110,8 @@ int sw_exec_commit_read(sw_exec *ex, int g, int k, int64_t off, int64_t n, float
 
 int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *src)
 {
-	return exec_home_put_p16(ex, g, off, n, src);
+	int rc = sw_exec_sync(ex);
+	return rc ? rc : exec_home_put_p16(ex, g, off, n, src);
 }
 
 /* The first non-finite element of x[0..n) or -1: blocks OR-ed branch-free (vectorized), the

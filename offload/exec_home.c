@@ -125,6 +125,7 @@ int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st)
 	exec_home h = exec_home_p16(ex, gi);
 	int64_t n = ex->tt->g[gi].numel;
 	uint64_t ab = (uint64_t)ex->ab;
+	exec_group_wait(ex, gi);   /* the group's last update has written its P16 home */
 	if (h.tier == SW_TIER_HOST) {
 		op->copy_h2d(be, st, dev, h.host, (uint64_t)n * ab);
 		return 0;
@@ -185,8 +186,11 @@ int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, con
 {
 	SW_ASSERT(src || state != SW_STATE_P32);
 	int k = state_slot(ex, gi, state, off, n);
+	int rc = sw_exec_sync(ex);
+	if (rc)
+		return rc;
 	exec_home h = exec_home_opt(ex, gi, k, ex->slot);
-	int rc = exec_home_write(ex, &h, exec_opt_off(off), (uint64_t)n * 4, src, ex->opt_stage[0]);
+	rc = exec_home_write(ex, &h, exec_opt_off(off), (uint64_t)n * 4, src, ex->opt_stage[0]);
 	if (!rc && state == SW_STATE_P32)
 		rc = exec_home_put_p16(ex, gi, off, n, src);
 	return rc;
@@ -195,6 +199,9 @@ int sw_exec_put(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, con
 int sw_exec_take(sw_exec *ex, int gi, sw_state state, int64_t off, int64_t n, float *dst)
 {
 	int k = state_slot(ex, gi, state, off, n);
+	int rc = sw_exec_sync(ex);
+	if (rc)
+		return rc;
 	exec_home h = exec_home_opt(ex, gi, k, ex->slot);
 	return exec_home_read(ex, &h, exec_opt_off(off), (uint64_t)n * 4, dst, ex->opt_stage[0]);
 }

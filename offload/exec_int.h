@@ -12,7 +12,12 @@
  *     the device update);
  *   - queue messages: a pinned host gradient buffer goes to the optimizer thread with a message
  *     carrying the D2H event (which the thread waits for) and comes back when the thread marks
- *     it free (condition variable); the executor waits for the queue to drain at the step end.
+ *     it free (condition variable);
+ *   - per-group counts: the executor counts the updates it queues for a group, the optimizer
+ *     thread those whose P16 home is final; a use of the group's P16 waits until they agree
+ *     (exec_group_wait). The step does not drain the queue (the step boundary overlaps: the
+ *     next step's forward runs under the last updates); whatever reads state from outside
+ *     drains it first (exec_opt_drain).
  * Nothing relies on timing, so the CPU backend (synchronous) and CUDA (asynchronous) agree. */
 #ifndef SW_OFFLOAD_EXEC_INT_H
 #define SW_OFFLOAD_EXEC_INT_H
@@ -71,9 +76,38 @@ typedef struct ckpt {
 
 typedef struct span { int track; double t0, t1; char name[24]; } span;
 
-/* spec: a speculative update (host state is written to the group's second set); hb < 0: the
- * gradient is grad (a held one), not a pinned queue buffer */
-typedef struct opt_msg { int group, hb, spec; double scale; const float *grad; } opt_msg;
+/* A message to the optimizer thread. OPT_UPDATE: group's CPU update; spec: a speculative update
+ * (host state is written to the group's second set); hb < 0: the gradient is grad (a held one),
+ * not a pinned queue buffer; lr, step, the NVMe slots read (rs) and written (ws) and fin_scan are
+ * the sending step's (the thread may still run them while the next step has begun). OPT_SWAP:
+ * host state's second sets become the current ones (a speculative pass stood). OPT_READ_AHEAD:
+ * read the first chunks of group's NVMe state from slot rs into the staging sets (the next
+ * step's first NVMe update). OPT_FLUSH: wait for every NVMe request the thread left in flight. */
+enum { OPT_UPDATE, OPT_SWAP, OPT_READ_AHEAD, OPT_FLUSH };
+typedef struct opt_msg {
+	int kind, group, hb, spec;
+	double scale;
+	const float *grad;
+	double lr;
+	int64_t step, call;                /* call: the executor's step (sw_exec_step calls), which
+					    * names the message's spans in the trace */
+	int rs, ws, fin_scan;
+} opt_msg;
+
+/* The optimizer thread's NVMe requests that outlive one update: the write-behind of a group's
+ * last chunks (waited for when its staging set is read into again, before the same group's
+ * next reads, or at a flush) and the read-ahead of the next step's first NVMe group. Only the
+ * optimizer thread touches it. */
+typedef struct opt_io {
+	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
+	int rd_n[NSTAGE], wr_n[NSTAGE];
+	int wr_group[NSTAGE], wr_slot[NSTAGE];   /* whose writes are pending in the set */
+	int64_t wr_call[NSTAGE], rd_call[NSTAGE];   /* the steps they serve (trace names) */
+	double tr0[NSTAGE];                      /* when the set's reads were submitted */
+	int next;                                /* the set the next group's first chunk uses */
+	int ra_group, ra_rs, ra_n;               /* read ahead: chunks [0, ra_n) of ra_group
+						  * from slot ra_rs, in sets next, next + 1, ... */
+} opt_io;
 
 struct sw_exec {
 	sw_backend *be;
@@ -134,6 +168,22 @@ struct sw_exec {
 	pthread_cond_t cv;
 	opt_msg q[OPT_Q];
 	int qn, qhead, busy, quit, err;
+	/* the step boundary (docs/architecture.md "The step boundary"): with overlap on, a step
+	 * returns once its GPU work is done and its updates are queued; the optimizer thread
+	 * finishes the last ones while the next step begins, and every use of a group's P16
+	 * waits for that group's update only (exec_group_wait) */
+	int overlap;                       /* SW_STEP_OVERLAP=0 turns it off: drained at step end */
+	int read_ahead;                    /* read the next step's first NVMe state during the
+					    * forward (SW_OPT_READ_AHEAD=0: off) */
+	int ra_first;                      /* the NVMe group a pass updates first (-1: none) */
+	int64_t *upd_sent;                 /* (G) updates queued per group (executor thread) */
+	int64_t *upd_p16;                  /* (G) of which the P16 home is final (under mu) */
+	int delay_group, delay_ms;         /* test hook SW_TEST_DELAY_ADAM=MS:GROUP: the optimizer
+					    * sleeps MS before each update of GROUP (-1: none) */
+	int no_wait;                       /* test hook SW_TEST_NO_WAIT=1: exec_group_wait does not
+					    * wait (shows that the tests catch a missing wait) */
+	opt_io oio;
+	int64_t ra_used;                   /* chunks updates found read ahead (atomic) */
 	int io_failed;                     /* an NVMe failure was said (exec_io_fail) */
 	int64_t step;
 	uint64_t host_bytes;                /* pinned host memory allocated */
@@ -238,7 +288,15 @@ void *exec_opt_thread(void *arg);
 int exec_hgrad_acquire(sw_exec *ex);
 /* Queues group gi's CPU update from pinned buffer hb, or (hb < 0) from grad; waits for room. */
 void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad);
+/* Queues a message of another kind (OPT_SWAP, OPT_READ_AHEAD of group gi from slot rs). */
+void exec_opt_post(sw_exec *ex, int kind, int gi, int rs);
+/* Waits until the optimizer thread is idle with nothing in flight (its NVMe requests
+ * included); returns and clears its first error since the last drain. */
 int exec_opt_drain(sw_exec *ex);
+/* Waits until every update of group gi queued so far has made its P16 home final. */
+void exec_group_wait(sw_exec *ex, int gi);
+/* The optimizer thread's first error so far (cleared), without waiting. */
+int exec_opt_error(sw_exec *ex);
 
 /* exec_step.c: the pieces of the step that clipping drives */
 void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale);
@@ -258,6 +316,9 @@ void exec_clip_observe(sw_exec *ex, sw_exec_stats *st);
 int exec_clip_backward(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
 		       float scale, sw_exec_stats *st, double *loss);
 void exec_clip_commit(sw_exec *ex);
+/* exec_clip.c: host state's second sets become the current ones (the optimizer thread's
+ * OPT_SWAP, or the executor's with the queue drained). */
+void exec_clip_swap(sw_exec *ex);
 
 /* exec_window.c: the P16 window, as the schedule (offload/window.h) says */
 int exec_win_use(sw_exec *ex, useq *u, int expect, void **p16);

@@ -1,5 +1,7 @@
 /* The optimizer thread: CPU AdamW of one group at a time from a pinned gradient buffer, its
- * state in host memory or streamed from NVMe (read-ahead before write-behind). */
+ * state in host memory or streamed from NVMe (read-ahead before write-behind), and the step
+ * boundary's side of it: the write-behind of a group's last chunks left in flight, the next
+ * step's first NVMe state read ahead, each group's P16 marked final as soon as it is. */
 #include "offload/exec_int.h"
 #include "core/log.h"
 
@@ -9,24 +11,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- the optimizer -------- */
 
-/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay); out: NULL
- * (in place), or the group's second state set (elements [off, off + n) receive the updated
- * P32/m/v, p32/m/v stay as they were: sw_adamw_update_parallel_to). */
-static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, float *m, float *v,
-		       const float *gr, void *p16, double scale, float *const *out)
+/* AdamW of elements [off, off+n) of group gi, tensor by tensor (each its own decay), at the
+ * message's learning rate, step and scale; out: NULL (in place), or the group's second state
+ * set (elements [off, off + n) receive the updated P32/m/v, p32/m/v stay as they were:
+ * sw_adamw_update_parallel_to). */
+static void adam_range(sw_exec *ex, const opt_msg *q, int64_t off, int64_t n, float *p32, float *m,
+		       float *v, const float *gr, void *p16, float *const *out)
 {
 	const sw_table *tt = ex->tt;
-	const sw_group *grp_ = &tt->g[gi];
+	const sw_group *grp_ = &tt->g[q->group];
 	for (int i = grp_->first; i < grp_->first + grp_->count; i++) {
 		const sw_tensor *t = &tt->t[i];
 		int64_t a = t->offset > off ? t->offset : off;
 		int64_t b = t->offset + t->numel < off + n ? t->offset + t->numel : off + n;
 		if (a >= b)
 			continue;
-		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
+		sw_adamw_args args = sw_adamw_args_make(&ex->o.adam, q->lr, q->step, t->decay, q->scale);
 		int64_t r = a - off;
 		if (out) {
 			float *const o3[3] = { out[0] + a, out[1] + a, out[2] + a };
@@ -35,163 +39,297 @@ static void adam_range(sw_exec *ex, int gi, int64_t off, int64_t n, float *p32, 
 			continue;
 		}
 		sw_adamw_update_parallel(ex->pool, p32 + r, m + r, v + r, gr + r,
-							      (char *)p16 + r * ex->ab, ex->be->act,
-							      b - a, &args);
+					 (char *)p16 + r * ex->ab, ex->be->act, b - a, &args);
 	}
 }
 
-/* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
- * written to NVMe chunk by chunk from the optimizer's staging). */
-/* (spec: a speculative update, written to the group's second state set) */
-static int opt_group_host(sw_exec *ex, int gi, const float *hg, double scale, int spec)
+/* Group gi's P16 home is final for the update in progress: one waiting use may go on. */
+static void mark_p16(sw_exec *ex, int gi)
 {
-	grp *g = &ex->g[gi];
-	int64_t n = ex->tt->g[gi].numel;
-	double t0 = sw_now();
-	int rc = 0;
-	for (int64_t off = 0; off < n; off += ex->chunk) {
-		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
-		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
-							: ex->opt_stage[0];
-		adam_range(ex, gi, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
-			   g->opt_host[2] + off, hg + off, p16, scale, spec ? g->alt : NULL);
-		if (g->p16_tier == SW_TIER_NVME &&
-		    (rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
-					     exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
-			break;
-	}
-	exec_span_add(ex, SW_TRACK_OPTIM, "adam", t0, sw_now());
-	return rc;
+	pthread_mutex_lock(&ex->mu);
+	ex->upd_p16[gi]++;
+	pthread_cond_broadcast(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
 }
 
-/* The NVMe pipeline of one group: chunk c is read into staging set c % 2 before chunk c-1 is
- * written back (read-ahead before write-behind); the writes of a set complete before the set
- * is read into again. */
-typedef struct opt_pipe {
-	sw_exec *ex;
-	int gi, rs, ws;                    /* group, slot read, slot written */
-	const float *hg;
-	double scale, tr0;
-	int64_t n;
-	uint64_t cb;                       /* bytes of one fp32 chunk in a staging set */
-	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
-	int rd_n[NSTAGE], wr_n[NSTAGE];    /* requests submitted (each waited for before return) */
-} opt_pipe;
+/* ---- NVMe requests left in flight (opt_io) ----------------------------------------------- */
 
 static const char *const state_name[3] = { "P32", "Adam m", "Adam v" };
 
 /* Waits for the write-behind of set s; rc: the first error so far, kept. */
-static int pipe_wait_writes(opt_pipe *q, int s, int rc)
+static int io_wait_writes(sw_exec *ex, int s, int rc)
 {
-	for (int w = 0; w < q->wr_n[s]; w++) {
+	opt_io *o = &ex->oio;
+	for (int w = 0; w < o->wr_n[s]; w++) {
 		double tw = sw_now();
-		int r = sw_io_wait(q->ex->io, &q->wr[s][w]);
-		exec_span_add(q->ex, SW_TRACK_NVME_WRITE, "write", tw, sw_now());
+		int r = sw_io_wait(ex->io, &o->wr[s][w]);
+		char nm[24];
+		snprintf(nm, sizeof(nm), "write %lld", (long long)o->wr_call[s]);
+		exec_span_add(ex, SW_TRACK_NVME_WRITE, nm, tw, sw_now());
 		if (r && !rc) {
 			char what[80];
-			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)", w < 3 ? state_name[w] : "P16",
-				 q->gi, w < 3 ? q->ws : 0);
-			exec_io_fail(q->ex, what, &q->wr[s][w]);
+			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)",
+				 w < 3 ? state_name[w] : "P16", o->wr_group[s], w < 3 ? o->wr_slot[s] : 0);
+			exec_io_fail(ex, what, &o->wr[s][w]);
 			rc = r;
 		}
 	}
-	q->wr_n[s] = 0;
+	o->wr_n[s] = 0;
 	return rc;
 }
 
-/* Reads P32, m, v of chunk ci ahead into its set (P16 is not read: it is rounded from P32). */
-static int pipe_read(opt_pipe *q, int64_t ci, int rc)
+/* Drops the reads in flight (waited for: their buffers are ours again). A failed one still
+ * fails the run, as every NVMe error does: rc, the first error so far, kept. */
+static int io_drop_reads(sw_exec *ex, int rc)
 {
-	sw_exec *ex = q->ex;
-	int s = (int)(ci % NSTAGE);
-	if ((rc = pipe_wait_writes(q, s, rc)))
-		return rc;
-	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
-	char *base = ex->opt_stage[s];
-	q->tr0 = sw_now();
-	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_read(ex->io, &q->rd[s][k], ex->g[q->gi].opt_ext[q->rs][k], exec_opt_off(off),
-					     exec_io_len((uint64_t)c * 4), base + (uint64_t)k * q->cb)))
-			q->rd_n[s]++;
+	opt_io *o = &ex->oio;
+	for (int s = 0; s < NSTAGE; s++) {
+		for (int k = 0; k < o->rd_n[s]; k++) {
+			int r = sw_io_wait(ex->io, &o->rd[s][k]);
+			if (r && !rc) {
+				exec_io_fail(ex, "read of optimizer state", &o->rd[s][k]);
+				rc = r;
+			}
+		}
+		o->rd_n[s] = 0;
+	}
+	o->ra_n = 0;
 	return rc;
 }
+
+/* The writes of group gi's last update still in flight land before its state is read again. */
+static int io_wait_group(sw_exec *ex, int gi, int rc)
+{
+	for (int s = 0; s < NSTAGE; s++)
+		if (ex->oio.wr_n[s] && ex->oio.wr_group[s] == gi)
+			rc = io_wait_writes(ex, s, rc);
+	return rc;
+}
+
+/* Everything in flight: writes waited for (their first error returned), reads dropped. */
+static int io_flush(sw_exec *ex, int rc)
+{
+	if (!ex->io)
+		return rc;
+	rc = io_drop_reads(ex, rc);
+	for (int s = 0; s < NSTAGE; s++)
+		rc = io_wait_writes(ex, s, rc);
+	return rc;
+}
+
+/* Submits the reads of P32, m, v of chunk ci of group gi (slot rs) into set s, after the
+ * set's writes landed (P16 is not read: it is rounded from P32). */
+static int io_read_chunk(sw_exec *ex, int gi, int rs, int64_t ci, int s, int64_t call, int rc)
+{
+	opt_io *o = &ex->oio;
+	if ((rc = io_wait_writes(ex, s, rc)))
+		return rc;
+	int64_t n = ex->tt->g[gi].numel;
+	int64_t off = ci * ex->chunk, c = n - off < ex->chunk ? n - off : ex->chunk;
+	uint64_t cb = exec_up4k((uint64_t)ex->chunk * 4);
+	char *base = ex->opt_stage[s];
+	o->tr0[s] = sw_now();
+	o->rd_call[s] = call;
+	for (int k = 0; k < 3 && !rc; k++)
+		if (!(rc = sw_io_submit_read(ex->io, &o->rd[s][k], ex->g[gi].opt_ext[rs][k],
+					     exec_opt_off(off), exec_io_len((uint64_t)c * 4),
+					     base + (uint64_t)k * cb)))
+			o->rd_n[s]++;
+	return rc;
+}
+
+/* OPT_READ_AHEAD: the first chunks of group gi's state (slot rs), one per staging set, from
+ * the set the group's update will start at; the update adopts them (opt_group_nvme). The
+ * message comes at the start of a step, after the last step's updates in the queue: their
+ * write-behind lands first (the sets and, with one slot, the same state). */
+static int io_read_ahead(sw_exec *ex, int gi, int rs, int64_t call)
+{
+	opt_io *o = &ex->oio;
+	if (o->ra_n && o->ra_group == gi && o->ra_rs == rs)
+		return 0;   /* still there from a step that updated nothing (skipped) */
+	int rc = io_drop_reads(ex, 0);
+	rc = io_wait_group(ex, gi, rc);
+	int64_t nch = (ex->tt->g[gi].numel + ex->chunk - 1) / ex->chunk;
+	int nra = nch < NSTAGE ? (int)nch : NSTAGE;
+	for (int c = 0; c < nra && !rc; c++)
+		rc = io_read_chunk(ex, gi, rs, c, (o->next + c) % NSTAGE, call, rc);
+	if (rc)
+		return io_drop_reads(ex, rc);
+	o->ra_group = gi;
+	o->ra_rs = rs;
+	o->ra_n = nra;
+	return 0;
+}
+
+/* ---- the updates ------------------------------------------------------------------------- */
+
+/* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
+ * written to NVMe chunk by chunk from the optimizer's staging: nothing else may be in flight
+ * from it then). spec: a speculative update, written to the group's second state set. */
+static int opt_group_host(sw_exec *ex, const opt_msg *q, const float *hg)
+{
+	grp *g = &ex->g[q->group];
+	int64_t n = ex->tt->g[q->group].numel;
+	int rc = g->p16_tier == SW_TIER_NVME ? io_flush(ex, 0) : 0;
+	double t0 = sw_now();
+	for (int64_t off = 0; off < n && !rc; off += ex->chunk) {
+		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
+		void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab
+							: ex->opt_stage[0];
+		adam_range(ex, q, off, c, g->opt_host[0] + off, g->opt_host[1] + off,
+			   g->opt_host[2] + off, hg + off, p16, q->spec ? g->alt : NULL);
+		if (g->p16_tier == SW_TIER_NVME)
+			rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
+						exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16);
+	}
+	char nm[24];
+	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
+	exec_span_add(ex, SW_TRACK_OPTIM, nm, t0, sw_now());
+	return rc;
+}
+
+/* The NVMe pipeline of one group: chunk c is read into staging set (base + c) % 2 before
+ * chunk c-1 is written back (read-ahead before write-behind); the writes of a set complete
+ * before the set is read into again. */
+typedef struct opt_pipe {
+	sw_exec *ex;
+	const opt_msg *q;
+	const float *hg;
+	int base;                          /* the set of chunk 0 */
+	int64_t n;
+	uint64_t cb;                       /* bytes of one fp32 chunk in a staging set */
+	int marked;                        /* the P16 home was marked final */
+} opt_pipe;
 
 /* Chunk ci, read one step ago: AdamW, then P32, m, v (and P16 when it lives on NVMe) written
- * behind into the other slot. */
-static int pipe_update(opt_pipe *q, int64_t ci, int rc)
+ * behind into slot ws. */
+static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 {
-	sw_exec *ex = q->ex;
-	grp *g = &ex->g[q->gi];
-	int ps = (int)(ci % NSTAGE);
-	int64_t off = ci * ex->chunk, c = q->n - off < ex->chunk ? q->n - off : ex->chunk;
+	sw_exec *ex = p->ex;
+	opt_io *o = &ex->oio;
+	const opt_msg *q = p->q;
+	grp *g = &ex->g[q->group];
+	int ps = (int)((p->base + ci) % NSTAGE);
+	int64_t off = ci * ex->chunk, c = p->n - off < ex->chunk ? p->n - off : ex->chunk;
 	char *base = ex->opt_stage[ps];
-	for (int k = 0; k < q->rd_n[ps]; k++) {
-		int r = sw_io_wait(ex->io, &q->rd[ps][k]);
+	for (int k = 0; k < o->rd_n[ps]; k++) {
+		int r = sw_io_wait(ex->io, &o->rd[ps][k]);
 		if (r && !rc) {
 			char what[80];
-			snprintf(what, sizeof(what), "read of %s of group %d (slot %d)", state_name[k], q->gi, q->rs);
-			exec_io_fail(ex, what, &q->rd[ps][k]);
+			snprintf(what, sizeof(what), "read of %s of group %d (slot %d)", state_name[k],
+				 q->group, q->rs);
+			exec_io_fail(ex, what, &o->rd[ps][k]);
 			rc = r;
 		}
 	}
-	q->rd_n[ps] = 0;
-	exec_span_add(ex, SW_TRACK_NVME_READ, "read", q->tr0, sw_now());
+	o->rd_n[ps] = 0;
+	char nm[24];
+	snprintf(nm, sizeof(nm), "read %lld", (long long)o->rd_call[ps]);
+	exec_span_add(ex, SW_TRACK_NVME_READ, nm, o->tr0[ps], sw_now());
 	if (rc)
 		return rc;
-	uint64_t cb = q->cb;
+	uint64_t cb = p->cb;
 	float *p32 = (float *)base, *m = (float *)(base + cb), *v = (float *)(base + 2 * cb);
 	void *p16 = g->p16_tier == SW_TIER_HOST ? (char *)g->p16_host + off * ex->ab : (void *)(base + 3 * cb);
 	double ta = sw_now();
-	adam_range(ex, q->gi, off, c, p32, m, v, q->hg + off, p16, q->scale, NULL);
-	if (ex->fin_scan)   /* a commit follows this step: what it writes is checked finite */
-		exec_commit_scan(ex, q->gi, off, c, (const float *const[3]){ p32, m, v });
-	exec_span_add(ex, SW_TRACK_OPTIM, "adam", ta, sw_now());
+	adam_range(ex, q, off, c, p32, m, v, p->hg + off, p16, NULL);
+	if (q->fin_scan)   /* a commit follows this step: what it writes is checked finite */
+		exec_commit_scan(ex, q->group, off, c, (const float *const[3]){ p32, m, v });
+	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
+	exec_span_add(ex, SW_TRACK_OPTIM, nm, ta, sw_now());
+	if (off + c == p->n && g->p16_tier == SW_TIER_HOST) {
+		/* the P16 home is final: the next forward may use it while P32/m/v are written */
+		mark_p16(ex, q->group);
+		p->marked = 1;
+	}
+	o->wr_group[ps] = q->group;
+	o->wr_slot[ps] = q->ws;
+	o->wr_call[ps] = q->call;
 	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->opt_ext[q->ws][k],
+		if (!(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->opt_ext[q->ws][k],
 					      exec_opt_off(off), exec_io_len((uint64_t)c * 4),
 					      base + (uint64_t)k * cb)))
-			q->wr_n[ps]++;
+			o->wr_n[ps]++;
 	if (!rc && g->p16_tier == SW_TIER_NVME &&
-	    !(rc = sw_io_submit_write(ex->io, &q->wr[ps][q->wr_n[ps]], g->p16_ext,
-				      (uint64_t)off * (uint64_t)ex->ab, exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
-		q->wr_n[ps]++;
+	    !(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->p16_ext,
+				      (uint64_t)off * (uint64_t)ex->ab,
+				      exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
+		o->wr_n[ps]++;
 	return rc;
 }
 
-static int opt_group_nvme(sw_exec *ex, int gi, const float *hg, double scale)
+/* The group's state read from slot rs (its first chunks maybe read ahead already), updated and
+ * written behind into slot ws. The writes of its last chunks stay in flight when the step
+ * boundary overlaps (their sets wait for them), unless P16 lives on NVMe (its home must be
+ * final before the group is marked). *marked: the P16 home was marked final. */
+static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *marked)
 {
-	opt_pipe q = { .ex = ex, .gi = gi, .hg = hg, .scale = scale, .rs = ex->slot,
-		       .ws = exec_write_slot(ex), .n = ex->tt->g[gi].numel,
+	opt_io *o = &ex->oio;
+	int gi = q->group;
+	opt_pipe p = { .ex = ex, .q = q, .hg = hg, .n = ex->tt->g[gi].numel,
 		       .cb = exec_up4k((uint64_t)ex->chunk * 4) };
-	int64_t nch = (q.n + ex->chunk - 1) / ex->chunk;
+	int64_t nch = (p.n + ex->chunk - 1) / ex->chunk;
 	int rc = exec_commit_gate_wait(ex);   /* slot ws may hold the last durable commit */
 	if (rc)
 		return rc;
 	grp *g = &ex->g[gi];
-	g->fin_slot = ex->fin_scan ? 1 + q.ws : 0;   /* slot ws changes: checked or unknown */
+	g->fin_slot = q->fin_scan ? 1 + q->ws : 0;   /* slot ws changes: checked or unknown */
 	g->fin_k = -1;
+	int have = 0;
+	if (o->ra_n && o->ra_group == gi && o->ra_rs == q->rs)
+		have = o->ra_n;              /* read ahead during the forward */
+	else if (o->ra_n)
+		rc = io_drop_reads(ex, rc);
+	o->ra_n = 0;
+	__atomic_fetch_add(&ex->ra_used, (int64_t)have, __ATOMIC_RELAXED);
+	rc = io_wait_group(ex, gi, rc);
+	p.base = o->next;
 	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
-		if (ci < nch)
-			rc = pipe_read(&q, ci, rc);
+		if (ci < nch && ci >= have)
+			rc = io_read_chunk(ex, gi, q->rs, ci, (int)((p.base + ci) % NSTAGE), q->call, rc);
 		if (ci > 0 && !rc)
-			rc = pipe_update(&q, ci - 1, rc);
+			rc = pipe_update(&p, ci - 1, rc);
 	}
-	for (int s = 0; s < NSTAGE; s++) {
-		rc = pipe_wait_writes(&q, s, rc);
-		for (int k = 0; k < q.rd_n[s]; k++)   /* reads ahead of a failed update: q is on our stack */
-			sw_io_wait(ex->io, &q.rd[s][k]);
-	}
+	o->next = (int)((p.base + nch) % NSTAGE);
+	if (rc)
+		rc = io_drop_reads(ex, rc);   /* reads ahead of a failed update */
+	if (rc || !ex->overlap || g->p16_tier == SW_TIER_NVME)
+		rc = io_flush(ex, rc);
+	*marked = p.marked;
 	return rc;
 }
 
-/* The CPU update of one group from pinned gradient hg. 0 or -errno (I/O). */
-static int opt_group(sw_exec *ex, int gi, const float *hg, double scale, int spec)
+/* The CPU update of one group (an OPT_UPDATE message). 0 or -errno (I/O). */
+static int opt_group(sw_exec *ex, const opt_msg *q, const float *hg, int *marked)
 {
-	if (ex->g[gi].opt_tier == SW_TIER_HOST)
-		return opt_group_host(ex, gi, hg, scale, spec);
+	*marked = 0;
+	if (q->group == ex->delay_group && ex->delay_ms > 0)
+		usleep((useconds_t)ex->delay_ms * 1000);   /* test hook: a late update */
+	if (ex->g[q->group].opt_tier == SW_TIER_HOST)
+		return opt_group_host(ex, q, hg);
 	/* NVMe state needs no second set: every update writes the other slot (two slots) */
-	SW_ASSERT(!spec || ex->p->in.slots == 2);
-	return opt_group_nvme(ex, gi, hg, scale);
+	SW_ASSERT(!q->spec || ex->p->in.slots == 2);
+	return opt_group_nvme(ex, q, hg, marked);
+}
+
+/* One message on the optimizer thread. */
+static int opt_run(sw_exec *ex, const opt_msg *q)
+{
+	if (q->kind == OPT_SWAP) {
+		exec_clip_swap(ex);
+		return 0;
+	}
+	if (q->kind == OPT_READ_AHEAD)
+		return io_read_ahead(ex, q->group, q->rs, q->call);
+	if (q->kind == OPT_FLUSH)
+		return io_flush(ex, 0);
+	if (q->hb >= 0)   /* the gradient has arrived (a held one is there already) */
+		ex->be->ops->event_sync(ex->be, ex->hgrad_ev[q->hb]);
+	int marked;
+	int rc = opt_group(ex, q, q->hb >= 0 ? ex->hgrad[q->hb] : q->grad, &marked);
+	if (!marked)
+		mark_p16(ex, q->group);
+	return rc;
 }
 
 void *exec_opt_thread(void *arg)
@@ -208,19 +346,17 @@ void *exec_opt_thread(void *arg)
 		ex->qn--;
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
-		if (msg.hb >= 0)   /* the gradient has arrived (a held one is there already) */
-			ex->be->ops->event_sync(ex->be, ex->hgrad_ev[msg.hb]);
-		int rc = opt_group(ex, msg.group, msg.hb >= 0 ? ex->hgrad[msg.hb] : msg.grad, msg.scale,
-				   msg.spec);
+		int rc = opt_run(ex, &msg);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
-		if (msg.hb >= 0)
+		if (msg.kind == OPT_UPDATE && msg.hb >= 0)
 			ex->hgrad_busy[msg.hb] = 0;
 		ex->busy = 0;
 		pthread_cond_broadcast(&ex->cv);
 	}
 	pthread_mutex_unlock(&ex->mu);
+	io_flush(ex, 0);   /* nothing of ours stays in flight past the thread */
 	return NULL;
 }
 
@@ -239,14 +375,32 @@ int exec_hgrad_acquire(sw_exec *ex)
 	}
 }
 
-void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad)
+/* Queues m (under mu), waiting for room. */
+static void opt_push(sw_exec *ex, const opt_msg *m)
 {
-	pthread_mutex_lock(&ex->mu);
 	while (ex->qn == OPT_Q)
 		pthread_cond_wait(&ex->cv, &ex->mu);
-	ex->q[(ex->qhead + ex->qn) % OPT_Q] = (opt_msg){ gi, hb, spec, scale, grad };
+	ex->q[(ex->qhead + ex->qn) % OPT_Q] = *m;
 	ex->qn++;
 	pthread_cond_broadcast(&ex->cv);
+}
+
+void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const float *grad)
+{
+	opt_msg m = { .kind = OPT_UPDATE, .group = gi, .hb = hb, .spec = spec, .scale = scale,
+		      .grad = grad, .lr = ex->lr, .step = ex->step, .call = ex->calls, .rs = ex->slot,
+		      .ws = exec_write_slot(ex), .fin_scan = ex->fin_scan };
+	pthread_mutex_lock(&ex->mu);
+	ex->upd_sent[gi]++;
+	opt_push(ex, &m);
+	pthread_mutex_unlock(&ex->mu);
+}
+
+void exec_opt_post(sw_exec *ex, int kind, int gi, int rs)
+{
+	opt_msg m = { .kind = kind, .group = gi, .hb = -1, .rs = rs, .call = ex->calls };
+	pthread_mutex_lock(&ex->mu);
+	opt_push(ex, &m);
 	pthread_mutex_unlock(&ex->mu);
 }
 
@@ -254,6 +408,8 @@ int exec_opt_drain(sw_exec *ex)
 {
 	if (!ex->thr_started)
 		return 0;
+	if (ex->overlap)   /* the write-behind and read-ahead left in flight */
+		exec_opt_post(ex, OPT_FLUSH, -1, 0);
 	pthread_mutex_lock(&ex->mu);
 	while (ex->qn || ex->busy)
 		pthread_cond_wait(&ex->cv, &ex->mu);
@@ -263,3 +419,25 @@ int exec_opt_drain(sw_exec *ex)
 	return rc;
 }
 
+int sw_exec_sync(sw_exec *ex) { return exec_opt_drain(ex); }
+
+int exec_opt_error(sw_exec *ex)
+{
+	if (!ex->thr_started)
+		return 0;
+	pthread_mutex_lock(&ex->mu);
+	int rc = ex->err;
+	ex->err = 0;
+	pthread_mutex_unlock(&ex->mu);
+	return rc;
+}
+
+void exec_group_wait(sw_exec *ex, int gi)
+{
+	if (!ex->thr_started || ex->no_wait)
+		return;
+	pthread_mutex_lock(&ex->mu);
+	while (ex->upd_p16[gi] < ex->upd_sent[gi])
+		pthread_cond_wait(&ex->cv, &ex->mu);
+	pthread_mutex_unlock(&ex->mu);
+}

@@ -74,7 +74,9 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 			return;
 		exec_gpu_update(ex, gi, gb, scale);
 	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
-		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm */
+		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm;
+		 * the last step's held update of this group has read it (the step boundary) */
+		exec_group_wait(ex, gi);
 		sw_event *e = ex->held_ev;
 		op->event_record(be, e, ex->cs);
 		op->stream_wait(be, ex->ds, e);
@@ -368,11 +370,18 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		sw_io_bytes(ex->io, &r0, &w0);
 	ex->t_step0 = sw_now();
 	op->event_record(be, ex->ev0, ex->cs);
+	/* the step's first NVMe update reads its state during the forward (queued behind the last
+	 * step's updates, whose write-behind lands first) */
+	if (ex->read_ahead)
+		exec_opt_post(ex, OPT_READ_AHEAD, ex->ra_first, ex->slot);
 	double loss = 0;
 	int rc = forward_pass(ex, &u, inputs, 1);
 	if (!rc)
 		rc = exec_clip_backward(ex, &u, inputs, targets, scale, st, &loss);
-	int orc = exec_opt_drain(ex);
+	/* the step boundary: drained (SW_STEP_OVERLAP=0), or the step ends with its last updates
+	 * still running; the next step's uses of their groups wait for them (exec_group_wait), and
+	 * an error they meet is returned by a later step or sw_exec_sync */
+	int orc = ex->overlap ? exec_opt_error(ex) : exec_opt_drain(ex);
 	exec_clip_commit(ex);
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
@@ -396,6 +405,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		st->nvme_read -= r0;
 		st->nvme_write -= w0;
 	}
+	st->read_ahead = __atomic_exchange_n(&ex->ra_used, 0, __ATOMIC_RELAXED);
 	exec_finish_spans(ex, st);
 	free(ug);
 	return rc;
@@ -441,7 +451,12 @@ int sw_exec_eval(sw_exec *ex, const int32_t *inputs, const int32_t *targets, dou
 	ug[u.n++] = ex->tied ? 0 : ex->H;
 	sw_window_init(&ex->sched, ex->K);
 	be->ops->stream_sync(be, ex->cs);
-	int rc = forward_pass(ex, &u, inputs, 0);
+	int rc = sw_exec_sync(ex);   /* an evaluation reads final weights: the last step's updates */
+	if (rc) {
+		free(ug);
+		return rc;
+	}
+	rc = forward_pass(ex, &u, inputs, 0);
 	if (!rc)
 		rc = eval_head(ex, &u, targets, loss_sum);
 	be->ops->stream_sync(be, ex->cs);

@@ -55,7 +55,7 @@ const char *const exec_track_name[SW_TRACK_COUNT] = {
 	"compute", "H2D", "D2H", "NVMe read", "NVMe write", "optimizer",
 };
 
-void exec_trace_flush(sw_exec *ex)
+static void trace_flush_locked(sw_exec *ex)
 {
 	if (!ex->trace)
 		return;
@@ -67,6 +67,13 @@ void exec_trace_flush(sw_exec *ex)
 		ex->trace_first = 0;
 	}
 	ex->nspans = 0;
+}
+
+void exec_trace_flush(sw_exec *ex)
+{
+	pthread_mutex_lock(&ex->smu);
+	trace_flush_locked(ex);
+	pthread_mutex_unlock(&ex->smu);
 }
 
 /* By track, then start. */
@@ -94,6 +101,8 @@ void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
 		ex->sev_warned = 1;
 	}
 	ex->sev_dropped = 0;
+	/* the optimizer thread may still add spans (the step boundary overlaps) */
+	pthread_mutex_lock(&ex->smu);
 	/* busy = the union of a track's spans in this step: reads in flight together (checkpoints
 	 * read ahead beside optimizer state) count once */
 	span *v = malloc((size_t)(ex->nspans ? ex->nspans : 1) * sizeof(span));
@@ -121,9 +130,17 @@ void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
 		st->busy[tr] += b - a;
 	}
 	free(v);
-	if (ex->trace)
-		exec_trace_flush(ex);
+	if (ex->trace) {
+		/* the step itself, from its start to its return (the step boundary: the optimizer's
+		 * spans named with this step's number may run past it) */
+		fprintf(ex->trace, "%s{\"name\":\"step %lld\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,"
+			"\"ts\":%.1f,\"dur\":%.1f}", ex->trace_first ? "" : ",\n", (long long)ex->calls,
+			SW_TRACK_COUNT + 1, (ex->t_step0 - ex->t_origin) * 1e6, st->step_s * 1e6);
+		ex->trace_first = 0;
+		trace_flush_locked(ex);
+	}
 	else
 		ex->nspans = 0;
+	pthread_mutex_unlock(&ex->smu);
 }
 

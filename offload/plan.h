@@ -212,7 +212,17 @@ typedef struct sw_plan_cost {
 	double t_after;             /* one-pass clipping with one slot: the deferred groups'
 				     * updates, after the backward (max of their NVMe and CPU
 				     * AdamW time; their bytes are in the totals above, not in t[]) */
-	double step_s;              /* max of t[], + t_after */
+	double step_s;              /* max of t[], + t_after: the bound (every resource overlapped) */
+	/* the step boundary (docs/planner.md "The step boundary"): the bottleneck's idle time
+	 * between a step's last update and the next step's first, which the schedule does not
+	 * hide: with the next forward overlapping the last updates and the first NVMe state read
+	 * ahead (the executor's default) and with the drained schedule (SW_STEP_OVERLAP=0) */
+	double t_boundary, t_boundary_drained;
+	double t_tail_adam;         /* CPU AdamW after the last NVMe update (host-state groups) */
+	double t_tail_write;        /* the write-behind of the last NVMe group's last chunks */
+	double t_fwd;               /* the forward's compute */
+	double t_read_ahead;        /* the next step's first NVMe state read ahead (2 chunks) */
+	double predict_s;           /* step_s + t_boundary: the predicted step */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second

@@ -126,6 +126,76 @@ static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *
 	}
 }
 
+/* The step boundary: what the bottleneck idles between a step's last update and the next
+ * step's first that the schedule does not hide (docs/planner.md "The step boundary"). The
+ * forward needs the embedding and the first layers first, which the backward updates last, so
+ * a forward over CPU-updated groups waits for the last step's CPU AdamW; the overlap hides the
+ * last NVMe group's write-behind under that AdamW and runs the leading GPU-updated layers'
+ * forward under it; the read-ahead fills the forward's idle disk with the first NVMe update's
+ * state. Only the NVMe- and compute-bound cases are modelled (0 otherwise). */
+static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
+{
+	const sw_plan_rates *r = &p->in.rates;
+	const sw_table *tt = p->in.tt;
+	int G = p->ngroups, L = p->n_layers, nv_lo = -1, nv_hi = -1, p16_first = -1, lead = 0;
+	double rate = r->gemm_tflops * 1e12, wr = r->nvme_write_gbs * 1e9, rd = r->nvme_read_gbs * 1e9;
+	for (int g = 0; g < G; g++) {
+		if (p->tier[g][SW_STATE_P32] == SW_TIER_NVME) {
+			nv_lo = nv_lo < 0 ? g : nv_lo;
+			nv_hi = g;
+		}
+		if (p->tier[g][SW_STATE_P16] == SW_TIER_NVME && p16_first < 0)
+			p16_first = g;
+	}
+	while (lead < G && plan_resident(p, lead))
+		lead++;
+	/* the forward: 2 of 6NT and attention's forward (2 of its 8); layers before the first
+	 * CPU-updated group (the embedding's gather costs nothing) */
+	k->t_fwd = (k->flops_model / 3.0 + k->flops_attn / 4.0) / rate;
+	int lead_layers = lead > 1 ? (lead - 1 < L ? lead - 1 : L) : 0;
+	double t_lead = k->t_fwd * (double)lead_layers / (double)L;
+	int64_t chunk = p->chunk_params;
+	k->t_tail_adam = k->t_tail_write = k->t_read_ahead = 0;
+	for (int g = 0; g < (nv_lo < 0 ? G : nv_lo); g++)
+		if (!plan_resident(p, g))
+			k->t_tail_adam += (double)tt->g[g].numel / r->adam_params_per_s;
+	if (nv_lo >= 0) {
+		int64_t n = tt->g[nv_lo].numel, nch = (n + chunk - 1) / chunk;
+		int64_t last = n - (nch > 2 ? nch - 2 : 0) * chunk;
+		uint64_t per = OPT_BYTES + (p->tier[nv_lo][SW_STATE_P16] == SW_TIER_NVME ? (uint64_t)p->p16_bytes : 0);
+		k->t_tail_write = (double)((uint64_t)last * per) / wr;
+		int64_t m = tt->g[nv_hi].numel;
+		k->t_read_ahead = (double)((uint64_t)(m < 2 * chunk ? m : 2 * chunk) * OPT_BYTES) / rd;
+	}
+	k->t_boundary = k->t_boundary_drained = 0;
+	if (k->bottleneck == SW_RES_NVME) {
+		/* the disk idles from its last update's write to the next step's first read: the host
+		 * groups' AdamW, then the forward up to the first layer whose P16 it reads from the
+		 * disk */
+		int quiet = p16_first < 0 ? L : p16_first - 1;   /* layers 1 .. p16_first - 1 */
+		quiet = quiet < 0 ? 0 : quiet > L ? L : quiet;
+		double fwd = k->t_fwd * (double)quiet / (double)L;
+		k->t_boundary_drained = k->t_tail_adam + fwd;
+		double tail = k->t_tail_adam > k->t_tail_write ? k->t_tail_adam - k->t_tail_write : 0;
+		double lead_hidden = t_lead < k->t_tail_adam ? t_lead : k->t_tail_adam;
+		double f = fwd - lead_hidden - k->t_read_ahead;
+		k->t_boundary = tail + (f > 0 ? f : 0);
+	} else if (k->bottleneck == SW_RES_COMPUTE && lead < G) {
+		/* the GPU idles while the last CPU update (the lowest CPU-updated group, whose
+		 * gradient comes last) outlasts the backward of the GPU-updated layers below it; the
+		 * overlap runs their forward under it too */
+		int64_t n = tt->g[lead].numel;
+		double t_upd = (double)n / r->adam_params_per_s;
+		if (p->tier[lead][SW_STATE_P32] == SW_TIER_NVME)
+			t_upd += (double)((uint64_t)n * OPT_BYTES) / rd + (double)((uint64_t)n * OPT_BYTES) / wr;
+		double d = t_upd - 2.0 * t_lead;
+		k->t_boundary_drained = d > 0 ? d : 0;
+		d -= t_lead;
+		k->t_boundary = d > 0 ? d : 0;
+	}
+	k->predict_s = k->step_s + k->t_boundary;
+}
+
 /* A step of P backward passes whose groups are updated `updates` times (2 in a redone step,
  * with the rollback between). */
 static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
@@ -193,6 +263,7 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 		if (k->t[i] > k->t[k->bottleneck])
 			k->bottleneck = (sw_plan_resource)i;
 	k->step_s = k->t[k->bottleneck] + k->t_after;
+	cost_boundary(p, k);
 	k->tokens_per_s = tokens / k->step_s;
 	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
 }

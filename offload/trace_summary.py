@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Summarises a `spillway train --trace` file: busy seconds per track, and how long each pair
-of tracks was busy at the same time (overlap), over the whole trace or from --from-step-s on.
+of tracks was busy at the same time (overlap), over the whole trace or from --skip-s on; and
+the step boundary: how long each step's last updates and NVMe transfers (the optimizer's spans,
+named with their step's number) ran past the start of the next step, and how much GPU compute
+of the next step ran meanwhile (docs/architecture.md "The step boundary").
 Usage: trace_summary.py TRACE.json [--skip-s SECONDS]"""
-import json, sys
+import json, re, sys
 
 def merge(iv):
     iv = sorted(iv)
@@ -23,7 +26,8 @@ def main():
     skip = float(sys.argv[sys.argv.index('--skip-s') + 1]) if '--skip-s' in sys.argv else 0.0
     ev = json.load(open(path))['traceEvents']
     names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
-    spans = {}
+    step_tid = next((k for k, v in names.items() if v == 'step'), None)
+    spans, steps, tagged = {}, [], {}
     t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
     for e in ev:
         if e.get('ph') != 'X':
@@ -31,7 +35,15 @@ def main():
         a = (e['ts'] - t0) / 1e6
         if a < skip:
             continue
-        spans.setdefault(e['tid'], []).append((a, a + e['dur'] / 1e6))
+        b = a + e['dur'] / 1e6
+        if e['tid'] == step_tid:
+            steps.append((a, b, int(e['name'].split()[1])))
+            continue
+        spans.setdefault(e['tid'], []).append((a, b))
+        mt = re.match(r'(adam|read|write) (\d+)$', e['name'])
+        if mt:   # the optimizer thread's work for step N
+            n = int(mt.group(2))
+            tagged[n] = max(tagged.get(n, b), b)
     m = {k: merge(v) for k, v in spans.items()}
     end = max((b for v in m.values() for _, b in v), default=0)
     print(f"trace {path}: {end - skip:.2f} s (from {skip:.2f} s)")
@@ -55,6 +67,25 @@ def main():
         for t in trio[1:]:
             both = intersect(both, by[t])
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
+    boundary(steps, tagged, by.get('compute', []))
+
+def boundary(steps, tagged, compute):
+    """The step boundary: step N's optimizer work (CPU AdamW, its NVMe reads and write-backs)
+    running past step N+1's start, and step N+1's compute in that time."""
+    steps.sort()
+    past = ov = 0.0
+    n = 0
+    for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
+        if s1 != s0 + 1:
+            continue
+        n += 1
+        end = tagged.get(s0, a1)
+        if end > a1:
+            past += end - a1
+            ov += inter(compute, [[a1, end]])
+    if n:
+        print(f"cross-step overlap: the last updates/write-backs of a step ran {past:.2f} s into the next "
+              f"step ({past / n:.3f} s per boundary, {n} boundaries); next step's compute meanwhile: {ov:.2f} s")
 
 def intersect(x, y):
     """The intervals where both x and y (sorted, merged) are busy."""

@@ -176,7 +176,8 @@ static int stopped(sw_train_ctx *c, int sig)
 	const sw_train_args *a = c->a;
 	const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-after";
 	train_report_steps_end(c);
-	int jrc = train_commit_join(c);
+	int jrc = sw_exec_sync(c->ex);   /* the last step's updates landed (the step boundary) */
+	jrc = jrc ? jrc : train_commit_join(c);
 	if (jrc)
 		return jrc;
 	if (a->run && c->last_step > c->last_saved &&
@@ -257,11 +258,16 @@ static int step_loop(sw_train_ctx *c, int64_t first)
 			break;
 		train_report_step(c, step, lr, &st);
 		int end = step == a->steps;
+		/* a save or a commit reads the state: the step's last updates land first (the next
+		 * step's forward overlaps them otherwise: docs/architecture.md "The step boundary") */
 		if (a->run && ((a->save_every && step % a->save_every == 0) ||
-			       (end && !train_commit_ends(c))))
-			rc = train_state_save(c, step);
-		else if (c->commit_every && (++c->since_kept >= c->commit_every || end))
-			rc = train_commit_write(c, step);
+			       (end && !train_commit_ends(c)))) {
+			rc = sw_exec_sync(c->ex);
+			rc = rc ? rc : train_state_save(c, step);
+		} else if (c->commit_every && (++c->since_kept >= c->commit_every || end)) {
+			rc = sw_exec_sync(c->ex);
+			rc = rc ? rc : train_commit_write(c, step);
+		}
 	}
 	free(inputs);
 	free(targets);
@@ -313,6 +319,8 @@ int sw_train(const sw_train_args *a)
 		if (!c.cpu)
 			sw_cuda_mem_used(&c.dev_peak);
 		rc = step_loop(&c, first);
+		int src = c.ex ? sw_exec_sync(c.ex) : 0;   /* the last step's updates and writes */
+		rc = rc ? rc : src;
 		int jrc = train_commit_join(&c);   /* the end's commit durable before the summary */
 		rc = rc ? rc : jrc;
 		train_report_finished(&c, rc);

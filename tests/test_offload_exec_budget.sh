@@ -104,11 +104,13 @@ echo "ok busy times within step times"
 # backward twice: checkpoints and P16 are read again), window of 2 and 3. The engine moves
 # whole 4 KiB pages and the planner counts exact bytes, so measured may exceed the plan by the
 # rounding of each group's last chunk: at most 4 KiB per transfer of >= 100 KiB here, < 1 %.
+# Drained steps (SW_STEP_OVERLAP=0): with the step boundary overlapped a step's last updates
+# submit their transfers during the next step, so the per-step count moves with them.
 "$bin" init --arch llama --dim 256 --layers 4 --heads 4 --ffn 512 --vocab 258 --out "$w/m4" >/dev/null || fail "init m4"
 for cfg in "0 2" "1 2" "1 3"; do
   set -- $cfg
   rm -rf "$w/nv"/* "$w/run_io"
-  "$bin" train "${common[@]}" --model "$w/m4" --steps 2 --seq-len 64 --batch-tokens 512 --run "$w/run_io" \
+  SW_STEP_OVERLAP=0 "$bin" train "${common[@]}" --model "$w/m4" --steps 2 --seq-len 64 --batch-tokens 512 --run "$w/run_io" \
     --gpu-mem 8992KiB --cpu-mem 6404KiB --nvme "$w/nv" --chunk 8192 --clip "$1" --prefetch "$2" >"$w/out" 2>"$w/err" ||
     { cat "$w/err"; fail "traffic run clip $1 prefetch $2"; }
   python3 - "$w/run_io/metrics.jsonl" "$1 $2" <<'PY' || fail "NVMe bytes differ from the plan (clip, prefetch: $cfg)"

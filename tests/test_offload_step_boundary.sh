@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The step boundary through `train` (docs/architecture.md "The step boundary"): with the first
+# group's CPU update held back 100 ms (SW_TEST_DELAY_ADAM=100:0), the trace shows the last
+# updates of each step running into the next one by default and not at all when drained
+# (SW_STEP_OVERLAP=0; a save drains too: --save-every 2), offload/trace_summary.py says so, and
+# the runs' losses (metrics.jsonl) and saved weights and optimizer state (steps 2 and 4) are the
+# same bytes; the read-ahead off as well.
+set -u
+bin=${SW_BIN:-build/spillway}
+w=$(mktemp -d /tmp/sw-boundary.XXXXXX)
+trap 'rm -rf "$w"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+"$bin" init --arch llama --dim 64 --layers 3 --heads 4 --ffn 128 --vocab 258 --seed 3 --out "$w/m" >/dev/null || fail init
+"$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
+mkdir -p "$w/nv"
+# P16 in host memory, P32/m/v of the upper groups on NVMe, the first groups' in host memory
+common=(--model "$w/m" --data "$w/d.tok" --seq-len 32 --batch-tokens 128 --backend cpu --lr 3e-3
+        --steps 4 --save-every 2 --clip 0 --gpu-mem 800KiB --cpu-mem 1800KiB --chunk 2048 --nvme "$w/nv" --quiet)
+run() {   # NAME ENV...: trains into $w/NAME with a trace
+  local name=$1; shift
+  env "$@" SW_TEST_DELAY_ADAM=100:0 "$bin" train "${common[@]}" --run "$w/$name" --trace "$w/$name.json" \
+    >"$w/$name.out" 2>"$w/$name.err" || { cat "$w/$name.err"; fail "train $name"; }
+  python3 offload/trace_summary.py "$w/$name.json" >"$w/$name.sum" || fail "trace_summary $name"
+  grep "cross-step overlap" "$w/$name.sum" || fail "$name: no cross-step line"
+}
+run on
+run off SW_STEP_OVERLAP=0
+run nora SW_OPT_READ_AHEAD=0
+past() { sed -n 's/.* ran \([0-9.]*\) s into the next step.*/\1/p' "$w/$1.sum"; }
+awk -v a="$(past on)" 'BEGIN { exit !(a >= 0.1) }' || fail "overlapped: the updates held back 100 ms did not run into the next steps ($(past on) s)"
+awk -v a="$(past off)" 'BEGIN { exit !(a == 0) }' || fail "drained: updates ran into the next step ($(past off) s)"
+losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
+[ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] ||
+  fail "losses differ: on $(losses "$w/on"), off $(losses "$w/off"), no read-ahead $(losses "$w/nora")"
+n=0
+for f in $(cd "$w/off" && find . -name '*.safetensors'); do
+  cmp -s "$w/off/$f" "$w/on/$f" && cmp -s "$w/off/$f" "$w/nora/$f" || fail "$f differs between the schedules"
+  n=$((n + 1))
+done
+[ $n -ge 3 ] || fail "expected saved weights, m and v ($n files)"
+echo "ok overlapped: updates ran $(past on) s into the next steps; drained $(past off) s; losses and $n saved files the same bytes"
