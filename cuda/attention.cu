@@ -19,6 +19,7 @@
 // change the result.
 #include "cuda/common.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1588,6 +1589,11 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 				   : fwd_ws<128, 2, 2, false>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		if (ok)
 			return true;
+		static bool told = false;  // a forced variant that cannot run says so, once
+		if (!told)
+			fprintf(stderr, "spillway: SW_CUDA_ATTN_FWD=%s: no TMA descriptor from the driver; "
+					"the default forward runs\n", f);
+		told = true;
 	}
 	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
 	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)
