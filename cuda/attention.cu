@@ -1540,24 +1540,37 @@ static bool tma_map_rows(CUtensorMap *m, const void *base, int B, int T, int hea
 }
 
 // Hopper forward, warp-specialised (attn_fwd_ws): false (nothing launched) when TMA maps cannot
-// be made.
-template <int HD, int NWG, int STG, bool SCHED>
+// be made. PERSIST: one block per SM looping over the tiles.
+template <int HD, int NWG, int STG, bool SCHED, bool PERSIST = false>
 static bool fwd_ws(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
 		   int B, int T, int nh, int nkv, float scale)
 {
-	constexpr int SMEM = attn_smem_ws<HD, NWG, STG>();
+	constexpr int SMEM = attn_smem_ws<HD, NWG, STG, PERSIST>();
 	CUtensorMap mq, mk, mv;
 	if (!tma_map_rows(&mq, q, B, T, nh, HD, 64 * NWG) || !tma_map_rows(&mk, k, B, T, nkv, HD, 128) ||
 	    !tma_map_rows(&mv, v, B, T, nkv, HD, 128))
 		return false;
 	static bool attr_set = false;
+	static int nsm = 0;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_fwd_ws<HD, NWG, STG, SCHED>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_ws<HD, NWG, STG, SCHED, PERSIST>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		int dev = 0;
+		CU_CHECK(cudaGetDevice(&dev));
+		CU_CHECK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
 		attr_set = true;
 	}
-	dim3 grid(B * nh, (T + 64 * NWG - 1) / (64 * NWG));
-	attn_fwd_ws<HD, NWG, STG, SCHED><<<grid, (NWG + 1) * 128, SMEM, s>>>((bf16 *)out, lse, mq, mk, mv, T, nh,
-		nkv, scale * LOG2E_F);
+	const int nqt = (T + 64 * NWG - 1) / (64 * NWG);
+	const int64_t ntiles = (int64_t)B * nh * nqt;
+	dim3 grid(B * nh, nqt);
+	if (PERSIST) {
+		// SW_CUDA_ATTN_WS_BLOCKS=n: at most n blocks (tests: many tiles per block on small shapes)
+		const char *e = getenv("SW_CUDA_ATTN_WS_BLOCKS");
+		const int64_t cap = e && atoi(e) > 0 ? atoi(e) : nsm;
+		grid = dim3((unsigned)(ntiles < cap ? ntiles : cap), 1);
+	}
+	attn_fwd_ws<HD, NWG, STG, SCHED, PERSIST><<<grid, (NWG + 1) * 128, SMEM, s>>>((bf16 *)out, lse, mq, mk,
+		mv, B, T, nh, nkv, scale * LOG2E_F);
 	CU_CHECK_LAUNCH();
 	return true;
 }
@@ -1574,17 +1587,20 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 		return false;
 	const char *w = getenv("SW_CUDA_ATTN_WG"), *f = getenv("SW_CUDA_ATTN_FWD");
 	// Warp-specialised (TMA producer, mbarrier ring): ws two stages and turn-taking between
-	// the consumer warpgroups, ws3 three stages, wsn no turn-taking. Falls through to the
-	// kernels below when the driver cannot make TMA maps.
-	if (f && (!strcmp(f, "ws") || !strcmp(f, "ws3") || !strcmp(f, "wsn"))) {
-		const bool st3 = !strcmp(f, "ws3"), sched = strcmp(f, "wsn") != 0;
+	// the consumer warpgroups, ws3 three stages, wsn no turn-taking, wsp as ws in a
+	// persistent grid (one block per SM looping over the tiles). Falls through to the kernels
+	// below when the driver cannot make TMA maps.
+	if (f && (!strcmp(f, "ws") || !strcmp(f, "ws3") || !strcmp(f, "wsn") || !strcmp(f, "wsp"))) {
+		const bool st3 = !strcmp(f, "ws3"), sched = strcmp(f, "wsn") != 0, pers = !strcmp(f, "wsp");
 		bool ok;
 		if (hd == 64)
-			ok = st3 ? fwd_ws<64, 3, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			ok = pers ? fwd_ws<64, 3, 2, true, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : st3 ? fwd_ws<64, 3, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
 			   : sched ? fwd_ws<64, 3, 2, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
 				   : fwd_ws<64, 3, 2, false>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		else
-			ok = st3 ? fwd_ws<128, 2, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			ok = pers ? fwd_ws<128, 2, 2, true, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : st3 ? fwd_ws<128, 2, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
 			   : sched ? fwd_ws<128, 2, 2, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
 				   : fwd_ws<128, 2, 2, false>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
 		if (ok)

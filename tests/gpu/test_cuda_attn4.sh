@@ -30,10 +30,13 @@ SW_CUDA_ATTN_FWD=wg1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wg3 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wgp SW_TEST_QUICK=1 "$bin" || exit 1
 # The warp-specialised forward (TMA producer, mbarrier ring) for every attention case, each
-# variant: two stages with turn-taking, three stages, no turn-taking.
+# variant: two stages with turn-taking, three stages, no turn-taking, persistent grid (also
+# with two blocks: many tiles per block).
 SW_CUDA_ATTN_FWD=ws SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=ws3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wsn SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wsp SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wsp SW_CUDA_ATTN_WS_BLOCKS=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_WG=2 SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"
