@@ -696,8 +696,13 @@ int main(void)
 			char fwd[16] = "";  /* the caller's SW_CUDA_ATTN_FWD, restored below */
 			if (getenv("SW_CUDA_ATTN_FWD"))
 				snprintf(fwd, sizeof(fwd), "%s", getenv("SW_CUDA_ATTN_FWD"));
+			/* A caller that picked a warp-specialised variant gets that one only (a hang or a
+			 * failure then names its variant). */
 			static const char *const wsv[] = { "ws", "ws3", "wsn", "wsp", "wsp" };
+			const int ws_one = !strncmp(fwd, "ws", 2);
 			for (int i = 0; i < 5; i++) {
+				if (ws_one && strcmp(fwd, wsv[i]))
+					continue;
 				setenv("SW_CUDA_ATTN_FWD", wsv[i], 1);
 				if (i == 4)
 					setenv("SW_CUDA_ATTN_WS_BLOCKS", "3", 1);
