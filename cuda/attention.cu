@@ -19,6 +19,7 @@
 // change the result.
 #include "cuda/common.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1398,6 +1399,8 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_dkdv_fa(bf16 *dk, bf16 *dv, c
 
 #include "cuda/attn_sm90.cuh"
 
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 // ---------------------------------------------------------------- launchers
 static bool use_mma(int isbf, int hd, const void *const *ptrs, int nptr)
 {
@@ -1502,6 +1505,76 @@ static void fwd_wgp(cudaStream_t s, void *out, float *lse, const void *q, const 
 	CU_CHECK_LAUNCH();
 }
 
+// The driver's cuTensorMapEncodeTiled through the runtime's entry-point query (the build links
+// the runtime only, not libcuda); NULL where the driver does not offer it.
+static PFN_cuTensorMapEncodeTiled_v12000 tma_encoder(void)
+{
+	static PFN_cuTensorMapEncodeTiled_v12000 fn;
+	static int tried;
+	if (!tried) {
+		tried = 1;
+		void *p = NULL;
+		cudaDriverEntryPointQueryResult qr = cudaDriverEntryPointSymbolNotFound;
+		if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &qr) ==
+			    cudaSuccess && qr == cudaDriverEntryPointSuccess)
+			fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+		(void)cudaGetLastError();
+	}
+	return fn;
+}
+
+// TMA map of a (B, T, heads, hd) bf16 tensor as 4-d (hd, heads, T, B): boxes of 64 columns x
+// `rows` rows of one head, 128-byte swizzle (the swizzled tile layout of cuda/attn_sm90.cuh);
+// rows past T read as zeros. False when the driver refuses it.
+static bool tma_map_rows(CUtensorMap *m, const void *base, int B, int T, int heads, int hd, int rows)
+{
+	PFN_cuTensorMapEncodeTiled_v12000 enc = tma_encoder();
+	if (!enc)
+		return false;
+	const cuuint64_t dim[4] = { (cuuint64_t)hd, (cuuint64_t)heads, (cuuint64_t)T, (cuuint64_t)B };
+	const cuuint64_t str[3] = { (cuuint64_t)hd * 2, (cuuint64_t)heads * hd * 2, (cuuint64_t)T * heads * hd * 2 };
+	const cuuint32_t box[4] = { 64, 1, (cuuint32_t)rows, 1 }, es[4] = { 1, 1, 1, 1 };
+	return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)base, dim, str, box, es,
+		   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+		   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// Hopper forward, warp-specialised (attn_fwd_ws): false (nothing launched) when TMA maps cannot
+// be made. PERSIST: one block per SM looping over the tiles.
+template <int HD, int NWG, int STG, bool SCHED, bool PERSIST = false>
+static bool fwd_ws(cudaStream_t s, void *out, float *lse, const void *q, const void *k, const void *v,
+		   int B, int T, int nh, int nkv, float scale)
+{
+	constexpr int SMEM = attn_smem_ws<HD, NWG, STG, PERSIST>();
+	CUtensorMap mq, mk, mv;
+	if (!tma_map_rows(&mq, q, B, T, nh, HD, 64 * NWG) || !tma_map_rows(&mk, k, B, T, nkv, HD, 128) ||
+	    !tma_map_rows(&mv, v, B, T, nkv, HD, 128))
+		return false;
+	static bool attr_set = false;
+	static int nsm = 0;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_fwd_ws<HD, NWG, STG, SCHED, PERSIST>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+		int dev = 0;
+		CU_CHECK(cudaGetDevice(&dev));
+		CU_CHECK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+		attr_set = true;
+	}
+	const int nqt = (T + 64 * NWG - 1) / (64 * NWG);
+	const int64_t ntiles = (int64_t)B * nh * nqt;
+	dim3 grid(B * nh, nqt);
+	if (PERSIST) {
+		// SW_CUDA_ATTN_WS_BLOCKS=n: at most n blocks (tests: many tiles per block on small shapes)
+		const char *e = getenv("SW_CUDA_ATTN_WS_BLOCKS");
+		const int64_t cap = e && atoi(e) > 0 ? atoi(e) : nsm;
+		grid = dim3((unsigned)(ntiles < cap ? ntiles : cap), 1);
+	}
+	attn_fwd_ws<HD, NWG, STG, SCHED, PERSIST><<<grid, (NWG + 1) * 128, SMEM, s>>>((bf16 *)out, lse, mq, mk,
+		mv, B, T, nh, nkv, scale * LOG2E_F);
+	CU_CHECK_LAUNCH();
+	return true;
+}
+
 // Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel at head dim 64, 2 and
 // the pipelined one at 128, KV tiles of 128 keys (H100: 301 against 293 pipelined and 294 with
 // three K/V stages at hd 64, T = 32K, GQA 8:1; docs/perf/attn-notes.md). Benchmarks and tests:
@@ -1513,6 +1586,31 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 	if ((hd != 64 && hd != 128) || !sm90_ready(false))
 		return false;
 	const char *w = getenv("SW_CUDA_ATTN_WG"), *f = getenv("SW_CUDA_ATTN_FWD");
+	// Warp-specialised (TMA producer, mbarrier ring): ws two stages and turn-taking between
+	// the consumer warpgroups, ws3 three stages, wsn no turn-taking, wsp as ws in a
+	// persistent grid (one block per SM looping over the tiles). Falls through to the kernels
+	// below when the driver cannot make TMA maps.
+	if (f && (!strcmp(f, "ws") || !strcmp(f, "ws3") || !strcmp(f, "wsn") || !strcmp(f, "wsp"))) {
+		const bool st3 = !strcmp(f, "ws3"), sched = strcmp(f, "wsn") != 0, pers = !strcmp(f, "wsp");
+		bool ok;
+		if (hd == 64)
+			ok = pers ? fwd_ws<64, 3, 2, true, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : st3 ? fwd_ws<64, 3, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : sched ? fwd_ws<64, 3, 2, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+				   : fwd_ws<64, 3, 2, false>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		else
+			ok = pers ? fwd_ws<128, 2, 2, true, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : st3 ? fwd_ws<128, 2, 3, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+			   : sched ? fwd_ws<128, 2, 2, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
+				   : fwd_ws<128, 2, 2, false>(s, out, lse, q, k, v, B, T, nh, nkv, scale);
+		if (ok)
+			return true;
+		static bool told = false;  // a forced variant that cannot run says so, once
+		if (!told)
+			fprintf(stderr, "spillway: SW_CUDA_ATTN_FWD=%s: no TMA descriptor from the driver; "
+					"the default forward runs\n", f);
+		told = true;
+	}
 	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
 	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)
 	const bool v1 = f ? !strcmp(f, "wg1") || !strcmp(f, "wg3") : hd == 64;

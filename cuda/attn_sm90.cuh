@@ -18,6 +18,7 @@
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SW_WGMMA 1
 #endif
+#include <cuda.h>  // CUtensorMap (the TMA descriptor type; no driver library linked)
 
 __device__ int attn_sm90_flag;  // the probe's answer (a module variable: no allocation)
 
@@ -501,6 +502,334 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wgp(bf16 *out, float *l
 #else
 	__trap();   // no wgmma in this build: the dispatch must never launch it here
 	(void)out, (void)lse, (void)q, (void)k, (void)v, (void)T_, (void)nh, (void)nkv, (void)scale_log2;
+#endif
+}
+
+// ---------------------------------------------------------------- warp-specialised forward
+// attn_fwd_ws (SW_CUDA_ATTN_FWD=ws|ws3|wsn): FlashAttention-3's structure. One producer
+// warpgroup, of which one thread issues TMA tile loads (cp.async.bulk.tensor, 128-byte swizzle:
+// the same tile layout as above) into a ring of STG K and STG V stages, each with a "full"
+// mbarrier (transaction bytes) and an "empty" one (one arrival per consumer warpgroup); NWG
+// consumer warpgroups of 64 query rows run the pipelined loop of attn_fwd_wgp (issue S_j and
+// O += P_{j-1} V_{j-1}, softmax of j under the P V product) with no block barrier, so they
+// drift apart; with SCHED they take turns issuing their products (named barriers 1..NWG, the
+// next warpgroup's released after a warpgroup issued), so one's softmax runs while another's
+// products occupy the tensor cores. setmaxnreg moves registers from the producer (24 a thread)
+// to the consumers (160 with three, 240 with two). V tile j - 1 loads after K tile j (it is
+// needed later). Deterministic: every sum has the order of attn_fwd_wgp.
+#ifdef SW_WGMMA
+__device__ __forceinline__ void mb_init(uint32_t bar, uint32_t count)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mb_arrive(uint32_t bar)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Arrive and add `bytes` to the transaction count the phase waits for (the TMA's completion).
+__device__ __forceinline__ void mb_expect_tx(uint32_t bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Wait until the phase of parity `parity` has completed (parity 1 before any: at once).
+__device__ __forceinline__ void mb_wait(uint32_t bar, uint32_t parity)
+{
+	uint32_t done;
+	do {
+		asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+			     "selp.u32 %0, 1, 0, p;\n}\n"
+			     : "=r"(done)
+			     : "r"(bar), "r"(parity)
+			     : "memory");
+	} while (!done);
+}
+// One box (64 columns x the map's rows) of a 4-d (hd, heads, T, B) tensor map into dst.
+__device__ __forceinline__ void tma_load4(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2,
+					  int c3, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+		     " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+		     "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+		     : "memory");
+}
+__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+template <int N>
+__device__ __forceinline__ void regs_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N>
+__device__ __forceinline__ void regs_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+#endif  // SW_WGMMA
+
+// Q tile (two with PERSIST), STG K and STG V stages of 128 keys, the mbarriers (per Q buffer
+// full/empty; per stage K full/empty, V full/empty), the 1024-byte alignment.
+template <int HD, int NWG, int STG, bool PERSIST>
+static constexpr int attn_smem_ws() { return ((PERSIST ? 2 : 1) * 64 * NWG + 2 * STG * 128) * HD * 2 + 128 + 1024; }
+
+// PERSIST: a grid of one block per SM, each block taking the (query tile, head, batch row) tiles
+// n * G + i (i = blockIdx.x, G = gridDim.x; i mirrored in odd rounds, so that the longest tiles,
+// which come first, spread evenly), the loads of the next tile (its Q in the second buffer)
+// overlapping the end of the current one; else one tile per block, as the other kernels.
+template <int HD, int NWG, int STG, bool SCHED, bool PERSIST>
+__global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, float *lse,
+		const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+		const __grid_constant__ CUtensorMap tv, int B, int T_, int nh, int nkv, float scale_log2)
+{
+#ifdef SW_WGMMA
+	constexpr int BN = 128, BM = 64 * NWG, NT = BN / 8, KD = HD / 16, NC = NWG * 128;
+	constexpr int RC = NWG == 3 ? 160 : 240, RP = 24;  // registers: consumer, producer threads
+	static_assert(NWG == 2 || NWG == 3, "two or three consumer warpgroups");
+	static_assert(STG >= 2 && STG <= 3, "two or three stages");
+	constexpr uint32_t QB = BM * HD * 2, KVB = BN * HD * 2;  // bytes of the Q tile, of a K or V stage
+	constexpr int NQB = PERSIST ? 2 : 1;                      // Q buffers
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	const uint32_t Qs = (smem_u32(smem_raw) + 1023) & ~1023u, Ks = Qs + NQB * QB, Vs = Ks + STG * KVB;
+	const uint32_t bb = Vs + STG * KVB;  // Q buffer x: full, empty; stage st: K full/empty, V full/empty
+	auto bqf = [&](int x) { return bb + x * 16; };
+	auto bqe = [&](int x) { return bb + 8 + x * 16; };
+	auto bkf = [&](int st) { return bb + 32 + st * 32; };
+	auto bke = [&](int st) { return bb + 40 + st * 32; };
+	auto bvf = [&](int st) { return bb + 48 + st * 32; };
+	auto bve = [&](int st) { return bb + 56 + st * 32; };
+	const int nqt = (T_ + BM - 1) / BM, nbh = B * nh;
+	auto tile_at = [&](int n) {  // the block's n-th tile (index into longest-first order), or -1
+		if (!PERSIST)
+			return n == 0 ? (int)(blockIdx.y * gridDim.x + blockIdx.x) : -1;
+		const int G = gridDim.x, t = n * G + ((n & 1) ? G - 1 - (int)blockIdx.x : (int)blockIdx.x);
+		return t < nbh * nqt ? t : -1;
+	};
+	auto tile_q0 = [&](int t) { return (nqt - 1 - t / nbh) * BM; };
+	auto tile_nkt = [&](int q0) {
+		const int n = (q0 + BM - 1) / BN + 1, m = (T_ + BN - 1) / BN;
+		return n < m ? n : m;
+	};
+	// Warp-uniform to the compiler (a shuffle): wgmma under a branch it cannot prove uniform
+	// is serialised.
+	const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
+	if (threadIdx.x == 0) {
+		for (int x = 0; x < NQB; x++) {
+			mb_init(bqf(x), 1);
+			mb_init(bqe(x), NWG);
+		}
+		for (int st = 0; st < STG; st++) {
+			mb_init(bkf(st), 1);
+			mb_init(bke(st), NWG);
+			mb_init(bvf(st), 1);
+			mb_init(bve(st), NWG);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+
+	if (wg == NWG) {  // producer
+		regs_dec<RP>();
+		if (threadIdx.x == NC) {
+			auto load_q = [&](int n) {  // Q of the block's n-th tile into buffer n % 2
+				const int t = tile_at(n);
+				if (t < 0)
+					return;
+				const int bh = t % nbh, x = n % NQB;
+				if (n >= NQB)  // the consumers' release of tile n - 2
+					mb_wait(bqe(x), ((n / NQB) & 1) ^ 1);
+				mb_expect_tx(bqf(x), QB);
+#pragma unroll
+				for (int c = 0; c < HD / 64; c++)
+					tma_load4(Qs + x * QB + c * (BM * 128), &tq, c * 64, bh % nh, tile_q0(t), bh / nh, bqf(x));
+			};
+			int kc = 0;  // K/V tiles loaded so far (the ring position)
+			load_q(0);
+			for (int n = 0, t; (t = tile_at(n)) >= 0; n++) {
+				const int bh = t % nbh, b = bh / nh, kvh = (bh % nh) / (nh / nkv), nkt = tile_nkt(tile_q0(t));
+				auto load = [&](bool isv, int j) {  // K or V tile j of this tile, ring slot kc + j
+					const int i = kc + j, st = i % STG;
+					const uint32_t full = isv ? bvf(st) : bkf(st), dst = (isv ? Vs : Ks) + st * KVB;
+					if (i >= STG)  // the consumers' release of slot i - STG
+						mb_wait(isv ? bve(st) : bke(st), ((i / STG) & 1) ^ 1);
+					mb_expect_tx(full, KVB);
+#pragma unroll
+					for (int c = 0; c < HD / 64; c++)
+						tma_load4(dst + c * (BN * 128), isv ? &tv : &tk, c * 64, kvh, j * BN, b, full);
+				};
+				load(false, 0);
+				for (int j = 1; j < nkt; j++) {
+					load(false, j);
+					load(true, j - 1);
+					if (PERSIST && j == 1)
+						load_q(n + 1);  // a tile ahead, once this one's first tiles are on their way
+				}
+				load(true, nkt - 1);
+				if (PERSIST && nkt == 1)
+					load_q(n + 1);
+				kc += nkt;
+			}
+		}
+		return;
+	}
+
+	regs_inc<RC>();
+	const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD;
+	const bool leader = (threadIdx.x & 127) == 0;  // releases buffers for its warpgroup
+	float o[HD / 2], s[BN / 2], corr[2] = { 1.f, 1.f };
+	float mrow[2] = { -INFINITY, -INFINITY }, lrow[2] = { 0.f, 0.f };  // reset per tile too
+	uint32_t pa[BN / 16][4];
+	int w0 = 0, r0 = 0;   // the current tile's first row of this warpgroup, of this thread
+	uint32_t qw = Qs;     // the current Q buffer's 64 rows of this warpgroup
+	// Every warpgroup computes every tile of the block (one past its rows gives P = 0).
+	auto issue_s = [&](int st) {
+		const uint32_t kt = Ks + st * KVB;
+#pragma unroll
+		for (int kk = 0; kk < KD; kk++)
+			wg_ss<BN, 0, 0>(s, wg_desc(qw + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024),
+					wg_desc(kt + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+		wg_commit();
+	};
+	auto issue_pv = [&](int st) {
+		const uint32_t vt = Vs + st * KVB;
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; kk++)
+			wg_rs<HD>(o, pa[kk], wg_desc(vt + kk * 16 * 128, BN * 128, 1024));
+		wg_commit();
+	};
+	auto softmax = [&](int j) {  // s -> exponentials, row statistics, O's correction factors
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++)
+			reg_fence(s[i]);
+		const bool mask = j * BN + BN - 1 > w0 + warp * 16;
+		float mx[2] = { -INFINITY, -INFINITY };
+#pragma unroll
+		for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				if (mask && j * BN + nt * 8 + t4 * 2 + (e & 1) > r0 + (e >> 1) * 8)
+					s[nt * 4 + e] = -INFINITY;
+				mx[e >> 1] = fmaxf(mx[e >> 1], s[nt * 4 + e]);
+			}
+		float mref[2], ls[2] = { 0.f, 0.f };
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+			mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+			const float mn = fmaxf(mrow[r], mx[r] * scale_log2);
+			mref[r] = mn == -INFINITY ? 0.f : mn;  // a row with nothing seen yet
+			corr[r] = ex2f(mrow[r] - mref[r]);
+			mrow[r] = mn;
+		}
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++) {
+			s[i] = ex2f(fmaf(s[i], scale_log2, -mref[(i >> 1) & 1]));
+			ls[(i >> 1) & 1] += s[i];
+		}
+		lrow[0] = lrow[0] * corr[0] + ls[0];
+		lrow[1] = lrow[1] * corr[1] + ls[1];
+	};
+	auto rescale_pack = [&]() {  // after the previous P V: O *= corr, P to bf16 A fragments
+#pragma unroll
+		for (int i = 0; i < HD / 2; i++)
+			reg_fence(o[i]);
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				reg_fence(pa[kk][e]);
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++) {
+			o[d * 4] *= corr[0];
+			o[d * 4 + 1] *= corr[0];
+			o[d * 4 + 2] *= corr[1];
+			o[d * 4 + 3] *= corr[1];
+		}
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; kk++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				pa[kk][e] = pack_bf16(s[kk * 8 + e * 2], s[kk * 8 + e * 2 + 1]);
+	};
+	// Turn-taking over the whole sequence of the block's steps (tile j >= 1 of every work tile):
+	// warpgroup 0 starts; the last warpgroup's last step hands over to nobody.
+	int steps = 0;
+	if (SCHED) {
+		for (int n = 0, t; (t = tile_at(n)) >= 0; n++)
+			steps += tile_nkt(tile_q0(t)) - 1;
+		if (wg == 0 && steps > 0)
+			named_arrive(1, 256);
+	}
+	int kc = 0;  // K/V tiles consumed so far (the ring position)
+	for (int n = 0, t; (t = tile_at(n)) >= 0; n++) {
+		const int bh = t % nbh, b = bh / nh, h = bh % nh, q0 = tile_q0(t), nkt = tile_nkt(q0);
+		w0 = q0 + wg * 64;
+		r0 = w0 + warp * 16 + g;
+		qw = Qs + (n % NQB) * QB + wg * 64 * 128;
+#pragma unroll
+		for (int i = 0; i < HD / 2; i++)
+			o[i] = 0.f;
+		mrow[0] = mrow[1] = -INFINITY;
+		lrow[0] = lrow[1] = 0.f;
+		mb_wait(bqf(n % NQB), (n / NQB) & 1);
+		mb_wait(bkf(kc % STG), (kc / STG) & 1);
+		wg_fence();
+		issue_s(kc % STG);
+		wg_wait0();
+		if (leader)
+			mb_arrive(bke(kc % STG));
+		softmax(0);
+		rescale_pack();
+		for (int j = 1; j < nkt; j++) {
+			const int i = kc + j, st = i % STG, sp = (i - 1) % STG;
+			// Both tiles resident before the products (V j - 1 was requested right after K j;
+			// a wait loop between the two products makes ptxas insert a register fence there).
+			mb_wait(bkf(st), (i / STG) & 1);
+			mb_wait(bvf(sp), ((i - 1) / STG) & 1);
+			if (SCHED)
+				named_sync(1 + wg, 256);  // this warpgroup's turn to issue
+			wg_fence();
+			issue_s(st);
+			issue_pv(sp);
+			if (SCHED && !(wg == NWG - 1 && --steps == 0))
+				named_arrive(1 + (wg + 1) % NWG, 256);  // the next warpgroup's turn
+			wg_wait1();  // S of tile j; O += P V of tile j - 1 still running
+			if (leader)
+				mb_arrive(bke(st));
+			softmax(j);
+			wg_wait0();
+			if (leader)
+				mb_arrive(bve(sp));
+			rescale_pack();
+		}
+		const int il = kc + nkt - 1;
+		mb_wait(bvf(il % STG), (il / STG) & 1);
+		wg_fence();
+		issue_pv(il % STG);
+		wg_wait0();
+		if (leader) {
+			mb_arrive(bve(il % STG));
+			mb_arrive(bqe(n % NQB));
+		}
+		kc += nkt;
+#pragma unroll
+		for (int i = 0; i < HD / 2; i++)
+			reg_fence(o[i]);
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			float l = lrow[r];
+			l += __shfl_xor_sync(0xffffffffu, l, 1);
+			l += __shfl_xor_sync(0xffffffffu, l, 2);
+			const int row = r0 + r * 8;
+			if (row >= T_)
+				continue;
+			const float inv = 1.0f / l;
+			bf16 *op = out + ((int64_t)b * T_ + row) * qs + h * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++)
+				*(uint32_t *)(op + d * 8) = pack_bf16(o[d * 4 + 2 * r] * inv, o[d * 4 + 2 * r + 1] * inv);
+			if (t4 == 0)
+				lse[((int64_t)b * nh + h) * T_ + row] = (mrow[r] + log2f(l)) * LN2_F;
+		}
+	}
+#else
+	__trap();   // no wgmma in this build: the dispatch must never launch it here
+	(void)out, (void)lse, (void)tq, (void)tk, (void)tv, (void)B, (void)T_, (void)nh, (void)nkv;
+	(void)scale_log2;
 #endif
 }
 

@@ -21,14 +21,22 @@ SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_BITS=64 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
 # Hopper (sm_90a) only, else the same runs again: the wgmma forward with the sm_80 backward, the
-# forward's variants (unpipelined with two or three K/V stages, pipelined; two warpgroups at head
-# dim 64, with the backward's grid units-first, and KV-tiles-first), and the wgmma backward one
-# unit per launch.
+# forward's variants (unpipelined with two or three K/V stages, pipelined, warp-specialised;
+# two warpgroups at head dim 64, with the backward's grid units-first, and KV-tiles-first), and
+# the wgmma backward one unit per launch.
 unset SW_CUDA_ATTN_SM90
 SW_CUDA_ATTN_SM90=fwd SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wg1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wg3 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wgp SW_TEST_QUICK=1 "$bin" || exit 1
+# The warp-specialised forward (TMA producer, mbarrier ring) for every attention case, each
+# variant: two stages with turn-taking, three stages, no turn-taking, persistent grid (also
+# with two blocks: many tiles per block).
+SW_CUDA_ATTN_FWD=ws SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=ws3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wsn SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wsp SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_FWD=wsp SW_CUDA_ATTN_WS_BLOCKS=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_WG=2 SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"

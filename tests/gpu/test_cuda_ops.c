@@ -687,6 +687,36 @@ int main(void)
 			 * enough KV tiles of 128 keys that the forward's three V stages wrap around. */
 			test_attention(1, 600, 4, 2, 64);
 			test_attention(1, 520, 2, 1, 128);
+			/* The warp-specialised forward (TMA producer warpgroup, mbarrier ring of K/V
+			 * stages; SW_CUDA_ATTN_FWD=ws|ws3|wsn|wsp) where the GPU runs it: one row, lengths
+			 * that are not multiples of the 192/128-row tiles, GQA and MQA, and 600 / 520 rows
+			 * (five KV tiles of 128: the two- and three-stage rings wrap). The persistent grid
+			 * (wsp) also with 3 blocks, so that each block loops over several tiles (its ring
+			 * and the two Q buffers carried from tile to tile). */
+			char fwd[16] = "";  /* the caller's SW_CUDA_ATTN_FWD, restored below */
+			if (getenv("SW_CUDA_ATTN_FWD"))
+				snprintf(fwd, sizeof(fwd), "%s", getenv("SW_CUDA_ATTN_FWD"));
+			/* A caller that picked a warp-specialised variant gets that one only (a hang or a
+			 * failure then names its variant). */
+			static const char *const wsv[] = { "ws", "ws3", "wsn", "wsp", "wsp" };
+			const int ws_one = !strncmp(fwd, "ws", 2);
+			for (int i = 0; i < 5; i++) {
+				if (ws_one && strcmp(fwd, wsv[i]))
+					continue;
+				setenv("SW_CUDA_ATTN_FWD", wsv[i], 1);
+				if (i == 4)
+					setenv("SW_CUDA_ATTN_WS_BLOCKS", "3", 1);
+				test_attention(1, 1, 2, 1, 64);
+				test_attention(2, 77, 8, 2, 64);
+				test_attention(1, 600, 4, 2, 64);
+				test_attention(1, 130, 4, 1, 128);
+				test_attention(1, 520, 2, 1, 128);
+			}
+			unsetenv("SW_CUDA_ATTN_WS_BLOCKS");
+			if (fwd[0])
+				setenv("SW_CUDA_ATTN_FWD", fwd, 1);
+			else
+				unsetenv("SW_CUDA_ATTN_FWD");
 			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
 			 * at least two blocks per SM (and not on Hopper): forced here on the small shapes. */
 			char sm90[16] = "";  /* the caller's SW_CUDA_ATTN_SM90, restored below */
