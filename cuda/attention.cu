@@ -7,7 +7,8 @@
 // dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
 // for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
 // Hopper (sm_90a build on an sm_90 device, head dims 64 and 128): the wgmma kernels of
-// cuda/attn_sm90.cuh, included below, forward and backward (always with the fused dQ).
+// cuda/attn_sm90.cuh, included below, forward (warp-specialised: TMA producer, mbarrier ring)
+// and backward (always with the fused dQ).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (the same bits run to run): D = rowsum(dO * O) first; then dK/dV with
