@@ -7,7 +7,8 @@
 // dK/dV) where a block gets enough shared memory (H100, A100), and 16 rows per warp (attn_*_mma)
 // for the rest (consumer GPUs' 99 KB per block, the dK/dV of head dims 64-96, small grids).
 // Hopper (sm_90a build on an sm_90 device, head dims 64 and 128): the wgmma kernels of
-// cuda/attn_sm90.cuh, included below, forward and backward (always with the fused dQ).
+// cuda/attn_sm90.cuh, included below, forward (warp-specialised: TMA producer, mbarrier ring)
+// and backward (always with the fused dQ).
 // Generic path (fp32 parity mode, other head dims): one warp per row, fp32 throughout.
 //
 // Backward is deterministic (the same bits run to run): D = rowsum(dO * O) first; then dK/dV with
@@ -1575,23 +1576,30 @@ static bool fwd_ws(cudaStream_t s, void *out, float *lse, const void *q, const v
 	return true;
 }
 
-// Hopper forward: 3 warpgroups (192 query rows) and the unpipelined kernel at head dim 64, 2 and
-// the pipelined one at 128, KV tiles of 128 keys (H100: 301 against 293 pipelined and 294 with
-// three K/V stages at hd 64, T = 32K, GQA 8:1; docs/perf/attn-notes.md). Benchmarks and tests:
-// SW_CUDA_ATTN_FWD=wg1|wg3|wgp the unpipelined kernel with two or three stages (three: head dim
-// 64, three warpgroups only) or the pipelined one, SW_CUDA_ATTN_WG=2 two warpgroups at 64 too.
+static bool fwd_is_ws(const char *f)
+{
+	return f && (!strcmp(f, "ws") || !strcmp(f, "ws3") || !strcmp(f, "wsn") || !strcmp(f, "wsp"));
+}
+
+// Hopper forward. Default: the warp-specialised kernel (attn_fwd_ws, TMA producer, mbarrier
+// ring, turn-taking consumers), in the persistent grid at head dim 64 and one block per tile at
+// 128 (H100, T = 2048-32768: hd 64 350-485 TFLOP/s, 1.41-1.59x SDPA-flash, against 231-303 for
+// the kernels below; hd 128 325-663, where the persistent grid measured a tie;
+// docs/perf/attn-notes.md v10-v11). SW_CUDA_ATTN_FWD=ws|ws3|wsn|wsp picks a variant (two
+// stages, three, no turn-taking, persistent). Where the driver makes no TMA maps, and with
+// SW_CUDA_ATTN_FWD=wg1|wg3|wgp or SW_CUDA_ATTN_WG=2, the earlier kernels: 3 warpgroups (192
+// query rows) and the unpipelined kernel at head dim 64, 2 and the pipelined one at 128, KV
+// tiles of 128 keys; wg1|wg3 the unpipelined kernel with two or three stages (three: head dim
+// 64, three warpgroups only), wgp the pipelined one, SW_CUDA_ATTN_WG=2 two warpgroups at 64.
 static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const void *k,
 		     const void *v, int B, int T, int nh, int nkv, int hd, float scale)
 {
 	if ((hd != 64 && hd != 128) || !sm90_ready(false))
 		return false;
 	const char *w = getenv("SW_CUDA_ATTN_WG"), *f = getenv("SW_CUDA_ATTN_FWD");
-	// Warp-specialised (TMA producer, mbarrier ring): ws two stages and turn-taking between
-	// the consumer warpgroups, ws3 three stages, wsn no turn-taking, wsp as ws in a
-	// persistent grid (one block per SM looping over the tiles). Falls through to the kernels
-	// below when the driver cannot make TMA maps.
-	if (f && (!strcmp(f, "ws") || !strcmp(f, "ws3") || !strcmp(f, "wsn") || !strcmp(f, "wsp"))) {
-		const bool st3 = !strcmp(f, "ws3"), sched = strcmp(f, "wsn") != 0, pers = !strcmp(f, "wsp");
+	const char *ws = f ? f : w && !strcmp(w, "2") ? NULL : hd == 64 ? "wsp" : "ws";
+	if (fwd_is_ws(ws)) {
+		const bool st3 = !strcmp(ws, "ws3"), sched = strcmp(ws, "wsn") != 0, pers = !strcmp(ws, "wsp");
 		bool ok;
 		if (hd == 64)
 			ok = pers ? fwd_ws<64, 3, 2, true, true>(s, out, lse, q, k, v, B, T, nh, nkv, scale)
@@ -1606,10 +1614,11 @@ static bool fwd_sm90(cudaStream_t s, void *out, float *lse, const void *q, const
 		if (ok)
 			return true;
 		static bool told = false;  // a forced variant that cannot run says so, once
-		if (!told)
+		if (f && !told)
 			fprintf(stderr, "spillway: SW_CUDA_ATTN_FWD=%s: no TMA descriptor from the driver; "
-					"the default forward runs\n", f);
+					"the earlier Hopper forward runs\n", f);
 		told = true;
+		f = NULL;
 	}
 	const int nwg = hd == 64 && !(w && !strcmp(w, "2")) ? 3 : 2;
 	// unpipelined at head dim 64 (measured faster there: 301 against 293 TFLOP/s, T = 32K)

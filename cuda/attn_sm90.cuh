@@ -334,8 +334,9 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 }
 
 
-// Pipelined forward (the default at head dim 128): a warpgroup's softmax of tile j runs while its O += P V of
-// tile j - 1 is still in the tensor cores (FlashAttention-3's intra-warpgroup overlap). Per
+// Pipelined forward (head dim 128 where attn_fwd_ws cannot run): a warpgroup's softmax of tile
+// j runs while its O += P V of tile j - 1 is still in the tensor cores (FlashAttention-3's
+// intra-warpgroup overlap). Per
 // tile j: issue S = Q K_j^T, issue O += P_{j-1} V_{j-1}, wait for S only, softmax (row max,
 // exponentials, sums), wait for the P V product, rescale O, convert P_j. V has three stages
 // (tile j - 1 is read while tile j + 1 loads), K two.
@@ -506,8 +507,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wgp(bf16 *out, float *l
 }
 
 // ---------------------------------------------------------------- warp-specialised forward
-// attn_fwd_ws (SW_CUDA_ATTN_FWD=ws|ws3|wsn): FlashAttention-3's structure. One producer
-// warpgroup, of which one thread issues TMA tile loads (cp.async.bulk.tensor, 128-byte swizzle:
+// attn_fwd_ws (the default; SW_CUDA_ATTN_FWD=ws|ws3|wsn|wsp): FlashAttention-3's structure.
+// One producer warpgroup, of which one thread issues TMA tile loads (cp.async.bulk.tensor, 128-byte swizzle:
 // the same tile layout as above) into a ring of STG K and STG V stages, each with a "full"
 // mbarrier (transaction bytes) and an "empty" one (one arrival per consumer warpgroup); NWG
 // consumer warpgroups of 64 query rows run the pipelined loop of attn_fwd_wgp (issue S_j and

@@ -20,10 +20,10 @@ SW_CUDA_ATTN_DKDV_WARPS=8 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_BITS=64 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ=fused SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
-# Hopper (sm_90a) only, else the same runs again: the wgmma forward with the sm_80 backward, the
-# forward's variants (unpipelined with two or three K/V stages, pipelined, warp-specialised;
-# two warpgroups at head dim 64, with the backward's grid units-first, and KV-tiles-first), and
-# the wgmma backward one unit per launch.
+# Hopper (sm_90a) only, else the same runs again: the default (warp-specialised) forward with the
+# sm_80 backward, the earlier forwards (unpipelined with two or three K/V stages, pipelined; two
+# warpgroups at head dim 64, with the backward's grid units-first, and KV-tiles-first), the
+# wgmma backward one unit per launch, and each warp-specialised variant.
 unset SW_CUDA_ATTN_SM90
 SW_CUDA_ATTN_SM90=fwd SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wg1 SW_TEST_QUICK=1 "$bin" || exit 1
