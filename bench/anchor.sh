@@ -123,9 +123,14 @@ stage_rates() {
   local lb
   lb=$(dirname "$bin")/bench/cuda_layer
   if [ -x "$lb" ]; then
+    # the flags' values by name (shape_args keeps the model's order, not the order asked)
+    local C F nh nkv
     # shellcheck disable=SC2046
     set -- $(shape_args "$shape28" --dim --ffn --heads --kv-heads)
-    local C=$2 F=$4 nh=$6 nkv=$8
+    while [ $# -ge 2 ]; do
+      case $1 in --dim) C=$2 ;; --ffn) F=$2 ;; --heads) nh=$2 ;; --kv-heads) nkv=$2 ;; esac
+      shift 2
+    done
     stage layer_rate "${T_RATES:-120}" env SW_BENCH_SHAPE="$C,$F,$nh,$nkv,$(( C / nh ))" SW_BENCH_SEQ="$seq" "$lb" 5
   else
     say "layer_rate: $lb not built (make bench): the bound uses the GEMM rate alone"

@@ -232,16 +232,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cuda_layer: iters must be 1..64\n");
 		return 2;
 	}
-	if (sw_cuda_device_count() <= 0) {
-		printf("skip: no CUDA device\n");
-		return 77;
-	}
-	sw_backend_opts o = { .mem_budget = 24ull << 30, .act = SW_DTYPE_BF16 };
-	if (sw_backend_create("cuda", &o, &be))
-		return 1;
-	if (be->ops->stream_create(be, &st))
-		return 1;
-	double gtf = gemm_rate(iters);
 	const char *only = getenv("SW_BENCH_ONLY");  /* e.g. "8B" */
 	const char *shape = getenv("SW_BENCH_SHAPE");
 	layer_cfg custom = { "custom", 0, 0, 0, 0, 0 };
@@ -259,6 +249,16 @@ int main(int argc, char **argv)
 		nlist = 1;
 		only = NULL;
 	}
+	if (sw_cuda_device_count() <= 0) {
+		printf("skip: no CUDA device\n");
+		return 77;
+	}
+	sw_backend_opts o = { .mem_budget = 24ull << 30, .act = SW_DTYPE_BF16 };
+	if (sw_backend_create("cuda", &o, &be))
+		return 1;
+	if (be->ops->stream_create(be, &st))
+		return 1;
+	double gtf = gemm_rate(iters);
 	for (size_t i = 0; i < nlist; i++) {
 		if (only && strcmp(only, list[i].name))
 			continue;
