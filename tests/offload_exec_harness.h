@@ -130,6 +130,31 @@ static inline float *hx_init_group(const sw_table *tt, int g, uint64_t seed0)
 	return w;
 }
 
+/* The smallest budgets the planner accepts for in: the GPU's, then the host's at that GPU budget
+ * with two optimizer slots and with one. Leaves in->gpu_mem at the GPU minimum, in->slots at 2
+ * and in->speculate at 0 (the minimum of the two-pass plan). */
+static inline void hx_min_budgets(sw_plan_input *in, uint64_t *gmin, uint64_t *hmin, uint64_t *hmin1)
+{
+	char why[512];
+	in->speculate = 0;
+	CHECKF(sw_plan_min_budget(in, SW_TIER_GPU, gmin, why, sizeof(why)) == 0, "%s", why);
+	in->gpu_mem = *gmin;
+	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, hmin, why, sizeof(why)) == 0, "%s", why);
+	in->slots = 1;
+	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, hmin1, why, sizeof(why)) == 0, "%s", why);
+	in->slots = 2;
+}
+
+/* A host budget above the minimum hmin by every group's P16, the M x T checkpoints of every
+ * layer and one group's optimizer state with its second set: the first layers' state fits on
+ * the host, the last layers' goes to NVMe (regime 3). */
+static inline uint64_t hx_host_some_opt(const sw_table *tt, uint64_t hmin, int M, int T)
+{
+	uint64_t p16b = (uint64_t)tt->total * 2;
+	uint64_t ckb = (uint64_t)tt->cfg.n_layers * (uint64_t)M * (uint64_t)T * (uint64_t)tt->cfg.dim * 2;
+	return hmin + p16b + ckb + (uint64_t)tt->max_group_numel * 24 + 64 * 4096;
+}
+
 /* The CPU backend's op scratch for the input's shapes with the harness's 2 threads: what train
  * holds back from --gpu-mem (in->gpu_reserve) on that backend. */
 static inline uint64_t hx_cpu_scratch(const sw_table *tt, const sw_plan_input *in)

@@ -194,16 +194,8 @@ static void check_steps(const result *two, const result *one, int place, int poi
 static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 {
 	uint64_t gmin, hmin, hmin1;
-	char why[512];
-	in->speculate = 0;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_GPU, &gmin, why, sizeof(why)) == 0, "%s", why);
-	in->gpu_mem = gmin;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, &hmin, why, sizeof(why)) == 0, "%s", why);
-	in->slots = 1;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, &hmin1, why, sizeof(why)) == 0, "%s", why);
-	in->slots = 2;
+	hx_min_budgets(in, &gmin, &hmin, &hmin1);
 	uint64_t maxg = (uint64_t)tt->max_group_numel;
-	uint64_t p16b = (uint64_t)tt->total * 2, ckb = (uint64_t)tt->cfg.n_layers * M * T * (uint64_t)tt->cfg.dim * 2;
 	b->gpu[ALL_GPU] = 256ull << 20;
 	b->cpu[ALL_GPU] = 1ull << 30;
 	/* room for the embedding and one layer (P16, P32, m, v, held gradient) beside the window */
@@ -212,7 +204,7 @@ static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 	b->gpu[HOST_OPT] = b->gpu[NVME_OPT] = b->gpu[NVME_ALL] = b->gpu[NVME_ALL_1SLOT] = gmin;
 	b->cpu[HOST_OPT] = 1ull << 30;
 	/* P16 and checkpoints on the host, some optimizer state (with its second set) too */
-	b->cpu[NVME_OPT] = hmin + p16b + ckb + maxg * 24 + 64 * 4096;
+	b->cpu[NVME_OPT] = hx_host_some_opt(tt, hmin, M, T);
 	b->cpu[NVME_ALL] = hmin;
 	b->cpu[NVME_ALL_1SLOT] = hmin1;
 	/* one slot with room for every group's gradient in pinned host memory */

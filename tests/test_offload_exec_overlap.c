@@ -186,21 +186,12 @@ static void free_result(result *r)
 static void budgets_get(const sw_table *tt, sw_plan_input *in, budgets *b)
 {
 	uint64_t gmin, hmin, hmin1;
-	char why[512];
-	in->speculate = 0;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_GPU, &gmin, why, sizeof(why)) == 0, "%s", why);
-	in->gpu_mem = gmin;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, &hmin, why, sizeof(why)) == 0, "%s", why);
-	in->slots = 1;
-	CHECKF(sw_plan_min_budget(in, SW_TIER_HOST, &hmin1, why, sizeof(why)) == 0, "%s", why);
-	in->slots = 2;
-	uint64_t maxg = (uint64_t)tt->max_group_numel;
-	uint64_t p16b = (uint64_t)tt->total * 2, ckb = (uint64_t)tt->cfg.n_layers * M * T * (uint64_t)tt->cfg.dim * 2;
+	hx_min_budgets(in, &gmin, &hmin, &hmin1);
 	b->gpu = gmin;
 	b->cpu[HOST_OPT] = 1ull << 30;
 	/* P16 and checkpoints on the host, some optimizer state (with its second set) too: the
 	 * first layers' (updated last) on the host, the last layers' on NVMe (regime 3) */
-	b->cpu[NVME_OPT] = b->cpu[NVME_OPT_1SLOT] = hmin + p16b + ckb + maxg * 24 + 64 * 4096;
+	b->cpu[NVME_OPT] = b->cpu[NVME_OPT_1SLOT] = hx_host_some_opt(tt, hmin, M, T);
 	b->cpu[NVME_ALL] = hmin;
 	b->cpu[NVME_ALL_1SLOT] = hmin1;
 }
