@@ -160,13 +160,16 @@ static int alloc_check(sw_exec *ex)
 }
 
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
- * the overlap and the read-ahead off (for comparison: both give the same bits); the test
+ * the overlap and the read-ahead off, SW_OPT_ORDER=fifo runs the waiting host-state updates in
+ * arrival order (for comparison: all give the same bits); the test
  * hooks SW_TEST_DELAY_ADAM=MS:GROUP and SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
 {
 	const char *ov = getenv("SW_STEP_OVERLAP"), *ra = getenv("SW_OPT_READ_AHEAD");
 	const char *dl = getenv("SW_TEST_DELAY_ADAM"), *nw = getenv("SW_TEST_NO_WAIT");
+	const char *od = getenv("SW_OPT_ORDER");
 	ex->overlap = !(ov && !strcmp(ov, "0"));
+	ex->first_needed = !(od && !strcmp(od, "fifo"));
 	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
@@ -205,7 +208,7 @@ static int table_counts(sw_exec *ex)
 		default: break;
 		}
 	}
-	SW_ASSERT(ex->nhg <= OPT_Q && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX);
+	SW_ASSERT(ex->nhg <= OPT_HG && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX);
 	ex->g = calloc((size_t)ex->G, sizeof(grp));
 	ex->ck = calloc((size_t)ex->L * (size_t)ex->M, sizeof(ckpt));
 	ex->streamed = calloc((size_t)ex->G, 1);
@@ -398,7 +401,7 @@ static void events_destroy(sw_exec *ex)
 	sw_backend *be = ex->be;
 	sw_event **all[] = { ex->gb_free, ex->win_ready, ex->win_free, ex->hgrad_ev, ex->ck_ev,
 			     ex->p16_ev, ex->sev };
-	int n[] = { ex->ngb, ex->K, ex->K, OPT_Q, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
+	int n[] = { ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
 	for (size_t a = 0; a < sizeof(n) / sizeof(n[0]); a++)
 		for (int i = 0; i < n[a] && all[a]; i++)
 			if (all[a][i])

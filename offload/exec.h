@@ -65,6 +65,8 @@ typedef struct sw_exec_stats {
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
 	int64_t read_ahead;       /* NVMe optimizer chunks the updates found read ahead (since
 				   * the last step returned: the step boundary overlaps) */
+	int64_t reordered;        /* CPU updates run ahead of one queued before them (the
+				   * group the next forward needs first; since the last stats) */
 } sw_exec_stats;
 
 typedef struct sw_exec_opts {

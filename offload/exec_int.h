@@ -31,7 +31,9 @@
 
 #define NSTAGE SW_PLAN_OPT_STAGES  /* staging sets per stream (read-ahead / write-behind) */
 _Static_assert(SW_PLAN_P16_STAGES == NSTAGE, "the P16 and optimizer staging share NSTAGE");
-#define OPT_Q SW_PLAN_HOST_GRADS   /* most pinned host gradient buffers = optimizer queue depth */
+#define OPT_HG SW_PLAN_HOST_GRADS_MAX   /* most pinned host gradient buffers */
+#define OPT_Q (OPT_HG + 4)            /* optimizer queue: an update per buffer, and room for
+				       * the swap, read-ahead and flush messages */
 
 typedef struct grp {
 	sw_tier p16_tier, opt_tier;
@@ -157,9 +159,9 @@ struct sw_exec {
 	/* optimizer thread */
 	sw_pool *pool;
 	int nhg;                           /* pinned gradient buffers (the optimizer queue) */
-	float *hgrad[OPT_Q];
-	sw_event *hgrad_ev[OPT_Q];
-	int hgrad_busy[OPT_Q];
+	float *hgrad[OPT_HG];
+	sw_event *hgrad_ev[OPT_HG];
+	int hgrad_busy[OPT_HG];
 	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
 	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
 	pthread_t thr;
@@ -175,6 +177,9 @@ struct sw_exec {
 	int overlap;                       /* SW_STEP_OVERLAP=0 turns it off: drained at step end */
 	int read_ahead;                    /* read the next step's first NVMe state during the
 					    * forward (SW_OPT_READ_AHEAD=0: off) */
+	int first_needed;                  /* of the host-state updates waiting at the queue's
+					    * head, run the one the next forward needs first
+					    * (SW_OPT_ORDER=fifo: in arrival order) */
 	int ra_first;                      /* the NVMe group a pass updates first (-1: none) */
 	int64_t *upd_sent;                 /* (G) updates queued per group (executor thread) */
 	int64_t *upd_p16;                  /* (G) of which the P16 home is final (under mu) */
@@ -184,6 +189,7 @@ struct sw_exec {
 					    * wait (shows that the tests catch a missing wait) */
 	opt_io oio;
 	int64_t ra_used;                   /* chunks updates found read ahead (atomic) */
+	int64_t reordered;                 /* updates taken out of arrival order (atomic) */
 	int io_failed;                     /* an NVMe failure was said (exec_io_fail) */
 	int64_t step;
 	uint64_t host_bytes;                /* pinned host memory allocated */

@@ -332,6 +332,36 @@ static int opt_run(sw_exec *ex, const opt_msg *q)
 	return rc;
 }
 
+/* An update of a group whose state lives in host memory (it reads and writes nothing but its
+ * own state and gradient, so it may run before updates queued ahead of it). */
+static int host_update(const sw_exec *ex, const opt_msg *m)
+{
+	return m->kind == OPT_UPDATE && ex->g[m->group].opt_tier == SW_TIER_HOST;
+}
+
+/* The next message (under mu, qn > 0). In arrival order, except that of the host-state updates
+ * waiting at the head of the queue (up to the first message of another kind) the one of the
+ * lowest group runs first: the next forward uses the groups from the embedding up, so when
+ * AdamW lags behind the backward the updates left at the step's end are those of the groups
+ * the forward reaches last, which then run under it. Any order gives the same bits: each
+ * update touches its own group only. */
+static opt_msg opt_take(sw_exec *ex)
+{
+	int pick = 0;
+	if (ex->first_needed)
+		for (int i = 0; i < ex->qn && host_update(ex, &ex->q[(ex->qhead + i) % OPT_Q]); i++)
+			if (ex->q[(ex->qhead + i) % OPT_Q].group < ex->q[(ex->qhead + pick) % OPT_Q].group)
+				pick = i;
+	opt_msg m = ex->q[(ex->qhead + pick) % OPT_Q];
+	if (pick)
+		__atomic_fetch_add(&ex->reordered, 1, __ATOMIC_RELAXED);
+	for (int i = pick; i > 0; i--)   /* close the gap: those ahead of it move back by one */
+		ex->q[(ex->qhead + i) % OPT_Q] = ex->q[(ex->qhead + i - 1) % OPT_Q];
+	ex->qhead = (ex->qhead + 1) % OPT_Q;
+	ex->qn--;
+	return m;
+}
+
 void *exec_opt_thread(void *arg)
 {
 	sw_exec *ex = arg;
@@ -341,9 +371,7 @@ void *exec_opt_thread(void *arg)
 			pthread_cond_wait(&ex->cv, &ex->mu);
 		if (!ex->qn && ex->quit)
 			break;
-		opt_msg msg = ex->q[ex->qhead];
-		ex->qhead = (ex->qhead + 1) % OPT_Q;
-		ex->qn--;
+		opt_msg msg = opt_take(ex);
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		int rc = opt_run(ex, &msg);

@@ -406,6 +406,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		st->nvme_write -= w0;
 	}
 	st->read_ahead = __atomic_exchange_n(&ex->ra_used, 0, __ATOMIC_RELAXED);
+	st->reordered = __atomic_exchange_n(&ex->reordered, 0, __ATOMIC_RELAXED);
 	exec_finish_spans(ex, st);
 	free(ug);
 	return rc;

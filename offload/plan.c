@@ -175,6 +175,41 @@ static void check_invariants(const sw_plan *p)
 	SW_ASSERT(p->ckpt_count[0] + p->ckpt_count[1] + p->ckpt_count[2] == p->n_layers * p->n_micro);
 }
 
+/* The pinned host gradient buffers: SW_PLAN_HOST_GRADS (placed with the rest), and one more per
+ * CPU-updated group, up to SW_PLAN_HOST_GRADS_MAX, where the host budget has room left after
+ * every other buffer. With them the GPU's backward does not wait for CPU AdamW to free a
+ * buffer when AdamW is slower than the backward, and the optimizer thread can take the pending
+ * update the next forward needs first (exec_opt.c): the last updates of a step then run under
+ * the next step's forward instead of before it. SW_HOST_GRADS=N asks for N (at least 1, at most
+ * what fits: an A/B switch for benchmarks). */
+static int plan_host_grads(sw_plan *p, const plan_sizes *z)
+{
+	int n_off = 0;
+	uint64_t max_off = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		if (!plan_resident(p, g)) {
+			n_off++;
+			max_off = (uint64_t)p->in.tt->g[g].numel > max_off ? (uint64_t)p->in.tt->g[g].numel : max_off;
+		}
+	int base = n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS;
+	p->host_grads = base;
+	if (n_off <= base)
+		return 0;
+	uint64_t per = plan_host(max_off * GRAD_BYTES), total = p->total[SW_TIER_HOST];
+	uint64_t left = p->budget[SW_TIER_HOST] > total ? p->budget[SW_TIER_HOST] - total : 0;
+	int64_t fit = base + (int64_t)(left / per), want = n_off < SW_PLAN_HOST_GRADS_MAX ? n_off : SW_PLAN_HOST_GRADS_MAX;
+	const char *e = getenv("SW_HOST_GRADS");
+	if (e && atoi(e) >= 1)
+		want = atoi(e) < want ? atoi(e) : want;
+	int n = (int)(want < fit ? want : fit);
+	if (n == base)
+		return 0;
+	p->host_grads = n;
+	free(p->buf);
+	p->buf = NULL;
+	return plan_table_build(p, z);
+}
+
 static int nvme_opt_groups(const sw_plan *p)
 {
 	int n = 0;
@@ -216,7 +251,7 @@ static int plan_build_once(sw_plan *p, const sw_plan_input *in)
 	    (rc = plan_table_build(p, &z)))
 		return rc;
 	p->speculative = plan_spec(p);
-	if ((rc = plan_keep_choose(p, &z)))
+	if ((rc = plan_keep_choose(p, &z)) || (rc = plan_host_grads(p, &z)))
 		return rc;
 	check_invariants(p);
 	plan_cost(p);

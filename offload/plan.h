@@ -138,7 +138,8 @@ typedef enum {
 #define SW_PLAN_CKPT_SLOTS 16      /* most checkpoint staging buffers */
 #define SW_PLAN_OPT_STAGES 2       /* optimizer staging sets (read-ahead / write-behind) */
 #define SW_PLAN_P16_STAGES 2       /* P16 staging buffers between NVMe and the window */
-#define SW_PLAN_HOST_GRADS 2       /* most pinned gradient buffers (the optimizer queue) */
+#define SW_PLAN_HOST_GRADS 2       /* pinned gradient buffers every plan with CPU updates has */
+#define SW_PLAN_HOST_GRADS_MAX 16  /* most pinned gradient buffers (host memory left over) */
 
 /* One family of buffers of the buffer table. */
 typedef enum {
@@ -242,6 +243,9 @@ typedef struct sw_plan {
 	int streaming;              /* 1: some group is not resident (the window exists) */
 	int carry_on_gpu;           /* 1: the activation carry lives on the GPU, else on the host */
 	int resident_groups;        /* groups fully on the GPU */
+	int host_grads;             /* pinned host gradient buffers (the optimizer queue's depth):
+				     * SW_PLAN_HOST_GRADS, more where the host budget has room left
+				     * after everything else (plan_host_grads) */
 	sw_tier (*tier)[SW_STATE_COUNT];   /* [ngroups][state] */
 	uint8_t *ckpt_tier;         /* [n_layers * n_micro] sw_tier; see sw_plan_ckpt_tier */
 	int64_t ckpt_count[SW_TIER_COUNT];

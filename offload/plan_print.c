@@ -114,8 +114,12 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 			 p->in.prefetch, plan_fmt_count((double)p->in.tt->max_group_numel, n, 32));
 		return buf;
 	case SW_PURPOSE_GRAD:
-		return t == SW_TIER_GPU ? "fp32, accumulated over the micro-batches of one group"
-					: "pinned: one group updated by the CPU while the next arrives";
+		if (t == SW_TIER_GPU)
+			return "fp32, accumulated over the micro-batches of one group";
+		snprintf(buf, sizeof(buf), "pinned, %d: %s", p->host_grads,
+			 p->host_grads > SW_PLAN_HOST_GRADS ? "updates wait here while CPU AdamW lags the "
+			 "backward (host memory left over)" : "one group updated by the CPU while the next arrives");
+		return buf;
 	case SW_PURPOSE_TIED_GRAD: return "head's share of the embedding gradient, kept until its end";
 	case SW_PURPOSE_ACT:
 		snprintf(buf, sizeof(buf), "one micro-batch (%lld tokens) through one layer, recompute + backward",

@@ -177,8 +177,10 @@ static void rows_host(const sw_plan *p, const plan_sizes *z, table *t)
 		n_off++;
 		max_off = max_u64(max_off, (uint64_t)p->in.tt->g[g].numel);
 	}
-	row(t, SW_BUF_HOST_GRAD, SW_PURPOSE_GRAD, SW_TIER_HOST, -1, -1, 0, plan_host(max_off * GRAD_BYTES),
-	    n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS);
+	int nhg = n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS;
+	if (n_off && p->host_grads)   /* the count plan_host_grads chose (plan.c) */
+		nhg = p->host_grads;
+	row(t, SW_BUF_HOST_GRAD, SW_PURPOSE_GRAD, SW_TIER_HOST, -1, -1, 0, plan_host(max_off * GRAD_BYTES), nhg);
 	row(t, SW_BUF_STAGE_CKPT, SW_PURPOSE_STAGE_CKPT, SW_TIER_HOST, -1, -1, 0, z->stage_ckpt,
 	    p->ckpt_count[SW_TIER_NVME] ? z->ckpt_slots : 0);
 	row(t, SW_BUF_STAGE_P16, SW_PURPOSE_STAGE_P16, SW_TIER_HOST, -1, -1, 0, z->stage_p16,

@@ -21,7 +21,7 @@
 typedef struct result {
 	double loss[STEPS], norm[STEPS];
 	int skipped[STEPS], redone[STEPS];
-	int64_t read_ahead;
+	int64_t read_ahead, reordered;
 	float *state[3];          /* P32, m, v of all groups, table order */
 } result;
 
@@ -107,6 +107,11 @@ static void set_env(const char *k, const char *v)
 		unsetenv(k);
 }
 
+/* The optimizer queue's order and depth for the next runs: SW_OPT_ORDER and SW_HOST_GRADS
+ * (NULL: the defaults, the update the next forward needs first and as many pinned gradient
+ * buffers as the host budget has room for). */
+static const char *order_env, *hgrads_env;
+
 /* overlap: SW_STEP_OVERLAP's value (NULL: the default, on); resume: the state is read out after
  * step MID and the run goes on in a new executor from it; delay: SW_TEST_DELAY_ADAM. */
 static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, int place,
@@ -116,6 +121,8 @@ static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, i
 	set_env("SW_STEP_OVERLAP", overlap);
 	set_env("SW_TEST_DELAY_ADAM", delay);
 	set_env("SW_TEST_NO_WAIT", no_wait ? "1" : NULL);
+	set_env("SW_OPT_ORDER", order_env);
+	set_env("SW_HOST_GRADS", hgrads_env);
 	memset(r, 0, sizeof(*r));
 	hx_run h;
 	open_run(&h, tt, in, b, place, md);
@@ -145,6 +152,7 @@ static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, i
 		r->skipped[s - 1] = st.s.skipped;
 		r->redone[s - 1] = st.redone;
 		r->read_ahead += st.read_ahead;
+		r->reordered += st.reordered;
 		skipped += st.s.skipped;
 	}
 	CHECK(sw_exec_sync(h.ex) == 0);
@@ -153,6 +161,8 @@ static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, i
 	set_env("SW_STEP_OVERLAP", NULL);
 	set_env("SW_TEST_DELAY_ADAM", NULL);
 	set_env("SW_TEST_NO_WAIT", NULL);
+	set_env("SW_OPT_ORDER", NULL);
+	set_env("SW_HOST_GRADS", NULL);
 }
 
 /* 0 when a and b agree bit for bit; else says where first (when loud) and returns 1. */
@@ -242,6 +252,18 @@ static void run_config(int tie)
 				nclip += md->clip > 0 && off.norm[s] > md->clip;
 				nredo += on.redone[s];
 			}
+			if (mi % 2 == 0) {   /* the optimizer queue as before: in arrival order, two buffers */
+				result old;
+				order_env = "fifo";
+				hgrads_env = "2";
+				run(&tt, &in, &b, place, md, NULL, 0, NULL, 0, &old);
+				order_env = hgrads_env = NULL;
+				snprintf(what, sizeof(what), "%s, %s: updates in arrival order, two pinned "
+					 "gradient buffers, vs drained", place_name[place], md->name);
+				CHECK(!differ(&tt, &old, &off, what, 1));
+				CHECK(old.reordered == 0);
+				free_result(&old);
+			}
 			CHECK(off.read_ahead == 0);
 			if (place != HOST_OPT && md->clip == 0)
 				CHECKF(on.read_ahead > 0, "%s: no update found its state read ahead", what);
@@ -277,6 +299,28 @@ static void run_config(int tie)
 		       p16_host ? "; without the wait for it (SW_TEST_NO_WAIT) they differ" : "");
 		free_result(&off);
 		free_result(&late);
+	}
+	/* the order: the head's update (the backward's first) 100 ms late, so that the updates of
+	 * the groups below it wait in the queue; the lowest of them (the one the next forward
+	 * needs first) runs ahead of those queued before it, with the same bits */
+	snprintf(delay, sizeof(delay), "100:%d", tt.ngroups - 1);
+	{
+		result off, edf, fifo;
+		run(&tt, &in, &b, HOST_OPT, &m0, "0", 0, NULL, 0, &off);
+		run(&tt, &in, &b, HOST_OPT, &m0, NULL, 0, delay, 0, &edf);
+		order_env = "fifo";
+		run(&tt, &in, &b, HOST_OPT, &m0, NULL, 0, delay, 0, &fifo);
+		order_env = NULL;
+		CHECK(!differ(&tt, &edf, &off, "head's update late, next-needed first", 1));
+		CHECK(!differ(&tt, &fifo, &off, "head's update late, arrival order", 1));
+		CHECKF(edf.reordered > 0, "no update ran ahead of the queue (%lld)", (long long)edf.reordered);
+		CHECK(fifo.reordered == 0);
+		printf("  ok %-28s head's update 100 ms late: %lld updates ran ahead of their queue "
+		       "order (0 in arrival order), the same bits\n", place_name[HOST_OPT],
+		       (long long)edf.reordered);
+		free_result(&off);
+		free_result(&edf);
+		free_result(&fifo);
 	}
 	sw_table_free(&tt);
 }

@@ -97,25 +97,42 @@ int main(void)
 		CHECK(close_to(p.cost.step_s, mx));
 		CHECK(close_to(p.cost.t[p.cost.bottleneck], mx));
 		CHECK(close_to(p.cost.tokens_per_s, BATCH / mx));
-		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (2 groups), carry,
-		 * load/save staging; every pinned buffer whole 4 KiB pages */
+		/* host: P16 cache, P32/m/v, checkpoints, pinned gradient buffers (one per group: the
+		 * 1 GiB budget has room for them after everything else), carry, load/save staging;
+		 * every pinned buffer whole 4 KiB pages */
+		const uint64_t nhg = L + 2;
+		CHECK(nhg > 2 && nhg <= SW_PLAN_HOST_GRADS_MAX && p.host_grads == (int)nhg);
 		const uint64_t p16h = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2);
 		const uint64_t opth = AL(embed * 4) + L * AL(layer * 4) + AL(head * 4);
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_P16] == p16h);
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_M] == opth);
-		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == 2 * AL(maxg * 4));
+		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_GRAD] == nhg * AL(maxg * 4));
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_CARRY] == AL((uint64_t)BATCH * C * 2));
 		/* load/save staging: one I/O chunk of fp32; the default chunk is larger than any group */
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_XFER] == AL(maxg * 4));
 		/* and the process's machinery: 256 KiB + 8 B per token of the batch, held */
 		CHECK(p.bytes[SW_TIER_HOST][SW_PURPOSE_RESERVE] == (256u << 10) + 8 * (uint64_t)BATCH);
-		CHECK(p.total[SW_TIER_HOST] == p16h + 3 * opth + L * M * AL(item) + 2 * AL(maxg * 4) +
-		      AL((uint64_t)BATCH * C * 2) + AL(maxg * 4) + (256u << 10) + 8 * (uint64_t)BATCH);
+		const uint64_t host2 = p16h + 3 * opth + L * M * AL(item) + 2 * AL(maxg * 4) +
+				       AL((uint64_t)BATCH * C * 2) + AL(maxg * 4) + (256u << 10) + 8 * (uint64_t)BATCH;
+		CHECK(p.total[SW_TIER_HOST] == host2 + (nhg - 2) * AL(maxg * 4));
 		CHECK(p.total[SW_TIER_GPU] == w0 + window);
 		sw_plan_apply(&p, &tt);
 		for (int g = 0; g < L + 2; g++)
 			for (int s = 0; s < SW_STATE_COUNT; s++)
 				CHECK(tt.g[g].tier[s] == p.tier[g][s]);
+		sw_plan_free(&p);
+		/* A budget with room for one and a half buffers beyond the two: one more, the
+		 * placement unchanged; SW_HOST_GRADS=2 asks for the two alone */
+		in.cpu_mem = host2 + AL(maxg * 4) * 3 / 2;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.host_grads == 3 && p.ckpt_count[SW_TIER_HOST] == L * M);
+		CHECK(p.total[SW_TIER_HOST] == host2 + AL(maxg * 4) && p.total[SW_TIER_HOST] <= in.cpu_mem);
+		sw_plan_free(&p);
+		setenv("SW_HOST_GRADS", "2", 1);
+		in.cpu_mem = 1ull << 30;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		unsetenv("SW_HOST_GRADS");
+		CHECK(p.host_grads == 2 && p.total[SW_TIER_HOST] == host2);
 		sw_plan_free(&p);
 	}
 
