@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- the optimizer -------- */
@@ -56,16 +57,16 @@ static void mark_p16(sw_exec *ex, int gi)
 
 static const char *const state_name[3] = { "P32", "Adam m", "Adam v" };
 
-/* Waits for the write-behind of set s; rc: the first error so far, kept. */
+/* Waits for the write-behind of set s; rc: the first error so far, kept. Its trace span runs
+ * from the writes' submission to their completion as the thread saw it (io_reap), or to the end
+ * of this wait: when the disk was busy with them, not when the thread came to wait. */
 static int io_wait_writes(sw_exec *ex, int s, int rc)
 {
 	opt_io *o = &ex->oio;
+	if (!o->wr_n[s])
+		return rc;
 	for (int w = 0; w < o->wr_n[s]; w++) {
-		double tw = sw_now();
 		int r = sw_io_wait(ex->io, &o->wr[s][w]);
-		char nm[24];
-		snprintf(nm, sizeof(nm), "write %lld", (long long)o->wr_call[s]);
-		exec_span_add(ex, SW_TRACK_NVME_WRITE, nm, tw, sw_now());
 		if (r && !rc) {
 			char what[80];
 			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)",
@@ -74,7 +75,64 @@ static int io_wait_writes(sw_exec *ex, int s, int rc)
 			rc = r;
 		}
 	}
+	char nm[24];
+	snprintf(nm, sizeof(nm), "write %lld", (long long)o->wr_call[s]);
+	exec_span_add(ex, SW_TRACK_NVME_WRITE, nm, o->tw0[s], o->tw1[s] > 0 ? o->tw1[s] : sw_now());
 	o->wr_n[s] = 0;
+	return rc;
+}
+
+/* 1 when every request of reqs[0, n) is done (sw_io_poll: never blocks). */
+static int io_all_done(sw_io_req *reqs, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (sw_io_poll(&reqs[k]) == 1)
+			return 0;
+	return 1;
+}
+
+/* Notes when the requests in flight completed (for the trace: a read ahead is consumed, and a
+ * write-behind waited for, later than it lands), without waiting or taking their outcome.
+ * Returns 1 while some are in flight unseen. */
+static int io_reap(sw_exec *ex)
+{
+	opt_io *o = &ex->oio;
+	int left = 0;
+	double now = 0;
+	for (int s = 0; s < NSTAGE; s++) {
+		if (o->rd_n[s] && o->tr1[s] <= 0) {
+			if (io_all_done(o->rd[s], o->rd_n[s]))
+				o->tr1[s] = now = now > 0 ? now : sw_now();
+			else
+				left = 1;
+		}
+		if (o->wr_n[s] && o->tw1[s] <= 0) {
+			if (io_all_done(o->wr[s], o->wr_n[s]))
+				o->tw1[s] = now = now > 0 ? now : sw_now();
+			else
+				left = 1;
+		}
+	}
+	return left;
+}
+
+/* 1 while the thread has NVMe requests in flight (a drain flushes them). */
+static int io_in_flight(const sw_exec *ex)
+{
+	for (int s = 0; s < NSTAGE; s++)
+		if (ex->oio.rd_n[s] || ex->oio.wr_n[s])
+			return 1;
+	return 0;
+}
+
+/* A request the engine refused at submission (nothing was queued): its own line, as a failed
+ * transfer has. rc returned. */
+static int io_refused(sw_exec *ex, const char *op, int k, int gi, int slot, const sw_io_req *r, int rc)
+{
+	char what[80];
+	snprintf(what, sizeof(what), "%s of %s of group %d (slot %d)", op, k < 3 ? state_name[k] : "P16",
+		 gi, k < 3 ? slot : 0);
+	exec_io_refused(ex, what, r);
 	return rc;
 }
 
@@ -129,12 +187,15 @@ static int io_read_chunk(sw_exec *ex, int gi, int rs, int64_t ci, int s, int64_t
 	uint64_t cb = exec_up4k((uint64_t)ex->chunk * 4);
 	char *base = ex->opt_stage[s];
 	o->tr0[s] = sw_now();
+	o->tr1[s] = 0;
 	o->rd_call[s] = call;
-	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_read(ex->io, &o->rd[s][k], ex->g[gi].opt_ext[rs][k],
-					     exec_opt_off(off), exec_io_len((uint64_t)c * 4),
-					     base + (uint64_t)k * cb)))
-			o->rd_n[s]++;
+	for (int k = 0; k < 3 && !rc; k++) {
+		rc = sw_io_submit_read(ex->io, &o->rd[s][k], ex->g[gi].opt_ext[rs][k], exec_opt_off(off),
+				       exec_io_len((uint64_t)c * 4), base + (uint64_t)k * cb);
+		if (rc)
+			return io_refused(ex, "read", k, gi, rs, &o->rd[s][k], rc);
+		o->rd_n[s]++;
+	}
 	return rc;
 }
 
@@ -225,7 +286,7 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 	o->rd_n[ps] = 0;
 	char nm[24];
 	snprintf(nm, sizeof(nm), "read %lld", (long long)o->rd_call[ps]);
-	exec_span_add(ex, SW_TRACK_NVME_READ, nm, o->tr0[ps], sw_now());
+	exec_span_add(ex, SW_TRACK_NVME_READ, nm, o->tr0[ps], o->tr1[ps] > 0 ? o->tr1[ps] : sw_now());
 	if (rc)
 		return rc;
 	uint64_t cb = p->cb;
@@ -237,6 +298,7 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 		exec_commit_scan(ex, q->group, off, c, (const float *const[3]){ p32, m, v });
 	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
 	exec_span_add(ex, SW_TRACK_OPTIM, nm, ta, sw_now());
+	io_reap(ex);   /* the next chunk's reads and the other set's writes: landed meanwhile? */
 	if (off + c == p->n && g->p16_tier == SW_TIER_HOST) {
 		/* the P16 home is final: the next forward may use it while P32/m/v are written */
 		mark_p16(ex, q->group);
@@ -245,16 +307,23 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 	o->wr_group[ps] = q->group;
 	o->wr_slot[ps] = q->ws;
 	o->wr_call[ps] = q->call;
-	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->opt_ext[q->ws][k],
-					      exec_opt_off(off), exec_io_len((uint64_t)c * 4),
-					      base + (uint64_t)k * cb)))
-			o->wr_n[ps]++;
-	if (!rc && g->p16_tier == SW_TIER_NVME &&
-	    !(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->p16_ext,
-				      (uint64_t)off * (uint64_t)ex->ab,
-				      exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
+	o->tw0[ps] = sw_now();
+	o->tw1[ps] = 0;
+	for (int k = 0; k < 3 && !rc; k++) {
+		rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->opt_ext[q->ws][k],
+					exec_opt_off(off), exec_io_len((uint64_t)c * 4), base + (uint64_t)k * cb);
+		if (rc)
+			return io_refused(ex, "write", k, q->group, q->ws, &o->wr[ps][o->wr_n[ps]], rc);
 		o->wr_n[ps]++;
+	}
+	if (!rc && g->p16_tier == SW_TIER_NVME) {
+		rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->p16_ext,
+					(uint64_t)off * (uint64_t)ex->ab,
+					exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16);
+		if (rc)
+			return io_refused(ex, "write", 3, q->group, 0, &o->wr[ps][o->wr_n[ps]], rc);
+		o->wr_n[ps]++;
+	}
 	return rc;
 }
 
@@ -332,13 +401,40 @@ static int opt_run(sw_exec *ex, const opt_msg *q)
 	return rc;
 }
 
+/* The idle optimizer thread waits for the next message; while NVMe requests it left in flight
+ * have not been seen complete, it looks every millisecond (io_reap: for the trace). Under mu. */
+static void opt_idle(sw_exec *ex)
+{
+	while (!ex->qn && !ex->quit) {
+		if (!ex->io || !ex->io_left) {
+			pthread_cond_wait(&ex->cv, &ex->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&ex->mu);
+		int left = io_reap(ex);
+		pthread_mutex_lock(&ex->mu);
+		if (!left) {   /* all seen: sleep until a message comes */
+			while (!ex->qn && !ex->quit)
+				pthread_cond_wait(&ex->cv, &ex->mu);
+			return;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ex->cv, &ex->mu, &ts);
+	}
+}
+
 void *exec_opt_thread(void *arg)
 {
 	sw_exec *ex = arg;
 	pthread_mutex_lock(&ex->mu);
 	for (;;) {
-		while (!ex->qn && !ex->quit)
-			pthread_cond_wait(&ex->cv, &ex->mu);
+		opt_idle(ex);
 		if (!ex->qn && ex->quit)
 			break;
 		opt_msg msg = ex->q[ex->qhead];
@@ -347,11 +443,13 @@ void *exec_opt_thread(void *arg)
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		int rc = opt_run(ex, &msg);
+		int left = ex->io && io_in_flight(ex);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
 		if (msg.kind == OPT_UPDATE && msg.hb >= 0)
 			ex->hgrad_busy[msg.hb] = 0;
+		ex->io_left = left;
 		ex->busy = 0;
 		pthread_cond_broadcast(&ex->cv);
 	}
@@ -404,15 +502,25 @@ void exec_opt_post(sw_exec *ex, int kind, int gi, int rs)
 	pthread_mutex_unlock(&ex->mu);
 }
 
+/* Waits (under mu) until the queue is empty and the thread idle. */
+static void opt_wait_idle(sw_exec *ex)
+{
+	while (ex->qn || ex->busy)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+}
+
 int exec_opt_drain(sw_exec *ex)
 {
 	if (!ex->thr_started)
 		return 0;
-	if (ex->overlap)   /* the write-behind and read-ahead left in flight */
+	pthread_mutex_lock(&ex->mu);
+	opt_wait_idle(ex);
+	int flush = ex->io_left;   /* write-behind or read-ahead left in flight (the overlap) */
+	pthread_mutex_unlock(&ex->mu);
+	if (flush)   /* one round trip, only when something is in flight (put/take drain per chunk) */
 		exec_opt_post(ex, OPT_FLUSH, -1, 0);
 	pthread_mutex_lock(&ex->mu);
-	while (ex->qn || ex->busy)
-		pthread_cond_wait(&ex->cv, &ex->mu);
+	opt_wait_idle(ex);
 	int rc = ex->err;
 	ex->err = 0;
 	pthread_mutex_unlock(&ex->mu);
