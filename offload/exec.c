@@ -179,10 +179,13 @@ static void exec_boundary_init(sw_exec *ex)
  * bounces P16 through the staging sets. */
 static void exec_boundary_plan(sw_exec *ex)
 {
-	ex->ra_first = -1;
+	ex->ra_first = ex->ra_last = -1;
 	for (int gi = 0; gi < ex->G; gi++) {
-		if (ex->g[gi].opt_tier == SW_TIER_NVME)
+		if (ex->g[gi].opt_tier == SW_TIER_NVME) {
 			ex->ra_first = gi;
+			if (ex->ra_last < 0)
+				ex->ra_last = gi;
+		}
 		if (ex->g[gi].opt_tier == SW_TIER_HOST && ex->g[gi].p16_tier == SW_TIER_NVME)
 			ex->read_ahead = 0;
 	}

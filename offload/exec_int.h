@@ -107,8 +107,10 @@ typedef struct opt_io {
 	double tr1[NSTAGE], tw1[NSTAGE];         /* ... and seen complete (0: not yet; the trace's
 						  * span ends there, not where they are waited for) */
 	int next;                                /* the set the next group's first chunk uses */
-	int ra_group, ra_rs, ra_n;               /* read ahead: chunks [0, ra_n) of ra_group
-						  * from slot ra_rs, in sets next, next + 1, ... */
+	int ra_group, ra_rs, ra_n, ra_want;      /* read ahead: chunks [0, ra_want) of ra_group
+						  * from slot ra_rs, in sets next, next + 1, ...;
+						  * [0, ra_n) submitted (the rest as sets free) */
+	int64_t ra_call;                         /* the step they serve (trace names) */
 } opt_io;
 
 struct sw_exec {
@@ -180,6 +182,8 @@ struct sw_exec {
 	int read_ahead;                    /* read the next step's first NVMe state during the
 					    * forward (SW_OPT_READ_AHEAD=0: off) */
 	int ra_first;                      /* the NVMe group a pass updates first (-1: none) */
+	int ra_last;                       /* ... and last: after its update is queued, the next
+					    * step's read-ahead is (exec_opt_send) */
 	int64_t *upd_sent;                 /* (G) updates queued per group (executor thread) */
 	int64_t *upd_p16;                  /* (G) of which the P16 home is final (under mu) */
 	int delay_group, delay_ms;         /* test hook SW_TEST_DELAY_ADAM=MS:GROUP: the optimizer

@@ -113,16 +113,17 @@ static int io_reap(sw_exec *ex)
 				left = 1;
 		}
 	}
-	return left;
+	return left || o->ra_n < o->ra_want;
 }
 
-/* 1 while the thread has NVMe requests in flight (a drain flushes them). */
+/* 1 while the thread has NVMe requests in flight, or reads ahead still to submit (a drain
+ * flushes them: the staging sets are the caller's after it). */
 static int io_in_flight(const sw_exec *ex)
 {
 	for (int s = 0; s < NSTAGE; s++)
 		if (ex->oio.rd_n[s] || ex->oio.wr_n[s])
 			return 1;
-	return 0;
+	return ex->oio.ra_want > 0;
 }
 
 /* A request the engine refused at submission (nothing was queued): its own line, as a failed
@@ -151,7 +152,7 @@ static int io_drop_reads(sw_exec *ex, int rc)
 		}
 		o->rd_n[s] = 0;
 	}
-	o->ra_n = 0;
+	o->ra_n = o->ra_want = 0;
 	return rc;
 }
 
@@ -199,27 +200,48 @@ static int io_read_chunk(sw_exec *ex, int gi, int rs, int64_t ci, int s, int64_t
 	return rc;
 }
 
+/* Submits the read-ahead's next chunks (chunk c into set next + c) whose set is free and whose
+ * state is final: the set's writes and the group's own writes landed. block: waits for them;
+ * else stops at the first chunk that would wait (io_reap and the host updates call it again). */
+static int io_ra_pump(sw_exec *ex, int block, int rc)
+{
+	opt_io *o = &ex->oio;
+	while (!rc && o->ra_n < o->ra_want) {
+		int s = (o->next + o->ra_n) % NSTAGE;
+		for (int t = 0; !block && t < NSTAGE; t++)
+			if (o->wr_n[t] && (t == s || o->wr_group[t] == o->ra_group) &&
+			    !io_all_done(o->wr[t], o->wr_n[t]))
+				return rc;
+		rc = io_wait_group(ex, o->ra_group, rc);
+		rc = io_read_chunk(ex, o->ra_group, o->ra_rs, o->ra_n, s, o->ra_call, rc);
+		if (!rc)
+			o->ra_n++;
+	}
+	return rc;
+}
+
 /* OPT_READ_AHEAD: the first chunks of group gi's state (slot rs), one per staging set, from
  * the set the group's update will start at; the update adopts them (opt_group_nvme). The
- * message comes at the start of a step, after the last step's updates in the queue: their
- * write-behind lands first (the sets and, with one slot, the same state). */
+ * message is queued right after a step's last NVMe update (exec_opt_send), so the state it
+ * reads is final, and again at the next step's start (kept if still there: one slot's state,
+ * and the sets, after the write-behind lands). Each chunk is submitted once its set is free
+ * (io_ra_pump): the host updates queued behind it do not wait for the write-behind. */
 static int io_read_ahead(sw_exec *ex, int gi, int rs, int64_t call)
 {
 	opt_io *o = &ex->oio;
-	if (o->ra_n && o->ra_group == gi && o->ra_rs == rs)
-		return 0;   /* still there from a step that updated nothing (skipped) */
-	int rc = io_drop_reads(ex, 0);
-	rc = io_wait_group(ex, gi, rc);
-	int64_t nch = (ex->tt->g[gi].numel + ex->chunk - 1) / ex->chunk;
-	int nra = nch < NSTAGE ? (int)nch : NSTAGE;
-	for (int c = 0; c < nra && !rc; c++)
-		rc = io_read_chunk(ex, gi, rs, c, (o->next + c) % NSTAGE, call, rc);
-	if (rc)
-		return io_drop_reads(ex, rc);
-	o->ra_group = gi;
-	o->ra_rs = rs;
-	o->ra_n = nra;
-	return 0;
+	if (!(o->ra_want && o->ra_group == gi && o->ra_rs == rs)) {
+		int rc = io_drop_reads(ex, 0);
+		if (rc)
+			return rc;
+		int64_t nch = (ex->tt->g[gi].numel + ex->chunk - 1) / ex->chunk;
+		o->ra_group = gi;
+		o->ra_rs = rs;
+		o->ra_call = call;
+		o->ra_n = 0;
+		o->ra_want = nch < NSTAGE ? (int)nch : NSTAGE;
+	}
+	int rc = io_ra_pump(ex, 0, 0);
+	return rc ? io_drop_reads(ex, rc) : 0;
 }
 
 /* ---- the updates ------------------------------------------------------------------------- */
@@ -242,6 +264,8 @@ static int opt_group_host(sw_exec *ex, const opt_msg *q, const float *hg)
 		if (g->p16_tier == SW_TIER_NVME)
 			rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
 						exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16);
+		else if (!rc && ex->oio.ra_n < ex->oio.ra_want && (rc = io_ra_pump(ex, 0, rc)))
+			rc = io_drop_reads(ex, rc);   /* the next step's reads ahead, as sets free up */
 	}
 	char nm[24];
 	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
@@ -345,11 +369,13 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 	g->fin_slot = q->fin_scan ? 1 + q->ws : 0;   /* slot ws changes: checked or unknown */
 	g->fin_k = -1;
 	int have = 0;
-	if (o->ra_n && o->ra_group == gi && o->ra_rs == q->rs)
-		have = o->ra_n;              /* read ahead during the forward */
-	else if (o->ra_n)
+	if (o->ra_want && o->ra_group == gi && o->ra_rs == q->rs) {
+		rc = io_ra_pump(ex, 1, rc);   /* read ahead: the chunks not yet submitted now */
+		have = o->ra_n;
+	} else if (o->ra_want) {
 		rc = io_drop_reads(ex, rc);
-	o->ra_n = 0;
+	}
+	o->ra_n = o->ra_want = 0;
 	__atomic_fetch_add(&ex->ra_used, (int64_t)have, __ATOMIC_RELAXED);
 	rc = io_wait_group(ex, gi, rc);
 	p.base = o->next;
@@ -411,8 +437,14 @@ static void opt_idle(sw_exec *ex)
 			continue;
 		}
 		pthread_mutex_unlock(&ex->mu);
-		int left = io_reap(ex);
+		int rc = io_ra_pump(ex, 0, 0);   /* reads ahead whose sets have come free */
+		if (rc)
+			rc = io_drop_reads(ex, rc);
+		int left = io_reap(ex), in_flight = io_in_flight(ex);
 		pthread_mutex_lock(&ex->mu);
+		if (rc && !ex->err)
+			ex->err = rc;
+		ex->io_left = in_flight;
 		if (!left) {   /* all seen: sleep until a message comes */
 			while (!ex->qn && !ex->quit)
 				pthread_cond_wait(&ex->cv, &ex->mu);
@@ -491,6 +523,16 @@ void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const fl
 	pthread_mutex_lock(&ex->mu);
 	ex->upd_sent[gi]++;
 	opt_push(ex, &m);
+	if (ex->read_ahead && gi == ex->ra_last) {
+		/* the step's last NVMe update is queued (every path sends them from the top group
+		 * down): the next step's first NVMe state is final once it lands, so read it ahead
+		 * now, under this step's remaining backward and host updates, from the slot the next
+		 * step reads if this one stands (a rollback or a drain drops it; the next step asks
+		 * again at its start) */
+		opt_msg ra = { .kind = OPT_READ_AHEAD, .group = ex->ra_first, .hb = -1,
+			       .rs = exec_write_slot(ex), .call = ex->calls + 1 };
+		opt_push(ex, &ra);
+	}
 	pthread_mutex_unlock(&ex->mu);
 }
 
