@@ -7,6 +7,9 @@
 # and checks that the losses are the same bits. ROUNDS=N (default 1) runs the three schedules N
 # times in turn (drained, no read-ahead, as built, drained, ...), so that a machine whose speed
 # drifts (shared, throttled) slows each schedule alike; the medians are over every round.
+# SCHEDULES (default "drained noreadahead overlapped") may add nowritebehind: as built, but each
+# NVMe group's writes land before the optimizer goes on (SW_OPT_WRITE_BEHIND=0: no group's
+# reads beside the last group's writes).
 #   bash bench/step_boundary.sh DIR [STEPS] [TRAIN FLAGS...]
 # DIR: scratch space on the disk under test. Env: MODEL (init flags; default a 0.68 B llama,
 # dim 2048, 12 layers, GQA 16/8, ffn 5632, vocab 32000), SHAPE (default --seq-len 2048
@@ -28,11 +31,13 @@ budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 6GiB --chunk 16777216 --checkpoint-onl
 "$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
 rounds=${ROUNDS:-1}
 for r in $(seq "$rounds"); do
-  for s in drained noreadahead overlapped; do
+  for s in ${SCHEDULES:-drained noreadahead overlapped}; do
     case $s in
       drained) env=(SW_STEP_OVERLAP=0) ;;
       noreadahead) env=(SW_OPT_READ_AHEAD=0) ;;
+      nowritebehind) env=(SW_OPT_WRITE_BEHIND=0) ;;
       overlapped) env=() ;;
+      *) echo "unknown schedule $s"; exit 2 ;;
     esac
     n=$s; [ "$rounds" = 1 ] || n=$s.$r
     rm -rf "$dir/nv"/*
@@ -41,13 +46,13 @@ for r in $(seq "$rounds"); do
       --trace "$out/$n.trace.json" >"$out/$n.log" 2>&1
     echo "$n: exit $?"
     python3 offload/trace_summary.py "$out/$n.trace.json" >"$out/$n.summary" 2>&1
-    grep "cross-step" "$out/$n.summary" | sed "s/^/  $n: /"
+    grep -E "cross-step|NVMe idle across" "$out/$n.summary" | sed "s/^/  $n: /"
   done
 done
-grep -h "^step boundary" "$out"/overlapped*.log | head -1
-python3 - "$out" "$rounds" <<'PY'
+grep -h "^step boundary" "$out"/*.log | head -1   # the same plan in every run
+python3 - "$out" "$rounds" ${SCHEDULES:-drained noreadahead overlapped} <<'PY'
 import re, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, scheds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 pat = re.compile(r"^step (\d+)/\d+ \| loss (\S+) .*\| grad norm (\S+) .*\| ([\d.]+) s \| busy(.*)$")
 def load1(n):
     rows = []
@@ -68,15 +73,15 @@ def load(s):   # the step lines of every round, the first step of each left out
     for r in range(1, rounds + 1):
         rows += load1(f"{s}.{r}")[1:] if r > 1 else load1(f"{s}.{r}")
     return rows
-runs = {s: load(s) for s in ("drained", "noreadahead", "overlapped")}
+runs = {s: load(s) for s in scheds}
 base = None
 for s, r in runs.items():
     if len(r) < 2:
         print(f"{s}: fewer than 2 step lines"); continue
     med = statistics.median(x[3] for x in r[1:])
-    base = base or med
+    base = base or med   # the first schedule's (drained by default)
     bm = [x[4] for x in r[1:] if x[4]]
-    print(f"{s:12s} median {med:.3f} s/step over {len(r) - 1} steps after the first ({med / base:.3f} of drained)"
+    print(f"{s:13s} median {med:.3f} s/step over {len(r) - 1} steps after the first ({med / base:.3f} of {scheds[0]})"
           + (f", bound/measured {statistics.median(bm):.2f}" if bm else ""))
 names = [s if rounds == 1 else f"{s}.{r}" for s in runs for r in range(1, rounds + 1)]
 ls = {n: [(x[1], x[2]) for x in load1(n)] for n in names}   # every run's, every step

@@ -160,7 +160,8 @@ static int alloc_check(sw_exec *ex)
 }
 
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
- * the overlap and the read-ahead off (for comparison: both give the same bits); the test
+ * the overlap and the read-ahead off, SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
+ * before the optimizer goes on (for comparison: all give the same bits); the test
  * hooks SW_TEST_DELAY_ADAM=MS:GROUP and SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
 {
@@ -168,6 +169,8 @@ static void exec_boundary_init(sw_exec *ex)
 	const char *dl = getenv("SW_TEST_DELAY_ADAM"), *nw = getenv("SW_TEST_NO_WAIT");
 	ex->overlap = !(ov && !strcmp(ov, "0"));
 	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
+	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
+	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
 		ex->delay_group = -1;

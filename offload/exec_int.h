@@ -181,6 +181,9 @@ struct sw_exec {
 	int overlap;                       /* SW_STEP_OVERLAP=0 turns it off: drained at step end */
 	int read_ahead;                    /* read the next step's first NVMe state during the
 					    * forward (SW_OPT_READ_AHEAD=0: off) */
+	int write_behind;                  /* a group's last NVMe writes stay in flight while the
+					    * optimizer goes on (SW_OPT_WRITE_BEHIND=0: waited for
+					    * at the group's end, as drained) */
 	int ra_first;                      /* the NVMe group a pass updates first (-1: none) */
 	int ra_last;                       /* ... and last: after its update is queued, the next
 					    * step's read-ahead is (exec_opt_send) */

@@ -390,6 +390,10 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 		rc = io_drop_reads(ex, rc);   /* reads ahead of a failed update */
 	if (rc || !ex->overlap || g->p16_tier == SW_TIER_NVME)
 		rc = io_flush(ex, rc);
+	else if (!ex->write_behind)   /* SW_OPT_WRITE_BEHIND=0: the writes land before the next
+				       * message (no read of the next group beside them) */
+		for (int s = 0; s < NSTAGE; s++)
+			rc = io_wait_writes(ex, s, rc);
 	*marked = p.marked;
 	return rc;
 }
