@@ -160,7 +160,8 @@ static int alloc_check(sw_exec *ex)
 }
 
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
- * the overlap and the read-ahead off, SW_OPT_ORDER=fifo runs the waiting host-state updates in
+ * the overlap and the read-ahead off, SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
+ * before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting host-state updates in
  * arrival order (for comparison: all give the same bits); the test
  * hooks SW_TEST_DELAY_ADAM=MS:GROUP and SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
@@ -171,6 +172,8 @@ static void exec_boundary_init(sw_exec *ex)
 	ex->overlap = !(ov && !strcmp(ov, "0"));
 	ex->first_needed = !(od && !strcmp(od, "fifo"));
 	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
+	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
+	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
 		ex->delay_group = -1;
@@ -182,10 +185,13 @@ static void exec_boundary_init(sw_exec *ex)
  * bounces P16 through the staging sets. */
 static void exec_boundary_plan(sw_exec *ex)
 {
-	ex->ra_first = -1;
+	ex->ra_first = ex->ra_last = -1;
 	for (int gi = 0; gi < ex->G; gi++) {
-		if (ex->g[gi].opt_tier == SW_TIER_NVME)
+		if (ex->g[gi].opt_tier == SW_TIER_NVME) {
 			ex->ra_first = gi;
+			if (ex->ra_last < 0)
+				ex->ra_last = gi;
+		}
 		if (ex->g[gi].opt_tier == SW_TIER_HOST && ex->g[gi].p16_tier == SW_TIER_NVME)
 			ex->read_ahead = 0;
 	}

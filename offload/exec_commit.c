@@ -58,11 +58,14 @@ void sw_exec_commit_keep(sw_exec *ex)
 		ex->commit_slot = ex->slot + 1;
 }
 
-int sw_exec_commit_sums(const sw_exec *ex, int g, int k, uint64_t *sums, uint8_t *written,
+int sw_exec_commit_sums(sw_exec *ex, int g, int k, uint64_t *sums, uint8_t *written,
 			uint32_t *n)
 {
 	if (!sw_exec_opt_on_nvme(ex, g) || k < 0 || k > 2)
 		return -EINVAL;
+	int rc = sw_exec_sync(ex);   /* the last step's write-behind: the checksums are final */
+	if (rc)
+		return rc;
 	sw_io_extent e = ex->g[g].opt_ext[ex->slot][k];
 	*n = sw_io_extent_npieces(ex->io, e);
 	return sums ? sw_io_extent_sums_get(ex->io, e, sums, written) : 0;
@@ -146,8 +149,11 @@ void exec_commit_scan(sw_exec *ex, int g, int64_t off, int64_t n, const float *c
 
 void sw_exec_commit_scan(sw_exec *ex, int on) { ex->fin_scan = on; }
 
-int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *val)
+int sw_exec_commit_finite(sw_exec *ex, int g, int *k, int64_t *el, float *val)
 {
+	int rc = sw_exec_sync(ex);   /* the last step's updates have scanned what they wrote */
+	if (rc)
+		return rc;
 	const grp *gr = &ex->g[g];
 	if (!sw_exec_opt_on_nvme(ex, g) || gr->fin_slot != 1 + ex->slot)
 		return -ENODATA;

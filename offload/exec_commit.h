@@ -18,8 +18,10 @@ int sw_exec_commit_sync(sw_exec *ex);
 /* The current slot holds a durable commit: no step writes it until the next call. */
 void sw_exec_commit_keep(sw_exec *ex);
 /* The I/O engine's checksums of group g's state k (0 P32, 1 m, 2 v) in the current slot:
- * *n pieces (sums and written may be NULL to ask for n only, else room for *n). 0 or -EINVAL. */
-int sw_exec_commit_sums(const sw_exec *ex, int g, int k, uint64_t *sums, uint8_t *written,
+ * *n pieces (sums and written may be NULL to ask for n only, else room for *n). Drains the
+ * optimizer first (sw_exec_sync: the last step's writes landed). 0, -EINVAL, or the error an
+ * update met. */
+int sw_exec_commit_sums(sw_exec *ex, int g, int k, uint64_t *sums, uint8_t *written,
 			uint32_t *n);
 /* Resuming in place: state k of group g lies in `slot` with these checksums (as sums gave
  * them); the slot becomes the current and kept one. 0 or -EINVAL. */
@@ -37,9 +39,10 @@ int sw_exec_commit_p16(sw_exec *ex, int g, int64_t off, int64_t n, const float *
  * for the step before a commit). finite: group g's state in the current slot was checked as it
  * was written: 0 all finite, 1 not (*k the state, *el the element in the group, *val the
  * value); -ENODATA when it was not checked (a stop between commits, a skipped step: read it
- * back with sw_exec_commit_read). */
+ * back with sw_exec_commit_read); another -errno: the error an update met (finite drains the
+ * optimizer first, as sums does). */
 void sw_exec_commit_scan(sw_exec *ex, int on);
-int sw_exec_commit_finite(const sw_exec *ex, int g, int *k, int64_t *el, float *val);
+int sw_exec_commit_finite(sw_exec *ex, int g, int *k, int64_t *el, float *val);
 /* Overlapping a commit with the next step. After a commit's state file is written, the new
  * slot is kept (sw_exec_commit_keep) and the gate closed (gate_close, between steps): the next
  * step reads the kept slot and writes the other one -- the slot the previous commit.json names

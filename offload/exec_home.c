@@ -19,6 +19,14 @@ void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r)
 		sw_error("executor: NVMe %s failed: %s", what, sw_io_req_error(r));
 }
 
+void exec_io_refused(sw_exec *ex, const char *what, const sw_io_req *r)
+{
+	if (!__atomic_exchange_n(&ex->io_failed, 1, __ATOMIC_ACQ_REL))
+		sw_error("executor: NVMe %s could not be queued: %s; the step stops here: "
+			 "--resume from the last save or commit", what,
+			 sw_io_req_error(r));
+}
+
 int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf)
 {
 	sw_io_req r;

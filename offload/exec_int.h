@@ -105,10 +105,14 @@ typedef struct opt_io {
 	int rd_n[NSTAGE], wr_n[NSTAGE];
 	int wr_group[NSTAGE], wr_slot[NSTAGE];   /* whose writes are pending in the set */
 	int64_t wr_call[NSTAGE], rd_call[NSTAGE];   /* the steps they serve (trace names) */
-	double tr0[NSTAGE];                      /* when the set's reads were submitted */
+	double tr0[NSTAGE], tw0[NSTAGE];         /* when the set's reads / writes were submitted */
+	double tr1[NSTAGE], tw1[NSTAGE];         /* ... and seen complete (0: not yet; the trace's
+						  * span ends there, not where they are waited for) */
 	int next;                                /* the set the next group's first chunk uses */
-	int ra_group, ra_rs, ra_n;               /* read ahead: chunks [0, ra_n) of ra_group
-						  * from slot ra_rs, in sets next, next + 1, ... */
+	int ra_group, ra_rs, ra_n, ra_want;      /* read ahead: chunks [0, ra_want) of ra_group
+						  * from slot ra_rs, in sets next, next + 1, ...;
+						  * [0, ra_n) submitted (the rest as sets free) */
+	int64_t ra_call;                         /* the step they serve (trace names) */
 } opt_io;
 
 struct sw_exec {
@@ -170,6 +174,8 @@ struct sw_exec {
 	pthread_cond_t cv;
 	opt_msg q[OPT_Q];
 	int qn, qhead, busy, quit, err;
+	int io_left;                       /* the thread left NVMe requests in flight (under mu):
+					    * a drain flushes them */
 	/* the step boundary (docs/architecture.md "The step boundary"): with overlap on, a step
 	 * returns once its GPU work is done and its updates are queued; the optimizer thread
 	 * finishes the last ones while the next step begins, and every use of a group's P16
@@ -180,7 +186,12 @@ struct sw_exec {
 	int first_needed;                  /* of the host-state updates waiting at the queue's
 					    * head, run the one the next forward needs first
 					    * (SW_OPT_ORDER=fifo: in arrival order) */
+	int write_behind;                  /* a group's last NVMe writes stay in flight while the
+					    * optimizer goes on (SW_OPT_WRITE_BEHIND=0: waited for
+					    * at the group's end, as drained) */
 	int ra_first;                      /* the NVMe group a pass updates first (-1: none) */
+	int ra_last;                       /* ... and last: after its update is queued, the next
+					    * step's read-ahead is (exec_opt_send) */
 	int64_t *upd_sent;                 /* (G) updates queued per group (executor thread) */
 	int64_t *upd_p16;                  /* (G) of which the P16 home is final (under mu) */
 	int delay_group, delay_ms;         /* test hook SW_TEST_DELAY_ADAM=MS:GROUP: the optimizer
@@ -271,6 +282,8 @@ uint64_t exec_opt_off(int64_t off);
 int exec_io_read(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, void *buf);
 /* Says "executor: NVMe WHAT failed: <the request's error>" for the first failure only. */
 void exec_io_fail(sw_exec *ex, const char *what, const sw_io_req *r);
+/* The same for a request the engine refused at submission (nothing queued), with what to do. */
+void exec_io_refused(sw_exec *ex, const char *what, const sw_io_req *r);
 int exec_io_write_wait(sw_exec *ex, sw_io_extent e, uint64_t off, uint64_t len, const void *buf);
 
 /* exec_commit.c: the NVMe slot a step writes: the other one (two slots), never the slot of

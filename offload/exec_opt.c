@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- the optimizer -------- */
@@ -56,16 +57,16 @@ static void mark_p16(sw_exec *ex, int gi)
 
 static const char *const state_name[3] = { "P32", "Adam m", "Adam v" };
 
-/* Waits for the write-behind of set s; rc: the first error so far, kept. */
+/* Waits for the write-behind of set s; rc: the first error so far, kept. Its trace span runs
+ * from the writes' submission to their completion as the thread saw it (io_reap), or to the end
+ * of this wait: when the disk was busy with them, not when the thread came to wait. */
 static int io_wait_writes(sw_exec *ex, int s, int rc)
 {
 	opt_io *o = &ex->oio;
+	if (!o->wr_n[s])
+		return rc;
 	for (int w = 0; w < o->wr_n[s]; w++) {
-		double tw = sw_now();
 		int r = sw_io_wait(ex->io, &o->wr[s][w]);
-		char nm[24];
-		snprintf(nm, sizeof(nm), "write %lld", (long long)o->wr_call[s]);
-		exec_span_add(ex, SW_TRACK_NVME_WRITE, nm, tw, sw_now());
 		if (r && !rc) {
 			char what[80];
 			snprintf(what, sizeof(what), "write of %s of group %d (slot %d)",
@@ -74,7 +75,65 @@ static int io_wait_writes(sw_exec *ex, int s, int rc)
 			rc = r;
 		}
 	}
+	char nm[24];
+	snprintf(nm, sizeof(nm), "write %lld", (long long)o->wr_call[s]);
+	exec_span_add(ex, SW_TRACK_NVME_WRITE, nm, o->tw0[s], o->tw1[s] > 0 ? o->tw1[s] : sw_now());
 	o->wr_n[s] = 0;
+	return rc;
+}
+
+/* 1 when every request of reqs[0, n) is done (sw_io_poll: never blocks). */
+static int io_all_done(sw_io_req *reqs, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (sw_io_poll(&reqs[k]) == 1)
+			return 0;
+	return 1;
+}
+
+/* Notes when the requests in flight completed (for the trace: a read ahead is consumed, and a
+ * write-behind waited for, later than it lands), without waiting or taking their outcome.
+ * Returns 1 while some are in flight unseen. */
+static int io_reap(sw_exec *ex)
+{
+	opt_io *o = &ex->oio;
+	int left = 0;
+	double now = 0;
+	for (int s = 0; s < NSTAGE; s++) {
+		if (o->rd_n[s] && o->tr1[s] <= 0) {
+			if (io_all_done(o->rd[s], o->rd_n[s]))
+				o->tr1[s] = now = now > 0 ? now : sw_now();
+			else
+				left = 1;
+		}
+		if (o->wr_n[s] && o->tw1[s] <= 0) {
+			if (io_all_done(o->wr[s], o->wr_n[s]))
+				o->tw1[s] = now = now > 0 ? now : sw_now();
+			else
+				left = 1;
+		}
+	}
+	return left || o->ra_n < o->ra_want;
+}
+
+/* 1 while the thread has NVMe requests in flight, or reads ahead still to submit (a drain
+ * flushes them: the staging sets are the caller's after it). */
+static int io_in_flight(const sw_exec *ex)
+{
+	for (int s = 0; s < NSTAGE; s++)
+		if (ex->oio.rd_n[s] || ex->oio.wr_n[s])
+			return 1;
+	return ex->oio.ra_want > 0;
+}
+
+/* A request the engine refused at submission (nothing was queued): its own line, as a failed
+ * transfer has. rc returned. */
+static int io_refused(sw_exec *ex, const char *op, int k, int gi, int slot, const sw_io_req *r, int rc)
+{
+	char what[80];
+	snprintf(what, sizeof(what), "%s of %s of group %d (slot %d)", op, k < 3 ? state_name[k] : "P16",
+		 gi, k < 3 ? slot : 0);
+	exec_io_refused(ex, what, r);
 	return rc;
 }
 
@@ -93,7 +152,7 @@ static int io_drop_reads(sw_exec *ex, int rc)
 		}
 		o->rd_n[s] = 0;
 	}
-	o->ra_n = 0;
+	o->ra_n = o->ra_want = 0;
 	return rc;
 }
 
@@ -129,36 +188,60 @@ static int io_read_chunk(sw_exec *ex, int gi, int rs, int64_t ci, int s, int64_t
 	uint64_t cb = exec_up4k((uint64_t)ex->chunk * 4);
 	char *base = ex->opt_stage[s];
 	o->tr0[s] = sw_now();
+	o->tr1[s] = 0;
 	o->rd_call[s] = call;
-	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_read(ex->io, &o->rd[s][k], ex->g[gi].opt_ext[rs][k],
-					     exec_opt_off(off), exec_io_len((uint64_t)c * 4),
-					     base + (uint64_t)k * cb)))
-			o->rd_n[s]++;
+	for (int k = 0; k < 3 && !rc; k++) {
+		rc = sw_io_submit_read(ex->io, &o->rd[s][k], ex->g[gi].opt_ext[rs][k], exec_opt_off(off),
+				       exec_io_len((uint64_t)c * 4), base + (uint64_t)k * cb);
+		if (rc)
+			return io_refused(ex, "read", k, gi, rs, &o->rd[s][k], rc);
+		o->rd_n[s]++;
+	}
+	return rc;
+}
+
+/* Submits the read-ahead's next chunks (chunk c into set next + c) whose set is free and whose
+ * state is final: the set's writes and the group's own writes landed. block: waits for them;
+ * else stops at the first chunk that would wait (io_reap and the host updates call it again). */
+static int io_ra_pump(sw_exec *ex, int block, int rc)
+{
+	opt_io *o = &ex->oio;
+	while (!rc && o->ra_n < o->ra_want) {
+		int s = (o->next + o->ra_n) % NSTAGE;
+		for (int t = 0; !block && t < NSTAGE; t++)
+			if (o->wr_n[t] && (t == s || o->wr_group[t] == o->ra_group) &&
+			    !io_all_done(o->wr[t], o->wr_n[t]))
+				return rc;
+		rc = io_wait_group(ex, o->ra_group, rc);
+		rc = io_read_chunk(ex, o->ra_group, o->ra_rs, o->ra_n, s, o->ra_call, rc);
+		if (!rc)
+			o->ra_n++;
+	}
 	return rc;
 }
 
 /* OPT_READ_AHEAD: the first chunks of group gi's state (slot rs), one per staging set, from
  * the set the group's update will start at; the update adopts them (opt_group_nvme). The
- * message comes at the start of a step, after the last step's updates in the queue: their
- * write-behind lands first (the sets and, with one slot, the same state). */
+ * message is queued right after a step's last NVMe update (exec_opt_send), so the state it
+ * reads is final, and again at the next step's start (kept if still there: one slot's state,
+ * and the sets, after the write-behind lands). Each chunk is submitted once its set is free
+ * (io_ra_pump): the host updates queued behind it do not wait for the write-behind. */
 static int io_read_ahead(sw_exec *ex, int gi, int rs, int64_t call)
 {
 	opt_io *o = &ex->oio;
-	if (o->ra_n && o->ra_group == gi && o->ra_rs == rs)
-		return 0;   /* still there from a step that updated nothing (skipped) */
-	int rc = io_drop_reads(ex, 0);
-	rc = io_wait_group(ex, gi, rc);
-	int64_t nch = (ex->tt->g[gi].numel + ex->chunk - 1) / ex->chunk;
-	int nra = nch < NSTAGE ? (int)nch : NSTAGE;
-	for (int c = 0; c < nra && !rc; c++)
-		rc = io_read_chunk(ex, gi, rs, c, (o->next + c) % NSTAGE, call, rc);
-	if (rc)
-		return io_drop_reads(ex, rc);
-	o->ra_group = gi;
-	o->ra_rs = rs;
-	o->ra_n = nra;
-	return 0;
+	if (!(o->ra_want && o->ra_group == gi && o->ra_rs == rs)) {
+		int rc = io_drop_reads(ex, 0);
+		if (rc)
+			return rc;
+		int64_t nch = (ex->tt->g[gi].numel + ex->chunk - 1) / ex->chunk;
+		o->ra_group = gi;
+		o->ra_rs = rs;
+		o->ra_call = call;
+		o->ra_n = 0;
+		o->ra_want = nch < NSTAGE ? (int)nch : NSTAGE;
+	}
+	int rc = io_ra_pump(ex, 0, 0);
+	return rc ? io_drop_reads(ex, rc) : 0;
 }
 
 /* ---- the updates ------------------------------------------------------------------------- */
@@ -181,6 +264,8 @@ static int opt_group_host(sw_exec *ex, const opt_msg *q, const float *hg)
 		if (g->p16_tier == SW_TIER_NVME)
 			rc = exec_io_write_wait(ex, g->p16_ext, (uint64_t)off * (uint64_t)ex->ab,
 						exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16);
+		else if (!rc && ex->oio.ra_n < ex->oio.ra_want && (rc = io_ra_pump(ex, 0, rc)))
+			rc = io_drop_reads(ex, rc);   /* the next step's reads ahead, as sets free up */
 	}
 	char nm[24];
 	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
@@ -225,7 +310,7 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 	o->rd_n[ps] = 0;
 	char nm[24];
 	snprintf(nm, sizeof(nm), "read %lld", (long long)o->rd_call[ps]);
-	exec_span_add(ex, SW_TRACK_NVME_READ, nm, o->tr0[ps], sw_now());
+	exec_span_add(ex, SW_TRACK_NVME_READ, nm, o->tr0[ps], o->tr1[ps] > 0 ? o->tr1[ps] : sw_now());
 	if (rc)
 		return rc;
 	uint64_t cb = p->cb;
@@ -237,6 +322,7 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 		exec_commit_scan(ex, q->group, off, c, (const float *const[3]){ p32, m, v });
 	snprintf(nm, sizeof(nm), "adam %lld", (long long)q->call);
 	exec_span_add(ex, SW_TRACK_OPTIM, nm, ta, sw_now());
+	io_reap(ex);   /* the next chunk's reads and the other set's writes: landed meanwhile? */
 	if (off + c == p->n && g->p16_tier == SW_TIER_HOST) {
 		/* the P16 home is final: the next forward may use it while P32/m/v are written */
 		mark_p16(ex, q->group);
@@ -245,16 +331,23 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 	o->wr_group[ps] = q->group;
 	o->wr_slot[ps] = q->ws;
 	o->wr_call[ps] = q->call;
-	for (int k = 0; k < 3 && !rc; k++)
-		if (!(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->opt_ext[q->ws][k],
-					      exec_opt_off(off), exec_io_len((uint64_t)c * 4),
-					      base + (uint64_t)k * cb)))
-			o->wr_n[ps]++;
-	if (!rc && g->p16_tier == SW_TIER_NVME &&
-	    !(rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->p16_ext,
-				      (uint64_t)off * (uint64_t)ex->ab,
-				      exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16)))
+	o->tw0[ps] = sw_now();
+	o->tw1[ps] = 0;
+	for (int k = 0; k < 3 && !rc; k++) {
+		rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->opt_ext[q->ws][k],
+					exec_opt_off(off), exec_io_len((uint64_t)c * 4), base + (uint64_t)k * cb);
+		if (rc)
+			return io_refused(ex, "write", k, q->group, q->ws, &o->wr[ps][o->wr_n[ps]], rc);
 		o->wr_n[ps]++;
+	}
+	if (!rc && g->p16_tier == SW_TIER_NVME) {
+		rc = sw_io_submit_write(ex->io, &o->wr[ps][o->wr_n[ps]], g->p16_ext,
+					(uint64_t)off * (uint64_t)ex->ab,
+					exec_io_len((uint64_t)c * (uint64_t)ex->ab), p16);
+		if (rc)
+			return io_refused(ex, "write", 3, q->group, 0, &o->wr[ps][o->wr_n[ps]], rc);
+		o->wr_n[ps]++;
+	}
 	return rc;
 }
 
@@ -276,11 +369,13 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 	g->fin_slot = q->fin_scan ? 1 + q->ws : 0;   /* slot ws changes: checked or unknown */
 	g->fin_k = -1;
 	int have = 0;
-	if (o->ra_n && o->ra_group == gi && o->ra_rs == q->rs)
-		have = o->ra_n;              /* read ahead during the forward */
-	else if (o->ra_n)
+	if (o->ra_want && o->ra_group == gi && o->ra_rs == q->rs) {
+		rc = io_ra_pump(ex, 1, rc);   /* read ahead: the chunks not yet submitted now */
+		have = o->ra_n;
+	} else if (o->ra_want) {
 		rc = io_drop_reads(ex, rc);
-	o->ra_n = 0;
+	}
+	o->ra_n = o->ra_want = 0;
 	__atomic_fetch_add(&ex->ra_used, (int64_t)have, __ATOMIC_RELAXED);
 	rc = io_wait_group(ex, gi, rc);
 	p.base = o->next;
@@ -295,6 +390,10 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 		rc = io_drop_reads(ex, rc);   /* reads ahead of a failed update */
 	if (rc || !ex->overlap || g->p16_tier == SW_TIER_NVME)
 		rc = io_flush(ex, rc);
+	else if (!ex->write_behind)   /* SW_OPT_WRITE_BEHIND=0: the writes land before the next
+				       * message (no read of the next group beside them) */
+		for (int s = 0; s < NSTAGE; s++)
+			rc = io_wait_writes(ex, s, rc);
 	*marked = p.marked;
 	return rc;
 }
@@ -362,24 +461,59 @@ static opt_msg opt_take(sw_exec *ex)
 	return m;
 }
 
+/* The idle optimizer thread waits for the next message; while NVMe requests it left in flight
+ * have not been seen complete, it looks every millisecond (io_reap: for the trace). Under mu. */
+static void opt_idle(sw_exec *ex)
+{
+	while (!ex->qn && !ex->quit) {
+		if (!ex->io || !ex->io_left) {
+			pthread_cond_wait(&ex->cv, &ex->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&ex->mu);
+		int rc = io_ra_pump(ex, 0, 0);   /* reads ahead whose sets have come free */
+		if (rc)
+			rc = io_drop_reads(ex, rc);
+		int left = io_reap(ex), in_flight = io_in_flight(ex);
+		pthread_mutex_lock(&ex->mu);
+		if (rc && !ex->err)
+			ex->err = rc;
+		ex->io_left = in_flight;
+		if (!left) {   /* all seen: sleep until a message comes */
+			while (!ex->qn && !ex->quit)
+				pthread_cond_wait(&ex->cv, &ex->mu);
+			return;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ex->cv, &ex->mu, &ts);
+	}
+}
+
 void *exec_opt_thread(void *arg)
 {
 	sw_exec *ex = arg;
 	pthread_mutex_lock(&ex->mu);
 	for (;;) {
-		while (!ex->qn && !ex->quit)
-			pthread_cond_wait(&ex->cv, &ex->mu);
+		opt_idle(ex);
 		if (!ex->qn && ex->quit)
 			break;
 		opt_msg msg = opt_take(ex);
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		int rc = opt_run(ex, &msg);
+		int left = ex->io && io_in_flight(ex);
 		pthread_mutex_lock(&ex->mu);
 		if (rc && !ex->err)
 			ex->err = rc;
 		if (msg.kind == OPT_UPDATE && msg.hb >= 0)
 			ex->hgrad_busy[msg.hb] = 0;
+		ex->io_left = left;
 		ex->busy = 0;
 		pthread_cond_broadcast(&ex->cv);
 	}
@@ -421,6 +555,16 @@ void exec_opt_send(sw_exec *ex, int gi, int hb, double scale, int spec, const fl
 	pthread_mutex_lock(&ex->mu);
 	ex->upd_sent[gi]++;
 	opt_push(ex, &m);
+	if (ex->read_ahead && gi == ex->ra_last) {
+		/* the step's last NVMe update is queued (every path sends them from the top group
+		 * down): the next step's first NVMe state is final once it lands, so read it ahead
+		 * now, under this step's remaining backward and host updates, from the slot the next
+		 * step reads if this one stands (a rollback or a drain drops it; the next step asks
+		 * again at its start) */
+		opt_msg ra = { .kind = OPT_READ_AHEAD, .group = ex->ra_first, .hb = -1,
+			       .rs = exec_write_slot(ex), .call = ex->calls + 1 };
+		opt_push(ex, &ra);
+	}
 	pthread_mutex_unlock(&ex->mu);
 }
 
@@ -432,15 +576,25 @@ void exec_opt_post(sw_exec *ex, int kind, int gi, int rs)
 	pthread_mutex_unlock(&ex->mu);
 }
 
+/* Waits (under mu) until the queue is empty and the thread idle. */
+static void opt_wait_idle(sw_exec *ex)
+{
+	while (ex->qn || ex->busy)
+		pthread_cond_wait(&ex->cv, &ex->mu);
+}
+
 int exec_opt_drain(sw_exec *ex)
 {
 	if (!ex->thr_started)
 		return 0;
-	if (ex->overlap)   /* the write-behind and read-ahead left in flight */
+	pthread_mutex_lock(&ex->mu);
+	opt_wait_idle(ex);
+	int flush = ex->io_left;   /* write-behind or read-ahead left in flight (the overlap) */
+	pthread_mutex_unlock(&ex->mu);
+	if (flush)   /* one round trip, only when something is in flight (put/take drain per chunk) */
 		exec_opt_post(ex, OPT_FLUSH, -1, 0);
 	pthread_mutex_lock(&ex->mu);
-	while (ex->qn || ex->busy)
-		pthread_cond_wait(&ex->cv, &ex->mu);
+	opt_wait_idle(ex);
 	int rc = ex->err;
 	ex->err = 0;
 	pthread_mutex_unlock(&ex->mu);

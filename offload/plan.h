@@ -220,6 +220,7 @@ typedef struct sw_plan_cost {
 	 * ahead (the executor's default) and with the drained schedule (SW_STEP_OVERLAP=0) */
 	double t_boundary, t_boundary_drained;
 	double t_tail_adam;         /* CPU AdamW after the last NVMe update (host-state groups) */
+	double t_tail_bwd;          /* the backward of the layers below the lowest NVMe group */
 	double t_tail_write;        /* the write-behind of the last NVMe group's last chunks */
 	double t_fwd;               /* the forward's compute */
 	double t_read_ahead;        /* the next step's first NVMe state read ahead (2 chunks) */

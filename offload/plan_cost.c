@@ -130,9 +130,10 @@ static void cost_updates(const sw_plan *p, int updates, int redo, sw_plan_cost *
  * step's first that the schedule does not hide (docs/planner.md "The step boundary"). The
  * forward needs the embedding and the first layers first, which the backward updates last, so
  * a forward over CPU-updated groups waits for the last step's CPU AdamW; the overlap hides the
- * last NVMe group's write-behind under that AdamW and runs the leading GPU-updated layers'
- * forward under it; the read-ahead fills the forward's idle disk with the first NVMe update's
- * state. Only the NVMe- and compute-bound cases are modelled (0 otherwise). */
+ * last NVMe group's write-behind under that AdamW (or the backward below it) and runs the
+ * leading GPU-updated layers' forward under it; the read-ahead, queued right after the last
+ * NVMe update, fills the rest of the disk's idle time with the next step's first NVMe state.
+ * Only the NVMe- and compute-bound cases are modelled (0 otherwise). */
 static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 {
 	const sw_plan_rates *r = &p->in.rates;
@@ -155,7 +156,7 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 	int lead_layers = lead > 1 ? (lead - 1 < L ? lead - 1 : L) : 0;
 	double t_lead = k->t_fwd * (double)lead_layers / (double)L;
 	int64_t chunk = p->chunk_params;
-	k->t_tail_adam = k->t_tail_write = k->t_read_ahead = 0;
+	k->t_tail_adam = k->t_tail_write = k->t_read_ahead = k->t_tail_bwd = 0;
 	for (int g = 0; g < (nv_lo < 0 ? G : nv_lo); g++)
 		if (!plan_resident(p, g))
 			k->t_tail_adam += (double)tt->g[g].numel / r->adam_params_per_s;
@@ -167,19 +168,26 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 		int64_t m = tt->g[nv_hi].numel;
 		k->t_read_ahead = (double)((uint64_t)(m < 2 * chunk ? m : 2 * chunk) * OPT_BYTES) / rd;
 	}
+	/* the backward of the layers below the lowest NVMe group: after its update (measured on
+	 * the CPU machine, docs/perf.md: there it outlasts their AdamW) */
+	int below = nv_lo > 1 ? (nv_lo - 1 < L ? nv_lo - 1 : L) : 0;
+	double t_bwd = k->t[SW_RES_COMPUTE] - k->t_grad_stall - k->flops_pass2 / rate - k->t_fwd;
+	k->t_tail_bwd = t_bwd > 0 ? t_bwd * (double)below / (double)L : 0;
 	k->t_boundary = k->t_boundary_drained = 0;
 	if (k->bottleneck == SW_RES_NVME) {
-		/* the disk idles from its last update's write to the next step's first read: the host
-		 * groups' AdamW, then the forward up to the first layer whose P16 it reads from the
-		 * disk */
+		/* the disk idles from its last update's write to the next step's first read: the
+		 * host groups' AdamW or the backward of the layers below, then the forward up to the
+		 * first layer whose P16 it reads from the disk. Overlapped, the last write-behind
+		 * and the read-ahead (queued right after the last NVMe update) fill it, and the
+		 * leading GPU-updated layers' forward runs under the tail. */
 		int quiet = p16_first < 0 ? L : p16_first - 1;   /* layers 1 .. p16_first - 1 */
 		quiet = quiet < 0 ? 0 : quiet > L ? L : quiet;
 		double fwd = k->t_fwd * (double)quiet / (double)L;
-		k->t_boundary_drained = k->t_tail_adam + fwd;
-		double tail = k->t_tail_adam > k->t_tail_write ? k->t_tail_adam - k->t_tail_write : 0;
-		double lead_hidden = t_lead < k->t_tail_adam ? t_lead : k->t_tail_adam;
-		double f = fwd - lead_hidden - k->t_read_ahead;
-		k->t_boundary = tail + (f > 0 ? f : 0);
+		double tail = k->t_tail_adam > k->t_tail_bwd ? k->t_tail_adam : k->t_tail_bwd;
+		k->t_boundary_drained = tail + fwd;
+		double lead_hidden = t_lead < tail ? t_lead : tail;
+		double f = tail + fwd - lead_hidden - k->t_tail_write - k->t_read_ahead;
+		k->t_boundary = f > 0 ? f : 0;
 	} else if (k->bottleneck == SW_RES_COMPUTE && lead < G) {
 		/* the GPU idles while the last CPU update (the lowest CPU-updated group, whose
 		 * gradient comes last) outlasts the backward of the GPU-updated layers below it; the

@@ -316,9 +316,10 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		k->tokens_per_s, k->tflops);
 	if (k->bottleneck == SW_RES_NVME)
 		fprintf(f, "step boundary: + %.4g s of idle NVMe (drained: + %.4g s; CPU AdamW after the "
-			"last NVMe update %.4g s, its write-behind %.4g s, forward %.4g s, read ahead "
-			"%.4g s): %.4g s per step\n", k->t_boundary, k->t_boundary_drained, k->t_tail_adam,
-			k->t_tail_write, k->t_fwd, k->t_read_ahead, k->predict_s);
+			"last NVMe update %.4g s, the backward below it %.4g s, its write-behind %.4g s, "
+			"forward %.4g s, read ahead %.4g s): %.4g s per step\n", k->t_boundary,
+			k->t_boundary_drained, k->t_tail_adam, k->t_tail_bwd, k->t_tail_write, k->t_fwd,
+			k->t_read_ahead, k->predict_s);
 	else if (k->bottleneck == SW_RES_COMPUTE)
 		fprintf(f, "step boundary: + %.4g s of idle %s (drained: + %.4g s; the last CPU update "
 			"against the GPU-updated layers below it): %.4g s per step\n", k->t_boundary,

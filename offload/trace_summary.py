@@ -3,7 +3,10 @@
 of tracks was busy at the same time (overlap), over the whole trace or from --skip-s on; and
 the step boundary: how long each step's last updates and NVMe transfers (the optimizer's spans,
 named with their step's number) ran past the start of the next step, and how much GPU compute
-of the next step ran meanwhile (docs/architecture.md "The step boundary").
+of the next step ran meanwhile (docs/architecture.md "The step boundary"); and each step's busy
+seconds per track with its own late work: the optimizer thread's spans count for the step they
+serve (their name's number), whenever they ran, the other spans for the step they ran in.
+NVMe spans of the optimizer thread run from a request's submission to its completion.
 Usage: trace_summary.py TRACE.json [--skip-s SECONDS]"""
 import json, re, sys
 
@@ -27,7 +30,7 @@ def main():
     ev = json.load(open(path))['traceEvents']
     names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
     step_tid = next((k for k, v in names.items() if v == 'step'), None)
-    spans, steps, tagged = {}, [], {}
+    spans, steps, tagged, raw = {}, [], {}, []
     t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
     for e in ev:
         if e.get('ph') != 'X':
@@ -44,6 +47,7 @@ def main():
         if mt:   # the optimizer thread's work for step N
             n = int(mt.group(2))
             tagged[n] = max(tagged.get(n, b), b)
+        raw.append((e['tid'], a, b, int(mt.group(2)) if mt else None))
     m = {k: merge(v) for k, v in spans.items()}
     end = max((b for v in m.values() for _, b in v), default=0)
     print(f"trace {path}: {end - skip:.2f} s (from {skip:.2f} s)")
@@ -67,14 +71,30 @@ def main():
         for t in trio[1:]:
             both = intersect(both, by[t])
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
-    boundary(steps, tagged, by.get('compute', []))
+    boundary(steps, tagged, by.get('compute', []), merge(by.get('NVMe read', []) + by.get('NVMe write', [])))
+    per_step(steps, raw, names)
 
-def boundary(steps, tagged, compute):
+def boundary(steps, tagged, compute, nvme):
     """The step boundary: step N's optimizer work (CPU AdamW, its NVMe reads and write-backs)
-    running past step N+1's start, and step N+1's compute in that time."""
+    running past step N+1's start, and step N+1's compute in that time; and the disk's idle
+    stretch across the boundary (from the last NVMe transfer before step N+1's start to the
+    first one after it, 0 when one is in flight then): what the planner's step-boundary term
+    predicts for an NVMe-bound step."""
     steps.sort()
     past = ov = 0.0
     n = 0
+    idle = []
+    for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
+        if s1 != s0 + 1 or not nvme:
+            continue
+        before = [b for a, b in nvme if a <= a1]
+        after = [a for a, b in nvme if b > a1]
+        if before and after:
+            idle.append(max(0.0, min(after) - max(before)) if max(before) < a1 else 0.0)
+    if idle:
+        idle.sort()
+        print(f"NVMe idle across the step boundary: median {idle[len(idle) // 2]:.3f} s "
+              f"(min {idle[0]:.3f}, max {idle[-1]:.3f}; {len(idle)} boundaries)")
     for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
         if s1 != s0 + 1:
             continue
@@ -86,6 +106,37 @@ def boundary(steps, tagged, compute):
     if n:
         print(f"cross-step overlap: the last updates/write-backs of a step ran {past:.2f} s into the next "
               f"step ({past / n:.3f} s per boundary, {n} boundaries); next step's compute meanwhile: {ov:.2f} s")
+
+def per_step(steps, raw, names):
+    """Busy seconds per step and track: the optimizer thread's spans (adam/read/write N) count
+    for step N wherever they ran (its late work, under step N+1, included), every other span for
+    the step whose wall time it falls in (clipped to it); 'late' is how long step N's own work
+    ran past its end; 'NVMe idle' how long in the step's wall time no NVMe transfer was in
+    flight (what the planner's step-boundary term predicts for an NVMe-bound step)."""
+    if not steps:
+        return
+    tids = sorted({t for t, _, _, _ in raw})
+    print("per step (optimizer spans by the step they serve, the rest by the step they ran in):")
+    nv = [t for t in tids if names.get(t) in ('NVMe read', 'NVMe write')]
+    nvme = merge([(a, b) for t, a, b, _ in raw if t in nv])
+    print(f"{'step':>6} {'wall s':>7} " + " ".join(f"{names.get(t, t):>10}" for t in tids) + f" {'late s':>7}"
+          + (f" {'NVMe idle':>9}" if nv else ""))
+    for a0, b0, n in sorted(steps):
+        row, late = [], 0.0
+        for t in tids:
+            iv = []
+            for tt, a, b, tag in raw:
+                if tt != t:
+                    continue
+                if tag == n:
+                    iv.append((a, b))
+                    late = max(late, b - b0)
+                elif tag is None and b > a0 and a < b0:
+                    iv.append((max(a, a0), min(b, b0)))
+            row.append(sum(y - x for x, y in merge(iv)))
+        idle = (b0 - a0) - inter(nvme, [[a0, b0]])   # the disk's idle time in the step's wall time
+        print(f"{n:>6} {b0 - a0:7.2f} " + " ".join(f"{x:10.2f}" for x in row) + f" {late:7.2f}"
+              + (f" {idle:9.2f}" if nv else ""))
 
 def intersect(x, y):
     """The intervals where both x and y (sorted, merged) are busy."""

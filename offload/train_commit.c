@@ -293,7 +293,8 @@ static int write_group(sw_train_ctx *c, cm_writer *w, int g, int64_t step)
 	if (tier == SW_TIER_NVME) {
 		for (int k = 0; k < 3 && !rc; k++) {
 			uint32_t n = 0;
-			sw_exec_commit_sums(ex, g, k, NULL, NULL, &n);
+			if ((rc = sw_exec_commit_sums(ex, g, k, NULL, NULL, &n)))
+				break;
 			uint64_t *sums = malloc((size_t)n * 8 + 8);
 			uint8_t *wr = calloc((size_t)n + 8, 1);
 			rc = sums && wr ? sw_exec_commit_sums(ex, g, k, sums, wr, &n) : -ENOMEM;
@@ -371,6 +372,10 @@ static int check_nvme_finite(sw_train_ctx *c, int64_t step)
 		int64_t el;
 		float val;
 		int r = sw_exec_commit_finite(ex, g, &k, &el, &val);
+		if (r < 0 && r != -ENODATA) {   /* an update's error, said where it happened */
+			rc = r;
+			break;
+		}
 		if (r == 1)
 			rc = train_check_finite(c->tt, &val, g, el, 1, where, COMMIT_OPT_STATE(k), fix);
 		if (r != -ENODATA || !sw_exec_opt_on_nvme(ex, g))

@@ -2,7 +2,8 @@
  * of that section worked out here from the placement, the chunk and the rates: for the tiny
  * config with the lower groups' optimizer state in host memory and the upper groups' on NVMe
  * (NVMe-bound), the idle time drained and overlapped; overlapped never above drained; a plan
- * with nothing off the device has none. */
+ * whose backward below the lowest NVMe group outlasts those groups' AdamW (a slow GPU) takes
+ * that backward as the tail; a plan with nothing off the device has none. */
 #include "core/tensors.h"
 #include "offload/plan.h"
 #include "tests/check.h"
@@ -47,12 +48,22 @@ static void check_nvme(const sw_plan *p, const sw_table *tt)
 	double ra = (double)(tt->g[hi].numel < 2 * c ? tt->g[hi].numel : 2 * c) * 12 / (r->nvme_read_gbs * 1e9);
 	CHECK(close_to(k->t_tail_write, wb) && close_to(k->t_read_ahead, ra));
 	double lead_t = fwd * (lead > 1 ? lead - 1 : 0) / L;
+	/* the backward of the layers below the lowest NVMe group (one pass: compute less the
+	 * forward, per layer) */
+	double cmp = (k->flops_model + k->flops_recompute + k->flops_attn - k->flops_kept) /
+		     (r->gemm_tflops * 1e12);
+	double bwd = (cmp - fwd) * (lo - 1 < L ? lo - 1 : L) / L;
+	CHECKF(close_to(k->t_tail_bwd, bwd) || (bwd == 0 && k->t_tail_bwd == 0), "%g vs %g", k->t_tail_bwd, bwd);
+	if (bwd > tail)
+		tail = bwd;
 	CHECKF(close_to(k->t_boundary_drained, tail + fq), "%g vs %g", k->t_boundary_drained, tail + fq);
-	double ov = pos(tail - wb) + pos(fq - (lead_t < tail ? lead_t : tail) - ra);
+	/* overlapped: the write-behind and the read-ahead (queued after the last NVMe update)
+	 * fill the tail and the forward, the leading GPU-updated layers' forward runs under the tail */
+	double ov = pos(tail + fq - (lead_t < tail ? lead_t : tail) - wb - ra);
 	CHECKF(close_to(k->t_boundary, ov) || (ov == 0 && k->t_boundary == 0), "%g vs %g", k->t_boundary, ov);
 	CHECK(k->t_boundary <= k->t_boundary_drained && close_to(k->predict_s, k->step_s + k->t_boundary));
 	printf("ok NVMe-bound, host state below group %d, NVMe from it to %d, chunk %lld: drained +%.4g s "
-	       "(host AdamW %.4g + forward %.4g), overlapped +%.4g s (write-behind %.4g, read-ahead %.4g)\n",
+	       "(host AdamW or the backward below %.4g + forward %.4g), overlapped +%.4g s (write-behind %.4g, read-ahead %.4g)\n",
 	       lo, hi, (long long)c, k->t_boundary_drained, tail, fq, k->t_boundary, wb, ra);
 }
 
@@ -94,6 +105,38 @@ int main(void)
 		}
 	}
 	CHECKF(seen == 2, "found %d mixed host/NVMe plans", seen);
+	/* more groups' state in host memory, AdamW faster and a GPU slow enough that the backward below the
+	 * lowest NVMe group outlasts those groups' AdamW (still NVMe-bound) */
+	int slow = 0;
+	in.chunk_params = 2048;
+	in.rates.adam_params_per_s = 4e5;
+	for (double tf = 1e-3; tf >= 1e-5 && !slow; tf /= 1.25) {
+		uint64_t gmin, hmin;
+		in.rates.gemm_tflops = tf;
+		CHECK(sw_plan_min_budget(&in, SW_TIER_GPU, &gmin, NULL, 0) == 0);
+		in.gpu_mem = gmin;
+		CHECK(sw_plan_min_budget(&in, SW_TIER_HOST, &hmin, NULL, 0) == 0);
+		for (uint64_t cpu = hmin; cpu < hmin + (8u << 20) && !slow; cpu += 16384) {
+			in.cpu_mem = cpu;
+			sw_plan p;
+			if (sw_plan_build(&p, &in)) {
+				sw_plan_free(&p);
+				continue;
+			}
+			int lo = -1;
+			for (int g = 0; g < tt.ngroups && lo < 0; g++)
+				if (p.tier[g][SW_STATE_P32] == SW_TIER_NVME)
+					lo = g;
+			if (lo >= 2 && p.cost.bottleneck == SW_RES_NVME && p.cost.t_tail_bwd > p.cost.t_tail_adam) {
+				check_nvme(&p, &tt);
+				slow = 1;
+			}
+			sw_plan_free(&p);
+		}
+	}
+	CHECKF(slow, "found no NVMe-bound plan whose backward below the lowest NVMe group outlasts its AdamW");
+	in.rates.gemm_tflops = 1e-3;   /* plan_tiny.h's */
+	in.rates.adam_params_per_s = 1e5;
 	/* everything on the device: no CPU update, no boundary */
 	{
 		in.gpu_mem = 256ull << 20;
