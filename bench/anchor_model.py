@@ -77,67 +77,79 @@ def groups(a):
     return g
 
 
+class Streams:
+    """When the compute stream, the H2D copy stream and the D2H copy stream are next free."""
+    def __init__(self):
+        self.gpu = self.hs = self.ds = 0.0
+
+
+def fwd_group(t, i, n, ff, st, ready, done, rate, h2d, K=2):
+    """Group i's forward after `ready` (its P16 final): a streamed group's P16 is fetched into
+    one of K window buffers, free once the forward K groups back is done."""
+    if st:
+        free_buf = done[i - K] if i >= K else 0.0
+        f0 = max(t.hs, free_buf, ready)
+        t.hs = f0 + 2.0 * n / h2d
+        ready = t.hs
+    t.gpu = max(t.gpu, ready) + ff / rate
+    done.append(t.gpu)
+
+
+def bwd_group(t, s, n, fb, st, rate, h2d):
+    """A group's backward from s (its P16 fetched under the previous group's compute)."""
+    if st:
+        f0 = max(t.hs, s - fb / rate)
+        t.hs = f0 + 2.0 * n / h2d
+        s = max(s, t.hs)
+    t.gpu = s + fb / rate
+
+
 def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
     """Step ends of `steps` consecutive steps (seconds)."""
     K = 2
-    gpu = 0.0        # compute stream free
-    hs = 0.0         # H2D stream free
-    ds = 0.0         # D2H stream free
+    t = Streams()
     cpu = 0.0        # AdamW thread free
     updated = {name: 0.0 for name, *_ in gs}   # when each group's last update landed
     ends = []
     t_start = 0.0
     for _ in range(steps):
         host = t_start                     # the issuing thread
-        gpu = max(gpu, t_start)
+        t.gpu = max(t.gpu, t_start)
         # ---- forward: P16 fetch of streamed groups into K buffers
         done = []
         for i, (name, n, ff, fb, st) in enumerate(gs[:-1]):   # the head runs in backward
-            ready = updated[name] if overlap_next else t_start
-            if st:
-                free_buf = done[i - K] if i >= K else 0.0
-                f0 = max(hs, free_buf, ready)
-                hs = f0 + 2.0 * n / h2d
-                ready = hs
-            s = max(gpu, ready)
-            gpu = s + ff / rate
-            done.append(gpu)
+            fwd_group(t, i, n, ff, st, updated[name] if overlap_next else t_start, done, rate, h2d, K)
         # ---- backward: head, layers top-down, embedding
-        gb_free = [gpu] * ngb
+        gb_free = [t.gpu] * ngb
         hb_free = [max(cpu, t_start)] * nhg
         order = [gs[-1]] + list(reversed(gs[1:-1])) + [gs[0]]
         gk = 0
         for name, n, ff, fb, st in order:
             k = gk % ngb
             gk += 1
-            s = max(gpu, gb_free[k], host)
-            if st:   # P16 fetch (overlapped with the previous group's compute)
-                f0 = max(hs, s - fb / rate)
-                hs = f0 + 2.0 * n / h2d
-                s = max(s, hs)
-            gpu = s + fb / rate
+            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
             if not st:
-                gpu += n / (a.gpu_adam_gparams * 1e9)
-                gb_free[k] = gpu
-                updated[name] = gpu
+                t.gpu += n / (a.gpu_adam_gparams * 1e9)
+                gb_free[k] = t.gpu
+                updated[name] = t.gpu
                 continue
             # grad_end: the issuing thread waits for a free host buffer
             j = min(range(nhg), key=lambda x: hb_free[x])
             host = max(host, hb_free[j])
-            c0 = max(gpu, ds, host)
-            ds = c0 + 4.0 * n / d2h
-            gb_free[k] = ds
-            a0 = max(ds, cpu)
+            c0 = max(t.gpu, t.ds, host)
+            t.ds = c0 + 4.0 * n / d2h
+            gb_free[k] = t.ds
+            a0 = max(t.ds, cpu)
             cpu = a0 + n / adam_rate
             hb_free[j] = cpu
             updated[name] = cpu
-        end_gpu = gpu
+        end_gpu = t.gpu
         if overlap_next:
             # the next forward starts when the GPU is free; groups wait for their own update
             t_next = end_gpu
             ends.append(max(end_gpu, cpu))
         else:
-            t_next = max(end_gpu, cpu, ds)
+            t_next = max(end_gpu, cpu, t.ds)
             ends.append(t_next)
         t_start = t_next
     return ends
@@ -148,7 +160,7 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
     optimizer thread taking, of the updates waiting, the one of the lowest group (the one the
     next forward needs first: exec_opt.c opt_take) instead of the oldest."""
     K = 2
-    gpu = hs = ds = 0.0
+    t = Streams()
     cpu = 0.0
     updated = {name: 0.0 for name, *_ in gs}
     index = {name: i for i, (name, *_) in enumerate(gs)}
@@ -171,39 +183,23 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
 
     for _ in range(steps):
         host = t_start
-        gpu = max(gpu, t_start)
+        t.gpu = max(t.gpu, t_start)
         done = []
         for i, (name, n, ff, fb, st) in enumerate(gs[:-1]):
-            while pending and any(p[2] == name for p in pending):
+            while any(p[2] == name for p in pending):
                 run_one()             # its update must land before its P16 is used
-            ready = updated[name]
-            if st:
-                free_buf = done[i - K] if i >= K else 0.0
-                f0 = max(hs, free_buf, ready)
-                hs = f0 + 2.0 * n / h2d
-                ready = hs
-            s = max(gpu, ready)
-            gpu = s + ff / rate
-            done.append(gpu)
-        gb_free = [gpu] * ngb
+            fwd_group(t, i, n, ff, st, updated[name], done, rate, h2d, K)
+        gb_free = [t.gpu] * ngb
         order = [gs[-1]] + list(reversed(gs[1:-1])) + [gs[0]]
-        busy = [False] * nhg
-        for p in pending:
-            busy[p[4]] = True
         gk = 0
         for name, n, ff, fb, st in order:
             k = gk % ngb
             gk += 1
-            s = max(gpu, gb_free[k], host)
-            if st:
-                f0 = max(hs, s - fb / rate)
-                hs = f0 + 2.0 * n / h2d
-                s = max(s, hs)
-            gpu = s + fb / rate
+            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
             if not st:
-                gpu += n / (a.gpu_adam_gparams * 1e9)
-                gb_free[k] = gpu
-                updated[name] = gpu
+                t.gpu += n / (a.gpu_adam_gparams * 1e9)
+                gb_free[k] = t.gpu
+                updated[name] = t.gpu
                 continue
             # a free host buffer: one no update is waiting on; else the CPU runs until one frees
             while all(any(p[4] == j for p in pending) for j in range(nhg)):
@@ -211,11 +207,11 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
             free = [j for j in range(nhg) if not any(p[4] == j for p in pending)]
             j = min(free, key=lambda x: hb_free[x])
             host = max(host, hb_free[j])
-            c0 = max(gpu, ds, host)
-            ds = c0 + 4.0 * n / d2h
-            gb_free[k] = ds
-            pending.append((ds, index[name], name, n, j))
-        t_start = gpu                 # the next forward starts when the GPU is free
+            c0 = max(t.gpu, t.ds, host)
+            t.ds = c0 + 4.0 * n / d2h
+            gb_free[k] = t.ds
+            pending.append((t.ds, index[name], name, n, j))
+        t_start = t.gpu                 # the next forward starts when the GPU is free
         ends.append(t_start)
     return ends
 
