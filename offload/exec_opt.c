@@ -444,7 +444,7 @@ static int host_update(const sw_exec *ex, const opt_msg *m)
  * AdamW lags behind the backward the updates left at the step's end are those of the groups
  * the forward reaches last, which then run under it. Any order gives the same bits: each
  * update touches its own group only. */
-static opt_msg opt_take(sw_exec *ex)
+opt_msg exec_opt_take(sw_exec *ex)
 {
 	int pick = 0;
 	if (ex->first_needed)
@@ -503,7 +503,7 @@ void *exec_opt_thread(void *arg)
 		opt_idle(ex);
 		if (!ex->qn && ex->quit)
 			break;
-		opt_msg msg = opt_take(ex);
+		opt_msg msg = exec_opt_take(ex);
 		ex->busy = 1;
 		pthread_mutex_unlock(&ex->mu);
 		int rc = opt_run(ex, &msg);
