@@ -181,7 +181,8 @@ static void check_invariants(const sw_plan *p)
  * buffer when AdamW is slower than the backward, and the optimizer thread can take the pending
  * update the next forward needs first (exec_opt.c): the last updates of a step then run under
  * the next step's forward instead of before it. SW_HOST_GRADS=N asks for N (at least 1, at most
- * what fits: an A/B switch for benchmarks). */
+ * what fits: an A/B switch for benchmarks; with two CPU-updated groups or fewer it changes
+ * nothing). The buffers are sized for the largest CPU-updated group, as the first two. */
 static int plan_host_grads(sw_plan *p, const plan_sizes *z)
 {
 	int n_off = 0;
