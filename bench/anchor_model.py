@@ -104,6 +104,18 @@ def bwd_group(t, s, n, fb, st, rate, h2d):
     t.gpu = s + fb / rate
 
 
+def backward_order(gs):
+    """The backward's groups: the head, the layers top-down, the embedding."""
+    return [gs[-1]] + list(reversed(gs[1:-1])) + [gs[0]]
+
+
+def gpu_update(a, t, name, n, k, gb_free, updated):
+    """A resident group's AdamW on the compute stream, which frees its GPU gradient buffer."""
+    t.gpu += n / (a.gpu_adam_gparams * 1e9)
+    gb_free[k] = t.gpu
+    updated[name] = t.gpu
+
+
 def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
     """Step ends of `steps` consecutive steps (seconds)."""
     K = 2
@@ -122,16 +134,11 @@ def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
         # ---- backward: head, layers top-down, embedding
         gb_free = [t.gpu] * ngb
         hb_free = [max(cpu, t_start)] * nhg
-        order = [gs[-1]] + list(reversed(gs[1:-1])) + [gs[0]]
-        gk = 0
-        for name, n, ff, fb, st in order:
+        for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
             k = gk % ngb
-            gk += 1
             bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
             if not st:
-                t.gpu += n / (a.gpu_adam_gparams * 1e9)
-                gb_free[k] = t.gpu
-                updated[name] = t.gpu
+                gpu_update(a, t, name, n, k, gb_free, updated)
                 continue
             # grad_end: the issuing thread waits for a free host buffer
             j = min(range(nhg), key=lambda x: hb_free[x])
@@ -190,16 +197,11 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
                 run_one()             # its update must land before its P16 is used
             fwd_group(t, i, n, ff, st, updated[name], done, rate, h2d, K)
         gb_free = [t.gpu] * ngb
-        order = [gs[-1]] + list(reversed(gs[1:-1])) + [gs[0]]
-        gk = 0
-        for name, n, ff, fb, st in order:
+        for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
             k = gk % ngb
-            gk += 1
             bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
             if not st:
-                t.gpu += n / (a.gpu_adam_gparams * 1e9)
-                gb_free[k] = t.gpu
-                updated[name] = t.gpu
+                gpu_update(a, t, name, n, k, gb_free, updated)
                 continue
             # a free host buffer: one no update is waiting on; else the CPU runs until one frees
             while all(any(p[4] == j for p in pending) for j in range(nhg)):
