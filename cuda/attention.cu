@@ -1851,6 +1851,24 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
+	// SW_CUDA_ATTN_BWD=wgp: the pipelined kernel (head dim 64; same sums, same bits).
+	const char *ev = getenv("SW_CUDA_ATTN_BWD");
+	if constexpr (HD == 64) {
+		if (ev && !strcmp(ev, "wgp")) {
+			constexpr int smem_p = attn_smem_bwd_wgp<HD>();
+			static bool attr_p = false;
+			if (!attr_p) {
+				CU_CHECK(cudaFuncSetAttribute(attn_bwd_wgp<HD>,
+							      cudaFuncAttributeMaxDynamicSharedMemorySize, smem_p));
+				attr_p = true;
+			}
+			attn_bwd_wgp<HD><<<grid, 256, smem_p, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q,
+				(const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale,
+				scale * LOG2E_F, f.acc, f.mq, f.u0, korder);
+			CU_CHECK_LAUNCH();
+			return;
+		}
+	}
 	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
 		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
 		f.mq, f.u0, korder);

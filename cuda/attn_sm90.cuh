@@ -1022,3 +1022,257 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
 #endif
 }
+
+// ---------------------------------------------------------------- pipelined backward (head dim 64)
+// attn_bwd_wgp (SW_CUDA_ATTN_BWD=wgp): attn_bwd_wg's block, tiles, sums and accumulator, with the
+// products of consecutive query tiles overlapped. attn_bwd_wg runs, per tile t and three block
+// barriers, S and dP, then P and dS (exponentials: the SM's MUFU), then dV, dK and dQ, then the
+// dQ flush (float-to-int conversions, MUFU-class again, and the red.add); the tensor cores idle
+// through the exponentials and the flush, and the two warpgroups reach each phase together. Here
+// one barrier per tile, and per warpgroup in tensor-core order:
+//   dV, dK (t) | S (t+1) | dQ (t) | dP (t+1)
+// with P (t+1) formed under dQ (t) and dP (t+1), and the flush of dQ (t) under dV, dK (t+1).
+// Q/dO (and lse, D, multipliers) in three stages (tile t+2 loads while t+1 is read and t's
+// dV, dK may still run), dS^T in two buffers (tile t+1's written while the other warpgroup's
+// dQ (t) may still read t's). Same products, same sums into the same accumulator: the results
+// are the bits of attn_bwd_wg. Head dim 64 only (at 128 the extra live tiles need > 255 registers).
+template <int HD>
+static constexpr int attn_smem_bwd_wgp() { return (2 * 128 + 6 * 64) * HD * 2 + 2 * 128 * 64 * 2 + 9 * 64 * 4 + 1024; }
+
+#ifdef SW_WGMMA
+template <int N>
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+
+// d (64 keys x 64 queries of warpgroup wg) = A B^T: A the K or V tile (128 x HD, K-major), B a
+// Q or dO stage (64 x HD, K-major). Not committed.
+template <int HD>
+__device__ __forceinline__ void bwdp_kq(float (&d)[32], uint32_t a, uint32_t b, int wg)
+{
+#pragma unroll
+	for (int kk = 0; kk < HD / 16; kk++)
+		wg_ss<64, 0, 0>(d, wg_desc(a + wg * 64 * 128 + (kk >> 2) * (128 * 128) + (kk & 3) * 32, 16, 1024),
+				wg_desc(b + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+}
+
+template <int X>
+__device__ __forceinline__ void fence_arr(float (&a)[X])
+{
+#pragma unroll
+	for (int x = 0; x < X; x++)
+		reg_fence(a[x]);
+}
+__device__ __forceinline__ void fence_frag(uint32_t (&a)[4][4])
+{
+#pragma unroll
+	for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+		for (int e = 0; e < 4; e++)
+			reg_fence(a[kk][e]);
+}
+#endif
+
+template <int HD>
+__global__ void __launch_bounds__(256, 1) attn_bwd_wgp(bf16 *dk, bf16 *dv, const bf16 *q,
+		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
+		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder)
+{
+#ifdef SW_WGMMA
+	static_assert(HD == 64, "attn_bwd_wgp: head dim 64 only");
+	constexpr int BN = 128, BM = 64, HN = HD / 2, NS = 3;
+	constexpr uint32_t KB = BN * HD * 2, QB = BM * HD * 2, SB = BN * BM * 2;
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	const uint32_t base = smem_u32(smem_raw);
+	const uint32_t Ks = (base + 1023) & ~1023u, Vs = Ks + KB, Qs = Vs + KB;
+	const uint32_t dOs = Qs + NS * QB, dSs = dOs + NS * QB;
+	float *lse_s = (float *)(smem_raw + (dSs + 2 * SB - base));
+	float *D_s = lse_s + NS * BM, *M_s = D_s + NS * BM;
+	const int ux = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
+	const int nqt = (T_ + BM - 1) / BM;
+	const int u = u0 + ux, b = u / nkv, kvh = u % nkv, G = nh / nkv;
+	const int wg = threadIdx.x >> 7, w4 = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t4 = lane & 3;
+	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
+	const int k0 = kt * BN, i0 = k0 / BM, ni = nqt - i0, total = G * ni;
+	const int kr = k0 + wg * 64 + w4 * 16 + g;  // this thread's key rows: kr, kr + 8
+	const int rt = w4 * 16 + g;                 // this thread's query rows of a tile in dQ: rt, rt + 8
+	const uint32_t kn = Ks + wg * 64;            // K's columns of this warpgroup's dQ half (N-major)
+	unsigned char *dsw0 = smem_raw + (dSs - base);
+	load_sw<HD, BN, 256>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+	load_sw<HD, BN, 256>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
+
+	auto issue = [&](int it, int st) {
+		const int h = kvh * G + it / ni, i = i0 + it % ni;
+		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
+		load_sw<HD, BM, 256>(Qs + st * QB, q + qoff, qs, i * BM, T_);
+		load_sw<HD, BM, 256>(dOs + st * QB, dout + qoff, qs, i * BM, T_);
+		const int tid = threadIdx.x, row = i * BM + (tid & (BM - 1));
+		const int64_t loff = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+		if (tid < BM)
+			cp_async4(lse_s + st * BM + tid, lse + loff, row < T_);
+		else if (tid < 2 * BM)
+			cp_async4(D_s + st * BM + (tid - BM), Dd + loff, row < T_);
+		else if (tid < 3 * BM)
+			cp_async4(M_s + st * BM + (tid - 2 * BM), mq + loff, row < T_);
+	};
+	// P^T of tile it (stage st) from S^T in sc, in place.
+	auto form_p = [&](float (&sc)[BM / 2], int it, int st) {
+		const int i = i0 + it % ni;
+		const float *Lt = lse_s + st * BM;
+		const bool mask = i * BM < kr - g + 15;  // some query of the tile before some key of the warp
+#pragma unroll
+		for (int x = 0; x < BM / 2; x++) {
+			const int qi = (x >> 2) * 8 + t4 * 2 + (x & 1);
+			float p = ex2f(fmaf(sc[x], scale_log2, -Lt[qi] * LOG2E_F));
+			if (mask && i * BM + qi < kr + ((x >> 1) & 1) * 8)
+				p = 0.f;
+			sc[x] = p;
+		}
+	};
+	// dS^T = P^T (dP^T - D) of stage st: the A fragments of P^T and dS^T, and dS^T to buffer sb.
+	auto form_ds = [&](const float (&sc)[BM / 2], const float (&dp)[BM / 2], uint32_t (&pa)[4][4],
+			   uint32_t (&da)[4][4], int st, int sb) {
+		const float *Dt = D_s + st * BM;
+		unsigned char *dsw = dsw0 + sb * SB;
+#pragma unroll
+		for (int nt = 0; nt < BM / 8; nt++) {
+			const int qc = nt * 8 + t4 * 2;
+			float pv[4], dv4[4];
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				pv[e] = sc[nt * 4 + e];
+				dv4[e] = pv[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
+			}
+			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pv[0], pv[1]);
+			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+			da[nt >> 1][(nt & 1) * 2] = pack_bf16(dv4[0], dv4[1]);
+			da[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(dv4[2], dv4[3]);
+#pragma unroll
+			for (int r = 0; r < 2; r++) {
+				const int row = kr - k0 + r * 8;
+				*(uint32_t *)(dsw + row * 128 + ((nt ^ (row & 7)) << 4) + t4 * 4) = da[nt >> 1][(nt & 1) * 2 + r];
+			}
+		}
+	};
+	// dV += P^T dO, dK += dS^T Q of stage st (committed as one group).
+	auto mma_dkdv = [&](float (&dka)[HD / 2], float (&dva)[HD / 2], const uint32_t (&pa)[4][4],
+			    const uint32_t (&da)[4][4], int st) {
+#pragma unroll
+		for (int kk = 0; kk < BM / 16; kk++)
+			wg_rs<HD>(dva, pa[kk], wg_desc(dOs + st * QB + kk * 16 * 128, BM * 128, 1024));
+#pragma unroll
+		for (int kk = 0; kk < BM / 16; kk++)
+			wg_rs<HD>(dka, da[kk], wg_desc(Qs + st * QB + kk * 16 * 128, BM * 128, 1024));
+		wg_commit();
+	};
+	// dQ (64 queries x this warpgroup's HD/2 columns) = dS K from dS^T buffer sb (committed).
+	auto mma_dq = [&](float (&dq)[HN / 2], int sb) {
+#pragma unroll
+		for (int kk = 0; kk < BN / 16; kk++)
+			wg_ss<HN, 1, 1>(dq, wg_desc(dSs + sb * SB + kk * 16 * 128, BM * 128, 1024),
+					wg_desc(kn + kk * 16 * 128, BN * 128, 1024), kk > 0);
+		wg_commit();
+	};
+	// dQ of tile it into the accumulator, rows scaled by m0, m1.
+	auto flush = [&](const float (&dq)[HN / 2], int it, float m0, float m1) {
+		const int i = i0 + it % ni, hh = it / ni;
+		const int64_t rb = ((int64_t)ux * (fx_rows(T_) / 16) + i * 4 + w4) * G + hh;
+#pragma unroll
+		for (int c = 0; c < HN / 16; c++)
+			flush16<4>(acc, rb * (HD / 16) + wg * (HN / 16) + c, &dq[c * 8], &dq[c * 8 + 4], m0, m1, lane);
+	};
+
+	issue(0, 0);
+	cp_async_commit();
+	if (total > 1)
+		issue(1, 1);
+	cp_async_commit();  // (empty when there is one tile: the waits below count two groups)
+	float dka[HD / 2], dva[HD / 2], sc[BM / 2], dp[BM / 2], dq[HN / 2];
+	uint32_t pa[4][4], da[4][4];
+#pragma unroll
+	for (int x = 0; x < HD / 2; x++)
+		dka[x] = dva[x] = 0.f;
+	fence_arr(dka);  // zeroed here, not sunk past the wgmma fence below
+	fence_arr(dva);
+	cp_async_wait<1>();
+	fence_proxy_async();
+	__syncthreads();
+	// Tile 0: S, dP, P, dS, then dV, dK issued.
+	wg_fence();
+	bwdp_kq<HD>(sc, Ks, Qs, wg);
+	wg_commit();
+	bwdp_kq<HD>(dp, Vs, dOs, wg);
+	wg_commit();
+	wg_wait<1>();
+	fence_arr(sc);
+	form_p(sc, 0, 0);
+	wg_wait<0>();
+	fence_arr(dp);
+	form_ds(sc, dp, pa, da, 0, 0);
+	fence_proxy_async();
+	wg_fence();
+	mma_dkdv(dka, dva, pa, da, 0);
+	float m0 = M_s[rt], m1 = M_s[rt + 8];  // the multipliers of tile 0's rows
+	for (int t = 0; t + 1 < total; t++) {
+		const int s1 = (t + 1) % NS;
+		cp_async_wait<0>();  // tile t + 1's stage
+		fence_proxy_async();
+		// Tile t + 1's stage and both warpgroups' dS^T (t) visible; every warpgroup past its
+		// dV, dK (t - 1) and dQ (t - 1): stage (t + 2) % NS and dS^T buffer (t + 1) & 1 free.
+		__syncthreads();
+		if (t + 2 < total)
+			issue(t + 2, (t + 2) % NS);
+		cp_async_commit();
+		wg_fence();
+		bwdp_kq<HD>(sc, Ks, Qs + s1 * QB, wg);  // S (t + 1)
+		wg_commit();
+		mma_dq(dq, t & 1);                      // dQ (t)
+		bwdp_kq<HD>(dp, Vs, dOs + s1 * QB, wg);  // dP (t + 1)
+		wg_commit();
+		wg_wait<2>();  // dV, dK (t) and S (t + 1)
+		fence_arr(dka);
+		fence_arr(dva);
+		fence_frag(pa);
+		fence_frag(da);
+		fence_arr(sc);
+		form_p(sc, t + 1, s1);
+		wg_wait<0>();  // dQ (t) and dP (t + 1)
+		fence_arr(dq);
+		fence_arr(dp);
+		form_ds(sc, dp, pa, da, s1, (t + 1) & 1);
+		fence_proxy_async();
+		wg_fence();
+		mma_dkdv(dka, dva, pa, da, s1);  // dV, dK (t + 1), under which dQ (t) is flushed
+		flush(dq, t, m0, m1);
+		m0 = M_s[s1 * BM + rt];
+		m1 = M_s[s1 * BM + rt + 8];
+	}
+	cp_async_wait<0>();
+	fence_proxy_async();
+	__syncthreads();  // the last tile's dS^T of both warpgroups
+	wg_fence();
+	mma_dq(dq, (total - 1) & 1);
+	wg_wait<0>();
+	fence_arr(dka);
+	fence_arr(dva);
+	fence_frag(pa);
+	fence_frag(da);
+	fence_arr(dq);
+	flush(dq, total - 1, m0, m1);
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		const int row = kr + r * 8;
+		if (row >= T_)
+			continue;
+		const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + t4 * 2;
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++) {
+			*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[d * 4 + 2 * r] * scale, dka[d * 4 + 2 * r + 1] * scale);
+			*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
+		}
+	}
+#else
+	__trap();   // no wgmma in this build: the dispatch must never launch it here
+	(void)dk, (void)dv, (void)q, (void)k, (void)v, (void)dout, (void)lse, (void)Dd, (void)T_, (void)nh;
+	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
+#endif
+}

@@ -39,4 +39,10 @@ SW_CUDA_ATTN_FWD=wsp SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wsp SW_CUDA_ATTN_WS_BLOCKS=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_WG=2 SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_QUICK=1 "$bin" || exit 1
+# The pipelined Hopper backward (head dim 64) for every attention case, both grid orders and one
+# unit per launch.
+SW_CUDA_ATTN_BWD=wgp SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=wgp SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=wgp SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=wgp SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"

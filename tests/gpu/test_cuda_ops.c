@@ -717,6 +717,28 @@ int main(void)
 				setenv("SW_CUDA_ATTN_FWD", fwd, 1);
 			else
 				unsetenv("SW_CUDA_ATTN_FWD");
+			/* The pipelined Hopper backward (SW_CUDA_ATTN_BWD=wgp, head dim 64) where the GPU
+			 * runs it: one tile (1 row), GQA and MQA, 600 rows (up to 20 query tiles per block:
+			 * the three Q/dO stages and two dS buffers wrap), both grid orders, tiny and huge
+			 * dO (the fixed point's per-row scale). Elsewhere the same cases run the default. */
+			char bwdv[16] = "";  /* the caller's SW_CUDA_ATTN_BWD, restored below */
+			if (getenv("SW_CUDA_ATTN_BWD"))
+				snprintf(bwdv, sizeof(bwdv), "%s", getenv("SW_CUDA_ATTN_BWD"));
+			setenv("SW_CUDA_ATTN_BWD", "wgp", 1);
+			test_attention(1, 1, 2, 1, 64);
+			test_attention(2, 77, 8, 2, 64);
+			test_attention(1, 300, 2, 2, 64);
+			test_attention(1, 600, 4, 2, 64);
+			test_attention(1, 600, 4, 1, 64);
+			for (int a = 0; a < 2; a++) {
+				attn_dy_amp = a == 0 ? 1e-6 : 1e6;
+				test_attention(2, 77, 8, 2, 64);
+			}
+			attn_dy_amp = 1;
+			if (bwdv[0])
+				setenv("SW_CUDA_ATTN_BWD", bwdv, 1);
+			else
+				unsetenv("SW_CUDA_ATTN_BWD");
 			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
 			 * at least two blocks per SM (and not on Hopper): forced here on the small shapes. */
 			char sm90[16] = "";  /* the caller's SW_CUDA_ATTN_SM90, restored below */
