@@ -1461,18 +1461,12 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wgpp(bf16 *dk, bf16 *dv, cons
 		const int jc = item_j(mc), kt = item_kt(jc), ni = nqt - 2 * kt, len = G * ni;
 		const int kr = kt * BN + kro, kb = mc % 3;
 		const uint32_t kvc = KVs + kb * 2 * KB;
-		// The item's first tile: its stage (and K/V) arrived; dV, dK, dQ of the previous
-		// item done in every warpgroup (stage (t + 2) % NS free).
-		if (t == 0)
-			cp_async_wait<1>();
-		else
-			cp_async_wait<0>();
+		// The item's first tile (t): its stage (and K/V) arrived (tile t + 1's may still load;
+		// every step below commits one group, loading tile t + 2: here the previous item's
+		// last step did); dV, dK, dQ of the previous item done in every warpgroup.
+		cp_async_wait<1>();
 		fence_proxy_async();
 		__syncthreads();
-		if (t > 0 && ahead(mc, 0, len, 2, mo, io))
-			issue(t + 2, mo, io);
-		if (t > 0)
-			cp_async_commit();
 #pragma unroll
 		for (int x = 0; x < HD / 2; x++)
 			dka[x] = dva[x] = 0.f;
@@ -1527,8 +1521,12 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wgpp(bf16 *dk, bf16 *dv, cons
 			m0 = M_s[s1 * BM + rt];
 			m1 = M_s[s1 * BM + rt + 8];
 		}
-		// The item's last tile (t): dQ once both warpgroups' dS^T are in, then dK, dV out.
+		// The item's last tile (t): dQ once both warpgroups' dS^T are in, then dK, dV out;
+		// tile t + 2 loads (stage (t + 2) % NS was tile t - 1's, whose dV, dK are done).
 		__syncthreads();
+		if (ahead(mc, len - 1, len, 2, mo, io))
+			issue(t + 2, mo, io);
+		cp_async_commit();
 		wg_fence();
 		mma_dq(dq, t & 1, kb);
 		wg_wait<0>();
