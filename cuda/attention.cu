@@ -1832,6 +1832,24 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
+// The Hopper backward at head dim 64: attn_bwd_wg, or the pipelined attn_bwd_wgp with 3 or 4
+// Q/dO stages, or its persistent form attn_bwd_wgpp (docs/cuda.md, "Pipelined backward").
+// SW_CUDA_ATTN_BWD=wg|wgp|wgp4|wgpp picks one; BWD_DEFAULT runs otherwise.
+enum { BWD_WG, BWD_WGP, BWD_WGP4, BWD_WGPP, BWD_DEFAULT = BWD_WG };
+static int bwd_variant(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_BWD");
+	if (!e)
+		return BWD_DEFAULT;
+	if (!strcmp(e, "wgp"))
+		return BWD_WGP;
+	if (!strcmp(e, "wgp4"))
+		return BWD_WGP4;
+	if (!strcmp(e, "wgpp"))
+		return BWD_WGPP;
+	return !strcmp(e, "wg") ? BWD_WG : BWD_DEFAULT;
+}
+
 // The pipelined Hopper dK/dV + fused dQ (attn_bwd_wgp, head dim 64, NS Q/dO stages).
 template <int NS>
 static void bwd_wgp_launch(cudaStream_t s, dim3 grid, void *dk, void *dv, const void *dout, const void *q,
@@ -1869,16 +1887,15 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
-	// SW_CUDA_ATTN_BWD=wgp|wgp4: the pipelined kernel, 3 or 4 Q/dO stages (head dim 64; same
-	// sums, same bits; =wgpp, its persistent form, is launched by bwd_fused).
-	const char *ev = getenv("SW_CUDA_ATTN_BWD");
+	// The pipelined kernel, 3 or 4 Q/dO stages (head dim 64; same sums, same bits; its
+	// persistent form is launched by bwd_fused).
 	if constexpr (HD == 64) {
-		if (ev && !strcmp(ev, "wgp")) {
-			bwd_wgp_launch<3>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
-			return;
-		}
-		if (ev && !strcmp(ev, "wgp4")) {
-			bwd_wgp_launch<4>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
+		const int var = bwd_variant();
+		if (var == BWD_WGP || var == BWD_WGP4) {
+			if (var == BWD_WGP)
+				bwd_wgp_launch<3>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
+			else
+				bwd_wgp_launch<4>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
 			return;
 		}
 	}
@@ -1922,8 +1939,7 @@ static void bwd_fused(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *d
 {
 	const int64_t n = (int64_t)f.nu * fx_rows(T) * (nh / nkv) * HD;
 	CU_CHECK(cudaMemsetAsync(f.acc, 0, (size_t)n * AB, s));
-	const char *ev = getenv("SW_CUDA_ATTN_BWD");
-	if (AB == 4 && HD == 64 && ev && !strcmp(ev, "wgpp") && sm90_ready(true))
+	if (AB == 4 && HD == 64 && bwd_variant() == BWD_WGPP && sm90_ready(true))
 		bwd_wgpp_launch(ci, s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
 	else if (AB == 4 && (HD == 64 || HD == 128) && sm90_ready(true))
 		dkdv_wg<HD == 64 ? 64 : 128>(s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
