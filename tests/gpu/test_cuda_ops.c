@@ -424,6 +424,22 @@ static void ref_attention(int B, int T, int nh, int nkv, int hd, const float *q,
 	free(dP);
 }
 
+/* A caller's value of a switch, kept while a test sets it and put back after (empty: unset). */
+static void env_keep(const char *name, char out[16])
+{
+	out[0] = 0;
+	if (getenv(name))
+		snprintf(out, 16, "%s", getenv(name));
+}
+
+static void env_put_back(const char *name, const char *kept)
+{
+	if (kept[0])
+		setenv(name, kept, 1);
+	else
+		unsetenv(name);
+}
+
 static double attn_dy_amp = 1;  /* the output gradient's scale */
 
 static void test_attention(int B, int T, int nh, int nkv, int hd)
@@ -693,9 +709,8 @@ int main(void)
 			 * (five KV tiles of 128: the two- and three-stage rings wrap). The persistent grid
 			 * (wsp) also with 3 blocks, so that each block loops over several tiles (its ring
 			 * and the two Q buffers carried from tile to tile). */
-			char fwd[16] = "";  /* the caller's SW_CUDA_ATTN_FWD, restored below */
-			if (getenv("SW_CUDA_ATTN_FWD"))
-				snprintf(fwd, sizeof(fwd), "%s", getenv("SW_CUDA_ATTN_FWD"));
+			char fwd[16];  /* the caller's SW_CUDA_ATTN_FWD, restored below */
+			env_keep("SW_CUDA_ATTN_FWD", fwd);
 			/* A caller that picked a warp-specialised variant gets that one only (a hang or a
 			 * failure then names its variant). */
 			static const char *const wsv[] = { "ws", "ws3", "wsn", "wsp", "wsp" };
@@ -713,10 +728,7 @@ int main(void)
 				test_attention(1, 520, 2, 1, 128);
 			}
 			unsetenv("SW_CUDA_ATTN_WS_BLOCKS");
-			if (fwd[0])
-				setenv("SW_CUDA_ATTN_FWD", fwd, 1);
-			else
-				unsetenv("SW_CUDA_ATTN_FWD");
+			env_put_back("SW_CUDA_ATTN_FWD", fwd);
 			/* The pipelined Hopper backward (SW_CUDA_ATTN_BWD=wgp|wgp4: 3 or 4 Q/dO stages;
 			 * wgpp: persistent, here with 3 blocks so that each takes several items; head dim
 			 * 64) where the GPU runs it: one tile (1 row), items of one tile (50 rows, MHA), GQA
@@ -724,9 +736,8 @@ int main(void)
 			 * and the three K/V buffers wrap), tiny and huge dO (the fixed point's per-row
 			 * scale). Elsewhere the same cases run the default. A caller that picked one of
 			 * them gets that one only. */
-			char bwdv[16] = "";  /* the caller's SW_CUDA_ATTN_BWD, restored below */
-			if (getenv("SW_CUDA_ATTN_BWD"))
-				snprintf(bwdv, sizeof(bwdv), "%s", getenv("SW_CUDA_ATTN_BWD"));
+			char bwdv[16];  /* the caller's SW_CUDA_ATTN_BWD, restored below */
+			env_keep("SW_CUDA_ATTN_BWD", bwdv);
 			static const char *const wgpv[] = { "wgp", "wgp4", "wgpp", "wgpp" };
 			const int wgp_one = !strncmp(bwdv, "wgp", 3);
 			/* not yet run on a GPU (docs/cuda.md): only when asked, SW_TEST_BWD_VARIANTS=1 or a
@@ -753,15 +764,11 @@ int main(void)
 				attn_dy_amp = 1;
 				unsetenv("SW_CUDA_ATTN_WS_BLOCKS");
 			}
-			if (bwdv[0])
-				setenv("SW_CUDA_ATTN_BWD", bwdv, 1);
-			else
-				unsetenv("SW_CUDA_ATTN_BWD");
+			env_put_back("SW_CUDA_ATTN_BWD", bwdv);
 			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
 			 * at least two blocks per SM (and not on Hopper): forced here on the small shapes. */
-			char sm90[16] = "";  /* the caller's SW_CUDA_ATTN_SM90, restored below */
-			if (getenv("SW_CUDA_ATTN_SM90"))
-				snprintf(sm90, sizeof(sm90), "%s", getenv("SW_CUDA_ATTN_SM90"));
+			char sm90[16];  /* the caller's SW_CUDA_ATTN_SM90, restored below */
+			env_keep("SW_CUDA_ATTN_SM90", sm90);
 			setenv("SW_CUDA_ATTN_DKDV_FA", "1", 1);
 			setenv("SW_CUDA_ATTN_SM90", "0", 1);
 			test_attention(2, 77, 8, 2, 128);
@@ -772,10 +779,8 @@ int main(void)
 			 * with the sm_80 kernels and then (on Hopper) the wgmma backward. */
 			setenv("SW_CUDA_ATTN_DQ", "fused", 1);
 			for (int hop = 0; hop < 2; hop++) {
-				if (hop && sm90[0])
-					setenv("SW_CUDA_ATTN_SM90", sm90, 1);
-				else if (hop)
-					unsetenv("SW_CUDA_ATTN_SM90");
+				if (hop)
+					env_put_back("SW_CUDA_ATTN_SM90", sm90);
 				for (int a = 0; a < 3; a++) {
 					attn_dy_amp = a == 0 ? 1e-6 : a == 1 ? 1e6 : 1;
 					test_attention(2, 77, 8, 2, 64);
