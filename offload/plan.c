@@ -185,14 +185,8 @@ static void check_invariants(const sw_plan *p)
  * nothing). The buffers are sized for the largest CPU-updated group, as the first two. */
 static int plan_host_grads(sw_plan *p, const plan_sizes *z)
 {
-	int n_off = 0;
-	uint64_t max_off = 0;
-	for (int g = 0; g < p->ngroups; g++)
-		if (!plan_resident(p, g)) {
-			n_off++;
-			max_off = (uint64_t)p->in.tt->g[g].numel > max_off ? (uint64_t)p->in.tt->g[g].numel : max_off;
-		}
-	int base = n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS;
+	uint64_t max_off;
+	int n_off = plan_cpu_groups(p, &max_off), base = plan_host_grads_base(n_off);
 	p->host_grads = base;
 	if (n_off <= base)
 		return 0;

@@ -32,6 +32,11 @@ uint64_t plan_opt_host(const sw_plan *p, int g);       /* P32 + m + v on the hos
 uint64_t plan_all_state_dev(const sw_plan *p);
 uint64_t plan_window_bytes(const sw_plan_input *in, const plan_sizes *z);
 int plan_resident(const sw_plan *p, int g);
+/* The groups the CPU updates (those not resident): how many; *max_numel: the largest one's
+ * parameters, what one pinned gradient buffer holds. */
+int plan_cpu_groups(const sw_plan *p, uint64_t *max_numel);
+/* The pinned gradient buffers every plan with n CPU-updated groups has (SW_PLAN_HOST_GRADS) */
+static inline int plan_host_grads_base(int n) { return n < SW_PLAN_HOST_GRADS ? n : SW_PLAN_HOST_GRADS; }
 /* 1 while placing for one speculative clipping pass (rollback buffers counted) */
 int plan_spec(const sw_plan *p);
 

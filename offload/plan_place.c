@@ -10,6 +10,18 @@
 
 static uint64_t group_numel(const sw_plan *p, int g) { return (uint64_t)p->in.tt->g[g].numel; }
 int plan_resident(const sw_plan *p, int g) { return p->tier[g][SW_STATE_P32] == SW_TIER_GPU; }
+int plan_cpu_groups(const sw_plan *p, uint64_t *max_numel)
+{
+	int n = 0;
+	*max_numel = 0;
+	for (int g = 0; g < p->ngroups; g++)
+		if (!plan_resident(p, g)) {
+			n++;
+			*max_numel = group_numel(p, g) > *max_numel ? group_numel(p, g) : *max_numel;
+		}
+	return n;
+}
+
 int plan_spec(const sw_plan *p) { return p->in.passes == 2 && p->in.speculate; }
 
 /* One-pass clipping holds a resident group's gradient until the norm is known (the tied
@@ -147,20 +159,15 @@ enum { KIND_P16, KIND_OPT, KIND_CKPT };
 static void host_needs(const sw_plan *p, const plan_sizes *z, host_need *h)
 {
 	memset(h, 0, sizeof(*h));
-	uint64_t max_off = 0;
-	int n_off = 0;
-	for (int g = 0; g < p->ngroups; g++) {
-		if (plan_resident(p, g))
-			continue;
-		n_off++;
-		max_off = group_numel(p, g) > max_off ? group_numel(p, g) : max_off;
-		h->items += plan_p16_host(p, g) + plan_opt_host(p, g);
-	}
+	uint64_t max_off;
+	int n_off = plan_cpu_groups(p, &max_off);
+	for (int g = 0; g < p->ngroups; g++)
+		if (!plan_resident(p, g))
+			h->items += plan_p16_host(p, g) + plan_opt_host(p, g);
 	int64_t ck_off = p->n_layers * p->n_micro - p->ckpt_count[SW_TIER_GPU];
 	h->items += (uint64_t)ck_off * plan_host(p->ckpt_item);
 	/* the CPU updates one group while the next one's gradient arrives */
-	h->grad = (uint64_t)(n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS) *
-		  plan_host(max_off * GRAD_BYTES);
+	h->grad = (uint64_t)plan_host_grads_base(n_off) * plan_host(max_off * GRAD_BYTES);
 	h->xfer = z->xfer;
 	h->reserve = plan_host_held(&p->in);
 	if (!p->carry_on_gpu)

@@ -167,17 +167,14 @@ static void rows_state(const sw_plan *p, table *t, int slots)
 /* What the host's optimizer and NVMe streams need, from the placement */
 static void rows_host(const sw_plan *p, const plan_sizes *z, table *t)
 {
-	int n_off = 0, nvme_p16 = 0, nvme_opt = 0;
-	uint64_t max_off = 0;
+	int nvme_p16 = 0, nvme_opt = 0;
 	for (int g = 0; g < p->ngroups; g++) {
 		nvme_p16 |= p->tier[g][SW_STATE_P16] == SW_TIER_NVME;
 		nvme_opt |= p->tier[g][SW_STATE_P32] == SW_TIER_NVME;
-		if (plan_resident(p, g))
-			continue;
-		n_off++;
-		max_off = max_u64(max_off, (uint64_t)p->in.tt->g[g].numel);
 	}
-	int nhg = n_off < SW_PLAN_HOST_GRADS ? n_off : SW_PLAN_HOST_GRADS;
+	uint64_t max_off;
+	int n_off = plan_cpu_groups(p, &max_off);
+	int nhg = plan_host_grads_base(n_off);
 	if (n_off && p->host_grads)   /* the count plan_host_grads chose (plan.c) */
 		nhg = p->host_grads;
 	row(t, SW_BUF_HOST_GRAD, SW_PURPOSE_GRAD, SW_TIER_HOST, -1, -1, 0, plan_host(max_off * GRAD_BYTES), nhg);
