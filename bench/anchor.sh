@@ -27,6 +27,9 @@
 #            thread issuing the GPU work and the CUDA runtime keep a core beside CPU AdamW)
 #   r3       2.8B, optimizer state and streamed weights on NVMe: --gpu-mem 10GiB --cpu-mem 20GiB --nvme
 #   r3-8     the same with --cpu-mem 8GiB (nearly all optimizer state on the disk)
+#   r3-nwb   r3 again with SW_OPT_WRITE_BEHIND=0: each NVMe group's writes land before the next
+#            group's reads start, so reads and writes never share the disk (on a disk whose mixed
+#            rate is below its alternating read/write rates this can be the faster schedule)
 #   r2       6.7B, --gpu-mem 10GiB --cpu-mem 64GiB, NVMe for the rest
 #   r2-fsdp  FSDP2 on the 6.7B shape
 #   table    the summary table (always printed last as well, unless the stages list ends with it)
@@ -44,7 +47,7 @@
 # size, 4GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
 # SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS.
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -327,6 +330,7 @@ rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s`), optimizer queue as before (`SW_HOST_GRADS=2 SW_OPT_ORDER=fifo`)" % B[0], "r1-q2", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[1], "r3", None),
+        ("3: 2.8B, NVMe (`%s --nvme`), no write-behind (`SW_OPT_WRITE_BEHIND=0`)" % B[1], "r3-nwb", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
 print("\n## step times (median of the steps after the first; FSDP2: median of its timed steps)")
@@ -406,11 +410,12 @@ for s in "$@"; do
     r1-q2) model m28 "$shape28" && SW_HOST_GRADS=2 SW_OPT_ORDER=fifo train r1-q2 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-thr) model m28 "$shape28" && train r1-thr m28 "$steps" "${T_R1:-300}" $r1 --threads "${R1_THREADS:-$(( $(nproc) - 1 ))}" ;;
     r3) model m28 "$shape28" && train r3 m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
+    r3-nwb) model m28 "$shape28" && SW_OPT_WRITE_BEHIND=0 train r3-nwb m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r3-8) model m28 "$shape28" && train r3-8 m28 "$nvme_steps" "${T_R3:-420}" $r3_8 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-fsdp r1-thr r1-q2 r3 r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-fsdp r1-thr r1-q2 r3 r3-nwb r3-8 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table
