@@ -7,7 +7,9 @@ of the next step ran meanwhile (docs/architecture.md "The step boundary"); and e
 seconds per track with its own late work: the optimizer thread's spans count for the step they
 serve (their name's number), whenever they ran, the other spans for the step they ran in.
 NVMe spans of the optimizer thread run from a request's submission to its completion.
-Usage: trace_summary.py TRACE.json [--skip-s SECONDS]"""
+With --gaps: each step's GPU idle stretches (no compute span) of at least --gap-ms (1 ms),
+where in the step they fall and which other tracks were busy during them (what the GPU waited on).
+Usage: trace_summary.py TRACE.json [--skip-s SECONDS] [--gaps] [--gap-ms MS]"""
 import json, re, sys
 
 def merge(iv):
@@ -73,6 +75,9 @@ def main():
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
     boundary(steps, tagged, by.get('compute', []), merge(by.get('NVMe read', []) + by.get('NVMe write', [])))
     per_step(steps, raw, names)
+    if '--gaps' in sys.argv:
+        gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
+        gaps(steps, by, gms / 1e3)
 
 def boundary(steps, tagged, compute, nvme):
     """The step boundary: step N's optimizer work (CPU AdamW, its NVMe reads and write-backs)
@@ -106,6 +111,37 @@ def boundary(steps, tagged, compute, nvme):
     if n:
         print(f"cross-step overlap: the last updates/write-backs of a step ran {past:.2f} s into the next "
               f"step ({past / n:.3f} s per boundary, {n} boundaries); next step's compute meanwhile: {ov:.2f} s")
+
+def gaps(steps, by, least):
+    """Per step: the stretches of its wall time with no compute span, at least `least` seconds
+    long, and how much of them each other track was busy (the GPU waiting on a copy, on CPU
+    AdamW, on the disk, or on nothing traced: the issuing thread)."""
+    others = [t for t in by if t != 'compute']
+    for a0, b0, n in sorted(steps):
+        idle = [iv for iv in complement(by.get('compute', []), a0, b0) if iv[1] - iv[0] >= least]
+        tot = sum(b - a for a, b in idle)
+        cov = {t: inter(idle, by[t]) for t in others}
+        alone = tot - inter(idle, merge([tuple(iv) for t in others for iv in by[t]]))
+        print(f"step {n}: {b0 - a0:.3f} s, GPU idle {tot:.3f} s in {len(idle)} stretches >= {least * 1e3:g} ms; "
+              "busy meanwhile: " + ", ".join(f"{t} {v:.3f}" for t, v in cov.items() if v > 0)
+              + f"; nothing traced {alone:.3f} s")
+        for a, b in sorted(sorted(idle, key=lambda iv: iv[0] - iv[1])[:16]):   # the 16 longest, in order
+            busy = [t for t in others if inter([[a, b]], by[t]) > 0.5 * (b - a)]
+            print(f"   at {1e3 * (a - a0):8.1f} ms of {1e3 * (b0 - a0):.0f}: {1e3 * (b - a):6.1f} ms idle, "
+                  f"mostly beside: {' '.join(busy) or '-'}")
+
+def complement(iv, a0, b0):
+    """The stretches of [a0, b0] not covered by the sorted, merged intervals iv."""
+    out, x = [], a0
+    for a, b in iv:
+        if b <= a0 or a >= b0:
+            continue
+        if a > x:
+            out.append([x, a])
+        x = max(x, b)
+    if x < b0:
+        out.append([x, b0])
+    return out
 
 def per_step(steps, raw, names):
     """Busy seconds per step and track: the optimizer thread's spans (adam/read/write N) count
