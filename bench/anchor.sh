@@ -44,7 +44,7 @@
 # T_IO, T_RATES, T_INIT, T_R1, T_FSDP, T_R3, T_R2 (per-stage timeouts, seconds); DEADLINE (seconds
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
-# size, 4GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
+# size, 16GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
 # SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS.
 set -uo pipefail
 [ $# -ge 2 ] || { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -113,7 +113,10 @@ stage_io() {
   if command -v fio >/dev/null; then stage io_fio "${T_IO:-120}" bash -c io_fio
   else say "fio: not installed here; the disk is measured with dd and spillway bench-io"; fi
   mkdir -p "$dir/bio"
-  stage io_bench "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-4GiB}" \
+  # 16 GiB, about what a regime-3 step moves each way (15.7 GB): the rate the step can get. A
+  # short test measures the disk's burst: on the H100 machine's virtual disk 2 GiB wrote at 4.5
+  # GB/s where dd (2 GiB, one request at a time) gave 2.0 and the step's writes ran at ~2.3.
+  stage io_bench "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
     --bs 1MiB --qd 32 --threads 2
   rm -rf "$dir/bio"
 }
@@ -224,7 +227,7 @@ train() {
     # from the end of the first step on (the spans start with step 1; its time is in the step line)
     local s1
     s1=$(sed -n 's/^step 1\/[0-9]* |.*| \([0-9.]*\) s | busy:.*/\1/p' "$logs/$name.log" | head -1)
-    python3 "$here/../offload/trace_summary.py" "$logs/$name.trace.json" --skip-s "${s1:-0}" \
+    python3 "$here/../offload/trace_summary.py" "$logs/$name.trace.json" --skip-s "${s1:-0}" --gaps --gap-ms 2 \
       >"$logs/$name.trace.txt" 2>&1
     gzip -f "$logs/$name.trace.json"
   fi

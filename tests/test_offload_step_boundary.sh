@@ -31,6 +31,11 @@ run nowb SW_OPT_WRITE_BEHIND=0
 past() { sed -n 's/.* ran \([0-9.]*\) s into the next step.*/\1/p' "$w/$1.sum"; }
 awk -v a="$(past on)" 'BEGIN { exit !(a >= 0.1) }' || fail "overlapped: the updates held back 100 ms did not run into the next steps ($(past on) s)"
 awk -v a="$(past off)" 'BEGIN { exit !(a == 0) }' || fail "drained: updates ran into the next step ($(past off) s)"
+# --gaps: drained, every step ends with the GPU idle while the held-back update (100 ms) runs
+python3 offload/trace_summary.py "$w/off.json" --gaps --gap-ms 50 >"$w/off.gaps" || fail "trace_summary --gaps"
+idle=$(sed -n 's/^step [0-9]*: [0-9.]* s, GPU idle \([0-9.]*\) s in.*/\1/p' "$w/off.gaps")
+echo "$idle" | awk '$1 >= 0.09 { n++ } END { exit !(n == 4 && NR == 4) }' ||
+  fail "drained: --gaps did not show a >= 90 ms GPU idle stretch in each of the 4 steps: $(grep '^step' "$w/off.gaps" | tr '\n' ' ')"
 losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
 [ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] &&
   [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] ||
