@@ -438,19 +438,36 @@ static int host_update(const sw_exec *ex, const opt_msg *m)
 	return m->kind == OPT_UPDATE && ex->g[m->group].opt_tier == SW_TIER_HOST;
 }
 
+/* Whether the update's gradient is in host memory: its copy (on the D2H stream, in the order
+ * the messages were sent) has landed. A held gradient was waited for when it was sent. */
+static int grad_landed(const sw_exec *ex, const opt_msg *m)
+{
+	return m->hb < 0 || ex->be->ops->event_done(ex->be, ex->hgrad_ev[m->hb]);
+}
+
 /* The next message (under mu, qn > 0). In arrival order, except that of the host-state updates
- * waiting at the head of the queue (up to the first message of another kind) the one of the
- * lowest group runs first: the next forward uses the groups from the embedding up, so when
- * AdamW lags behind the backward the updates left at the step's end are those of the groups
- * the forward reaches last, which then run under it. Any order gives the same bits: each
- * update touches its own group only. */
+ * waiting at the head of the queue (up to the first message of another kind) whose gradients
+ * have landed, the one of the lowest group runs first: the next forward uses the groups from
+ * the embedding up, so when AdamW lags behind the backward the updates left at the step's end
+ * are those of the groups the forward reaches last, which then run under it. Only landed ones:
+ * the thread that issues the GPU work sends each message when it queues the gradient's copy,
+ * often several layers ahead of the GPU, and the lowest group waiting is then the one whose
+ * gradient comes last; taking it would leave AdamW waiting while the others' gradients sit
+ * ready (the likely cause of the 0.2 s of updates past each step's end in regime 1 of
+ * docs/perf.md). When none has landed, the head, whose copy lands first. Any order gives the same bits: each update touches its own
+ * group only. */
 opt_msg exec_opt_take(sw_exec *ex)
 {
 	int pick = 0;
-	if (ex->first_needed)
-		for (int i = 0; i < ex->qn && host_update(ex, &ex->q[(ex->qhead + i) % OPT_Q]); i++)
-			if (ex->q[(ex->qhead + i) % OPT_Q].group < ex->q[(ex->qhead + pick) % OPT_Q].group)
-				pick = i;
+	if (ex->first_needed) {
+		int best = -1;
+		for (int i = 0; i < ex->qn && host_update(ex, &ex->q[(ex->qhead + i) % OPT_Q]); i++) {
+			const opt_msg *c = &ex->q[(ex->qhead + i) % OPT_Q];
+			if (grad_landed(ex, c) && (best < 0 || c->group < ex->q[(ex->qhead + best) % OPT_Q].group))
+				best = i;
+		}
+		pick = best < 0 ? 0 : best;
+	}
 	opt_msg m = ex->q[(ex->qhead + pick) % OPT_Q];
 	if (pick)
 		__atomic_fetch_add(&ex->reordered, 1, __ATOMIC_RELAXED);

@@ -2,7 +2,8 @@
  * waiting at the queue's head the lowest group's is taken first (the group the next forward needs
  * first), the earliest of equal groups first; a message of another kind (a swap, a read-ahead, a
  * flush, an update of NVMe state) is never passed; the rest keep their arrival order; the ring
- * stays whole across its wrap-around; SW_OPT_ORDER=fifo (first_needed 0) takes arrival order.
+ * stays whole across its wrap-around; only updates whose gradient copy has landed are taken out
+ * of order (none landed: the head); SW_OPT_ORDER=fifo (first_needed 0) takes arrival order.
  * The expected orders are worked out by hand from that rule. */
 #include "offload/exec_int.h"
 #include "tests/check.h"
@@ -10,6 +11,17 @@
 #include <string.h>
 
 enum { G = 10, NVME_GROUP = 6 };
+
+/* A backend whose only op is event_done, answering from a flag per event: hgrad_ev[b] is
+ * &landed[b], whether host gradient buffer b's copy has landed. */
+static int landed[OPT_HG];
+static int fake_event_done(sw_backend *be, sw_event *e)
+{
+	(void)be;
+	return *(int *)e;
+}
+static sw_backend_ops fake_ops = { .event_done = fake_event_done };
+static sw_backend fake_be = { .ops = &fake_ops };
 
 static sw_exec *fake_exec(int first_needed, int head)
 {
@@ -22,17 +34,23 @@ static sw_exec *fake_exec(int first_needed, int head)
 		ex->g[g].opt_tier = g == NVME_GROUP ? SW_TIER_NVME : SW_TIER_HOST;
 	ex->first_needed = first_needed;
 	ex->qhead = head;   /* near the ring's end: the queue wraps around */
+	ex->be = &fake_be;
+	for (int b = 0; b < OPT_HG; b++)
+		ex->hgrad_ev[b] = (sw_event *)&landed[b];
 	return ex;
 }
 
-/* Queues a message (as opt_push does); call tells equal groups' updates apart. */
-static void push(sw_exec *ex, int kind, int group, int call)
+/* Queues a message (as opt_push does) with gradient buffer hb (-1: a held gradient, landed);
+ * call tells equal groups' updates apart. */
+static void push_hb(sw_exec *ex, int kind, int group, int call, int hb)
 {
 	CHECK(ex->qn < OPT_Q);
-	opt_msg m = { .kind = kind, .group = group, .hb = -1, .call = call };
+	opt_msg m = { .kind = kind, .group = group, .hb = hb, .call = call };
 	ex->q[(ex->qhead + ex->qn) % OPT_Q] = m;
 	ex->qn++;
 }
+
+static void push(sw_exec *ex, int kind, int group, int call) { push_hb(ex, kind, group, call, -1); }
 
 /* Takes every message and checks (kind, group, call) in order against want[0, n). */
 static void take_all(sw_exec *ex, const int (*want)[3], int n, const char *what)
@@ -116,6 +134,27 @@ int main(void)
 					{ U, 7, 2 }, { U, 7, 3 }, { U, 7, 12 }, { U, 7, 13 },
 					{ U, 8, 1 }, { U, 8, 11 }, { U, 9, 0 }, { U, 9, 10 } };
 		take_all(ex, want, OPT_Q, "a full ring refilled while it drains");
+		free_exec(ex);
+	}
+	/* only landed gradients are taken out of order: the issuing thread sends each update when it
+	 * queues the copy, layers ahead of the GPU; the lowest waiting group's copy comes last */
+	{
+		sw_exec *ex = fake_exec(1, OPT_Q - 2);
+		int grp[] = { 9, 8, 7, 5 }, done[] = { 1, 1, 0, 0 };
+		for (int b = 0; b < 4; b++) {
+			landed[b] = done[b];
+			push_hb(ex, U, grp[b], 1, b);
+		}
+		const int want[][3] = { { U, 8, 1 }, { U, 9, 1 }, { U, 7, 1 }, { U, 5, 1 } };
+		take_all(ex, want, 4, "the lowest landed first, then arrival order while none has landed");
+		/* one landed behind two that have not: it goes first, then the head */
+		int grp2[] = { 9, 8, 4 }, done2[] = { 0, 0, 1 };
+		for (int b = 0; b < 3; b++) {
+			landed[b] = done2[b];
+			push_hb(ex, U, grp2[b], 2, b);
+		}
+		const int want2[][3] = { { U, 4, 2 }, { U, 9, 2 }, { U, 8, 2 } };
+		take_all(ex, want2, 3, "a landed update passes those whose copies are still running");
 		free_exec(ex);
 	}
 	/* SW_OPT_ORDER=fifo: arrival order */
