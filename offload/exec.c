@@ -68,7 +68,7 @@ static void **buf_mem(sw_exec *ex, const sw_plan_buf *b, int64_t i)
 	case SW_BUF_GRAD: return (void **)&ex->gbuf[i];
 	case SW_BUF_HOST_GRAD: return (void **)&ex->hgrad[i];
 	case SW_BUF_TIED_GRAD: return (void **)&ex->tgrad;
-	case SW_BUF_XIO: return i == 0 ? &ex->xa : i == 1 ? &ex->xo : &ex->xc;
+	case SW_BUF_XIO: return i == 0 ? &ex->xa : i == 1 ? &ex->xo : &ex->xc[i - 2];
 	case SW_BUF_TOKENS: return i == 0 ? (void **)&ex->tok : i == 1 ? (void **)&ex->tgt : (void **)&ex->losses;
 	case SW_BUF_INV_FREQ: return (void **)&ex->inv_freq;
 	case SW_BUF_NORM_SUMS: return (void **)&ex->dsum;
@@ -162,8 +162,9 @@ static int alloc_check(sw_exec *ex)
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
  * the overlap and the read-ahead off, SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
  * before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting host-state updates in
- * arrival order (for comparison: all give the same bits); the test
- * hooks SW_TEST_DELAY_ADAM=MS:GROUP and SW_TEST_NO_WAIT=1. */
+ * arrival order, SW_CKPT_STREAMS=0 copies host checkpoints on the compute stream (for
+ * comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP and
+ * SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
 {
 	const char *ov = getenv("SW_STEP_OVERLAP"), *ra = getenv("SW_OPT_READ_AHEAD");
@@ -174,6 +175,8 @@ static void exec_boundary_init(sw_exec *ex)
 	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
 	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
 	ex->write_behind = !(wb && !strcmp(wb, "0"));
+	const char *cks = getenv("SW_CKPT_STREAMS");
+	ex->ck_streams = !(cks && !strcmp(cks, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
 		ex->delay_group = -1;
@@ -261,6 +264,10 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->p16_ev[i]);
 	if (!rc)
 		rc = op->event_create(be, &ex->held_ev);
+	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done, &ex->xc_free[0], &ex->xc_free[1],
+			    &ex->xc_ready[0], &ex->xc_ready[1] };
+	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]) && !rc; i++)
+		rc = op->event_create(be, ck[i]);
 	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
 	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
 	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
@@ -416,6 +423,11 @@ static void events_destroy(sw_exec *ex)
 		be->ops->event_destroy(be, ex->ev0);
 	if (ex->held_ev)
 		be->ops->event_destroy(be, ex->held_ev);
+	sw_event *ck[] = { ex->ck_out_ready, ex->ck_out_done, ex->xc_free[0], ex->xc_free[1],
+			   ex->xc_ready[0], ex->xc_ready[1] };
+	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]); i++)
+		if (ck[i])
+			be->ops->event_destroy(be, ck[i]);
 }
 
 /* Stops the optimizer thread and waits for every stream and checkpoint transfer. */

@@ -70,8 +70,21 @@ int exec_ck_drain(sw_exec *ex)
 	return rc;
 }
 
-/* Writes behind: the copy to pinned memory is waited for, the NVMe write is not (the slot's
- * next user waits for it, and every read waits for all writes first: ck_read_ahead). */
+/* The caller's next write of the carry (or of xa) waits for the checkpoint copy still reading
+ * it: call before exec_carry_put. */
+void exec_ckpt_saved(sw_exec *ex)
+{
+	if (!ex->ck_out_pending)
+		return;
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->ck_out_done);
+	ex->ck_out_pending = 0;
+}
+
+/* Host: the D2H runs on the D2H stream beside the layer's compute, which reads x too; the
+ * carry_put that overwrites x waits for it (exec_ckpt_saved). On the compute stream each 2048-row
+ * checkpoint stalled the GPU for its copy, ~0.2 ms, 182 per step in regime 1 of docs/perf.md.
+ * NVMe: writes behind: the copy to pinned memory is waited for, the NVMe write is not (the
+ * slot's next user waits for it, and every read waits for all writes first: ck_read_ahead). */
 int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x)
 {
 	sw_backend *be = ex->be;
@@ -80,12 +93,23 @@ int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x)
 		be->ops->copy_d2d(be, ex->cs, k->dev, x, exec_xbytes(ex));
 		return 0;
 	}
-	int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_D2H);
 	if (k->tier == SW_TIER_HOST) {
-		be->ops->copy_d2h(be, ex->cs, k->host, x, exec_xbytes(ex));
-		exec_gspan_end(ex, ex->cs, sp);
+		SW_ASSERT(!ex->ck_out_pending);   /* one save at a time: exec_ckpt_saved in between */
+		sw_stream *st = ex->ck_streams ? ex->ds : ex->cs;
+		if (ex->ck_streams) {
+			be->ops->event_record(be, ex->ck_out_ready, ex->cs);
+			be->ops->stream_wait(be, ex->ds, ex->ck_out_ready);
+		}
+		int sp = exec_gspan_begin(ex, st, SW_TRACK_D2H);
+		be->ops->copy_d2h(be, st, k->host, x, exec_xbytes(ex));
+		exec_gspan_end(ex, st, sp);
+		if (ex->ck_streams) {
+			be->ops->event_record(be, ex->ck_out_done, ex->ds);
+			ex->ck_out_pending = 1;
+		}
 		return 0;
 	}
+	int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_D2H);
 	int i = ex->ck_next, rc;
 	ex->ck_next = (i + 1) % ex->ck_nslot;
 	if ((rc = ck_slot_take(ex, i)))
@@ -154,7 +178,18 @@ int exec_ck_read_from(sw_exec *ex, int l, int m)
 	return ck_read_ahead(ex);
 }
 
-/* Device view of checkpoint (l, m) (fetched into xc unless it lives on the GPU). */
+/* At the start of a backward pass: both checkpoint-in buffers free as of now. */
+void exec_ckpt_bwd_begin(sw_exec *ex)
+{
+	for (int b = 0; b < 2; b++)
+		ex->be->ops->event_record(ex->be, ex->xc_free[b], ex->cs);
+	ex->xc_next = 0;
+}
+
+/* Device view of checkpoint (l, m): its GPU block, or xc[b] (b alternating) with the checkpoint
+ * copied in. A host checkpoint's H2D runs on the H2D stream once xc[b]'s last reader (the
+ * use before the previous one) is done, so it lands while the previous checkpoint is used; an
+ * NVMe one is copied on the compute stream after its read. */
 int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 {
 	sw_backend *be = ex->be;
@@ -163,6 +198,11 @@ int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 		*x = k->dev;
 		return 0;
 	}
+	int b = ex->xc_next;
+	ex->xc_next ^= 1;
+	/* the compute queued so far ends the use of the other buffer (the previous get's) */
+	be->ops->event_record(be, ex->xc_free[b ^ 1], ex->cs);
+	void *xc = ex->xc[b];
 	const void *src = k->host;
 	if (k->tier == SW_TIER_NVME) {
 		int i = -1, rc;
@@ -186,18 +226,25 @@ int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 		}
 		src = ex->ck_stage[i];
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_H2D);
-		be->ops->copy_h2d(be, ex->cs, ex->xc, src, exec_xbytes(ex));
+		be->ops->copy_h2d(be, ex->cs, xc, src, exec_xbytes(ex));
 		exec_gspan_end(ex, ex->cs, sp);
 		be->ops->event_record(be, ex->ck_ev[i], ex->cs);
 		/* the slot is free once the copy is done: read further ahead into it */
 		if ((rc = ck_read_ahead(ex)))
 			return rc;
 	} else {
-		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_H2D);
-		be->ops->copy_h2d(be, ex->cs, ex->xc, src, exec_xbytes(ex));
-		exec_gspan_end(ex, ex->cs, sp);
+		sw_stream *st = ex->ck_streams ? ex->hs : ex->cs;
+		if (ex->ck_streams)
+			be->ops->stream_wait(be, ex->hs, ex->xc_free[b]);
+		int sp = exec_gspan_begin(ex, st, SW_TRACK_H2D);
+		be->ops->copy_h2d(be, st, xc, src, exec_xbytes(ex));
+		exec_gspan_end(ex, st, sp);
+		if (ex->ck_streams) {
+			be->ops->event_record(be, ex->xc_ready[b], ex->hs);
+			be->ops->stream_wait(be, ex->cs, ex->xc_ready[b]);
+		}
 	}
-	*x = ex->xc;
+	*x = xc;
 	return 0;
 }
 

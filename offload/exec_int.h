@@ -140,7 +140,8 @@ struct sw_exec {
 	double *dsum;                      /* (G) device */
 	/* activations */
 	void *carry_dev, *carry_host;      /* (M, N, C) act */
-	void *xa, *xo, *xc;                /* (N, C) act device */
+	void *xa, *xo, *xc[2];             /* (N, C) act device; xc: checkpoints in, two buffers
+					    * used in turn (exec_ckpt_get) */
 	int32_t *tok, *tgt;
 	float *losses;
 	float *inv_freq;
@@ -155,6 +156,14 @@ struct sw_exec {
 	sw_event *ck_ev[CK_MAX_SLOTS];
 	ck_slot cks[CK_MAX_SLOTS];
 	int ck_nslot, ck_next, ck_ra_slot, ck_ra_l, ck_ra_m;
+	/* host checkpoints cross PCIe on the copy streams, not the compute stream: a save's D2H on
+	 * ds (ck_out_ready: its input is computed; ck_out_done: copied, the carry may be
+	 * overwritten), a read's H2D on hs into xc[xc_next] (xc_free[b]: xc[b]'s last reader is
+	 * done; xc_ready[b]: the copy landed) */
+	sw_event *ck_out_ready, *ck_out_done, *xc_free[2], *xc_ready[2];
+	int ck_out_pending, xc_next;
+	int ck_streams;                    /* 0 (SW_CKPT_STREAMS=0): those copies on the compute
+					    * stream, as before (for comparison; same bits) */
 	/* P16 staging from NVMe */
 	void *p16_stage[NSTAGE];
 	sw_event *p16_ev[NSTAGE];
@@ -355,6 +364,8 @@ void exec_carry_put(sw_exec *ex, int m, const void *x);
 int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x);
 int exec_ckpt_get(sw_exec *ex, int l, int m, void **x);
 int exec_ck_read_from(sw_exec *ex, int l, int m);
+void exec_ckpt_saved(sw_exec *ex);
+void exec_ckpt_bwd_begin(sw_exec *ex);
 int exec_ck_drain(sw_exec *ex);
 
 /* exec_keep.c: keep instead of recompute. The blocks of a SW_BUF_KEEP row (0 or -ENOMEM) and

@@ -256,6 +256,7 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 	sw_backend *be = ex->be;
 	int M = ex->M, N = ex->d.N, rc;
 	float *eg = NULL;
+	exec_ckpt_bwd_begin(ex);
 	/* start reading the top layer's checkpoints now: they arrive while the head computes */
 	if (ex->ck_nslot && (rc = exec_ck_read_from(ex, ex->L - 1, 0)))
 		return rc;
@@ -315,6 +316,7 @@ static int forward_pass(sw_exec *ex, useq *u, const int32_t *inputs, int keep)
 			else
 				sw_layer_fwd(be, ex->cs, &ex->d, &wp, ex->inv_freq, x, ex->xo, &ex->s);
 			exec_gspan_end(ex, ex->cs, sp);
+			exec_ckpt_saved(ex);
 			exec_carry_put(ex, m, ex->xo);
 		}
 		if ((rc = exec_win_ahead(ex, u)))
