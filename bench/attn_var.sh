@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Variants of one pass of the Hopper attention (forward: SW_CUDA_ATTN_FWD, backward:
-# SW_CUDA_ATTN_BWD; docs/cuda.md, "Hopper path") against each other and PyTorch SDPA (flash
-# backend forced) in one run: that pass's TFLOP/s per variant and ratio = SDPA-flash's time /
-# ours (> 1: we are faster); the first variant's other pass beside SDPA-flash's for reference.
+# Variants of one pass of the Hopper attention (forward: SW_CUDA_ATTN_FWD; backward: its grid
+# order, SW_CUDA_ATTN_BWD_ORDER=unit|kv; docs/cuda.md, "Hopper path") against each other and
+# PyTorch SDPA (flash backend forced) in one run: that pass's TFLOP/s per variant and ratio =
+# SDPA-flash's time / ours (> 1: we are faster); the first variant's other pass beside
+# SDPA-flash's for reference.
 # Usage: SW_BENCH_HD=64 SW_BENCH_T=2048,8192 bash bench/attn_var.sh fwd|bwd [iters] [outdir]
 # (build first: make CUDA_ARCHS=-gencode=arch=compute_90a,code=sm_90a build/bench/attn_bench).
 # VARIANTS="default ws ..." picks the variants: a name starting with "default" runs without the
@@ -11,7 +12,7 @@ set -uo pipefail
 pass=${1:?usage: bench/attn_var.sh fwd|bwd [iters] [outdir]}
 case $pass in
   fwd) switch=SW_CUDA_ATTN_FWD other=bwd ;;
-  bwd) switch=SW_CUDA_ATTN_BWD other=fwd ;;
+  bwd) switch=SW_CUDA_ATTN_BWD_ORDER other=fwd ;;
   *) echo "bench/attn_var.sh: the pass is fwd or bwd, not '$pass'" >&2; exit 2 ;;
 esac
 iters=${2:-5}

@@ -1832,42 +1832,6 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
-// The Hopper backward at head dim 64: attn_bwd_wg, or the pipelined attn_bwd_wgp with 3 or 4
-// Q/dO stages, or its persistent form attn_bwd_wgpp (docs/cuda.md, "Pipelined backward").
-// SW_CUDA_ATTN_BWD=wg|wgp|wgp4|wgpp picks one; BWD_DEFAULT runs otherwise.
-enum { BWD_WG, BWD_WGP, BWD_WGP4, BWD_WGPP, BWD_DEFAULT = BWD_WG };
-static int bwd_variant(void)
-{
-	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	if (!e)
-		return BWD_DEFAULT;
-	if (!strcmp(e, "wgp"))
-		return BWD_WGP;
-	if (!strcmp(e, "wgp4"))
-		return BWD_WGP4;
-	if (!strcmp(e, "wgpp"))
-		return BWD_WGPP;
-	return !strcmp(e, "wg") ? BWD_WG : BWD_DEFAULT;
-}
-
-// The pipelined Hopper dK/dV + fused dQ (attn_bwd_wgp, head dim 64, NS Q/dO stages).
-template <int NS>
-static void bwd_wgp_launch(cudaStream_t s, dim3 grid, void *dk, void *dv, const void *dout, const void *q,
-			   const void *k, const void *v, const float *lse, const float *Dd, int T, int nh,
-			   int nkv, float scale, const fq_args &f, int korder)
-{
-	constexpr int smem = attn_smem_bwd_wgp<64, NS>();
-	static bool attr_set = false;
-	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wgp<64, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-		attr_set = true;
-	}
-	attn_bwd_wgp<64, NS><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
-		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq,
-		f.u0, korder);
-	CU_CHECK_LAUNCH();
-}
-
 // Hopper dK/dV with the fused dQ (attn_bwd_wg, int32 accumulator) for units [f.u0, f.u0 + f.nu).
 template <int HD>
 static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q, const void *k,
@@ -1887,46 +1851,9 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
-	// The pipelined kernel, 3 or 4 Q/dO stages (head dim 64; same sums, same bits; its
-	// persistent form is launched by bwd_fused).
-	if constexpr (HD == 64) {
-		const int var = bwd_variant();
-		if (var == BWD_WGP || var == BWD_WGP4) {
-			if (var == BWD_WGP)
-				bwd_wgp_launch<3>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
-			else
-				bwd_wgp_launch<4>(s, grid, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f, korder);
-			return;
-		}
-	}
 	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
 		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
 		f.mq, f.u0, korder);
-	CU_CHECK_LAUNCH();
-}
-
-// The persistent pipelined Hopper backward (attn_bwd_wgpp, head dim 64): one block per SM (at
-// most one per work item; SW_CUDA_ATTN_WS_BLOCKS=n caps it, for tests).
-static void bwd_wgpp_launch(cuda_impl *ci, cudaStream_t s, void *dk, void *dv, const void *dout,
-			    const void *q, const void *k, const void *v, const float *lse, const float *Dd,
-			    int T, int nh, int nkv, float scale, const fq_args &f)
-{
-	constexpr int smem = attn_smem_bwd_wgpp<64>();
-	static bool attr_set = false;
-	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wgpp<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-		attr_set = true;
-	}
-	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
-	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
-	const int64_t items = (int64_t)f.nu * ((T + 127) / 128);
-	const char *eb = getenv("SW_CUDA_ATTN_WS_BLOCKS");  // tests: fewer blocks, more items each
-	int64_t grid = items < ci->num_sms ? items : ci->num_sms;
-	if (eb && atoi(eb) > 0 && atoi(eb) < grid)
-		grid = atoi(eb);
-	attn_bwd_wgpp<64><<<(unsigned)grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q,
-		(const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale,
-		scale * LOG2E_F, f.acc, f.mq, f.u0, f.nu, korder);
 	CU_CHECK_LAUNCH();
 }
 
@@ -1939,9 +1866,7 @@ static void bwd_fused(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *d
 {
 	const int64_t n = (int64_t)f.nu * fx_rows(T) * (nh / nkv) * HD;
 	CU_CHECK(cudaMemsetAsync(f.acc, 0, (size_t)n * AB, s));
-	if (AB == 4 && HD == 64 && bwd_variant() == BWD_WGPP && sm90_ready(true))
-		bwd_wgpp_launch(ci, s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
-	else if (AB == 4 && (HD == 64 || HD == 128) && sm90_ready(true))
+	if (AB == 4 && (HD == 64 || HD == 128) && sm90_ready(true))
 		dkdv_wg<HD == 64 ? 64 : 128>(s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
 	else
 		dkdv_pick<HD, AB>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);

@@ -729,42 +729,6 @@ int main(void)
 			}
 			unsetenv("SW_CUDA_ATTN_WS_BLOCKS");
 			env_put_back("SW_CUDA_ATTN_FWD", fwd);
-			/* The pipelined Hopper backward (SW_CUDA_ATTN_BWD=wgp|wgp4: 3 or 4 Q/dO stages;
-			 * wgpp: persistent, here with 3 blocks so that each takes several items; head dim
-			 * 64) where the GPU runs it: one tile (1 row), items of one tile (50 rows, MHA), GQA
-			 * and MQA, 600 rows (up to 40 query tiles per block: the stages, the two dS buffers
-			 * and the three K/V buffers wrap), tiny and huge dO (the fixed point's per-row
-			 * scale). Elsewhere the same cases run the default. A caller that picked one of
-			 * them gets that one only. */
-			char bwdv[16];  /* the caller's SW_CUDA_ATTN_BWD, restored below */
-			env_keep("SW_CUDA_ATTN_BWD", bwdv);
-			static const char *const wgpv[] = { "wgp", "wgp4", "wgpp", "wgpp" };
-			const int wgp_one = !strncmp(bwdv, "wgp", 3);
-			/* not yet run on a GPU (docs/cuda.md): only when asked, SW_TEST_BWD_VARIANTS=1 or a
-			 * variant named in SW_CUDA_ATTN_BWD */
-			const char *tv = getenv("SW_TEST_BWD_VARIANTS");
-			const int wgp_all = tv && !strcmp(tv, "1");
-			for (int i = 0; i < 4 && (wgp_all || wgp_one); i++) {
-				if (wgp_one && strcmp(bwdv, wgpv[i]))
-					continue;
-				setenv("SW_CUDA_ATTN_BWD", wgpv[i], 1);
-				if (i == 3)
-					setenv("SW_CUDA_ATTN_WS_BLOCKS", "3", 1);
-				test_attention(1, 1, 2, 1, 64);
-				test_attention(1, 50, 4, 4, 64);
-				test_attention(2, 77, 8, 2, 64);
-				test_attention(1, 300, 2, 2, 64);
-				test_attention(1, 600, 4, 2, 64);
-				test_attention(1, 600, 4, 4, 64);
-				test_attention(1, 600, 4, 1, 64);
-				for (int a = 0; a < 2; a++) {
-					attn_dy_amp = a == 0 ? 1e-6 : 1e6;
-					test_attention(2, 77, 8, 2, 64);
-				}
-				attn_dy_amp = 1;
-				unsetenv("SW_CUDA_ATTN_WS_BLOCKS");
-			}
-			env_put_back("SW_CUDA_ATTN_BWD", bwdv);
 			/* The 4x2-warp dK/dV kernel (head dim 128), which the GPU picks only for grids of
 			 * at least two blocks per SM (and not on Hopper): forced here on the small shapes. */
 			char sm90[16];  /* the caller's SW_CUDA_ATTN_SM90, restored below */
