@@ -315,7 +315,8 @@ int exec_home_put_p16(sw_exec *ex, int gi, int64_t off, int64_t n, const float *
 void *exec_opt_thread(void *arg);
 /* Takes the optimizer thread's next message off the queue (under mu, qn > 0): in arrival order,
  * except that of the host-state updates waiting at the head (up to the first message of another
- * kind) the lowest group's goes first (first_needed; the earliest of equal groups). */
+ * kind) whose gradient copies have landed, the lowest group's goes first (first_needed; the
+ * earliest of equal groups; none landed: the head). */
 opt_msg exec_opt_take(sw_exec *ex);
 int exec_hgrad_acquire(sw_exec *ex);
 /* Queues group gi's CPU update from pinned buffer hb, or (hb < 0) from grad; waits for room. */

@@ -463,7 +463,9 @@ opt_msg exec_opt_take(sw_exec *ex)
 		int best = -1;
 		for (int i = 0; i < ex->qn && host_update(ex, &ex->q[(ex->qhead + i) % OPT_Q]); i++) {
 			const opt_msg *c = &ex->q[(ex->qhead + i) % OPT_Q];
-			if (grad_landed(ex, c) && (best < 0 || c->group < ex->q[(ex->qhead + best) % OPT_Q].group))
+			if (!grad_landed(ex, c))
+				continue;
+			if (best < 0 || c->group < ex->q[(ex->qhead + best) % OPT_Q].group)
 				best = i;
 		}
 		pick = best < 0 ? 0 : best;
