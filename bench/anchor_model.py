@@ -21,8 +21,10 @@ on the compute stream (--gpu-adam-gparams).
 Per-group times come from rates; give the busy times a run measured (`spillway train` step line:
 compute, d2h, adam) to calibrate them: --compute-s spreads the step's compute over the groups by
 their FLOPs (the planner's count), --adam-s gives the in-run AdamW rate, --d2h-s the D2H rate.
-Not modelled: checkpoint copies (they share the D2H stream in forward and H2D in backward), the
-issuing thread's own launch time, the small syncs at the end of a step.
+--ckpt-host-layers N: the bottom N layers' checkpoints are kept in host memory; with
+--ckpt-on-compute their copies (out in forward, back in backward) stall the compute stream, as
+before commit 4ae46a8; else they run beside it on the copy streams. Not modelled: the issuing
+thread's own launch time, the small syncs at the end of a step.
 
   python3 bench/anchor_model.py --compute-s 0.81 --adam-s 0.65 --d2h-s 0.20
 prints the modelled step for the executor as it is and for each change, one JSON line per case.
@@ -57,6 +59,8 @@ def parse_args():
     p.add_argument("--gpu-adam-gparams", type=float, default=80.0,
                    help="GPU AdamW of resident groups (about 30 B per parameter at ~2.5 TB/s)")
     p.add_argument("--measured-s", type=float, default=0.0, help="the measured step, printed beside")
+    p.add_argument("--ckpt-host-layers", type=int, default=0,
+                   help="bottom layers whose checkpoints are kept in host memory")
     return p.parse_args()
 
 
@@ -83,25 +87,35 @@ class Streams:
         self.gpu = self.hs = self.ds = 0.0
 
 
-def fwd_group(t, i, n, ff, st, ready, done, rate, h2d, K=2):
+def fwd_group(t, i, n, ff, st, ready, done, rate, h2d, K=2, stall=0.0):
     """Group i's forward after `ready` (its P16 final): a streamed group's P16 is fetched into
-    one of K window buffers, free once the forward K groups back is done."""
+    one of K window buffers, free once the forward K groups back is done. stall: copies queued
+    on the compute stream with it (its checkpoints going out)."""
     if st:
         free_buf = done[i - K] if i >= K else 0.0
         f0 = max(t.hs, free_buf, ready)
         t.hs = f0 + 2.0 * n / h2d
         ready = t.hs
-    t.gpu = max(t.gpu, ready) + ff / rate
+    t.gpu = max(t.gpu, ready) + ff / rate + stall
     done.append(t.gpu)
 
 
-def bwd_group(t, s, n, fb, st, rate, h2d):
-    """A group's backward from s (its P16 fetched under the previous group's compute)."""
+def bwd_group(t, s, n, fb, st, rate, h2d, stall=0.0):
+    """A group's backward from s (its P16 fetched under the previous group's compute); stall:
+    its checkpoints' copies back on the compute stream."""
     if st:
         f0 = max(t.hs, s - fb / rate)
         t.hs = f0 + 2.0 * n / h2d
         s = max(s, t.hs)
-    t.gpu = s + fb / rate
+    t.gpu = s + fb / rate + stall
+
+
+def ckpt_stall(a, name, h2d, d2h, fwd):
+    """Seconds a layer's host checkpoints (tokens x dim bf16) hold the compute stream: 0 unless
+    a.ckpt_on_compute."""
+    if not a.ckpt_on_compute or not name.startswith("layer") or int(name[5:]) >= a.ckpt_host_layers:
+        return 0.0
+    return 2.0 * a.tokens * a.dim / (d2h if fwd else h2d)
 
 
 def backward_order(gs):
@@ -130,13 +144,14 @@ def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
         # ---- forward: P16 fetch of streamed groups into K buffers
         done = []
         for i, (name, n, ff, fb, st) in enumerate(gs[:-1]):   # the head runs in backward
-            fwd_group(t, i, n, ff, st, updated[name] if overlap_next else t_start, done, rate, h2d, K)
+            fwd_group(t, i, n, ff, st, updated[name] if overlap_next else t_start, done, rate, h2d, K,
+                      ckpt_stall(a, name, h2d, d2h, True))
         # ---- backward: head, layers top-down, embedding
         gb_free = [t.gpu] * ngb
         hb_free = [max(cpu, t_start)] * nhg
         for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
             k = gk % ngb
-            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
+            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d, ckpt_stall(a, name, h2d, d2h, False))
             if not st:
                 gpu_update(a, t, name, n, k, gb_free, updated)
                 continue
@@ -162,26 +177,29 @@ def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
     return ends
 
 
-def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
+def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4, landed_only=True):
     """As simulate() with the next forward overlapping, nhg pinned host gradient buffers and the
     optimizer thread taking, of the updates waiting, the one of the lowest group (the one the
-    next forward needs first: exec_opt.c opt_take) instead of the oldest."""
+    next forward needs first: exec_opt.c exec_opt_take) instead of the oldest. landed_only: of
+    those whose gradient has landed (as built since 9ae68d6); else of all sent, waiting for the
+    pick's gradient (before: the issuing thread sends each update when it queues the copy)."""
     K = 2
     t = Streams()
     cpu = 0.0
     updated = {name: 0.0 for name, *_ in gs}
     index = {name: i for i, (name, *_) in enumerate(gs)}
-    pending = []                      # (arrival, group index, name, params, buffer)
+    pending = []                      # (arrival, group index, name, params, buffer, sent)
     hb_free = [0.0] * nhg
     ends = []
     t_start = 0.0
 
     def run_one():
         nonlocal cpu
-        ready = [p for p in pending if p[0] <= cpu]
-        if not ready:                 # idle until the next gradient lands
-            cpu = min(p[0] for p in pending)
-            ready = [p for p in pending if p[0] <= cpu]
+        key = 0 if landed_only else 5   # landed, or only sent
+        ready = [p for p in pending if p[key] <= cpu]
+        if not ready:                 # idle until the next one lands (is sent)
+            cpu = min(p[key] for p in pending)
+            ready = [p for p in pending if p[key] <= cpu]
         p = min(ready, key=lambda x: x[1])
         pending.remove(p)
         cpu = max(cpu, p[0]) + p[3] / adam_rate
@@ -195,11 +213,13 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
         for i, (name, n, ff, fb, st) in enumerate(gs[:-1]):
             while any(p[2] == name for p in pending):
                 run_one()             # its update must land before its P16 is used
-            fwd_group(t, i, n, ff, st, updated[name], done, rate, h2d, K)
+            if st:                    # the issuing thread waits for it (exec_group_wait)
+                host = max(host, updated[name])
+            fwd_group(t, i, n, ff, st, updated[name], done, rate, h2d, K, ckpt_stall(a, name, h2d, d2h, True))
         gb_free = [t.gpu] * ngb
         for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
             k = gk % ngb
-            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d)
+            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d, ckpt_stall(a, name, h2d, d2h, False))
             if not st:
                 gpu_update(a, t, name, n, k, gb_free, updated)
                 continue
@@ -212,7 +232,7 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4):
             c0 = max(t.gpu, t.ds, host)
             t.ds = c0 + 4.0 * n / d2h
             gb_free[k] = t.ds
-            pending.append((t.ds, index[name], name, n, j))
+            pending.append((t.ds, index[name], name, n, j, host))
         t_start = t.gpu                 # the next forward starts when the GPU is free
         ends.append(t_start)
     return ends
@@ -255,12 +275,27 @@ def main():
         ("2 GPU buffers, 16 host, next-needed update first, overlap (as built since)", 2, -16, True, adam_rate, r2),
         ("the same with AdamW at its bench rate", 2, -16, True, bench_adam, r2),
     ]
-    for name, ngb, nhg, ov, ar, res in cases:
+    # with the bottom layers' checkpoints in host memory (--ckpt-host-layers): copied on the
+    # compute stream (before 4ae46a8) or beside it; the lowest group picked among all updates
+    # sent (before 9ae68d6) or among those landed. Each case: (ngb, nhg, overlap, rate, resident,
+    # checkpoints on the compute stream, landed-only pick)
+    cases = [c + (False, True) for c in cases]
+    if a.ckpt_host_layers:
+        cases += [
+            ("2 GPU buffers, 2 host, arrival order, checkpoint copies on the compute stream (r1-q2, 8e7bb6a)", 2, 2, True, adam_rate, r0, True, True),
+            ("2 GPU buffers, 16 host, lowest sent first, checkpoint copies on the compute stream (r1, 8e7bb6a)", 2, -16, True, adam_rate, r0, True, False),
+            ("the same, lowest landed first (9ae68d6)", 2, -16, True, adam_rate, r0, True, True),
+            ("the same, lowest sent first, checkpoint copies beside the compute (4ae46a8)", 2, -16, True, adam_rate, r0, False, False),
+            ("both: lowest landed first, checkpoint copies beside the compute (as built now)", 2, -16, True, adam_rate, r0, False, True),
+        ]
+    for name, ngb, nhg, ov, ar, res, ck_cs, landed in cases:
         a.resident = res
+        a.ckpt_on_compute = ck_cs
         gs = groups(a)
         cpu_params = sum(n for _, n, _, _, st in gs if st)
         if nhg < 0:
-            ends = simulate_first_needed(a, gs, rate, ar, d2h, h2d, ngb, min(-nhg, sum(1 for g in gs if g[4])))
+            ends = simulate_first_needed(a, gs, rate, ar, d2h, h2d, ngb, min(-nhg, sum(1 for g in gs if g[4])),
+                                         landed_only=landed)
         else:
             ends = simulate(a, gs, rate, ar, d2h, h2d, ngb, nhg, ov)
         step = ends[-1] - ends[-2]
