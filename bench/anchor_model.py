@@ -110,6 +110,26 @@ def bwd_group(t, s, n, fb, st, rate, h2d, stall=0.0):
     t.gpu = s + fb / rate + stall
 
 
+def bwd_step_group(a, t, gk, g, ngb, gb_free, host, updated, rate, h2d, d2h):
+    """The gk-th group of the backward on the GPU; a resident one's GPU AdamW after it. Returns
+    the GPU gradient buffer a streamed group's gradient is in, None for a resident group."""
+    name, n, ff, fb, st = g
+    k = gk % ngb
+    bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d, ckpt_stall(a, name, h2d, d2h, False))
+    if not st:
+        gpu_update(a, t, name, n, k, gb_free, updated)
+        return None
+    return k
+
+
+def grad_copy(t, n, k, host, gb_free, d2h):
+    """A streamed group's fp32 gradient to pinned host memory once the issuing thread queued it
+    (host): on the D2H stream, which frees GPU buffer k. Returns when it lands."""
+    t.ds = max(t.gpu, t.ds, host) + 4.0 * n / d2h
+    gb_free[k] = t.ds
+    return t.ds
+
+
 def ckpt_stall(a, name, h2d, d2h, fwd):
     """Seconds a layer's host checkpoints (tokens x dim bf16) hold the compute stream: 0 unless
     a.ckpt_on_compute."""
@@ -149,19 +169,15 @@ def simulate(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, overlap_next, steps=4):
         # ---- backward: head, layers top-down, embedding
         gb_free = [t.gpu] * ngb
         hb_free = [max(cpu, t_start)] * nhg
-        for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
-            k = gk % ngb
-            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d, ckpt_stall(a, name, h2d, d2h, False))
-            if not st:
-                gpu_update(a, t, name, n, k, gb_free, updated)
+        for gk, g in enumerate(backward_order(gs)):
+            k = bwd_step_group(a, t, gk, g, ngb, gb_free, host, updated, rate, h2d, d2h)
+            if k is None:
                 continue
+            name, n = g[0], g[1]
             # grad_end: the issuing thread waits for a free host buffer
             j = min(range(nhg), key=lambda x: hb_free[x])
             host = max(host, hb_free[j])
-            c0 = max(t.gpu, t.ds, host)
-            t.ds = c0 + 4.0 * n / d2h
-            gb_free[k] = t.ds
-            a0 = max(t.ds, cpu)
+            a0 = max(grad_copy(t, n, k, host, gb_free, d2h), cpu)
             cpu = a0 + n / adam_rate
             hb_free[j] = cpu
             updated[name] = cpu
@@ -217,22 +233,18 @@ def simulate_first_needed(a, gs, rate, adam_rate, d2h, h2d, ngb, nhg, steps=4, l
                 host = max(host, updated[name])
             fwd_group(t, i, n, ff, st, updated[name], done, rate, h2d, K, ckpt_stall(a, name, h2d, d2h, True))
         gb_free = [t.gpu] * ngb
-        for gk, (name, n, ff, fb, st) in enumerate(backward_order(gs)):
-            k = gk % ngb
-            bwd_group(t, max(t.gpu, gb_free[k], host), n, fb, st, rate, h2d, ckpt_stall(a, name, h2d, d2h, False))
-            if not st:
-                gpu_update(a, t, name, n, k, gb_free, updated)
+        for gk, g in enumerate(backward_order(gs)):
+            k = bwd_step_group(a, t, gk, g, ngb, gb_free, host, updated, rate, h2d, d2h)
+            if k is None:
                 continue
+            name, n = g[0], g[1]
             # a free host buffer: one no update is waiting on; else the CPU runs until one frees
             while all(any(p[4] == j for p in pending) for j in range(nhg)):
                 run_one()
             free = [j for j in range(nhg) if not any(p[4] == j for p in pending)]
             j = min(free, key=lambda x: hb_free[x])
             host = max(host, hb_free[j])
-            c0 = max(t.gpu, t.ds, host)
-            t.ds = c0 + 4.0 * n / d2h
-            gb_free[k] = t.ds
-            pending.append((t.ds, index[name], name, n, j, host))
+            pending.append((grad_copy(t, n, k, host, gb_free, d2h), index[name], name, n, j, host))
         t_start = t.gpu                 # the next forward starts when the GPU is free
         ends.append(t_start)
     return ends

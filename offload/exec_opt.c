@@ -98,17 +98,17 @@ static int io_reap(sw_exec *ex)
 {
 	opt_io *o = &ex->oio;
 	int left = 0;
-	double now = 0;
+	double now = sw_now();
 	for (int s = 0; s < NSTAGE; s++) {
 		if (o->rd_n[s] && o->tr1[s] <= 0) {
 			if (io_all_done(o->rd[s], o->rd_n[s]))
-				o->tr1[s] = now = now > 0 ? now : sw_now();
+				o->tr1[s] = now;
 			else
 				left = 1;
 		}
 		if (o->wr_n[s] && o->tw1[s] <= 0) {
 			if (io_all_done(o->wr[s], o->wr_n[s]))
-				o->tw1[s] = now = now > 0 ? now : sw_now();
+				o->tw1[s] = now;
 			else
 				left = 1;
 		}
@@ -128,7 +128,8 @@ static int io_in_flight(const sw_exec *ex)
 
 /* A request the engine refused at submission (nothing was queued): its own line, as a failed
  * transfer has. rc returned. */
-static int io_refused(sw_exec *ex, const char *op, int k, int gi, int slot, const sw_io_req *r, int rc)
+static int io_refused(sw_exec *ex, const char *op, int k, int gi, int slot, const sw_io_req *r,
+		      int rc)
 {
 	char what[80];
 	snprintf(what, sizeof(what), "%s of %s of group %d (slot %d)", op, k < 3 ? state_name[k] : "P16",
@@ -454,8 +455,8 @@ static int grad_landed(const sw_exec *ex, const opt_msg *m)
  * often several layers ahead of the GPU, and the lowest group waiting is then the one whose
  * gradient comes last; taking it would leave AdamW waiting while the others' gradients sit
  * ready (the likely cause of the 0.2 s of updates past each step's end in regime 1 of
- * docs/perf.md). When none has landed, the head, whose copy lands first. Any order gives the same bits: each update touches its own
- * group only. */
+ * docs/perf.md). When none has landed, the head, whose copy lands first. Any order gives the
+ * same bits: each update touches its own group only. */
 opt_msg exec_opt_take(sw_exec *ex)
 {
 	int pick = 0;

@@ -73,8 +73,9 @@ def main():
         for t in trio[1:]:
             both = intersect(both, by[t])
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
-    boundary(steps, tagged, by.get('compute', []), merge(by.get('NVMe read', []) + by.get('NVMe write', [])))
-    per_step(steps, raw, names)
+    nvme = merge(by.get('NVMe read', []) + by.get('NVMe write', []))
+    boundary(steps, tagged, by.get('compute', []), nvme)
+    per_step(steps, raw, names, nvme)
     if '--gaps' in sys.argv:
         gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
         gaps(steps, by, gms / 1e3)
@@ -143,7 +144,7 @@ def complement(iv, a0, b0):
         out.append([x, b0])
     return out
 
-def per_step(steps, raw, names):
+def per_step(steps, raw, names, nvme):
     """Busy seconds per step and track: the optimizer thread's spans (adam/read/write N) count
     for step N wherever they ran (its late work, under step N+1, included), every other span for
     the step whose wall time it falls in (clipped to it); 'late' is how long step N's own work
@@ -154,7 +155,6 @@ def per_step(steps, raw, names):
     tids = sorted({t for t, _, _, _ in raw})
     print("per step (optimizer spans by the step they serve, the rest by the step they ran in):")
     nv = [t for t in tids if names.get(t) in ('NVMe read', 'NVMe write')]
-    nvme = merge([(a, b) for t, a, b, _ in raw if t in nv])
     print(f"{'step':>6} {'wall s':>7} " + " ".join(f"{names.get(t, t):>10}" for t in tids) + f" {'late s':>7}"
           + (f" {'NVMe idle':>9}" if nv else ""))
     for a0, b0, n in sorted(steps):
