@@ -25,8 +25,6 @@
 #            gradient buffers; SW_OPT_ORDER=fifo: updates in arrival order)
 #   r1-ck0   regime 1 again with SW_CKPT_STREAMS=0: the host checkpoints' copies on the compute
 #            stream, as before they moved to the copy streams
-#   r1-ck1   regime 1 again with SW_CKPT_STREAMS=1: the host checkpoints' reads on the H2D stream,
-#            behind the P16 fills, as before they got a stream of their own
 #   r1-thr   regime 1 again with --threads R1_THREADS (default: the cores less one, so that the
 #            thread issuing the GPU work and the CUDA runtime keep a core beside CPU AdamW)
 #   r3       2.8B, optimizer state and streamed weights on NVMe: --gpu-mem 10GiB --cpu-mem 20GiB --nvme
@@ -342,7 +340,6 @@ def fs(name):
 rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s --grad-buffers 2`)" % B[0], "r1-gb2", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s`), host checkpoints copied on the compute stream (`SW_CKPT_STREAMS=0`)" % B[0], "r1-ck0", "r1-fsdp"),
-        ("1: 2.8B, host memory (`%s`), host checkpoints read on the H2D stream (`SW_CKPT_STREAMS=1`)" % B[0], "r1-ck1", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s`), optimizer queue as before (`SW_HOST_GRADS=2 SW_OPT_ORDER=fifo`)" % B[0], "r1-q2", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[1], "r3", None),
@@ -427,7 +424,6 @@ for s in "$@"; do
     r1-gb2) model m28 "$shape28" && train r1-gb2 m28 "$steps" "${T_R1:-300}" $r1 --grad-buffers 2 ;;
     r1-q2) model m28 "$shape28" && SW_HOST_GRADS=2 SW_OPT_ORDER=fifo train r1-q2 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-ck0) model m28 "$shape28" && SW_CKPT_STREAMS=0 train r1-ck0 m28 "$steps" "${T_R1:-300}" $r1 ;;
-    r1-ck1) model m28 "$shape28" && SW_CKPT_STREAMS=1 train r1-ck1 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-thr) model m28 "$shape28" && train r1-thr m28 "$steps" "${T_R1:-300}" $r1 --threads "${R1_THREADS:-$(( $(nproc) - 1 ))}" ;;
     r3) model m28 "$shape28" && train r3 m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r3-nwb) model m28 "$shape28" && SW_OPT_WRITE_BEHIND=0 train r3-nwb m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
@@ -435,7 +431,7 @@ for s in "$@"; do
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-ck0 r1-ck1 r1-fsdp r1-thr r1-q2 r3 r3-nwb r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-nwb r3-8 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table

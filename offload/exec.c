@@ -176,7 +176,7 @@ static void exec_boundary_init(sw_exec *ex)
 	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
 	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	const char *cks = getenv("SW_CKPT_STREAMS");
-	ex->ck_streams = cks && (!strcmp(cks, "0") || !strcmp(cks, "1")) ? cks[0] - '0' : 2;
+	ex->ck_streams = !(cks && !strcmp(cks, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
 		ex->delay_group = -1;
@@ -353,8 +353,7 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	const sw_backend_ops *op = be->ops;
 	int rc = table_counts(ex);
 	if (!rc && ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
-		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->stream_create(be, &ex->ks)) ||
-		    (rc = op->event_create(be, &ex->ev0))))
+		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0))))
 		goto err;
 	/* every allocation: one loop over the plan's buffer table, in its order */
 	for (int r = 0; r < plan->nbuf && !rc; r++)
@@ -442,8 +441,8 @@ static void quiesce(sw_exec *ex)
 		pthread_mutex_unlock(&ex->mu);
 		pthread_join(ex->thr, NULL);
 	}
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->ks };
-	for (int i = 0; i < 4; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
+	for (int i = 0; i < 3; i++)
 		if (st[i])
 			be->ops->stream_sync(be, st[i]);
 	exec_ck_drain(ex);
@@ -464,8 +463,8 @@ void sw_exec_destroy(sw_exec *ex)
 	for (int r = 0; ex->tabled && r < ex->p->nbuf; r++)
 		free_row(ex, &ex->p->buf[r]);
 	events_destroy(ex);
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->ks };
-	for (int i = 0; i < 4; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
+	for (int i = 0; i < 3; i++)
 		if (st[i])
 			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)

@@ -188,12 +188,12 @@ void exec_ckpt_bwd_begin(sw_exec *ex)
 }
 
 /* Device view of checkpoint (l, m): its GPU block, or xc[b] (b alternating) with the checkpoint
- * copied in. A host checkpoint's H2D runs on the checkpoint stream ks once xc[b]'s last reader
- * (the use before the previous one) is done, so it lands while the previous checkpoint is used.
- * On hs it would wait behind the P16 fill queued after the layer's checkpoints, and that fill
- * could then not start before the layer's last micro-batches: the next layer's weights came
- * late (2.3 ms a layer in regime 1). An NVMe one is copied on the compute stream after its
- * read. */
+ * copied in. A host checkpoint's H2D runs on the H2D stream once xc[b]'s last reader (the
+ * use before the previous one) is done, so it lands while the previous checkpoint is used; an
+ * NVMe one is copied on the compute stream after its read. The reads share the stream of the
+ * P16 fills on purpose: on a stream of their own (tried, docs/perf.md) the next layer's fill
+ * started earlier, and a read issued after it waited for the whole fill in the copy engine
+ * (4 ms idle a layer on the H100, the step 6 % longer); in one stream the reads go first. */
 int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 {
 	sw_backend *be = ex->be;
@@ -237,14 +237,14 @@ int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 		if ((rc = ck_read_ahead(ex)))
 			return rc;
 	} else {
-		sw_stream *st = ex->ck_streams == 2 ? ex->ks : ex->ck_streams ? ex->hs : ex->cs;
+		sw_stream *st = ex->ck_streams ? ex->hs : ex->cs;
 		if (ex->ck_streams)
-			be->ops->stream_wait(be, st, ex->xc_free[b]);
+			be->ops->stream_wait(be, ex->hs, ex->xc_free[b]);
 		int sp = exec_gspan_begin(ex, st, SW_TRACK_H2D);
 		be->ops->copy_h2d(be, st, xc, src, exec_xbytes(ex));
 		exec_gspan_end(ex, st, sp);
 		if (ex->ck_streams) {
-			be->ops->event_record(be, ex->xc_ready[b], st);
+			be->ops->event_record(be, ex->xc_ready[b], ex->hs);
 			be->ops->stream_wait(be, ex->cs, ex->xc_ready[b]);
 		}
 	}

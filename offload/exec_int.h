@@ -123,9 +123,7 @@ struct sw_exec {
 	sw_exec_opts o;
 	sw_dims d;
 	int L, M, G, H, ab, tied;
-	/* compute; H2D (P16 fills, optimizer copies); D2H; ks: host checkpoints' H2D in the
-	 * backward, on a stream of their own so they never queue behind a P16 fill on hs */
-	sw_stream *cs, *hs, *ds, *ks;
+	sw_stream *cs, *hs, *ds;
 	grp *g;
 	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
 	int K;
@@ -160,13 +158,12 @@ struct sw_exec {
 	int ck_nslot, ck_next, ck_ra_slot, ck_ra_l, ck_ra_m;
 	/* host checkpoints cross PCIe on the copy streams, not the compute stream: a save's D2H on
 	 * ds (ck_out_ready: its input is computed; ck_out_done: copied, the carry may be
-	 * overwritten), a read's H2D on ks into xc[xc_next] (xc_free[b]: xc[b]'s last reader is
+	 * overwritten), a read's H2D on hs into xc[xc_next] (xc_free[b]: xc[b]'s last reader is
 	 * done; xc_ready[b]: the copy landed) */
 	sw_event *ck_out_ready, *ck_out_done, *xc_free[2], *xc_ready[2];
 	int ck_out_pending, xc_next;
-	int ck_streams;                    /* SW_CKPT_STREAMS: 0 those copies on the compute stream,
-					    * 1 the reads on hs behind the P16 fills, 2 (default)
-					    * the reads on ks (for comparison; same bits) */
+	int ck_streams;                    /* 0 (SW_CKPT_STREAMS=0): those copies on the compute
+					    * stream, as before (for comparison; same bits) */
 	/* P16 staging from NVMe */
 	void *p16_stage[NSTAGE];
 	sw_event *p16_ev[NSTAGE];

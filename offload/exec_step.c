@@ -388,7 +388,6 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
-	op->stream_sync(be, ex->ks);
 	if (!rc)
 		rc = orc;
 	if (!rc && ex->clip_mode == 0) {
