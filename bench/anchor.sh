@@ -193,6 +193,9 @@ r = re.search(r"best read\s+([\d.]+) GB/s", b)
 w = re.search(r"best write\s+([\d.]+) GB/s", b)
 if r and w:
     out += ["--nvme-read-gbs", r.group(1), "--nvme-write-gbs", w.group(1)]
+x = re.search(r"best mix\s+([\d.]+) GB/s", b)
+if x:
+    out += ["--nvme-mix-gbs", x.group(1)]
 print(" ".join(out))
 PY
 }
@@ -309,6 +312,10 @@ def spill(name):
             # the step time from tokens/s (printed with more digits than the seconds)
             st.append(v[:2] + [batch / v[2] if v[2] > 0 else v[3]] + v[4:])
     pred = re.search(r"predicted step: ([\d.e+-]+) s, bound by ([^;]+);", t)
+    # the planner's expectation: with the disk at the mixed rate (given), else the bound plus
+    # the step boundary's idle time, else the bound
+    ex = (re.search(r"^expected step: ([\d.e+-]+) s", t, re.M) or
+          re.search(r"^step boundary: .*: ([\d.e+-]+) s per step", t, re.M) or pred)
     res = {}
     for k, pat in (("compute", r"(?:GPU|device) compute\s+([\d.e+-]+) s"), ("pcie", r"PCIe\s+([\d.e+-]+) s"),
                    ("nvme", r"NVMe\s+([\d.e+-]+) s"), ("adam", r"CPU AdamW\s+([\d.e+-]+) s")):
@@ -318,11 +325,11 @@ def spill(name):
     gpu = re.search(r"GPU memory measured \(cudaMemGetInfo\): peak ([\d.]+) MiB", t)
     rates = text(name + ".rates").strip()
     if not st:
-        return {"failed": True, "pred": pred, "res": res}
+        return {"failed": True, "pred": pred, "expect": ex, "res": res}
     use = st[1:] if len(st) > 1 else st   # the first step warms up
     med = lambda i: statistics.median(r[i] for r in use)
     return {"failed": False, "n": len(st), "step_s": med(2), "steps": [r[2] for r in st],
-            "busy": [med(i) for i in range(3, 9)], "pred": pred, "res": res,
+            "busy": [med(i) for i in range(3, 9)], "pred": pred, "expect": ex, "res": res,
             "rss": float(rss.group(1)) if rss else None, "rss0": float(rss.group(2)) if rss else None,
             "gpu": float(gpu.group(1)) if gpu else None, "rates": rates}
 
@@ -340,8 +347,8 @@ rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
 print("\n## step times (median of the steps after the first; FSDP2: median of its timed steps)")
-print("| regime | system | s/step | tokens/s | host peak | GPU peak | tokens/s vs FSDP2 | planner's step (bound) | bound/measured | busy s: compute h2d d2h nvme-r nvme-w adam |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| regime | system | s/step | tokens/s | host peak | GPU peak | tokens/s vs FSDP2 | planner's step (bound) | bound/measured | planner's expected step (vs measured) | busy s: compute h2d d2h nvme-r nvme-w adam |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 shown = set()
 for title, sn, fn in rows:
     s, fr = spill(sn), fs(fn) if fn else None
@@ -349,7 +356,7 @@ for title, sn, fn in rows:
         continue
     if fr and fn not in shown:
         shown.add(fn)
-        print("| %s | FSDP2 CPU offload | %.3f | %.0f | %.1f GiB | %.1f GiB | 1.00x | - | - | fwd+bwd %.2f, optimizer %.2f |" % (
+        print("| %s | FSDP2 CPU offload | %.3f | %.0f | %.1f GiB | %.1f GiB | 1.00x | - | - | - | fwd+bwd %.2f, optimizer %.2f |" % (
             title, fr["step_s"], fr["tokens_per_s"], fr["host_vmhwm_mib"] / 1024,
             fr["gpu_used_peak_mib"] / 1024, fr["fwd_bwd_s"], fr["optimizer_s"]))
     if s and not s["failed"]:
@@ -358,12 +365,14 @@ for title, sn, fn in rows:
         p = s["pred"]
         pred = "%.3f s (%s)" % (float(p.group(1)), p.group(2)) if p else "-"
         bm = "%.2f" % (float(p.group(1)) / s["step_s"]) if p else "-"
+        e = s["expect"]
+        exs = "%.3f s (%+.1f %%)" % (float(e.group(1)), 100 * (float(e.group(1)) / s["step_s"] - 1)) if e else "-"
         host = "%.1f GiB (%.1f at start)" % (s["rss"] / 1024, s["rss0"] / 1024) if s["rss"] else "-"
         gpu = "%.1f GiB" % (s["gpu"] / 1024) if s["gpu"] else "-"
-        print("| %s | spillway | %.3f | %.0f | %s | %s | **%s** | %s | **%s** | %s |" % (
-            title, s["step_s"], tps, host, gpu, vs, pred, bm, " ".join("%.2f" % x for x in s["busy"])))
+        print("| %s | spillway | %.3f | %.0f | %s | %s | **%s** | %s | **%s** | %s | %s |" % (
+            title, s["step_s"], tps, host, gpu, vs, pred, bm, exs, " ".join("%.2f" % x for x in s["busy"])))
     elif s:
-        print("| %s | spillway | failed (see %s.log) | | | | | | | |" % (title, sn))
+        print("| %s | spillway | failed (see %s.log) | | | | | | | | |" % (title, sn))
 print("\nplanner's per-resource prediction (s) and the rates it used:")
 for title, sn, fn in rows:
     s = spill(sn)

@@ -1,13 +1,25 @@
 #include "core/backend.h"
 #include "core/log.h"
+#include "core/op_profile.h"
 
 #include <errno.h>
 #include <string.h>
 
+static int created(int rc, sw_backend **out)
+{
+	if (rc)
+		return rc;
+	if ((rc = sw_op_profile_maybe_wrap(*out))) {
+		sw_backend_destroy(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int sw_backend_create(const char *name, const sw_backend_opts *o, sw_backend **out)
 {
 	if (!strcmp(name, "cpu"))
-		return sw_cpu_backend_create(o, out);
+		return created(sw_cpu_backend_create(o, out), out);
 	if (!strcmp(name, "cuda")) {
 		if (sw_cuda_device_count() <= 0) {
 			sw_error("backend cuda: no usable GPU (this build %s CUDA); use --backend cpu",
@@ -19,7 +31,7 @@ int sw_backend_create(const char *name, const sw_backend_opts *o, sw_backend **o
 			);
 			return -ENODEV;
 		}
-		return sw_cuda_backend_create(o, out);
+		return created(sw_cuda_backend_create(o, out), out);
 	}
 	if (!strcmp(name, "auto"))
 		return sw_backend_create(sw_cuda_device_count() > 0 ? "cuda" : "cpu", o, out);

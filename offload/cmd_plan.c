@@ -10,6 +10,7 @@
 #include "offload/train.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,7 @@ int cmd_plan(int argc, char **argv)
 		{ "d2h-gbs", SW_OPT_FLOAT, &o.rates.d2h_gbs, "X", "PCIe device-to-host GB/s (default 40)", 0 },
 		{ "nvme-read-gbs", SW_OPT_FLOAT, &o.rates.nvme_read_gbs, "X", "NVMe read GB/s, all paths (default 6 per path)", 0 },
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
+		{ "nvme-mix-gbs", SW_OPT_FLOAT, &o.rates.nvme_mix_gbs, "X", "NVMe reads and writes together, GB/s (bench-io's best mix): the expected step (default: not given)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "keep", SW_OPT_STR, &keep, "auto|none|all", "keep layers' forward intermediates on the GPU instead of recomputing them in backward: auto (default), none, all", 0 },
 		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base (train --lora-rank R runs this plan)", 0 },
@@ -253,6 +255,15 @@ int cmd_plan(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if ((rc = check_args(model, &s, dtype, prefetch, &k, o.clip)))
 		return rc;
+	/* 0 (not given) takes the default; a negative or non-finite rate is a mistake */
+	double rates[] = { o.rates.gemm_tflops, o.rates.h2d_gbs, o.rates.d2h_gbs, o.rates.nvme_read_gbs,
+			   o.rates.nvme_write_gbs, o.rates.nvme_mix_gbs, adam_g };
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
+		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
+			sw_error("plan: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, --nvme-write-gbs, "
+				 "--nvme-mix-gbs and --adam-gparams must be positive numbers");
+			return 2;
+		}
 	if (lora_targets) {
 		char why[256];
 		if (k.lora_rank == INT64_MIN) {

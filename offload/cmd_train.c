@@ -34,7 +34,7 @@ typedef struct train_args {
 	uint64_t gpu_mem, cpu_mem;
 	int resume, quiet, checkpoint_only, no_save, keep_nvme, force, end_commit;
 	int64_t stop_after, commit_every;
-	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, adam_gparams;
+	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, nvme_mix_gbs, adam_gparams;
 	int64_t lora_rank;           /* -1: not given (full fine-tuning) */
 	double lora_alpha, lora_dropout;   /* NAN: not given */
 	const char *lora_targets;
@@ -86,11 +86,11 @@ static int check_args(const train_args *a)
 		return 2;
 	}
 	double rates[] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs, a->nvme_write_gbs,
-			   a->adam_gparams };
+			   a->nvme_mix_gbs, a->adam_gparams };
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
 			sw_error("train: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
-				 "--nvme-write-gbs and --adam-gparams must be positive numbers");
+				 "--nvme-write-gbs, --nvme-mix-gbs and --adam-gparams must be positive numbers");
 			return 2;
 		}
 	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */
@@ -205,6 +205,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "d2h-gbs", SW_OPT_FLOAT, &a.d2h_gbs, "X", "measured PCIe device-to-host GB/s (default 40)", 0 },
 		{ "nvme-read-gbs", SW_OPT_FLOAT, &a.nvme_read_gbs, "X", "measured NVMe read GB/s, all paths (default 6 per path)", 0 },
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &a.nvme_write_gbs, "X", "measured NVMe write GB/s, all paths (default 4 per path)", 0 },
+		{ "nvme-mix-gbs", SW_OPT_FLOAT, &a.nvme_mix_gbs, "X", "measured NVMe reads and writes together, GB/s (bench-io's best mix): the expected step (default: not given)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
 		{ "eval-data", SW_OPT_STR, &a.eval_data, "FILE", "held-out token file: its mean loss (forward only) in the step line and metrics.jsonl", 0 },
@@ -304,7 +305,7 @@ int cmd_train(int argc, char **argv)
 		.print_steps = 1, .resume_cmd = resume_cmd,
 		.rates = { .gemm_tflops = a.gemm_tflops, .h2d_gbs = a.h2d_gbs, .d2h_gbs = a.d2h_gbs,
 			   .nvme_read_gbs = a.nvme_read_gbs, .nvme_write_gbs = a.nvme_write_gbs,
-			   .adam_params_per_s = a.adam_gparams * 1e9 },
+			   .nvme_mix_gbs = a.nvme_mix_gbs, .adam_params_per_s = a.adam_gparams * 1e9 },
 	};
 	rc = la.rank ? sw_train_lora(&ta, &la) : sw_train(&ta);
 	free(resume_cmd);

@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,9 +143,10 @@ static int check_input(sw_plan *p)
 	}
 	const sw_plan_rates *r = &in->rates;
 	if (!(r->gemm_tflops > 0 && r->h2d_gbs > 0 && r->d2h_gbs > 0 && r->nvme_read_gbs > 0 &&
-	      r->nvme_write_gbs > 0 && r->adam_params_per_s > 0)) {
+	      r->nvme_write_gbs > 0 && r->adam_params_per_s > 0 && r->nvme_mix_gbs >= 0 &&
+	      isfinite(r->nvme_mix_gbs))) {
 		plan_why(p, "every rate (--gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
-			"--nvme-write-gbs, --adam-gparams) must be positive");
+			"--nvme-write-gbs, --adam-gparams) must be positive, and --nvme-mix-gbs too when given");
 		return -EINVAL;
 	}
 	if (in->lora_rank) {

@@ -45,6 +45,9 @@ typedef struct sw_plan_rates {
 	double h2d_gbs, d2h_gbs;    /* PCIe from pinned host memory, each direction, GB/s */
 	double nvme_read_gbs;       /* all --nvme paths together, O_DIRECT, GB/s */
 	double nvme_write_gbs;
+	double nvme_mix_gbs;        /* reads and writes together in the optimizer's pattern (read
+				     * ahead, write behind: bench-io's "mix", bytes read + written
+				     * per second); 0: not measured. Moves the expected step only */
 	double adam_params_per_s;   /* CPU AdamW, all optimizer workers, parameters/s */
 } sw_plan_rates;
 
@@ -225,6 +228,12 @@ typedef struct sw_plan_cost {
 	double t_fwd;               /* the forward's compute */
 	double t_read_ahead;        /* the next step's first NVMe state read ahead (2 chunks) */
 	double predict_s;           /* step_s + t_boundary: the predicted step */
+	double t_nvme_mix;          /* rates.nvme_mix_gbs given: the step's NVMe bytes (read +
+				     * written, the deferred ones included) at that rate */
+	double expect_s;            /* predict_s, or with the disk at the mixed rate where that
+				     * takes longer than the bottleneck: the executor overlaps its
+				     * reads and writes, and a disk moves fewer bytes a second so
+				     * on some drives; step_s stays the bound (the separate rates) */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second

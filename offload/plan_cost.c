@@ -202,6 +202,9 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 		k->t_boundary = d > 0 ? d : 0;
 	}
 	k->predict_s = k->step_s + k->t_boundary;
+	k->t_nvme_mix = r->nvme_mix_gbs > 0 ? (double)(k->nvme_read + k->nvme_write) / (r->nvme_mix_gbs * 1e9) : 0;
+	double over = k->t_nvme_mix - (k->step_s - k->t_after);
+	k->expect_s = k->predict_s + (over > 0 ? over : 0);
 }
 
 /* A step of P backward passes whose groups are updated `updates` times (2 in a redone step,

@@ -327,5 +327,10 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	else
 		fprintf(f, "step boundary: not modelled when %s bounds the step\n",
 			res_label(p, k->bottleneck));
+	if (p->in.rates.nvme_mix_gbs > 0 && k->nvme_read + k->nvme_write > 0)
+		fprintf(f, "expected step: %.4g s (the disk's %s read and written together at the "
+			"measured mixed rate, %.2f GB/s: %.4g s%s)\n", k->expect_s,
+			sw_fmt_size(k->nvme_read + k->nvme_write, b[0], 32), p->in.rates.nvme_mix_gbs,
+			k->t_nvme_mix, k->expect_s > k->predict_s ? "" : ", within the step above");
 	print_redo(p, f);
 }

@@ -137,6 +137,7 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	r->d2h_gbs = ra->d2h_gbs > 0 ? ra->d2h_gbs : r->d2h_gbs;
 	r->nvme_read_gbs = ra->nvme_read_gbs > 0 ? ra->nvme_read_gbs : r->nvme_read_gbs * npaths;
 	r->nvme_write_gbs = ra->nvme_write_gbs > 0 ? ra->nvme_write_gbs : r->nvme_write_gbs * npaths;
+	r->nvme_mix_gbs = ra->nvme_mix_gbs > 0 ? ra->nvme_mix_gbs : 0;
 	r->adam_params_per_s = ra->adam_params_per_s > 0 ? ra->adam_params_per_s : r->adam_params_per_s;
 	return 0;
 }

@@ -22,6 +22,21 @@ awk '$2 == "total" && $1 == "GPU"  { if ($3 > 24576.0) bad = 1; n++ }
      $2 == "total" && $1 == "NVMe" { if ($3 > 4000000000000 / 1048576) bad = 1; n++ }
      END { exit (bad || n != 3) }' "$tmp/out" || fail "a tier total is over its budget: $(grep total "$tmp/out")"
 grep -q "bound by NVMe" "$tmp/out" || fail "175B on 2 disks should be NVMe-bound: $(grep predicted "$tmp/out")"
+! grep -q "^expected step:" "$tmp/out" || fail "an expected step without --nvme-mix-gbs"
+# with the disk's mixed rate: every byte read and written at it (the bytes from the NVMe line)
+"$bin" plan $big $budgets --nvme /nonexistent/a:2TB,/nonexistent/b:2TB --checkpoint-only --nvme-mix-gbs 1.5 \
+  >"$tmp/out" 2>"$tmp/err" || fail "plan with --nvme-mix-gbs: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "expected step: $(grep -E '^(expected|predicted|step boundary)|NVMe  .* s  ' "$tmp/out")"
+import re, sys
+t = open(sys.argv[1]).read()
+u = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+m = re.search(r"NVMe\s+[\d.]+ s  \(read ([\d.]+) (\w+) at .* \+ write ([\d.]+) (\w+) at", t)
+e = re.search(r"^expected step: ([\d.]+) s \(the disk's .* at the measured mixed rate, 1.50 GB/s: ([\d.]+) s\)$", t, re.M)
+b = re.search(r"^step boundary: \+ ([\d.e+-]+) s of idle NVMe", t, re.M)
+mix = (float(m.group(1)) * u[m.group(2)] + float(m.group(3)) * u[m.group(4)]) / 1.5e9
+assert abs(float(e.group(2)) / mix - 1) < 2e-3, (e.group(2), mix)
+assert abs(float(e.group(1)) - (mix + float(b.group(1)))) / mix < 2e-3, (e.group(1), mix)
+PY
 
 # the same with two slots does not fit 2 x 2 TB: one line naming the tier and the shortfall
 "$bin" plan $big $budgets --nvme /nonexistent/a:2TB,/nonexistent/b:2TB >"$tmp/out" 2>"$tmp/err"
@@ -64,6 +79,9 @@ one_line_exit 2 "kv-heads not dividing heads" $big --kv-heads 7 --gpu-mem 1GiB -
 one_line_exit 2 "batch not a multiple" $big --gpu-mem 24GiB --cpu-mem 1GiB --batch-tokens 1000
 one_line_exit 2 "missing --gpu-mem" $big --cpu-mem 1GiB
 one_line_exit 2 "bad size" $big --gpu-mem 24XB --cpu-mem 1GiB
+one_line_exit 2 "negative --nvme-mix-gbs" $big $budgets --nvme-mix-gbs -1
+grep -q -- "--nvme-mix-gbs and --adam-gparams must be positive" "$tmp/err" || fail "negative --nvme-mix-gbs: $(cat "$tmp/err")"
+one_line_exit 2 "negative --h2d-gbs" $big $budgets --h2d-gbs -40
 one_line_exit 2 "bad dtype" $big --gpu-mem 24GiB --cpu-mem 1GiB --dtype fp8
 one_line_exit 2 "empty nvme" $big --gpu-mem 24GiB --cpu-mem 1GiB --nvme ,
 one_line_exit 1 "nvme path missing, no size" $big --gpu-mem 24GiB --cpu-mem 1GiB --nvme /nonexistent/x

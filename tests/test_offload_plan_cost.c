@@ -166,6 +166,30 @@ int main(void)
 		const uint64_t nw = total * 2 + total * 12 + L * M * item;
 		CHECK(p.cost.nvme_read == nr && p.cost.nvme_write == nw);
 		CHECK(close_to(p.cost.t[SW_RES_NVME], (double)nr / 1e6 + (double)nw / 0.5e6));
+		CHECK(p.cost.bottleneck == SW_RES_NVME && p.cost.t_after == 0);
+		CHECK(p.cost.expect_s == p.cost.predict_s);   /* no mixed rate given */
+		const double bound = p.cost.step_s, predict = p.cost.predict_s;
+		sw_plan_free(&p);
+		/* the disk's reads and writes together at a mixed rate below both: the expected step
+		 * is every byte at that rate (plus the boundary's idle time); the bound stays */
+		in.rates.nvme_mix_gbs = 0.4e-3;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.cost.step_s == bound && p.cost.predict_s == predict);
+		CHECK(close_to(p.cost.t_nvme_mix, (double)(nr + nw) / 0.4e6));
+		CHECKF(close_to(p.cost.expect_s, predict - bound + (double)(nr + nw) / 0.4e6), "%g vs %g",
+		       p.cost.expect_s, predict - bound + (double)(nr + nw) / 0.4e6);
+		sw_plan_free(&p);
+		/* a mixed rate at which the bytes take less than the bound moves nothing */
+		in.rates.nvme_mix_gbs = 1.0;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.cost.expect_s == predict && p.cost.t_nvme_mix < bound);
+		sw_plan_free(&p);
+		in.rates.nvme_mix_gbs = -1;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL);
+		CHECKF(strstr(p.why, "--nvme-mix-gbs") && !strchr(p.why, '\n'), "%s", p.why);
+		sw_plan_free(&p);
+		in.rates.nvme_mix_gbs = 0;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
 		CHECK(p.cost.h2d == p16_fetch + L * M * item + 2 * carry_pass);
 		/* disk, by hand: every range 4 KiB aligned; P16 once, P32/m/v per slot, spill once */
 		const uint64_t p16d = AL(embed * 2) + L * AL(layer * 2) + AL(head * 2);
