@@ -33,7 +33,7 @@ static struct {
 	int *freev, nfree, cap;
 	key keys[KEYS_MAX];
 	int nkeys;
-	long long dropped;          /* ops not timed: every pair in flight, or too many keys */
+	long long no_pair, no_key;  /* ops not timed: every pair in flight; the key table full */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int key_of(const char *name)
@@ -68,7 +68,11 @@ static int begin(sw_stream *s, const char *name)
 	if (!P.nfree)
 		resolve();
 	int k = key_of(name), i = -1;
-	if (k >= 0 && P.nfree) {
+	if (k < 0)
+		P.no_key++;
+	else if (!P.nfree)
+		P.no_pair++;
+	else {
 		i = P.freev[P.nfree - 1];
 		pair *p = &P.pairs[i];
 		if (!p->e0 && (P.real->event_create(P.be, &p->e0) || P.real->event_create(P.be, &p->e1))) {
@@ -76,6 +80,7 @@ static int begin(sw_stream *s, const char *name)
 				P.real->event_destroy(P.be, p->e0);
 			p->e0 = p->e1 = NULL;
 			i = -1;
+			P.no_pair++;
 		} else {
 			P.nfree--;
 			p->key = k;
@@ -83,8 +88,6 @@ static int begin(sw_stream *s, const char *name)
 			P.real->event_record(P.be, p->e0, s);
 		}
 	}
-	if (i < 0)
-		P.dropped++;
 	pthread_mutex_unlock(&P.mu);
 	return i;
 }
@@ -116,8 +119,10 @@ static void report(void)
 	qsort(P.keys, (size_t)P.nkeys, sizeof(key), by_ms);
 	fprintf(stderr, "op profile (SW_OP_PROFILE=1): %lld ops timed on their streams, %.1f ms in all",
 		n, all);
-	if (P.dropped)
-		fprintf(stderr, "; %lld not timed (no free event pair)", P.dropped);
+	if (P.no_pair)
+		fprintf(stderr, "; %lld not timed (no free event pair)", P.no_pair);
+	if (P.no_key)
+		fprintf(stderr, "; %lld not timed (more than %d op shapes)", P.no_key, KEYS_MAX);
 	fprintf(stderr, "\n  %-40s %9s %11s %10s %6s\n", "op", "calls", "total ms", "mean us", "share");
 	for (int i = 0; i < P.nkeys; i++)
 		fprintf(stderr, "  %-40s %9lld %11.2f %10.1f %5.1f%%\n", P.keys[i].name, P.keys[i].calls,
@@ -214,8 +219,13 @@ int sw_op_profile_maybe_wrap(sw_backend *be)
 		return 0;
 	}
 	const char *c = getenv("SW_OP_PROFILE_PAIRS");
-	int cap = c ? atoi(c) : 65536;
-	cap = cap < 16 ? 16 : cap > (1 << 22) ? 1 << 22 : cap;
+	char *endp = NULL;
+	long cap = c ? strtol(c, &endp, 10) : 65536;
+	if (c && (endp == c || *endp || cap < 16 || cap > (1 << 22))) {
+		pthread_mutex_unlock(&P.mu);
+		sw_error("SW_OP_PROFILE_PAIRS '%s' is not a number of event pairs in 16..4194304", c);
+		return -EINVAL;
+	}
 	P.pairs = calloc((size_t)cap, sizeof(pair));
 	P.freev = malloc((size_t)cap * sizeof(int));
 	if (!P.pairs || !P.freev) {
@@ -224,15 +234,15 @@ int sw_op_profile_maybe_wrap(sw_backend *be)
 		P.pairs = NULL;
 		P.freev = NULL;
 		pthread_mutex_unlock(&P.mu);
-		sw_error("SW_OP_PROFILE: no host memory for %d event pairs; lower SW_OP_PROFILE_PAIRS", cap);
+		sw_error("SW_OP_PROFILE: no host memory for %ld event pairs; lower SW_OP_PROFILE_PAIRS", cap);
 		return -ENOMEM;
 	}
-	P.cap = cap;
-	for (int i = 0; i < cap; i++)
-		P.freev[i] = cap - 1 - i;
-	P.nfree = cap;
+	P.cap = (int)cap;
+	for (int i = 0; i < P.cap; i++)
+		P.freev[i] = P.cap - 1 - i;
+	P.nfree = P.cap;
 	P.nkeys = 0;
-	P.dropped = 0;
+	P.no_pair = P.no_key = 0;
 	P.real = be->ops;
 	P.ops = *be->ops;
 	P.be = be;

@@ -261,7 +261,7 @@ int cmd_plan(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
 			sw_error("plan: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, --nvme-write-gbs, "
-				 "--nvme-mix-gbs and --adam-gparams must be positive numbers");
+				 "--nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)");
 			return 2;
 		}
 	if (lora_targets) {

@@ -90,7 +90,7 @@ static int check_args(const train_args *a)
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
 			sw_error("train: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
-				 "--nvme-write-gbs, --nvme-mix-gbs and --adam-gparams must be positive numbers");
+				 "--nvme-write-gbs, --nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)");
 			return 2;
 		}
 	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */

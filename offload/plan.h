@@ -231,14 +231,20 @@ typedef struct sw_plan_cost {
 	double t_nvme_mix;          /* rates.nvme_mix_gbs given: the step's NVMe bytes (read +
 				     * written, the deferred ones included) at that rate */
 	double expect_s;            /* predict_s, or with the disk at the mixed rate where that
-				     * takes longer than the bottleneck: the executor overlaps its
-				     * reads and writes, and a disk moves fewer bytes a second so
-				     * on some drives; step_s stays the bound (the separate rates) */
+				     * takes longer: the backward's NVMe bytes against the
+				     * bottleneck, the deferred ones against t_after (the executor
+				     * overlaps reads and writes, and some drives move fewer bytes
+				     * a second so); step_s stays the bound (the separate rates) */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second
 				     * pass not counted (sw_plan_model_flops) */
 } sw_plan_cost;
+
+/* k->expect_s from k's other fields (predict_s, t[], bottleneck, t_after, nvme bytes), the
+ * deferred updates' NVMe bytes and CPU AdamW time, and the disk's mixed rate (0: not given,
+ * the predicted step); sets k->t_nvme_mix. Exposed for its test. */
+double sw_plan_expect_step(sw_plan_cost *k, uint64_t after_bytes, double after_adam_s, double mix_gbs);
 
 typedef struct sw_plan {
 	sw_plan_input in;           /* a copy of the inputs */

@@ -202,9 +202,22 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 		k->t_boundary = d > 0 ? d : 0;
 	}
 	k->predict_s = k->step_s + k->t_boundary;
-	k->t_nvme_mix = r->nvme_mix_gbs > 0 ? (double)(k->nvme_read + k->nvme_write) / (r->nvme_mix_gbs * 1e9) : 0;
-	double over = k->t_nvme_mix - (k->step_s - k->t_after);
-	k->expect_s = k->predict_s + (over > 0 ? over : 0);
+}
+
+/* The expected step: the disk at the mixed rate, the backward's bytes against the bottleneck
+ * and the deferred ones (after_bytes, beside after_adam_s of their CPU AdamW) against their own
+ * time t_after, each only where longer. The boundary is kept as it was at the separate rates
+ * (an estimate from above where the mixed rate makes the disk the longest resource). */
+double sw_plan_expect_step(sw_plan_cost *k, uint64_t after_bytes, double after_adam_s, double mix_gbs)
+{
+	k->t_nvme_mix = 0;
+	if (!(mix_gbs > 0))
+		return k->predict_s;
+	double mix = mix_gbs * 1e9, am = (double)after_bytes / mix;
+	k->t_nvme_mix = (double)(k->nvme_read + k->nvme_write) / mix;
+	double o1 = k->t_nvme_mix - am - k->t[k->bottleneck];
+	double o2 = (am > after_adam_s ? am : after_adam_s) - k->t_after;
+	return k->predict_s + (o1 > 0 ? o1 : 0) + (o2 > 0 ? o2 : 0);
 }
 
 /* A step of P backward passes whose groups are updated `updates` times (2 in a redone step,
@@ -275,6 +288,7 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 			k->bottleneck = (sw_plan_resource)i;
 	k->step_s = k->t[k->bottleneck] + k->t_after;
 	cost_boundary(p, k);
+	k->expect_s = sw_plan_expect_step(k, after.nvme_read + after.nvme_write, aa, r->nvme_mix_gbs);
 	k->tokens_per_s = tokens / k->step_s;
 	k->tflops = (k->flops_model + 0.75 * k->flops_attn) / k->step_s / 1e12;
 }

@@ -47,6 +47,19 @@ assert abs(sum(r[2] for r in rows.values()) - 100) < 0.1 * len(rows), "shares"
 print("ok %d ops in %d rows, %.1f ms of %.1f ms wall; schedule counts as worked out" % (
     int(head.group(1)), len(rows), total, wall_ms))
 PY
+# a pool of 16 event pairs: resolved every 16 ops during the run, the same counts and bits
+SW_OP_PROFILE=1 SW_OP_PROFILE_PAIRS=16 "$bin" train "${common[@]}" >"$w/p16" 2>"$w/p16.err" || { cat "$w/p16.err"; fail "train with 16 pairs"; }
+diff <(grep -o "loss [0-9.]* .* grad norm [0-9.]*" "$w/plain") <(grep -o "loss [0-9.]* .* grad norm [0-9.]*" "$w/p16") >/dev/null \
+  || fail "16 pairs changed the losses or norms"
+! grep -q "not timed" "$w/p16.err" || fail "16 pairs dropped ops: $(grep 'op profile' "$w/p16.err")"
+diff <(sed -n 's/^  \(.*[^ ]\) \+\([0-9]\+\) \+[0-9.]\+ \+[0-9.]\+ \+[0-9.]\+%$/\1 \2/p' "$w/prof.err" | sort) \
+     <(sed -n 's/^  \(.*[^ ]\) \+\([0-9]\+\) \+[0-9.]\+ \+[0-9.]\+ \+[0-9.]\+%$/\1 \2/p' "$w/p16.err" | sort) \
+  || fail "16 pairs gave other call counts"
+echo "ok 16 event pairs (resolved during the run): the same call counts and bits"
+SW_OP_PROFILE=1 SW_OP_PROFILE_PAIRS=8 "$bin" train "${common[@]}" >"$w/o" 2>"$w/e" && fail "SW_OP_PROFILE_PAIRS=8 accepted"
+[ "$(wc -l <"$w/e")" = 1 ] && grep -q "SW_OP_PROFILE_PAIRS '8' is not a number of event pairs in 16..4194304" "$w/e" \
+  || fail "bad pairs: $(cat "$w/e")"
+echo "ok SW_OP_PROFILE_PAIRS=8: one line, non-zero exit"
 SW_OP_PROFILE=yes "$bin" train "${common[@]}" >"$w/o" 2>"$w/e" || fail "train with SW_OP_PROFILE=yes"
 ! grep -q "op profile" "$w/e" || fail "SW_OP_PROFILE=yes profiled"
 echo "ok SW_OP_PROFILE other than 1: no profile"

@@ -82,6 +82,7 @@ one_line_exit 2 "bad size" $big --gpu-mem 24XB --cpu-mem 1GiB
 one_line_exit 2 "negative --nvme-mix-gbs" $big $budgets --nvme-mix-gbs -1
 grep -q -- "--nvme-mix-gbs and --adam-gparams must be positive" "$tmp/err" || fail "negative --nvme-mix-gbs: $(cat "$tmp/err")"
 one_line_exit 2 "negative --h2d-gbs" $big $budgets --h2d-gbs -40
+one_line_exit 2 "--nvme-mix-gbs nan" $big $budgets --nvme-mix-gbs nan
 one_line_exit 2 "bad dtype" $big --gpu-mem 24GiB --cpu-mem 1GiB --dtype fp8
 one_line_exit 2 "empty nvme" $big --gpu-mem 24GiB --cpu-mem 1GiB --nvme ,
 one_line_exit 1 "nvme path missing, no size" $big --gpu-mem 24GiB --cpu-mem 1GiB --nvme /nonexistent/x

@@ -342,6 +342,32 @@ int main(void)
 		in.rates.gemm_tflops = 1e-3;
 	}
 
+	/* the expected step by hand: a compute-bound step of 10 s whose deferred NVMe updates run
+	 * 3 s after the backward (their separate-rate time; their CPU AdamW 1 s), 80 GB read and
+	 * written in all, 20 GB of it deferred */
+	{
+		sw_plan_cost k;
+		memset(&k, 0, sizeof(k));
+		k.bottleneck = SW_RES_COMPUTE;
+		k.t[SW_RES_COMPUTE] = 10;
+		k.t_after = 3;
+		k.predict_s = 13;
+		k.nvme_read = 50000000000ull;
+		k.nvme_write = 30000000000ull;
+		/* at 5 GB/s the backward's 60 GB take 12 s (2 s over the compute) and the deferred
+		 * 20 GB 4 s (1 s over their 3): 16 s, not 19 (the deferred bytes counted twice) */
+		CHECKF(close_to(sw_plan_expect_step(&k, 20000000000ull, 1.0, 5.0), 16.0), "%g",
+		       sw_plan_expect_step(&k, 20000000000ull, 1.0, 5.0));
+		CHECK(close_to(k.t_nvme_mix, 16.0));
+		/* CPU AdamW of the deferred groups longer than their disk time: only the first term */
+		k.t_after = 5;
+		k.predict_s = 15;
+		CHECK(close_to(sw_plan_expect_step(&k, 20000000000ull, 5.0, 5.0), 17.0));
+		/* a fast mixed rate moves nothing; none given, the predicted step */
+		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 100.0) == 15.0);
+		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0) == 15.0 && k.t_nvme_mix == 0);
+	}
+
 	/* bad input: one line naming the option */
 	{
 		sw_plan p;
