@@ -115,9 +115,9 @@ stage_io() {
   if command -v fio >/dev/null; then stage io_fio "${T_IO:-120}" bash -c io_fio
   else say "fio: not installed here; the disk is measured with dd and spillway bench-io"; fi
   mkdir -p "$dir/bio"
-  # 16 GiB, about what a regime-3 step moves each way (15.7 GB): the rate the step can get. A
-  # short test measures the disk's burst: on the H100 machine's virtual disk 2 GiB wrote at 4.5
-  # GB/s where dd (2 GiB, one request at a time) gave 2.0 and the step's writes ran at ~2.3.
+  # 16 GiB, about what a regime-3 step moves each way (15.7 GB): the rate the step can get, not
+  # a short test's burst (on the H100 machine's virtual disk the two differ by 2-5 %: writes 4.48
+  # GB/s at 2 GiB, 4.24-4.35 at 16 GiB; docs/perf.md).
   stage io_bench "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
     --bs 1MiB --qd 32 --threads 2
   rm -rf "$dir/bio"

@@ -10,7 +10,6 @@
 #include "offload/train.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,15 +254,10 @@ int cmd_plan(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if ((rc = check_args(model, &s, dtype, prefetch, &k, o.clip)))
 		return rc;
-	/* 0 (not given) takes the default; a negative or non-finite rate is a mistake */
-	double rates[] = { o.rates.gemm_tflops, o.rates.h2d_gbs, o.rates.d2h_gbs, o.rates.nvme_read_gbs,
-			   o.rates.nvme_write_gbs, o.rates.nvme_mix_gbs, adam_g };
-	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
-		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
-			sw_error("plan: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, --nvme-write-gbs, "
-				 "--nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)");
-			return 2;
-		}
+	const double rates[7] = { o.rates.gemm_tflops, o.rates.h2d_gbs, o.rates.d2h_gbs, o.rates.nvme_read_gbs,
+				  o.rates.nvme_write_gbs, o.rates.nvme_mix_gbs, adam_g };
+	if ((rc = sw_train_rates_check("plan", rates)))
+		return rc;
 	if (lora_targets) {
 		char why[256];
 		if (k.lora_rank == INT64_MIN) {

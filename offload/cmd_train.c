@@ -85,14 +85,10 @@ static int check_args(const train_args *a)
 			 "raise --micro-batch-tokens", (long long)a->batch_tokens, (long long)a->micro_tokens);
 		return 2;
 	}
-	double rates[] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs, a->nvme_write_gbs,
-			   a->nvme_mix_gbs, a->adam_gparams };
-	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
-		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
-			sw_error("train: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
-				 "--nvme-write-gbs, --nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)");
-			return 2;
-		}
+	const double rates[7] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs,
+				  a->nvme_write_gbs, a->nvme_mix_gbs, a->adam_gparams };
+	if (sw_train_rates_check("train", rates))
+		return 2;
 	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */
 	if (a->io_bs % 4096 || a->io_stripe % 4096 || a->io_stripe > (1ull << 30) || a->io_qd < 0 ||
 	    a->io_qd > 4096 || a->io_threads < 0 || a->io_threads > 64) {

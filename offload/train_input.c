@@ -4,6 +4,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,17 @@ static int nvme_parse(sw_plan_input *in, const char *spec, const char *cmd)
 		sw_error("%s: --nvme '%s' names no path; expected PATH[:SIZE],...", cmd, spec);
 		return 2;
 	}
+	return 0;
+}
+
+int sw_train_rates_check(const char *cmd, const double rates[7])
+{
+	for (int i = 0; i < 7; i++)
+		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
+			sw_error("%s: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, --nvme-write-gbs, "
+				 "--nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)", cmd);
+			return 2;
+		}
 	return 0;
 }
 
