@@ -591,16 +591,20 @@ static void op_head_loss(sw_backend *be, sw_stream *s, float *losses, void *dinp
 		cuda_xent_finish(st, losses + r0, stats, tg, rows);
 		if (!dinp)
 			continue;
-		// Pass 2: dlogits per chunk, then dinp (fp32 accumulator) and dw.
-		for (int v0 = 0; v0 < V; v0 += vc) {
+		// Pass 2: dlogits per chunk, then dinp (fp32 accumulator) and dw. The chunks in
+		// reverse: the last one's logits are still in the buffer from pass 1 (one logits GEMM
+		// of the V / vc saved: 0.1 ms of a 2048-token micro-batch's 3.6 ms at the 2.8B shape).
+		const int vlast = (V - 1) / vc * vc;
+		for (int v0 = vlast; v0 >= 0; v0 -= vc) {
 			const int cols = V - v0 < vc ? V - v0 : vc;
 			const char *wc = (const char *)w + (uint64_t)v0 * C * es;
-			cuda_gemm(ci, st, 1, 0, cols, rows, C, wc, C, x, C, logits, cols, at, CUDA_R_32F,
-				  0.f, NULL, f32_mode(be));
+			if (v0 != vlast)
+				cuda_gemm(ci, st, 1, 0, cols, rows, C, wc, C, x, C, logits, cols, at,
+					  CUDA_R_32F, 0.f, NULL, f32_mode(be));
 			cuda_xent_dlogits(st, bf16, dlog, logits, stats, tg, rows, cols, v0, scale);
 			// dinp (rows,C) += dlogits (rows,cols) @ w chunk (cols,C)
 			cuda_gemm(ci, st, 0, 0, C, rows, cols, wc, C, dlog, cols, dacc, C, at, CUDA_R_32F,
-				  v0 == 0 ? 0.f : 1.f, NULL, f32_mode(be));
+				  v0 == vlast ? 0.f : 1.f, NULL, f32_mode(be));
 			// dw chunk (cols,C) += dlogits^T @ x
 			if (dw)
 				cuda_gemm(ci, st, 0, 1, C, cols, rows, x, C, dlog, cols, dw + (uint64_t)v0 * C,
