@@ -264,10 +264,12 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->p16_ev[i]);
 	if (!rc)
 		rc = op->event_create(be, &ex->held_ev);
-	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done, &ex->xc_free[0], &ex->xc_free[1],
-			    &ex->xc_ready[0], &ex->xc_ready[1] };
+	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done };
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]) && !rc; i++)
 		rc = op->event_create(be, ck[i]);
+	for (int b = 0; b < SW_PLAN_XC && !rc; b++)
+		if (!(rc = op->event_create(be, &ex->xc_free[b])))
+			rc = op->event_create(be, &ex->xc_ready[b]);
 	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
 	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
 	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
@@ -423,8 +425,11 @@ static void events_destroy(sw_exec *ex)
 		be->ops->event_destroy(be, ex->ev0);
 	if (ex->held_ev)
 		be->ops->event_destroy(be, ex->held_ev);
-	sw_event *ck[] = { ex->ck_out_ready, ex->ck_out_done, ex->xc_free[0], ex->xc_free[1],
-			   ex->xc_ready[0], ex->xc_ready[1] };
+	sw_event *ck[2 + 2 * SW_PLAN_XC] = { ex->ck_out_ready, ex->ck_out_done };
+	for (int b = 0; b < SW_PLAN_XC; b++) {
+		ck[2 + 2 * b] = ex->xc_free[b];
+		ck[3 + 2 * b] = ex->xc_ready[b];
+	}
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]); i++)
 		if (ck[i])
 			be->ops->event_destroy(be, ck[i]);

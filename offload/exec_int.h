@@ -140,8 +140,8 @@ struct sw_exec {
 	double *dsum;                      /* (G) device */
 	/* activations */
 	void *carry_dev, *carry_host;      /* (M, N, C) act */
-	void *xa, *xo, *xc[2];             /* (N, C) act device; xc: checkpoints in, two buffers
-					    * used in turn (exec_ckpt_get) */
+	void *xa, *xo, *xc[SW_PLAN_XC];    /* (N, C) act device; xc: checkpoints in, used in
+					    * turn (exec_ckpt_get) */
 	int32_t *tok, *tgt;
 	float *losses;
 	float *inv_freq;
@@ -160,7 +160,7 @@ struct sw_exec {
 	 * ds (ck_out_ready: its input is computed; ck_out_done: copied, the carry may be
 	 * overwritten), a read's H2D on hs into xc[xc_next] (xc_free[b]: xc[b]'s last reader is
 	 * done; xc_ready[b]: the copy landed) */
-	sw_event *ck_out_ready, *ck_out_done, *xc_free[2], *xc_ready[2];
+	sw_event *ck_out_ready, *ck_out_done, *xc_free[SW_PLAN_XC], *xc_ready[SW_PLAN_XC];
 	int ck_out_pending, xc_next;
 	int ck_streams;                    /* 0 (SW_CKPT_STREAMS=0): those copies on the compute
 					    * stream, as before (for comparison; same bits) */

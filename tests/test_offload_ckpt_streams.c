@@ -113,8 +113,8 @@ static void kernel(sw_exec *ex, const void *r1, const void *r2, void *w)
 		touch(ex->cs, at, w, n, 1);
 }
 
-static struct sw_event events[6];
-static char *xbuf[4];
+static struct sw_event events[2 + 2 * SW_PLAN_XC];
+static char *xbuf[2 + SW_PLAN_XC];
 
 /* An executor of L layers and M micro-batches whose checkpoints sit on the device or the host
  * (random), the carry on the device or the host. */
@@ -133,19 +133,18 @@ static sw_exec *fake_exec(unsigned *seed, int carry_dev, int ck_streams)
 	ex->ds = &streams[2];
 	ex->ck_streams = ck_streams;
 	uint64_t xb = exec_xbytes(ex);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 2 + SW_PLAN_XC; i++)
 		CHECK((xbuf[i] = calloc(1, xb)));
 	ex->xa = xbuf[0];
 	ex->xo = xbuf[1];
-	ex->xc[0] = xbuf[2];
-	ex->xc[1] = xbuf[3];
 	memset(events, 0, sizeof(events));
 	ex->ck_out_ready = &events[0];
 	ex->ck_out_done = &events[1];
-	ex->xc_free[0] = &events[2];
-	ex->xc_free[1] = &events[3];
-	ex->xc_ready[0] = &events[4];
-	ex->xc_ready[1] = &events[5];
+	for (int b = 0; b < SW_PLAN_XC; b++) {
+		ex->xc[b] = xbuf[2 + b];
+		ex->xc_free[b] = &events[2 + 2 * b];
+		ex->xc_ready[b] = &events[3 + 2 * b];
+	}
 	CHECK((ex->ck = calloc(L * M, sizeof(ckpt))));
 	for (int i = 0; i < L * M; i++) {
 		ckpt *k = &ex->ck[i];
@@ -168,7 +167,7 @@ static void free_exec(sw_exec *ex)
 	free(ex->ck);
 	free(ex->carry_dev);
 	free(ex->carry_host);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 2 + SW_PLAN_XC; i++)
 		free(xbuf[i]);
 	free(ex);
 	nlog = 0;
