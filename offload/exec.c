@@ -264,6 +264,10 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->p16_ev[i]);
 	if (!rc)
 		rc = op->event_create(be, &ex->held_ev);
+	if (!rc)
+		rc = op->event_create(be, &ex->as_ev);
+	if (!rc)
+		rc = op->event_create(be, &ex->as_tail);
 	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done };
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]) && !rc; i++)
 		rc = op->event_create(be, ck[i]);
@@ -355,7 +359,8 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	const sw_backend_ops *op = be->ops;
 	int rc = table_counts(ex);
 	if (!rc && ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
-		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0))))
+		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->stream_create(be, &ex->as)) ||
+		    (rc = op->event_create(be, &ex->ev0))))
 		goto err;
 	/* every allocation: one loop over the plan's buffer table, in its order */
 	for (int r = 0; r < plan->nbuf && !rc; r++)
@@ -423,8 +428,10 @@ static void events_destroy(sw_exec *ex)
 				be->ops->event_destroy(be, all[a][i]);
 	if (ex->ev0)
 		be->ops->event_destroy(be, ex->ev0);
-	if (ex->held_ev)
-		be->ops->event_destroy(be, ex->held_ev);
+	sw_event *one[] = { ex->held_ev, ex->as_ev, ex->as_tail };
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		if (one[i])
+			be->ops->event_destroy(be, one[i]);
 	sw_event *ck[2 + 2 * SW_PLAN_XC] = { ex->ck_out_ready, ex->ck_out_done };
 	for (int b = 0; b < SW_PLAN_XC; b++) {
 		ck[2 + 2 * b] = ex->xc_free[b];
@@ -446,8 +453,8 @@ static void quiesce(sw_exec *ex)
 		pthread_mutex_unlock(&ex->mu);
 		pthread_join(ex->thr, NULL);
 	}
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
-	for (int i = 0; i < 3; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->as };
+	for (int i = 0; i < 4; i++)
 		if (st[i])
 			be->ops->stream_sync(be, st[i]);
 	exec_ck_drain(ex);
@@ -468,8 +475,8 @@ void sw_exec_destroy(sw_exec *ex)
 	for (int r = 0; ex->tabled && r < ex->p->nbuf; r++)
 		free_row(ex, &ex->p->buf[r]);
 	events_destroy(ex);
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
-	for (int i = 0; i < 3; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->as };
+	for (int i = 0; i < 4; i++)
 		if (st[i])
 			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)

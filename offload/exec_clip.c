@@ -92,7 +92,8 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 		ex->commit_alt = 1;   /* host state: the second sets, after the queue drained */
 		for (int gi = 0; gi < ex->G; gi++)
 			if (ex->g[gi].opt_tier == SW_TIER_GPU)
-				exec_gpu_update(ex, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
+				exec_gpu_update(ex, ex->cs, gi,
+						ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
 		/* one NVMe slot: the deferred groups' updates, from their held gradients */
 		ex->be->ops->stream_sync(ex->be, ex->ds);
 		for (int gi = ex->G - 1; gi >= 0; gi--)

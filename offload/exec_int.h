@@ -124,6 +124,11 @@ struct sw_exec {
 	sw_dims d;
 	int L, M, G, H, ab, tied;
 	sw_stream *cs, *hs, *ds;
+	/* as: a group's gradient work around its backward (zeroing the buffer, the sum of squares,
+	 * the GPU AdamW of a resident group), beside the next group's compute; cs waits for it at
+	 * each backward pass's end (exec_step.c) */
+	sw_stream *as;
+	sw_event *as_ev, *as_tail;         /* cs -> as (the gradient is complete) and back */
 	grp *g;
 	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
 	int K;
@@ -332,7 +337,7 @@ void exec_group_wait(sw_exec *ex, int gi);
 int exec_opt_error(sw_exec *ex);
 
 /* exec_step.c: the pieces of the step that clipping drives */
-void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale);
+void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double scale);
 int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
 		       float scale_tokens, int update, double gscale, int recompute_top,
 		       double *loss_out);
