@@ -268,6 +268,8 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->as_ev);
 	if (!rc)
 		rc = op->event_create(be, &ex->as_tail);
+	if (!rc)
+		rc = op->event_create(be, &ex->tgrad_free);
 	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done };
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]) && !rc; i++)
 		rc = op->event_create(be, ck[i]);
@@ -428,7 +430,7 @@ static void events_destroy(sw_exec *ex)
 				be->ops->event_destroy(be, all[a][i]);
 	if (ex->ev0)
 		be->ops->event_destroy(be, ex->ev0);
-	sw_event *one[] = { ex->held_ev, ex->as_ev, ex->as_tail };
+	sw_event *one[] = { ex->held_ev, ex->as_ev, ex->as_tail, ex->tgrad_free };
 	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
 		if (one[i])
 			be->ops->event_destroy(be, one[i]);

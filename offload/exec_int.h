@@ -129,6 +129,7 @@ struct sw_exec {
 	 * each backward pass's end (exec_step.c) */
 	sw_stream *as;
 	sw_event *as_ev, *as_tail;         /* cs -> as (the gradient is complete) and back */
+	sw_event *tgrad_free;              /* tied: tgrad's last reader (its copy, its update) done */
 	grp *g;
 	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
 	int K;
@@ -338,6 +339,11 @@ int exec_opt_error(sw_exec *ex);
 
 /* exec_step.c: the pieces of the step that clipping drives */
 void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double scale);
+/* A group's gradient buffer around its backward (exec_step.c): taken (zeroed on as), complete
+ * (its sum of squares and update), and the compute stream's join with as at a pass's end. */
+float *exec_grad_begin(sw_exec *ex, int gi);
+void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale);
+void exec_grad_join(sw_exec *ex);
 int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
 		       float scale_tokens, int update, double gscale, int recompute_top,
 		       double *loss_out);

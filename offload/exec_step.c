@@ -13,9 +13,12 @@
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-static float *grad_begin(sw_exec *ex, int gi)
+float *exec_grad_begin(sw_exec *ex, int gi)
 {
 	if (ex->tied && gi == 0) {
+		/* the last step's copy of it to the host may still run on ds (found by the stream
+		 * model, tests/test_offload_ckpt_streams.c) */
+		ex->be->ops->stream_wait(ex->be, ex->cs, ex->tgrad_free);
 		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
 	}
@@ -40,6 +43,8 @@ static float *grad_begin(sw_exec *ex, int gi)
 
 static sw_event *gbuf_event(sw_exec *ex, const float *gb)
 {
+	if (gb == ex->tgrad)
+		return ex->tgrad_free;
 	for (int k = 0; k < ex->ngb; k++)
 		if (ex->gbuf[k] == gb)
 			return ex->gb_free[k];
@@ -61,13 +66,21 @@ void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double
 	}
 }
 
+/* At a backward pass's end: what it left on as (the last groups' sums and updates) before
+ * anything after it on cs: the norm's read, a second pass, the next step, a sync of cs. */
+void exec_grad_join(sw_exec *ex)
+{
+	ex->be->ops->event_record(ex->be, ex->as_tail, ex->as);
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->as_tail);
+}
+
 /* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW: on
  * the device (deferred to the end of a speculative pass: the gradient is held), or through the
  * optimizer queue (a speculative update writes host state to its second set). The sum of
  * squares and a resident group's AdamW run on as, beside the next group's backward (at the
  * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out);
  * the buffer's next zeroing follows them there. */
-static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
+void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
@@ -176,7 +189,7 @@ static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs 
 	}
 	sw_group_ptrs_make(wp, ex->tt, H, hp, ex->ab);
 	if (eg) {
-		*eg = grad_begin(ex, 0);
+		*eg = exec_grad_begin(ex, 0);
 		sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
 	}
 	return 0;
@@ -194,7 +207,7 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 	sw_group_ptrs wp, gp, ep, egp;
 	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
 		return rc;
-	float *hg = grad_begin(ex, H);
+	float *hg = exec_grad_begin(ex, H);
 	if ((rc = head_weights(ex, hw, &wp, &ep, &egp, eg)))
 		return rc;
 	sw_group_ptrs_make(&gp, ex->tt, H, hg, 4);
@@ -218,7 +231,7 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 		return rc;
 	}
 	exec_win_release(ex, hw);
-	grad_end(ex, H, hg, update, gscale);
+	exec_grad_end(ex, H, hg, update, gscale);
 	if (hl) {
 		op->stream_sync(be, ex->cs);
 		*loss_out = losses_sum(hl, (int64_t)N * M);
@@ -238,7 +251,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 	if (rc)
 		return rc;
 	sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
-	float *g = grad_begin(ex, l + 1);
+	float *g = exec_grad_begin(ex, l + 1);
 	sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
 	for (int m = 0; m < ex->M; m++) {
 		void *x;
@@ -253,7 +266,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 	if ((rc = exec_win_ahead(ex, u)))
 		return rc;
 	exec_win_release(ex, w);
-	grad_end(ex, l + 1, g, update, gscale);
+	exec_grad_end(ex, l + 1, g, update, gscale);
 	return 0;
 }
 
@@ -279,7 +292,7 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		if ((rc = bwd_layer(ex, u, l, update, gscale)))
 			return rc;
 	/* embedding */
-	float *g0 = ex->tied ? eg : grad_begin(ex, 0);
+	float *g0 = ex->tied ? eg : exec_grad_begin(ex, 0);
 	for (int m = 0; m < M; m++) {
 		void *dres = exec_carry_get(ex, m);
 		be->ops->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
@@ -287,11 +300,8 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		be->ops->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
 		exec_gspan_end(ex, ex->cs, sp);
 	}
-	grad_end(ex, 0, g0, update, gscale);
-	/* what the pass left on as (the last groups' sums and updates) before anything after it:
-	 * the norm's read, a second pass, the next step, a sync of cs */
-	be->ops->event_record(be, ex->as_tail, ex->as);
-	be->ops->stream_wait(be, ex->cs, ex->as_tail);
+	exec_grad_end(ex, 0, g0, update, gscale);
+	exec_grad_join(ex);
 	return 0;
 }
 
