@@ -16,10 +16,22 @@ steps = sorted((e['ts'], e['ts'] + e['dur'], e['name']) for e in X if e['tid'] =
 busy = {}
 for e in X:
     busy.setdefault(names.get(e['tid'], e['tid']), []).append((e['ts'], e['ts'] + e['dur']))
+def merged(iv):
+    out = []
+    for x, y in sorted(iv):
+        if out and x <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], y)
+        else:
+            out.append([x, y])
+    return out
+busy = {k: v if k == 'compute' else merged(v) for k, v in busy.items()}   # beside: count overlaps once
 def beside(a, b, track):
     return sum(max(0, min(b, y) - max(a, x)) for x, y in busy.get(track, []))
 for a, b, nm in steps[1:]:
-    cs = sorted((x, y) for x, y in busy['compute'] if x >= a and x < b)
+    cs = sorted((x, y) for x, y in busy.get('compute', []) if x >= a and x < b)
+    if not cs:
+        print(f"{nm}: {(b - a) / 1e3:.1f} ms, no compute spans (dropped? see the train log)")
+        continue
     seq = ['emb-f'] * M + ['fwd %d' % (i // M) for i in range(L * M)] + ['head'] * M + \
           ['bwd %d' % (L - 1 - i // M) for i in range(L * M)] + ['emb-b'] * M
     print(f"{nm}: {(b - a) / 1e3:.1f} ms, {len(cs)} compute spans (expected {len(seq)}), "

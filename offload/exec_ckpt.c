@@ -179,7 +179,7 @@ int exec_ck_read_from(sw_exec *ex, int l, int m)
 	return ck_read_ahead(ex);
 }
 
-/* At the start of a backward pass: both checkpoint-in buffers free as of now. */
+/* At the start of a backward pass: every checkpoint-in buffer free as of now. */
 void exec_ckpt_bwd_begin(sw_exec *ex)
 {
 	for (int b = 0; b < SW_PLAN_XC; b++)

@@ -64,6 +64,7 @@ static int step_rollback(sw_exec *ex)
 	be->ops->stream_sync(be, ex->cs);
 	be->ops->stream_sync(be, ex->hs);
 	be->ops->stream_sync(be, ex->ds);
+	be->ops->stream_sync(be, ex->as);
 	for (int gi = 0; gi < ex->G && !rc; gi++) {
 		grp *g = &ex->g[gi];
 		if (g->opt_tier != SW_TIER_GPU && !g->hheld)   /* a deferred group was not touched */

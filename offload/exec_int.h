@@ -141,7 +141,9 @@ struct sw_exec {
 	/* gradients */
 	int ngb, gb_next;
 	float **gbuf;
-	sw_event **gb_free;
+	sw_event **gb_free;                /* gbuf[k]'s last reader (its copy, its update) done */
+	sw_event **gb_zero;                /* gbuf[k] zeroed on as behind that reader ... */
+	uint8_t *gb_zeroed;                /* ... and 1 while that zeroing is queued and untaken */
 	float *tgrad;                      /* tied: the embedding's gradient through backward */
 	double *dsum;                      /* (G) device */
 	/* activations */

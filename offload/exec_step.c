@@ -16,8 +16,8 @@
 float *exec_grad_begin(sw_exec *ex, int gi)
 {
 	if (ex->tied && gi == 0) {
-		/* the last step's copy of it to the host may still run on ds (found by the stream
-		 * model, tests/test_offload_ckpt_streams.c) */
+		/* after its last reader: the step's end syncs ds, but say so here (the stream model,
+		 * tests/test_offload_ckpt_streams.c, syncs less) */
 		ex->be->ops->stream_wait(ex->be, ex->cs, ex->tgrad_free);
 		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
@@ -28,17 +28,35 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
 		return ex->g[gi].ghold;
 	}
-	/* zeroed on as once the buffer's last use is done (its copy, or its update on as), so the
-	 * zeroing runs beside the compute before it (at the 2.8B shape 0.1 ms a group, which the
-	 * compute stream waited out at every layer) */
+	/* zeroed on as behind its last reader when it was released (gbuf_release), so the zeroing
+	 * ran beside the compute before this (at the 2.8B shape 0.1 ms a group, which the compute
+	 * stream waited out at every layer); a buffer not released that way (its first use) is
+	 * zeroed here */
 	sw_backend *be = ex->be;
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
-	be->ops->stream_wait(be, ex->as, ex->gb_free[k]);
-	be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
-	be->ops->event_record(be, ex->as_ev, ex->as);
-	be->ops->stream_wait(be, ex->cs, ex->as_ev);
+	if (ex->gb_zeroed[k]) {
+		be->ops->stream_wait(be, ex->cs, ex->gb_zero[k]);
+		ex->gb_zeroed[k] = 0;
+	} else {
+		be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
+		be->ops->memset0(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+	}
 	return ex->gbuf[k];
+}
+
+/* gb's last reader is queued and fe recorded behind it: gbuf's zeroing for its next use goes on
+ * as behind that (the whole buffer: its next group is not known yet). */
+static void gbuf_release(sw_exec *ex, const float *gb, sw_event *fe)
+{
+	sw_backend *be = ex->be;
+	for (int k = 0; k < ex->ngb; k++)
+		if (ex->gbuf[k] == gb) {
+			be->ops->stream_wait(be, ex->as, fe);
+			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
+			be->ops->event_record(be, ex->gb_zero[k], ex->as);
+			ex->gb_zeroed[k] = 1;
+		}
 }
 
 static sw_event *gbuf_event(sw_exec *ex, const float *gb)
@@ -78,8 +96,9 @@ void exec_grad_join(sw_exec *ex)
  * the device (deferred to the end of a speculative pass: the gradient is held), or through the
  * optimizer queue (a speculative update writes host state to its second set). The sum of
  * squares and a resident group's AdamW run on as, beside the next group's backward (at the
- * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out);
- * the buffer's next zeroing follows them there. */
+ * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out:
+ * the compute stream never waits for them before the pass's end, exec_grad_join); then the
+ * buffer's zeroing for its next use (gbuf_release). */
 void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
@@ -107,8 +126,10 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
 		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
-		if (fe)
+		if (fe) {
 			op->event_record(be, fe, ex->ds);
+			gbuf_release(ex, gb, fe);
+		}
 		return;
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
@@ -120,13 +141,17 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
 		op->event_record(be, e, ex->ds);
-		if (fe)
+		if (fe) {
 			op->event_record(be, fe, ex->ds);
+			gbuf_release(ex, gb, fe);
+		}
 		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
-	if (fe)
+	if (fe) {
 		op->event_record(be, fe, ex->as);
+		gbuf_release(ex, gb, fe);
+	}
 }
 
 /* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry
@@ -413,6 +438,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
+	op->stream_sync(be, ex->as);   /* the last buffers' zeroing; a failed pass's sums */
 	if (!rc)
 		rc = orc;
 	if (!rc && ex->clip_mode == 0) {

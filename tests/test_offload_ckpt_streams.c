@@ -280,7 +280,7 @@ static int count_host(const sw_exec *ex)
 /* ---- the gradient buffers -------------------------------------------------------------- */
 enum { GG = 6, GN = 64, NGB = 2 };   /* groups (embedding, 4 layers, head), elements each */
 
-static struct sw_event gev[NGB + 3 + OPT_HG];
+static struct sw_event gev[2 * NGB + 3 + OPT_HG];
 static sw_plan gplan;   /* two optimizer slots: exec_opt_send asks which one a step writes */
 
 /* An executor of GG groups, each on the GPU (resident: GPU AdamW, its gradient held in ghold
@@ -299,6 +299,7 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	tt->n = GG;
 	tt->g = gv;
 	tt->ngroups = GG;
+	tt->max_group_numel = GN;
 	ex->be = &fake_be;
 	ex->tt = tt;
 	ex->G = GG;
@@ -319,10 +320,12 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	ex->tgrad_free = &gev[NGB + 2 + OPT_HG];
 	ex->held_ev = &gev[NGB];   /* unused: no one-slot holding here */
 	ex->ngb = NGB;
-	CHECK((ex->gbuf = calloc(NGB, sizeof(float *))) && (ex->gb_free = calloc(NGB, sizeof(sw_event *))));
+	CHECK((ex->gbuf = calloc(NGB, sizeof(float *))) && (ex->gb_free = calloc(NGB, sizeof(sw_event *))) &&
+	      (ex->gb_zero = calloc(NGB, sizeof(sw_event *))) && (ex->gb_zeroed = calloc(NGB, 1)));
 	for (int k = 0; k < NGB; k++) {
 		CHECK((ex->gbuf[k] = calloc(GN, 4)));
 		ex->gb_free[k] = &gev[k];
+		ex->gb_zero[k] = &gev[NGB + 3 + OPT_HG + k];
 	}
 	ex->nhg = OPT_HG;
 	for (int i = 0; i < OPT_HG; i++) {
@@ -359,6 +362,8 @@ static void grad_free(sw_exec *ex)
 		free(ex->hgrad[i]);
 	free(ex->gbuf);
 	free(ex->gb_free);
+	free(ex->gb_zero);
+	free(ex->gb_zeroed);
 	free(ex->dsum);
 	free(ex->upd_sent);
 	free(ex->tgrad);
@@ -394,24 +399,34 @@ static void grad_opt_take(sw_exec *ex)
 		ex->hgrad_busy[i] = 0;
 }
 
-/* One step as exec_backward_pass and exec_clip drive the gradients: the forward reads every
- * resident group's P16; a pass from the head down (spec: a speculative pass, whose resident
- * groups' gradients are held and updated after the norm, on cs); join: exec_grad_join at the
- * pass's end (0: the control without it); then the norm's read of the sums on cs. */
-static void grad_step(sw_exec *ex, int spec, int join)
+/* One step as exec_backward_pass and exec_clip drive the gradients (and whether a group's
+ * backward waited for the sums and updates of the group above it, which should run beside it): the forward reads every
+ * resident group's P16; a pass from the head down (bwd_head takes the head's buffer, then the
+ * tied embedding's; update 0: the first of two passes, no update; spec: a speculative pass,
+ * whose resident groups' gradients are held and updated after the norm, on cs); join:
+ * exec_grad_join at the pass's end (0: the control without it); then the norm's read of the
+ * sums on cs. */
+static int cs_waited;   /* times the compute stream waited for a group's sum or update */
+
+static void grad_step(sw_exec *ex, int spec, int update, int join)
 {
 	double ss[GG];
+	uint64_t end_at = 0;   /* the gradient stream's clock before the last exec_grad_end */
 	for (int gi = 0; gi < GG; gi++)
 		if (ex->g[gi].p16_dev)
 			touch(ex->cs, op_begin(ex->cs), ex->g[gi].p16_dev, GN * 2, 0);
 	ex->spec_pass = spec;
+	float *hg = exec_grad_begin(ex, GG - 1);
 	float *eg = ex->tied ? exec_grad_begin(ex, 0) : NULL;
 	for (int gi = GG - 1; gi >= 0; gi--) {
-		float *gb = gi == 0 && eg ? eg : exec_grad_begin(ex, gi);
+		float *gb = gi == GG - 1 ? hg : gi == 0 && eg ? eg : exec_grad_begin(ex, gi);
 		if (gi == GG - 1 && eg)
 			grad_kernels(ex, 0, eg);   /* the tied head adds to the embedding's gradient */
 		grad_kernels(ex, gi, gb);
-		exec_grad_end(ex, gi, gb, 1, 1.0);
+		/* the group above's sums and update (after end_at on as) run beside this backward */
+		cs_waited += gi < GG - 1 && ex->cs->now.t[ex->as->id] > end_at;
+		end_at = ex->as->now.t[ex->as->id];
+		exec_grad_end(ex, gi, gb, update, 1.0);
 		grad_opt_take(ex);
 	}
 	if (join)
@@ -419,7 +434,7 @@ static void grad_step(sw_exec *ex, int spec, int join)
 	ex->spec_pass = 0;
 	f_copy(ex->be, ex->cs, ss, ex->dsum, sizeof(ss));
 	f_stream_sync(ex->be, ex->cs);
-	if (spec)
+	if (spec && update)
 		for (int gi = 0; gi < GG; gi++)
 			if (ex->g[gi].opt_tier == SW_TIER_GPU)
 				exec_gpu_update(ex, ex->cs, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
@@ -438,12 +453,14 @@ static void grad_model(void)
 		sw_exec *ex = grad_exec(&seed, s % 3 == 0, &tt, tv, gv);
 		races = 0;
 		for (int step = 0; step < 3; step++)
-			grad_step(ex, (s + step) % 2, 1);
+			grad_step(ex, (s + step) % 2, (s / 2 + step) % 3 != 0, 1);
 		CHECKF(races == 0, "seed %u (tied %d): %d races on the gradient path", s, s % 3 == 0, races);
+		CHECKF(cs_waited == 0, "seed %u: the compute stream waited for the group above's sums or "
+		       "update %d times", s, cs_waited);
 		grad_free(ex);
 		runs++;
 	}
-	printf("  ok %d random gradient placements, 3 steps each (plain and speculative passes): no "
+	printf("  ok %d random gradient placements, 3 steps each (plain, speculative and no-update passes): no "
 	       "race between the gradient stream, the copies and the compute\n", runs);
 	/* the control: without the pass's join, the norm's read and the next step's P16 reads race
 	 * with the sums and updates on as */
@@ -453,8 +470,8 @@ static void grad_model(void)
 		unsigned seed = s;
 		sw_exec *ex = grad_exec(&seed, 0, &tt, tv, gv);
 		races = 0;
-		grad_step(ex, 0, 0);
-		grad_step(ex, 0, 0);
+		grad_step(ex, 0, 1, 0);
+		grad_step(ex, 0, 1, 0);
 		seen += races > 0;
 		grad_free(ex);
 	}

@@ -37,23 +37,10 @@ idle=$(sed -n 's/^step [0-9]*: [0-9.]* s, GPU idle \([0-9.]*\) s in.*/\1/p' "$w/
 echo "$idle" | awk '$1 >= 0.09 { n++ } END { exit !(n == 4 && NR == 4) }' ||
   fail "drained: --gaps did not show a >= 90 ms GPU idle stretch in each of the 4 steps: $(grep '^step' "$w/off.gaps" | tr '\n' ' ')"
 # bench/trace_gaps.py: every step's compute spans in the schedule's number (4 micro-batches of
-# 32 tokens, 3 layers: 4 + 12 forward, 4 head, 12 backward, 4 embedding), its classes summing to
-# the idle total
+# 32 tokens, 3 layers: 4 + 12 forward, 4 head, 12 backward, 4 embedding)
 python3 bench/trace_gaps.py "$w/on.json" 3 4 >"$w/on.gaps" || fail "trace_gaps.py"
 [ "$(grep -c '36 compute spans (expected 36)' "$w/on.gaps")" = 3 ] ||
   fail "trace_gaps.py: not 36 compute spans in each of steps 2-4: $(grep '^step' "$w/on.gaps" | tr '\n' ' ')"
-python3 - "$w/on.gaps" <<'PY' || fail "trace_gaps.py: the classes do not add up to the idle total"
-import re, sys
-tot = None; parts = []
-for line in open(sys.argv[1]):
-    m = re.match(r'\s+idle between spans: ([0-9.]+) ms', line)
-    if m:
-        if tot is not None and abs(sum(parts) - tot) > 0.02 + 0.01 * len(parts): sys.exit(1)
-        tot, parts = float(m.group(1)), []
-    m = re.match(r'\s+\S+ \S+\s+\d+ gaps\s+([0-9.]+) ms', line)
-    if m: parts.append(float(m.group(1)))
-sys.exit(0 if tot is not None and abs(sum(parts) - tot) <= 0.02 + 0.01 * len(parts) else 1)
-PY
 losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
 [ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] &&
   [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] ||
