@@ -879,7 +879,7 @@ extern "C" int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **out
 	ci->red.bytes = 64 * 1024;
 	SW_ASSERT(scr_bytes > 2 * ci->red.bytes);
 	ci->scr.base = ci->arena + off;
-	ci->scr.bytes = scr_bytes - ci->red.bytes;
+	ci->scr.bytes = (scr_bytes - ci->red.bytes) & ~255ull;   // red 256-aligned: doubles there
 	ci->scr.last = 0;
 	ci->red.base = ci->scr.base + ci->scr.bytes;
 	ci->red.last = 0;

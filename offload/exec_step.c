@@ -30,8 +30,10 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 	}
 	/* zeroed on as behind its last reader when it was released (gbuf_release), so the zeroing
 	 * ran beside the compute before this (at the 2.8B shape 0.1 ms a group, which the compute
-	 * stream waited out at every layer); a buffer not released that way (its first use) is
-	 * zeroed here */
+	 * stream waited out at every layer). A buffer not released that way (its first use, or
+	 * after a group that ended in an error) is zeroed whole here, after everything on as and
+	 * its last copy; from then on a release zeroes what its group wrote, its numel, and the
+	 * rest stays zero. */
 	sw_backend *be = ex->be;
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
@@ -39,21 +41,23 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		be->ops->stream_wait(be, ex->cs, ex->gb_zero[k]);
 		ex->gb_zeroed[k] = 0;
 	} else {
+		be->ops->event_record(be, ex->as_ev, ex->as);
+		be->ops->stream_wait(be, ex->cs, ex->as_ev);
 		be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
-		be->ops->memset0(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+		be->ops->memset0(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
 	}
 	return ex->gbuf[k];
 }
 
-/* gb's last reader is queued and fe recorded behind it: gbuf's zeroing for its next use goes on
- * as behind that (the whole buffer: its next group is not known yet). */
-static void gbuf_release(sw_exec *ex, const float *gb, sw_event *fe)
+/* Group gi's gradient buffer gb: its last reader is queued and fe recorded behind it. The
+ * zeroing of what gi wrote goes on as behind that, for the buffer's next use. */
+static void gbuf_release(sw_exec *ex, int gi, const float *gb, sw_event *fe)
 {
 	sw_backend *be = ex->be;
 	for (int k = 0; k < ex->ngb; k++)
 		if (ex->gbuf[k] == gb) {
 			be->ops->stream_wait(be, ex->as, fe);
-			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
+			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
 			be->ops->event_record(be, ex->gb_zero[k], ex->as);
 			ex->gb_zeroed[k] = 1;
 		}
@@ -84,11 +88,11 @@ void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double
 	}
 }
 
-/* At a backward pass's end: what it left on as (the last groups' sums and updates) before
- * anything after it on cs: the norm's read, a second pass, the next step, a sync of cs. */
+/* At a backward pass's end: what it left on as (the last groups' sums and updates, as_tail
+ * recorded by exec_grad_end) before anything after it on cs: the norm's read, a second pass,
+ * the next step, a sync of cs. */
 void exec_grad_join(sw_exec *ex)
 {
-	ex->be->ops->event_record(ex->be, ex->as_tail, ex->as);
 	ex->be->ops->stream_wait(ex->be, ex->cs, ex->as_tail);
 }
 
@@ -111,11 +115,16 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 	op->event_record(be, ex->as_ev, ex->cs);
 	op->stream_wait(be, ex->as, ex->as_ev);
 	op->sumsq(be, ex->as, ex->dsum + gi, gb, n);
+	const int gpu = update && ex->g[gi].opt_tier == SW_TIER_GPU;
+	if (gpu && !ex->spec_pass)
+		exec_gpu_update(ex, ex->as, gi, gb, scale);
+	/* what exec_grad_join waits for: the sums and updates, not the buffers' zeroing behind
+	 * their copies (the next use of a buffer waits for that itself) */
+	op->event_record(be, ex->as_tail, ex->as);
 	sw_event *fe = gbuf_event(ex, gb);
-	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
+	if (gpu) {
 		if (ex->spec_pass)
 			return;
-		exec_gpu_update(ex, ex->as, gi, gb, scale);
 	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
 		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm;
 		 * the last step's held update of this group has read it (the step boundary) */
@@ -128,7 +137,7 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		exec_gspan_end(ex, ex->ds, sp);
 		if (fe) {
 			op->event_record(be, fe, ex->ds);
-			gbuf_release(ex, gb, fe);
+			gbuf_release(ex, gi, gb, fe);
 		}
 		return;
 	} else if (update) {
@@ -143,14 +152,14 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->event_record(be, e, ex->ds);
 		if (fe) {
 			op->event_record(be, fe, ex->ds);
-			gbuf_release(ex, gb, fe);
+			gbuf_release(ex, gi, gb, fe);
 		}
 		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
 	if (fe) {
 		op->event_record(be, fe, ex->as);
-		gbuf_release(ex, gb, fe);
+		gbuf_release(ex, gi, gb, fe);
 	}
 }
 

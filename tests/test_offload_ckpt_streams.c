@@ -280,7 +280,11 @@ static int count_host(const sw_exec *ex)
 /* ---- the gradient buffers -------------------------------------------------------------- */
 enum { GG = 6, GN = 64, NGB = 2 };   /* groups (embedding, 4 layers, head), elements each */
 
-static struct sw_event gev[2 * NGB + 3 + OPT_HG];
+static struct sw_event gev[2 * NGB + 4 + OPT_HG];
+
+/* Group gi's size: smaller than the buffers but for every third group (a release zeroes its
+ * group's elements, a first use the whole buffer). */
+static int64_t gsize(int gi) { return GN - 8 * (gi % 3); }
 static sw_plan gplan;   /* two optimizer slots: exec_opt_send asks which one a step writes */
 
 /* An executor of GG groups, each on the GPU (resident: GPU AdamW, its gradient held in ghold
@@ -292,8 +296,8 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	CHECK(ex);
 	memset(tt, 0, sizeof(*tt));
 	for (int gi = 0; gi < GG; gi++) {
-		tv[gi] = (sw_tensor){ .group = gi, .numel = GN, .offset = 0, .decay = 1 };
-		gv[gi] = (sw_group){ .first = gi, .count = 1, .numel = GN };
+		tv[gi] = (sw_tensor){ .group = gi, .numel = gsize(gi), .offset = 0, .decay = 1 };
+		gv[gi] = (sw_group){ .first = gi, .count = 1, .numel = gsize(gi) };
 	}
 	tt->t = tv;
 	tt->n = GG;
@@ -318,7 +322,7 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	ex->as_ev = &gev[NGB];
 	ex->as_tail = &gev[NGB + 1];
 	ex->tgrad_free = &gev[NGB + 2 + OPT_HG];
-	ex->held_ev = &gev[NGB];   /* unused: no one-slot holding here */
+	ex->held_ev = &gev[2 * NGB + 3 + OPT_HG];
 	ex->ngb = NGB;
 	CHECK((ex->gbuf = calloc(NGB, sizeof(float *))) && (ex->gb_free = calloc(NGB, sizeof(sw_event *))) &&
 	      (ex->gb_zero = calloc(NGB, sizeof(sw_event *))) && (ex->gb_zeroed = calloc(NGB, 1)));
@@ -343,6 +347,9 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 			CHECK((g->p16_dev = calloc(GN, 2)) && (g->ghold = calloc(GN, 4)));
 			for (int k = 0; k < 3; k++)
 				CHECK((g->opt_dev[k] = calloc(GN, 4)));
+		} else if (rand_r(seed) % 2) {
+			/* one NVMe slot: a speculative pass holds its gradient in pinned memory */
+			CHECK((g->hheld = calloc(GN, 4)));
 		}
 	}
 	return ex;
@@ -353,6 +360,7 @@ static void grad_free(sw_exec *ex)
 	for (int gi = 0; gi < GG; gi++) {
 		free(ex->g[gi].p16_dev);
 		free(ex->g[gi].ghold);
+		free(ex->g[gi].hheld);
 		for (int k = 0; k < 3; k++)
 			free(ex->g[gi].opt_dev[k]);
 	}
@@ -383,9 +391,9 @@ static void grad_kernels(sw_exec *ex, int gi, float *gb)
 	for (int m = 0; m < M; m++) {
 		vclock at = op_begin(ex->cs);
 		if (ex->g[gi].p16_dev)
-			touch(ex->cs, at, ex->g[gi].p16_dev, GN * 2, 0);
-		touch(ex->cs, at, gb, GN * 4, 0);
-		touch(ex->cs, at, gb, GN * 4, 1);
+			touch(ex->cs, at, ex->g[gi].p16_dev, (uint64_t)gsize(gi) * 2, 0);
+		touch(ex->cs, at, gb, (uint64_t)gsize(gi) * 4, 0);
+		touch(ex->cs, at, gb, (uint64_t)gsize(gi) * 4, 1);
 	}
 }
 
@@ -399,14 +407,16 @@ static void grad_opt_take(sw_exec *ex)
 		ex->hgrad_busy[i] = 0;
 }
 
-/* One step as exec_backward_pass and exec_clip drive the gradients (and whether a group's
- * backward waited for the sums and updates of the group above it, which should run beside it): the forward reads every
+/* One step as exec_backward_pass and exec_clip drive the gradients (a speculative pass copies
+ * the held groups' gradients to pinned memory, their updates deferred), and whether a group's
+ * backward waited for the sums and updates of the group above it, which should run beside it: the forward reads every
  * resident group's P16; a pass from the head down (bwd_head takes the head's buffer, then the
  * tied embedding's; update 0: the first of two passes, no update; spec: a speculative pass,
  * whose resident groups' gradients are held and updated after the norm, on cs); join:
  * exec_grad_join at the pass's end (0: the control without it); then the norm's read of the
  * sums on cs. */
 static int cs_waited;   /* times the compute stream waited for a group's sum or update */
+static int reused;      /* begins that took a buffer zeroed at its release */
 
 static void grad_step(sw_exec *ex, int spec, int update, int join)
 {
@@ -419,12 +429,15 @@ static void grad_step(sw_exec *ex, int spec, int update, int join)
 	float *hg = exec_grad_begin(ex, GG - 1);
 	float *eg = ex->tied ? exec_grad_begin(ex, 0) : NULL;
 	for (int gi = GG - 1; gi >= 0; gi--) {
+		/* a buffer's first use waits for everything before it (exec_grad_begin) */
+		const int first_use = !ex->gb_zeroed[ex->gb_next];
 		float *gb = gi == GG - 1 ? hg : gi == 0 && eg ? eg : exec_grad_begin(ex, gi);
 		if (gi == GG - 1 && eg)
 			grad_kernels(ex, 0, eg);   /* the tied head adds to the embedding's gradient */
 		grad_kernels(ex, gi, gb);
 		/* the group above's sums and update (after end_at on as) run beside this backward */
-		cs_waited += gi < GG - 1 && ex->cs->now.t[ex->as->id] > end_at;
+		cs_waited += !first_use && gi < GG - 1 && ex->cs->now.t[ex->as->id] > end_at;
+		reused += !first_use && gi < GG - 1 && !(gi == 0 && eg) && !(spec && ex->g[gi].ghold);
 		end_at = ex->as->now.t[ex->as->id];
 		exec_grad_end(ex, gi, gb, update, 1.0);
 		grad_opt_take(ex);
@@ -460,6 +473,7 @@ static void grad_model(void)
 		grad_free(ex);
 		runs++;
 	}
+	CHECKF(reused > 0, "no group took a buffer zeroed at its release (gbuf_release)");
 	printf("  ok %d random gradient placements, 3 steps each (plain, speculative and no-update passes): no "
 	       "race between the gradient stream, the copies and the compute\n", runs);
 	/* the control: without the pass's join, the norm's read and the next step's P16 reads race
