@@ -22,18 +22,28 @@ extern "C" {
 
 #define MIB (1024ull * 1024ull)
 
+static char *region_take(cuda_scratch *r, const char *what, cudaStream_t s, uint64_t need)
+{
+	if (need > r->bytes)
+		sw_die("CUDA backend %s: %llu bytes needed, %llu reserved", what,
+		       (unsigned long long)need, (unsigned long long)r->bytes);
+	if (r->last != s) {
+		// The previous user was another stream: order this use after its work.
+		CU_CHECK(cudaEventRecord(r->ev, r->last));
+		CU_CHECK(cudaStreamWaitEvent(s, r->ev, 0));
+		r->last = s;
+	}
+	return r->base;
+}
+
 char *cuda_scratch_take(cuda_impl *ci, cudaStream_t s, uint64_t need)
 {
-	if (need > ci->scr.bytes)
-		sw_die("CUDA backend scratch: %llu bytes needed, %llu reserved",
-		       (unsigned long long)need, (unsigned long long)ci->scr.bytes);
-	if (ci->scr.last != s) {
-		// The previous user was another stream: order this use after its work.
-		CU_CHECK(cudaEventRecord(ci->scr.ev, ci->scr.last));
-		CU_CHECK(cudaStreamWaitEvent(s, ci->scr.ev, 0));
-		ci->scr.last = s;
-	}
-	return ci->scr.base;
+	return region_take(&ci->scr, "scratch", s, need);
+}
+
+char *cuda_red_take(cuda_impl *ci, cudaStream_t s, uint64_t need)
+{
+	return region_take(&ci->red, "reduction partials", s, need);
 }
 
 // ---------------------------------------------------------------- cuBLASLt GEMMs
@@ -170,6 +180,8 @@ static void cuda_destroy(sw_backend *be)
 		cublasLtDestroy(ci->lt);
 	if (ci->scr.ev)
 		cudaEventDestroy(ci->scr.ev);
+	if (ci->red.ev)
+		cudaEventDestroy(ci->red.ev);
 	sw_suballoc_free_all(&ci->sa);
 	cudaFree(ci->arena);
 	free(ci);
@@ -325,6 +337,8 @@ static void cuda_stream_destroy(sw_backend *be, sw_stream *s)
 	CU_CHECK(cudaStreamSynchronize(s->s));
 	if (ci->scr.last == s->s)
 		ci->scr.last = 0;
+	if (ci->red.last == s->s)
+		ci->red.last = 0;
 	CU_CHECK(cudaStreamDestroy(s->s));
 	free(s);
 }
@@ -591,16 +605,20 @@ static void op_head_loss(sw_backend *be, sw_stream *s, float *losses, void *dinp
 		cuda_xent_finish(st, losses + r0, stats, tg, rows);
 		if (!dinp)
 			continue;
-		// Pass 2: dlogits per chunk, then dinp (fp32 accumulator) and dw.
-		for (int v0 = 0; v0 < V; v0 += vc) {
+		// Pass 2: dlogits per chunk, then dinp (fp32 accumulator) and dw. The chunks in
+		// reverse: the last one's logits are still in the buffer from pass 1 (one logits GEMM
+		// of the V / vc saved: 0.1 ms of a 2048-token micro-batch's 3.6 ms at the 2.8B shape).
+		const int vlast = (V - 1) / vc * vc;
+		for (int v0 = vlast; v0 >= 0; v0 -= vc) {
 			const int cols = V - v0 < vc ? V - v0 : vc;
 			const char *wc = (const char *)w + (uint64_t)v0 * C * es;
-			cuda_gemm(ci, st, 1, 0, cols, rows, C, wc, C, x, C, logits, cols, at, CUDA_R_32F,
-				  0.f, NULL, f32_mode(be));
+			if (v0 != vlast)
+				cuda_gemm(ci, st, 1, 0, cols, rows, C, wc, C, x, C, logits, cols, at,
+					  CUDA_R_32F, 0.f, NULL, f32_mode(be));
 			cuda_xent_dlogits(st, bf16, dlog, logits, stats, tg, rows, cols, v0, scale);
 			// dinp (rows,C) += dlogits (rows,cols) @ w chunk (cols,C)
 			cuda_gemm(ci, st, 0, 0, C, rows, cols, wc, C, dlog, cols, dacc, C, at, CUDA_R_32F,
-				  v0 == 0 ? 0.f : 1.f, NULL, f32_mode(be));
+				  v0 == vlast ? 0.f : 1.f, NULL, f32_mode(be));
 			// dw chunk (cols,C) += dlogits^T @ x
 			if (dw)
 				cuda_gemm(ci, st, 0, 1, C, cols, rows, x, C, dlog, cols, dw + (uint64_t)v0 * C,
@@ -858,10 +876,15 @@ extern "C" int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **out
 	ci->lt_ws = ci->arena + off;
 	ci->lt_ws_bytes = ws_bytes;
 	SW_ASSERT(sw_suballoc_alloc(&ci->sa, scr_bytes, &off) == 0);
+	ci->red.bytes = 64 * 1024;
+	SW_ASSERT(scr_bytes > 2 * ci->red.bytes);
 	ci->scr.base = ci->arena + off;
-	ci->scr.bytes = scr_bytes;
+	ci->scr.bytes = (scr_bytes - ci->red.bytes) & ~255ull;   // red 256-aligned: doubles there
 	ci->scr.last = 0;
+	ci->red.base = ci->scr.base + ci->scr.bytes;
+	ci->red.last = 0;
 	CU_CHECK(cudaEventCreateWithFlags(&ci->scr.ev, cudaEventDisableTiming));
+	CU_CHECK(cudaEventCreateWithFlags(&ci->red.ev, cudaEventDisableTiming));
 	LT_CHECK(cublasLtCreate(&ci->lt));
 	sync_used(be);
 	*out = be;

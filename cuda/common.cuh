@@ -51,6 +51,9 @@ struct cuda_impl {
 	void *lt_ws;              // cuBLASLt workspace (inside the arena)
 	uint64_t lt_ws_bytes;
 	cuda_scratch scr;
+	cuda_scratch red;         // sumsq's partials: the scratch's last 64 KiB, a region of its own
+				  // so that a reduction on one stream does not order another
+				  // stream's GEMMs (which take the scratch) after it
 	int num_sms;
 	struct gemm_cache *gemms;  // cuBLASLt algorithm chosen per GEMM shape
 };
@@ -60,6 +63,7 @@ static inline cudaStream_t cuda_stream(sw_stream *s) { return s ? s->s : (cudaSt
 
 // Returns the scratch region for use on stream s (ordered after its previous user).
 char *cuda_scratch_take(cuda_impl *ci, cudaStream_t s, uint64_t need);
+char *cuda_red_take(cuda_impl *ci, cudaStream_t s, uint64_t need);
 
 // ---- GEMM (backend_cuda.cu) ----
 // D (m,n) col-major = alpha * op(A) op(B) + beta * C, all with cuBLASLt's column-major view.

@@ -458,7 +458,7 @@ __global__ void sumsq_final_kernel(double *out, const double *part, int nparts)
 
 void cuda_sumsq(cuda_impl *ci, cudaStream_t s, double *out, const float *x, int64_t n)
 {
-	double *part = (double *)cuda_scratch_take(ci, s, SUMSQ_BLOCKS * sizeof(double));
+	double *part = (double *)cuda_red_take(ci, s, SUMSQ_BLOCKS * sizeof(double));
 	int64_t chunk = (n + SUMSQ_BLOCKS - 1) / SUMSQ_BLOCKS;
 	if (chunk < 1)
 		chunk = 1;

@@ -225,10 +225,12 @@ static int table_counts(sw_exec *ex)
 	ex->upd_p16 = calloc((size_t)ex->G, sizeof(int64_t));
 	ex->gbuf = calloc((size_t)ex->ngb + 1, sizeof(float *));
 	ex->gb_free = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
+	ex->gb_zero = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
+	ex->gb_zeroed = calloc((size_t)ex->ngb + 1, 1);
 	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
 	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
 	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
-	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf || !ex->gb_free || !ex->win ||
+	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf || !ex->gb_free || !ex->gb_zero || !ex->gb_zeroed || !ex->win ||
 	    !ex->win_ready || !ex->win_free)
 		return -ENOMEM;
 	for (int gi = 0; gi < ex->G; gi++) {
@@ -252,7 +254,8 @@ static int events_create(sw_exec *ex)
 	const sw_backend_ops *op = be->ops;
 	int rc = 0;
 	for (int i = 0; i < ex->ngb && !rc; i++)
-		rc = op->event_create(be, &ex->gb_free[i]);
+		if (!(rc = op->event_create(be, &ex->gb_free[i])))
+			rc = op->event_create(be, &ex->gb_zero[i]);
 	for (int i = 0; i < ex->K && !rc; i++)
 		if (!(rc = op->event_create(be, &ex->win_ready[i])))
 			rc = op->event_create(be, &ex->win_free[i]);
@@ -264,10 +267,18 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->p16_ev[i]);
 	if (!rc)
 		rc = op->event_create(be, &ex->held_ev);
-	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done, &ex->xc_free[0], &ex->xc_free[1],
-			    &ex->xc_ready[0], &ex->xc_ready[1] };
+	if (!rc)
+		rc = op->event_create(be, &ex->as_ev);
+	if (!rc)
+		rc = op->event_create(be, &ex->as_tail);
+	if (!rc)
+		rc = op->event_create(be, &ex->tgrad_free);
+	sw_event **ck[] = { &ex->ck_out_ready, &ex->ck_out_done };
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]) && !rc; i++)
 		rc = op->event_create(be, ck[i]);
+	for (int b = 0; b < SW_PLAN_XC && !rc; b++)
+		if (!(rc = op->event_create(be, &ex->xc_free[b])))
+			rc = op->event_create(be, &ex->xc_ready[b]);
 	/* device spans per step: forward ~2 per layer and micro-batch (checkpoint out, compute),
 	 * each backward pass ~4 (checkpoint in, compute, carry), two passes with clipping, plus a
 	 * fetch and a gradient copy per group; two events each. Overflow drops spans (counted,
@@ -353,7 +364,8 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	const sw_backend_ops *op = be->ops;
 	int rc = table_counts(ex);
 	if (!rc && ((rc = op->stream_create(be, &ex->cs)) || (rc = op->stream_create(be, &ex->hs)) ||
-		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->event_create(be, &ex->ev0))))
+		    (rc = op->stream_create(be, &ex->ds)) || (rc = op->stream_create(be, &ex->as)) ||
+		    (rc = op->event_create(be, &ex->ev0))))
 		goto err;
 	/* every allocation: one loop over the plan's buffer table, in its order */
 	for (int r = 0; r < plan->nbuf && !rc; r++)
@@ -412,19 +424,24 @@ static void free_row(sw_exec *ex, const sw_plan_buf *b)
 static void events_destroy(sw_exec *ex)
 {
 	sw_backend *be = ex->be;
-	sw_event **all[] = { ex->gb_free, ex->win_ready, ex->win_free, ex->hgrad_ev, ex->ck_ev,
-			     ex->p16_ev, ex->sev };
-	int n[] = { ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
+	sw_event **all[] = { ex->gb_free, ex->gb_zero, ex->win_ready, ex->win_free, ex->hgrad_ev,
+			     ex->ck_ev, ex->p16_ev, ex->sev };
+	int n[] = { ex->ngb, ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
 	for (size_t a = 0; a < sizeof(n) / sizeof(n[0]); a++)
 		for (int i = 0; i < n[a] && all[a]; i++)
 			if (all[a][i])
 				be->ops->event_destroy(be, all[a][i]);
 	if (ex->ev0)
 		be->ops->event_destroy(be, ex->ev0);
-	if (ex->held_ev)
-		be->ops->event_destroy(be, ex->held_ev);
-	sw_event *ck[] = { ex->ck_out_ready, ex->ck_out_done, ex->xc_free[0], ex->xc_free[1],
-			   ex->xc_ready[0], ex->xc_ready[1] };
+	sw_event *one[] = { ex->held_ev, ex->as_ev, ex->as_tail, ex->tgrad_free };
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		if (one[i])
+			be->ops->event_destroy(be, one[i]);
+	sw_event *ck[2 + 2 * SW_PLAN_XC] = { ex->ck_out_ready, ex->ck_out_done };
+	for (int b = 0; b < SW_PLAN_XC; b++) {
+		ck[2 + 2 * b] = ex->xc_free[b];
+		ck[3 + 2 * b] = ex->xc_ready[b];
+	}
 	for (size_t i = 0; i < sizeof(ck) / sizeof(ck[0]); i++)
 		if (ck[i])
 			be->ops->event_destroy(be, ck[i]);
@@ -441,8 +458,8 @@ static void quiesce(sw_exec *ex)
 		pthread_mutex_unlock(&ex->mu);
 		pthread_join(ex->thr, NULL);
 	}
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
-	for (int i = 0; i < 3; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->as };
+	for (int i = 0; i < 4; i++)
 		if (st[i])
 			be->ops->stream_sync(be, st[i]);
 	exec_ck_drain(ex);
@@ -463,13 +480,13 @@ void sw_exec_destroy(sw_exec *ex)
 	for (int r = 0; ex->tabled && r < ex->p->nbuf; r++)
 		free_row(ex, &ex->p->buf[r]);
 	events_destroy(ex);
-	sw_stream *st[] = { ex->cs, ex->hs, ex->ds };
-	for (int i = 0; i < 3; i++)
+	sw_stream *st[] = { ex->cs, ex->hs, ex->ds, ex->as };
+	for (int i = 0; i < 4; i++)
 		if (st[i])
 			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
-	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->win, ex->streamed, ex->win_ready,
+	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_zero, ex->gb_zeroed, ex->win, ex->streamed, ex->win_ready,
 			   ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);

@@ -179,21 +179,26 @@ int exec_ck_read_from(sw_exec *ex, int l, int m)
 	return ck_read_ahead(ex);
 }
 
-/* At the start of a backward pass: both checkpoint-in buffers free as of now. */
+/* At the start of a backward pass: every checkpoint-in buffer free as of now. */
 void exec_ckpt_bwd_begin(sw_exec *ex)
 {
-	for (int b = 0; b < 2; b++)
+	for (int b = 0; b < SW_PLAN_XC; b++)
 		ex->be->ops->event_record(ex->be, ex->xc_free[b], ex->cs);
 	ex->xc_next = 0;
 }
 
-/* Device view of checkpoint (l, m): its GPU block, or xc[b] (b alternating) with the checkpoint
- * copied in. A host checkpoint's H2D runs on the H2D stream once xc[b]'s last reader (the
- * use before the previous one) is done, so it lands while the previous checkpoint is used; an
+/* Device view of checkpoint (l, m): its GPU block, or xc[b] (the SW_PLAN_XC buffers in turn)
+ * with the checkpoint copied in. A host checkpoint's H2D runs on the H2D stream once xc[b]'s
+ * last reader (SW_PLAN_XC uses ago) is done, so it lands while the uses before it compute; an
  * NVMe one is copied on the compute stream after its read. The reads share the stream of the
  * P16 fills on purpose: on a stream of their own (tried, docs/perf.md) the next layer's fill
  * started earlier, and a read issued after it waited for the whole fill in the copy engine
- * (4 ms idle a layer on the H100, the step 6 % longer); in one stream the reads go first. */
+ * (4 ms idle a layer on the H100, the step 6 % longer); in one stream the reads go first.
+ * The next layer's fill is queued behind this layer's last read, which waits for the compute
+ * SW_PLAN_XC uses back; the next layer's first read waits behind the fill. With two buffers
+ * that left one micro-batch's compute (2.6 ms at the 2.8B shape) for a 201 MB fill and a read
+ * beside the gradient copies (0.9 ms idle at each backward layer's start on the H100); three
+ * leave two. */
 int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 {
 	sw_backend *be = ex->be;
@@ -203,9 +208,9 @@ int exec_ckpt_get(sw_exec *ex, int l, int m, void **x)
 		return 0;
 	}
 	int b = ex->xc_next;
-	ex->xc_next ^= 1;
-	/* the compute queued so far ends the use of the other buffer (the previous get's) */
-	be->ops->event_record(be, ex->xc_free[b ^ 1], ex->cs);
+	ex->xc_next = (b + 1) % SW_PLAN_XC;
+	/* the compute queued so far ends the use of the previous get's buffer */
+	be->ops->event_record(be, ex->xc_free[(b + SW_PLAN_XC - 1) % SW_PLAN_XC], ex->cs);
 	void *xc = ex->xc[b];
 	const void *src = k->host;
 	if (k->tier == SW_TIER_NVME) {

@@ -64,6 +64,7 @@ static int step_rollback(sw_exec *ex)
 	be->ops->stream_sync(be, ex->cs);
 	be->ops->stream_sync(be, ex->hs);
 	be->ops->stream_sync(be, ex->ds);
+	be->ops->stream_sync(be, ex->as);
 	for (int gi = 0; gi < ex->G && !rc; gi++) {
 		grp *g = &ex->g[gi];
 		if (g->opt_tier != SW_TIER_GPU && !g->hheld)   /* a deferred group was not touched */
@@ -92,7 +93,8 @@ static int step_speculative(sw_exec *ex, useq *u, const int32_t *inputs, const i
 		ex->commit_alt = 1;   /* host state: the second sets, after the queue drained */
 		for (int gi = 0; gi < ex->G; gi++)
 			if (ex->g[gi].opt_tier == SW_TIER_GPU)
-				exec_gpu_update(ex, gi, ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
+				exec_gpu_update(ex, ex->cs, gi,
+						ex->tied && gi == 0 ? ex->tgrad : ex->g[gi].ghold, 1.0);
 		/* one NVMe slot: the deferred groups' updates, from their held gradients */
 		ex->be->ops->stream_sync(ex->be, ex->ds);
 		for (int gi = ex->G - 1; gi >= 0; gi--)

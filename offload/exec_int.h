@@ -124,6 +124,12 @@ struct sw_exec {
 	sw_dims d;
 	int L, M, G, H, ab, tied;
 	sw_stream *cs, *hs, *ds;
+	/* as: a group's gradient work around its backward (zeroing the buffer, the sum of squares,
+	 * the GPU AdamW of a resident group), beside the next group's compute; cs waits for it at
+	 * each backward pass's end (exec_step.c) */
+	sw_stream *as;
+	sw_event *as_ev, *as_tail;         /* cs -> as (the gradient is complete) and back */
+	sw_event *tgrad_free;              /* tied: tgrad's last reader (its copy, its update) done */
 	grp *g;
 	/* P16 window: K buffers filled as the schedule (offload/window.h) says */
 	int K;
@@ -135,13 +141,15 @@ struct sw_exec {
 	/* gradients */
 	int ngb, gb_next;
 	float **gbuf;
-	sw_event **gb_free;
+	sw_event **gb_free;                /* gbuf[k]'s last reader (its copy, its update) done */
+	sw_event **gb_zero;                /* gbuf[k] zeroed on as behind that reader ... */
+	uint8_t *gb_zeroed;                /* ... and 1 while that zeroing is queued and untaken */
 	float *tgrad;                      /* tied: the embedding's gradient through backward */
 	double *dsum;                      /* (G) device */
 	/* activations */
 	void *carry_dev, *carry_host;      /* (M, N, C) act */
-	void *xa, *xo, *xc[2];             /* (N, C) act device; xc: checkpoints in, two buffers
-					    * used in turn (exec_ckpt_get) */
+	void *xa, *xo, *xc[SW_PLAN_XC];    /* (N, C) act device; xc: checkpoints in, used in
+					    * turn (exec_ckpt_get) */
 	int32_t *tok, *tgt;
 	float *losses;
 	float *inv_freq;
@@ -160,7 +168,7 @@ struct sw_exec {
 	 * ds (ck_out_ready: its input is computed; ck_out_done: copied, the carry may be
 	 * overwritten), a read's H2D on hs into xc[xc_next] (xc_free[b]: xc[b]'s last reader is
 	 * done; xc_ready[b]: the copy landed) */
-	sw_event *ck_out_ready, *ck_out_done, *xc_free[2], *xc_ready[2];
+	sw_event *ck_out_ready, *ck_out_done, *xc_free[SW_PLAN_XC], *xc_ready[SW_PLAN_XC];
 	int ck_out_pending, xc_next;
 	int ck_streams;                    /* 0 (SW_CKPT_STREAMS=0): those copies on the compute
 					    * stream, as before (for comparison; same bits) */
@@ -332,7 +340,12 @@ void exec_group_wait(sw_exec *ex, int gi);
 int exec_opt_error(sw_exec *ex);
 
 /* exec_step.c: the pieces of the step that clipping drives */
-void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale);
+void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double scale);
+/* A group's gradient buffer around its backward (exec_step.c): taken (zeroed on as), complete
+ * (its sum of squares and update), and the compute stream's join with as at a pass's end. */
+float *exec_grad_begin(sw_exec *ex, int gi);
+void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale);
+void exec_grad_join(sw_exec *ex);
 int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_t *targets,
 		       float scale_tokens, int update, double gscale, int recompute_top,
 		       double *loss_out);

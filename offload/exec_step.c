@@ -13,9 +13,12 @@
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-static float *grad_begin(sw_exec *ex, int gi)
+float *exec_grad_begin(sw_exec *ex, int gi)
 {
 	if (ex->tied && gi == 0) {
+		/* after its last reader: the step's end syncs ds, but say so here (the stream model,
+		 * tests/test_offload_ckpt_streams.c, syncs less) */
+		ex->be->ops->stream_wait(ex->be, ex->cs, ex->tgrad_free);
 		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
 	}
@@ -25,23 +28,53 @@ static float *grad_begin(sw_exec *ex, int gi)
 		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
 		return ex->g[gi].ghold;
 	}
+	/* zeroed on as behind its last reader when it was released (gbuf_release), so the zeroing
+	 * ran beside the compute before this (at the 2.8B shape 0.1 ms a group, which the compute
+	 * stream waited out at every layer). A buffer not released that way (its first use, or
+	 * after a group that ended in an error) is zeroed whole here, after everything on as and
+	 * its last copy; from then on a release zeroes what its group wrote, its numel, and the
+	 * rest stays zero. */
+	sw_backend *be = ex->be;
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
-	ex->be->ops->stream_wait(ex->be, ex->cs, ex->gb_free[k]);
-	ex->be->ops->memset0(ex->be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+	if (ex->gb_zeroed[k]) {
+		be->ops->stream_wait(be, ex->cs, ex->gb_zero[k]);
+		ex->gb_zeroed[k] = 0;
+	} else {
+		be->ops->event_record(be, ex->as_ev, ex->as);
+		be->ops->stream_wait(be, ex->cs, ex->as_ev);
+		be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
+		be->ops->memset0(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
+	}
 	return ex->gbuf[k];
+}
+
+/* Group gi's gradient buffer gb: its last reader is queued and fe recorded behind it. The
+ * zeroing of what gi wrote goes on as behind that, for the buffer's next use. */
+static void gbuf_release(sw_exec *ex, int gi, const float *gb, sw_event *fe)
+{
+	sw_backend *be = ex->be;
+	for (int k = 0; k < ex->ngb; k++)
+		if (ex->gbuf[k] == gb) {
+			be->ops->stream_wait(be, ex->as, fe);
+			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
+			be->ops->event_record(be, ex->gb_zero[k], ex->as);
+			ex->gb_zeroed[k] = 1;
+		}
 }
 
 static sw_event *gbuf_event(sw_exec *ex, const float *gb)
 {
+	if (gb == ex->tgrad)
+		return ex->tgrad_free;
 	for (int k = 0; k < ex->ngb; k++)
 		if (ex->gbuf[k] == gb)
 			return ex->gb_free[k];
 	return NULL;
 }
 
-/* GPU AdamW of resident group gi from gradient gb, on the compute stream. */
-void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale)
+/* GPU AdamW of resident group gi from gradient gb, on stream st. */
+void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double scale)
 {
 	sw_backend *be = ex->be;
 	grp *g = &ex->g[gi];
@@ -49,16 +82,28 @@ void exec_gpu_update(sw_exec *ex, int gi, const float *gb, double scale)
 	for (int i = tg->first; i < tg->first + tg->count; i++) {
 		const sw_tensor *t = &ex->tt->t[i];
 		sw_adamw_args a = sw_adamw_args_make(&ex->o.adam, ex->lr, ex->step, t->decay, scale);
-		be->ops->adamw(be, ex->cs, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
+		be->ops->adamw(be, st, g->opt_dev[0] + t->offset, g->opt_dev[1] + t->offset,
 			       g->opt_dev[2] + t->offset, gb + t->offset,
 			       (char *)g->p16_dev + (uint64_t)t->offset * (uint64_t)ex->ab, t->numel, &a);
 	}
 }
 
+/* At a backward pass's end: what it left on as (the last groups' sums and updates, as_tail
+ * recorded by exec_grad_end) before anything after it on cs: the norm's read, a second pass,
+ * the next step, a sync of cs. */
+void exec_grad_join(sw_exec *ex)
+{
+	ex->be->ops->stream_wait(ex->be, ex->cs, ex->as_tail);
+}
+
 /* The gradient of group gi is complete in gb: its sum of squares, and (update) its AdamW: on
  * the device (deferred to the end of a speculative pass: the gradient is held), or through the
- * optimizer queue (a speculative update writes host state to its second set). */
-static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
+ * optimizer queue (a speculative update writes host state to its second set). The sum of
+ * squares and a resident group's AdamW run on as, beside the next group's backward (at the
+ * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out:
+ * the compute stream never waits for them before the pass's end, exec_grad_join); then the
+ * buffer's zeroing for its next use (gbuf_release). */
+void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
 	const sw_backend_ops *op = be->ops;
@@ -67,12 +112,19 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		static const float poison = NAN;   /* test hook: a non-finite gradient */
 		op->copy_h2d(be, ex->cs, gb, &poison, 4);
 	}
-	op->sumsq(be, ex->cs, ex->dsum + gi, gb, n);
+	op->event_record(be, ex->as_ev, ex->cs);
+	op->stream_wait(be, ex->as, ex->as_ev);
+	op->sumsq(be, ex->as, ex->dsum + gi, gb, n);
+	const int gpu = update && ex->g[gi].opt_tier == SW_TIER_GPU;
+	if (gpu && !ex->spec_pass)
+		exec_gpu_update(ex, ex->as, gi, gb, scale);
+	/* what exec_grad_join waits for: the sums and updates, not the buffers' zeroing behind
+	 * their copies (the next use of a buffer waits for that itself) */
+	op->event_record(be, ex->as_tail, ex->as);
 	sw_event *fe = gbuf_event(ex, gb);
-	if (update && ex->g[gi].opt_tier == SW_TIER_GPU) {
+	if (gpu) {
 		if (ex->spec_pass)
 			return;
-		exec_gpu_update(ex, gi, gb, scale);
 	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
 		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm;
 		 * the last step's held update of this group has read it (the step boundary) */
@@ -83,8 +135,10 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
 		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
-		if (fe)
+		if (fe) {
 			op->event_record(be, fe, ex->ds);
+			gbuf_release(ex, gi, gb, fe);
+		}
 		return;
 	} else if (update) {
 		int hb = exec_hgrad_acquire(ex);
@@ -96,13 +150,17 @@ static void grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
 		op->event_record(be, e, ex->ds);
-		if (fe)
+		if (fe) {
 			op->event_record(be, fe, ex->ds);
+			gbuf_release(ex, gi, gb, fe);
+		}
 		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
-	if (fe)
-		op->event_record(be, fe, ex->cs);
+	if (fe) {
+		op->event_record(be, fe, ex->as);
+		gbuf_release(ex, gi, gb, fe);
+	}
 }
 
 /* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry
@@ -165,7 +223,7 @@ static int head_weights(sw_exec *ex, void *hw, sw_group_ptrs *wp, sw_group_ptrs 
 	}
 	sw_group_ptrs_make(wp, ex->tt, H, hp, ex->ab);
 	if (eg) {
-		*eg = grad_begin(ex, 0);
+		*eg = exec_grad_begin(ex, 0);
 		sw_group_ptrs_make(egp, ex->tt, 0, *eg, 4);
 	}
 	return 0;
@@ -183,7 +241,7 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 	sw_group_ptrs wp, gp, ep, egp;
 	if ((rc = exec_win_use(ex, u, ex->tied ? 0 : H, &hw)))
 		return rc;
-	float *hg = grad_begin(ex, H);
+	float *hg = exec_grad_begin(ex, H);
 	if ((rc = head_weights(ex, hw, &wp, &ep, &egp, eg)))
 		return rc;
 	sw_group_ptrs_make(&gp, ex->tt, H, hg, 4);
@@ -207,7 +265,7 @@ static int bwd_head(sw_exec *ex, useq *u, const int32_t *targets, float scale_to
 		return rc;
 	}
 	exec_win_release(ex, hw);
-	grad_end(ex, H, hg, update, gscale);
+	exec_grad_end(ex, H, hg, update, gscale);
 	if (hl) {
 		op->stream_sync(be, ex->cs);
 		*loss_out = losses_sum(hl, (int64_t)N * M);
@@ -227,7 +285,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 	if (rc)
 		return rc;
 	sw_group_ptrs_make(&wp, ex->tt, l + 1, w, ex->ab);
-	float *g = grad_begin(ex, l + 1);
+	float *g = exec_grad_begin(ex, l + 1);
 	sw_group_ptrs_make(&gp, ex->tt, l + 1, g, 4);
 	for (int m = 0; m < ex->M; m++) {
 		void *x;
@@ -242,7 +300,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 	if ((rc = exec_win_ahead(ex, u)))
 		return rc;
 	exec_win_release(ex, w);
-	grad_end(ex, l + 1, g, update, gscale);
+	exec_grad_end(ex, l + 1, g, update, gscale);
 	return 0;
 }
 
@@ -268,7 +326,7 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		if ((rc = bwd_layer(ex, u, l, update, gscale)))
 			return rc;
 	/* embedding */
-	float *g0 = ex->tied ? eg : grad_begin(ex, 0);
+	float *g0 = ex->tied ? eg : exec_grad_begin(ex, 0);
 	for (int m = 0; m < M; m++) {
 		void *dres = exec_carry_get(ex, m);
 		be->ops->copy_h2d(be, ex->cs, ex->tok, inputs + (int64_t)m * N, (uint64_t)N * 4);
@@ -276,7 +334,8 @@ int exec_backward_pass(sw_exec *ex, useq *u, const int32_t *inputs, const int32_
 		be->ops->embedding_bwd(be, ex->cs, g0, dres, ex->tok, N, ex->d.C, ex->d.V);
 		exec_gspan_end(ex, ex->cs, sp);
 	}
-	grad_end(ex, 0, g0, update, gscale);
+	exec_grad_end(ex, 0, g0, update, gscale);
+	exec_grad_join(ex);
 	return 0;
 }
 
@@ -388,6 +447,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
+	op->stream_sync(be, ex->as);   /* the last buffers' zeroing; a failed pass's sums */
 	if (!rc)
 		rc = orc;
 	if (!rc && ex->clip_mode == 0) {

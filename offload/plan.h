@@ -140,6 +140,7 @@ typedef enum {
 
 #define SW_PLAN_CKPT_SLOTS 16      /* most checkpoint staging buffers */
 #define SW_PLAN_OPT_STAGES 2       /* optimizer staging sets (read-ahead / write-behind) */
+#define SW_PLAN_XC 3               /* checkpoint-in buffers on the GPU (offload/exec_ckpt.c) */
 #define SW_PLAN_P16_STAGES 2       /* P16 staging buffers between NVMe and the window */
 #define SW_PLAN_HOST_GRADS 2       /* pinned gradient buffers every plan with CPU updates has */
 #define SW_PLAN_HOST_GRADS_MAX 16  /* most pinned gradient buffers (host memory left over) */

@@ -17,7 +17,7 @@ uint64_t plan_min(uint64_t a, uint64_t b);
 typedef struct plan_sizes {
 	uint64_t window, grad, tied_grad;       /* device: one window buffer, one gradient */
 	uint64_t scratch, xio, tokens, inv_freq, norm_sums, head_norm;   /* device, each */
-	int n_xio, n_tokens;                    /* 4 and 3 */
+	int n_xio, n_tokens;                    /* 2 + SW_PLAN_XC and 3 */
 	uint64_t ws[SW_PURPOSE_COUNT];          /* working-set cells: max(estimate, buffers) */
 	uint64_t held[SW_PURPOSE_COUNT];        /* of which held back (estimate - buffers) */
 	uint64_t carry;                         /* whole batch, bytes before rounding */

@@ -53,7 +53,7 @@ void plan_sizes_get(const sw_plan_input *in, int64_t chunk, plan_sizes *z)
 	z->tied_grad = c->tie_embeddings ? plan_dev((uint64_t)tt->g[0].numel * GRAD_BYTES) : 0;
 	z->scratch = sw_layer_scratch_bytes(&d, in->fp32 ? SW_DTYPE_F32 : SW_DTYPE_BF16);
 	z->xio = plan_dev(ck);
-	z->n_xio = 4;   /* x in, x out, two checkpoint-in buffers (a read lands while the other is used) */
+	z->n_xio = 2 + SW_PLAN_XC;   /* x in, x out, the checkpoint-in buffers (exec_ckpt_get) */
 	z->tokens = plan_dev(N * 4);
 	z->n_tokens = 3;
 	z->inv_freq = plan_dev((uint64_t)c->head_dim / 2 * 4);

@@ -36,6 +36,11 @@ python3 offload/trace_summary.py "$w/off.json" --gaps --gap-ms 50 >"$w/off.gaps"
 idle=$(sed -n 's/^step [0-9]*: [0-9.]* s, GPU idle \([0-9.]*\) s in.*/\1/p' "$w/off.gaps")
 echo "$idle" | awk '$1 >= 0.09 { n++ } END { exit !(n == 4 && NR == 4) }' ||
   fail "drained: --gaps did not show a >= 90 ms GPU idle stretch in each of the 4 steps: $(grep '^step' "$w/off.gaps" | tr '\n' ' ')"
+# bench/trace_gaps.py: every step's compute spans in the schedule's number (4 micro-batches of
+# 32 tokens, 3 layers: 4 + 12 forward, 4 head, 12 backward, 4 embedding)
+python3 bench/trace_gaps.py "$w/on.json" 3 4 >"$w/on.gaps" || fail "trace_gaps.py"
+[ "$(grep -c '36 compute spans (expected 36)' "$w/on.gaps")" = 3 ] ||
+  fail "trace_gaps.py: not 36 compute spans in each of steps 2-4: $(grep '^step' "$w/on.gaps" | tr '\n' ' ')"
 losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
 [ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] &&
   [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] ||

@@ -151,16 +151,21 @@ static double *dvec(int64_t n)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-static void test_embedding(void)
+/* runs: a third of the rows get token 3 (a run far longer than the kernel's rows in flight),
+ * the rest one of 7 tokens; C wider than one block's column slice and not a multiple of it. */
+static void test_embedding(int N, int C, int V, int runs)
 {
-	const int N = 97, C = 40, V = 50;
-	int32_t tok[97];
-	for (int n = 0; n < N; n++)
+	int32_t *tok = malloc((size_t)N * sizeof(*tok));
+	CHECK(tok);
+	for (int n = 0; n < N; n++) {
 		tok[n] = (int32_t)((urand() * 0.5 + 0.5) * 7) * 7 % V;  /* many repeats */
+		if (runs && urand() < -1.0 / 3)
+			tok[n] = 3;
+	}
 	float *wte = rand_f((int64_t)V * C, 1), *dout = rand_f((int64_t)N * C, 1), *dw0 = rand_f((int64_t)V * C, 1);
 	round_act(wte, (int64_t)V * C);
 	round_act(dout, (int64_t)N * C);
-	int32_t *dtok = up_raw(tok, sizeof(tok));
+	int32_t *dtok = up_raw(tok, (uint64_t)N * sizeof(*tok));
 	void *dwte = up_act(wte, (int64_t)V * C), *dout_d = up_act(dout, (int64_t)N * C);
 	void *out = dalloc((uint64_t)N * C * es);
 	poison(out, (uint64_t)N * C * es);
@@ -193,6 +198,7 @@ static void test_embedding(void)
 	free(wte);
 	free(dout);
 	free(dw0);
+	free(tok);
 }
 
 static void test_rmsnorm(int N, int C)
@@ -673,7 +679,8 @@ int main(void)
 		es = sw_dtype_size(be->act);
 		printf("mode %s on %s\n", sw_dtype_name(be->act), be->device_name);
 		if (others) {
-			test_embedding();
+			test_embedding(97, 40, 50, 0);
+			test_embedding(700, 1030, 60, 1);
 			test_rmsnorm(17, 96);
 			test_rmsnorm(300, 300);
 			test_matmul(37, 64, 48, 0);
