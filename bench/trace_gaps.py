@@ -6,7 +6,9 @@ embedding: one backward pass, every layer in the compute spans the executor reco
 per class with the H2D and D2H busy time beside, and the largest gaps. Work queued on the
 compute stream outside a span counts as a gap. docs/perf.md uses it on regime 1.
 Usage: trace_gaps.py TRACE.json LAYERS MICRO_BATCHES"""
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'offload'))
+from trace_summary import merge   # a track's spans as disjoint intervals
 path, L, M = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ev = json.load(open(path))['traceEvents']
 names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
@@ -16,15 +18,7 @@ steps = sorted((e['ts'], e['ts'] + e['dur'], e['name']) for e in X if e['tid'] =
 busy = {}
 for e in X:
     busy.setdefault(names.get(e['tid'], e['tid']), []).append((e['ts'], e['ts'] + e['dur']))
-def merged(iv):
-    out = []
-    for x, y in sorted(iv):
-        if out and x <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], y)
-        else:
-            out.append([x, y])
-    return out
-busy = {k: v if k == 'compute' else merged(v) for k, v in busy.items()}   # beside: count overlaps once
+busy = {k: v if k == 'compute' else merge(v) for k, v in busy.items()}   # beside: count overlaps once
 def beside(a, b, track):
     return sum(max(0, min(b, y) - max(a, x)) for x, y in busy.get(track, []))
 for a, b, nm in steps[1:]:
@@ -44,7 +38,7 @@ for a, b, nm in steps[1:]:
             continue
         p, q = (seq[i - 1], seq[i]) if len(cs) == len(seq) else ('?', '?')
         kind = ('fwd' if p.startswith('fwd') or p == 'emb-f' else 'bwd' if p.startswith('bwd') else p)
-        kind += ' layer->layer' if p.split()[-1] != q.split()[-1] or p != q else ' mb->mb'
+        kind += ' layer->layer' if p != q else ' mb->mb'
         c = cls.setdefault(kind, [0, 0.0, 0.0, 0.0])
         c[0] += 1; c[1] += g
         c[2] += beside(cs[i - 1][1], cs[i][0], 'H2D'); c[3] += beside(cs[i - 1][1], cs[i][0], 'D2H')

@@ -230,8 +230,8 @@ static int table_counts(sw_exec *ex)
 	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
 	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
 	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
-	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf || !ex->gb_free || !ex->gb_zero || !ex->gb_zeroed || !ex->win ||
-	    !ex->win_ready || !ex->win_free)
+	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf ||
+	    !ex->gb_free || !ex->gb_zero || !ex->gb_zeroed || !ex->win || !ex->win_ready || !ex->win_free)
 		return -ENOMEM;
 	for (int gi = 0; gi < ex->G; gi++) {
 		ex->g[gi].p16_tier = p->tier[gi][SW_STATE_P16];
@@ -486,8 +486,8 @@ void sw_exec_destroy(sw_exec *ex)
 			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
-	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_zero, ex->gb_zeroed, ex->win, ex->streamed, ex->win_ready,
-			   ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
+	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_zero, ex->gb_zeroed, ex->win,
+			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);
 	pthread_mutex_destroy(&ex->mu);

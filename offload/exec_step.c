@@ -28,7 +28,7 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
 		return ex->g[gi].ghold;
 	}
-	/* zeroed on as behind its last reader when it was released (gbuf_release), so the zeroing
+	/* zeroed on as behind its last reader when it was released (grad_release), so the zeroing
 	 * ran beside the compute before this (at the 2.8B shape 0.1 ms a group, which the compute
 	 * stream waited out at every layer). A buffer not released that way (its first use, or
 	 * after a group that ended in an error) is zeroed whole here, after everything on as and
@@ -49,28 +49,23 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 	return ex->gbuf[k];
 }
 
-/* Group gi's gradient buffer gb: its last reader is queued and fe recorded behind it. The
- * zeroing of what gi wrote goes on as behind that, for the buffer's next use. */
-static void gbuf_release(sw_exec *ex, int gi, const float *gb, sw_event *fe)
+/* Group gi's gradient gb has its last reader queued on stream st: its free event recorded
+ * there (gb_free[k] for a rotating buffer, tgrad_free for the tied embedding's; a held
+ * resident gradient has none), and a rotating buffer's zeroing of what gi wrote queued on as
+ * behind that, for the buffer's next use (exec_grad_begin). */
+static void grad_release(sw_exec *ex, int gi, const float *gb, sw_stream *st)
 {
 	sw_backend *be = ex->be;
+	if (gb == ex->tgrad)
+		be->ops->event_record(be, ex->tgrad_free, st);
 	for (int k = 0; k < ex->ngb; k++)
 		if (ex->gbuf[k] == gb) {
-			be->ops->stream_wait(be, ex->as, fe);
+			be->ops->event_record(be, ex->gb_free[k], st);
+			be->ops->stream_wait(be, ex->as, ex->gb_free[k]);
 			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
 			be->ops->event_record(be, ex->gb_zero[k], ex->as);
 			ex->gb_zeroed[k] = 1;
 		}
-}
-
-static sw_event *gbuf_event(sw_exec *ex, const float *gb)
-{
-	if (gb == ex->tgrad)
-		return ex->tgrad_free;
-	for (int k = 0; k < ex->ngb; k++)
-		if (ex->gbuf[k] == gb)
-			return ex->gb_free[k];
-	return NULL;
 }
 
 /* GPU AdamW of resident group gi from gradient gb, on stream st. */
@@ -102,7 +97,7 @@ void exec_grad_join(sw_exec *ex)
  * squares and a resident group's AdamW run on as, beside the next group's backward (at the
  * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out:
  * the compute stream never waits for them before the pass's end, exec_grad_join); then the
- * buffer's zeroing for its next use (gbuf_release). */
+ * buffer's zeroing for its next use (grad_release). */
 void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
@@ -121,11 +116,12 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 	/* what exec_grad_join waits for: the sums and updates, not the buffers' zeroing behind
 	 * their copies (the next use of a buffer waits for that itself) */
 	op->event_record(be, ex->as_tail, ex->as);
-	sw_event *fe = gbuf_event(ex, gb);
 	if (gpu) {
-		if (ex->spec_pass)
-			return;
-	} else if (update && ex->spec_pass && ex->g[gi].hheld) {
+		if (!ex->spec_pass)   /* a speculative pass holds it until the norm (exec_clip.c) */
+			grad_release(ex, gi, gb, ex->as);
+		return;
+	}
+	if (update && ex->spec_pass && ex->g[gi].hheld) {
 		/* one NVMe slot: the gradient is held in pinned memory, the update waits for the norm;
 		 * the last step's held update of this group has read it (the step boundary) */
 		exec_group_wait(ex, gi);
@@ -135,12 +131,10 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
 		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
-		if (fe) {
-			op->event_record(be, fe, ex->ds);
-			gbuf_release(ex, gi, gb, fe);
-		}
+		grad_release(ex, gi, gb, ex->ds);
 		return;
-	} else if (update) {
+	}
+	if (update) {
 		int hb = exec_hgrad_acquire(ex);
 		/* the D2H stream waits for the gradient on cs, then copies it to pinned host memory */
 		sw_event *e = ex->hgrad_ev[hb];
@@ -150,17 +144,11 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
 		op->event_record(be, e, ex->ds);
-		if (fe) {
-			op->event_record(be, fe, ex->ds);
-			gbuf_release(ex, gi, gb, fe);
-		}
+		grad_release(ex, gi, gb, ex->ds);
 		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
-	if (fe) {
-		op->event_record(be, fe, ex->as);
-		gbuf_release(ex, gi, gb, fe);
-	}
+	grad_release(ex, gi, gb, ex->as);   /* no update: read by its sum only */
 }
 
 /* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry

@@ -188,4 +188,5 @@ def intersect(x, y):
             j += 1
     return out
 
-main()
+if __name__ == '__main__':
+    main()

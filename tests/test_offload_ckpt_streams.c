@@ -68,6 +68,15 @@ static void touch(sw_stream *s, vclock at, const void *p, uint64_t n, int write)
 	logv[nlog++] = (access){ c, n, write, s->id, at };
 }
 
+/* A new executor: no accesses logged, every clock back to zero. */
+static void model_reset(void)
+{
+	nlog = 0;
+	memset(&host, 0, sizeof(host));
+	for (int i = 0; i < 4; i++)
+		memset(&streams[i].now, 0, sizeof(vclock));
+}
+
 static void f_copy(sw_backend *be, sw_stream *s, void *dst, const void *src, uint64_t n)
 {
 	(void)be;
@@ -200,10 +209,7 @@ static void free_exec(sw_exec *ex)
 	for (int i = 0; i < 2 + SW_PLAN_XC; i++)
 		free(xbuf[i]);
 	free(ex);
-	nlog = 0;
-	memset(&host, 0, sizeof(host));
-	for (int i = 0; i < 4; i++)
-		memset(&streams[i].now, 0, sizeof(vclock));
+	model_reset();
 }
 
 /* forward_pass (keep): the embedding, then each layer saving its input; saved: call
@@ -379,10 +385,7 @@ static void grad_free(sw_exec *ex)
 	pthread_mutex_destroy(&ex->mu);
 	pthread_cond_destroy(&ex->cv);
 	free(ex);
-	nlog = 0;
-	memset(&host, 0, sizeof(host));
-	for (int i = 0; i < 4; i++)
-		memset(&streams[i].now, 0, sizeof(vclock));
+	model_reset();
 }
 
 /* M micro-batches of a group's backward on cs: read its weights, accumulate into gb. */
@@ -473,7 +476,7 @@ static void grad_model(void)
 		grad_free(ex);
 		runs++;
 	}
-	CHECKF(reused > 0, "no group took a buffer zeroed at its release (gbuf_release)");
+	CHECKF(reused > 0, "no group took a buffer zeroed at its release (grad_release)");
 	printf("  ok %d random gradient placements, 3 steps each (plain, speculative and no-update passes): no "
 	       "race between the gradient stream, the copies and the compute\n", runs);
 	/* the control: without the pass's join, the norm's read and the next step's P16 reads race
