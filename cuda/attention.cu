@@ -1871,10 +1871,14 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 // than BWD_HSPLIT_BLOCKS blocks of 128 keys, the smallest divisor hs of the group size G that
 // brings it there (G if none does). A shape constant, not the SM count (four waves of 128), so
 // the bits depend on the shapes alone. E.g. one 2048-token row, 24/8 heads: 128 blocks, each
-// first-KV-tile block 16 query tiles x 3 heads, run as 384; a 70B layer (64/8) at 4096 tokens:
-// 256 blocks, run as 1024. SW_CUDA_ATTN_BWD_HSPLIT=n (n divides G) forces n slices; 1: none.
+// first-KV-tile block 32 query tiles x 3 heads, run as 384 of one head; a 70B layer (64/8) at
+// 4096 tokens: 256 blocks, run as 512 of four heads. The slices' partials take hs*T*hd*8 bytes
+// a unit beside the accumulator (acc bytes a unit): where the scratch (room bytes) cannot hold
+// every unit's, the next smaller divisor that it can, or none (a budget's choice: one more
+// launch of the unsplit kernel would cost more than the split gains). SW_CUDA_ATTN_BWD_HSPLIT=n
+// (n divides G) forces n slices; 1: none.
 #define BWD_HSPLIT_BLOCKS 512
-static int bwd_hsplit(int64_t units, int T, int G)
+static int bwd_hsplit(int64_t units, int T, int G, int hd, uint64_t acc, uint64_t room)
 {
 	const char *e = getenv("SW_CUDA_ATTN_BWD_HSPLIT");
 	if (e && atoi(e) >= 1 && G % atoi(e) == 0)
@@ -1883,6 +1887,8 @@ static int bwd_hsplit(int64_t units, int T, int G)
 	int hs = 1;
 	while (hs < G && (G % hs || blocks * hs < BWD_HSPLIT_BLOCKS))
 		hs++;
+	while (hs > 1 && (G % hs || (uint64_t)units * (acc + 8ull * hs * T * hd) > room))
+		hs--;
 	return hs;
 }
 
@@ -1951,11 +1957,12 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 }
 
 // Units (b, kv head) per fused-dQ launch that the op scratch holds after D and the multipliers
-// (unit: bytes of one unit's accumulator), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass
-// forces it, SW_CUDA_ATTN_DQ_UNITS=n caps the units per launch (tests: several launches). The
-// scratch (budget/16, at most 512 MiB: docs/cuda.md) holds B*T*nh*hd*4 bytes (int32 accumulator)
-// for one launch; when it holds less, launches of fewer units must still fill the GPU (one
-// block of 128 keys per SM each) or the two-pass path runs.
+// (unit: bytes of one unit's accumulator and, with the Hopper head split in hs slices, its dK/dV
+// partials), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass forces it, SW_CUDA_ATTN_DQ_UNITS=n
+// caps the units per launch (tests: several launches). The scratch (budget/16, at most 512 MiB:
+// docs/cuda.md) holds B*T*nh*hd*4 bytes (int32 accumulator) for one launch (bwd_hsplit splits
+// only as far as the partials fit beside it); when it holds less, launches of fewer units must
+// still fill the GPU (one block of 128 keys per SM each) or the two-pass path runs.
 static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int T, int nkv, int hd,
 		       int hs)
 {
@@ -2001,7 +2008,8 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	const uint64_t unit_acc = (uint64_t)fx_rows(T) * (nh / nkv) * hd * ab;
 	// The Hopper kernel's head split: its dK / dV partials in the scratch beside the accumulator.
 	const bool wg = ab == 4 && (hd == 64 || hd == 128) && sm90_ready(true);
-	const int hs = mma && wg ? bwd_hsplit((int64_t)B * nkv, T, nh / nkv) : 1;
+	const uint64_t room = ci->scr.bytes > fixed ? ci->scr.bytes - fixed : 0;
+	const int hs = mma && wg ? bwd_hsplit((int64_t)B * nkv, T, nh / nkv, hd, unit_acc, room) : 1;
 	const uint64_t unit_part = hs > 1 ? 2ull * hs * T * hd * 4 : 0, unit = unit_acc + unit_part;
 	const int per = mma ? fused_units(ci, fixed, unit, B, T, nkv, hd, hs) : 0;
 	char *scr = cuda_scratch_take(ci, s, per ? fixed + per * unit : (uint64_t)B * nh * T * 4);

@@ -947,15 +947,15 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 #pragma unroll
 		for (int nt = 0; nt < BM / 8; nt++) {
 			const int qc = nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
-			float pv[4], dv4[4];
+			float pr[4], dv4[4];
 #pragma unroll
 			for (int e = 0; e < 4; e++) {
-				pv[e] = sc[nt * 4 + e];
-				dv4[e] = pv[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
+				pr[e] = sc[nt * 4 + e];
+				dv4[e] = pr[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
 			}
 			// A fragments: 16 queries (k) per kk = nt / 2; regs 0,1 from the even nt, 2,3 odd
-			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pv[0], pv[1]);
-			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pr[0], pr[1]);
+			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pr[2], pr[3]);
 			da[nt >> 1][(nt & 1) * 2] = pack_bf16(dv4[0], dv4[1]);
 			da[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(dv4[2], dv4[3]);
 			// dS^T to shared memory: key row (kr - k0), query chunk nt, swizzled
