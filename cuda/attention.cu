@@ -1692,10 +1692,13 @@ static void fwd_pick(cudaStream_t s, void *out, float *lse, const void *q, const
 
 // The fused-dQ arguments of a dK/dV launch: the fixed-point accumulator of units [u0, u0 + nu)
 // and the rows' multipliers; acc == NULL for the two-pass path (every unit, dQ separately).
+// hs > 1 (Hopper only): the head split's slices and their fp32 dK / dV partials (attn_bwd_wg).
 struct fq_args {
 	void *acc;
 	const float *mq;
 	int u0, nu;
+	int hs;
+	float *pk, *pv;
 };
 
 template <int HD, int NW, int ST, int AB>
@@ -1823,7 +1826,7 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		    const void *q, const void *k, const void *v, const float *lse, const float *Dd,
 		    int B, int T, int nh, int nkv, float scale)
 {
-	const fq_args none = { NULL, NULL, 0, 0 };
+	const fq_args none = { NULL, NULL, 0, 0, 1, NULL, NULL };
 	if (!dkdv_pick<HD, 0>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, none))
 		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 	else if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
@@ -1850,11 +1853,43 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	// 190 TFLOP/s; GQA 8:1 hd 64 200 against 215). SW_CUDA_ATTN_BWD_ORDER=unit|kv forces one.
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
-	const dim3 grid = korder ? dim3((T + 127) / 128, f.nu) : dim3(f.nu, (T + 127) / 128);
+	const int nu = f.nu * f.hs;
+	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
 	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
 		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
-		f.mq, f.u0, korder);
+		f.mq, f.u0, korder, f.hs, f.pk, f.pv);
 	CU_CHECK_LAUNCH();
+	if (f.hs > 1) {
+		const int64_t pairs = (int64_t)f.nu * T * HD / 2, nb = (pairs + 255) / 256, cap = 4096;
+		attn_dkdv_sum<<<(unsigned)(nb < cap ? nb : cap), 256, 0, s>>>((bf16 *)dk, (bf16 *)dv, f.pk,
+			f.pv, f.hs, f.u0, f.nu, T, nkv, HD, scale);
+		CU_CHECK_LAUNCH();
+	}
+}
+
+// Query-head slices of the Hopper backward (attn_bwd_wg's head split): where a GQA grid has fewer
+// than BWD_HSPLIT_BLOCKS blocks of 128 keys, the smallest divisor hs of the group size G that
+// brings it there (G if none does). A shape constant, not the SM count (four waves of 128), so
+// the bits depend on the shapes alone. E.g. one 2048-token row, 24/8 heads: 128 blocks, each
+// first-KV-tile block 32 query tiles x 3 heads, run as 384 of one head; a 70B layer (64/8) at
+// 4096 tokens: 256 blocks, run as 512 of four heads. The slices' partials take hs*T*hd*8 bytes
+// a unit beside the accumulator (acc bytes a unit): where the scratch (room bytes) cannot hold
+// every unit's, the next smaller divisor that it can, or none (a budget's choice: one more
+// launch of the unsplit kernel would cost more than the split gains). SW_CUDA_ATTN_BWD_HSPLIT=n
+// (n divides G) forces n slices; 1: none.
+#define BWD_HSPLIT_BLOCKS 512
+static int bwd_hsplit(int64_t units, int T, int G, int hd, uint64_t acc, uint64_t room)
+{
+	const char *e = getenv("SW_CUDA_ATTN_BWD_HSPLIT");
+	if (e && atoi(e) >= 1 && G % atoi(e) == 0)
+		return atoi(e);
+	const int64_t blocks = units * ((T + 127) / 128);
+	int hs = 1;
+	while (hs < G && (G % hs || blocks * hs < BWD_HSPLIT_BLOCKS))
+		hs++;
+	while (hs > 1 && (G % hs || (uint64_t)units * (acc + 8ull * hs * T * hd) > room))
+		hs--;
+	return hs;
 }
 
 // Fused backward for units [f.u0, f.u0 + f.nu): acc zeroed, dK/dV with the dQ atomics, dQ
@@ -1922,12 +1957,14 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 }
 
 // Units (b, kv head) per fused-dQ launch that the op scratch holds after D and the multipliers
-// (unit: bytes of one unit's accumulator), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass
-// forces it, SW_CUDA_ATTN_DQ_UNITS=n caps the units per launch (tests: several launches). The
-// scratch (budget/16, at most 512 MiB: docs/cuda.md) holds B*T*nh*hd*4 bytes (int32 accumulator)
-// for one launch; when it holds less, launches of fewer units must still fill the GPU (one
-// block of 128 keys per SM each) or the two-pass path runs.
-static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int T, int nkv, int hd)
+// (unit: bytes of one unit's accumulator and, with the Hopper head split in hs slices, its dK/dV
+// partials), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass forces it, SW_CUDA_ATTN_DQ_UNITS=n
+// caps the units per launch (tests: several launches). The scratch (budget/16, at most 512 MiB:
+// docs/cuda.md) holds B*T*nh*hd*4 bytes (int32 accumulator) for one launch (bwd_hsplit splits
+// only as far as the partials fit beside it); when it holds less, launches of fewer units must
+// still fill the GPU (one block of 128 keys per SM each) or the two-pass path runs.
+static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int T, int nkv, int hd,
+		       int hs)
 {
 	const char *e = getenv("SW_CUDA_ATTN_DQ"), *eu = getenv("SW_CUDA_ATTN_DQ_UNITS");
 	const int64_t units = (int64_t)B * nkv;
@@ -1946,7 +1983,7 @@ static int fused_units(cuda_impl *ci, uint64_t fixed, uint64_t unit, int B, int 
 		return atoi(eu);
 	if (per >= units)
 		return (int)units;
-	if (per * ((T + 127) / 128) < (int64_t)ci->num_sms)
+	if (per * ((T + 127) / 128) * hs < (int64_t)ci->num_sms)
 		return 0;
 	const int64_t launches = (units + per - 1) / per;
 	return (int)((units + launches - 1) / launches);  // balanced launches
@@ -1968,8 +2005,13 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	const uint64_t rows = ((uint64_t)B * nh * T * 4 + 255) & ~255ull, fixed = 2 * rows + 256;
 	const char *eb = getenv("SW_CUDA_ATTN_DQ_BITS");  // 64: int64 accumulator (default int32)
 	const int ab = eb && !strcmp(eb, "64") ? 8 : 4;
-	const uint64_t unit = (uint64_t)fx_rows(T) * (nh / nkv) * hd * ab;
-	const int per = mma ? fused_units(ci, fixed, unit, B, T, nkv, hd) : 0;
+	const uint64_t unit_acc = (uint64_t)fx_rows(T) * (nh / nkv) * hd * ab;
+	// The Hopper kernel's head split: its dK / dV partials in the scratch beside the accumulator.
+	const bool wg = ab == 4 && (hd == 64 || hd == 128) && sm90_ready(true);
+	const uint64_t room = ci->scr.bytes > fixed ? ci->scr.bytes - fixed : 0;
+	const int hs = mma && wg ? bwd_hsplit((int64_t)B * nkv, T, nh / nkv, hd, unit_acc, room) : 1;
+	const uint64_t unit_part = hs > 1 ? 2ull * hs * T * hd * 4 : 0, unit = unit_acc + unit_part;
+	const int per = mma ? fused_units(ci, fixed, unit, B, T, nkv, hd, hs) : 0;
 	char *scr = cuda_scratch_take(ci, s, per ? fixed + per * unit : (uint64_t)B * nh * T * 4);
 	float *Dd = (float *)scr;
 	if (per) {
@@ -1983,8 +2025,9 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, mq, mx, ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS,
 					       (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
 		CU_CHECK_LAUNCH();
+		float *pk = (float *)((char *)acc + per * unit_acc), *pv = pk + (uint64_t)hs * per * T * hd;
 		for (int u0 = 0; u0 < B * nkv; u0 += per) {
-			const fq_args f = { acc, mq, u0, per < B * nkv - u0 ? per : B * nkv - u0 };
+			const fq_args f = { acc, mq, u0, per < B * nkv - u0 ? per : B * nkv - u0, hs, pk, pv };
 			if (hd == 64)
 				bwd_fused_ab<64>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 			else if (hd == 80)

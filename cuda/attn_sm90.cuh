@@ -842,13 +842,19 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 // dV += P^T dO and dK += dS^T Q with P^T and dS^T as register A operands; dS^T also goes to
 // shared memory (bf16, [key][query], swizzled), from which dQ_tile = dS K (64 queries x HD:
 // warpgroup w the columns w * HD/2 ...) is computed and added to acc with red_fixed.
+// Head split (hs > 1, GQA on small grids): the group's G query heads are dealt to hs blocks per
+// KV tile, G / hs consecutive heads each; a block writes its dK (unscaled) and dV in fp32 to
+// slice sl of pk / pv ([hs][nu][T][HD]), and attn_dkdv_sum adds the slices in order. The causal
+// work of a KV tile falls with its index, so on a grid of few blocks the first tiles' blocks
+// (G heads times every query tile) set the time; split, they do G / hs of it.
 template <int HD>
 static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 128 * 64 * 2 + 6 * 64 * 4 + 1024; }
 
 template <int HD>
 __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
-		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder)
+		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder,
+		int hs, float *pk, float *pv)
 {
 #ifdef SW_WGMMA
 	constexpr int BN = 128, BM = 64, KD = HD / 16, HN = HD / 2;
@@ -860,20 +866,21 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	float *D_s = lse_s + 2 * BM, *M_s = D_s + 2 * BM;
 	// Grid: korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a
 	// unit run together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as
-	// the sm_80 kernels (the launcher picks).
-	const int ux = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
+	// the sm_80 kernels (the launcher picks). The unit index is unit * hs + head slice.
+	const int uy = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
+	const int ux = uy / hs, sl = uy % hs, nu = (korder ? gridDim.y : gridDim.x) / hs;
 	const int nqt = (T_ + BM - 1) / BM;
-	const int u = u0 + ux, b = u / nkv, kvh = u % nkv, G = nh / nkv;
+	const int u = u0 + ux, b = u / nkv, kvh = u % nkv, G = nh / nkv, hp = G / hs, h0 = sl * hp;
 	const int wg = threadIdx.x >> 7, w4 = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t4 = lane & 3;
 	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
-	const int k0 = kt * BN, i0 = k0 / BM, ni = nqt - i0, total = G * ni;
+	const int k0 = kt * BN, i0 = k0 / BM, ni = nqt - i0, total = hp * ni;
 	const int kr = k0 + wg * 64 + w4 * 16 + g;  // this thread's key rows: kr, kr + 8
 	load_sw<HD, BN, 256>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
 	load_sw<HD, BN, 256>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
 
 	auto issue = [&](int it, int st) {
-		const int h = kvh * G + it / ni, i = i0 + it % ni;
+		const int h = kvh * G + h0 + it / ni, i = i0 + it % ni;
 		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
 		load_sw<HD, BM, 256>(Qs + st * QB, q + qoff, qs, i * BM, T_);
 		load_sw<HD, BM, 256>(dOs + st * QB, dout + qoff, qs, i * BM, T_);
@@ -894,7 +901,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	for (int x = 0; x < HD / 2; x++)
 		dka[x] = dva[x] = 0.f;
 	for (int it = 0; it < total; it++) {
-		const int st = it & 1, i = i0 + it % ni, hh = it / ni;
+		const int st = it & 1, i = i0 + it % ni, hh = h0 + it / ni;
 		if (it + 1 < total) {
 			issue(it + 1, st ^ 1);
 			cp_async_commit();
@@ -940,15 +947,15 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 #pragma unroll
 		for (int nt = 0; nt < BM / 8; nt++) {
 			const int qc = nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
-			float pv[4], dv4[4];
+			float pr[4], dv4[4];
 #pragma unroll
 			for (int e = 0; e < 4; e++) {
-				pv[e] = sc[nt * 4 + e];
-				dv4[e] = pv[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
+				pr[e] = sc[nt * 4 + e];
+				dv4[e] = pr[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
 			}
 			// A fragments: 16 queries (k) per kk = nt / 2; regs 0,1 from the even nt, 2,3 odd
-			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pv[0], pv[1]);
-			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pr[0], pr[1]);
+			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pr[2], pr[3]);
 			da[nt >> 1][(nt & 1) * 2] = pack_bf16(dv4[0], dv4[1]);
 			da[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(dv4[2], dv4[3]);
 			// dS^T to shared memory: key row (kr - k0), query chunk nt, swizzled
@@ -1009,6 +1016,15 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 		const int row = kr + r * 8;
 		if (row >= T_)
 			continue;
+		if (hs > 1) {  // this slice's fp32 partials, [sl][ux][row][HD]
+			const int64_t po = (((int64_t)sl * nu + ux) * T_ + row) * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++) {
+				*(float2 *)(pk + po + d * 8) = make_float2(dka[d * 4 + 2 * r], dka[d * 4 + 2 * r + 1]);
+				*(float2 *)(pv + po + d * 8) = make_float2(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
+			}
+			continue;
+		}
 		const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + t4 * 2;
 #pragma unroll
 		for (int d = 0; d < HD / 8; d++) {
@@ -1020,5 +1036,30 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	__trap();   // no wgmma in this build: the dispatch must never launch it here
 	(void)dk, (void)dv, (void)q, (void)k, (void)v, (void)dout, (void)lse, (void)Dd, (void)T_, (void)nh;
 	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
+	(void)hs, (void)pk, (void)pv;
 #endif
+}
+
+// dK (times scale) and dV in bf16 for units [u0, u0 + nu) from attn_bwd_wg's head-slice partials:
+// each element the sum of its hs slices in slice order (the same bits run to run). Any
+// architecture (no wgmma); two elements a thread.
+__global__ void attn_dkdv_sum(bf16 *dk, bf16 *dv, const float *pk, const float *pv, int hs, int u0,
+			      int nu, int T_, int nkv, int hd, float scale)
+{
+	const int64_t per = (int64_t)T_ * hd, n = (int64_t)nu * per, slice = n;
+	for (int64_t e = 2 * ((int64_t)blockIdx.x * blockDim.x + threadIdx.x); e < n;
+	     e += 2 * (int64_t)gridDim.x * blockDim.x) {
+		float2 sk = *(const float2 *)(pk + e), sv = *(const float2 *)(pv + e);
+		for (int s = 1; s < hs; s++) {
+			const float2 a = *(const float2 *)(pk + s * slice + e), c = *(const float2 *)(pv + s * slice + e);
+			sk.x += a.x;
+			sk.y += a.y;
+			sv.x += c.x;
+			sv.y += c.y;
+		}
+		const int ux = (int)(e / per), row = (int)(e % per / hd), d = (int)(e % hd), u = u0 + ux;
+		const int64_t off = (((int64_t)(u / nkv) * T_ + row) * nkv + u % nkv) * hd + d;
+		*(uint32_t *)(dk + off) = pack_bf16(sk.x * scale, sk.y * scale);
+		*(uint32_t *)(dv + off) = pack_bf16(sv.x, sv.y);
+	}
 }

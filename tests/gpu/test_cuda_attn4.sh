@@ -39,4 +39,12 @@ SW_CUDA_ATTN_FWD=wsp SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_FWD=wsp SW_CUDA_ATTN_WS_BLOCKS=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_WG=2 SW_CUDA_ATTN_BWD_ORDER=unit SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_ORDER=kv SW_TEST_QUICK=1 "$bin" || exit 1
+# The Hopper backward's head split: the op tests' grids are small, so by default every GQA case
+# splits its group into one head a block; here without the split, and with two slices (where two
+# divides the group: several heads a block, the slices' partials summed).
+SW_CUDA_ATTN_BWD_HSPLIT=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+# Split, in launches of three units (B=2, 2 KV heads: a launch of 3, then 1; the partials'
+# slices are laid out by the launch's unit count).
+SW_CUDA_ATTN_DQ_UNITS=3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"
