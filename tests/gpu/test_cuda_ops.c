@@ -324,11 +324,13 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 	free(x); free(w); free(b); free(dy); free(dx0); free(dw0); free(db0);
 }
 
-static void test_rope(void)
+static void test_rope(int B, int T, int nh, int hd)
 {
-	const int B = 2, T = 13, nh = 3, hd = 16, N = B * T;
+	const int N = B * T;
 	const int64_t n = (int64_t)N * nh * hd;
-	float invf[8];
+	float invf[128];
+	CHECK(hd / 2 <= 128);
+	printf("  rope B=%d T=%d nh=%d hd=%d\n", B, T, nh, hd);
 	for (int i = 0; i < hd / 2; i++)
 		invf[i] = (float)pow(10000.0, -2.0 * i / hd);
 	float *x = rand_f(n, 1);
@@ -682,10 +684,17 @@ int main(void)
 			test_embedding(97, 40, 50, 0);
 			test_embedding(700, 1030, 60, 1);
 			test_rmsnorm(17, 96);
-			test_rmsnorm(300, 300);
+			test_rmsnorm(300, 300);   /* not a multiple of 8: the scalar kernels */
+			/* bf16 vector kernels: one, two and four vectors of 8 a thread (a row of 8200
+			 * leaves most of the last ones empty) */
+			test_rmsnorm(300, 3072);
+			test_rmsnorm(70, 8192);
+			test_rmsnorm(40, 8200);
 			test_matmul(37, 64, 48, 0);
 			test_matmul(64, 128, 96, 1);
-			test_rope();
+			test_rope(2, 13, 3, 16);
+			test_rope(1, 37, 24, 128);  /* the heads in batches of 8 */
+			test_rope(2, 9, 10, 64);    /* a last batch of 2 */
 		}
 		test_attention(2, 100, 4, 2, 64);   /* tensor-core path in bf16 */
 		test_attention(1, 130, 4, 1, 128);  /* tensor-core path in bf16, MQA */
