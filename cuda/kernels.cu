@@ -6,6 +6,7 @@
 #include "cuda/common.cuh"
 
 #include <float.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,12 +52,16 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 // at 24 and 10 heads), but they have not run on a GPU yet: off unless SW_CUDA_VEC=1
 // (tests/gpu/test_cuda_vec.sh runs the op tests with it). They become the default once that
 // test has passed on a GPU.
+// Read at every call (the op tests switch it to compare the two forms' bits); says once that
+// they are on (tests/gpu/test_cuda_vec.sh looks for the line).
 static int vec_kernels(void)
 {
-	static int on = -1;
-	if (on < 0) {
-		const char *e = getenv("SW_CUDA_VEC");
-		on = e && !strcmp(e, "1");
+	static int said = 0;
+	const char *e = getenv("SW_CUDA_VEC");
+	const int on = e && !strcmp(e, "1");
+	if (on && !said) {
+		said = 1;
+		fprintf(stderr, "cuda: vector memory-bound kernels on (SW_CUDA_VEC=1)\n");
 	}
 	return on;
 }
@@ -205,7 +210,7 @@ void cuda_rmsnorm_fwd(cudaStream_t s, int bf16, void *out, float *rstd, const vo
 {
 	if (N <= 0)
 		return;
-	int vth = 0, vpt = vec_kernels() && bf16 && C % 8 == 0 && aligned16(out) && aligned16(inp) && aligned16(w) ? rms_vec(C, &vth) : 0;
+	int vth = 0, vpt = vec_kernels() && bf16 && C % 8 == 0 && C >= 8 && aligned16(out) && aligned16(inp) && aligned16(w) ? rms_vec(C, &vth) : 0;
 	if (vpt) {
 		const unsigned gv = cuda_blocks(N, 1, 65535);
 		__nv_bfloat16 *o = (__nv_bfloat16 *)out;
@@ -363,7 +368,7 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 	SW_ASSERT((uint64_t)G * C * 4 <= ci->scr.bytes);
 	float *part = (float *)cuda_scratch_take(ci, s, (uint64_t)G * C * 4);
 	int th = row_threads(C) > 512 ? 512 : row_threads(C), vth = 0;
-	const int vpt = vec_kernels() && bf16 && C % 8 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
+	const int vpt = vec_kernels() && bf16 && C % 8 == 0 && C >= 8 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
 			aligned16(w) && aligned16(part) ? rms_vec(C, &vth) : 0;
 	__nv_bfloat16 *dxb = (__nv_bfloat16 *)dinp;
 	const __nv_bfloat16 *dyb = (const __nv_bfloat16 *)dout, *xb = (const __nv_bfloat16 *)inp,
