@@ -201,6 +201,24 @@ static void test_embedding(int N, int C, int V, int runs)
 	free(tok);
 }
 
+/* Flips SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward),
+ * so that a bf16 test runs the other form too and compares: the same bits where the two forms'
+ * arithmetic is the same, the reference's tolerance where a sum's order differs. */
+static void vec_flip(void)
+{
+	const char *e = getenv("SW_CUDA_VEC");
+	if (e && !strcmp(e, "1"))
+		unsetenv("SW_CUDA_VEC");
+	else
+		setenv("SW_CUDA_VEC", "1", 1);
+}
+
+/* The same floats (bf16 widened exactly, so the same bits) */
+static void expect_same_floats(const char *what, const float *a, const float *b, int64_t n)
+{
+	CHECKF(!memcmp(a, b, (size_t)n * sizeof(float)), "%s: the other form gave different bits", what);
+}
+
 static void test_rmsnorm(int N, int C)
 {
 	const float eps = 1e-5f;
@@ -247,6 +265,23 @@ static void test_rmsnorm(int N, int C)
 	be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
 	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C);
 	expect_same_bits("rmsnorm_bwd dw", ddw, gdw, (uint64_t)C * 4);
+	if (bf) {
+		/* the other form: dw from the same rstd the same bits (the same sums in the same
+		 * order); dinp and the forward against the reference */
+		void *ddx2 = up_act(dx0, n);
+		vec_flip();
+		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
+		be->ops->rmsnorm_bwd(be, st, ddx2, ddw, ddy, dx_d, dw_d, rstd, N, C);
+		poison(out, (uint64_t)n * es);
+		be->ops->rmsnorm_fwd(be, st, out, rstd, dx_d, dw_d, N, C, eps);
+		vec_flip();
+		expect_same_bits("rmsnorm_bwd dw (the other form)", ddw, gdw, (uint64_t)C * 4);
+		float *gdx2 = down_act(ddx2, n), *go2 = down_act(out, n);
+		expect("rmsnorm_bwd dinp (the other form)", gdx2, rdx, n, tol);
+		expect("rmsnorm_fwd out (the other form)", go2, ro, n, tol);
+		free(gdx2);
+		free(go2);
+	}
 	free(go); free(gr); free(gdx); free(gdw); free(ro); free(rr); free(rdx); free(rdw);
 	free(x); free(w); free(dy); free(dx0); free(dw0);
 }
@@ -324,11 +359,13 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 	free(x); free(w); free(b); free(dy); free(dx0); free(dw0); free(db0);
 }
 
-static void test_rope(void)
+static void test_rope(int B, int T, int nh, int hd)
 {
-	const int B = 2, T = 13, nh = 3, hd = 16, N = B * T;
+	const int N = B * T;
 	const int64_t n = (int64_t)N * nh * hd;
-	float invf[8];
+	float invf[128] = { 0 };
+	CHECK(hd / 2 <= 128);
+	printf("  rope B=%d T=%d nh=%d hd=%d\n", B, T, nh, hd);
 	for (int i = 0; i < hd / 2; i++)
 		invf[i] = (float)pow(10000.0, -2.0 * i / hd);
 	float *x = rand_f(n, 1);
@@ -356,6 +393,20 @@ static void test_rope(void)
 	be->ops->rope_bwd(be, st, dx, dinv, N, T, nh, hd);
 	float *gb = down_act(dx, n);
 	expect("rope_bwd", gb, rb, n, tol);
+	if (bf) {  /* the other form: the same arithmetic, the same bits */
+		vec_flip();
+		be->ops->copy_d2d(be, st, dx, up_act(x, n), (uint64_t)n * es);
+		be->ops->rope_fwd(be, st, dx, dinv, N, T, nh, hd);
+		float *g2 = down_act(dx, n);
+		be->ops->copy_d2d(be, st, dx, up_act(x, n), (uint64_t)n * es);
+		be->ops->rope_bwd(be, st, dx, dinv, N, T, nh, hd);
+		float *gb2 = down_act(dx, n);
+		vec_flip();
+		expect_same_floats("rope_fwd", g2, g, n);
+		expect_same_floats("rope_bwd", gb2, gb, n);
+		free(g2);
+		free(gb2);
+	}
 	free(g); free(gb); free(r); free(rb); free(x);
 }
 
@@ -515,6 +566,18 @@ static void test_swiglu_add(void)
 	expect("swiglu_fwd", go, ro, n, tol);
 	expect("swiglu_bwd dgate", ggg, rg, n, tol);
 	expect("swiglu_bwd dup", ggu, ru, n, tol);
+	if (bf) {  /* the other form: the same arithmetic, the same bits */
+		poison(gg, (uint64_t)n * es);
+		poison(gu, (uint64_t)n * es);
+		vec_flip();
+		be->ops->swiglu_bwd(be, st, gg, gu, ddy, dg, du, n);
+		vec_flip();
+		float *g2 = down_act(gg, n), *u2 = down_act(gu, n);
+		expect_same_floats("swiglu_bwd dgate", g2, ggg, n);
+		expect_same_floats("swiglu_bwd dup", u2, ggu, n);
+		free(g2);
+		free(u2);
+	}
 	poison(out, (uint64_t)n * es);
 	be->ops->add(be, st, out, dg, du, n);
 	float *ga = down_act(out, n);
@@ -682,10 +745,17 @@ int main(void)
 			test_embedding(97, 40, 50, 0);
 			test_embedding(700, 1030, 60, 1);
 			test_rmsnorm(17, 96);
-			test_rmsnorm(300, 300);
+			test_rmsnorm(300, 300);   /* not a multiple of 8: the scalar kernels */
+			/* bf16 vector kernels: one, two and four vectors of 8 a thread (a row of 8200
+			 * leaves most of the last ones empty) */
+			test_rmsnorm(300, 3072);
+			test_rmsnorm(300, 8192);
+			test_rmsnorm(300, 8200);
 			test_matmul(37, 64, 48, 0);
 			test_matmul(64, 128, 96, 1);
-			test_rope();
+			test_rope(2, 13, 3, 16);
+			test_rope(1, 37, 24, 128);  /* the heads in batches of 8 */
+			test_rope(2, 9, 10, 64);    /* a last batch of 2 */
 		}
 		test_attention(2, 100, 4, 2, 64);   /* tensor-core path in bf16 */
 		test_attention(1, 130, 4, 1, 128);  /* tensor-core path in bf16, MQA */

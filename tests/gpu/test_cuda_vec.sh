@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The vector memory-bound kernels on (SW_CUDA_VEC=1: RMSNorm forward and backward in 16-byte
+# vectors, RoPE's loads of 8 heads before their stores, SwiGLU's backward in 16-byte vectors):
+# the op tests (each bf16 case of these ops also runs the other form and compares: the same
+# bits where the arithmetic is the same, the fp64 reference's tolerance elsewhere), then the
+# CUDA golden steps (the fp32 steps against PyTorch, 20 bf16 steps bit-identical run to run).
+# Each must say that the vector kernels ran.
+set -u
+b=${BUILD:-build}/tests/gpu
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in test_cuda_ops test_cuda_golden; do
+  [ -x "$b/$t" ] || { echo "missing $b/$t (run make test-gpu)"; exit 1; }
+  SW_CUDA_VEC=1 "$b/$t" > "$log" 2>&1
+  rc=$?
+  cat "$log"
+  [ $rc = 0 ] || exit $rc
+  grep -q "vector memory-bound kernels on" "$log" || { echo "FAIL: $t did not run the vector kernels"; exit 1; }
+done
