@@ -47,9 +47,11 @@
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 16GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
-# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS.
+# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS;
+# LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
+# the GPU sustains).
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -141,7 +143,11 @@ stage_rates() {
       case $1 in --dim) C=$2 ;; --ffn) F=$2 ;; --heads) nh=$2 ;; --kv-heads) nkv=$2 ;; esac
       shift 2
     done
-    stage layer_rate "${T_RATES:-120}" env SW_BENCH_SHAPE="$C,$F,$nh,$nkv,$(( C / nh ))" SW_BENCH_SEQ="$seq" "$lb" 5
+    # after LAYER_WARM_S (3) seconds of the same layer's work: the timed iterations then run at
+    # the clocks the GPU holds under a training step's sustained load, not at the boost clock
+    # a few milliseconds of work from idle can see (the bound is the rate the step can hold)
+    stage layer_rate "${T_RATES:-120}" env SW_BENCH_SHAPE="$C,$F,$nh,$nkv,$(( C / nh ))" SW_BENCH_SEQ="$seq" \
+      SW_BENCH_WARM_S="${LAYER_WARM_S:-3}" "$lb" 5
   else
     say "layer_rate: $lb not built (make bench): the bound uses the GEMM rate alone"
   fi

@@ -8,7 +8,9 @@
  * rmsnorm(x); y = x2 + down(silu(gate(h2)) * up(h2)) over h2 = rmsnorm(x2). Activations are
  * kept from the forward (as PyTorch autograd does), weight gradients accumulate in fp32.
  * SW_BENCH_SHAPE=C,F,nh,nkv,hd runs one layer of that shape instead (named "custom"; bench/anchor.sh
- * measures the layer rate of the model it trains this way).
+ * measures the layer rate of the model it trains this way). SW_BENCH_WARM_S=s runs the layer for s
+ * seconds before the timed iterations (bench/anchor.sh: 3), so that they run at the clocks the
+ * GPU holds under sustained load rather than from idle.
  * Usage: cuda_layer [iters] */
 #include "core/backend.h"
 #include "core/dtype.h"
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct { const char *name; int C, F, nh, nkv, hd; } layer_cfg;
 
@@ -77,6 +80,13 @@ static float median(float *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(float), cmp_f);
 	return v[n / 2];
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static double gemm_rate(int iters)
@@ -146,7 +156,14 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 	be->ops->event_create(be, &e1);
 	be->ops->event_create(be, &e2);
 	float tf[64], tb[64], tt[64];
-	for (int it = 0; it < iters + 3; it++) {
+	/* SW_BENCH_WARM_S: the layer runs that many seconds before the timed iterations, so that
+	 * they see the clocks the GPU sustains under a training step's load (a few milliseconds
+	 * of work from idle may run at the boost clock, above what it holds at its power limit) */
+	const char *ew = getenv("SW_BENCH_WARM_S");
+	const double warm_s = ew ? atof(ew) : 0;
+	const double t0 = now_s();
+	int timed = 0;
+	for (int it = 0; timed < iters; it++) {
 		be->ops->event_record(be, e0, st);
 		/* forward */
 		be->ops->rmsnorm_fwd(be, st, h1, rstd1, x, ln1, N, C, eps);
@@ -182,10 +199,11 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 		be->ops->rmsnorm_bwd(be, st, dx, dln1, dh, x, ln1, rstd1, N, C);
 		be->ops->event_record(be, e2, st);
 		be->ops->event_sync(be, e2);
-		if (it >= 3) {
-			tf[it - 3] = be->ops->event_ms(be, e0, e1);
-			tb[it - 3] = be->ops->event_ms(be, e1, e2);
-			tt[it - 3] = be->ops->event_ms(be, e0, e2);
+		if (it >= 3 && now_s() - t0 >= warm_s) {
+			tf[timed] = be->ops->event_ms(be, e0, e1);
+			tb[timed] = be->ops->event_ms(be, e1, e2);
+			tt[timed] = be->ops->event_ms(be, e0, e2);
+			timed++;
 		}
 	}
 	/* Attention alone, to split the time. */
