@@ -286,6 +286,14 @@ if lr:
           "backward %.3f ms; %.1f TFLOP/s at the planner's accounting (two forwards and a backward: "
           "passed as --gemm-tflops%s)" % (lr["T"], lr["fwd_ms"], lr["bwd_ms"], lr["planner_tflops"],
           "" if os.environ.get("ANCHOR_RATE", "layer") == "layer" else ": not, ANCHOR_RATE=gemm"))
+lf = None
+for l in text("layer_rate.log").splitlines():
+    if l.startswith("{") and '"linear_fwd"' in l:
+        lf = json.loads(l)
+if lf and g and g.get("linear_fwd_tflops"):
+    print("the layer's forward GEMMs (T x in x out), TFLOP/s, ours (bench/cuda_layer) / PyTorch's "
+          "F.linear: " + ", ".join("%s %.0f / %.0f" % (k, v, g["linear_fwd_tflops"].get(k, 0))
+                                  for k, v in lf["shapes"].items()))
 m = re.findall(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)", text("adam.log"), re.M)
 if m:
     print("CPU AdamW (spillway bench-adam, %s threads): %s Gparam/s (%s GB/s)" % m[-1])

@@ -101,6 +101,22 @@ def gemm_mix(torch, a):
     return flops / secs / 1e12, shapes
 
 
+def linear_fwd(torch, a):
+    # a layer's forward GEMMs as nn.Linear runs them (Y = X W^T, W stored [out, in]): the layout
+    # of bench/cuda_layer's, whose rates it prints beside these (gemm_mix's matmul is another)
+    T, q, kv = a.tokens, a.heads * a.head_dim, a.kv_heads * a.head_dim
+    out = {}
+    for (din, dout) in [(a.dim, q), (a.dim, kv), (q, a.dim), (a.dim, a.ffn), (a.ffn, a.dim)]:
+        key = "%dx%dx%d" % (T, din, dout)
+        if key in out:
+            continue
+        X = torch.randn(T, din, device="cuda", dtype=torch.bfloat16)
+        W = torch.randn(dout, din, device="cuda", dtype=torch.bfloat16)
+        s = timed(torch, lambda: torch.nn.functional.linear(X, W), a.reps)
+        out[key] = round(2.0 * T * din * dout / s / 1e12, 1)
+    return out
+
+
 def big_gemm(torch, reps):
     n = 8192
     A = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -147,7 +163,7 @@ def main():
     mix, shapes = gemm_mix(torch, a)
     res = {"what": "rates", "gpu": torch.cuda.get_device_name(0),
            "gemm_tflops_model_mix": round(mix, 1), "gemm_tflops_8192": round(big_gemm(torch, a.reps), 1),
-           "gemm_shapes_tflops": shapes, "tokens": a.tokens}
+           "gemm_shapes_tflops": shapes, "linear_fwd_tflops": linear_fwd(torch, a), "tokens": a.tokens}
     res.update(pcie(torch, a))
     print(json.dumps(res), flush=True)
 

@@ -206,6 +206,29 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 			timed++;
 		}
 	}
+	/* The forward GEMMs alone, as the layer runs them (Y = X W^T; bench/anchor_rates.py times
+	 * PyTorch's F.linear at the same shapes): key T x in x out, TFLOP/s. */
+	{
+		struct { void *y; const void *x, *w; int din, dout; } lin[] = {
+			{ q, h1, Wq, C, QD }, { k, h1, Wk, C, KD }, { x2, att, Wo, QD, C },
+			{ g, h2, Wg, C, F }, { m, a, Wd, F, C } };
+		printf("{\"what\":\"linear_fwd\",\"impl\":\"cuda\",\"T\":%d,\"shapes\":{", T);
+		for (size_t i = 0; i < sizeof(lin) / sizeof(lin[0]); i++) {
+			float tl[64];
+			for (int it = 0; it < iters + 1; it++) {
+				be->ops->event_record(be, e0, st);
+				be->ops->matmul_fwd(be, st, lin[i].y, lin[i].x, lin[i].w, NULL, N, lin[i].din, lin[i].dout);
+				be->ops->event_record(be, e1, st);
+				be->ops->event_sync(be, e1);
+				if (it >= 1)
+					tl[it - 1] = be->ops->event_ms(be, e0, e1);
+			}
+			const double lms = median(tl, iters);
+			printf("%s\"%dx%dx%d\":%.1f", i ? "," : "", N, lin[i].din, lin[i].dout,
+			       2.0 * N * lin[i].din * (double)lin[i].dout / (lms * 1e-3) / 1e12);
+		}
+		printf("}}\n");
+	}
 	/* Attention alone, to split the time. */
 	float ta[64], tab[64];
 	for (int it = 0; it < iters + 1; it++) {
