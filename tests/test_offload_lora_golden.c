@@ -225,6 +225,14 @@ static void check_golden(const setup *s, const lcase *c, const float *p32, const
 				const float *mine = p32 + l * s->lo.numel + (ab ? s->lo.off_b[k] : s->lo.off_a[k]);
 				double err = check_rel_err_f32(mine, r64, (long)n);
 				double et = check_rel_err_f32(r32, r64, (long)n);
+				/* where the reference has it: the worst error among its fp32 runs that differ
+				 * only in their GEMMs' threads (tests/ref/lora_ref.py), the spread valid fp32
+				 * results have; one run's error alone is a single draw of it */
+				char ns[192];
+				snprintf(ns, sizeof(ns), "after3_fp32_spread:%s", pn);
+				float *sp = golden_array(&lg, ns, NULL);
+				if (sp && sp[0] > et)
+					et = sp[0];
 				CHECKF(err < 1e-5 || err <= 2 * et, "%s: rel err %.2e vs float64 (torch fp32 "
 				       "%.2e)", n32, err, et);
 				if (err >= 1e-5 && err > worst_bk)
