@@ -13,7 +13,8 @@ of them decay) and torch.nn.utils.clip_grad_norm_, loss F.cross_entropy(ignore_i
 Writes tests/ref/lora_golden_NAME.bin (the format of make_golden.py): losses, grad_norms, and
 after3:<PEFT name> / after3_f64:<PEFT name> for every adapter tensor (fp32 and float64 runs),
 and after3_fp32_spread:<PEFT name>: the largest relative error against the float64 run among
-fp32 runs that differ only in how many threads the CPU's GEMMs split their sums over (1-4).
+fp32 runs that differ only in the order of their sums: how many threads the CPU's GEMMs split
+them over (1-4), and the batch's sequences forward or reversed (small GEMMs may not split).
 That is how far valid fp32 results fall from the exact one: where an element's AdamW update
 hangs on a near-cancelling first moment, rounding alone moves it (one element of llama3_odd's
 layer-1 down_proj lora_A: spillway's error there is 3.8e-5 with OpenBLAS's Haswell kernels and
@@ -76,7 +77,7 @@ def peft_name(l, t, ab):
     return f"base_model.model.model.layers.{l}.{MODULES[t]}.lora_{ab}.weight"
 
 
-def train(name, hdr, g, init, dtype):
+def train(name, hdr, g, init, dtype, flip=False):
     c = hdr["config"]
     rank, alpha, targets = CASES[name]
     cfg = transformers.AutoConfig.for_model(
@@ -108,6 +109,8 @@ def train(name, hdr, g, init, dtype):
     for step in range(1, LTRAIN["steps"] + 1):
         inp = g[f"step{step}:inputs"].long()
         tgt = g[f"step{step}:targets"].long()
+        if flip:  # the batch's sequences in reverse: the same sums, added in another order
+            inp, tgt = inp.flip(0), tgt.flip(0)
         logits = model(input_ids=inp).logits
         loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1), ignore_index=-100)
         loss.backward()
@@ -153,9 +156,10 @@ def fp32_spread(name, hdr, g, init, p64):
     worst = {}
     for t in SPREAD_THREADS:
         torch.set_num_threads(t)
-        _, _, p = train(name, hdr, g, init, torch.float32)
-        for n, x in p.items():
-            worst[n] = max(worst.get(n, 0.0), rel_err(x, p64[n]))
+        for flip in (False, True):
+            _, _, p = train(name, hdr, g, init, torch.float32, flip)
+            for n, x in p.items():
+                worst[n] = max(worst.get(n, 0.0), rel_err(x, p64[n]))
     torch.set_num_threads(kept)
     return worst
 
