@@ -122,6 +122,29 @@ void cuda_embedding_fwd(cudaStream_t s, int bf16, void *out, const int32_t *toke
 }
 
 // ---------------------------------------------------------------- RMSNorm
+// The per-row and per-element arithmetic, one definition for the scalar and vector kernels.
+__device__ __forceinline__ float rms_rstd(float ss, int C, float eps)
+{
+	return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)C), eps)));
+}
+
+__device__ __forceinline__ float rms_out(float x, float r, float w) { return __fmul_rn(__fmul_rn(x, r), w); }
+
+// Backward, with xh = x * r and g = dy * w: the row's dot += g * xh and the dw partial
+// += dy * xh; then dx += r * (g - xh * k), k = dot / C.
+__device__ __forceinline__ void rms_bwd_sums(float x, float dy, float w, float r, float *dot, float *pd)
+{
+	const float xh = __fmul_rn(x, r), g = __fmul_rn(dy, w);
+	*dot = __fadd_rn(*dot, __fmul_rn(g, xh));
+	*pd = __fadd_rn(*pd, __fmul_rn(dy, xh));
+}
+
+__device__ __forceinline__ float rms_bwd_dx(float dx, float x, float dy, float w, float r, float k)
+{
+	const float xh = __fmul_rn(x, r), g = __fmul_rn(dy, w);
+	return __fadd_rn(dx, __fmul_rn(r, __fsub_rn(g, __fmul_rn(xh, k))));
+}
+
 // One block per row: rstd = 1 / sqrt(mean(x^2) + eps); out = (x * rstd) * w.
 template <typename T>
 __global__ void rmsnorm_fwd_kernel(T *out, float *rstd, const T *inp, const T *w, int N, int C, float eps)
@@ -135,11 +158,11 @@ __global__ void rmsnorm_fwd_kernel(T *out, float *rstd, const T *inp, const T *w
 			ss = __fadd_rn(ss, __fmul_rn(v, v));
 		}
 		ss = block_sum(ss, sh);
-		float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)C), eps)));
+		float r = rms_rstd(ss, C, eps);
 		if (threadIdx.x == 0)
 			rstd[n] = r;
 		for (int c = threadIdx.x; c < C; c += blockDim.x)
-			st_act(out + (int64_t)n * C, c, __fmul_rn(__fmul_rn(ld_act(x, c), r), ld_act(w, c)));
+			st_act(out + (int64_t)n * C, c, rms_out(ld_act(x, c), r, ld_act(w, c)));
 	}
 }
 
@@ -171,7 +194,7 @@ __global__ void __launch_bounds__(512) rmsnorm_fwd_vec(__nv_bfloat16 *out, float
 			}
 		}
 		ss = block_sum(ss, sh);
-		const float r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)C), eps)));
+		const float r = rms_rstd(ss, C, eps);
 		if (threadIdx.x == 0)
 			rstd[n] = r;
 		uint4 *o = (uint4 *)(out + (int64_t)n * C);
@@ -184,7 +207,7 @@ __global__ void __launch_bounds__(512) rmsnorm_fwd_vec(__nv_bfloat16 *out, float
 				unpack8(((const uint4 *)w)[v], g);
 #pragma unroll
 				for (int e = 0; e < 8; e++)
-					f[e] = __fmul_rn(__fmul_rn(f[e], r), g[e]);
+					f[e] = rms_out(f[e], r, g[e]);
 				o[v] = pack8(f);
 			}
 		}
@@ -251,21 +274,13 @@ __global__ void rmsnorm_bwd_kernel(T *dinp, float *part, const T *dout, const T 
 		const T *x = inp + (int64_t)n * C, *dy = dout + (int64_t)n * C;
 		const float r = rstd[n];
 		float dot = 0.f;
-		for (int c = threadIdx.x; c < C; c += blockDim.x) {
-			float xh = __fmul_rn(ld_act(x, c), r);
-			float g = __fmul_rn(ld_act(dy, c), ld_act(w, c));
-			dot = __fadd_rn(dot, __fmul_rn(g, xh));
-			pd[c] = __fadd_rn(pd[c], __fmul_rn(ld_act(dy, c), xh));
-		}
+		for (int c = threadIdx.x; c < C; c += blockDim.x)
+			rms_bwd_sums(ld_act(x, c), ld_act(dy, c), ld_act(w, c), r, &dot, &pd[c]);
 		dot = block_sum(dot, sh);
 		const float k = __fdiv_rn(dot, (float)C);
 		T *dx = dinp + (int64_t)n * C;
-		for (int c = threadIdx.x; c < C; c += blockDim.x) {
-			float xh = __fmul_rn(ld_act(x, c), r);
-			float g = __fmul_rn(ld_act(dy, c), ld_act(w, c));
-			float d = __fmul_rn(r, __fsub_rn(g, __fmul_rn(xh, k)));
-			st_act(dx, c, __fadd_rn(ld_act(dx, c), d));
-		}
+		for (int c = threadIdx.x; c < C; c += blockDim.x)
+			st_act(dx, c, rms_bwd_dx(ld_act(dx, c), ld_act(x, c), ld_act(dy, c), ld_act(w, c), r, k));
 	}
 }
 
@@ -306,11 +321,8 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_vec(__nv_bfloat16 *dinp, floa
 				unpack8(dv[j], df);
 				unpack8(wv[j], wf);
 #pragma unroll
-				for (int e = 0; e < 8; e++) {
-					const float xh = __fmul_rn(xf[e], r), g = __fmul_rn(df[e], wf[e]);
-					dot = __fadd_rn(dot, __fmul_rn(g, xh));
-					pd[j][e] = __fadd_rn(pd[j][e], __fmul_rn(df[e], xh));
-				}
+				for (int e = 0; e < 8; e++)
+					rms_bwd_sums(xf[e], df[e], wf[e], r, &dot, &pd[j][e]);
 			}
 		}
 		dot = block_sum(dot, sh);
@@ -326,10 +338,8 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_vec(__nv_bfloat16 *dinp, floa
 				unpack8(wv[j], wf);
 				unpack8(dx[v], of);
 #pragma unroll
-				for (int e = 0; e < 8; e++) {
-					const float xh = __fmul_rn(xf[e], r), g = __fmul_rn(df[e], wf[e]);
-					of[e] = __fadd_rn(of[e], __fmul_rn(r, __fsub_rn(g, __fmul_rn(xh, k))));
-				}
+				for (int e = 0; e < 8; e++)
+					of[e] = rms_bwd_dx(of[e], xf[e], df[e], wf[e], r, k);
 				dx[v] = pack8(of);
 			}
 		}
@@ -460,6 +470,16 @@ void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, 
 // (bf16) access; the scalar tail handles the rest. Arithmetic per element is the same.
 __device__ __forceinline__ float silu_f(float g) { return __fdiv_rn(g, __fadd_rn(1.0f, expf(-g))); }
 
+// SwiGLU's backward for one element (the scalar and vector kernels' one definition).
+__device__ __forceinline__ void swiglu_grad(float g, float u, float dy, float *dg, float *du)
+{
+	const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+	const float silu = __fmul_rn(g, sg);
+	const float dsilu = __fmul_rn(sg, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sg))));
+	*du = __fmul_rn(dy, silu);
+	*dg = __fmul_rn(__fmul_rn(dy, u), dsilu);
+}
+
 template <typename T>
 __global__ void swiglu_fwd_kernel(T *out, const T *gate, const T *up, int64_t n)
 {
@@ -474,12 +494,10 @@ __global__ void swiglu_bwd_kernel(T *dgate, T *dup, const T *dout, const T *gate
 {
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
 	     i += (int64_t)gridDim.x * blockDim.x) {
-		const float g = ld_act(gate, i), u = ld_act(up, i), dy = ld_act(dout, i);
-		const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
-		const float silu = __fmul_rn(g, sg);
-		const float dsilu = __fmul_rn(sg, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sg))));
-		st_act(dup, i, __fmul_rn(dy, silu));
-		st_act(dgate, i, __fmul_rn(__fmul_rn(dy, u), dsilu));
+		float dg, du;
+		swiglu_grad(ld_act(gate, i), ld_act(up, i), ld_act(dout, i), &dg, &du);
+		st_act(dup, i, du);
+		st_act(dgate, i, dg);
 	}
 }
 
@@ -543,7 +561,7 @@ __global__ void swiglu_fwd_bf16x8_kernel(uint4 *out, const uint4 *gate, const ui
 	}
 }
 
-// swiglu_bwd_kernel's arithmetic, 8 elements (16 bytes) a tensor per access.
+// swiglu_bwd_kernel's, 8 elements (16 bytes) a tensor per access.
 __global__ void swiglu_bwd_bf16x8_kernel(uint4 *dgate, uint4 *dup, const uint4 *dout, const uint4 *gate,
 					 const uint4 *up, int64_t n8)
 {
@@ -554,13 +572,8 @@ __global__ void swiglu_bwd_bf16x8_kernel(uint4 *dgate, uint4 *dup, const uint4 *
 		unpack8(up[i], u);
 		unpack8(dout[i], dy);
 #pragma unroll
-		for (int e = 0; e < 8; e++) {
-			const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g[e])));
-			const float silu = __fmul_rn(g[e], sg);
-			const float dsilu = __fmul_rn(sg, __fadd_rn(1.0f, __fmul_rn(g[e], __fsub_rn(1.0f, sg))));
-			du[e] = __fmul_rn(dy[e], silu);
-			dg[e] = __fmul_rn(__fmul_rn(dy[e], u[e]), dsilu);
-		}
+		for (int e = 0; e < 8; e++)
+			swiglu_grad(g[e], u[e], dy[e], &dg[e], &du[e]);
 		dup[i] = pack8(du);
 		dgate[i] = pack8(dg);
 	}
