@@ -14,12 +14,16 @@ Writes tests/ref/lora_golden_NAME.bin (the format of make_golden.py): losses, gr
 after3:<PEFT name> / after3_f64:<PEFT name> for every adapter tensor (fp32 and float64 runs),
 and after3_fp32_spread:<PEFT name>: the largest relative error against the float64 run among
 fp32 runs that differ only in the order of their sums: how many threads the CPU's GEMMs split
-them over (1-4), and the batch's sequences forward or reversed (small GEMMs may not split).
+them over (1-4), the batch's sequences forward or reversed (small GEMMs may not split), and the
+batch whole or 1 or 2 sequences at a time with the gradients accumulated, as micro-batches do.
+(tests/ref/lora_spread.py measures the same spread without transformers, from a plain-PyTorch
+model checked against this one, and keeps the larger of its and this file's.)
 That is how far valid fp32 results fall from the exact one: where an element's AdamW update
 hangs on a near-cancelling first moment, rounding alone moves it (one element of llama3_odd's
-layer-1 down_proj lora_A: spillway's error there is 3.8e-5 with OpenBLAS's Haswell kernels and
-5.9e-5 with its AVX-512 ones, this script's fp32 run's 1.9e-5), and one fp32 run's error,
-alone, is a single draw of that spread.
+layer-1 down_proj lora_A: spillway's error there is 2.8e-5 with OpenBLAS's Haswell kernels and
+4.3e-5 with its AVX-512 ones, this script's fp32 run's 1.4e-5, and fp32 runs summing one
+sequence at a time reach 8.5e-5), and one fp32 run's error, alone, is a single draw of that
+spread.
 
 Usage: python3 tests/ref/lora_ref.py [OUTDIR]   (needs torch, transformers, safetensors)
 """
@@ -77,7 +81,7 @@ def peft_name(l, t, ab):
     return f"base_model.model.model.layers.{l}.{MODULES[t]}.lora_{ab}.weight"
 
 
-def train(name, hdr, g, init, dtype, flip=False):
+def train(name, hdr, g, init, dtype, flip=False, micro=0):
     c = hdr["config"]
     rank, alpha, targets = CASES[name]
     cfg = transformers.AutoConfig.for_model(
@@ -111,9 +115,19 @@ def train(name, hdr, g, init, dtype, flip=False):
         tgt = g[f"step{step}:targets"].long()
         if flip:  # the batch's sequences in reverse: the same sums, added in another order
             inp, tgt = inp.flip(0), tgt.flip(0)
-        logits = model(input_ids=inp).logits
-        loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1), ignore_index=-100)
-        loss.backward()
+        if micro:  # micro sequences at a time, the gradients accumulated, as micro-batches do
+            count = int((tgt != -100).sum())
+            loss = 0.0
+            for r in range(0, inp.shape[0], micro):
+                logits = model(input_ids=inp[r:r + micro]).logits
+                lr = F.cross_entropy(logits.view(-1, V), tgt[r:r + micro].reshape(-1),
+                                     ignore_index=-100, reduction="sum") / count
+                lr.backward()
+                loss = loss + lr.detach()
+        else:
+            logits = model(input_ids=inp).logits
+            loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1), ignore_index=-100)
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, LTRAIN["clip"])
         losses.append(loss.item())
         norms.append(norm.item())
@@ -156,8 +170,8 @@ def fp32_spread(name, hdr, g, init, p64):
     worst = {}
     for t in SPREAD_THREADS:
         torch.set_num_threads(t)
-        for flip in (False, True):
-            _, _, p = train(name, hdr, g, init, torch.float32, flip)
+        for flip, micro in [(f, m) for f in (False, True) for m in (0, 1, 2)]:
+            _, _, p = train(name, hdr, g, init, torch.float32, flip, micro)
             for n, x in p.items():
                 worst[n] = max(worst.get(n, 0.0), rel_err(x, p64[n]))
     torch.set_num_threads(kept)
