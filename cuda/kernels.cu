@@ -52,18 +52,25 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 // at 24 and 10 heads), but they have not run on a GPU yet: off unless SW_CUDA_VEC=1
 // (tests/gpu/test_cuda_vec.sh runs the op tests with it). They become the default once that
 // test has passed on a GPU.
-// Read at every call (the op tests switch it to compare the two forms' bits); says once that
-// they are on (tests/gpu/test_cuda_vec.sh looks for the line).
+// Read at every call (the op tests switch it to compare the two forms' bits).
 static int vec_kernels(void)
 {
-	static int said = 0;
 	const char *e = getenv("SW_CUDA_VEC");
-	const int on = e && !strcmp(e, "1");
-	if (on && !said) {
-		said = 1;
-		fprintf(stderr, "cuda: vector memory-bound kernels on (SW_CUDA_VEC=1)\n");
+	return e && !strcmp(e, "1");
+}
+
+// Says once per op that its vector form was launched (the guards also need bf16 and aligned
+// pointers, so the switch alone does not mean it ran): tests/gpu/test_cuda_vec.sh looks for
+// each op's line.
+enum { VEC_RMS_FWD, VEC_RMS_BWD, VEC_ROPE, VEC_SWIGLU_BWD, VEC_OPS };
+static void vec_ran(int op)
+{
+	static const char *const name[VEC_OPS] = { "rmsnorm_fwd", "rmsnorm_bwd", "rope", "swiglu_bwd" };
+	static int said[VEC_OPS];
+	if (!said[op]) {
+		said[op] = 1;
+		fprintf(stderr, "cuda: vector kernel ran: %s (SW_CUDA_VEC=1)\n", name[op]);
 	}
-	return on;
 }
 
 // 8 bf16 (one 16-byte access) to fp32 and back (round to nearest, as st_act).
@@ -245,6 +252,7 @@ void cuda_rmsnorm_fwd(cudaStream_t s, int bf16, void *out, float *rstd, const vo
 		else
 			rmsnorm_fwd_vec<4><<<gv, vth, 0, s>>>(o, rstd, x, wb, N, C, eps);
 		CU_CHECK_LAUNCH();
+		vec_ran(VEC_RMS_FWD);
 		return;
 	}
 	unsigned g = cuda_blocks(N, 1, 65535);
@@ -383,6 +391,8 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 	__nv_bfloat16 *dxb = (__nv_bfloat16 *)dinp;
 	const __nv_bfloat16 *dyb = (const __nv_bfloat16 *)dout, *xb = (const __nv_bfloat16 *)inp,
 			    *wb = (const __nv_bfloat16 *)w;
+	if (vpt)
+		vec_ran(VEC_RMS_BWD);
 	if (vpt == 1)
 		rmsnorm_bwd_vec<1><<<(unsigned)G, vth, 0, s>>>(dxb, part, dyb, xb, wb, rstd, N, C);
 	else if (vpt == 2)
@@ -456,9 +466,10 @@ void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, 
 		return;
 	SW_ASSERT(hd % 2 == 0 && T > 0);
 	unsigned g = cuda_blocks((int64_t)N * (hd / 2), 256, 1 << 16);
-	if (bf16 && vec_kernels())
+	if (bf16 && vec_kernels()) {
 		rope_kernel<__nv_bfloat16, 8><<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
-	else if (bf16)
+		vec_ran(VEC_ROPE);
+	} else if (bf16)
 		rope_kernel<__nv_bfloat16, 1><<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
 	else
 		rope_kernel<float, 1><<<g, 256, 0, s>>>((float *)x, inv_freq, N, T, nh, hd, inverse);
@@ -611,6 +622,8 @@ void cuda_swiglu_bwd(cudaStream_t s, int bf16, void *dgate, void *dup, const voi
 	if (vec_kernels() && bf16 && aligned16(dgate) && aligned16(dup) && aligned16(dout) &&
 	    aligned16(gate) && aligned16(up)) {
 		const int64_t n8 = n / 8, done = n8 * 8;
+		if (n8)
+			vec_ran(VEC_SWIGLU_BWD);
 		if (n8)
 			swiglu_bwd_bf16x8_kernel<<<cuda_blocks(n8, 256, 1 << 16), 256, 0, s>>>((uint4 *)dgate,
 				(uint4 *)dup, (const uint4 *)dout, (const uint4 *)gate, (const uint4 *)up, n8);
