@@ -188,7 +188,7 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 		be->ops->swiglu_bwd(be, st, dg, du, da, g, u, (int64_t)N * F);
 		be->ops->matmul_bwd(be, st, dh, dWg, NULL, dg, h2, Wg, N, C, F, 0);
 		be->ops->matmul_bwd(be, st, dh, dWu, NULL, du, h2, Wu, N, C, F, 1);
-		be->ops->rmsnorm_bwd(be, st, dx, dln2, dh, x2, ln2, rstd2, N, C);
+		be->ops->rmsnorm_bwd(be, st, dx, dln2, dh, x2, ln2, rstd2, N, C, 0);
 		be->ops->matmul_bwd(be, st, datt, dWo, NULL, dx, att, Wo, N, QD, C, 0);
 		be->ops->attention_bwd(be, st, dq, dk, dv, datt, q, k, v, att, lse, 1, T, nh, nkv, hd);
 		be->ops->rope_bwd(be, st, dq, invf, N, T, nh, hd);
@@ -196,7 +196,7 @@ static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
 		be->ops->matmul_bwd(be, st, dh, dWq, NULL, dq, h1, Wq, N, C, QD, 0);
 		be->ops->matmul_bwd(be, st, dh, dWk, NULL, dk, h1, Wk, N, C, KD, 1);
 		be->ops->matmul_bwd(be, st, dh, dWv, NULL, dv, h1, Wv, N, C, KD, 1);
-		be->ops->rmsnorm_bwd(be, st, dx, dln1, dh, x, ln1, rstd1, N, C);
+		be->ops->rmsnorm_bwd(be, st, dx, dln1, dh, x, ln1, rstd1, N, C, 0);
 		be->ops->event_record(be, e2, st);
 		be->ops->event_sync(be, e2);
 		if (it >= 3 && now_s() - t0 >= warm_s) {

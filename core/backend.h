@@ -49,6 +49,13 @@ typedef struct sw_adamw_args {
 	float one_minus_beta1, one_minus_beta2;
 } sw_adamw_args;
 
+/* Flags of the backward ops (matmul_bwd, rmsnorm_bwd). SW_BWD_ACCUM: matmul_bwd adds dinp to
+ * what is there. SW_BWD_DW_SET: the weight (and bias) gradients are written, not added to: a
+ * group's first micro-batch writes its fp32 gradient this way, so the buffer needs no zeroing
+ * and the GEMM no read of zeros (docs/architecture.md "Gradient buffers"). Either way the
+ * values are the same: 0 + x is x. */
+enum { SW_BWD_ACCUM = 1, SW_BWD_DW_SET = 2 };
+
 typedef struct sw_backend_ops {
 	/* ---- lifetime, memory, streams, events, copies ---- */
 	void (*destroy)(sw_backend *be);
@@ -90,18 +97,20 @@ typedef struct sw_backend_ops {
 	/* out (N,C) act = inp * rstd * w; rstd (N) fp32 = 1/sqrt(mean(inp^2) + eps); w (C) act */
 	void (*rmsnorm_fwd)(sw_backend *be, sw_stream *s, void *out, float *rstd, const void *inp,
 			    const void *w, int N, int C, float eps);
-	/* dinp (N,C) act += d/dinp; dw (C) fp32 += d/dw. */
+	/* dinp (N,C) act += d/dinp; dw (C) fp32 += d/dw, or = with SW_BWD_DW_SET in flags. */
 	void (*rmsnorm_bwd)(sw_backend *be, sw_stream *s, void *dinp, float *dw, const void *dout,
-			    const void *inp, const void *w, const float *rstd, int N, int C);
+			    const void *inp, const void *w, const float *rstd, int N, int C,
+			    int flags);
 
 	/* out (N,OC) act = inp (N,C) @ w (OC,C)^T + bias (OC) act, bias may be NULL. */
 	void (*matmul_fwd)(sw_backend *be, sw_stream *s, void *out, const void *inp, const void *w,
 			   const void *bias, int N, int C, int OC);
-	/* dinp (N,C) act = (accum ? dinp : 0) + dout @ w; dw (OC,C) fp32 += dout^T @ inp;
-	 * dbias (OC) fp32 += column sums of dout (skipped when NULL). dinp may be NULL. */
+	/* dinp (N,C) act = (flags & SW_BWD_ACCUM ? dinp : 0) + dout @ w; dw (OC,C) fp32 +=
+	 * dout^T @ inp; dbias (OC) fp32 += column sums of dout (skipped when NULL); dw and dbias
+	 * = instead of += with SW_BWD_DW_SET. dinp may be NULL. */
 	void (*matmul_bwd)(sw_backend *be, sw_stream *s, void *dinp, float *dw, float *dbias,
 			   const void *dout, const void *inp, const void *w, int N, int C, int OC,
-			   int accum);
+			   int flags);
 
 	/* In place on x (N, nh, hd) act, row n at position n % T: HF's rotate_half convention,
 	 * cos/sin of pos * inv_freq[i] (inv_freq (hd/2) fp32, device) in fp32.

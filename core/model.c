@@ -188,38 +188,41 @@ void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *bl
 
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
-		  sw_layer_scratch *s)
+		  sw_layer_scratch *s, int flags)
 {
-	sw_layer_bwd_kept(be, st, d, w, g, inv_freq, x, dres, s, 0);
+	sw_layer_bwd_kept(be, st, d, w, g, inv_freq, x, dres, s, 0, flags);
 }
 
 void sw_layer_bwd_kept(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		       const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
-		       sw_layer_scratch *s, unsigned kept)
+		       sw_layer_scratch *s, unsigned kept, int flags)
 {
 	const sw_backend_ops *o = be->ops;
 	int N = d->N, C = d->C, F = d->F, qd = d->nh * d->hd, kvd = d->nkv * d->hd;
+	/* every weight and bias gradient of the layer is written once per call: with
+	 * SW_BWD_DW_SET each is written, not added to (the group's first micro-batch) */
+	const int set = flags & SW_BWD_DW_SET, acc = SW_BWD_ACCUM;
 	/* recompute what was not kept (the layer's output itself is never needed) */
 	if (!(kept & SW_KEEP_ATTN))
 		fwd_attn(be, st, d, w, inv_freq, x, s);
 	if (!(kept & SW_KEEP_MLP))
 		fwd_mlp(be, st, d, w, x, s);
 	/* MLP block: dres = dy flows straight to x2 and into down_proj */
-	o->matmul_bwd(be, st, s->ds, G(WDOWN), NULL, dres, s->s, W(WDOWN), N, F, C, 0);
+	o->matmul_bwd(be, st, s->ds, G(WDOWN), NULL, dres, s->s, W(WDOWN), N, F, C, set);
 	o->swiglu_bwd(be, st, s->dg, s->du, s->ds, s->g, s->u, (int64_t)N * F);
-	o->matmul_bwd(be, st, s->dh, G(WGATE), NULL, s->dg, s->h2, W(WGATE), N, C, F, 0);
-	o->matmul_bwd(be, st, s->dh, G(WUP), NULL, s->du, s->h2, W(WUP), N, C, F, 1);
-	o->rmsnorm_bwd(be, st, dres, G(MLP_NORM), s->dh, s->x2, W(MLP_NORM), s->rstd2, N, C);
+	o->matmul_bwd(be, st, s->dh, G(WGATE), NULL, s->dg, s->h2, W(WGATE), N, C, F, set);
+	o->matmul_bwd(be, st, s->dh, G(WUP), NULL, s->du, s->h2, W(WUP), N, C, F, set | acc);
+	o->rmsnorm_bwd(be, st, dres, G(MLP_NORM), s->dh, s->x2, W(MLP_NORM), s->rstd2, N, C, set);
 	/* attention block: dres now holds d/dx2 */
-	o->matmul_bwd(be, st, s->datt, G(WO), NULL, dres, s->att, W(WO), N, qd, C, 0);
+	o->matmul_bwd(be, st, s->datt, G(WO), NULL, dres, s->att, W(WO), N, qd, C, set);
 	o->attention_bwd(be, st, s->dq, s->dk, s->dv, s->datt, s->q, s->k, s->v, s->att, s->lse,
 			 d->B, d->T, d->nh, d->nkv, d->hd);
 	o->rope_bwd(be, st, s->dq, inv_freq, N, d->T, d->nh, d->hd);
 	o->rope_bwd(be, st, s->dk, inv_freq, N, d->T, d->nkv, d->hd);
-	o->matmul_bwd(be, st, s->dh, G(WQ), G(BQ), s->dq, s->h1, W(WQ), N, C, qd, 0);
-	o->matmul_bwd(be, st, s->dh, G(WK), G(BK), s->dk, s->h1, W(WK), N, C, kvd, 1);
-	o->matmul_bwd(be, st, s->dh, G(WV), G(BV), s->dv, s->h1, W(WV), N, C, kvd, 1);
-	o->rmsnorm_bwd(be, st, dres, G(ATTN_NORM), s->dh, x, W(ATTN_NORM), s->rstd1, N, C);
+	o->matmul_bwd(be, st, s->dh, G(WQ), G(BQ), s->dq, s->h1, W(WQ), N, C, qd, set);
+	o->matmul_bwd(be, st, s->dh, G(WK), G(BK), s->dk, s->h1, W(WK), N, C, kvd, set | acc);
+	o->matmul_bwd(be, st, s->dh, G(WV), G(BV), s->dv, s->h1, W(WV), N, C, kvd, set | acc);
+	o->rmsnorm_bwd(be, st, dres, G(ATTN_NORM), s->dh, x, W(ATTN_NORM), s->rstd1, N, C, set);
 }
 
 static const void *head_matrix(const sw_table *tt, const sw_group_ptrs *head,
@@ -246,7 +249,7 @@ void sw_head_fwd_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_t
 		return;
 	o->memset0(be, st, dres, (uint64_t)N * C * (uint64_t)sw_dtype_size(be->act));
 	o->rmsnorm_bwd(be, st, dres, (float *)head_g->t[SW_T_FINAL_NORM], s->dh, xL,
-		       head_w->t[SW_T_FINAL_NORM], s->rstd1, N, C);
+		       head_w->t[SW_T_FINAL_NORM], s->rstd1, N, C, 0);
 }
 
 void sw_head_logits(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_table *tt,

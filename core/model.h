@@ -43,10 +43,11 @@ void sw_layer_scratch_free(sw_backend *be, sw_layer_scratch *s);
 void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const float *inv_freq, const void *x, void *y, sw_layer_scratch *s);
 /* Recomputes the layer forward from x, then back-propagates: dres (N,C) holds dy on entry and
- * dx on return (in place); weight gradients are accumulated into g (fp32). */
+ * dx on return (in place); weight gradients are accumulated into g (fp32), or written there
+ * (whatever g held) with flags SW_BWD_DW_SET (core/backend.h): a group's first micro-batch. */
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
-		  sw_layer_scratch *s);
+		  sw_layer_scratch *s, int flags);
 
 /* Keeping a layer's forward intermediates instead of recomputing them in backward. The
  * intermediates come in two parts, each kept whole or recomputed whole:
@@ -71,7 +72,7 @@ void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *bl
  * forward wrote them); sw_layer_bwd is this with kept 0. */
 void sw_layer_bwd_kept(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		       const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
-		       sw_layer_scratch *s, unsigned kept);
+		       sw_layer_scratch *s, unsigned kept, int flags);
 
 /* Head: final norm + LM head + cross-entropy (+ backward). xL (N,C) the last layer's output;
  * head_w: the head group's weights (final norm, lm_head) and embed_w the embedding group's (for

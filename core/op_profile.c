@@ -174,12 +174,13 @@ WRAP(embedding_bwd, (sw_backend *be, sw_stream *s, float *dw, const void *d, con
 WRAP(rmsnorm_fwd, (sw_backend *be, sw_stream *s, void *o, float *r, const void *x, const void *w, int N, int C, float eps),
      (be, s, o, r, x, w, N, C, eps), "rmsnorm_fwd")
 WRAP(rmsnorm_bwd, (sw_backend *be, sw_stream *s, void *dx, float *dw, const void *d, const void *x, const void *w,
-		   const float *r, int N, int C), (be, s, dx, dw, d, x, w, r, N, C), "rmsnorm_bwd")
+		   const float *r, int N, int C, int f), (be, s, dx, dw, d, x, w, r, N, C, f), "rmsnorm_bwd")
 WRAP(matmul_fwd, (sw_backend *be, sw_stream *s, void *o, const void *x, const void *w, const void *b, int N, int C, int OC),
      (be, s, o, x, w, b, N, C, OC), "matmul_fwd N%d C%d OC%d", N, C, OC)
 WRAP(matmul_bwd, (sw_backend *be, sw_stream *s, void *dx, float *dw, float *db, const void *d, const void *x,
-		  const void *w, int N, int C, int OC, int accum),
-     (be, s, dx, dw, db, d, x, w, N, C, OC, accum), "matmul_bwd N%d C%d OC%d%s", N, C, OC, dx ? "" : " dW only")
+		  const void *w, int N, int C, int OC, int f),
+     (be, s, dx, dw, db, d, x, w, N, C, OC, f), "matmul_bwd N%d C%d OC%d%s%s", N, C, OC, dx ? "" : " dW only",
+     (f & SW_BWD_DW_SET) ? " dW set" : "")
 WRAP(rope_fwd, (sw_backend *be, sw_stream *s, void *x, const float *f, int N, int T, int nh, int hd),
      (be, s, x, f, N, T, nh, hd), "rope_fwd")
 WRAP(rope_bwd, (sw_backend *be, sw_stream *s, void *x, const float *f, int N, int T, int nh, int hd),

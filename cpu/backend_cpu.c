@@ -586,6 +586,7 @@ typedef struct rms_ctx {
 	int N, C;
 	float eps;
 	int64_t rows;
+	int set;              /* bwd: dw = instead of += (SW_BWD_DW_SET) */
 } rms_ctx;
 
 static void rms_fwd_task(void *vctx, int64_t task, int worker)
@@ -642,7 +643,8 @@ static void rms_bwd_dinp_task(void *vctx, int64_t task, int worker)
 	}
 }
 
-/* dw[c] += sum over rows, in row order, of dout * inp * rstd; one task per column block. */
+/* dw[c] += (or = with set) sum over rows, in row order, of dout * inp * rstd; one task per
+ * column block. */
 static void rms_bwd_dw_task(void *vctx, int64_t task, int worker)
 {
 	rms_ctx *r = vctx;
@@ -660,17 +662,19 @@ static void rms_bwd_dw_task(void *vctx, int64_t task, int worker)
 			acc[c] += dy[c] * (x[c] * rs);
 	}
 	for (int c = 0; c < nc; c++)
-		r->dw[c0 + c] += acc[c];
+		r->dw[c0 + c] = r->set ? acc[c] : r->dw[c0 + c] + acc[c];
 }
 
 static void cpu_rmsnorm_bwd(sw_backend *be, sw_stream *s, void *dinp, float *dw, const void *dout,
-			    const void *inp, const void *w, const float *rstd, int N, int C)
+			    const void *inp, const void *w, const float *rstd, int N, int C,
+			    int flags)
 {
 	(void)s;
 	cpu_backend *cb = cpu_of(be);
 	wscr_reserve(cb, rms_bwd_floats(&cb->tune, C));
 	rms_ctx r = { .cb = cb, .out = dinp, .rstd = (float *)rstd, .dw = dw, .inp = inp, .w = w,
-		      .dout = dout, .N = N, .C = C, .rows = rows_per_task(cb, C) };
+		      .dout = dout, .N = N, .C = C, .rows = rows_per_task(cb, C),
+		      .set = !!(flags & SW_BWD_DW_SET) };
 	/* dw first: it reads dout, which a caller may pass as dinp too */
 	sw_pool_run(cb->pool, rms_bwd_dw_task, &r, ceil_div(C, cb->tune.col_block));
 	sw_pool_run(cb->pool, rms_bwd_dinp_task, &r, ceil_div(N, r.rows));
@@ -691,10 +695,10 @@ typedef struct colsum_ctx {
 	cpu_backend *cb;
 	float *dst;
 	const void *src;
-	int N, C;
+	int N, C, set;
 } colsum_ctx;
 
-/* dst[c] += sum over rows in order of src[n][c]; one task per column block. */
+/* dst[c] += (or = with set) sum over rows in order of src[n][c]; one task per column block. */
 static void colsum_task(void *vctx, int64_t task, int worker)
 {
 	colsum_ctx *k = vctx;
@@ -710,29 +714,29 @@ static void colsum_task(void *vctx, int64_t task, int worker)
 			acc[c] += d[c];
 	}
 	for (int c = 0; c < nc; c++)
-		k->dst[c0 + c] += acc[c];
+		k->dst[c0 + c] = k->set ? acc[c] : k->dst[c0 + c] + acc[c];
 }
 
 static void cpu_matmul_bwd(sw_backend *be, sw_stream *s, void *dinp, float *dw, float *dbias,
 			   const void *dout, const void *inp, const void *w, int N, int C, int OC,
-			   int accum)
+			   int flags)
 {
 	(void)s;
 	cpu_backend *cb = cpu_of(be);
-	int bf = cb->bf;
+	int bf = cb->bf, set = !!(flags & SW_BWD_DW_SET);
 	/* dinp last: the weight gradients read inp, which a caller may overwrite with dinp */
 	if (dbias) {
 		wscr_reserve(cb, 2 * (int64_t)cb->tune.col_block);
-		colsum_ctx k = { cb, dbias, dout, N, OC };
+		colsum_ctx k = { cb, dbias, dout, N, OC, set };
 		sw_pool_run(cb->pool, colsum_task, &k, ceil_div(OC, cb->tune.col_block));
 	}
 	if (dw) {
 		mat A = { dout, bf, 1, OC }, B = { inp, bf, 0, C };
-		gemm_run(cb, A, B, OC, C, N, dw, 0, C, 1, NULL);
+		gemm_run(cb, A, B, OC, C, N, dw, 0, C, !set, NULL);
 	}
 	if (dinp) {
 		mat A = { dout, bf, 0, OC }, B = { w, bf, 0, C };
-		gemm_run(cb, A, B, N, C, OC, dinp, 1, C, accum, NULL);
+		gemm_run(cb, A, B, N, C, OC, dinp, 1, C, !!(flags & SW_BWD_ACCUM), NULL);
 	}
 }
 

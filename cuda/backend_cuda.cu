@@ -461,9 +461,10 @@ static void op_rmsnorm_fwd(sw_backend *be, sw_stream *s, void *out, float *rstd,
 }
 
 static void op_rmsnorm_bwd(sw_backend *be, sw_stream *s, void *dinp, float *dw, const void *dout,
-			   const void *inp, const void *w, const float *rstd, int N, int C)
+			   const void *inp, const void *w, const float *rstd, int N, int C, int flags)
 {
-	cuda_rmsnorm_bwd(cuda_of(be), cuda_stream(s), is_bf16(be), dinp, dw, dout, inp, w, rstd, N, C);
+	cuda_rmsnorm_bwd(cuda_of(be), cuda_stream(s), is_bf16(be), dinp, dw, dout, inp, w, rstd, N, C,
+			 (flags & SW_BWD_DW_SET) != 0);
 }
 
 // Row-major Y (N,OC) = X (N,C) W(OC,C)^T is, in cuBLAS's column-major view, Y^T = W^T X^T:
@@ -477,20 +478,22 @@ static void op_matmul_fwd(sw_backend *be, sw_stream *s, void *out, const void *i
 
 static void op_matmul_bwd(sw_backend *be, sw_stream *s, void *dinp, float *dw, float *dbias,
 			  const void *dout, const void *inp, const void *w, int N, int C, int OC,
-			  int accum)
+			  int flags)
 {
 	cuda_impl *ci = cuda_of(be);
 	cudaStream_t st = cuda_stream(s);
+	const int set = (flags & SW_BWD_DW_SET) != 0;
 	// dX (N,C) = dY (N,OC) W (OC,C): column-major dX^T = W^T' dY^T with m = C, n = N, k = OC.
 	if (dinp)
 		cuda_gemm(ci, st, 0, 0, C, N, OC, w, C, dout, OC, dinp, C, act_type(be), act_type(be),
-			  accum ? 1.f : 0.f, NULL, f32_mode(be));
+			  (flags & SW_BWD_ACCUM) ? 1.f : 0.f, NULL, f32_mode(be));
 	// dW (OC,C) += dY^T X: column-major dW^T (C,OC) = X^T (C,N) dY (N,OC); fp32 accumulator.
+	// With SW_BWD_DW_SET beta is 0: the GEMM writes dW without reading it.
 	if (dw)
-		cuda_gemm(ci, st, 0, 1, C, OC, N, inp, C, dout, OC, dw, C, act_type(be), CUDA_R_32F, 1.f,
-			  NULL, f32_mode(be));
+		cuda_gemm(ci, st, 0, 1, C, OC, N, inp, C, dout, OC, dw, C, act_type(be), CUDA_R_32F,
+			  set ? 0.f : 1.f, NULL, f32_mode(be));
 	if (dbias)
-		cuda_colsum_add(st, is_bf16(be), dbias, dout, N, OC);
+		cuda_colsum_add(st, is_bf16(be), dbias, dout, N, OC, set);
 }
 
 static void op_rope_fwd(sw_backend *be, sw_stream *s, void *x, const float *inv_freq, int N, int T,

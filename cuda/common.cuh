@@ -80,7 +80,8 @@ void cuda_embedding_bwd(cuda_impl *ci, cudaStream_t s, int bf16, float *dwte, co
 void cuda_rmsnorm_fwd(cudaStream_t s, int bf16, void *out, float *rstd, const void *inp,
 		      const void *w, int N, int C, float eps);
 void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float *dw,
-		      const void *dout, const void *inp, const void *w, const float *rstd, int N, int C);
+		      const void *dout, const void *inp, const void *w, const float *rstd, int N, int C,
+		      int set_dw);
 void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, int T, int nh,
 	       int hd, int inverse);
 void cuda_swiglu_fwd(cudaStream_t s, int bf16, void *out, const void *gate, const void *up, int64_t n);
@@ -91,7 +92,8 @@ void cuda_scale(cudaStream_t s, int bf16, void *x, float alpha, int64_t n);
 void cuda_cast_f32_to_act(cudaStream_t s, int bf16, void *dst, const float *src, int64_t n);
 void cuda_cast_act_to_f32(cudaStream_t s, int bf16, float *dst, const void *src, int64_t n);
 void cuda_sumsq(cuda_impl *ci, cudaStream_t s, double *out, const float *x, int64_t n);
-void cuda_colsum_add(cudaStream_t s, int bf16, float *dbias, const void *dout, int N, int OC);
+void cuda_colsum_add(cudaStream_t s, int bf16, float *dbias, const void *dout, int N, int OC,
+		     int set);
 // head_loss helpers: per-row online logsumexp over one vocabulary chunk, and dlogits.
 void cuda_xent_chunk_stats(cudaStream_t s, float *stats, const float *logits, const int32_t *targets,
 			   int rows, int vc, int v0, int first);

@@ -363,7 +363,7 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_vec(__nv_bfloat16 *dinp, floa
 	}
 }
 
-__global__ void rmsnorm_dw_reduce(float *dw, const float *part, int G, int C)
+__global__ void rmsnorm_dw_reduce(float *dw, const float *part, int G, int C, int set)
 {
 	int c = blockIdx.x * blockDim.x + threadIdx.x;
 	if (c >= C)
@@ -371,14 +371,18 @@ __global__ void rmsnorm_dw_reduce(float *dw, const float *part, int G, int C)
 	float acc = 0.f;
 	for (int b = 0; b < G; b++)
 		acc = __fadd_rn(acc, part[(int64_t)b * C + c]);
-	dw[c] = __fadd_rn(dw[c], acc);
+	dw[c] = set ? acc : __fadd_rn(dw[c], acc);
 }
 
 void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float *dw,
-		      const void *dout, const void *inp, const void *w, const float *rstd, int N, int C)
+		      const void *dout, const void *inp, const void *w, const float *rstd, int N, int C,
+		      int set_dw)
 {
-	if (N <= 0)
+	if (N <= 0) {
+		if (set_dw)   // an empty sum
+			CU_CHECK(cudaMemsetAsync(dw, 0, (size_t)C * 4, s));
 		return;
+	}
 	// G depends on the shape only (never on the device), so the sum order is fixed.
 	int64_t G = N < 256 ? N : 256;
 	while (G > 1 && (uint64_t)G * C * 4 > ci->scr.bytes)
@@ -406,7 +410,7 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 		rmsnorm_bwd_kernel<<<(unsigned)G, th, 0, s>>>((float *)dinp, part, (const float *)dout,
 			(const float *)inp, (const float *)w, rstd, N, C);
 	CU_CHECK_LAUNCH();
-	rmsnorm_dw_reduce<<<cuda_blocks(C, 256, 1 << 20), 256, 0, s>>>(dw, part, (int)G, C);
+	rmsnorm_dw_reduce<<<cuda_blocks(C, 256, 1 << 20), 256, 0, s>>>(dw, part, (int)G, C, set_dw);
 	CU_CHECK_LAUNCH();
 }
 
@@ -754,7 +758,7 @@ void cuda_sumsq(cuda_impl *ci, cudaStream_t s, double *out, const float *x, int6
 
 // ---------------------------------------------------------------- bias gradient
 template <typename T>
-__global__ void colsum_add_kernel(float *dbias, const T *dout, int N, int OC)
+__global__ void colsum_add_kernel(float *dbias, const T *dout, int N, int OC, int set)
 {
 	int c = blockIdx.x * blockDim.x + threadIdx.x;
 	if (c >= OC)
@@ -762,16 +766,18 @@ __global__ void colsum_add_kernel(float *dbias, const T *dout, int N, int OC)
 	float acc = 0.f;
 	for (int n = 0; n < N; n++)
 		acc = __fadd_rn(acc, ld_act(dout, (int64_t)n * OC + c));
-	dbias[c] = __fadd_rn(dbias[c], acc);
+	dbias[c] = set ? acc : __fadd_rn(dbias[c], acc);
 }
 
-void cuda_colsum_add(cudaStream_t s, int bf16, float *dbias, const void *dout, int N, int OC)
+// dbias += (or = with set) the column sums of dout.
+void cuda_colsum_add(cudaStream_t s, int bf16, float *dbias, const void *dout, int N, int OC,
+		     int set)
 {
 	unsigned g = cuda_blocks(OC, 256, 1 << 20);
 	if (bf16)
-		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const __nv_bfloat16 *)dout, N, OC);
+		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const __nv_bfloat16 *)dout, N, OC, set);
 	else
-		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const float *)dout, N, OC);
+		colsum_add_kernel<<<g, 256, 0, s>>>(dbias, (const float *)dout, N, OC, set);
 	CU_CHECK_LAUNCH();
 }
 

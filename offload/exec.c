@@ -225,13 +225,13 @@ static int table_counts(sw_exec *ex)
 	ex->upd_p16 = calloc((size_t)ex->G, sizeof(int64_t));
 	ex->gbuf = calloc((size_t)ex->ngb + 1, sizeof(float *));
 	ex->gb_free = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
-	ex->gb_zero = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
-	ex->gb_zeroed = calloc((size_t)ex->ngb + 1, 1);
+	ex->gb_sums = calloc((size_t)ex->ngb + 1, sizeof(sw_event *));
+	ex->gb_released = calloc((size_t)ex->ngb + 1, 1);
 	ex->win = calloc((size_t)ex->K + 1, sizeof(void *));
 	ex->win_ready = calloc((size_t)ex->K + 1, sizeof(sw_event *));
 	ex->win_free = calloc((size_t)ex->K + 1, sizeof(sw_event *));
 	if (!ex->g || !ex->ck || !ex->streamed || !ex->upd_sent || !ex->upd_p16 || !ex->gbuf ||
-	    !ex->gb_free || !ex->gb_zero || !ex->gb_zeroed || !ex->win || !ex->win_ready || !ex->win_free)
+	    !ex->gb_free || !ex->gb_sums || !ex->gb_released || !ex->win || !ex->win_ready || !ex->win_free)
 		return -ENOMEM;
 	for (int gi = 0; gi < ex->G; gi++) {
 		ex->g[gi].p16_tier = p->tier[gi][SW_STATE_P16];
@@ -255,7 +255,7 @@ static int events_create(sw_exec *ex)
 	int rc = 0;
 	for (int i = 0; i < ex->ngb && !rc; i++)
 		if (!(rc = op->event_create(be, &ex->gb_free[i])))
-			rc = op->event_create(be, &ex->gb_zero[i]);
+			rc = op->event_create(be, &ex->gb_sums[i]);
 	for (int i = 0; i < ex->K && !rc; i++)
 		if (!(rc = op->event_create(be, &ex->win_ready[i])))
 			rc = op->event_create(be, &ex->win_free[i]);
@@ -424,7 +424,7 @@ static void free_row(sw_exec *ex, const sw_plan_buf *b)
 static void events_destroy(sw_exec *ex)
 {
 	sw_backend *be = ex->be;
-	sw_event **all[] = { ex->gb_free, ex->gb_zero, ex->win_ready, ex->win_free, ex->hgrad_ev,
+	sw_event **all[] = { ex->gb_free, ex->gb_sums, ex->win_ready, ex->win_free, ex->hgrad_ev,
 			     ex->ck_ev, ex->p16_ev, ex->sev };
 	int n[] = { ex->ngb, ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
 	for (size_t a = 0; a < sizeof(n) / sizeof(n[0]); a++)
@@ -486,7 +486,7 @@ void sw_exec_destroy(sw_exec *ex)
 			be->ops->stream_destroy(be, st[i]);
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
-	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_zero, ex->gb_zeroed, ex->win,
+	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_sums, ex->gb_released, ex->win,
 			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);

@@ -142,8 +142,9 @@ struct sw_exec {
 	int ngb, gb_next;
 	float **gbuf;
 	sw_event **gb_free;                /* gbuf[k]'s last reader (its copy, its update) done */
-	sw_event **gb_zero;                /* gbuf[k] zeroed on as behind that reader ... */
-	uint8_t *gb_zeroed;                /* ... and 1 while that zeroing is queued and untaken */
+	sw_event **gb_sums;                /* gbuf[k]'s sum of squares done (on as), recorded at
+					    * its release ... */
+	uint8_t *gb_released;              /* ... and 1 while that release is untaken */
 	float *tgrad;                      /* tied: the embedding's gradient through backward */
 	double *dsum;                      /* (G) device */
 	/* activations */
@@ -341,8 +342,9 @@ int exec_opt_error(sw_exec *ex);
 
 /* exec_step.c: the pieces of the step that clipping drives */
 void exec_gpu_update(sw_exec *ex, sw_stream *st, int gi, const float *gb, double scale);
-/* A group's gradient buffer around its backward (exec_step.c): taken (zeroed on as), complete
- * (its sum of squares and update), and the compute stream's join with as at a pass's end. */
+/* A group's gradient buffer around its backward (exec_step.c): taken (after its last readers;
+ * zeroed for the embedding and the head, written by a layer's first micro-batch), complete (its
+ * sum of squares and update), and the compute stream's join with as at a pass's end. */
 float *exec_grad_begin(sw_exec *ex, int gi);
 void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale);
 void exec_grad_join(sw_exec *ex);
@@ -389,5 +391,5 @@ int exec_keep_alloc(sw_exec *ex, const sw_plan_buf *b);
 void exec_keep_free(sw_exec *ex, const sw_plan_buf *b);
 void exec_keep_fwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const void *x, void *y);
 void exec_keep_bwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const sw_group_ptrs *g,
-		   const void *x, void *dres);
+		   const void *x, void *dres, int flags);
 #endif

@@ -67,9 +67,9 @@ void exec_keep_fwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const void
 }
 
 void exec_keep_bwd(sw_exec *ex, int l, int m, const sw_group_ptrs *w, const sw_group_ptrs *g,
-		   const void *x, void *dres)
+		   const void *x, void *dres, int flags)
 {
 	unsigned kept;
 	sw_layer_scratch s = keep_scratch(ex, l, m, &kept);
-	sw_layer_bwd_kept(ex->be, ex->cs, &ex->d, w, g, ex->inv_freq, x, dres, &s, kept);
+	sw_layer_bwd_kept(ex->be, ex->cs, &ex->d, w, g, ex->inv_freq, x, dres, &s, kept, flags);
 }

@@ -13,58 +13,69 @@
 
 /* ---------------------------------------------------------------- the step ------------- */
 
+/* A decoder layer's gradient needs no zeroing: its first micro-batch writes every element
+ * (SW_BWD_DW_SET, bwd_layer). The embedding's (a scatter of the tokens' rows) and the head's
+ * (added to per vocabulary chunk) are added to from zero. */
+static int grad_needs_zero(const sw_exec *ex, int gi)
+{
+	return gi == 0 || gi == ex->H;
+}
+
 float *exec_grad_begin(sw_exec *ex, int gi)
 {
+	sw_backend *be = ex->be;
+	const uint64_t bytes = (uint64_t)ex->tt->g[gi].numel * 4;
 	if (ex->tied && gi == 0) {
 		/* after its last reader: the step's end syncs ds, but say so here (the stream model,
 		 * tests/test_offload_ckpt_streams.c, syncs less) */
-		ex->be->ops->stream_wait(ex->be, ex->cs, ex->tgrad_free);
-		ex->be->ops->memset0(ex->be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
+		be->ops->stream_wait(be, ex->cs, ex->tgrad_free);
+		be->ops->memset0(be, ex->cs, ex->tgrad, bytes);
 		return ex->tgrad;
 	}
 	if (ex->spec_pass && ex->g[gi].opt_tier == SW_TIER_GPU) {
 		/* a speculative pass holds a resident group's gradient until the norm is known */
 		SW_ASSERT(ex->g[gi].ghold);
-		ex->be->ops->memset0(ex->be, ex->cs, ex->g[gi].ghold, (uint64_t)ex->tt->g[gi].numel * 4);
+		if (grad_needs_zero(ex, gi))
+			be->ops->memset0(be, ex->cs, ex->g[gi].ghold, bytes);
 		return ex->g[gi].ghold;
 	}
-	/* zeroed on as behind its last reader when it was released (grad_release), so the zeroing
-	 * ran beside the compute before this (at the 2.8B shape 0.1 ms a group, which the compute
-	 * stream waited out at every layer). A buffer not released that way (its first use, or
-	 * after a group that ended in an error) is zeroed whole here, after everything on as and
-	 * its last copy; from then on a release zeroes what its group wrote, its numel, and the
-	 * rest stays zero. */
-	sw_backend *be = ex->be;
+	/* a rotating buffer, after its last readers: the copy or update that released it
+	 * (gb_free) and its sum of squares on as (gb_sums, recorded at the release; on as, so the
+	 * compute stream waits for that group's sum, not for what as does after it). A buffer not
+	 * released that way (its first use, or after a group that ended in an error) waits for
+	 * everything on as. Layers then overwrite it; the embedding and the head zero their part
+	 * here, on the compute stream (about 0.15 ms each at the 2.8B shape; a layer's zeroing,
+	 * 0.25 ms of memory bandwidth beside the compute at every layer, is gone). */
 	int k = ex->gb_next;
 	ex->gb_next = (k + 1) % ex->ngb;
-	if (ex->gb_zeroed[k]) {
-		be->ops->stream_wait(be, ex->cs, ex->gb_zero[k]);
-		ex->gb_zeroed[k] = 0;
+	if (ex->gb_released[k]) {
+		be->ops->stream_wait(be, ex->cs, ex->gb_sums[k]);
+		ex->gb_released[k] = 0;
 	} else {
 		be->ops->event_record(be, ex->as_ev, ex->as);
 		be->ops->stream_wait(be, ex->cs, ex->as_ev);
-		be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
-		be->ops->memset0(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
 	}
+	be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
+	if (grad_needs_zero(ex, gi))
+		be->ops->memset0(be, ex->cs, ex->gbuf[k], bytes);
 	return ex->gbuf[k];
 }
 
 /* Group gi's gradient gb has its last reader queued on stream st: its free event recorded
  * there (gb_free[k] for a rotating buffer, tgrad_free for the tied embedding's; a held
- * resident gradient has none), and a rotating buffer's zeroing of what gi wrote queued on as
- * behind that, for the buffer's next use (exec_grad_begin). */
+ * resident gradient has none), and for a rotating buffer its sum of squares' end on as
+ * (gb_sums[k]), which the buffer's next use waits for too (exec_grad_begin). */
 static void grad_release(sw_exec *ex, int gi, const float *gb, sw_stream *st)
 {
+	(void)gi;
 	sw_backend *be = ex->be;
 	if (gb == ex->tgrad)
 		be->ops->event_record(be, ex->tgrad_free, st);
 	for (int k = 0; k < ex->ngb; k++)
 		if (ex->gbuf[k] == gb) {
 			be->ops->event_record(be, ex->gb_free[k], st);
-			be->ops->stream_wait(be, ex->as, ex->gb_free[k]);
-			be->ops->memset0(be, ex->as, ex->gbuf[k], (uint64_t)ex->tt->g[gi].numel * 4);
-			be->ops->event_record(be, ex->gb_zero[k], ex->as);
-			ex->gb_zeroed[k] = 1;
+			be->ops->event_record(be, ex->gb_sums[k], ex->as);
+			ex->gb_released[k] = 1;
 		}
 }
 
@@ -97,7 +108,7 @@ void exec_grad_join(sw_exec *ex)
  * squares and a resident group's AdamW run on as, beside the next group's backward (at the
  * 2.8B shape 0.16 ms and 1.2 ms a group on the H100, which the compute stream waited out:
  * the compute stream never waits for them before the pass's end, exec_grad_join); then the
- * buffer's zeroing for its next use (grad_release). */
+ * buffer's release for its next use (grad_release). */
 void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 {
 	sw_backend *be = ex->be;
@@ -281,7 +292,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 			return rc;
 		void *dres = exec_carry_get(ex, m);
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres);
+		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres, m ? 0 : SW_BWD_DW_SET);
 		exec_gspan_end(ex, ex->cs, sp);
 		exec_carry_put(ex, m, dres);
 	}

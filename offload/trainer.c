@@ -200,8 +200,9 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 		st->tokens += targets[i] >= 0;
 	float scale = st->tokens ? 1.0f / (float)st->tokens : 0.0f;
 
-	for (int gi = 0; gi < G; gi++)
-		o->memset0(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
+	/* the layers' gradients need no zeroing: their first micro-batch writes them */
+	o->memset0(be, tr->st, tr->grad[0], (uint64_t)tt->g[0].numel * 4);
+	o->memset0(be, tr->st, tr->grad[H], (uint64_t)tt->g[H].numel * 4);
 	forward(tr, inputs);
 	/* head: loss and its gradient per micro-batch */
 	double loss = 0;
@@ -219,7 +220,7 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	for (int l = L - 1; l >= 0; l--)
 		for (int mi = 0; mi < M; mi++)
 			sw_layer_bwd(be, tr->st, &tr->d, &tr->w[l + 1], &tr->g[l + 1], tr->inv_freq,
-				     tr->x[l * M + mi], tr->dres[mi], &tr->s);
+				     tr->x[l * M + mi], tr->dres[mi], &tr->s, mi ? 0 : SW_BWD_DW_SET);
 	for (int mi = 0; mi < M; mi++)
 		o->embedding_bwd(be, tr->st, (float *)tr->g[0].t[SW_T_EMBED], tr->dres[mi],
 				 tr->tok[mi], N, tr->d.C, tr->d.V);

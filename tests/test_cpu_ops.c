@@ -295,7 +295,7 @@ static void op_rmsnorm(sw_backend *be, results *rs, int check)
 	void *dR = dact(be, R, RN * RC), *ddx = dact(be, G, RN * RC);
 	float *drstd = df32(be, NULL, RN), *ddw = df32(be, Gw, RC);
 	be->ops->rmsnorm_fwd(be, NULL, dout, drstd, dxin, dwt, RN, RC, R_EPS);
-	be->ops->rmsnorm_bwd(be, NULL, ddx, ddw, dR, dxin, dwt, drstd, RN, RC);
+	be->ops->rmsnorm_bwd(be, NULL, ddx, ddw, dR, dxin, dwt, drstd, RN, RC, 0);
 	get_act(be, out, dout, RN * RC);
 	get_act(be, dx, ddx, RN * RC);
 	memcpy(rstd, drstd, sizeof(rstd));
@@ -319,10 +319,22 @@ static void op_rmsnorm(sw_backend *be, results *rs, int check)
 		/* dinp may be the dout buffer itself: dinp = R + d/dinp */
 		void *dal = dact(be, R, RN * RC);
 		float dal_h[RN * RC];
-		be->ops->rmsnorm_bwd(be, NULL, dal, ddw, dal, dxin, dwt, drstd, RN, RC);
+		be->ops->rmsnorm_bwd(be, NULL, dal, ddw, dal, dxin, dwt, drstd, RN, RC, 0);
 		get_act(be, dal_h, dal, RN * RC);
 		check_bwd("rmsnorm", "dinp aliasing dout", rel_acc(dal_h, R, gx, RN * RC));
 		be->ops->dev_free(be, dal);
+		/* SW_BWD_DW_SET: dw written whatever it held, the same bits as added to zeros */
+		float zero[RC], dws[RC], dwz[RC];
+		memset(zero, 0, sizeof(zero));
+		float *ddws = df32(be, Gw, RC), *ddwz = df32(be, zero, RC);
+		void *dx3 = dact(be, G, RN * RC);
+		be->ops->rmsnorm_bwd(be, NULL, dx3, ddws, dR, dxin, dwt, drstd, RN, RC, SW_BWD_DW_SET);
+		be->ops->rmsnorm_bwd(be, NULL, dx3, ddwz, dR, dxin, dwt, drstd, RN, RC, 0);
+		memcpy(dws, ddws, sizeof(dws));
+		memcpy(dwz, ddwz, sizeof(dwz));
+		check_bwd("rmsnorm", "dw (=, SW_BWD_DW_SET)", rel_fd(dws, gw, RC));
+		CHECKF(!memcmp(dws, dwz, sizeof(dws)), "rmsnorm dw: SW_BWD_DW_SET differs from += on zeros");
+		be->ops->dev_free(be, ddws); be->ops->dev_free(be, ddwz); be->ops->dev_free(be, dx3);
 		free(r_x); free(r_w); free(r_R);
 	}
 	be->ops->dev_free(be, dxin); be->ops->dev_free(be, dwt); be->ops->dev_free(be, dout);
@@ -396,6 +408,29 @@ static void op_matmul(sw_backend *be, results *rs, int check)
 		check_bwd("matmul", "dinp (accum=0)", rel_fd(dx2, gx, MN * MC));
 		check_bwd("matmul", "dw (+=)", rel_acc(dw, Gw, gw, MO * MC));
 		check_bwd("matmul", "dbias (+=)", rel_acc(db, Gb, gb, MO));
+		/* SW_BWD_DW_SET: dw and dbias written whatever they held (dinp as its own flag says),
+		 * the same bits as added to zeros */
+		float zw[MO * MC], zb[MO], dws[MO * MC], dbs[MO], dwz[MO * MC], dbz[MO], dx3[MN * MC];
+		memset(zw, 0, sizeof(zw));
+		memset(zb, 0, sizeof(zb));
+		float *ddws = df32(be, Gw, MO * MC), *ddbs = df32(be, Gb, MO);
+		float *ddwz = df32(be, zw, MO * MC), *ddbz = df32(be, zb, MO);
+		void *ddx3 = dact(be, G, MN * MC);
+		be->ops->matmul_bwd(be, NULL, ddx3, ddws, ddbs, dR, dxin, dwt, MN, MC, MO,
+				    SW_BWD_DW_SET | SW_BWD_ACCUM);
+		be->ops->matmul_bwd(be, NULL, NULL, ddwz, ddbz, dR, dxin, dwt, MN, MC, MO, 0);
+		memcpy(dws, ddws, sizeof(dws));
+		memcpy(dbs, ddbs, sizeof(dbs));
+		memcpy(dwz, ddwz, sizeof(dwz));
+		memcpy(dbz, ddbz, sizeof(dbz));
+		get_act(be, dx3, ddx3, MN * MC);
+		check_bwd("matmul", "dw (=, SW_BWD_DW_SET)", rel_fd(dws, gw, MO * MC));
+		check_bwd("matmul", "dbias (=, SW_BWD_DW_SET)", rel_fd(dbs, gb, MO));
+		check_bwd("matmul", "dinp (accum with SW_BWD_DW_SET)", rel_acc(dx3, G, gx, MN * MC));
+		CHECKF(!memcmp(dws, dwz, sizeof(dws)) && !memcmp(dbs, dbz, sizeof(dbs)),
+		       "matmul dw/dbias: SW_BWD_DW_SET differs from += on zeros");
+		be->ops->dev_free(be, ddws); be->ops->dev_free(be, ddbs); be->ops->dev_free(be, ddwz);
+		be->ops->dev_free(be, ddbz); be->ops->dev_free(be, ddx3);
 		free(m_x); free(m_w); free(m_b); free(m_R);
 	}
 	void *bufs[] = { dxin, dwt, dbias, dout, dout2, dR, ddx, ddx2, ddw, ddb };

@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 			break;
 		/* backward with per-layer recomputation from the checkpoint */
 		op->memset0(be, NULL, dx, (uint64_t)N * dim * es);
-		op->rmsnorm_bwd(be, NULL, dx, gnf, dh, xs[L], wnf, rstdf, N, dim); tick(OP_NORM);
+		op->rmsnorm_bwd(be, NULL, dx, gnf, dh, xs[L], wnf, rstdf, N, dim, 0); tick(OP_NORM);
 		for (int l = L - 1; l >= 0; l--) {
 			layer *y = &ly[l];
 			op->rmsnorm_fwd(be, NULL, h1, rstd1, xs[l], y->wn1, N, dim, 1e-5f); tick(OP_NORM);
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 			op->swiglu_bwd(be, NULL, dg, du, dsg, g, u, (int64_t)N * F); tick(OP_SWIGLU);
 			op->matmul_bwd(be, NULL, dh, y->gg, NULL, dg, h2, y->wg, N, dim, F, 0);
 			op->matmul_bwd(be, NULL, dh, y->gu, NULL, du, h2, y->wu, N, dim, F, 1); tick(OP_MATMUL);
-			op->rmsnorm_bwd(be, NULL, dx, y->gn2, dh, x2, y->wn2, rstd2, N, dim); tick(OP_NORM);
+			op->rmsnorm_bwd(be, NULL, dx, y->gn2, dh, x2, y->wn2, rstd2, N, dim, 0); tick(OP_NORM);
 			op->matmul_bwd(be, NULL, datt, y->go, NULL, dx, att, y->wo, N, dim, dim, 0); tick(OP_MATMUL);
 			op->attention_bwd(be, NULL, dq, dk, dv, datt, q, k, v, att, lse, 1, T, nh, nkv, hd);
 			tick(OP_ATTN);
@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 			op->matmul_bwd(be, NULL, dh, y->gq, NULL, dq, h1, y->wq, N, dim, dim, 0);
 			op->matmul_bwd(be, NULL, dh, y->gk, NULL, dk, h1, y->wk, N, dim, kvd, 1);
 			op->matmul_bwd(be, NULL, dh, y->gv, NULL, dv, h1, y->wv, N, dim, kvd, 1); tick(OP_MATMUL);
-			op->rmsnorm_bwd(be, NULL, dx, y->gn1, dh, xs[l], y->wn1, rstd1, N, dim); tick(OP_NORM);
+			op->rmsnorm_bwd(be, NULL, dx, y->gn1, dh, xs[l], y->wn1, rstd1, N, dim, 0); tick(OP_NORM);
 		}
 		op->embedding_bwd(be, NULL, gwte, dx, tok, N, dim, V); tick(OP_EMB);
 		/* optimizer: global norm, then plain descent (lr large, no moments) so that the

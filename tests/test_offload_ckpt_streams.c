@@ -1,5 +1,5 @@
 /* The checkpoint copies' stream order (offload/exec_ckpt.c), and the gradient buffers' (their
- * zeroing, sums of squares and resident updates on the gradient stream as: offload/exec_step.c),
+ * reuse, sums of squares and resident updates on the gradient stream as: offload/exec_step.c),
  * checked against a model of CUDA streams and events, which the CPU backend (every op
  * synchronous) cannot show: a fake backend
  * keeps a vector clock per stream (an op on a stream follows the stream's earlier ops; a
@@ -331,11 +331,11 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	ex->held_ev = &gev[2 * NGB + 3 + OPT_HG];
 	ex->ngb = NGB;
 	CHECK((ex->gbuf = calloc(NGB, sizeof(float *))) && (ex->gb_free = calloc(NGB, sizeof(sw_event *))) &&
-	      (ex->gb_zero = calloc(NGB, sizeof(sw_event *))) && (ex->gb_zeroed = calloc(NGB, 1)));
+	      (ex->gb_sums = calloc(NGB, sizeof(sw_event *))) && (ex->gb_released = calloc(NGB, 1)));
 	for (int k = 0; k < NGB; k++) {
 		CHECK((ex->gbuf[k] = calloc(GN, 4)));
 		ex->gb_free[k] = &gev[k];
-		ex->gb_zero[k] = &gev[NGB + 3 + OPT_HG + k];
+		ex->gb_sums[k] = &gev[NGB + 3 + OPT_HG + k];
 	}
 	ex->nhg = OPT_HG;
 	for (int i = 0; i < OPT_HG; i++) {
@@ -376,8 +376,8 @@ static void grad_free(sw_exec *ex)
 		free(ex->hgrad[i]);
 	free(ex->gbuf);
 	free(ex->gb_free);
-	free(ex->gb_zero);
-	free(ex->gb_zeroed);
+	free(ex->gb_sums);
+	free(ex->gb_released);
 	free(ex->dsum);
 	free(ex->upd_sent);
 	free(ex->tgrad);
@@ -388,14 +388,16 @@ static void grad_free(sw_exec *ex)
 	model_reset();
 }
 
-/* M micro-batches of a group's backward on cs: read its weights, accumulate into gb. */
+/* M micro-batches of a group's backward on cs: read its weights, accumulate into gb (a
+ * layer's first micro-batch writes it without reading: SW_BWD_DW_SET). */
 static void grad_kernels(sw_exec *ex, int gi, float *gb)
 {
 	for (int m = 0; m < M; m++) {
 		vclock at = op_begin(ex->cs);
 		if (ex->g[gi].p16_dev)
 			touch(ex->cs, at, ex->g[gi].p16_dev, (uint64_t)gsize(gi) * 2, 0);
-		touch(ex->cs, at, gb, (uint64_t)gsize(gi) * 4, 0);
+		if (m || gi == 0 || gi == GG - 1)
+			touch(ex->cs, at, gb, (uint64_t)gsize(gi) * 4, 0);
 		touch(ex->cs, at, gb, (uint64_t)gsize(gi) * 4, 1);
 	}
 }
@@ -419,7 +421,7 @@ static void grad_opt_take(sw_exec *ex)
  * exec_grad_join at the pass's end (0: the control without it); then the norm's read of the
  * sums on cs. */
 static int cs_waited;   /* times the compute stream waited for a group's sum or update */
-static int reused;      /* begins that took a buffer zeroed at its release */
+static int reused;      /* begins that took a buffer released by the group before */
 
 static void grad_step(sw_exec *ex, int spec, int update, int join)
 {
@@ -433,7 +435,7 @@ static void grad_step(sw_exec *ex, int spec, int update, int join)
 	float *eg = ex->tied ? exec_grad_begin(ex, 0) : NULL;
 	for (int gi = GG - 1; gi >= 0; gi--) {
 		/* a buffer's first use waits for everything before it (exec_grad_begin) */
-		const int first_use = !ex->gb_zeroed[ex->gb_next];
+		const int first_use = !ex->gb_released[ex->gb_next];
 		float *gb = gi == GG - 1 ? hg : gi == 0 && eg ? eg : exec_grad_begin(ex, gi);
 		if (gi == GG - 1 && eg)
 			grad_kernels(ex, 0, eg);   /* the tied head adds to the embedding's gradient */
@@ -476,7 +478,7 @@ static void grad_model(void)
 		grad_free(ex);
 		runs++;
 	}
-	CHECKF(reused > 0, "no group took a buffer zeroed at its release (grad_release)");
+	CHECKF(reused > 0, "no group took a buffer released by an earlier group (grad_release)");
 	printf("  ok %d random gradient placements, 3 steps each (plain, speculative and no-update passes): no "
 	       "race between the gradient stream, the copies and the compute\n", runs);
 	/* the control: without the pass's join, the norm's read and the next step's P16 reads race

@@ -234,12 +234,10 @@ static void test_rmsnorm(int N, int C)
 	poison(out, (uint64_t)n * es);
 	poison(rstd, (uint64_t)N * 4);
 	be->ops->rmsnorm_fwd(be, st, out, rstd, dx_d, dw_d, N, C, eps);
-	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C);
+	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C, 0);
 	float *go = down_act(out, n), *gr = down_raw(rstd, (uint64_t)N * 4), *gdx = down_act(ddx, n);
 	float *gdw = down_raw(ddw, (uint64_t)C * 4);
-	double *ro = dvec(n), *rr = dvec(N), *rdx = dvec(n), *rdw = dvec(C);
-	for (int c = 0; c < C; c++)
-		rdw[c] = dw0[c];
+	double *ro = dvec(n), *rr = dvec(N), *rdx = dvec(n), *rdw = dvec(C), *rdw0 = dvec(C);
 	for (int i = 0; i < N; i++) {
 		const float *xr = x + (int64_t)i * C, *dyr = dy + (int64_t)i * C;
 		double ss = 0, dot = 0;
@@ -250,12 +248,14 @@ static void test_rmsnorm(int N, int C)
 		for (int c = 0; c < C; c++) {
 			ro[(int64_t)i * C + c] = xr[c] * r * w[c];
 			dot += (double)dyr[c] * w[c] * xr[c] * r;
-			rdw[c] += (double)dyr[c] * xr[c] * r;
+			rdw0[c] += (double)dyr[c] * xr[c] * r;
 		}
 		for (int c = 0; c < C; c++)
 			rdx[(int64_t)i * C + c] = dx0[(int64_t)i * C + c] +
 				r * ((double)dyr[c] * w[c] - xr[c] * r * dot / C);
 	}
+	for (int c = 0; c < C; c++)
+		rdw[c] = dw0[c] + rdw0[c];
 	double tol = bf ? 1e-2 : 1e-5;
 	expect("rmsnorm_fwd out", go, ro, n, tol);
 	expect("rmsnorm_fwd rstd", gr, rr, N, 1e-5);
@@ -263,15 +263,25 @@ static void test_rmsnorm(int N, int C)
 	expect("rmsnorm_bwd dw", gdw, rdw, C, bf ? 1e-4 : 1e-5);
 	/* determinism of the dw reduction */
 	be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
-	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C);
+	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C, 0);
 	expect_same_bits("rmsnorm_bwd dw", ddw, gdw, (uint64_t)C * 4);
+	{
+		/* SW_BWD_DW_SET: dw written, whatever it held */
+		void *ddx3 = up_act(dx0, n);
+		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
+		be->ops->rmsnorm_bwd(be, st, ddx3, ddw, ddy, dx_d, dw_d, rstd, N, C, SW_BWD_DW_SET);
+		float *gdws = down_raw(ddw, (uint64_t)C * 4);
+		expect("rmsnorm_bwd dw (SW_BWD_DW_SET)", gdws, rdw0, C, bf ? 1e-4 : 1e-5);
+		free(gdws);
+		be->ops->dev_free(be, ddx3);
+	}
 	if (bf) {
 		/* the other form: dw from the same rstd the same bits (the same sums in the same
 		 * order); dinp and the forward against the reference */
 		void *ddx2 = up_act(dx0, n);
 		vec_flip();
 		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
-		be->ops->rmsnorm_bwd(be, st, ddx2, ddw, ddy, dx_d, dw_d, rstd, N, C);
+		be->ops->rmsnorm_bwd(be, st, ddx2, ddw, ddy, dx_d, dw_d, rstd, N, C, 0);
 		poison(out, (uint64_t)n * es);
 		be->ops->rmsnorm_fwd(be, st, out, rstd, dx_d, dw_d, N, C, eps);
 		vec_flip();
@@ -282,7 +292,7 @@ static void test_rmsnorm(int N, int C)
 		free(gdx2);
 		free(go2);
 	}
-	free(go); free(gr); free(gdx); free(gdw); free(ro); free(rr); free(rdx); free(rdw);
+	free(go); free(gr); free(gdx); free(gdw); free(ro); free(rr); free(rdx); free(rdw); free(rdw0);
 	free(x); free(w); free(dy); free(dx0); free(dw0);
 }
 
@@ -313,7 +323,11 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 		}
 	double tol = bf ? 1e-2 : 1e-5;
 	expect(with_bias ? "matmul_fwd (bias)" : "matmul_fwd", go, ro, (int64_t)N * OC, tol);
-	for (int accum = 0; accum < 2; accum++) {
+	/* mode 0: dinp written; 1: dinp added to; 2: that, and dw and dbias written whatever they
+	 * held (SW_BWD_DW_SET) */
+	for (int mode = 0; mode < 3; mode++) {
+		const int accum = mode >= 1, set = mode == 2;
+		const int flags = (accum ? SW_BWD_ACCUM : 0) | (set ? SW_BWD_DW_SET : 0);
 		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)OC * C * 4);
 		be->ops->copy_h2d(be, st, ddb, db0, (uint64_t)OC * 4);
 		if (!accum)
@@ -323,7 +337,7 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 			be->ops->copy_d2d(be, st, ddx, tmp, (uint64_t)N * C * es);
 			be->ops->dev_free(be, tmp);
 		}
-		be->ops->matmul_bwd(be, st, ddx, ddw, with_bias ? ddb : NULL, ddy, dx, dwt, N, C, OC, accum);
+		be->ops->matmul_bwd(be, st, ddx, ddw, with_bias ? ddb : NULL, ddy, dx, dwt, N, C, OC, flags);
 		float *gdx = down_act(ddx, (int64_t)N * C), *gdw = down_raw(ddw, (uint64_t)OC * C * 4);
 		float *gdb = down_raw(ddb, (uint64_t)OC * 4);
 		double *rdx = dvec((int64_t)N * C), *rdw = dvec((int64_t)OC * C), *rdb = dvec(OC);
@@ -335,23 +349,24 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 				rdx[(int64_t)i * C + c] = acc;
 			}
 		for (int o = 0; o < OC; o++) {
-			rdb[o] = db0[o];
+			rdb[o] = set ? 0 : db0[o];
 			for (int i = 0; i < N; i++)
 				rdb[o] += dy[(int64_t)i * OC + o];
 			for (int c = 0; c < C; c++) {
-				double acc = dw0[(int64_t)o * C + c];
+				double acc = set ? 0 : dw0[(int64_t)o * C + c];
 				for (int i = 0; i < N; i++)
 					acc += (double)dy[(int64_t)i * OC + o] * x[(int64_t)i * C + c];
 				rdw[(int64_t)o * C + c] = acc;
 			}
 		}
 		expect(accum ? "matmul_bwd dinp (accum)" : "matmul_bwd dinp", gdx, rdx, (int64_t)N * C, tol);
-		expect("matmul_bwd dw", gdw, rdw, (int64_t)OC * C, bf ? 1e-5 : 1e-5);
+		expect(set ? "matmul_bwd dw (SW_BWD_DW_SET)" : "matmul_bwd dw", gdw, rdw, (int64_t)OC * C,
+		       bf ? 1e-5 : 1e-5);
 		if (with_bias)
-			expect("matmul_bwd dbias", gdb, rdb, OC, 1e-5);
+			expect(set ? "matmul_bwd dbias (SW_BWD_DW_SET)" : "matmul_bwd dbias", gdb, rdb, OC, 1e-5);
 		/* determinism */
 		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)OC * C * 4);
-		be->ops->matmul_bwd(be, st, NULL, ddw, NULL, ddy, dx, dwt, N, C, OC, 0);
+		be->ops->matmul_bwd(be, st, NULL, ddw, NULL, ddy, dx, dwt, N, C, OC, flags & SW_BWD_DW_SET);
 		expect_same_bits("matmul_bwd dw", ddw, gdw, (uint64_t)OC * C * 4);
 		free(gdx); free(gdw); free(gdb); free(rdx); free(rdw); free(rdb);
 	}

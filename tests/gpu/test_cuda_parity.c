@@ -144,7 +144,7 @@ static void op_rmsnorm(ctx *c, outs *o)
 	float *dw = in_f32(c, C, 1), *rstd = dal(c, (uint64_t)N * 4);
 	void *out = dal(c, (uint64_t)N * C * es);
 	c->b->ops->rmsnorm_fwd(c->b, c->s, out, rstd, x, w, N, C, 1e-5f);
-	c->b->ops->rmsnorm_bwd(c->b, c->s, dx, dw, dy, x, w, rstd, N, C);
+	c->b->ops->rmsnorm_bwd(c->b, c->s, dx, dw, dy, x, w, rstd, N, C, 0);
 	put(o, "rmsnorm out", out_act(c, out, (int64_t)N * C), (int64_t)N * C, 1e-5, 1e-2);
 	put(o, "rmsnorm rstd", out_f32(c, rstd, N), N, 1e-5, 1e-5);
 	put(o, "rmsnorm dinp", out_act(c, dx, (int64_t)N * C), (int64_t)N * C, 1e-5, 1e-2);
