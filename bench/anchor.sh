@@ -29,6 +29,8 @@
 #            thread issuing the GPU work and the CUDA runtime keep a core beside CPU AdamW)
 #   r3       2.8B, optimizer state and streamed weights on NVMe: --gpu-mem 10GiB --cpu-mem 20GiB --nvme
 #   r3-8     the same with --cpu-mem 8GiB (nearly all optimizer state on the disk)
+#   r3-thr   r3 again with --threads R3_THREADS (default: the cores less two, so that the I/O
+#            threads keep cores beside CPU AdamW's bursts: their submissions and checksums)
 #   r3-nwb   r3 again with SW_OPT_WRITE_BEHIND=0: each NVMe group's writes land before the next
 #            group's reads start, so reads and writes never share the disk (on a disk whose mixed
 #            rate is below its alternating read/write rates this can be the faster schedule)
@@ -47,7 +49,8 @@
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 16GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
-# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS;
+# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS,
+# R3_THREADS;
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
 # the GPU sustains).
 set -uo pipefail
@@ -256,7 +259,7 @@ nvme_dir() { rm -rf "$dir/nv"; mkdir -p "$dir/nv"; echo "$dir/nv"; }
 
 table() {
   # the model's shape flags that anchor_model.py takes (--layers is its own)
-  ANCHOR_HERE=$here ANCHOR_THR=${R1_THREADS:-$(( $(nproc) - 1 ))} ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
+  ANCHOR_HERE=$here ANCHOR_THR=${R1_THREADS:-$(( $(nproc) - 1 ))} ANCHOR_THR3=${R3_THREADS:-$(( $(nproc) - 2 ))} ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
   python3 - "$logs" "$batch" "$r1" "$r3" "$r3_8" "$r2" <<'PY'
 import json, os, re, statistics, sys
 L, batch = sys.argv[1], int(sys.argv[2])
@@ -357,6 +360,7 @@ rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s --threads %s`)" % (B[0], os.environ.get("ANCHOR_THR", "")), "r1-thr", "r1-fsdp"),
         ("1: 2.8B, host memory (`%s`), optimizer queue as before (`SW_HOST_GRADS=2 SW_OPT_ORDER=fifo`)" % B[0], "r1-q2", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[1], "r3", None),
+        ("3: 2.8B, NVMe (`%s --nvme --threads %s`)" % (B[1], os.environ.get("ANCHOR_THR3", "")), "r3-thr", None),
         ("3: 2.8B, NVMe (`%s --nvme`), no write-behind (`SW_OPT_WRITE_BEHIND=0`)" % B[1], "r3-nwb", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
@@ -440,12 +444,13 @@ for s in "$@"; do
     r1-ck0) model m28 "$shape28" && SW_CKPT_STREAMS=0 train r1-ck0 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-thr) model m28 "$shape28" && train r1-thr m28 "$steps" "${T_R1:-300}" $r1 --threads "${R1_THREADS:-$(( $(nproc) - 1 ))}" ;;
     r3) model m28 "$shape28" && train r3 m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
+    r3-thr) model m28 "$shape28" && train r3-thr m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only --threads "${R3_THREADS:-$(( $(nproc) - 2 ))}" ;;
     r3-nwb) model m28 "$shape28" && SW_OPT_WRITE_BEHIND=0 train r3-nwb m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r3-8) model m28 "$shape28" && train r3-8 m28 "$nvme_steps" "${T_R3:-420}" $r3_8 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-nwb r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-thr r3-nwb r3-8 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table
