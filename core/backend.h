@@ -192,6 +192,16 @@ typedef struct sw_backend_opts {
 int sw_backend_create(const char *name, const sw_backend_opts *o, sw_backend **out);
 void sw_backend_destroy(sw_backend *be);
 
+/* Test hook: SW_TEST_GRAD_FILL_NAN=1 makes the executor and the in-memory trainer fill every
+ * layer gradient buffer with NaN when it is taken, so a gradient element the first micro-batch
+ * does not write (SW_BWD_DW_SET) poisons the norm and the update instead of passing unseen
+ * (tests/test_offload_grad_fill_nan.sh). Returns 1 for it, 2 for SW_TEST_GRAD_FILL_NAN=control
+ * (the same, and the first micro-batch adds to the buffer instead of writing it: the test's
+ * control, which must see the NaN), 0 otherwise. */
+int sw_test_grad_fill_nan(void);
+/* Fills bytes of device memory at dst with all-ones bytes (a NaN in every float type), on s. */
+void sw_fill_nan(sw_backend *be, sw_stream *s, void *dst, uint64_t bytes);
+
 int sw_cpu_backend_create(const sw_backend_opts *o, sw_backend **out);
 #ifdef SW_HAVE_CUDA
 int sw_cuda_backend_create(const sw_backend_opts *o, sw_backend **out);

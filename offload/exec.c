@@ -349,6 +349,7 @@ int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_i
 	ex->clip_mode = o->clip <= 0 ? 0 : plan->speculative ? 1 : 2;
 	exec_clip_init(ex);
 	ex->poison_step = -1;
+	ex->grad_fill_nan = sw_test_grad_fill_nan();
 	const char *poison = getenv("SW_TEST_POISON_GRAD");
 	long long pstep;
 	int pgroup;

@@ -124,9 +124,9 @@ struct sw_exec {
 	sw_dims d;
 	int L, M, G, H, ab, tied;
 	sw_stream *cs, *hs, *ds;
-	/* as: a group's gradient work around its backward (zeroing the buffer, the sum of squares,
-	 * the GPU AdamW of a resident group), beside the next group's compute; cs waits for it at
-	 * each backward pass's end (exec_step.c) */
+	/* as: a group's gradient work around its backward (the sum of squares, the GPU AdamW of a
+	 * resident group), beside the next group's compute; cs waits for it at each backward pass's
+	 * end (exec_step.c) */
 	sw_stream *as;
 	sw_event *as_ev, *as_tail;         /* cs -> as (the gradient is complete) and back */
 	sw_event *tgrad_free;              /* tied: tgrad's last reader (its copy, its update) done */
@@ -244,6 +244,9 @@ struct sw_exec {
 	int64_t poison_step;               /* test hook SW_TEST_POISON_GRAD=STEP:GROUP: a NaN into */
 	int poison_group;                  /* that group's gradient in the first pass of this
 					    * executor's STEP-th call of sw_exec_step (1-based) */
+	int grad_fill_nan;                 /* test hook SW_TEST_GRAD_FILL_NAN (core/backend.h): 1
+					    * a layer's gradient buffer NaN when taken; 2 that, and
+					    * the first micro-batch adds to it (the control) */
 	int64_t calls;                     /* sw_exec_step calls so far */
 	int fin_scan;                      /* check the NVMe optimizer writes finite (exec_commit.h) */
 	int commit_gate;                   /* 1: a commit is being made durable: no NVMe optimizer

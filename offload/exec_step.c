@@ -37,6 +37,8 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		SW_ASSERT(ex->g[gi].ghold);
 		if (grad_needs_zero(ex, gi))
 			be->ops->memset0(be, ex->cs, ex->g[gi].ghold, bytes);
+		else if (ex->grad_fill_nan)
+			sw_fill_nan(be, ex->cs, ex->g[gi].ghold, bytes);
 		return ex->g[gi].ghold;
 	}
 	/* a rotating buffer, after its last readers: the copy or update that released it
@@ -58,6 +60,8 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 	be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
 	if (grad_needs_zero(ex, gi))
 		be->ops->memset0(be, ex->cs, ex->gbuf[k], bytes);
+	else if (ex->grad_fill_nan)
+		sw_fill_nan(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
 	return ex->gbuf[k];
 }
 
@@ -124,8 +128,8 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 	const int gpu = update && ex->g[gi].opt_tier == SW_TIER_GPU;
 	if (gpu && !ex->spec_pass)
 		exec_gpu_update(ex, ex->as, gi, gb, scale);
-	/* what exec_grad_join waits for: the sums and updates, not the buffers' zeroing behind
-	 * their copies (the next use of a buffer waits for that itself) */
+	/* what exec_grad_join waits for: the sums and updates (the next use of a buffer waits for
+	 * its copy itself) */
 	op->event_record(be, ex->as_tail, ex->as);
 	if (gpu) {
 		if (!ex->spec_pass)   /* a speculative pass holds it until the norm (exec_clip.c) */
@@ -292,7 +296,8 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 			return rc;
 		void *dres = exec_carry_get(ex, m);
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres, m ? 0 : SW_BWD_DW_SET);
+		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres,
+			      m || ex->grad_fill_nan == 2 ? 0 : SW_BWD_DW_SET);
 		exec_gspan_end(ex, ex->cs, sp);
 		exec_carry_put(ex, m, dres);
 	}
@@ -446,7 +451,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	op->stream_sync(be, ex->cs);
 	op->stream_sync(be, ex->hs);
 	op->stream_sync(be, ex->ds);
-	op->stream_sync(be, ex->as);   /* the last buffers' zeroing; a failed pass's sums */
+	op->stream_sync(be, ex->as);   /* a failed pass's sums and updates */
 	if (!rc)
 		rc = orc;
 	if (!rc && ex->clip_mode == 0) {

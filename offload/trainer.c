@@ -203,6 +203,10 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	/* the layers' gradients need no zeroing: their first micro-batch writes them */
 	o->memset0(be, tr->st, tr->grad[0], (uint64_t)tt->g[0].numel * 4);
 	o->memset0(be, tr->st, tr->grad[H], (uint64_t)tt->g[H].numel * 4);
+	const int fill_nan = sw_test_grad_fill_nan();
+	if (fill_nan)
+		for (int gi = 1; gi < H; gi++)
+			sw_fill_nan(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
 	forward(tr, inputs);
 	/* head: loss and its gradient per micro-batch */
 	double loss = 0;
@@ -220,7 +224,8 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	for (int l = L - 1; l >= 0; l--)
 		for (int mi = 0; mi < M; mi++)
 			sw_layer_bwd(be, tr->st, &tr->d, &tr->w[l + 1], &tr->g[l + 1], tr->inv_freq,
-				     tr->x[l * M + mi], tr->dres[mi], &tr->s, mi ? 0 : SW_BWD_DW_SET);
+				     tr->x[l * M + mi], tr->dres[mi], &tr->s,
+				     mi || fill_nan == 2 ? 0 : SW_BWD_DW_SET);
 	for (int mi = 0; mi < M; mi++)
 		o->embedding_bwd(be, tr->st, (float *)tr->g[0].t[SW_T_EMBED], tr->dres[mi],
 				 tr->tok[mi], N, tr->d.C, tr->d.V);

@@ -23,6 +23,7 @@
 #include "tests/check.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -323,10 +324,13 @@ static void op_rmsnorm(sw_backend *be, results *rs, int check)
 		get_act(be, dal_h, dal, RN * RC);
 		check_bwd("rmsnorm", "dinp aliasing dout", rel_acc(dal_h, R, gx, RN * RC));
 		be->ops->dev_free(be, dal);
-		/* SW_BWD_DW_SET: dw written whatever it held, the same bits as added to zeros */
-		float zero[RC], dws[RC], dwz[RC];
+		/* SW_BWD_DW_SET: dw written, never read (it holds NaN before), the same bits as added
+		 * to zeros */
+		float zero[RC], dws[RC], dwz[RC], nan[RC];
 		memset(zero, 0, sizeof(zero));
-		float *ddws = df32(be, Gw, RC), *ddwz = df32(be, zero, RC);
+		for (int i = 0; i < RC; i++)
+			nan[i] = NAN;
+		float *ddws = df32(be, nan, RC), *ddwz = df32(be, zero, RC);
 		void *dx3 = dact(be, G, RN * RC);
 		be->ops->rmsnorm_bwd(be, NULL, dx3, ddws, dR, dxin, dwt, drstd, RN, RC, SW_BWD_DW_SET);
 		be->ops->rmsnorm_bwd(be, NULL, dx3, ddwz, dR, dxin, dwt, drstd, RN, RC, 0);
@@ -408,12 +412,17 @@ static void op_matmul(sw_backend *be, results *rs, int check)
 		check_bwd("matmul", "dinp (accum=0)", rel_fd(dx2, gx, MN * MC));
 		check_bwd("matmul", "dw (+=)", rel_acc(dw, Gw, gw, MO * MC));
 		check_bwd("matmul", "dbias (+=)", rel_acc(db, Gb, gb, MO));
-		/* SW_BWD_DW_SET: dw and dbias written whatever they held (dinp as its own flag says),
-		 * the same bits as added to zeros */
+		/* SW_BWD_DW_SET: dw and dbias written, never read (they hold NaN before; dinp as its
+		 * own flag says), the same bits as added to zeros */
 		float zw[MO * MC], zb[MO], dws[MO * MC], dbs[MO], dwz[MO * MC], dbz[MO], dx3[MN * MC];
+		float nw[MO * MC], nb[MO];
 		memset(zw, 0, sizeof(zw));
 		memset(zb, 0, sizeof(zb));
-		float *ddws = df32(be, Gw, MO * MC), *ddbs = df32(be, Gb, MO);
+		for (int i = 0; i < MO * MC; i++)
+			nw[i] = NAN;
+		for (int i = 0; i < MO; i++)
+			nb[i] = NAN;
+		float *ddws = df32(be, nw, MO * MC), *ddbs = df32(be, nb, MO);
 		float *ddwz = df32(be, zw, MO * MC), *ddbz = df32(be, zb, MO);
 		void *ddx3 = dact(be, G, MN * MC);
 		be->ops->matmul_bwd(be, NULL, ddx3, ddws, ddbs, dR, dxin, dwt, MN, MC, MO,

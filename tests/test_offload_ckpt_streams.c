@@ -284,12 +284,14 @@ static int count_host(const sw_exec *ex)
 }
 
 /* ---- the gradient buffers -------------------------------------------------------------- */
-enum { GG = 6, GN = 64, NGB = 2 };   /* groups (embedding, 4 layers, head), elements each */
+enum { GG = 6, GN = 64, NGB = 3 };   /* groups (embedding, 4 layers, head), elements each;
+					* at most NGB gradient buffers */
+static int ngb = 2;                   /* the gradient buffers of the executors made now */
 
 static struct sw_event gev[2 * NGB + 4 + OPT_HG];
 
-/* Group gi's size: smaller than the buffers but for every third group (a release zeroes its
- * group's elements, a first use the whole buffer). */
+/* Group gi's size: smaller than the buffers but for every third group (a buffer holds what
+ * earlier groups wrote past this group's elements). */
 static int64_t gsize(int gi) { return GN - 8 * (gi % 3); }
 static sw_plan gplan;   /* two optimizer slots: exec_opt_send asks which one a step writes */
 
@@ -329,10 +331,10 @@ static sw_exec *grad_exec(unsigned *seed, int tied, sw_table *tt, sw_tensor *tv,
 	ex->as_tail = &gev[NGB + 1];
 	ex->tgrad_free = &gev[NGB + 2 + OPT_HG];
 	ex->held_ev = &gev[2 * NGB + 3 + OPT_HG];
-	ex->ngb = NGB;
+	ex->ngb = ngb;
 	CHECK((ex->gbuf = calloc(NGB, sizeof(float *))) && (ex->gb_free = calloc(NGB, sizeof(sw_event *))) &&
 	      (ex->gb_sums = calloc(NGB, sizeof(sw_event *))) && (ex->gb_released = calloc(NGB, 1)));
-	for (int k = 0; k < NGB; k++) {
+	for (int k = 0; k < ngb; k++) {
 		CHECK((ex->gbuf[k] = calloc(GN, 4)));
 		ex->gb_free[k] = &gev[k];
 		ex->gb_sums[k] = &gev[NGB + 3 + OPT_HG + k];
@@ -370,7 +372,7 @@ static void grad_free(sw_exec *ex)
 		for (int k = 0; k < 3; k++)
 			free(ex->g[gi].opt_dev[k]);
 	}
-	for (int k = 0; k < NGB; k++)
+	for (int k = 0; k < ngb; k++)
 		free(ex->gbuf[k]);
 	for (int i = 0; i < OPT_HG; i++)
 		free(ex->hgrad[i]);
@@ -466,21 +468,28 @@ static void grad_model(void)
 	int runs = 0;
 	verbose = 1;
 	race_what = "gradients";
-	for (unsigned s = 1; s <= 100; s++) {
-		unsigned seed = s;
-		sw_exec *ex = grad_exec(&seed, s % 3 == 0, &tt, tv, gv);
-		races = 0;
-		for (int step = 0; step < 3; step++)
-			grad_step(ex, (s + step) % 2, (s / 2 + step) % 3 != 0, 1);
-		CHECKF(races == 0, "seed %u (tied %d): %d races on the gradient path", s, s % 3 == 0, races);
-		CHECKF(cs_waited == 0, "seed %u: the compute stream waited for the group above's sums or "
-		       "update %d times", s, cs_waited);
-		grad_free(ex);
-		runs++;
-	}
+	/* one, two and three gradient buffers; with one, the next group needs the very buffer the
+	 * group above released, so its backward waits for that buffer's readers by design */
+	for (ngb = 1; ngb <= NGB; ngb++)
+		for (unsigned s = 1; s <= 100; s++) {
+			unsigned seed = s;
+			sw_exec *ex = grad_exec(&seed, s % 3 == 0, &tt, tv, gv);
+			races = 0;
+			cs_waited = 0;
+			for (int step = 0; step < 3; step++)
+				grad_step(ex, (s + step) % 2, (s / 2 + step) % 3 != 0, 1);
+			CHECKF(races == 0, "seed %u (tied %d, %d gradient buffers): %d races on the gradient "
+			       "path", s, s % 3 == 0, ngb, races);
+			CHECKF(ngb == 1 || cs_waited == 0, "seed %u (%d gradient buffers): the compute stream "
+			       "waited for the group above's sums or update %d times", s, ngb, cs_waited);
+			grad_free(ex);
+			runs++;
+		}
+	ngb = 2;
 	CHECKF(reused > 0, "no group took a buffer released by an earlier group (grad_release)");
-	printf("  ok %d random gradient placements, 3 steps each (plain, speculative and no-update passes): no "
-	       "race between the gradient stream, the copies and the compute\n", runs);
+	printf("  ok %d random gradient placements with 1, 2 and 3 gradient buffers, 3 steps each (plain, "
+	       "speculative and no-update passes): no race between the gradient stream, the copies and "
+	       "the compute\n", runs);
 	/* the control: without the pass's join, the norm's read and the next step's P16 reads race
 	 * with the sums and updates on as */
 	verbose = 0;

@@ -266,9 +266,9 @@ static void test_rmsnorm(int N, int C)
 	be->ops->rmsnorm_bwd(be, st, ddx, ddw, ddy, dx_d, dw_d, rstd, N, C, 0);
 	expect_same_bits("rmsnorm_bwd dw", ddw, gdw, (uint64_t)C * 4);
 	{
-		/* SW_BWD_DW_SET: dw written, whatever it held */
+		/* SW_BWD_DW_SET: dw written, never read (it holds NaN before) */
 		void *ddx3 = up_act(dx0, n);
-		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)C * 4);
+		poison(ddw, (uint64_t)C * 4);
 		be->ops->rmsnorm_bwd(be, st, ddx3, ddw, ddy, dx_d, dw_d, rstd, N, C, SW_BWD_DW_SET);
 		float *gdws = down_raw(ddw, (uint64_t)C * 4);
 		expect("rmsnorm_bwd dw (SW_BWD_DW_SET)", gdws, rdw0, C, bf ? 1e-4 : 1e-5);
@@ -330,6 +330,10 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 		const int flags = (accum ? SW_BWD_ACCUM : 0) | (set ? SW_BWD_DW_SET : 0);
 		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)OC * C * 4);
 		be->ops->copy_h2d(be, st, ddb, db0, (uint64_t)OC * 4);
+		if (set) {   /* written, never read: NaN before */
+			poison(ddw, (uint64_t)OC * C * 4);
+			poison(ddb, (uint64_t)OC * 4);
+		}
 		if (!accum)
 			poison(ddx, (uint64_t)N * C * es);
 		else {
