@@ -52,8 +52,9 @@ typedef struct sw_adamw_args {
 /* Flags of the backward ops (matmul_bwd, rmsnorm_bwd). SW_BWD_ACCUM: matmul_bwd adds dinp to
  * what is there. SW_BWD_DW_SET: the weight (and bias) gradients are written, not added to: a
  * group's first micro-batch writes its fp32 gradient this way, so the buffer needs no zeroing
- * and the GEMM no read of zeros (docs/architecture.md "Gradient buffers"). Either way the
- * values are the same: 0 + x is x. */
+ * and the GEMM no read of zeros (docs/architecture.md "Gradient buffers"). On the CPU backend
+ * the bits are the same either way (0 + x is x); on the GPU the beta = 0 GEMM may be another
+ * cuBLASLt algorithm, whose sums run in another (still fixed) order. */
 enum { SW_BWD_ACCUM = 1, SW_BWD_DW_SET = 2 };
 
 typedef struct sw_backend_ops {
