@@ -62,10 +62,11 @@ static int vec_kernels(void)
 // Says once per op that its vector form was launched (the guards also need bf16 and aligned
 // pointers, so the switch alone does not mean it ran): tests/gpu/test_cuda_vec.sh looks for
 // each op's line.
-enum { VEC_RMS_FWD, VEC_RMS_BWD, VEC_ROPE, VEC_SWIGLU_BWD, VEC_OPS };
+enum { VEC_RMS_FWD, VEC_RMS_BWD, VEC_ROPE, VEC_ROPE_HEADS, VEC_SWIGLU_BWD, VEC_OPS };
 static void vec_ran(int op)
 {
-	static const char *const name[VEC_OPS] = { "rmsnorm_fwd", "rmsnorm_bwd", "rope", "swiglu_bwd" };
+	static const char *const name[VEC_OPS] = { "rmsnorm_fwd", "rmsnorm_bwd", "rope", "rope_heads",
+						   "swiglu_bwd" };
 	static int said[VEC_OPS];
 	if (!said[op]) {
 		said[op] = 1;
@@ -463,6 +464,61 @@ __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, 
 	}
 }
 
+// The 16-byte form (SW_CUDA_VEC=1, bf16, hd / 2 a multiple of 8, x 16-byte aligned): one thread
+// per (row, 8 consecutive pairs), each head's 8 + 8 elements in two 16-byte loads and two
+// stores, RH heads' loads before their stores. rope_kernel with RH = 8 still moves 2 bytes an
+// access (a warp's load is 64 bytes of a 128-byte line). Per element the same operations as
+// rope_kernel, so the same bits (the op tests compare them).
+template <int RH>
+__global__ void rope_bf16x8_kernel(__nv_bfloat16 *x, const float *inv_freq, int N, int T_, int nh,
+				   int hd, int inverse)
+{
+	const int half = hd / 2, g8 = half / 8;
+	const int64_t total = (int64_t)N * g8;
+	for (int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; id < total;
+	     id += (int64_t)gridDim.x * blockDim.x) {
+		const int n = (int)(id / g8), i0 = (int)(id % g8) * 8;
+		float c[8], sn[8];
+#pragma unroll
+		for (int k = 0; k < 8; k++) {
+			const float ang = __fmul_rn((float)(n % T_), inv_freq[i0 + k]);
+			c[k] = (float)cos((double)ang);
+			sn[k] = (float)sin((double)ang);
+		}
+		__nv_bfloat16 *row = x + (int64_t)n * nh * hd;
+		for (int h0 = 0; h0 < nh; h0 += RH) {
+			uint4 a[RH], b[RH];
+#pragma unroll
+			for (int j = 0; j < RH; j++)
+				if (h0 + j < nh) {
+					const __nv_bfloat16 *p = row + (int64_t)(h0 + j) * hd;
+					a[j] = *(const uint4 *)(p + i0);
+					b[j] = *(const uint4 *)(p + i0 + half);
+				}
+#pragma unroll
+			for (int j = 0; j < RH; j++) {
+				if (h0 + j >= nh)
+					break;
+				__nv_bfloat16 *p = row + (int64_t)(h0 + j) * hd;
+				float x1[8], x2[8], y1[8], y2[8];
+				unpack8(a[j], x1);
+				unpack8(b[j], x2);
+#pragma unroll
+				for (int k = 0; k < 8; k++)
+					if (!inverse) {
+						y1[k] = __fsub_rn(__fmul_rn(x1[k], c[k]), __fmul_rn(x2[k], sn[k]));
+						y2[k] = __fadd_rn(__fmul_rn(x2[k], c[k]), __fmul_rn(x1[k], sn[k]));
+					} else {
+						y1[k] = __fadd_rn(__fmul_rn(x1[k], c[k]), __fmul_rn(x2[k], sn[k]));
+						y2[k] = __fsub_rn(__fmul_rn(x2[k], c[k]), __fmul_rn(x1[k], sn[k]));
+					}
+				*(uint4 *)(p + i0) = pack8(y1);
+				*(uint4 *)(p + i0 + half) = pack8(y2);
+			}
+		}
+	}
+}
+
 void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, int T, int nh,
 	       int hd, int inverse)
 {
@@ -470,9 +526,14 @@ void cuda_rope(cudaStream_t s, int bf16, void *x, const float *inv_freq, int N, 
 		return;
 	SW_ASSERT(hd % 2 == 0 && T > 0);
 	unsigned g = cuda_blocks((int64_t)N * (hd / 2), 256, 1 << 16);
-	if (bf16 && vec_kernels()) {
-		rope_kernel<__nv_bfloat16, 8><<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
+	if (bf16 && vec_kernels() && (hd / 2) % 8 == 0 && aligned16(x)) {
+		const int64_t t8 = (int64_t)N * (hd / 16);
+		rope_bf16x8_kernel<4><<<cuda_blocks(t8, 256, 1 << 16), 256, 0, s>>>((__nv_bfloat16 *)x,
+			inv_freq, N, T, nh, hd, inverse);
 		vec_ran(VEC_ROPE);
+	} else if (bf16 && vec_kernels()) {
+		rope_kernel<__nv_bfloat16, 8><<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
+		vec_ran(VEC_ROPE_HEADS);
 	} else if (bf16)
 		rope_kernel<__nv_bfloat16, 1><<<g, 256, 0, s>>>((__nv_bfloat16 *)x, inv_freq, N, T, nh, hd, inverse);
 	else

@@ -772,9 +772,12 @@ int main(void)
 			test_rmsnorm(300, 8200);
 			test_matmul(37, 64, 48, 0);
 			test_matmul(64, 128, 96, 1);
+			/* the vector form's 16-byte accesses (4 heads a batch), then hd / 2 = 36, not a
+			 * multiple of 8: its 8-heads form of 2-byte accesses */
 			test_rope(2, 13, 3, 16);
-			test_rope(1, 37, 24, 128);  /* the heads in batches of 8 */
+			test_rope(1, 37, 24, 128);
 			test_rope(2, 9, 10, 64);    /* a last batch of 2 */
+			test_rope(1, 11, 5, 72);
 		}
 		test_attention(2, 100, 4, 2, 64);   /* tensor-core path in bf16 */
 		test_attention(1, 130, 4, 1, 128);  /* tensor-core path in bf16, MQA */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The vector memory-bound kernels on (SW_CUDA_VEC=1: RMSNorm forward and backward in 16-byte
-# vectors, RoPE's loads of 8 heads before their stores, SwiGLU's backward in 16-byte vectors):
+# vectors, RoPE in 16-byte accesses (or, where hd / 2 is not a multiple of 8, 8 heads' loads
+# before their stores), SwiGLU's backward in 16-byte vectors):
 # the op tests (each bf16 case of these ops also runs the other form and compares: the same
 # bits where the arithmetic is the same, the fp64 reference's tolerance elsewhere), then the
 # CUDA golden steps (the fp32 steps against PyTorch, 20 bf16 steps bit-identical run to run).
@@ -16,7 +17,7 @@ for t in test_cuda_ops test_cuda_golden; do
   rc=$?
   cat "$log"
   [ $rc = 0 ] || exit $rc
-  ops="rmsnorm_fwd rmsnorm_bwd rope swiglu_bwd"
+  ops="rmsnorm_fwd rmsnorm_bwd rope rope_heads swiglu_bwd"
   [ $t = test_cuda_ops ] || ops=rmsnorm_fwd
   for op in $ops; do
     grep -q "vector kernel ran: $op " "$log" || { echo "FAIL: $t did not run the vector $op"; exit 1; }
