@@ -181,10 +181,14 @@ def text(n):
     p = os.path.join(L, n)
     return open(p).read() if os.path.exists(p) else ""
 out = []
-layer = None
+layer = mem = None
 for line in text("layer_rate.log").splitlines():
     if line.startswith("{") and '"layer"' in line:
         layer = json.loads(line)
+    if line.startswith("{") and '"membound"' in line:
+        mem = json.loads(line)
+if mem:   # the GPU's memory-bound work between the layers: the expected step
+    out += ["--gpu-bw-gbs", str(mem["gbs"])]
 for line in text("gpu_rates.log").splitlines():
     if line.startswith("{"):
         r = json.loads(line)
@@ -297,6 +301,14 @@ if lf and g and g.get("linear_fwd_tflops"):
     print("the layer's forward GEMMs (T x in x out), TFLOP/s, ours (bench/cuda_layer) / PyTorch's "
           "F.linear: " + ", ".join("%s %.0f / %.0f" % (k, v, g["linear_fwd_tflops"].get(k, 0))
                                   for k, v in lf["shapes"].items()))
+mb = None
+for l in text("layer_rate.log").splitlines():
+    if l.startswith("{") and '"membound"' in l:
+        mb = json.loads(l)
+if mb:
+    print("the GPU's memory-bound work between the layers (bench/cuda_layer, %d M parameters): "
+          "sum of squares %.0f GB/s, AdamW %.0f GB/s; together %.0f GB/s (passed as --gpu-bw-gbs: "
+          "the expected step)" % (mb["params"] >> 20, mb["sumsq_gbs"], mb["adamw_gbs"], mb["gbs"]))
 m = re.findall(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)", text("adam.log"), re.M)
 if m:
     print("CPU AdamW (spillway bench-adam, %s threads): %s Gparam/s (%s GB/s)" % m[-1])

@@ -14,6 +14,7 @@
  * Usage: cuda_layer [iters] */
 #include "core/backend.h"
 #include "core/dtype.h"
+#include "optim/adamw.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -113,6 +114,64 @@ static double gemm_rate(int iters)
 	be->ops->event_destroy(be, e1);
 	free_all();
 	return tf;
+}
+
+/* The GPU's memory-bound work between the layers, as a step runs it (offload/exec_step.c): a
+ * gradient's sum of squares (reads 4 B a parameter) and a resident group's AdamW (reads P32, m,
+ * v and the gradient, writes P32, m, v and the bf16 P16: 30 B), each over 64 M parameters;
+ * prints their rates and their bytes over their time together, the rate the planner's expected
+ * step takes (`--gpu-bw-gbs`, docs/planner.md). */
+static void membound_rate(int iters)
+{
+	const int64_t n = 64ll << 20;
+	float *p32 = dalloc((uint64_t)n * 4), *m = dalloc((uint64_t)n * 4), *v = dalloc((uint64_t)n * 4);
+	float *g = dalloc((uint64_t)n * 4);
+	void *p16 = dalloc((uint64_t)n * 2);
+	double *ss = dalloc(8);
+	/* nonzero values (zeros would let the kernels run on values no step sees) */
+	float *hv = malloc((size_t)n * 4);
+	if (!hv)
+		exit(1);
+	uint64_t x = 88172645463325252ull;
+	for (int64_t i = 0; i < n; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		hv[i] = ((float)(x >> 40) / (float)(1 << 24) * 2.f - 1.f) * 0.01f;
+	}
+	be->ops->copy_h2d(be, st, g, hv, (uint64_t)n * 4);
+	be->ops->copy_h2d(be, st, p32, hv, (uint64_t)n * 4);
+	be->ops->stream_sync(be, st);
+	free(hv);
+	be->ops->memset0(be, st, m, (uint64_t)n * 4);
+	be->ops->memset0(be, st, v, (uint64_t)n * 4);
+	sw_adamw_hparams h = { .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.01 };
+	sw_adamw_args a = sw_adamw_args_make(&h, 1e-4, 1, 1, 1.0);
+	sw_event *e0, *e1, *e2;
+	be->ops->event_create(be, &e0);
+	be->ops->event_create(be, &e1);
+	be->ops->event_create(be, &e2);
+	float ts[64], ta[64];
+	for (int i = 0; i < iters + 3; i++) {
+		be->ops->event_record(be, e0, st);
+		be->ops->sumsq(be, st, ss, g, n);
+		be->ops->event_record(be, e1, st);
+		be->ops->adamw(be, st, p32, m, v, g, p16, n, &a);
+		be->ops->event_record(be, e2, st);
+		be->ops->event_sync(be, e2);
+		if (i >= 3) {
+			ts[i - 3] = be->ops->event_ms(be, e0, e1);
+			ta[i - 3] = be->ops->event_ms(be, e1, e2);
+		}
+	}
+	const double ms_s = median(ts, iters), ms_a = median(ta, iters);
+	const double bs = 4.0 * (double)n, ba = 30.0 * (double)n;
+	printf("{\"what\":\"membound\",\"impl\":\"cuda\",\"params\":%lld,\"sumsq_ms\":%.4f,"
+	       "\"sumsq_gbs\":%.1f,\"adamw_ms\":%.4f,\"adamw_gbs\":%.1f,\"gbs\":%.1f}\n",
+	       (long long)n, ms_s, bs / (ms_s * 1e-3) / 1e9, ms_a, ba / (ms_a * 1e-3) / 1e9,
+	       (bs + ba) / ((ms_s + ms_a) * 1e-3) / 1e9);
+	be->ops->event_destroy(be, e0);
+	be->ops->event_destroy(be, e1);
+	be->ops->event_destroy(be, e2);
+	free_all();
 }
 
 static void bench_layer(const layer_cfg *L, int T, int iters, double gemm_tf)
@@ -300,6 +359,7 @@ int main(int argc, char **argv)
 	if (be->ops->stream_create(be, &st))
 		return 1;
 	double gtf = gemm_rate(iters);
+	membound_rate(iters);
 	for (size_t i = 0; i < nlist; i++) {
 		if (only && strcmp(only, list[i].name))
 			continue;

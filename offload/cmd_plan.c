@@ -244,6 +244,7 @@ int cmd_plan(int argc, char **argv)
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &o.rates.nvme_write_gbs, "X", "NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "nvme-mix-gbs", SW_OPT_FLOAT, &o.rates.nvme_mix_gbs, "X", "NVMe reads and writes together, GB/s (bench-io's best mix): the expected step (default: not given)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &adam_g, "X", "CPU AdamW, G parameters/s (default 2)", 0 },
+		{ "gpu-bw-gbs", SW_OPT_FLOAT, &o.rates.gpu_bw_gbs, "X", "the GPU's memory-bound work between the layers, GB/s (bench/cuda_layer's membound line): the expected step (default: not given)", 0 },
 		{ "keep", SW_OPT_STR, &keep, "auto|none|all", "keep layers' forward intermediates on the GPU instead of recomputing them in backward: auto (default), none, all", 0 },
 		{ "lora-rank", SW_OPT_INT, &k.lora_rank, "R", "plan LoRA adapters of rank R on a frozen base (train --lora-rank R runs this plan)", 0 },
 		{ "lora-targets", SW_OPT_STR, &lora_targets, "LIST", "linears with adapters, a subset of q,k,v,o,gate,up,down (default: all)", 0 },
@@ -254,8 +255,8 @@ int cmd_plan(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if ((rc = check_args(model, &s, dtype, prefetch, &k, o.clip)))
 		return rc;
-	const double rates[7] = { o.rates.gemm_tflops, o.rates.h2d_gbs, o.rates.d2h_gbs, o.rates.nvme_read_gbs,
-				  o.rates.nvme_write_gbs, o.rates.nvme_mix_gbs, adam_g };
+	const double rates[8] = { o.rates.gemm_tflops, o.rates.h2d_gbs, o.rates.d2h_gbs, o.rates.nvme_read_gbs,
+				  o.rates.nvme_write_gbs, o.rates.nvme_mix_gbs, adam_g, o.rates.gpu_bw_gbs };
 	if ((rc = sw_train_rates_check("plan", rates)))
 		return rc;
 	if (lora_targets) {

@@ -35,6 +35,7 @@ typedef struct train_args {
 	int resume, quiet, checkpoint_only, no_save, keep_nvme, force, end_commit;
 	int64_t stop_after, commit_every;
 	double gemm_tflops, h2d_gbs, d2h_gbs, nvme_read_gbs, nvme_write_gbs, nvme_mix_gbs, adam_gparams;
+	double gpu_bw_gbs;
 	int64_t lora_rank;           /* -1: not given (full fine-tuning) */
 	double lora_alpha, lora_dropout;   /* NAN: not given */
 	const char *lora_targets;
@@ -85,8 +86,8 @@ static int check_args(const train_args *a)
 			 "raise --micro-batch-tokens", (long long)a->batch_tokens, (long long)a->micro_tokens);
 		return 2;
 	}
-	const double rates[7] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs,
-				  a->nvme_write_gbs, a->nvme_mix_gbs, a->adam_gparams };
+	const double rates[8] = { a->gemm_tflops, a->h2d_gbs, a->d2h_gbs, a->nvme_read_gbs,
+				  a->nvme_write_gbs, a->nvme_mix_gbs, a->adam_gparams, a->gpu_bw_gbs };
 	if (sw_train_rates_check("train", rates))
 		return 2;
 	/* the NVMe engine's settings (io/io.h), as `spillway bench-io` recommends them */
@@ -203,6 +204,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "nvme-write-gbs", SW_OPT_FLOAT, &a.nvme_write_gbs, "X", "measured NVMe write GB/s, all paths (default 4 per path)", 0 },
 		{ "nvme-mix-gbs", SW_OPT_FLOAT, &a.nvme_mix_gbs, "X", "measured NVMe reads and writes together, GB/s (bench-io's best mix): the expected step (default: not given)", 0 },
 		{ "adam-gparams", SW_OPT_FLOAT, &a.adam_gparams, "X", "measured CPU AdamW, G parameters/s (default 2)", 0 },
+		{ "gpu-bw-gbs", SW_OPT_FLOAT, &a.gpu_bw_gbs, "X", "measured rate of the GPU's memory-bound work between the layers, GB/s (bench/cuda_layer's membound line): the expected step (default: not given)", 0 },
 		{ "resume", SW_OPT_FLAG, &a.resume, NULL, "continue the run in --run from its last saved step", 0 },
 		{ "eval-data", SW_OPT_STR, &a.eval_data, "FILE", "held-out token file: its mean loss (forward only) in the step line and metrics.jsonl", 0 },
 		{ "eval-every", SW_OPT_INT, &a.eval_every, "N", "evaluate --eval-data after every N steps (default 0: after the last step only)", 0 },
@@ -301,7 +303,8 @@ int cmd_train(int argc, char **argv)
 		.print_steps = 1, .resume_cmd = resume_cmd,
 		.rates = { .gemm_tflops = a.gemm_tflops, .h2d_gbs = a.h2d_gbs, .d2h_gbs = a.d2h_gbs,
 			   .nvme_read_gbs = a.nvme_read_gbs, .nvme_write_gbs = a.nvme_write_gbs,
-			   .nvme_mix_gbs = a.nvme_mix_gbs, .adam_params_per_s = a.adam_gparams * 1e9 },
+			   .nvme_mix_gbs = a.nvme_mix_gbs, .adam_params_per_s = a.adam_gparams * 1e9,
+			   .gpu_bw_gbs = a.gpu_bw_gbs },
 	};
 	rc = la.rank ? sw_train_lora(&ta, &la) : sw_train(&ta);
 	free(resume_cmd);

@@ -144,9 +144,10 @@ static int check_input(sw_plan *p)
 	const sw_plan_rates *r = &in->rates;
 	if (!(r->gemm_tflops > 0 && r->h2d_gbs > 0 && r->d2h_gbs > 0 && r->nvme_read_gbs > 0 &&
 	      r->nvme_write_gbs > 0 && r->adam_params_per_s > 0 && r->nvme_mix_gbs >= 0 &&
-	      isfinite(r->nvme_mix_gbs))) {
+	      isfinite(r->nvme_mix_gbs) && r->gpu_bw_gbs >= 0 && isfinite(r->gpu_bw_gbs))) {
 		plan_why(p, "every rate (--gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, "
-			"--nvme-write-gbs, --adam-gparams) must be positive, and --nvme-mix-gbs too when given");
+			"--nvme-write-gbs, --adam-gparams) must be positive, and --nvme-mix-gbs and "
+			"--gpu-bw-gbs too when given");
 		return -EINVAL;
 	}
 	if (in->lora_rank) {

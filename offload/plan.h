@@ -49,6 +49,11 @@ typedef struct sw_plan_rates {
 				     * ahead, write behind: bench-io's "mix", bytes read + written
 				     * per second); 0: not measured. Moves the expected step only */
 	double adam_params_per_s;   /* CPU AdamW, all optimizer workers, parameters/s */
+	double gpu_bw_gbs;          /* the GPU's memory-bound work between the layers (the
+				     * gradients' sums of squares, resident groups' AdamW, the
+				     * embedding's and head's gradient zeroing), bytes moved per
+				     * second (bench/cuda_layer's "membound" line); 0: not measured.
+				     * Moves the expected step only */
 } sw_plan_rates;
 
 typedef struct sw_plan_input {
@@ -231,20 +236,28 @@ typedef struct sw_plan_cost {
 	double predict_s;           /* step_s + t_boundary: the predicted step */
 	double t_nvme_mix;          /* rates.nvme_mix_gbs given: the step's NVMe bytes (read +
 				     * written, the deferred ones included) at that rate */
+	uint64_t gpu_mem_bytes;     /* the GPU's memory-bound work of a step: 4 B a parameter
+				     * per pass (sums of squares), 28 B + P16 per resident
+				     * parameter per update (AdamW), 4 B a parameter of the
+				     * embedding and head per pass (zeroing) */
+	double t_gpu_mem;           /* rates.gpu_bw_gbs given: gpu_mem_bytes at that rate, added
+				     * to the compute's time in the expected step */
 	double expect_s;            /* predict_s, or with the disk at the mixed rate where that
 				     * takes longer: the backward's NVMe bytes against the
 				     * bottleneck, the deferred ones against t_after (the executor
 				     * overlaps reads and writes, and some drives move fewer bytes
-				     * a second so); step_s stays the bound (the separate rates) */
+				     * a second so), and with the compute plus t_gpu_mem against
+				     * the bottleneck (measured on the H100: that work does not hide
+				     * beside the layers, docs/perf.md); step_s stays the bound */
 	sw_plan_resource bottleneck;
 	double tokens_per_s;
 	double tflops;              /* (model + attention FLOPs) / step, recompute and the second
 				     * pass not counted (sw_plan_model_flops) */
 } sw_plan_cost;
 
-/* k->expect_s from k's other fields (predict_s, t[], bottleneck, t_after, nvme bytes), the
- * deferred updates' NVMe bytes and CPU AdamW time, and the disk's mixed rate (0: not given,
- * the predicted step); sets k->t_nvme_mix. Exposed for its test. */
+/* k->expect_s from k's other fields (predict_s, t[], bottleneck, t_after, nvme bytes,
+ * t_gpu_mem), the deferred updates' NVMe bytes and CPU AdamW time, and the disk's mixed rate
+ * (0: not given); sets k->t_nvme_mix. Exposed for its test. */
 double sw_plan_expect_step(sw_plan_cost *k, uint64_t after_bytes, double after_adam_s, double mix_gbs);
 
 typedef struct sw_plan {

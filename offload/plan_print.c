@@ -327,10 +327,24 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 	else
 		fprintf(f, "step boundary: not modelled when %s bounds the step\n",
 			res_label(p, k->bottleneck));
-	if (p->in.rates.nvme_mix_gbs > 0 && k->nvme_read + k->nvme_write > 0)
-		fprintf(f, "expected step: %.4g s (the disk's %s read and written together at the "
-			"measured mixed rate, %.2f GB/s: %.4g s%s)\n", k->expect_s,
-			sw_fmt_size(k->nvme_read + k->nvme_write, b[0], 32), p->in.rates.nvme_mix_gbs,
-			k->t_nvme_mix, k->expect_s > k->predict_s ? "" : ", within the step above");
+	const int mix = p->in.rates.nvme_mix_gbs > 0 && k->nvme_read + k->nvme_write > 0;
+	const int gmem = p->in.rates.gpu_bw_gbs > 0;
+	if (mix || gmem) {
+		char why[512] = "";
+		int n = 0;
+		if (mix)
+			n += snprintf(why + n, sizeof(why) - (size_t)n, "the disk's %s read and written "
+				      "together at the measured mixed rate, %.2f GB/s: %.4g s",
+				      sw_fmt_size(k->nvme_read + k->nvme_write, b[0], 32),
+				      p->in.rates.nvme_mix_gbs, k->t_nvme_mix);
+		if (gmem && n < (int)sizeof(why))
+			snprintf(why + n, sizeof(why) - (size_t)n, "%sthe %s's memory-bound work beside "
+				 "the layers (sums of squares, resident AdamW, gradient zeroing), %s at "
+				 "%.0f GB/s: %.4g s more compute", n ? "; " : "",
+				 p->in.cpu_device ? "device" : "GPU", sw_fmt_size(k->gpu_mem_bytes, b[1], 32),
+				 p->in.rates.gpu_bw_gbs, k->t_gpu_mem);
+		fprintf(f, "expected step: %.4g s (%s%s)\n", k->expect_s, why,
+			k->expect_s > k->predict_s ? "" : ", within the step above");
+	}
 	print_redo(p, f);
 }

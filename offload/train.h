@@ -35,9 +35,10 @@ typedef struct sw_train_plan_opts {
 } sw_train_plan_opts;
 
 /* The rate flags as given, in the order --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs,
- * --nvme-write-gbs, --nvme-mix-gbs, --adam-gparams: 0 (not given) takes the default, a negative
- * or non-finite one is a mistake (one line naming them, prefixed cmd; returns 2). */
-int sw_train_rates_check(const char *cmd, const double rates[7]);
+ * --nvme-write-gbs, --nvme-mix-gbs, --adam-gparams, --gpu-bw-gbs: 0 (not given) takes the
+ * default, a negative or non-finite one is a mistake (one line naming them, prefixed cmd;
+ * returns 2). */
+int sw_train_rates_check(const char *cmd, const double rates[8]);
 
 /* Fills *in for model tt (NULL: set in->tt later) from o. A --nvme path must be a directory;
  * its capacity is SIZE when given, else its free space plus an existing spillway.data (which

@@ -95,12 +95,13 @@ static int nvme_parse(sw_plan_input *in, const char *spec, const char *cmd)
 	return 0;
 }
 
-int sw_train_rates_check(const char *cmd, const double rates[7])
+int sw_train_rates_check(const char *cmd, const double rates[8])
 {
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < 8; i++)
 		if (!(rates[i] >= 0) || !isfinite(rates[i])) {
 			sw_error("%s: --gemm-tflops, --h2d-gbs, --d2h-gbs, --nvme-read-gbs, --nvme-write-gbs, "
-				 "--nvme-mix-gbs and --adam-gparams must be positive numbers (0: the default)", cmd);
+				 "--nvme-mix-gbs, --adam-gparams and --gpu-bw-gbs must be positive numbers "
+				 "(0: the default)", cmd);
 			return 2;
 		}
 	return 0;
@@ -151,5 +152,6 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	r->nvme_write_gbs = ra->nvme_write_gbs > 0 ? ra->nvme_write_gbs : r->nvme_write_gbs * npaths;
 	r->nvme_mix_gbs = ra->nvme_mix_gbs > 0 ? ra->nvme_mix_gbs : 0;
 	r->adam_params_per_s = ra->adam_params_per_s > 0 ? ra->adam_params_per_s : r->adam_params_per_s;
+	r->gpu_bw_gbs = ra->gpu_bw_gbs > 0 ? ra->gpu_bw_gbs : 0;
 	return 0;
 }

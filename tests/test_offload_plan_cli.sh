@@ -38,6 +38,27 @@ assert abs(float(e.group(2)) / mix - 1) < 2e-3, (e.group(2), mix)
 assert abs(float(e.group(1)) - (mix + float(b.group(1)))) / mix < 2e-3, (e.group(1), mix)
 PY
 
+# a compute-bound plan (a 2.8B llama in a 10 GiB GPU and ample host memory, one pass, at the
+# H100 machine's rates) with the rate of the GPU's memory-bound work between the layers: the
+# expected step is the predicted one plus those bytes at that rate
+m28="--arch llama --dim 3072 --layers 26 --heads 24 --kv-heads 8 --ffn 8192 --vocab 32000 --gpu-mem 10GiB --cpu-mem 100GiB --seq-len 2048 --batch-tokens 16384 --clip 0 --gemm-tflops 533.6 --h2d-gbs 54.85 --d2h-gbs 50.74 --adam-gparams 4.45"
+"$bin" plan $m28 >"$tmp/out" 2>"$tmp/err" || fail "2.8B plan: $(cat "$tmp/err")"
+! grep -q "^expected step:" "$tmp/out" || fail "an expected step without --gpu-bw-gbs"
+"$bin" plan $m28 --gpu-bw-gbs 2000 >"$tmp/out" 2>"$tmp/err" || fail "2.8B plan with --gpu-bw-gbs: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "expected step: $(grep -E '^(expected|predicted|step boundary)' "$tmp/out")"
+import re, sys
+t = open(sys.argv[1]).read()
+u = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+p = float(re.search(r"^predicted step: ([\d.e+-]+) s, bound by GPU compute", t, re.M).group(1))
+b = float(re.search(r"^step boundary: \+ ([\d.e+-]+) s of idle", t, re.M).group(1))
+e = re.search(r"^expected step: ([\d.e+-]+) s \(the GPU's memory-bound work beside the layers "
+              r"\(sums of squares, resident AdamW, gradient zeroing\), ([\d.]+) (\w+) at 2000 GB/s: "
+              r"([\d.e+-]+) s more compute\)$", t, re.M)
+gb = float(e.group(2)) * u[e.group(3)] / 1e9
+assert abs(float(e.group(4)) / (gb / 2000) - 1) < 5e-3, (e.group(4), gb / 2000)
+assert abs(float(e.group(1)) - (p + b + float(e.group(4)))) < 2e-3 * p, (e.group(1), p, b, e.group(4))
+PY
+
 # the same with two slots does not fit 2 x 2 TB: one line naming the tier and the shortfall
 "$bin" plan $big $budgets --nvme /nonexistent/a:2TB,/nonexistent/b:2TB >"$tmp/out" 2>"$tmp/err"
 rc=$?; [ $rc = 1 ] || fail "two slots on 2 x 2 TB should exit 1, got $rc"
@@ -80,7 +101,9 @@ one_line_exit 2 "batch not a multiple" $big --gpu-mem 24GiB --cpu-mem 1GiB --bat
 one_line_exit 2 "missing --gpu-mem" $big --cpu-mem 1GiB
 one_line_exit 2 "bad size" $big --gpu-mem 24XB --cpu-mem 1GiB
 one_line_exit 2 "negative --nvme-mix-gbs" $big $budgets --nvme-mix-gbs -1
-grep -q -- "--nvme-mix-gbs and --adam-gparams must be positive" "$tmp/err" || fail "negative --nvme-mix-gbs: $(cat "$tmp/err")"
+grep -q -- "--nvme-mix-gbs, --adam-gparams and --gpu-bw-gbs must be positive" "$tmp/err" || fail "negative --nvme-mix-gbs: $(cat "$tmp/err")"
+one_line_exit 2 "negative --gpu-bw-gbs" $big $budgets --gpu-bw-gbs -1
+grep -q -- "--gpu-bw-gbs must be positive" "$tmp/err" || fail "negative --gpu-bw-gbs: $(cat "$tmp/err")"
 one_line_exit 2 "negative --h2d-gbs" $big $budgets --h2d-gbs -40
 one_line_exit 2 "--nvme-mix-gbs nan" $big $budgets --nvme-mix-gbs nan
 one_line_exit 2 "bad dtype" $big --gpu-mem 24GiB --cpu-mem 1GiB --dtype fp8

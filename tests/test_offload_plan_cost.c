@@ -82,6 +82,10 @@ int main(void)
 		CHECKF(p.cost.d2h == d2h, "d2h %llu vs %llu", (unsigned long long)p.cost.d2h, (unsigned long long)d2h);
 		CHECK(p.cost.nvme_read == 0 && p.cost.nvme_write == 0);
 		CHECK(p.cost.adam_params == (int64_t)total);
+		/* the GPU's memory-bound bytes: every gradient's sum of squares and the embedding's
+		 * and head's zeroing (one pass), no resident group (no GPU AdamW); no rate given, no
+		 * time */
+		CHECK(p.cost.gpu_mem_bytes == (total + embed + head) * 4 && p.cost.t_gpu_mem == 0);
 		/* one GPU gradient buffer: every gradient's copy to the host (all groups are updated
 		 * there) is on the GPU's critical path */
 		const double stall = (double)(total * 4) / 2e6;
@@ -284,7 +288,24 @@ int main(void)
 		CHECK(p.total[SW_TIER_GPU] == in.gpu_mem && p.total[SW_TIER_HOST] == AL(maxg * 4) + mach);
 		CHECK(p.cost.h2d == 0 && p.cost.d2h == 0 && p.cost.adam_params == 0);
 		CHECK(close_to(p.cost.step_s, flops / 1e9) && p.cost.bottleneck == SW_RES_COMPUTE);
+		/* every group resident: its sums of squares and zeroing as above, and GPU AdamW of
+		 * every parameter (read P32, m, v and the gradient, write P32, m, v and P16: 30 B) */
+		const uint64_t gmem = (total + embed + head) * 4 + total * 30;
+		CHECK(p.cost.gpu_mem_bytes == gmem && p.cost.expect_s == p.cost.predict_s);
 		sw_plan_free(&p);
+		/* at a given rate that work lengthens the compute-bound step (the expected step; the
+		 * bound stays) */
+		in.rates.gpu_bw_gbs = 0.5e-3;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(close_to(p.cost.step_s, flops / 1e9) && close_to(p.cost.t_gpu_mem, (double)gmem / 0.5e6));
+		CHECKF(close_to(p.cost.expect_s, p.cost.predict_s + (double)gmem / 0.5e6), "%g vs %g",
+		       p.cost.expect_s, p.cost.predict_s + (double)gmem / 0.5e6);
+		sw_plan_free(&p);
+		in.rates.gpu_bw_gbs = -1;
+		CHECK(sw_plan_build(&p, &in) == -EINVAL);
+		CHECKF(strstr(p.why, "--gpu-bw-gbs") && !strchr(p.why, '\n'), "%s", p.why);
+		sw_plan_free(&p);
+		in.rates.gpu_bw_gbs = 0;
 	}
 
 	/* fp32 compute: P16 and activations 4 B */
@@ -366,6 +387,16 @@ int main(void)
 		/* a fast mixed rate moves nothing; none given, the predicted step */
 		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 100.0) == 15.0);
 		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0) == 15.0 && k.t_nvme_mix == 0);
+		/* the GPU's memory-bound work: added to the compute, which bounds the step */
+		k.t_gpu_mem = 2;
+		CHECK(close_to(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0), 17.0));
+		/* against another bottleneck only what the compute then exceeds it by: 10 + 2 against
+		 * a disk of 11 s */
+		k.bottleneck = SW_RES_NVME;
+		k.t[SW_RES_NVME] = 11;
+		CHECK(close_to(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0), 16.0));
+		k.t[SW_RES_NVME] = 13;
+		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0) == 15.0);
 	}
 
 	/* bad input: one line naming the option */
