@@ -284,27 +284,25 @@ if g:
     print("GPU %s: bf16 GEMM %.1f TFLOP/s at the model's shapes (8192^3: %.1f); PCIe pinned H2D %.2f, "
           "D2H %.2f, both at once %.2f GB/s" % (g["gpu"], g["gemm_tflops_model_mix"],
           g["gemm_tflops_8192"], g["h2d_gbs"], g["d2h_gbs"], g["duplex_h2d_plus_d2h_gbs"]))
-lr = None
-for l in text("layer_rate.log").splitlines():
-    if l.startswith("{") and '"layer"' in l:
-        lr = json.loads(l)
+def last_json(name, what):
+    """the last JSON line of log `name` whose "what" is `what`"""
+    v = None
+    for l in text(name).splitlines():
+        if l.startswith("{") and '"what":"%s"' % what in l.replace(" ", ""):
+            v = json.loads(l)
+    return v
+lr = last_json("layer_rate.log", "layer")
 if lr:
     print("our layer kernels at the 2.8B layer's shape, one row of %d tokens (bench/cuda_layer): forward %.3f ms, "
           "backward %.3f ms; %.1f TFLOP/s at the planner's accounting (two forwards and a backward: "
           "passed as --gemm-tflops%s)" % (lr["T"], lr["fwd_ms"], lr["bwd_ms"], lr["planner_tflops"],
           "" if os.environ.get("ANCHOR_RATE", "layer") == "layer" else ": not, ANCHOR_RATE=gemm"))
-lf = None
-for l in text("layer_rate.log").splitlines():
-    if l.startswith("{") and '"linear_fwd"' in l:
-        lf = json.loads(l)
+lf = last_json("layer_rate.log", "linear_fwd")
 if lf and g and g.get("linear_fwd_tflops"):
     print("the layer's forward GEMMs (T x in x out), TFLOP/s, ours (bench/cuda_layer) / PyTorch's "
           "F.linear: " + ", ".join("%s %.0f / %.0f" % (k, v, g["linear_fwd_tflops"].get(k, 0))
                                   for k, v in lf["shapes"].items()))
-mb = None
-for l in text("layer_rate.log").splitlines():
-    if l.startswith("{") and '"membound"' in l:
-        mb = json.loads(l)
+mb = last_json("layer_rate.log", "membound")
 if mb:
     print("the GPU's memory-bound work between the layers (bench/cuda_layer, %d M parameters): "
           "sum of squares %.0f GB/s, AdamW %.0f GB/s; together %.0f GB/s (passed as --gpu-bw-gbs: "

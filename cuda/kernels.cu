@@ -418,6 +418,30 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 // ---------------------------------------------------------------- RoPE
 // x (N, nh, hd); row n sits at position n % T. One thread per (row, pair i), looping over
 // heads: angle = fp32(pos * inv_freq[i]); HF rotate_half pairs element i with i + hd/2.
+// cos and sin of RoPE's angle at position pos and frequency inv: the fp32 angle evaluated in
+// double and rounded once (correctly rounded in practice), as the CPU backend does.
+__device__ __forceinline__ void rope_cs(int pos, float inv, float *c, float *sn)
+{
+	const float ang = __fmul_rn((float)pos, inv);
+	*c = (float)cos((double)ang);
+	*sn = (float)sin((double)ang);
+}
+
+// RoPE's rotation of one pair (x1 at i, x2 at i + hd/2) by the angle whose cos and sin are c
+// and sn, or its inverse (the transpose, for the backward): every operation explicitly
+// rounded, so the scalar and vector kernels give the same bits.
+__device__ __forceinline__ void rope_rot(float x1, float x2, float c, float sn, int inverse,
+					 float *y1, float *y2)
+{
+	if (!inverse) {
+		*y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
+		*y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+	} else {
+		*y1 = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
+		*y2 = __fsub_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+	}
+}
+
 template <typename T, int RH>
 __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, int hd, int inverse)
 {
@@ -426,10 +450,9 @@ __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, 
 	for (int64_t id = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; id < total;
 	     id += (int64_t)gridDim.x * blockDim.x) {
 		const int n = (int)(id / half), i = (int)(id % half);
-		// cos/sin of the fp32 angle evaluated in double and rounded once (correctly rounded in
-		// practice), as the CPU backend does; once per (row, pair), shared by all heads.
-		const float ang = __fmul_rn((float)(n % T_), inv_freq[i]);
-		const float c = (float)cos((double)ang), sn = (float)sin((double)ang);
+		// once per (row, pair), shared by all heads
+		float c, sn;
+		rope_cs(n % T_, inv_freq[i], &c, &sn);
 		T *row = x + (int64_t)n * nh * hd;
 		// RH heads' loads issued before their stores (RH = 8 with SW_CUDA_VEC=1): a load after
 		// a store to the same array waits for it, and one head at a time (RH = 1) leaves each
@@ -450,13 +473,7 @@ __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, 
 					break;
 				T *p = row + (int64_t)(h0 + j) * hd;
 				float y1, y2;
-				if (!inverse) {
-					y1 = __fsub_rn(__fmul_rn(x1[j], c), __fmul_rn(x2[j], sn));
-					y2 = __fadd_rn(__fmul_rn(x2[j], c), __fmul_rn(x1[j], sn));
-				} else {
-					y1 = __fadd_rn(__fmul_rn(x1[j], c), __fmul_rn(x2[j], sn));
-					y2 = __fsub_rn(__fmul_rn(x2[j], c), __fmul_rn(x1[j], sn));
-				}
+				rope_rot(x1[j], x2[j], c, sn, inverse, &y1, &y2);
 				st_act(p, i, y1);
 				st_act(p, i + half, y2);
 			}
@@ -480,11 +497,8 @@ __global__ void rope_bf16x8_kernel(__nv_bfloat16 *x, const float *inv_freq, int 
 		const int n = (int)(id / g8), i0 = (int)(id % g8) * 8;
 		float c[8], sn[8];
 #pragma unroll
-		for (int k = 0; k < 8; k++) {
-			const float ang = __fmul_rn((float)(n % T_), inv_freq[i0 + k]);
-			c[k] = (float)cos((double)ang);
-			sn[k] = (float)sin((double)ang);
-		}
+		for (int k = 0; k < 8; k++)
+			rope_cs(n % T_, inv_freq[i0 + k], &c[k], &sn[k]);
 		__nv_bfloat16 *row = x + (int64_t)n * nh * hd;
 		for (int h0 = 0; h0 < nh; h0 += RH) {
 			uint4 a[RH], b[RH];
@@ -505,13 +519,7 @@ __global__ void rope_bf16x8_kernel(__nv_bfloat16 *x, const float *inv_freq, int 
 				unpack8(b[j], x2);
 #pragma unroll
 				for (int k = 0; k < 8; k++)
-					if (!inverse) {
-						y1[k] = __fsub_rn(__fmul_rn(x1[k], c[k]), __fmul_rn(x2[k], sn[k]));
-						y2[k] = __fadd_rn(__fmul_rn(x2[k], c[k]), __fmul_rn(x1[k], sn[k]));
-					} else {
-						y1[k] = __fadd_rn(__fmul_rn(x1[k], c[k]), __fmul_rn(x2[k], sn[k]));
-						y2[k] = __fsub_rn(__fmul_rn(x2[k], c[k]), __fmul_rn(x1[k], sn[k]));
-					}
+					rope_rot(x1[k], x2[k], c[k], sn[k], inverse, &y1[k], &y2[k]);
 				*(uint4 *)(p + i0) = pack8(y1);
 				*(uint4 *)(p + i0 + half) = pack8(y2);
 			}
