@@ -359,7 +359,6 @@ int main(int argc, char **argv)
 	if (be->ops->stream_create(be, &st))
 		return 1;
 	double gtf = gemm_rate(iters);
-	membound_rate(iters);
 	for (size_t i = 0; i < nlist; i++) {
 		if (only && strcmp(only, list[i].name))
 			continue;
@@ -377,6 +376,7 @@ int main(int argc, char **argv)
 			p = *end == ',' ? end + 1 : end;
 		}
 	}
+	membound_rate(iters);   /* after the layers: at the clocks their sustained work left */
 	be->ops->stream_destroy(be, st);
 	sw_backend_destroy(be);
 	return 0;

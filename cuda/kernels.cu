@@ -416,8 +416,8 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 }
 
 // ---------------------------------------------------------------- RoPE
-// x (N, nh, hd); row n sits at position n % T. One thread per (row, pair i), looping over
-// heads: angle = fp32(pos * inv_freq[i]); HF rotate_half pairs element i with i + hd/2.
+// x (N, nh, hd); row n sits at position n % T: angle = fp32(pos * inv_freq[i]); HF
+// rotate_half pairs element i with i + hd/2.
 // cos and sin of RoPE's angle at position pos and frequency inv: the fp32 angle evaluated in
 // double and rounded once (correctly rounded in practice), as the CPU backend does.
 __device__ __forceinline__ void rope_cs(int pos, float inv, float *c, float *sn)
@@ -442,6 +442,7 @@ __device__ __forceinline__ void rope_rot(float x1, float x2, float c, float sn, 
 	}
 }
 
+// One thread per (row, pair i), looping over the heads.
 template <typename T, int RH>
 __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, int hd, int inverse)
 {

@@ -211,22 +211,24 @@ static void cost_boundary(const sw_plan *p, sw_plan_cost *k)
 double sw_plan_expect_step(sw_plan_cost *k, uint64_t after_bytes, double after_adam_s, double mix_gbs)
 {
 	k->t_nvme_mix = 0;
-	/* the GPU's memory-bound work runs beside the layers but does not hide there: the compute
-	 * takes that much longer, where it is (or becomes) the longest resource */
-	double o3 = k->t[SW_RES_COMPUTE] + k->t_gpu_mem - k->t[k->bottleneck];
-	double e = k->predict_s + (o3 > 0 ? o3 : 0);
-	if (!(mix_gbs > 0))
-		return e;
-	double mix = mix_gbs * 1e9, am = (double)after_bytes / mix;
-	k->t_nvme_mix = (double)(k->nvme_read + k->nvme_write) / mix;
-	double o1 = k->t_nvme_mix - am - k->t[k->bottleneck];
-	double o2 = (am > after_adam_s ? am : after_adam_s) - k->t_after;
-	return e + (o1 > 0 ? o1 : 0) + (o2 > 0 ? o2 : 0);
+	/* the backward's longest resource, lengthened: the compute by the GPU's memory-bound work
+	 * (it runs beside the layers but does not hide there), the disk by its mixed rate */
+	double longest = k->t[SW_RES_COMPUTE] + k->t_gpu_mem, o2 = 0;
+	if (mix_gbs > 0) {
+		double mix = mix_gbs * 1e9, am = (double)after_bytes / mix;
+		k->t_nvme_mix = (double)(k->nvme_read + k->nvme_write) / mix;
+		if (k->t_nvme_mix - am > longest)
+			longest = k->t_nvme_mix - am;
+		o2 = (am > after_adam_s ? am : after_adam_s) - k->t_after;
+	}
+	double o1 = longest - k->t[k->bottleneck];
+	return k->predict_s + (o1 > 0 ? o1 : 0) + (o2 > 0 ? o2 : 0);
 }
 
-/* The GPU's memory-bound bytes of a step of P passes whose groups are updated `updates` times
- * (sw_plan_cost.gpu_mem_bytes). */
-static uint64_t cost_gpu_mem(const sw_plan *p, int P, int updates)
+/* The GPU's memory-bound bytes of a step of P passes (sw_plan_cost.gpu_mem_bytes). A resident
+ * group is updated once a step, also in a redone one (a speculative pass holds its gradient
+ * and updates it after the norm; the rollback discards it). */
+static uint64_t cost_gpu_mem(const sw_plan *p, int P)
 {
 	const sw_table *tt = p->in.tt;
 	uint64_t all = 0, res = 0, zero = (uint64_t)tt->g[0].numel + (uint64_t)tt->g[p->ngroups - 1].numel;
@@ -235,7 +237,7 @@ static uint64_t cost_gpu_mem(const sw_plan *p, int P, int updates)
 		res += plan_resident(p, g) ? (uint64_t)tt->g[g].numel : 0;
 	}
 	return (uint64_t)P * (all + zero) * GRAD_BYTES +
-	       (uint64_t)updates * res * (OPT_BYTES + GRAD_BYTES + OPT_BYTES + (uint64_t)p->p16_bytes);
+	       res * (OPT_BYTES + GRAD_BYTES + OPT_BYTES + (uint64_t)p->p16_bytes);
 }
 
 /* A step of P backward passes whose groups are updated `updates` times (2 in a redone step,
@@ -305,7 +307,7 @@ static void cost_run(const sw_plan *p, int P_, int updates, sw_plan_cost *k)
 		if (k->t[i] > k->t[k->bottleneck])
 			k->bottleneck = (sw_plan_resource)i;
 	k->step_s = k->t[k->bottleneck] + k->t_after;
-	k->gpu_mem_bytes = cost_gpu_mem(p, P_, updates);
+	k->gpu_mem_bytes = cost_gpu_mem(p, P_);
 	k->t_gpu_mem = r->gpu_bw_gbs > 0 ? (double)k->gpu_mem_bytes / (r->gpu_bw_gbs * 1e9) : 0;
 	cost_boundary(p, k);
 	k->expect_s = sw_plan_expect_step(k, after.nvme_read + after.nvme_write, aa, r->nvme_mix_gbs);

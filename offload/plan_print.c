@@ -340,7 +340,7 @@ void sw_plan_print(const sw_plan *p, FILE *f)
 		if (gmem && n < (int)sizeof(why))
 			snprintf(why + n, sizeof(why) - (size_t)n, "%sthe %s's memory-bound work beside "
 				 "the layers (sums of squares, resident AdamW, gradient zeroing), %s at "
-				 "%.0f GB/s: %.4g s more compute", n ? "; " : "",
+				 "%.4g GB/s: %.4g s more compute", n ? "; " : "",
 				 p->in.cpu_device ? "device" : "GPU", sw_fmt_size(k->gpu_mem_bytes, b[1], 32),
 				 p->in.rates.gpu_bw_gbs, k->t_gpu_mem);
 		fprintf(f, "expected step: %.4g s (%s%s)\n", k->expect_s, why,

@@ -306,6 +306,21 @@ int main(void)
 		CHECKF(strstr(p.why, "--gpu-bw-gbs") && !strchr(p.why, '\n'), "%s", p.why);
 		sw_plan_free(&p);
 		in.rates.gpu_bw_gbs = 0;
+		/* one-pass clipping (room for the held gradients): a step is one pass, a redone step
+		 * and the two-pass scheme two, and a resident group is updated once in each (the
+		 * speculative pass holds its gradient; a rollback discards it) */
+		in.passes = 2;
+		in.speculate = 1;
+		in.gpu_mem += total * 4;
+		CHECKF(sw_plan_build(&p, &in) == 0, "%s", p.why);
+		CHECK(p.speculative && p.resident_groups == L + 2);
+		CHECK(p.cost.gpu_mem_bytes == gmem);
+		CHECK(p.redo.gpu_mem_bytes == gmem + (total + embed + head) * 4);
+		CHECK(p.two.gpu_mem_bytes == gmem + (total + embed + head) * 4);
+		sw_plan_free(&p);
+		in.passes = 1;
+		in.speculate = 0;
+		in.gpu_mem -= total * 4;
 	}
 
 	/* fp32 compute: P16 and activations 4 B */
@@ -397,6 +412,23 @@ int main(void)
 		CHECK(close_to(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0), 16.0));
 		k.t[SW_RES_NVME] = 13;
 		CHECK(sw_plan_expect_step(&k, 20000000000ull, 5.0, 0.0) == 15.0);
+	}
+	/* both: the longer of the compute with the GPU's memory-bound work and the disk at its
+	 * mixed rate lengthens the step, not their sum (an NVMe-bound step of 10 s; compute 8 s
+	 * + 6 s; 75 GB at 5 GB/s, 15 s) */
+	{
+		sw_plan_cost k;
+		memset(&k, 0, sizeof(k));
+		k.bottleneck = SW_RES_NVME;
+		k.t[SW_RES_NVME] = 10;
+		k.t[SW_RES_COMPUTE] = 8;
+		k.t_gpu_mem = 6;
+		k.predict_s = 10;
+		k.nvme_read = 40000000000ull;
+		k.nvme_write = 35000000000ull;
+		CHECKF(close_to(sw_plan_expect_step(&k, 0, 0.0, 5.0), 15.0), "%g", sw_plan_expect_step(&k, 0, 0.0, 5.0));
+		k.t_gpu_mem = 9;   /* now the compute is the longer: 17 s */
+		CHECK(close_to(sw_plan_expect_step(&k, 0, 0.0, 5.0), 17.0));
 	}
 
 	/* bad input: one line naming the option */
