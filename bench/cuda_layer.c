@@ -53,6 +53,13 @@ static void free_all(void)
 		be->ops->dev_free(be, allocs[--nalloc]);
 }
 
+/* The next of a xorshift sequence, scaled to [-amp, amp]. */
+static float rand_amp(uint64_t *x, float amp)
+{
+	*x ^= *x << 13; *x ^= *x >> 7; *x ^= *x << 17;
+	return ((float)(*x >> 40) / (float)(1 << 24) * 2.f - 1.f) * amp;
+}
+
 /* Random bf16 values in [-amp, amp] (never zeros: zeros run faster than real data). */
 static void *rand_bf16(int64_t n, float amp, uint64_t seed)
 {
@@ -60,10 +67,8 @@ static void *rand_bf16(int64_t n, float amp, uint64_t seed)
 	if (!h)
 		exit(1);
 	uint64_t x = seed * 2654435761u + 1;
-	for (int64_t i = 0; i < n; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		h[i] = sw_f32_to_bf16(((float)(x >> 40) / (float)(1 << 24) * 2.f - 1.f) * amp);
-	}
+	for (int64_t i = 0; i < n; i++)
+		h[i] = sw_f32_to_bf16(rand_amp(&x, amp));
 	void *d = dalloc((uint64_t)n * 2);
 	be->ops->copy_h2d(be, st, d, h, (uint64_t)n * 2);
 	be->ops->stream_sync(be, st);
@@ -133,10 +138,8 @@ static void membound_rate(int iters)
 	if (!hv)
 		exit(1);
 	uint64_t x = 88172645463325252ull;
-	for (int64_t i = 0; i < n; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		hv[i] = ((float)(x >> 40) / (float)(1 << 24) * 2.f - 1.f) * 0.01f;
-	}
+	for (int64_t i = 0; i < n; i++)
+		hv[i] = rand_amp(&x, 0.01f);
 	be->ops->copy_h2d(be, st, g, hv, (uint64_t)n * 4);
 	be->ops->copy_h2d(be, st, p32, hv, (uint64_t)n * 4);
 	be->ops->stream_sync(be, st);

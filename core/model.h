@@ -48,6 +48,13 @@ void sw_layer_fwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_grou
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
 		  sw_layer_scratch *s, int flags);
+/* 1 when group g's gradient is written whole by its first micro-batch (a decoder layer:
+ * sw_layer_bwd with SW_BWD_DW_SET writes every tensor of it), so its buffer needs no zeroing;
+ * 0 when it is added to from zero (the embedding's scatter, the head's vocabulary chunks). */
+static inline int sw_group_grad_written(const sw_table *tt, int g)
+{
+	return g >= 1 && g < tt->ngroups - 1;
+}
 
 /* Keeping a layer's forward intermediates instead of recomputing them in backward. The
  * intermediates come in two parts, each kept whole or recomputed whole:

@@ -1881,8 +1881,9 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 static int bwd_hsplit(int64_t units, int T, int G, int hd, uint64_t acc, uint64_t room)
 {
 	const char *e = getenv("SW_CUDA_ATTN_BWD_HSPLIT");
-	if (e && atoi(e) >= 1 && G % atoi(e) == 0)
-		return atoi(e);
+	const int forced = e ? atoi(e) : 0;
+	if (forced >= 1 && G % forced == 0)
+		return forced;
 	const int64_t blocks = units * ((T + 127) / 128);
 	int hs = 1;
 	while (hs < G && (G % hs || blocks * hs < BWD_HSPLIT_BLOCKS))

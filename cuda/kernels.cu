@@ -47,11 +47,10 @@ __device__ float block_max(float v, float *sh)
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-// The vector forms of RMSNorm (forward and backward), RoPE's batched loads and SwiGLU's
-// backward are built, and the op tests have cases for them (widths 3072, 8192 and 8200, RoPE
-// at 24 and 10 heads), but they have not run on a GPU yet: off unless SW_CUDA_VEC=1
-// (tests/gpu/test_cuda_vec.sh runs the op tests with it). They become the default once that
-// test has passed on a GPU.
+// The vector forms of RMSNorm (forward and backward), RoPE and SwiGLU's backward are built,
+// and the op tests have cases for them (docs/cuda.md "Vector forms"), but they have not run on
+// a GPU yet: off unless SW_CUDA_VEC=1 (tests/gpu/test_cuda_vec.sh runs the op tests with it).
+// They become the default once that test has passed on a GPU.
 // Read at every call (the op tests switch it to compare the two forms' bits).
 static int vec_kernels(void)
 {
@@ -418,6 +417,7 @@ void cuda_rmsnorm_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dinp, float
 // ---------------------------------------------------------------- RoPE
 // x (N, nh, hd); row n sits at position n % T: angle = fp32(pos * inv_freq[i]); HF
 // rotate_half pairs element i with i + hd/2.
+
 // cos and sin of RoPE's angle at position pos and frequency inv: the fp32 angle evaluated in
 // double and rounded once (correctly rounded in practice), as the CPU backend does.
 __device__ __forceinline__ void rope_cs(int pos, float inv, float *c, float *sn)
@@ -696,11 +696,11 @@ void cuda_swiglu_bwd(cudaStream_t s, int bf16, void *dgate, void *dup, const voi
 	if (vec_kernels() && bf16 && aligned16(dgate) && aligned16(dup) && aligned16(dout) &&
 	    aligned16(gate) && aligned16(up)) {
 		const int64_t n8 = n / 8, done = n8 * 8;
-		if (n8)
+		if (n8) {
 			vec_ran(VEC_SWIGLU_BWD);
-		if (n8)
 			swiglu_bwd_bf16x8_kernel<<<cuda_blocks(n8, 256, 1 << 16), 256, 0, s>>>((uint4 *)dgate,
 				(uint4 *)dup, (const uint4 *)dout, (const uint4 *)gate, (const uint4 *)up, n8);
+		}
 		if (done < n)
 			swiglu_bwd_kernel<<<1, 32, 0, s>>>((__nv_bfloat16 *)dgate + done, (__nv_bfloat16 *)dup + done,
 				(const __nv_bfloat16 *)dout + done, (const __nv_bfloat16 *)gate + done,

@@ -13,14 +13,6 @@
 
 /* ---------------------------------------------------------------- the step ------------- */
 
-/* A decoder layer's gradient needs no zeroing: its first micro-batch writes every element
- * (SW_BWD_DW_SET, bwd_layer). The embedding's (a scatter of the tokens' rows) and the head's
- * (added to per vocabulary chunk) are added to from zero. */
-static int grad_needs_zero(const sw_exec *ex, int gi)
-{
-	return gi == 0 || gi == ex->H;
-}
-
 float *exec_grad_begin(sw_exec *ex, int gi)
 {
 	sw_backend *be = ex->be;
@@ -35,7 +27,7 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 	if (ex->spec_pass && ex->g[gi].opt_tier == SW_TIER_GPU) {
 		/* a speculative pass holds a resident group's gradient until the norm is known */
 		SW_ASSERT(ex->g[gi].ghold);
-		if (grad_needs_zero(ex, gi))
+		if (!sw_group_grad_written(ex->tt, gi))
 			be->ops->memset0(be, ex->cs, ex->g[gi].ghold, bytes);
 		else if (ex->grad_fill_nan)
 			sw_fill_nan(be, ex->cs, ex->g[gi].ghold, bytes);
@@ -58,7 +50,7 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		be->ops->stream_wait(be, ex->cs, ex->as_ev);
 	}
 	be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
-	if (grad_needs_zero(ex, gi))
+	if (!sw_group_grad_written(ex->tt, gi))
 		be->ops->memset0(be, ex->cs, ex->gbuf[k], bytes);
 	else if (ex->grad_fill_nan)
 		sw_fill_nan(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);

@@ -3,6 +3,7 @@
 #include "offload/plan_internal.h"
 #include "offload/window.h"
 #include "core/log.h"
+#include "core/model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -231,10 +232,11 @@ double sw_plan_expect_step(sw_plan_cost *k, uint64_t after_bytes, double after_a
 static uint64_t cost_gpu_mem(const sw_plan *p, int P)
 {
 	const sw_table *tt = p->in.tt;
-	uint64_t all = 0, res = 0, zero = (uint64_t)tt->g[0].numel + (uint64_t)tt->g[p->ngroups - 1].numel;
+	uint64_t all = 0, res = 0, zero = 0;
 	for (int g = 0; g < p->ngroups; g++) {
 		all += (uint64_t)tt->g[g].numel;
 		res += plan_resident(p, g) ? (uint64_t)tt->g[g].numel : 0;
+		zero += sw_group_grad_written(tt, g) ? 0 : (uint64_t)tt->g[g].numel;
 	}
 	return (uint64_t)P * (all + zero) * GRAD_BYTES +
 	       res * (OPT_BYTES + GRAD_BYTES + OPT_BYTES + (uint64_t)p->p16_bytes);

@@ -201,11 +201,11 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	float scale = st->tokens ? 1.0f / (float)st->tokens : 0.0f;
 
 	/* the layers' gradients need no zeroing: their first micro-batch writes them */
-	o->memset0(be, tr->st, tr->grad[0], (uint64_t)tt->g[0].numel * 4);
-	o->memset0(be, tr->st, tr->grad[H], (uint64_t)tt->g[H].numel * 4);
 	const int fill_nan = sw_test_grad_fill_nan();
-	if (fill_nan)
-		for (int gi = 1; gi < H; gi++)
+	for (int gi = 0; gi < G; gi++)
+		if (!sw_group_grad_written(tt, gi))
+			o->memset0(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
+		else if (fill_nan)
 			sw_fill_nan(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
 	forward(tr, inputs);
 	/* head: loss and its gradient per micro-batch */

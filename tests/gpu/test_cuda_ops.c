@@ -328,11 +328,12 @@ static void test_matmul(int N, int C, int OC, int with_bias)
 	for (int mode = 0; mode < 3; mode++) {
 		const int accum = mode >= 1, set = mode == 2;
 		const int flags = (accum ? SW_BWD_ACCUM : 0) | (set ? SW_BWD_DW_SET : 0);
-		be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)OC * C * 4);
-		be->ops->copy_h2d(be, st, ddb, db0, (uint64_t)OC * 4);
 		if (set) {   /* written, never read: NaN before */
 			poison(ddw, (uint64_t)OC * C * 4);
 			poison(ddb, (uint64_t)OC * 4);
+		} else {
+			be->ops->copy_h2d(be, st, ddw, dw0, (uint64_t)OC * C * 4);
+			be->ops->copy_h2d(be, st, ddb, db0, (uint64_t)OC * 4);
 		}
 		if (!accum)
 			poison(ddx, (uint64_t)N * C * es);

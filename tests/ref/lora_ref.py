@@ -33,36 +33,12 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file
 
-# name: (rank, alpha, targets), as tests/test_offload_lora_golden.c
-CASES = {
-    "llama_gqa": (4, 8.0, "q,k,v,o,gate,up,down"),
-    "qwen2_tied": (8, 4.0, "q,k,v,o,gate,up,down"),
-    "llama3_odd": (5, 7.5, "q,v,o,down"),
-}
+from lora_common import CASES, MODULES, ORDER, backward, fp32_spread, peft_name, read_golden, rel_err
+
 LTRAIN = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, clip=0.05, steps=3)
-MODULES = dict(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
-               o="self_attn.o_proj", gate="mlp.gate_proj", up="mlp.up_proj", down="mlp.down_proj")
-ORDER = ["q", "k", "v", "o", "gate", "up", "down"]
-
-
-def read_golden(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"SWGOLD\0\0"
-    ver, hlen = struct.unpack("<II", data[8:16])
-    hdr = json.loads(data[16:16 + hlen])
-    base = 16 + hlen
-    arrays = {}
-    for a in hdr["arrays"]:
-        dt = {"f32": np.float32, "i32": np.int32}[a["dtype"]]
-        n = int(np.prod(a["shape"])) if a["shape"] else 1
-        arr = np.frombuffer(data, dtype=dt, count=n, offset=base + a["offset"])
-        arrays[a["name"]] = torch.from_numpy(arr.copy().reshape(a["shape"]))
-    return hdr, arrays
 
 
 class LoraLinear(torch.nn.Module):
@@ -75,10 +51,6 @@ class LoraLinear(torch.nn.Module):
 
     def forward(self, x):
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
-
-
-def peft_name(l, t, ab):
-    return f"base_model.model.model.layers.{l}.{MODULES[t]}.lora_{ab}.weight"
 
 
 def train(name, hdr, g, init, dtype, flip=False, micro=0):
@@ -111,26 +83,10 @@ def train(name, hdr, g, init, dtype, flip=False, micro=0):
     V = c["vocab_size"]
     losses, norms = [], []
     for step in range(1, LTRAIN["steps"] + 1):
-        inp = g[f"step{step}:inputs"].long()
-        tgt = g[f"step{step}:targets"].long()
-        if flip:  # the batch's sequences in reverse: the same sums, added in another order
-            inp, tgt = inp.flip(0), tgt.flip(0)
-        if micro:  # micro sequences at a time, the gradients accumulated, as micro-batches do
-            count = int((tgt != -100).sum())
-            loss = 0.0
-            for r in range(0, inp.shape[0], micro):
-                logits = model(input_ids=inp[r:r + micro]).logits
-                lr = F.cross_entropy(logits.view(-1, V), tgt[r:r + micro].reshape(-1),
-                                     ignore_index=-100, reduction="sum") / count
-                lr.backward()
-                loss = loss + lr.detach()
-        else:
-            logits = model(input_ids=inp).logits
-            loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1), ignore_index=-100)
-            loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, LTRAIN["clip"])
-        losses.append(loss.item())
-        norms.append(norm.item())
+        losses.append(backward(lambda ids: model(input_ids=ids).logits,
+                               g[f"step{step}:inputs"].long(), g[f"step{step}:targets"].long(),
+                               V, flip, micro))
+        norms.append(torch.nn.utils.clip_grad_norm_(params, LTRAIN["clip"]).item())
         opt.step()
         opt.zero_grad(set_to_none=True)
     print(f"{name} {dtype}: losses {losses} grad norms {norms} (clip {LTRAIN['clip']})")
@@ -155,37 +111,15 @@ def write(path, name, hdr, arrays):
             f.write(b)
 
 
-SPREAD_THREADS = (1, 2, 3, 4)
-
-
-def rel_err(a, ref):
-    # the test's measure (tests/check.h check_rel_err_f32): |a - ref| / |ref| over the tensor
-    a, ref = a.double(), ref.double()
-    den = float(ref.norm())
-    return float((a - ref).norm()) / den if den > 0 else float((a - ref).norm())
-
-
-def fp32_spread(name, hdr, g, init, p64):
-    kept = torch.get_num_threads()
-    worst = {}
-    for t in SPREAD_THREADS:
-        torch.set_num_threads(t)
-        for flip, micro in [(f, m) for f in (False, True) for m in (0, 1, 2)]:
-            _, _, p = train(name, hdr, g, init, torch.float32, flip, micro)
-            for n, x in p.items():
-                worst[n] = max(worst.get(n, 0.0), rel_err(x, p64[n]))
-    torch.set_num_threads(kept)
-    return worst
-
-
 def main(refdir, outdir):
     torch.use_deterministic_algorithms(True)
     for name in CASES:
-        hdr, g = read_golden(f"{refdir}/golden_{name}.bin")
+        _, hdr, g = read_golden(f"{refdir}/golden_{name}.bin")
         init = load_file(f"{refdir}/lora_init_{name}.safetensors")
         losses, norms, p32 = train(name, hdr, g, init, torch.float32)
         _, _, p64 = train(name, hdr, g, init, torch.float64)
-        spread = fp32_spread(name, hdr, g, init, p64)
+        spread = fp32_spread(lambda flip, micro: train(name, hdr, g, init, torch.float32, flip,
+                                                       micro)[2], p64, {})
         arrays = [("losses", torch.tensor(losses)), ("grad_norms", torch.tensor(norms))]
         arrays += [("after3:" + n, t) for n, t in p32.items()]
         arrays += [("after3_f64:" + n, t) for n, t in p64.items()]

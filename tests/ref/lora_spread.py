@@ -22,7 +22,7 @@ single draw of how far valid fp32 results fall from the exact one.
 Usage: python3 tests/ref/lora_spread.py [DIR]   (DIR defaults to tests/ref)
 """
 import json
-import math
+import os
 import struct
 import sys
 
@@ -30,34 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# as tests/ref/lora_ref.py
-CASES = {
-    "llama_gqa": (4, 8.0, "q,k,v,o,gate,up,down"),
-    "qwen2_tied": (8, 4.0, "q,k,v,o,gate,up,down"),
-    "llama3_odd": (5, 7.5, "q,v,o,down"),
-}
-MODULES = dict(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
-               o="self_attn.o_proj", gate="mlp.gate_proj", up="mlp.up_proj", down="mlp.down_proj")
-ORDER = ["q", "k", "v", "o", "gate", "up", "down"]
-THREADS = (1, 2, 3, 4)
+from lora_common import CASES, MODULES, ORDER, THREADS, backward, fp32_spread, read_golden, rel_err
+
 # this file's model is HF's if it gives HF's fp32 numbers to within fp32 rounding (relative)
 SAME_LOGITS, SAME_LOSS, SAME_NORM = 1e-6, 1e-6, 1e-5
-
-
-def read(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:8] != b"SWGOLD\0\0":
-        sys.exit(f"{path}: not a golden file (tests/ref/make_golden.py writes them)")
-    ver, hlen = struct.unpack("<II", data[8:16])
-    hdr = json.loads(data[16:16 + hlen])
-    base, arrays = 16 + hlen, {}
-    for a in hdr["arrays"]:
-        dt = {"f32": np.float32, "i32": np.int32}[a["dtype"]]
-        n = int(np.prod(a["shape"])) if a["shape"] else 1
-        arr = np.frombuffer(data, dtype=dt, count=n, offset=base + a["offset"])
-        arrays[a["name"]] = torch.from_numpy(arr.copy().reshape(a["shape"]))
-    return ver, hdr, arrays
 
 
 def write(path, ver, hdr, arrays):
@@ -75,7 +51,6 @@ def write(path, ver, hdr, arrays):
         f.write(b"SWGOLD\0\0" + struct.pack("<II", ver, len(h)) + h)
         for b in blobs:
             f.write(b)
-    import os
     os.replace(tmp, path)
 
 
@@ -177,9 +152,7 @@ class Model:
 
 
 def train(hdr, g, init, lt, dtype, flip=False, micro=0):
-    """3 LoRA steps; flip: the batch's sequences in reverse; micro: that many sequences at a
-    time, the gradients accumulated (the loss each adds is its tokens' sum over the batch's
-    count), as an engine with micro-batches sums them."""
+    """3 LoRA steps, each step's sums in the order flip and micro give (lora_common.backward)."""
     m = Model(hdr, g, init, dtype)
     params = [m.lora[n] for n in m.names]
     opt = torch.optim.AdamW(params, lr=lt["lr"], betas=(lt["beta1"], lt["beta2"]), eps=lt["eps"],
@@ -187,25 +160,9 @@ def train(hdr, g, init, lt, dtype, flip=False, micro=0):
     V = hdr["config"]["vocab_size"]
     losses, norms = [], []
     for step in range(1, lt["steps"] + 1):
-        inp = g[f"step{step}:inputs"].long()
-        tgt = g[f"step{step}:targets"].long()
-        if flip:
-            inp, tgt = inp.flip(0), tgt.flip(0)
-        if micro:
-            count = int((tgt != -100).sum())
-            loss = 0.0
-            for r in range(0, inp.shape[0], micro):
-                lr = F.cross_entropy(m.forward(inp[r:r + micro]).reshape(-1, V),
-                                     tgt[r:r + micro].reshape(-1), ignore_index=-100,
-                                     reduction="sum") / count
-                lr.backward()
-                loss += float(lr)
-        else:
-            loss = F.cross_entropy(m.forward(inp).reshape(-1, V), tgt.reshape(-1),
-                                   ignore_index=-100)
-            loss.backward()
+        losses.append(backward(m.forward, g[f"step{step}:inputs"].long(),
+                               g[f"step{step}:targets"].long(), V, flip, micro))
         norms.append(float(torch.nn.utils.clip_grad_norm_(params, lt["clip"])))
-        losses.append(float(loss))
         opt.step()
         opt.zero_grad(set_to_none=True)
     return losses, norms, {n: m.lora[n].detach().double() for n in m.names}
@@ -228,32 +185,20 @@ def same_model(name, hdr, g, init, lg, lt):
                  f"{SAME_LOSS:g}, norms {SAME_NORM:g}); nothing written")
 
 
-def rel_err(a, ref):
-    # tests/check.h check_rel_err_f32: |a - ref| / |ref| over the tensor
-    a, ref = a.double(), ref.double()
-    den = float(ref.norm())
-    return float((a - ref).norm()) / den if den > 0 else float((a - ref).norm())
-
-
 def main(d):
     torch.use_deterministic_algorithms(True)
     for name in CASES:
-        _, hdr, g = read(f"{d}/golden_{name}.bin")
+        _, hdr, g = read_golden(f"{d}/golden_{name}.bin")
         path = f"{d}/lora_golden_{name}.bin"
-        ver, lhdr, lg = read(path)
+        ver, lhdr, lg = read_golden(path)
         init = read_safetensors(f"{d}/lora_init_{name}.safetensors")
         lt = lhdr["train"]
         same_model(name, hdr, g, init, lg, lt)
         ref = {n[len("after3_f64:"):]: t for n, t in lg.items() if n.startswith("after3_f64:")}
         worst = {n: max(rel_err(lg["after3:" + n], ref[n]),
                         float(lg.get("after3_fp32_spread:" + n, torch.zeros(1))[0])) for n in ref}
-        kept = torch.get_num_threads()
-        for t in THREADS:
-            torch.set_num_threads(t)
-            for flip, micro in [(f, m) for f in (False, True) for m in (0, 1, 2)]:
-                for n, x in train(hdr, g, init, lt, torch.float32, flip, micro)[2].items():
-                    worst[n] = max(worst[n], rel_err(x, ref[n]))
-        torch.set_num_threads(kept)
+        fp32_spread(lambda flip, micro: train(hdr, g, init, lt, torch.float32, flip, micro)[2],
+                    ref, worst)
         out = {k: v for k, v in lg.items() if not k.startswith("after3_fp32_spread:")}
         for n in ref:
             out["after3_fp32_spread:" + n] = torch.tensor([worst[n]], dtype=torch.float32)
