@@ -213,6 +213,19 @@ static void vec_flip(void)
 		setenv("SW_CUDA_VEC", "1", 1);
 }
 
+/* Flips SW_CUDA_VEC's counterpart for the Hopper backward's dQ flush (SW_CUDA_ATTN_DQ_FLUSH=bulk:
+ * a bulk reduction from shared memory instead of red.global): the same integer sums, so an
+ * attention test's second run, which checks determinism, runs the other form and must give the
+ * same bits (where the Hopper backward does not run, the switch changes nothing). */
+static void dq_flush_flip(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_DQ_FLUSH");
+	if (e && !strcmp(e, "bulk"))
+		unsetenv("SW_CUDA_ATTN_DQ_FLUSH");
+	else
+		setenv("SW_CUDA_ATTN_DQ_FLUSH", "bulk", 1);
+}
+
 /* The same floats (bf16 widened exactly, so the same bits) */
 static void expect_same_floats(const char *what, const float *a, const float *b, int64_t n)
 {
@@ -545,11 +558,13 @@ static void test_attention(int B, int T, int nh, int nkv, int hd)
 	expect("attention_bwd dq", gdq, rdq, nq, tb);
 	expect("attention_bwd dk", gdk, rdk, nk, tb);
 	expect("attention_bwd dv", gdv, rdv, nk, tb);
-	/* determinism */
+	/* determinism, the backward's dQ flush in its other form (the same bits) */
 	void *sq = down_raw(gq, (uint64_t)nq * es), *sk = down_raw(gk, (uint64_t)nk * es);
 	void *sv = down_raw(gv, (uint64_t)nk * es), *so = down_raw(out, (uint64_t)nq * es);
 	be->ops->attention_fwd(be, st, out, lse, dq_, dk_, dv_, B, T, nh, nkv, hd);
+	dq_flush_flip();
 	be->ops->attention_bwd(be, st, gq, gk, gv, ddy, dq_, dk_, dv_, out, lse, B, T, nh, nkv, hd);
+	dq_flush_flip();
 	expect_same_bits("attention_fwd out", out, so, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dq", gq, sq, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dk", gk, sk, (uint64_t)nk * es);
