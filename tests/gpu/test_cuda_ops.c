@@ -201,30 +201,27 @@ static void test_embedding(int N, int C, int V, int runs)
 	free(tok);
 }
 
-/* Flips SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward),
- * so that a bf16 test runs the other form too and compares: the same bits where the two forms'
- * arithmetic is the same, the reference's tolerance where a sum's order differs. */
-static void vec_flip(void)
+/* Flips a kernel-form switch between set to `on` and unset (the backend reads it at each call),
+ * so that a test runs the other form too and compares. */
+static void env_flip(const char *name, const char *on)
 {
-	const char *e = getenv("SW_CUDA_VEC");
-	if (e && !strcmp(e, "1"))
-		unsetenv("SW_CUDA_VEC");
+	const char *e = getenv(name);
+	if (e && !strcmp(e, on))
+		unsetenv(name);
 	else
-		setenv("SW_CUDA_VEC", "1", 1);
+		setenv(name, on, 1);
 }
 
-/* Flips SW_CUDA_VEC's counterpart for the Hopper backward's dQ flush (SW_CUDA_ATTN_DQ_FLUSH=bulk:
- * a bulk reduction from shared memory instead of red.global): the same integer sums, so an
- * attention test's second run, which checks determinism, runs the other form and must give the
- * same bits (where the Hopper backward does not run, the switch changes nothing). */
-static void dq_flush_flip(void)
-{
-	const char *e = getenv("SW_CUDA_ATTN_DQ_FLUSH");
-	if (e && !strcmp(e, "bulk"))
-		unsetenv("SW_CUDA_ATTN_DQ_FLUSH");
-	else
-		setenv("SW_CUDA_ATTN_DQ_FLUSH", "bulk", 1);
-}
+/* SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward): a bf16
+ * test runs the other form too: the same bits where the two forms' arithmetic is the same, the
+ * reference's tolerance where a sum's order differs. */
+static void vec_flip(void) { env_flip("SW_CUDA_VEC", "1"); }
+
+/* SW_CUDA_ATTN_DQ_FLUSH=bulk (the Hopper backward's dQ by a bulk reduction from shared memory
+ * instead of red.global): the same integer sums, so an attention test's second run, which
+ * checks determinism, runs the other form and must give the same bits (where the Hopper
+ * backward does not run, the switch changes nothing). */
+static void dq_flush_flip(void) { env_flip("SW_CUDA_ATTN_DQ_FLUSH", "bulk"); }
 
 /* The same floats (bf16 widened exactly, so the same bits) */
 static void expect_same_floats(const char *what, const float *a, const float *b, int64_t n)
