@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # tests/test_offload_grad_fill_nan.sh on the CUDA backend: every layer gradient buffer filled
 # with NaN when taken (SW_TEST_GRAD_FILL_NAN=1), so an element the first micro-batch's beta = 0
-# GEMMs and kernels left unwritten would show: the placement-invariance test passes with it,
-# `train` prints the same losses and norms with it as without, and the control (the first
-# micro-batch adds instead of writing) skips every step.
+# GEMMs and kernels left unwritten would show: the placement-invariance, keep and clipping tests
+# pass with it, `train` prints the same losses and norms with it as without (layers resident and
+# streamed, one and two GPU gradient buffers, clipping that rolls steps back), and the control
+# (the first micro-batch adds instead of writing) skips every step.
 set -u
 dir=$(dirname "$0")/../..
 cd "$dir" || exit 1
 bin=${SW_BIN:-${BUILD:-build}/spillway}
-inv=${BUILD:-build}/tests/test_offload_exec_invariance   # make test-gpu builds it
+tb=${BUILD:-build}/tests   # make test-gpu builds the executor tests below
+inv=$tb/test_offload_exec_invariance
 w=$(mktemp -d /tmp/sw-fillnan-gpu.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-SW_TEST_BACKEND=cuda SW_TEST_GRAD_FILL_NAN=1 "$inv" > "$w/inv.log" 2>&1 || { tail -5 "$w/inv.log"; fail "invariance with the fill"; }
-echo "  ok test_offload_exec_invariance (cuda) with every layer gradient buffer NaN when taken"
+for t in "$inv" "$tb/test_offload_keep" "$tb/test_offload_exec_clip"; do
+  [ -x "$t" ] || fail "missing $t (make test-gpu builds it)"
+  n=$(basename "$t")
+  SW_TEST_BACKEND=cuda SW_TEST_GRAD_FILL_NAN=1 "$t" > "$w/$n.log" 2>&1 || { tail -5 "$w/$n.log"; fail "$n with the fill"; }
+  echo "  ok $n (cuda) with every layer gradient buffer NaN when taken"
+done
 "$bin" init --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 704 --vocab 1024 --out "$w/m" >/dev/null || fail init
 "$bin" data --text tests/data/corpus.txt --out "$w/d.tok" >/dev/null || fail data
 steps() { grep -E "^step [0-9]+/" "$1" | sed -E 's/^(step [0-9]+\/[0-9]+ \| loss [^|]*\| lr [^|]*\| grad norm [^|]*)\|.*/\1/'; }
-for budget in "--gpu-mem 1GiB --cpu-mem 1GiB" "--gpu-mem 1GiB --cpu-mem 1GiB --grad-buffers 1"; do
+# 1 GiB: every layer resident on the GPU; 48 MiB: every layer streamed from the host (CPU AdamW),
+# with one and two GPU gradient buffers (`spillway plan` shows the placements)
+for budget in "--gpu-mem 1GiB --cpu-mem 1GiB" "--gpu-mem 1GiB --cpu-mem 1GiB --grad-buffers 1" \
+              "--gpu-mem 48MiB --cpu-mem 1GiB --grad-buffers 1" "--gpu-mem 48MiB --cpu-mem 1GiB --grad-buffers 2"; do
   # shellcheck disable=SC2086
   run() { "$bin" train --model "$w/m" --data "$w/d.tok" --steps 3 --seq-len 128 --batch-tokens 1024 --lr 1e-3 \
             --backend cuda --clip 1.0 --no-save $budget > "$w/$1" 2>&1; }
