@@ -54,7 +54,8 @@ void sw_lora_ptrs_make(sw_lora_ptrs *p, const sw_lora_layout *lo, void *p16, int
 
 /* Scratch of the adapters for one micro-batch through one layer: each target's s * A x (N, r),
  * kept from the forward (recomputed) for the backward; B's output (N, max_out); the gradient of
- * A x (N, r); and a sink for the frozen norms' weight gradient (C fp32, never read). */
+ * A x (N, r); and a sink for the frozen norms' weight gradient (C fp32; written with
+ * SW_BWD_DW_SET, never read, so it needs no zeroing). */
 typedef struct sw_lora_scratch {
 	void *ax[SW_LORA_NTARGETS];
 	void *bx, *dax;

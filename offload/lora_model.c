@@ -211,7 +211,7 @@ void sw_lora_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw
 	o->swiglu_bwd(be, st, s->dg, s->du, s->ds, s->g, s->u, (int64_t)N * F);
 	lin_bwd(&c, 4, s->dh, s->dg, s->h2, W(WGATE), C, F, 0);
 	lin_bwd(&c, 5, s->dh, s->du, s->h2, W(WUP), C, F, 1);
-	o->rmsnorm_bwd(be, st, dres, ls->sink, s->dh, s->x2, W(MLP_NORM), s->rstd2, N, C, 0);
+	o->rmsnorm_bwd(be, st, dres, ls->sink, s->dh, s->x2, W(MLP_NORM), s->rstd2, N, C, SW_BWD_DW_SET);
 	lin_bwd(&c, 3, s->datt, dres, s->att, W(WO), qd, C, 0);
 	o->attention_bwd(be, st, s->dq, s->dk, s->dv, s->datt, s->q, s->k, s->v, s->att, s->lse,
 			 d->B, d->T, d->nh, d->nkv, d->hd);
@@ -220,5 +220,5 @@ void sw_lora_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw
 	lin_bwd(&c, 0, s->dh, s->dq, s->h1, W(WQ), C, qd, 0);
 	lin_bwd(&c, 1, s->dh, s->dk, s->h1, W(WK), C, kvd, 1);
 	lin_bwd(&c, 2, s->dh, s->dv, s->h1, W(WV), C, kvd, 1);
-	o->rmsnorm_bwd(be, st, dres, ls->sink, s->dh, x, W(ATTN_NORM), s->rstd1, N, C, 0);
+	o->rmsnorm_bwd(be, st, dres, ls->sink, s->dh, x, W(ATTN_NORM), s->rstd1, N, C, SW_BWD_DW_SET);
 }
