@@ -220,6 +220,8 @@ static int act_alloc(sw_lexec *ex)
 	rc = rc ? rc : dalloc(ex, N * 4, &ex->tgt);
 	rc = rc ? rc : dalloc(ex, N * 4, &ex->losses);
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->d.C * 4, &ex->head_sink);
+	if (!rc)  /* the head's backward adds the frozen final norm's gradient here: from zeros */
+		ex->be->ops->memset0(ex->be, ex->cs, ex->head_sink, (uint64_t)ex->d.C * 4);
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->L * sizeof(double), &ex->dsum);
 	rc = rc ? rc : dalloc(ex, (uint64_t)ex->tt->cfg.head_dim / 2 * 4, &ex->inv_freq);
 	rc = rc ? rc : halloc(ex, N * 4 * (uint64_t)ex->M, &ex->host_losses);
