@@ -186,6 +186,15 @@ void sw_layer_keep_point(const sw_dims *d, sw_dtype act, unsigned part, void *bl
 	}
 }
 
+void sw_grad_take(sw_backend *be, sw_stream *st, const sw_table *tt, int g, float *buf, int fill_nan)
+{
+	const uint64_t bytes = (uint64_t)tt->g[g].numel * 4;
+	if (!sw_group_grad_written(tt, g))
+		be->ops->memset0(be, st, buf, bytes);
+	else if (fill_nan)
+		sw_fill_nan(be, st, buf, bytes);
+}
+
 void sw_layer_bwd(sw_backend *be, sw_stream *st, const sw_dims *d, const sw_group_ptrs *w,
 		  const sw_group_ptrs *g, const float *inv_freq, const void *x, void *dres,
 		  sw_layer_scratch *s, int flags)

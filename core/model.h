@@ -55,6 +55,17 @@ static inline int sw_group_grad_written(const sw_table *tt, int g)
 {
 	return g >= 1 && g < tt->ngroups - 1;
 }
+/* Group g's gradient buffer (its numel fp32 at buf) made ready for its first micro-batch, on
+ * st: zeroed where the gradient is added to from zero; left as it is where the first
+ * micro-batch writes it whole, or, under the test hook SW_TEST_GRAD_FILL_NAN (fill_nan, from
+ * sw_test_grad_fill_nan), filled with NaN so that an element left unwritten shows. */
+void sw_grad_take(sw_backend *be, sw_stream *st, const sw_table *tt, int g, float *buf, int fill_nan);
+/* A layer's backward flags for micro-batch m: the first writes the weight gradients
+ * (SW_BWD_DW_SET), the rest add; the test hook's control (fill_nan 2) adds from the first. */
+static inline int sw_layer_bwd_dw_flags(int m, int fill_nan)
+{
+	return m || fill_nan == 2 ? 0 : SW_BWD_DW_SET;
+}
 
 /* Keeping a layer's forward intermediates instead of recomputing them in backward. The
  * intermediates come in two parts, each kept whole or recomputed whole:

@@ -16,21 +16,17 @@
 float *exec_grad_begin(sw_exec *ex, int gi)
 {
 	sw_backend *be = ex->be;
-	const uint64_t bytes = (uint64_t)ex->tt->g[gi].numel * 4;
 	if (ex->tied && gi == 0) {
 		/* after its last reader: the step's end syncs ds, but say so here (the stream model,
 		 * tests/test_offload_ckpt_streams.c, syncs less) */
 		be->ops->stream_wait(be, ex->cs, ex->tgrad_free);
-		be->ops->memset0(be, ex->cs, ex->tgrad, bytes);
+		be->ops->memset0(be, ex->cs, ex->tgrad, (uint64_t)ex->tt->g[0].numel * 4);
 		return ex->tgrad;
 	}
 	if (ex->spec_pass && ex->g[gi].opt_tier == SW_TIER_GPU) {
 		/* a speculative pass holds a resident group's gradient until the norm is known */
 		SW_ASSERT(ex->g[gi].ghold);
-		if (!sw_group_grad_written(ex->tt, gi))
-			be->ops->memset0(be, ex->cs, ex->g[gi].ghold, bytes);
-		else if (ex->grad_fill_nan)
-			sw_fill_nan(be, ex->cs, ex->g[gi].ghold, bytes);
+		sw_grad_take(be, ex->cs, ex->tt, gi, ex->g[gi].ghold, ex->grad_fill_nan);
 		return ex->g[gi].ghold;
 	}
 	/* a rotating buffer, after its last readers: the copy or update that released it
@@ -50,10 +46,7 @@ float *exec_grad_begin(sw_exec *ex, int gi)
 		be->ops->stream_wait(be, ex->cs, ex->as_ev);
 	}
 	be->ops->stream_wait(be, ex->cs, ex->gb_free[k]);
-	if (!sw_group_grad_written(ex->tt, gi))
-		be->ops->memset0(be, ex->cs, ex->gbuf[k], bytes);
-	else if (ex->grad_fill_nan)
-		sw_fill_nan(be, ex->cs, ex->gbuf[k], (uint64_t)ex->tt->max_group_numel * 4);
+	sw_grad_take(be, ex->cs, ex->tt, gi, ex->gbuf[k], ex->grad_fill_nan);
 	return ex->gbuf[k];
 }
 
@@ -61,9 +54,8 @@ float *exec_grad_begin(sw_exec *ex, int gi)
  * there (gb_free[k] for a rotating buffer, tgrad_free for the tied embedding's; a held
  * resident gradient has none), and for a rotating buffer its sum of squares' end on as
  * (gb_sums[k]), which the buffer's next use waits for too (exec_grad_begin). */
-static void grad_release(sw_exec *ex, int gi, const float *gb, sw_stream *st)
+static void grad_release(sw_exec *ex, const float *gb, sw_stream *st)
 {
-	(void)gi;
 	sw_backend *be = ex->be;
 	if (gb == ex->tgrad)
 		be->ops->event_record(be, ex->tgrad_free, st);
@@ -125,7 +117,7 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 	op->event_record(be, ex->as_tail, ex->as);
 	if (gpu) {
 		if (!ex->spec_pass)   /* a speculative pass holds it until the norm (exec_clip.c) */
-			grad_release(ex, gi, gb, ex->as);
+			grad_release(ex, gb, ex->as);
 		return;
 	}
 	if (update && ex->spec_pass && ex->g[gi].hheld) {
@@ -138,7 +130,7 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		int sp = exec_gspan_begin(ex, ex->ds, SW_TRACK_D2H);
 		op->copy_d2h(be, ex->ds, ex->g[gi].hheld, gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
-		grad_release(ex, gi, gb, ex->ds);
+		grad_release(ex, gb, ex->ds);
 		return;
 	}
 	if (update) {
@@ -151,11 +143,11 @@ void exec_grad_end(sw_exec *ex, int gi, float *gb, int update, double scale)
 		op->copy_d2h(be, ex->ds, ex->hgrad[hb], gb, (uint64_t)n * 4);
 		exec_gspan_end(ex, ex->ds, sp);
 		op->event_record(be, e, ex->ds);
-		grad_release(ex, gi, gb, ex->ds);
+		grad_release(ex, gb, ex->ds);
 		exec_opt_send(ex, gi, hb, scale, ex->spec_pass, NULL);
 		return;
 	}
-	grad_release(ex, gi, gb, ex->as);   /* no update: read by its sum only */
+	grad_release(ex, gb, ex->as);   /* no update: read by its sum only */
 }
 
 /* Pass 2 of exact clipping: x_L rebuilt from the last checkpoints into the carry (the carry
@@ -288,8 +280,7 @@ static int bwd_layer(sw_exec *ex, useq *u, int l, int update, double gscale)
 			return rc;
 		void *dres = exec_carry_get(ex, m);
 		int sp = exec_gspan_begin(ex, ex->cs, SW_TRACK_COMPUTE);
-		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres,
-			      m || ex->grad_fill_nan == 2 ? 0 : SW_BWD_DW_SET);
+		exec_keep_bwd(ex, l, m, &wp, &gp, x, dres, sw_layer_bwd_dw_flags(m, ex->grad_fill_nan));
 		exec_gspan_end(ex, ex->cs, sp);
 		exec_carry_put(ex, m, dres);
 	}

@@ -203,10 +203,7 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 	/* the layers' gradients need no zeroing: their first micro-batch writes them */
 	const int fill_nan = sw_test_grad_fill_nan();
 	for (int gi = 0; gi < G; gi++)
-		if (!sw_group_grad_written(tt, gi))
-			o->memset0(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
-		else if (fill_nan)
-			sw_fill_nan(be, tr->st, tr->grad[gi], (uint64_t)tt->g[gi].numel * 4);
+		sw_grad_take(be, tr->st, tt, gi, tr->grad[gi], fill_nan);
 	forward(tr, inputs);
 	/* head: loss and its gradient per micro-batch */
 	double loss = 0;
@@ -225,7 +222,7 @@ int sw_trainer_step(sw_trainer *tr, const int32_t *inputs, const int32_t *target
 		for (int mi = 0; mi < M; mi++)
 			sw_layer_bwd(be, tr->st, &tr->d, &tr->w[l + 1], &tr->g[l + 1], tr->inv_freq,
 				     tr->x[l * M + mi], tr->dres[mi], &tr->s,
-				     mi || fill_nan == 2 ? 0 : SW_BWD_DW_SET);
+				     sw_layer_bwd_dw_flags(mi, fill_nan));
 	for (int mi = 0; mi < M; mi++)
 		o->embedding_bwd(be, tr->st, (float *)tr->g[0].t[SW_T_EMBED], tr->dres[mi],
 				 tr->tok[mi], N, tr->d.C, tr->d.V);
