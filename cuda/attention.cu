@@ -1841,16 +1841,12 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 		    const void *v, const float *lse, const float *Dd, int T, int nh, int nkv, float scale,
 		    const fq_args &f)
 {
-	constexpr int smem = attn_smem_bwd_wg<HD, false>(), smem_b = attn_smem_bwd_wg<HD, true>();
+	constexpr int smem = attn_smem_bwd_wg<HD>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_b));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
-	// The dQ flush (attn_bwd_wg's BULK): SW_CUDA_ATTN_DQ_FLUSH=bulk hands it to the TMA unit.
-	const char *ef = getenv("SW_CUDA_ATTN_DQ_FLUSH");
-	const bool bulk = ef && !strcmp(ef, "bulk");
 	// KV tiles first (a unit's blocks together: its Q, dO and dQ rows stay in L2) without GQA,
 	// where the blocks are short and many; with GQA units first, so the longest blocks (the
 	// first KV tiles, G times the work) start first (H100, T = 2048: MHA hd 128 254 against
@@ -1859,10 +1855,9 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	(bulk ? attn_bwd_wg<HD, true> : attn_bwd_wg<HD, false>)<<<grid, 256, bulk ? smem_b : smem, s>>>(
-		(bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
-		(const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder,
-		f.hs, f.pk, f.pv);
+	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
+		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
+		f.mq, f.u0, korder, f.hs, f.pk, f.pv);
 	CU_CHECK_LAUNCH();
 	if (f.hs > 1) {
 		const int64_t pairs = (int64_t)f.nu * T * HD / 2, nb = (pairs + 255) / 256, cap = 4096;

@@ -847,36 +847,10 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 // slice sl of pk / pv ([hs][nu][T][HD]), and attn_dkdv_sum adds the slices in order. The causal
 // work of a KV tile falls with its index, so on a grid of few blocks the first tiles' blocks
 // (G heads times every query tile) set the time; split, they do G / hs of it.
-// BULK (SW_CUDA_ATTN_DQ_FLUSH=bulk; measured before it becomes the default): a warp's dQ
-// contribution (16 query rows x HD/2 columns: HD/32 consecutive 16 x 16 blocks of the
-// accumulator, one contiguous run of HD * 32 bytes) goes in fixed point to a staging area of
-// shared memory laid out as the accumulator, and one bulk reduction
-// (cp.reduce.async.bulk ... add.u32, the TMA unit's) adds it to global memory, instead of 32
-// red.global instructions a thread. The sums are the same integer additions, so the same bits;
-// the warp goes on while the copy engine reads the staging area, and waits for that read only
-// before it writes the area again, one iteration later (FlashAttention-3 hands its dQ to the
-// TMA unit the same way, in fp32).
-template <int HD, bool BULK = false>
-static constexpr int attn_smem_bwd_wg()
-{
-	return (2 * 128 + 4 * 64) * HD * 2 + 128 * 64 * 2 + 6 * 64 * 4 + (BULK ? 8 * HD * 32 : 0) + 1024;
-}
+template <int HD>
+static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 128 * 64 * 2 + 6 * 64 * 4 + 1024; }
 
-#ifdef SW_WGMMA
-// The bulk reduction of BYTES of u32 from shared memory into global memory (integer addition at
-// the L2, as red.global.add.u32), committed as one bulk group; and the wait until every earlier
-// group has read its source (the staging area may be written again).
-__device__ __forceinline__ void bulk_red_add_u32(void *gdst, uint32_t ssrc, uint32_t bytes)
-{
-	asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.u32 [%0], [%1], %2;\n"
-		     ::"l"(gdst), "r"(ssrc), "r"(bytes) : "memory");
-	asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-#endif
-
-template <int HD, bool BULK>
+template <int HD>
 __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
 		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder,
@@ -890,7 +864,6 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	const uint32_t dOs = Qs + 2 * QB, dSs = dOs + 2 * QB;
 	float *lse_s = (float *)(smem_raw + (dSs + BN * BM * 2 - smem_u32(smem_raw)));
 	float *D_s = lse_s + 2 * BM, *M_s = D_s + 2 * BM;
-	const uint32_t stg = dSs + BN * BM * 2 + 6 * BM * 4;  // BULK's staging areas (16-byte aligned)
 	// Grid: korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a
 	// unit run together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as
 	// the sm_80 kernels (the launcher picks). The unit index is unit * hs + head slice.
@@ -1032,36 +1005,12 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 		const float *Mt = M_s + st * BM;
 		const int rt = w4 * 16 + g;  // query row in the tile (+8)
 		const int64_t rb = ((int64_t)ux * (fx_rows(T_) / 16) + i * 4 + w4) * G + hh;
-		if constexpr (BULK) {
-			// this warp's staging area: HN / 16 blocks of 256 u32, element e * 32 + lane of
-			// a block as flush16 adds it
-			const uint32_t sa = stg + (threadIdx.x >> 5) * (HN / 16) * 1024;
-			if (lane == 0)
-				bulk_wait_read0();  // the last iteration's reduction has read the area
-			__syncwarp();
 #pragma unroll
-			for (int c = 0; c < HN / 16; c++)
-#pragma unroll
-				for (int e = 0; e < 8; e++) {
-					int fx;
-					const float m = (e & 2) ? Mt[rt + 8] : Mt[rt];
-					asm("cvt.rni.s32.f32 %0, %1;\n" : "=r"(fx) : "f"(dq[c * 8 + e] * m));
-					asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sa + (c * 256 + e * 32 + lane) * 4), "r"(fx) : "memory");
-				}
-			fence_proxy_async();  // the st.shared writes, visible to the bulk copy's reads
-			__syncwarp();
-			if (lane == 0)
-				bulk_red_add_u32((int *)acc + (rb * (HD / 16) + wg * (HN / 16)) * 256, sa, (HN / 16) * 1024);
-		} else {
-#pragma unroll
-			for (int c = 0; c < HN / 16; c++)
-				flush16<4>(acc, rb * (HD / 16) + wg * (HN / 16) + c, &dq[c * 8], &dq[c * 8 + 4], Mt[rt],
-					   Mt[rt + 8], lane);
-		}
+		for (int c = 0; c < HN / 16; c++)
+			flush16<4>(acc, rb * (HD / 16) + wg * (HN / 16) + c, &dq[c * 8], &dq[c * 8 + 4], Mt[rt],
+				   Mt[rt + 8], lane);
 		__syncthreads();  // this stage and dS^T are free again
 	}
-	if (BULK && lane == 0)
-		bulk_wait0();  // the last reduction done before the block's shared memory goes
 #pragma unroll
 	for (int r = 0; r < 2; r++) {
 		const int row = kr + r * 8;

@@ -47,15 +47,13 @@ __device__ float block_max(float v, float *sh)
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-// The vector forms of RMSNorm (forward and backward), RoPE and SwiGLU's backward are built,
-// and the op tests have cases for them (docs/cuda.md "Vector forms"), but they have not run on
-// a GPU yet: off unless SW_CUDA_VEC=1 (tests/gpu/test_cuda_vec.sh runs the op tests with it).
-// They become the default once that test has passed on a GPU.
-// Read at every call (the op tests switch it to compare the two forms' bits).
+// The vector forms of RMSNorm (forward and backward), RoPE and SwiGLU's backward (docs/cuda.md
+// "Vector forms"): on unless SW_CUDA_VEC=0, which runs the scalar kernels. Read at every call
+// (the op tests switch it to compare the two forms' bits).
 static int vec_kernels(void)
 {
 	const char *e = getenv("SW_CUDA_VEC");
-	return e && !strcmp(e, "1");
+	return !(e && !strcmp(e, "0"));
 }
 
 // Says once per op that its vector form was launched (the guards also need bf16 and aligned
@@ -69,7 +67,7 @@ static void vec_ran(int op)
 	static int said[VEC_OPS];
 	if (!said[op]) {
 		said[op] = 1;
-		fprintf(stderr, "cuda: vector kernel ran: %s (SW_CUDA_VEC=1)\n", name[op]);
+		fprintf(stderr, "cuda: vector kernel ran: %s (SW_CUDA_VEC=0 turns it off)\n", name[op]);
 	}
 }
 
@@ -455,7 +453,7 @@ __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, 
 		float c, sn;
 		rope_cs(n % T_, inv_freq[i], &c, &sn);
 		T *row = x + (int64_t)n * nh * hd;
-		// RH heads' loads issued before their stores (RH = 8 with SW_CUDA_VEC=1): a load after
+		// RH heads' loads issued before their stores (RH = 8 in the vector form): a load after
 		// a store to the same array waits for it, and one head at a time (RH = 1) leaves each
 		// thread a chain of nh dependent round trips (24 us for a 2048 x 24 x 128 q on the
 		// H100, a third of the memory's rate). The same arithmetic either way.
@@ -482,7 +480,7 @@ __global__ void rope_kernel(T *x, const float *inv_freq, int N, int T_, int nh, 
 	}
 }
 
-// The 16-byte form (SW_CUDA_VEC=1, bf16, hd / 2 a multiple of 8, x 16-byte aligned): one thread
+// The 16-byte form (the vector form: bf16, hd / 2 a multiple of 8, x 16-byte aligned): one thread
 // per (row, 8 consecutive pairs), each head's 8 + 8 elements in two 16-byte loads and two
 // stores, RH heads' loads before their stores. rope_kernel with RH = 8 still moves 2 bytes an
 // access (a warp's load is 64 bytes of a 128-byte line). Per element the same operations as

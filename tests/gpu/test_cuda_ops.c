@@ -201,27 +201,18 @@ static void test_embedding(int N, int C, int V, int runs)
 	free(tok);
 }
 
-/* Flips a kernel-form switch between set to `on` and unset (the backend reads it at each call),
- * so that a test runs the other form too and compares. */
-static void env_flip(const char *name, const char *on)
+/* Flips SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward,
+ * on unless it is 0) between 0 and unset, so that a bf16 test runs the other form too and
+ * compares: the same bits where the two forms' arithmetic is the same, the reference's tolerance
+ * where a sum's order differs. */
+static void vec_flip(void)
 {
-	const char *e = getenv(name);
-	if (e && !strcmp(e, on))
-		unsetenv(name);
+	const char *e = getenv("SW_CUDA_VEC");
+	if (e && !strcmp(e, "0"))
+		unsetenv("SW_CUDA_VEC");
 	else
-		setenv(name, on, 1);
+		setenv("SW_CUDA_VEC", "0", 1);
 }
-
-/* SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward): a bf16
- * test runs the other form too: the same bits where the two forms' arithmetic is the same, the
- * reference's tolerance where a sum's order differs. */
-static void vec_flip(void) { env_flip("SW_CUDA_VEC", "1"); }
-
-/* SW_CUDA_ATTN_DQ_FLUSH=bulk (the Hopper backward's dQ by a bulk reduction from shared memory
- * instead of red.global): the same integer sums, so an attention test's second run, which
- * checks determinism, runs the other form and must give the same bits (where the Hopper
- * backward does not run, the switch changes nothing). */
-static void dq_flush_flip(void) { env_flip("SW_CUDA_ATTN_DQ_FLUSH", "bulk"); }
 
 /* The same floats (bf16 widened exactly, so the same bits) */
 static void expect_same_floats(const char *what, const float *a, const float *b, int64_t n)
@@ -555,13 +546,11 @@ static void test_attention(int B, int T, int nh, int nkv, int hd)
 	expect("attention_bwd dq", gdq, rdq, nq, tb);
 	expect("attention_bwd dk", gdk, rdk, nk, tb);
 	expect("attention_bwd dv", gdv, rdv, nk, tb);
-	/* determinism, the backward's dQ flush in its other form (the same bits) */
+	/* determinism */
 	void *sq = down_raw(gq, (uint64_t)nq * es), *sk = down_raw(gk, (uint64_t)nk * es);
 	void *sv = down_raw(gv, (uint64_t)nk * es), *so = down_raw(out, (uint64_t)nq * es);
 	be->ops->attention_fwd(be, st, out, lse, dq_, dk_, dv_, B, T, nh, nkv, hd);
-	dq_flush_flip();
 	be->ops->attention_bwd(be, st, gq, gk, gv, ddy, dq_, dk_, dv_, out, lse, B, T, nh, nkv, hd);
-	dq_flush_flip();
 	expect_same_bits("attention_fwd out", out, so, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dq", gq, sq, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dk", gk, sk, (uint64_t)nk * es);
