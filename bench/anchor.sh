@@ -13,6 +13,9 @@
 #   io       the disk's sequential write/read rates on DIR: dd with O_DIRECT (as the ZeRO-Infinity
 #            anchor of the issue was measured), fio (io_uring, direct, 1 MiB, qd 32) when it is
 #            installed, and `spillway bench-io` (1 MiB, qd 32, 2 threads: train's I/O settings)
+#   io-after `spillway bench-io` again, as in io: the disk's rates after the runs before it (a
+#            virtual disk's rates can move by 2x within minutes: the table then gives each NVMe
+#            run's bound at the rates from before and after it)
 #   rates    CPU AdamW (`spillway bench-adam` at all cores, train's default thread count) and the
 #            GPU's rates (bench/anchor_rates.py: bf16 GEMM at the model's shapes, pinned PCIe;
 #            build/bench/cuda_layer at the 2.8B layer's shape: the rate our own layer kernels
@@ -54,7 +57,7 @@
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
 # the GPU sustains).
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,58p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -115,17 +118,21 @@ io_fio() {
 }
 export -f io_dd io_fio
 export dir logs
+# bench_io NAME: spillway bench-io at train's I/O settings on DIR, logged as NAME. 16 GiB, about
+# what a regime-3 step moves each way (15.7 GB): the rate the step can get, not a short test's
+# burst (on the H100 machine's virtual disk the two differ by 2-5 %: writes 4.48 GB/s at 2 GiB,
+# 4.24-4.35 at 16 GiB; docs/perf.md).
+bench_io() {
+  mkdir -p "$dir/bio"
+  stage "$1" "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
+    --bs 1MiB --qd 32 --threads 2
+  rm -rf "$dir/bio"
+}
 stage_io() {
   stage io_dd "${T_IO:-120}" bash -c io_dd
   if command -v fio >/dev/null; then stage io_fio "${T_IO:-120}" bash -c io_fio
   else say "fio: not installed here; the disk is measured with dd and spillway bench-io"; fi
-  mkdir -p "$dir/bio"
-  # 16 GiB, about what a regime-3 step moves each way (15.7 GB): the rate the step can get, not
-  # a short test's burst (on the H100 machine's virtual disk the two differ by 2-5 %: writes 4.48
-  # GB/s at 2 GiB, 4.24-4.35 at 16 GiB; docs/perf.md).
-  stage io_bench "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
-    --bs 1MiB --qd 32 --threads 2
-  rm -rf "$dir/bio"
+  bench_io io_bench
 }
 
 stage_rates() {
@@ -320,11 +327,15 @@ if dd:
 f = re.findall(r"fio (write|read): ([\d.]+) GB/s", text("io_fio.log"))
 if f:
     print("disk, fio io_uring 1 MiB qd 32: " + ", ".join("%s %s GB/s" % x for x in f))
-b = text("io_bench.log")
-bb = {k: re.search(r"best %s\s+([\d.]+) GB/s" % k, b) for k in ("write", "read", "mix")}
-if all(bb.values()):
-    print("disk, spillway bench-io 1 MiB qd 32 2 threads: write %s, read %s, mix %s GB/s" %
-          tuple(bb[k].group(1) for k in ("write", "read", "mix")))
+def bio(name):
+    """bench-io's best write, read and mix rates (GB/s) in log `name`, or None"""
+    b = text(name)
+    bb = [re.search(r"best %s\s+([\d.]+) GB/s" % k, b) for k in ("write", "read", "mix")]
+    return [float(x.group(1)) for x in bb] if all(bb) else None
+io0, io1 = bio("io_bench.log"), bio("io_after.log")
+for what, r in (("", io0), (", after the runs (io-after)", io1)):
+    if r:
+        print("disk, spillway bench-io 1 MiB qd 32 2 threads%s: write %.3f, read %.3f, mix %.3f GB/s" % (what, *r))
 
 def spill(name):
     t = text(name + ".log")
@@ -351,6 +362,8 @@ def spill(name):
     rss = re.search(r"host peak RSS ([\d.]+) MiB \(([\d.]+) MiB of it before loading", t)
     gpu = re.search(r"GPU memory measured \(cudaMemGetInfo\): peak ([\d.]+) MiB", t)
     rates = text(name + ".rates").strip()
+    nv = re.search(r"NVMe\s+[\d.e+-]+ s\s+\(read ([\d.]+) GiB at .* \+ write ([\d.]+) GiB at", t)
+    res["nvme_gib"] = (float(nv.group(1)), float(nv.group(2))) if nv else None
     if not st:
         return {"failed": True, "pred": pred, "expect": ex, "res": res}
     use = st[1:] if len(st) > 1 else st   # the first step warms up
@@ -401,6 +414,20 @@ for title, sn, fn in rows:
             title, s["step_s"], tps, host, gpu, vs, pred, bm, exs, " ".join("%.2f" % x for x in s["busy"])))
     elif s:
         print("| %s | spillway | failed (see %s.log) | | | | | | | | |" % (title, sn))
+if io1:   # each NVMe run's bound again at the disk's rates from after the runs
+    print("\nNVMe runs at the disk's rates from io-after (write %.3f, read %.3f, mix %.3f GB/s):" % tuple(io1))
+    for title, sn, fn in rows:
+        s = spill(sn)
+        if not s or s["failed"] or not s["res"].get("nvme_gib"):
+            continue
+        rg, wg = s["res"]["nvme_gib"]
+        nvme = rg * 2**30 / 1e9 / io1[1] + wg * 2**30 / 1e9 / io1[0]
+        other = max([v for k, v in s["res"].items() if k in ("compute", "pcie", "adam") and v] + [0])
+        bound = max(nvme, other)
+        mixed = (rg + wg) * 2**30 / 1e9 / io1[2]
+        print("  %s: bound %.3f s (NVMe %.3f s), bound/measured %.2f; at the mixed rate %.3f s (%+.1f %% vs "
+              "the measured %.3f s)" % (sn, bound, nvme, bound / s["step_s"], max(mixed, other),
+                                        100 * (max(mixed, other) / s["step_s"] - 1), s["step_s"]))
 print("\nplanner's per-resource prediction (s) and the rates it used:")
 for title, sn, fn in rows:
     s = spill(sn)
@@ -446,6 +473,7 @@ for s in "$@"; do
   last=$s
   case $s in
     io) stage_io ;;
+    io-after) bench_io io_after ;;
     rates) stage_rates ;;
     r1) model m28 "$shape28" && train r1 m28 "$steps" "${T_R1:-300}" $r1 ;;
     r1-fsdp) fsdp r1-fsdp "$shape28" "${T_FSDP:-400}" ;;
@@ -460,7 +488,7 @@ for s in "$@"; do
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-thr r3-nwb r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io io-after rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-thr r3-nwb r3-8 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table
