@@ -1844,7 +1844,8 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	constexpr int smem = attn_smem_bwd_wg<HD>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
 	// KV tiles first (a unit's blocks together: its Q, dO and dQ rows stay in L2) without GQA,
@@ -1853,11 +1854,16 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	// 190 TFLOP/s; GQA 8:1 hd 64 200 against 215). SW_CUDA_ATTN_BWD_ORDER=unit|kv forces one.
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
+	// A block's query tiles: SW_CUDA_ATTN_BWD_QORDER=desc last to first, each tile's heads
+	// together (attn_bwd_wg's QDESC; built, not yet run on a GPU), else first to last, head by
+	// head.
+	const char *qo = getenv("SW_CUDA_ATTN_BWD_QORDER");
+	const bool qdesc = qo && !strcmp(qo, "desc");
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk, (bf16 *)dv, (const bf16 *)q, (const bf16 *)k,
-		(const bf16 *)v, (const bf16 *)dout, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc,
-		f.mq, f.u0, korder, f.hs, f.pk, f.pv);
+	(qdesc ? attn_bwd_wg<HD, true> : attn_bwd_wg<HD, false>)<<<grid, 256, smem, s>>>((bf16 *)dk,
+		(bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd,
+		T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder, f.hs, f.pk, f.pv);
 	CU_CHECK_LAUNCH();
 	if (f.hs > 1) {
 		const int64_t pairs = (int64_t)f.nu * T * HD / 2, nb = (pairs + 255) / 256, cap = 4096;

@@ -850,7 +850,7 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 template <int HD>
 static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 128 * 64 * 2 + 6 * 64 * 4 + 1024; }
 
-template <int HD>
+template <int HD, bool QDESC = false>
 __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
 		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder,
@@ -867,6 +867,12 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	// Grid: korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a
 	// unit run together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as
 	// the sm_80 kernels (the launcher picks). The unit index is unit * hs + head slice.
+	// QDESC: the block's query tiles last to first, each tile's hp heads together (else head by
+	// head, first to last): then the blocks of a unit that run at once read the same Q / dO tile
+	// and add to the same dQ accumulator rows at about the same time, from L2 instead of DRAM (at
+	// 8192 tokens and 64/8 heads the ascending order read 8.4 GB from DRAM for a 7.3 ms backward:
+	// each tile once per KV tile). dK / dV sum the tiles in the other order.
+	constexpr bool qdesc = QDESC;
 	const int uy = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
 	const int ux = uy / hs, sl = uy % hs, nu = (korder ? gridDim.y : gridDim.x) / hs;
 	const int nqt = (T_ + BM - 1) / BM;
@@ -880,7 +886,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	load_sw<HD, BN, 256>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
 
 	auto issue = [&](int it, int st) {
-		const int h = kvh * G + h0 + it / ni, i = i0 + it % ni;
+		const int h = kvh * G + h0 + (qdesc ? it % hp : it / ni), i = qdesc ? nqt - 1 - it / hp : i0 + it % ni;
 		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
 		load_sw<HD, BM, 256>(Qs + st * QB, q + qoff, qs, i * BM, T_);
 		load_sw<HD, BM, 256>(dOs + st * QB, dout + qoff, qs, i * BM, T_);
@@ -901,7 +907,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	for (int x = 0; x < HD / 2; x++)
 		dka[x] = dva[x] = 0.f;
 	for (int it = 0; it < total; it++) {
-		const int st = it & 1, i = i0 + it % ni, hh = h0 + it / ni;
+		const int st = it & 1, i = qdesc ? nqt - 1 - it / hp : i0 + it % ni, hh = h0 + (qdesc ? it % hp : it / ni);
 		if (it + 1 < total) {
 			issue(it + 1, st ^ 1);
 			cp_async_commit();

@@ -47,4 +47,9 @@ SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 # Split, in launches of three units (B=2, 2 KV heads: a launch of 3, then 1; the partials'
 # slices are laid out by the launch's unit count).
 SW_CUDA_ATTN_DQ_UNITS=3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
-SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin"
+SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
+# The Hopper backward's query tiles last to first, each tile's heads together (QDESC), with the
+# head split off and at two slices (several heads a block).
+SW_CUDA_ATTN_BWD_QORDER=desc SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin"
