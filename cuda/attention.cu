@@ -91,6 +91,30 @@ __global__ void attn_fwd_rows(T *out, float *lse, const T *q, const T *k, const 
 		lse[((int64_t)b * nh + h) * T_ + i] = m + logf(l);
 }
 
+// The fused dQ's fixed-point multiplier of a query row (attn_bwd_dot below): D_i = acc, |dO_i|^2 = n2.
+__device__ __forceinline__ float dq_multiplier(float acc, float n2, const unsigned *mx, int bits)
+{
+	const float bound = 4.f * (sqrtf(n2) * __uint_as_float(mx[1]) + fabsf(acc)) * __uint_as_float(mx[0]);
+	if (!isfinite(bound))
+		return __int_as_float(0x7fc00000);  // NaN: the row's dQ comes out NaN
+	int e;
+	frexpf(bound, &e);  // bound < 2^e (e = 0 for a zero row: any scale)
+	return ldexpf(1.f, max(-126, min(126, bits - e)));
+}
+
+// 8 bf16 from one 16-byte load (p 16-byte aligned), widened exactly.
+__device__ __forceinline__ void ld8_bf16(const bf16 *p, float f[8])
+{
+	const uint4 u = *(const uint4 *)p;
+	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		const float2 t = __bfloat1622float2(h[i]);
+		f[2 * i] = t.x;
+		f[2 * i + 1] = t.y;
+	}
+}
+
 // D (B,nh,T) = rowsum(dO * O), one warp per row. With mq (the fused dQ path): also the row's
 // fixed-point multiplier, 2^k with k = bits - ceil(log2(bound)), where bound = 4 (|dO_i| maxV +
 // |D_i|) maxK >= |dQ_i| / scale elementwise (|dP_ij - D_i| <= |dO_i| |V_j| + |D_i|, sum_j P_ij = 1,
@@ -118,16 +142,47 @@ __global__ void attn_bwd_dot(float *Dd, float *mq, const unsigned *mx, int bits,
 	if (lane == 0) {
 		const int64_t r = ((int64_t)b * nh + h) * T_ + i;
 		Dd[r] = acc;
-		if (mq) {
-			const float bound = 4.f * (sqrtf(n2) * __uint_as_float(mx[1]) + fabsf(acc)) *
-					    __uint_as_float(mx[0]);
-			if (!isfinite(bound)) {
-				mq[r] = __int_as_float(0x7fc00000);  // NaN: the row's dQ comes out NaN
-			} else {
-				int e;
-				frexpf(bound, &e);  // bound < 2^e (e = 0 for a zero row: any scale)
-				mq[r] = ldexpf(1.f, max(-126, min(126, bits - e)));
+		if (mq)
+			mq[r] = dq_multiplier(acc, n2, mx, bits);
+	}
+}
+
+// The vector form of attn_bwd_dot (bf16, hd = 8 L, 16-byte aligned rows; SW_CUDA_ATTN_AUX=vec):
+// L lanes a row, each 8 elements in one 16-byte load of dO and of O, so a warp covers 32 / L rows
+// (attn_bwd_dot: one row a warp, 2 bytes a load, one block of 4 rows each 128 threads). Grid-
+// stride over groups of 32 / L rows. The row's sums in another fixed order (each lane its 8
+// elements, then a tree over the L lanes): other bits than attn_bwd_dot, the same run to run.
+template <int L>
+__global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bits, const bf16 *dout,
+				const bf16 *out, int B, int T_, int nh)
+{
+	constexpr int RW = 32 / L, HD = 8 * L;
+	const int lane = threadIdx.x & 31, sub = lane % L;
+	const int64_t rows = (int64_t)B * T_ * nh, warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+	for (int64_t r0 = ((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5) * RW; r0 < rows;
+	     r0 += warps * RW) {
+		const int64_t w = r0 + lane / L;  // this lane's row (w < rows: the row exists)
+		float acc = 0.f, n2 = 0.f;
+		if (w < rows) {
+			float g[8], o[8];
+			ld8_bf16(dout + w * HD + sub * 8, g);
+			ld8_bf16(out + w * HD + sub * 8, o);
+#pragma unroll
+			for (int e = 0; e < 8; e++) {
+				acc += g[e] * o[e];
+				n2 += g[e] * g[e];
 			}
+		}
+#pragma unroll
+		for (int x = L / 2; x > 0; x >>= 1) {  // over the row's L lanes (every lane takes part)
+			acc += __shfl_xor_sync(0xffffffffu, acc, x);
+			n2 += __shfl_xor_sync(0xffffffffu, n2, x);
+		}
+		if (sub == 0 && w < rows) {
+			const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
+			const int64_t r = ((int64_t)b * nh + h) * T_ + i;
+			Dd[r] = acc;
+			mq[r] = dq_multiplier(acc, n2, mx, bits);
 		}
 	}
 }
@@ -154,6 +209,53 @@ __global__ void attn_kv_max(unsigned *mx, const T *k, const T *v, int64_t rows, 
 	}
 	for (int o = 16; o > 0; o >>= 1)
 		mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
+	if (lane == 0)
+		sk[wib] = mk, sv[wib] = mv;
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+			mk = fmaxf(mk, sk[i]), mv = fmaxf(mv, sv[i]);
+		atomicMax(mx, __float_as_uint(mk));
+		atomicMax(mx + 1, __float_as_uint(mv));
+	}
+}
+
+// The vector form of attn_kv_max (bf16, hd = 8 L, 16-byte aligned rows; SW_CUDA_ATTN_AUX=vec):
+// L lanes a row, 8 elements each in one 16-byte load of K and of V, grid-stride over groups of
+// 32 / L rows (attn_kv_max: one row a warp, 2 bytes a load, 2 blocks an SM, so each warp walks
+// hundreds of rows one dependent round trip after another). max |K| is the same; each row's
+// |V| is summed in another fixed order (each lane its 8 squares, then a tree over the L lanes).
+template <int L>
+__global__ void attn_kv_max_v8(unsigned *mx, const bf16 *k, const bf16 *v, int64_t rows)
+{
+	constexpr int RW = 32 / L, HD = 8 * L;
+	__shared__ float sk[32], sv[32];
+	const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5, sub = lane % L;
+	const int64_t warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+	float mk = 0.f, mv = 0.f;
+	for (int64_t r0 = ((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5) * RW; r0 < rows;
+	     r0 += warps * RW) {
+		const int64_t r = r0 + lane / L;
+		float n2 = 0.f;
+		if (r < rows) {
+			float x[8], y[8];
+			ld8_bf16(k + r * HD + sub * 8, x);
+			ld8_bf16(v + r * HD + sub * 8, y);
+#pragma unroll
+			for (int e = 0; e < 8; e++) {
+				mk = fmaxf(mk, fabsf(x[e]));
+				n2 += y[e] * y[e];
+			}
+		}
+#pragma unroll
+		for (int o = L / 2; o > 0; o >>= 1)  // over the row's L lanes (every lane takes part)
+			n2 += __shfl_xor_sync(0xffffffffu, n2, o);
+		mv = fmaxf(mv, sqrtf(n2));
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
+		mv = fmaxf(mv, __shfl_xor_sync(0xffffffffu, mv, o));
+	}
 	if (lane == 0)
 		sk[wib] = mk, sv[wib] = mv;
 	__syncthreads();
@@ -2025,12 +2127,30 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 		float *mq = (float *)(scr + rows);
 		unsigned *mx = (unsigned *)(scr + 2 * rows);
 		void *acc = scr + fixed;
+		const int bits = ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS;
 		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));
-		attn_kv_max<<<2 * ci->num_sms, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v,
-							    (int64_t)B * T * nkv, hd);
-		CU_CHECK_LAUNCH();
-		attn_bwd_dot<<<g, 128, 0, s>>>(Dd, mq, mx, ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS,
-					       (const bf16 *)dout, (const bf16 *)out, B, T, nh, hd);
+		// SW_CUDA_ATTN_AUX=vec: the vector forms of the K/V maxima and D (head dims 64 and 128,
+		// 16-byte aligned; built, not yet run on a GPU).
+		const char *ea = getenv("SW_CUDA_ATTN_AUX");
+		if (ea && !strcmp(ea, "vec") && (hd == 64 || hd == 128) && ((uintptr_t)out & 15) == 0) {
+			const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, rpb = 8 * 32 / (hd / 8);
+			const int64_t cap = 8 * (int64_t)ci->num_sms, bk = (kr + rpb - 1) / rpb, bq = (qr + rpb - 1) / rpb;
+			const unsigned gk = (unsigned)(bk < cap ? bk : cap), gq = (unsigned)(bq < cap ? bq : cap);
+			if (hd == 64) {
+				attn_kv_max_v8<8><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
+				attn_bwd_dot_v8<8><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
+								      (const bf16 *)out, B, T, nh);
+			} else {
+				attn_kv_max_v8<16><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
+				attn_bwd_dot_v8<16><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
+								       (const bf16 *)out, B, T, nh);
+			}
+		} else {
+			attn_kv_max<<<2 * ci->num_sms, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v,
+								    (int64_t)B * T * nkv, hd);
+			attn_bwd_dot<<<g, 128, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout, (const bf16 *)out,
+						       B, T, nh, hd);
+		}
 		CU_CHECK_LAUNCH();
 		float *pk = (float *)((char *)acc + per * unit_acc), *pv = pk + (uint64_t)hs * per * T * hd;
 		for (int u0 = 0; u0 < B * nkv; u0 += per) {

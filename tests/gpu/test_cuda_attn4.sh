@@ -48,8 +48,13 @@ SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 # slices are laid out by the launch's unit count).
 SW_CUDA_ATTN_DQ_UNITS=3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
-# The Hopper backward's query tiles last to first, each tile's heads together (QDESC), with the
-# head split off and at two slices (several heads a block).
+# The Hopper backward's query tiles last to first, each tile's heads together (QDESC): with the
+# default head split (one head a block on the tests' grids), without it (several heads a block),
+# and at two slices.
 SW_CUDA_ATTN_BWD_QORDER=desc SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
-SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin"
+SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+# The fused dQ's K/V maxima and D in their vector forms (SW_CUDA_ATTN_AUX=vec), on the Hopper
+# backward and on the sm_80 fused path.
+SW_CUDA_ATTN_AUX=vec SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_AUX=vec SW_CUDA_ATTN_SM90=0 SW_CUDA_ATTN_DQ=fused SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin"
