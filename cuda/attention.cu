@@ -159,6 +159,7 @@ __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bi
 	constexpr int RW = 32 / L, HD = 8 * L;
 	const int lane = threadIdx.x & 31, sub = lane % L;
 	const int64_t rows = (int64_t)B * T_ * nh, warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+	const unsigned m2[2] = { mx[0], mx[1] };  // read once (attn_kv_max_v8 wrote them before)
 	for (int64_t r0 = ((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5) * RW; r0 < rows;
 	     r0 += warps * RW) {
 		const int64_t w = r0 + lane / L;  // this lane's row (w < rows: the row exists)
@@ -182,7 +183,7 @@ __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bi
 			const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
 			const int64_t r = ((int64_t)b * nh + h) * T_ + i;
 			Dd[r] = acc;
-			mq[r] = dq_multiplier(acc, n2, mx, bits);
+			mq[r] = dq_multiplier(acc, n2, m2, bits);
 		}
 	}
 }
