@@ -1938,11 +1938,36 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
+// The warp-specialised Hopper dK/dV (attn_bwd_ws) on dkdv_wg's grid: false (nothing launched)
+// where the driver makes no TMA maps.
+template <int HD>
+static bool dkdv_ws(cudaStream_t s, dim3 grid, bool qdesc, int korder, void *dk, void *dv,
+		    const void *dout, const void *q, const void *k, const void *v, const float *lse,
+		    const float *Dd, int B, int T, int nh, int nkv, float scale, const fq_args &f)
+{
+	CUtensorMap mq, mk, mv, mdo;
+	if (!tma_map_rows(&mq, q, B, T, nh, HD, 64) || !tma_map_rows(&mdo, dout, B, T, nh, HD, 64) ||
+	    !tma_map_rows(&mk, k, B, T, nkv, HD, 128) || !tma_map_rows(&mv, v, B, T, nkv, HD, 128))
+		return false;
+	constexpr int smem = attn_smem_bwd_ws<HD>();
+	static bool attr_set = false;
+	if (!attr_set) {
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_ws<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_ws<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		attr_set = true;
+	}
+	(qdesc ? attn_bwd_ws<HD, true> : attn_bwd_ws<HD, false>)<<<grid, 384, smem, s>>>((bf16 *)dk,
+		(bf16 *)dv, mq, mk, mv, mdo, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0,
+		korder, f.hs, f.pk, f.pv);
+	CU_CHECK_LAUNCH();
+	return true;
+}
+
 // Hopper dK/dV with the fused dQ (attn_bwd_wg, int32 accumulator) for units [f.u0, f.u0 + f.nu).
 template <int HD>
 static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const void *q, const void *k,
-		    const void *v, const float *lse, const float *Dd, int T, int nh, int nkv, float scale,
-		    const fq_args &f)
+		    const void *v, const float *lse, const float *Dd, int B, int T, int nh, int nkv,
+		    float scale, const fq_args &f)
 {
 	constexpr int smem = attn_smem_bwd_wg<HD>();
 	static bool attr_set = false;
@@ -1964,10 +1989,16 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const bool qdesc = qo && !strcmp(qo, "desc");
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	(qdesc ? attn_bwd_wg<HD, true> : attn_bwd_wg<HD, false>)<<<grid, 256, smem, s>>>((bf16 *)dk,
-		(bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse, Dd,
-		T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder, f.hs, f.pk, f.pv);
-	CU_CHECK_LAUNCH();
+	// SW_CUDA_ATTN_BWD=ws: the warp-specialised kernel (built, not yet run on a GPU; the same
+	// bits), where the driver makes TMA maps.
+	const char *ew = getenv("SW_CUDA_ATTN_BWD");
+	if (!(ew && !strcmp(ew, "ws") &&
+	      dkdv_ws<HD>(s, grid, qdesc, korder, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f))) {
+		(qdesc ? attn_bwd_wg<HD, true> : attn_bwd_wg<HD, false>)<<<grid, 256, smem, s>>>((bf16 *)dk,
+			(bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse,
+			Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder, f.hs, f.pk, f.pv);
+		CU_CHECK_LAUNCH();
+	}
 	if (f.hs > 1) {
 		const int64_t pairs = (int64_t)f.nu * T * HD / 2, nb = (pairs + 255) / 256, cap = 4096;
 		attn_dkdv_sum<<<(unsigned)(nb < cap ? nb : cap), 256, 0, s>>>((bf16 *)dk, (bf16 *)dv, f.pk,
@@ -2012,7 +2043,7 @@ static void bwd_fused(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *d
 	const int64_t n = (int64_t)f.nu * fx_rows(T) * (nh / nkv) * HD;
 	CU_CHECK(cudaMemsetAsync(f.acc, 0, (size_t)n * AB, s));
 	if (AB == 4 && (HD == 64 || HD == 128) && sm90_ready(true))
-		dkdv_wg<HD == 64 ? 64 : 128>(s, dk, dv, dout, q, k, v, lse, Dd, T, nh, nkv, scale, f);
+		dkdv_wg<HD == 64 ? 64 : 128>(s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 	else
 		dkdv_pick<HD, AB>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 	const int64_t nb = (n / 8 + 255) / 256, cap = 16 * (int64_t)ci->num_sms;

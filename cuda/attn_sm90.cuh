@@ -850,6 +850,179 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 template <int HD>
 static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 128 * 64 * 2 + 6 * 64 * 4 + 1024; }
 
+// A Hopper backward block (attn_bwd_wg, attn_bwd_ws: the same grid) and its steps. Grid:
+// korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a unit run
+// together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as the sm_80
+// kernels (the launcher picks). The unit index is unit * hs + head slice; the block owns keys
+// k0 .. k0 + 127 and the slice's hp query heads from h0, and runs `total` steps, one per
+// (query tile i >= i0, head). QDESC: the query tiles last to first, each tile's hp heads
+// together (else head by head, first to last): then the blocks of a unit that run at once read
+// the same Q / dO tile and add to the same dQ accumulator rows at about the same time, from L2
+// instead of DRAM (at 8192 tokens and 64/8 heads the ascending order read 8.4 GB from DRAM for
+// a 7.3 ms backward: each tile once per KV tile). dK / dV sum the tiles in the other order.
+struct bwd_blk {
+	int ux, sl, nu, b, kvh, G, hp, h0, nqt, k0, i0, ni, total;
+	__device__ __forceinline__ bwd_blk(int T_, int nh, int nkv, int u0, int korder, int hs)
+	{
+		const int uy = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
+		ux = uy / hs, sl = uy % hs, nu = (korder ? gridDim.y : gridDim.x) / hs;
+		nqt = (T_ + 63) / 64;
+		const int u = u0 + ux;
+		b = u / nkv, kvh = u % nkv, G = nh / nkv, hp = G / hs, h0 = sl * hp;
+		k0 = kt * 128, i0 = k0 / 64, ni = nqt - i0, total = hp * ni;
+	}
+	// step it's query tile i and head hh (of the group: the query head is kvh * G + hh)
+	template <bool QDESC>
+	__device__ __forceinline__ void step(int it, int &i, int &hh) const
+	{
+		i = QDESC ? nqt - 1 - it / hp : i0 + it % ni;
+		hh = h0 + (QDESC ? it % hp : it / ni);
+	}
+};
+
+#ifdef SW_WGMMA
+// One step of the Hopper backward for this warpgroup's 64 keys (kr: this thread's key rows kr,
+// kr + 8; k0 the block's first key): query tile i (Q at qt, dO at dot, lse / D / multipliers at
+// Lt / Dt / Mt, 64 rows each), S^T and dP^T, P^T and dS^T (dS^T also to shared memory at dSs),
+// dV += P^T dO and dK += dS^T Q, then, once sync_ds has made both warpgroups' dS^T visible, this
+// warpgroup's half of the tile's dQ = dS K added to the fixed-point accumulator at block row rb.
+// attn_bwd_wg (block barriers) and attn_bwd_ws (a named barrier) share it.
+template <int HD, typename SyncDs>
+__device__ __forceinline__ void bwd_wg_tile(float (&dka)[HD / 2], float (&dva)[HD / 2], unsigned char *smem_raw,
+		uint32_t Ks, uint32_t Vs, uint32_t qt, uint32_t dot, uint32_t dSs, const float *Lt, const float *Dt,
+		const float *Mt, int i, int k0, int kr, int wg, int w4, int lane, float scale_log2, void *acc,
+		int64_t rb, SyncDs sync_ds)
+{
+	constexpr int BN = 128, BM = 64, KD = HD / 16, HN = HD / 2;
+	constexpr uint32_t KB = BN * HD * 2;  // bytes of a K tile
+	const int g = lane >> 2, t4 = lane & 3;
+	float sc[BM / 2], dp[BM / 2];
+	wg_fence();
+#pragma unroll
+	for (int kk = 0; kk < KD; kk++)
+		wg_ss<BM, 0, 0>(sc, wg_desc(Ks + wg * 64 * 128 + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024),
+				wg_desc(qt + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+	wg_commit();
+#pragma unroll
+	for (int kk = 0; kk < KD; kk++)
+		wg_ss<BM, 0, 0>(dp, wg_desc(Vs + wg * 64 * 128 + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024),
+				wg_desc(dot + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+	wg_commit();
+	wg_wait1();  // S^T; dP^T still running while P^T is formed
+#pragma unroll
+	for (int x = 0; x < BM / 2; x++)
+		reg_fence(sc[x]);
+	const bool mask = i * BM < kr - g + 15;  // some query of the tile before some key of the warp
+#pragma unroll
+	for (int x = 0; x < BM / 2; x++) {
+		const int qi = (x >> 2) * 8 + t4 * 2 + (x & 1);
+		float p = ex2f(fmaf(sc[x], scale_log2, -Lt[qi] * LOG2E_F));
+		if (mask && i * BM + qi < kr + ((x >> 1) & 1) * 8)
+			p = 0.f;
+		sc[x] = p;
+	}
+	wg_wait0();
+#pragma unroll
+	for (int x = 0; x < BM / 2; x++)
+		reg_fence(dp[x]);
+	uint32_t pa[BM / 16][4], da[BM / 16][4];
+	unsigned char *dsw = smem_raw + (dSs - smem_u32(smem_raw));
+#pragma unroll
+	for (int nt = 0; nt < BM / 8; nt++) {
+		const int qc = nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
+		float pr[4], dv4[4];
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			pr[e] = sc[nt * 4 + e];
+			dv4[e] = pr[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
+		}
+		// A fragments: 16 queries (k) per kk = nt / 2; regs 0,1 from the even nt, 2,3 odd
+		pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pr[0], pr[1]);
+		pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pr[2], pr[3]);
+		da[nt >> 1][(nt & 1) * 2] = pack_bf16(dv4[0], dv4[1]);
+		da[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(dv4[2], dv4[3]);
+		// dS^T to shared memory: key row (kr - k0), query chunk nt, swizzled
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			const int row = kr - k0 + r * 8;
+			*(uint32_t *)(dsw + row * 128 + ((nt ^ (row & 7)) << 4) + t4 * 4) = da[nt >> 1][(nt & 1) * 2 + r];
+		}
+	}
+	// dV += P^T dO, dK += dS^T Q (64 keys x HD per warpgroup): dO, Q N-major.
+	wg_fence();
+#pragma unroll
+	for (int kk = 0; kk < BM / 16; kk++)
+		wg_rs<HD>(dva, pa[kk], wg_desc(dot + kk * 16 * 128, BM * 128, 1024));
+#pragma unroll
+	for (int kk = 0; kk < BM / 16; kk++)
+		wg_rs<HD>(dka, da[kk], wg_desc(qt + kk * 16 * 128, BM * 128, 1024));
+	wg_commit();
+	sync_ds();  // dS^T of both warpgroups in shared memory (and visible to wgmma)
+	// dQ (64 queries x HD/2 columns of this warpgroup) = dS K over the block's 128 keys:
+	// dS^T stored [key][query] is dS M-major; K N-major.
+	float dq[HN / 2];
+	const uint32_t kn = Ks + (HD == 128 ? wg * KB / 2 : wg * 64);
+	wg_fence();
+#pragma unroll
+	for (int kk = 0; kk < BN / 16; kk++)
+		wg_ss<HN, 1, 1>(dq, wg_desc(dSs + kk * 16 * 128, BM * 128, 1024),
+				wg_desc(kn + kk * 16 * 128, BN * 128, 1024), kk > 0);
+	wg_commit();
+	wg_wait0();
+#pragma unroll
+	for (int x = 0; x < HD / 2; x++) {
+		reg_fence(dka[x]);
+		reg_fence(dva[x]);
+	}
+#pragma unroll
+	for (int x = 0; x < HN / 2; x++)
+		reg_fence(dq[x]);
+#pragma unroll
+	for (int kk = 0; kk < BM / 16; kk++)
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			reg_fence(pa[kk][e]);
+			reg_fence(da[kk][e]);
+		}
+	const int rt = w4 * 16 + g;  // query row in the tile (+8)
+#pragma unroll
+	for (int c = 0; c < HN / 16; c++)
+		flush16<4>(acc, rb * (HD / 16) + wg * (HN / 16) + c, &dq[c * 8], &dq[c * 8 + 4], Mt[rt],
+			   Mt[rt + 8], lane);
+}
+
+// The end of a Hopper backward block: this thread's dK (times scale) and dV rows kr, kr + 8 in
+// bf16, or with the head split (hs > 1) its slice's fp32 partials [sl][ux][row][HD].
+template <int HD>
+__device__ __forceinline__ void bwd_wg_store(const float (&dka)[HD / 2], const float (&dva)[HD / 2], bf16 *dk,
+		bf16 *dv, float *pk, float *pv, int kr, int T_, int hs, int sl, int nu, int ux, int b, int kvh,
+		int nkv, int t4, float scale)
+{
+	const int64_t ks = (int64_t)nkv * HD;
+#pragma unroll
+	for (int r = 0; r < 2; r++) {
+		const int row = kr + r * 8;
+		if (row >= T_)
+			continue;
+		if (hs > 1) {  // this slice's fp32 partials, [sl][ux][row][HD]
+			const int64_t po = (((int64_t)sl * nu + ux) * T_ + row) * HD + t4 * 2;
+#pragma unroll
+			for (int d = 0; d < HD / 8; d++) {
+				*(float2 *)(pk + po + d * 8) = make_float2(dka[d * 4 + 2 * r], dka[d * 4 + 2 * r + 1]);
+				*(float2 *)(pv + po + d * 8) = make_float2(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
+			}
+			continue;
+		}
+		const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + t4 * 2;
+#pragma unroll
+		for (int d = 0; d < HD / 8; d++) {
+			*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[d * 4 + 2 * r] * scale, dka[d * 4 + 2 * r + 1] * scale);
+			*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
+		}
+	}
+}
+#endif
+
 template <int HD, bool QDESC = false>
 __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
@@ -857,34 +1030,26 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 		int hs, float *pk, float *pv)
 {
 #ifdef SW_WGMMA
-	constexpr int BN = 128, BM = 64, KD = HD / 16, HN = HD / 2;
+	constexpr int BN = 128, BM = 64;
 	constexpr uint32_t KB = BN * HD * 2, QB = BM * HD * 2;  // bytes of a K (V) tile, a Q (dO) stage
 	extern __shared__ __align__(16) unsigned char smem_raw[];
 	const uint32_t Ks = (smem_u32(smem_raw) + 1023) & ~1023u, Vs = Ks + KB, Qs = Vs + KB;
 	const uint32_t dOs = Qs + 2 * QB, dSs = dOs + 2 * QB;
 	float *lse_s = (float *)(smem_raw + (dSs + BN * BM * 2 - smem_u32(smem_raw)));
 	float *D_s = lse_s + 2 * BM, *M_s = D_s + 2 * BM;
-	// Grid: korder: x = KV tile, y = unit (batch row, KV head) relative to u0 (the blocks of a
-	// unit run together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as
-	// the sm_80 kernels (the launcher picks). The unit index is unit * hs + head slice.
-	// QDESC: the block's query tiles last to first, each tile's hp heads together (else head by
-	// head, first to last): then the blocks of a unit that run at once read the same Q / dO tile
-	// and add to the same dQ accumulator rows at about the same time, from L2 instead of DRAM (at
-	// 8192 tokens and 64/8 heads the ascending order read 8.4 GB from DRAM for a 7.3 ms backward:
-	// each tile once per KV tile). dK / dV sum the tiles in the other order.
+	const bwd_blk B_(T_, nh, nkv, u0, korder, hs);
+	const int ux = B_.ux, sl = B_.sl, nu = B_.nu, nqt = B_.nqt, b = B_.b, kvh = B_.kvh, G = B_.G;
+	const int hp = B_.hp, h0 = B_.h0, k0 = B_.k0, i0 = B_.i0, ni = B_.ni, total = B_.total;
 	constexpr bool qdesc = QDESC;
-	const int uy = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
-	const int ux = uy / hs, sl = uy % hs, nu = (korder ? gridDim.y : gridDim.x) / hs;
-	const int nqt = (T_ + BM - 1) / BM;
-	const int u = u0 + ux, b = u / nkv, kvh = u % nkv, G = nh / nkv, hp = G / hs, h0 = sl * hp;
 	const int wg = threadIdx.x >> 7, w4 = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t4 = lane & 3;
 	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
-	const int k0 = kt * BN, i0 = k0 / BM, ni = nqt - i0, total = hp * ni;
 	const int kr = k0 + wg * 64 + w4 * 16 + g;  // this thread's key rows: kr, kr + 8
 	load_sw<HD, BN, 256>(Ks, k + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
 	load_sw<HD, BN, 256>(Vs, v + (int64_t)b * T_ * ks + kvh * HD, ks, k0, T_);
 
+	// Step it's query tile and head as bwd_blk::step, written out here: through the method ptxas
+	// gave this kernel 254 registers at head dim 128 instead of 238.
 	auto issue = [&](int it, int st) {
 		const int h = kvh * G + h0 + (qdesc ? it % hp : it / ni), i = qdesc ? nqt - 1 - it / hp : i0 + it % ni;
 		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
@@ -917,130 +1082,143 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 		}
 		fence_proxy_async();
 		__syncthreads();
-		const uint32_t qt = Qs + st * QB, dot = dOs + st * QB;
-		float sc[BM / 2], dp[BM / 2];
-		wg_fence();
-#pragma unroll
-		for (int kk = 0; kk < KD; kk++)
-			wg_ss<BM, 0, 0>(sc, wg_desc(Ks + wg * 64 * 128 + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024),
-					wg_desc(qt + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
-		wg_commit();
-#pragma unroll
-		for (int kk = 0; kk < KD; kk++)
-			wg_ss<BM, 0, 0>(dp, wg_desc(Vs + wg * 64 * 128 + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024),
-					wg_desc(dot + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
-		wg_commit();
-		wg_wait1();  // S^T; dP^T still running while P^T is formed
-#pragma unroll
-		for (int x = 0; x < BM / 2; x++)
-			reg_fence(sc[x]);
-		const float *Lt = lse_s + st * BM, *Dt = D_s + st * BM;
-		const bool mask = i * BM < kr - g + 15;  // some query of the tile before some key of the warp
-#pragma unroll
-		for (int x = 0; x < BM / 2; x++) {
-			const int qi = (x >> 2) * 8 + t4 * 2 + (x & 1);
-			float p = ex2f(fmaf(sc[x], scale_log2, -Lt[qi] * LOG2E_F));
-			if (mask && i * BM + qi < kr + ((x >> 1) & 1) * 8)
-				p = 0.f;
-			sc[x] = p;
-		}
-		wg_wait0();
-#pragma unroll
-		for (int x = 0; x < BM / 2; x++)
-			reg_fence(dp[x]);
-		uint32_t pa[BM / 16][4], da[BM / 16][4];
-		unsigned char *dsw = smem_raw + (dSs - smem_u32(smem_raw));
-#pragma unroll
-		for (int nt = 0; nt < BM / 8; nt++) {
-			const int qc = nt * 8 + t4 * 2;  // query column in the tile (+1 for odd e)
-			float pr[4], dv4[4];
-#pragma unroll
-			for (int e = 0; e < 4; e++) {
-				pr[e] = sc[nt * 4 + e];
-				dv4[e] = pr[e] * (dp[nt * 4 + e] - Dt[qc + (e & 1)]);
-			}
-			// A fragments: 16 queries (k) per kk = nt / 2; regs 0,1 from the even nt, 2,3 odd
-			pa[nt >> 1][(nt & 1) * 2] = pack_bf16(pr[0], pr[1]);
-			pa[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(pr[2], pr[3]);
-			da[nt >> 1][(nt & 1) * 2] = pack_bf16(dv4[0], dv4[1]);
-			da[nt >> 1][(nt & 1) * 2 + 1] = pack_bf16(dv4[2], dv4[3]);
-			// dS^T to shared memory: key row (kr - k0), query chunk nt, swizzled
-#pragma unroll
-			for (int r = 0; r < 2; r++) {
-				const int row = kr - k0 + r * 8;
-				*(uint32_t *)(dsw + row * 128 + ((nt ^ (row & 7)) << 4) + t4 * 4) = da[nt >> 1][(nt & 1) * 2 + r];
-			}
-		}
-		// dV += P^T dO, dK += dS^T Q (64 keys x HD per warpgroup): dO, Q N-major.
-		wg_fence();
-#pragma unroll
-		for (int kk = 0; kk < BM / 16; kk++)
-			wg_rs<HD>(dva, pa[kk], wg_desc(dot + kk * 16 * 128, BM * 128, 1024));
-#pragma unroll
-		for (int kk = 0; kk < BM / 16; kk++)
-			wg_rs<HD>(dka, da[kk], wg_desc(qt + kk * 16 * 128, BM * 128, 1024));
-		wg_commit();
-		fence_proxy_async();
-		__syncthreads();  // dS^T of both warpgroups in shared memory
-		// dQ (64 queries x HD/2 columns of this warpgroup) = dS K over the block's 128 keys:
-		// dS^T stored [key][query] is dS M-major; K N-major.
-		float dq[HN / 2];
-		const uint32_t kn = Ks + (HD == 128 ? wg * KB / 2 : wg * 64);
-		wg_fence();
-#pragma unroll
-		for (int kk = 0; kk < BN / 16; kk++)
-			wg_ss<HN, 1, 1>(dq, wg_desc(dSs + kk * 16 * 128, BM * 128, 1024),
-					wg_desc(kn + kk * 16 * 128, BN * 128, 1024), kk > 0);
-		wg_commit();
-		wg_wait0();
-#pragma unroll
-		for (int x = 0; x < HD / 2; x++) {
-			reg_fence(dka[x]);
-			reg_fence(dva[x]);
-		}
-#pragma unroll
-		for (int x = 0; x < HN / 2; x++)
-			reg_fence(dq[x]);
-#pragma unroll
-		for (int kk = 0; kk < BM / 16; kk++)
-#pragma unroll
-			for (int e = 0; e < 4; e++) {
-				reg_fence(pa[kk][e]);
-				reg_fence(da[kk][e]);
-			}
-		const float *Mt = M_s + st * BM;
-		const int rt = w4 * 16 + g;  // query row in the tile (+8)
 		const int64_t rb = ((int64_t)ux * (fx_rows(T_) / 16) + i * 4 + w4) * G + hh;
-#pragma unroll
-		for (int c = 0; c < HN / 16; c++)
-			flush16<4>(acc, rb * (HD / 16) + wg * (HN / 16) + c, &dq[c * 8], &dq[c * 8 + 4], Mt[rt],
-				   Mt[rt + 8], lane);
+		bwd_wg_tile<HD>(dka, dva, smem_raw, Ks, Vs, Qs + st * QB, dOs + st * QB, dSs, lse_s + st * BM,
+				D_s + st * BM, M_s + st * BM, i, k0, kr, wg, w4, lane, scale_log2, acc, rb, [] {
+					fence_proxy_async();
+					__syncthreads();
+				});
 		__syncthreads();  // this stage and dS^T are free again
 	}
-#pragma unroll
-	for (int r = 0; r < 2; r++) {
-		const int row = kr + r * 8;
-		if (row >= T_)
-			continue;
-		if (hs > 1) {  // this slice's fp32 partials, [sl][ux][row][HD]
-			const int64_t po = (((int64_t)sl * nu + ux) * T_ + row) * HD + t4 * 2;
-#pragma unroll
-			for (int d = 0; d < HD / 8; d++) {
-				*(float2 *)(pk + po + d * 8) = make_float2(dka[d * 4 + 2 * r], dka[d * 4 + 2 * r + 1]);
-				*(float2 *)(pv + po + d * 8) = make_float2(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
-			}
-			continue;
-		}
-		const int64_t off = ((int64_t)b * T_ + row) * ks + kvh * HD + t4 * 2;
-#pragma unroll
-		for (int d = 0; d < HD / 8; d++) {
-			*(uint32_t *)(dk + off + d * 8) = pack_bf16(dka[d * 4 + 2 * r] * scale, dka[d * 4 + 2 * r + 1] * scale);
-			*(uint32_t *)(dv + off + d * 8) = pack_bf16(dva[d * 4 + 2 * r], dva[d * 4 + 2 * r + 1]);
-		}
-	}
+	bwd_wg_store<HD>(dka, dva, dk, dv, pk, pv, kr, T_, hs, sl, nu, ux, b, kvh, nkv, t4, scale);
 #else
 	__trap();   // no wgmma in this build: the dispatch must never launch it here
 	(void)dk, (void)dv, (void)q, (void)k, (void)v, (void)dout, (void)lse, (void)Dd, (void)T_, (void)nh;
+	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
+	(void)hs, (void)pk, (void)pv;
+#endif
+}
+
+// ---------------------------------------------------------------- warp-specialised backward
+// attn_bwd_ws (SW_CUDA_ATTN_BWD=ws; built, not yet run on a GPU): attn_bwd_wg's block (two
+// consumer warpgroups of 64 keys each, the same steps in the same order through bwd_wg_tile, so
+// the same bits) with a producer warpgroup in front, as FlashAttention-3's backward: one warp
+// loads K and V once and then each step's Q and dO tiles with TMA and its lse, D and multipliers
+// with plain loads into a ring of two stages, each with a "full" mbarrier (the TMA's bytes and
+// the warp's 32 arrivals) and an "empty" one (each consumer warp arrives once its reads of the
+// stage are done). The consumers' only barrier in a step is the named one between their
+// dS^T writes and the dQ product (dS^T in two buffers, by step parity: a warpgroup writes
+// buffer p again only two steps later, after both passed the barrier of the step between), in
+// place of attn_bwd_wg's three block barriers and its loads issued by every thread (ncu at the
+// 70B layer's shape: barrier the largest stall, two warps a scheduler). setmaxnreg gives the
+// consumers 240 registers a thread and the producer 24.
+template <int HD>
+static constexpr int attn_smem_bwd_ws()
+{
+	return (2 * 128 + 2 * 2 * 64) * HD * 2 + 2 * 128 * 64 * 2 + 2 * 3 * 64 * 4 + 64 + 1024;
+}
+
+template <int HD, bool QDESC>
+__global__ void __launch_bounds__(384, 1) attn_bwd_ws(bf16 *dk, bf16 *dv,
+		const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+		const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo,
+		const float *lse, const float *Dd, int T_, int nh, int nkv, float scale, float scale_log2,
+		void *acc, const float *mq, int u0, int korder, int hs, float *pk, float *pv)
+{
+#ifdef SW_WGMMA
+	constexpr int BN = 128, BM = 64, STG = 2;
+	constexpr uint32_t KB = BN * HD * 2, QB = BM * HD * 2, SB = BN * BM * 2;  // K (V) tile, Q (dO) stage, dS^T
+	extern __shared__ __align__(16) unsigned char smem_raw[];
+	const uint32_t Ks = (smem_u32(smem_raw) + 1023) & ~1023u, Vs = Ks + KB, Qs = Vs + KB;
+	const uint32_t dOs = Qs + STG * QB, dSs = dOs + STG * QB;
+	float *vec = (float *)(smem_raw + (dSs + 2 * SB - smem_u32(smem_raw)));  // [STG][lse, D, M][BM]
+	const uint32_t bkv = dSs + 2 * SB + STG * 3 * BM * 4;                      // mbarriers
+	auto bfull = [&](int st) { return bkv + 8 + st * 8; };
+	auto bempty = [&](int st) { return bkv + 8 + STG * 8 + st * 8; };
+	const bwd_blk B_(T_, nh, nkv, u0, korder, hs);
+	const int b = B_.b, kvh = B_.kvh, G = B_.G, k0 = B_.k0, total = B_.total;
+	// Warp-uniform to the compiler (a shuffle): wgmma under a branch it cannot prove uniform
+	// is serialised.
+	const int wg = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0);
+	if (threadIdx.x == 0) {
+		mb_init(bkv, 1);
+		for (int st = 0; st < STG; st++) {
+			mb_init(bfull(st), 33);   // the TMA's arrival with its bytes, the warp's 32
+			mb_init(bempty(st), 8);    // every consumer warp
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+
+	if (wg == 2) {  // producer: its first warp
+		regs_dec<24>();
+		if (threadIdx.x < 256 + 32) {
+			const int lane = threadIdx.x & 31;
+			if (lane == 0) {
+				mb_expect_tx(bkv, 2 * KB);
+#pragma unroll
+				for (int c = 0; c < HD / 64; c++) {
+					tma_load4(Ks + c * (BN * 128), &tk, c * 64, kvh, k0, b, bkv);
+					tma_load4(Vs + c * (BN * 128), &tv, c * 64, kvh, k0, b, bkv);
+				}
+			}
+			for (int it = 0; it < total; it++) {
+				const int st = it % STG;
+				int i, hh;
+				B_.step<QDESC>(it, i, hh);
+				const int h = kvh * G + hh;
+				if (it >= STG)  // the consumers' release of step it - STG
+					mb_wait(bempty(st), ((it / STG) & 1) ^ 1);
+				if (lane == 0) {
+					mb_expect_tx(bfull(st), 2 * QB);
+#pragma unroll
+					for (int c = 0; c < HD / 64; c++) {
+						tma_load4(Qs + st * QB + c * (BM * 128), &tq, c * 64, h, i * BM, b, bfull(st));
+						tma_load4(dOs + st * QB + c * (BM * 128), &tdo, c * 64, h, i * BM, b, bfull(st));
+					}
+				}
+				float *vs = vec + st * 3 * BM;
+				for (int r = lane; r < BM; r += 32) {  // rows past T: zeros, as attn_bwd_wg's loads
+					const int row = i * BM + r;
+					const int64_t lo = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
+					vs[r] = row < T_ ? lse[lo] : 0.f;
+					vs[BM + r] = row < T_ ? Dd[lo] : 0.f;
+					vs[2 * BM + r] = row < T_ ? mq[lo] : 0.f;
+				}
+				mb_arrive(bfull(st));  // release: the stores above before the consumers' reads
+			}
+		}
+		return;
+	}
+
+	regs_inc<240>();
+	const int w4 = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, t4 = lane & 3;
+	const int kr = k0 + wg * 64 + w4 * 16 + (lane >> 2);  // this thread's key rows: kr, kr + 8
+	float dka[HD / 2], dva[HD / 2];
+#pragma unroll
+	for (int x = 0; x < HD / 2; x++)
+		dka[x] = dva[x] = 0.f;
+	mb_wait(bkv, 0);
+	for (int it = 0; it < total; it++) {
+		const int st = it % STG;
+		int i, hh;
+		B_.step<QDESC>(it, i, hh);
+		mb_wait(bfull(st), (it / STG) & 1);
+		const float *vs = vec + st * 3 * BM;
+		const int64_t rb = ((int64_t)B_.ux * (fx_rows(T_) / 16) + i * 4 + w4) * G + hh;
+		bwd_wg_tile<HD>(dka, dva, smem_raw, Ks, Vs, Qs + st * QB, dOs + st * QB, dSs + (it & 1) * SB, vs,
+				vs + BM, vs + 2 * BM, i, k0, kr, wg, w4, lane, scale_log2, acc, rb, [] {
+					fence_proxy_async();
+					named_sync(1, 256);
+				});
+		__syncwarp();  // the warp's reads of the stage are done (its products waited)
+		if (lane == 0)
+			mb_arrive(bempty(st));
+	}
+	bwd_wg_store<HD>(dka, dva, dk, dv, pk, pv, kr, T_, hs, B_.sl, B_.nu, B_.ux, b, kvh, nkv, t4, scale);
+#else
+	__trap();   // no wgmma in this build: the dispatch must never launch it here
+	(void)dk, (void)dv, (void)tq, (void)tk, (void)tv, (void)tdo, (void)lse, (void)Dd, (void)T_, (void)nh;
 	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
 	(void)hs, (void)pk, (void)pv;
 #endif

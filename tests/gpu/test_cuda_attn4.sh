@@ -54,6 +54,17 @@ SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_QORDER=desc SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+# The warp-specialised backward (SW_CUDA_ATTN_BWD=ws: TMA producer, mbarrier ring): each
+# attention case's second run with the other backward kernel must give the same bits
+# (SW_TEST_BWD_WS_FLIP=1), then ws with each of the above: the default head split, none, two
+# slices, launches of three units, and the query tiles last to first.
+SW_TEST_BWD_WS_FLIP=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_TEST_BWD_WS_FLIP=1 SW_CUDA_ATTN_BWD_QORDER=desc SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=ws SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=ws SW_CUDA_ATTN_BWD_HSPLIT=1 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=ws SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=ws SW_CUDA_ATTN_DQ_UNITS=3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
+SW_CUDA_ATTN_BWD=ws SW_CUDA_ATTN_BWD_QORDER=desc SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 # The fused dQ's K/V maxima and D in their vector forms (SW_CUDA_ATTN_AUX=vec), on the Hopper
 # backward and on the sm_80 fused path.
 SW_CUDA_ATTN_AUX=vec SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1

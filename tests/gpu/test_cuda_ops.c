@@ -214,6 +214,32 @@ static void vec_flip(void)
 		setenv("SW_CUDA_VEC", "0", 1);
 }
 
+/* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), flips SW_CUDA_ATTN_BWD between ws
+ * (the warp-specialised Hopper backward, attn_bwd_ws) and whatever it was (unset: attn_bwd_wg),
+ * so that an attention test's second run, which checks determinism, runs the other kernel: the
+ * two run the same steps (bwd_wg_tile) in the same order and must give the same bits (where the
+ * Hopper backward does not run, nothing changes). */
+static void bwd_ws_flip(void)
+{
+	static char *was;
+	static int flipped;
+	if (!getenv("SW_TEST_BWD_WS_FLIP"))
+		return;
+	if (!flipped) {
+		const char *e = getenv("SW_CUDA_ATTN_BWD");
+		was = e ? strdup(e) : NULL;
+		setenv("SW_CUDA_ATTN_BWD", was && !strcmp(was, "ws") ? "wg" : "ws", 1);
+	} else {
+		if (was)
+			setenv("SW_CUDA_ATTN_BWD", was, 1);
+		else
+			unsetenv("SW_CUDA_ATTN_BWD");
+		free(was);
+		was = NULL;
+	}
+	flipped = !flipped;
+}
+
 /* The same floats (bf16 widened exactly, so the same bits) */
 static void expect_same_floats(const char *what, const float *a, const float *b, int64_t n)
 {
@@ -546,11 +572,13 @@ static void test_attention(int B, int T, int nh, int nkv, int hd)
 	expect("attention_bwd dq", gdq, rdq, nq, tb);
 	expect("attention_bwd dk", gdk, rdk, nk, tb);
 	expect("attention_bwd dv", gdv, rdv, nk, tb);
-	/* determinism */
+	/* determinism, the Hopper backward in its other form (the same steps: the same bits) */
 	void *sq = down_raw(gq, (uint64_t)nq * es), *sk = down_raw(gk, (uint64_t)nk * es);
 	void *sv = down_raw(gv, (uint64_t)nk * es), *so = down_raw(out, (uint64_t)nq * es);
 	be->ops->attention_fwd(be, st, out, lse, dq_, dk_, dv_, B, T, nh, nkv, hd);
+	bwd_ws_flip();
 	be->ops->attention_bwd(be, st, gq, gk, gv, ddy, dq_, dk_, dv_, out, lse, B, T, nh, nkv, hd);
+	bwd_ws_flip();
 	expect_same_bits("attention_fwd out", out, so, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dq", gq, sq, (uint64_t)nq * es);
 	expect_same_bits("attention_bwd dk", gk, sk, (uint64_t)nk * es);

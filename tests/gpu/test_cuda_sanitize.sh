@@ -18,14 +18,19 @@ for tool in memcheck racecheck synccheck; do
   tail -n 3 /tmp/sw_san_$tool.log
   if [ $r != 0 ]; then echo "FAIL: $tool (exit $r)"; grep -m 20 -E "=========" /tmp/sw_san_$tool.log; rc=1; fi
 done
-# The attention tests again under memcheck and racecheck with the opt-in backward variants: the
-# query tiles last to first, and the fused dQ's preparation in vector form.
-for tool in memcheck racecheck; do
-  echo "== compute-sanitizer --tool $tool, SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_AUX=vec"
-  SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_AUX=vec SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 \
-    "$san" --tool $tool --error-exitcode 1 "$bin" > /tmp/sw_san_v_$tool.log 2>&1
-  r=$?
-  tail -n 3 /tmp/sw_san_v_$tool.log
-  if [ $r != 0 ]; then echo "FAIL: $tool with the variants (exit $r)"; grep -m 20 -E "=========" /tmp/sw_san_v_$tool.log; rc=1; fi
+# The attention tests again with the opt-in backward variants: the warp-specialised kernel
+# (memcheck, racecheck, synccheck), and the block-barrier kernel with the query tiles last to
+# first and the fused dQ's preparation in vector form (memcheck, racecheck).
+for v in "SW_CUDA_ATTN_BWD=ws" "SW_CUDA_ATTN_BWD_QORDER=desc SW_CUDA_ATTN_AUX=vec"; do
+  for tool in memcheck racecheck synccheck; do
+    [ "$tool" = synccheck ] && [ "${v#SW_CUDA_ATTN_BWD=ws}" = "$v" ] && continue
+    echo "== compute-sanitizer --tool $tool, $v"
+    # shellcheck disable=SC2086  # the variant's assignments split into words on purpose
+    env $v SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$san" --tool $tool --error-exitcode 1 "$bin" \
+      > /tmp/sw_san_v_$tool.log 2>&1
+    r=$?
+    tail -n 3 /tmp/sw_san_v_$tool.log
+    if [ $r != 0 ]; then echo "FAIL: $tool with $v (exit $r)"; grep -m 20 -E "=========" /tmp/sw_san_v_$tool.log; rc=1; fi
+  done
 done
 exit $rc
