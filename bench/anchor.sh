@@ -362,8 +362,11 @@ def spill(name):
     rss = re.search(r"host peak RSS ([\d.]+) MiB \(([\d.]+) MiB of it before loading", t)
     gpu = re.search(r"GPU memory measured \(cudaMemGetInfo\): peak ([\d.]+) MiB", t)
     rates = text(name + ".rates").strip()
-    nv = re.search(r"NVMe\s+[\d.e+-]+ s\s+\(read ([\d.]+) GiB at .* \+ write ([\d.]+) GiB at", t)
-    res["nvme_gib"] = (float(nv.group(1)), float(nv.group(2))) if nv else None
+    # the bytes the planner counts a step, in GiB ("read 14.60 GiB at ... + write 14.60 GiB at")
+    nv = re.search(r"NVMe\s+[\d.e+-]+ s\s+\(read ([\d.]+) (B|KiB|MiB|GiB|TiB) at .* \+ "
+                   r"write ([\d.]+) (B|KiB|MiB|GiB|TiB) at", t)
+    gib = lambda x, u: float(x) * 1024.0 ** ("B KiB MiB GiB TiB".split().index(u) - 3)
+    res["nvme_gib"] = (gib(nv.group(1), nv.group(2)), gib(nv.group(3), nv.group(4))) if nv else None
     if not st:
         return {"failed": True, "pred": pred, "expect": ex, "res": res}
     use = st[1:] if len(st) > 1 else st   # the first step warms up
