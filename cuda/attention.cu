@@ -102,19 +102,6 @@ __device__ __forceinline__ float dq_multiplier(float acc, float n2, const unsign
 	return ldexpf(1.f, max(-126, min(126, bits - e)));
 }
 
-// 8 bf16 from one 16-byte load (p 16-byte aligned), widened exactly.
-__device__ __forceinline__ void ld8_bf16(const bf16 *p, float f[8])
-{
-	const uint4 u = *(const uint4 *)p;
-	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		const float2 t = __bfloat1622float2(h[i]);
-		f[2 * i] = t.x;
-		f[2 * i + 1] = t.y;
-	}
-}
-
 // D (B,nh,T) = rowsum(dO * O), one warp per row. With mq (the fused dQ path): also the row's
 // fixed-point multiplier, 2^k with k = bits - ceil(log2(bound)), where bound = 4 (|dO_i| maxV +
 // |D_i|) maxK >= |dQ_i| / scale elementwise (|dP_ij - D_i| <= |dO_i| |V_j| + |D_i|, sum_j P_ij = 1,
@@ -166,8 +153,8 @@ __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bi
 		float acc = 0.f, n2 = 0.f;
 		if (w < rows) {
 			float g[8], o[8];
-			ld8_bf16(dout + w * HD + sub * 8, g);
-			ld8_bf16(out + w * HD + sub * 8, o);
+			unpack8(*(const uint4 *)(dout + w * HD + sub * 8), g);
+			unpack8(*(const uint4 *)(out + w * HD + sub * 8), o);
 #pragma unroll
 			for (int e = 0; e < 8; e++) {
 				acc += g[e] * o[e];
@@ -188,13 +175,29 @@ __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bi
 	}
 }
 
+// The end of attn_kv_max and its vector form: each warp's maxima (the same on every lane) over
+// the block, then one atomicMax of each into mx.
+__device__ __forceinline__ void kv_max_publish(unsigned *mx, float mk, float mv)
+{
+	__shared__ float sk[32], sv[32];
+	const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+	if (lane == 0)
+		sk[wib] = mk, sv[wib] = mv;
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+			mk = fmaxf(mk, sk[i]), mv = fmaxf(mv, sv[i]);
+		atomicMax(mx, __float_as_uint(mk));
+		atomicMax(mx + 1, __float_as_uint(mv));
+	}
+}
+
 // mx[0] = max |K| over every element, mx[1] = max over rows of |V_row| (float bits: non-negative
 // floats order as their bits, so atomicMax is exact and the result independent of order).
 template <typename T>
 __global__ void attn_kv_max(unsigned *mx, const T *k, const T *v, int64_t rows, int hd)
 {
-	__shared__ float sk[32], sv[32];
-	const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+	const int lane = threadIdx.x & 31;
 	float mk = 0.f, mv = 0.f;
 	for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; r < rows;
 	     r += ((int64_t)gridDim.x * blockDim.x) >> 5) {
@@ -210,15 +213,7 @@ __global__ void attn_kv_max(unsigned *mx, const T *k, const T *v, int64_t rows, 
 	}
 	for (int o = 16; o > 0; o >>= 1)
 		mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
-	if (lane == 0)
-		sk[wib] = mk, sv[wib] = mv;
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		for (int i = 1; i < (int)(blockDim.x >> 5); i++)
-			mk = fmaxf(mk, sk[i]), mv = fmaxf(mv, sv[i]);
-		atomicMax(mx, __float_as_uint(mk));
-		atomicMax(mx + 1, __float_as_uint(mv));
-	}
+	kv_max_publish(mx, mk, mv);
 }
 
 // The vector form of attn_kv_max (bf16, hd = 8 L, 16-byte aligned rows; SW_CUDA_ATTN_AUX=vec):
@@ -230,8 +225,7 @@ template <int L>
 __global__ void attn_kv_max_v8(unsigned *mx, const bf16 *k, const bf16 *v, int64_t rows)
 {
 	constexpr int RW = 32 / L, HD = 8 * L;
-	__shared__ float sk[32], sv[32];
-	const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5, sub = lane % L;
+	const int lane = threadIdx.x & 31, sub = lane % L;
 	const int64_t warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
 	float mk = 0.f, mv = 0.f;
 	for (int64_t r0 = ((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5) * RW; r0 < rows;
@@ -240,8 +234,8 @@ __global__ void attn_kv_max_v8(unsigned *mx, const bf16 *k, const bf16 *v, int64
 		float n2 = 0.f;
 		if (r < rows) {
 			float x[8], y[8];
-			ld8_bf16(k + r * HD + sub * 8, x);
-			ld8_bf16(v + r * HD + sub * 8, y);
+			unpack8(*(const uint4 *)(k + r * HD + sub * 8), x);
+			unpack8(*(const uint4 *)(v + r * HD + sub * 8), y);
 #pragma unroll
 			for (int e = 0; e < 8; e++) {
 				mk = fmaxf(mk, fabsf(x[e]));
@@ -257,15 +251,7 @@ __global__ void attn_kv_max_v8(unsigned *mx, const bf16 *k, const bf16 *v, int64
 		mk = fmaxf(mk, __shfl_xor_sync(0xffffffffu, mk, o));
 		mv = fmaxf(mv, __shfl_xor_sync(0xffffffffu, mv, o));
 	}
-	if (lane == 0)
-		sk[wib] = mk, sv[wib] = mv;
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		for (int i = 1; i < (int)(blockDim.x >> 5); i++)
-			mk = fmaxf(mk, sk[i]), mv = fmaxf(mv, sv[i]);
-		atomicMax(mx, __float_as_uint(mk));
-		atomicMax(mx + 1, __float_as_uint(mv));
-	}
+	kv_max_publish(mx, mk, mv);
 }
 
 // dQ, one warp per query row: dq = scale * sum_j p_ij (dp_ij - D_i) k_j.
@@ -2165,9 +2151,9 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 		// 16-byte aligned; built, not yet run on a GPU).
 		const char *ea = getenv("SW_CUDA_ATTN_AUX");
 		if (ea && !strcmp(ea, "vec") && (hd == 64 || hd == 128) && ((uintptr_t)out & 15) == 0) {
-			const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, rpb = 8 * 32 / (hd / 8);
-			const int64_t cap = 8 * (int64_t)ci->num_sms, bk = (kr + rpb - 1) / rpb, bq = (qr + rpb - 1) / rpb;
-			const unsigned gk = (unsigned)(bk < cap ? bk : cap), gq = (unsigned)(bq < cap ? bq : cap);
+			// hd / 8 threads a row, up to 8 blocks of 256 an SM
+			const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, cap = 8 * (int64_t)ci->num_sms;
+			const unsigned gk = cuda_blocks(kr * (hd / 8), 256, cap), gq = cuda_blocks(qr * (hd / 8), 256, cap);
 			if (hd == 64) {
 				attn_kv_max_v8<8><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
 				attn_bwd_dot_v8<8><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,

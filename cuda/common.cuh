@@ -108,6 +108,29 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int bf16, void *dq, void 
 			const void *dout, const void *q, const void *k, const void *v,
 			const void *out, const float *lse, int B, int T, int nh, int nkv, int hd);
 
+// 8 bf16 (one 16-byte access) to fp32 and back (round to nearest, as kernels.cu's st_act): the
+// vector forms of kernels.cu and attention.cu.
+__device__ __forceinline__ void unpack8(uint4 u, float f[8])
+{
+	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		const float2 t = __bfloat1622float2(h[i]);
+		f[2 * i] = t.x;
+		f[2 * i + 1] = t.y;
+	}
+}
+
+__device__ __forceinline__ uint4 pack8(const float f[8])
+{
+	uint4 u;
+	__nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+	return u;
+}
+
 static inline unsigned cuda_blocks(int64_t n, int threads, int64_t cap)
 {
 	int64_t b = (n + threads - 1) / threads;

@@ -71,28 +71,6 @@ static void vec_ran(int op)
 	}
 }
 
-// 8 bf16 (one 16-byte access) to fp32 and back (round to nearest, as st_act).
-__device__ __forceinline__ void unpack8(uint4 u, float f[8])
-{
-	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		const float2 t = __bfloat1622float2(h[i]);
-		f[2 * i] = t.x;
-		f[2 * i + 1] = t.y;
-	}
-}
-
-__device__ __forceinline__ uint4 pack8(const float f[8])
-{
-	uint4 u;
-	__nv_bfloat162 *h = (__nv_bfloat162 *)&u;
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-	return u;
-}
-
 static int row_threads(int C)
 {
 	int t = 32;

@@ -214,30 +214,17 @@ static void vec_flip(void)
 		setenv("SW_CUDA_VEC", "0", 1);
 }
 
-/* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), flips SW_CUDA_ATTN_BWD between ws
- * (the warp-specialised Hopper backward, attn_bwd_ws) and whatever it was (unset: attn_bwd_wg),
+/* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), switches SW_CUDA_ATTN_BWD between ws
+ * (the warp-specialised Hopper backward, attn_bwd_ws) and wg (attn_bwd_wg, as when it is unset),
  * so that an attention test's second run, which checks determinism, runs the other kernel: the
  * two run the same steps (bwd_wg_tile) in the same order and must give the same bits (where the
- * Hopper backward does not run, nothing changes). */
+ * Hopper backward does not run, nothing changes). Called twice, it leaves the same kernel. */
 static void bwd_ws_flip(void)
 {
-	static char *was;
-	static int flipped;
 	if (!getenv("SW_TEST_BWD_WS_FLIP"))
 		return;
-	if (!flipped) {
-		const char *e = getenv("SW_CUDA_ATTN_BWD");
-		was = e ? strdup(e) : NULL;
-		setenv("SW_CUDA_ATTN_BWD", was && !strcmp(was, "ws") ? "wg" : "ws", 1);
-	} else {
-		if (was)
-			setenv("SW_CUDA_ATTN_BWD", was, 1);
-		else
-			unsetenv("SW_CUDA_ATTN_BWD");
-		free(was);
-		was = NULL;
-	}
-	flipped = !flipped;
+	const char *e = getenv("SW_CUDA_ATTN_BWD");
+	setenv("SW_CUDA_ATTN_BWD", e && !strcmp(e, "ws") ? "wg" : "ws", 1);
 }
 
 /* The same floats (bf16 widened exactly, so the same bits) */
