@@ -134,14 +134,17 @@ __global__ void attn_bwd_dot(float *Dd, float *mq, const unsigned *mx, int bits,
 	}
 }
 
-// The vector form of attn_bwd_dot (bf16, hd = 8 L, 16-byte aligned rows; SW_CUDA_ATTN_AUX=vec):
+// The vector form of attn_bwd_dot (bf16, hd = 8 L, 16-byte aligned rows; the default where it
+// applies, SW_CUDA_ATTN_AUX=scalar for attn_bwd_dot):
 // L lanes a row, each 8 elements in one 16-byte load of dO and of O, so a warp covers 32 / L rows
 // (attn_bwd_dot: one row a warp, 2 bytes a load, one block of 4 rows each 128 threads). Grid-
 // stride over groups of 32 / L rows. The row's sums in another fixed order (each lane its 8
 // elements, then a tree over the L lanes): other bits than attn_bwd_dot, the same run to run.
+// With v3 (the warp-specialised backward, attn_bwd_ws, loads them with TMA): also the row's lse,
+// D and multiplier at v3[((b nh + h) 3 + 0, 1, 2) Tp + i] (Tp >= T, a multiple of 4).
 template <int L>
 __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bits, const bf16 *dout,
-				const bf16 *out, int B, int T_, int nh)
+				const bf16 *out, int B, int T_, int nh, const float *lse, float *v3, int Tp)
 {
 	constexpr int RW = 32 / L, HD = 8 * L;
 	const int lane = threadIdx.x & 31, sub = lane % L;
@@ -169,8 +172,13 @@ __global__ void attn_bwd_dot_v8(float *Dd, float *mq, const unsigned *mx, int bi
 		if (sub == 0 && w < rows) {
 			const int h = (int)(w % nh), i = (int)((w / nh) % T_), b = (int)(w / ((int64_t)nh * T_));
 			const int64_t r = ((int64_t)b * nh + h) * T_ + i;
+			const float m = dq_multiplier(acc, n2, m2, bits);
 			Dd[r] = acc;
-			mq[r] = dq_multiplier(acc, n2, m2, bits);
+			mq[r] = m;
+			if (v3) {
+				float *c = v3 + ((int64_t)b * nh + h) * 3 * Tp + i;
+				c[0] = lse[r], c[Tp] = acc, c[2 * Tp] = m;
+			}
 		}
 	}
 }
@@ -216,7 +224,8 @@ __global__ void attn_kv_max(unsigned *mx, const T *k, const T *v, int64_t rows, 
 	kv_max_publish(mx, mk, mv);
 }
 
-// The vector form of attn_kv_max (bf16, hd = 8 L, 16-byte aligned rows; SW_CUDA_ATTN_AUX=vec):
+// The vector form of attn_kv_max (bf16, hd = 8 L, 16-byte aligned rows; the default where it
+// applies, SW_CUDA_ATTN_AUX=scalar for attn_kv_max):
 // L lanes a row, 8 elements each in one 16-byte load of K and of V, grid-stride over groups of
 // 32 / L rows (attn_kv_max: one row a warp, 2 bytes a load, 2 blocks an SM, so each warp walks
 // hundreds of rows one dependent round trip after another). max |K| is the same; each row's
@@ -1629,6 +1638,21 @@ static bool tma_map_rows(CUtensorMap *m, const void *base, int B, int T, int hea
 		   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// TMA map of attn_bwd_ws's lse / D / multiplier rows: fp32 [rows3][T] of row stride tp (a multiple
+// of 4: 16-byte strides), boxes of 64 rows x 3 (a head's lse, D and multipliers), columns past
+// T read as zeros.
+static bool tma_map_vec3(CUtensorMap *m, const float *base, int T, int tp, int64_t rows3)
+{
+	PFN_cuTensorMapEncodeTiled_v12000 enc = tma_encoder();
+	if (!enc)
+		return false;
+	const cuuint64_t dim[2] = { (cuuint64_t)T, (cuuint64_t)rows3 }, str[1] = { (cuuint64_t)tp * 4 };
+	const cuuint32_t box[2] = { 64, 3 }, es[2] = { 1, 1 };
+	return enc(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, (void *)base, dim, str, box, es,
+		   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+		   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // Hopper forward, warp-specialised (attn_fwd_ws): false (nothing launched) when TMA maps cannot
 // be made. PERSIST: one block per SM looping over the tiles.
 template <int HD, int NWG, int STG, bool SCHED, bool PERSIST = false>
@@ -1788,6 +1812,8 @@ struct fq_args {
 	int u0, nu;
 	int hs;
 	float *pk, *pv;
+	const float *v3;  // the rows' lse / D / multipliers for attn_bwd_ws (row stride tp), or NULL
+	int tp;
 };
 
 template <int HD, int NW, int ST, int AB>
@@ -1915,7 +1941,7 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		    const void *q, const void *k, const void *v, const float *lse, const float *Dd,
 		    int B, int T, int nh, int nkv, float scale)
 {
-	const fq_args none = { NULL, NULL, 0, 0, 1, NULL, NULL };
+	const fq_args none = { NULL, NULL, 0, 0, 1, NULL, NULL, NULL, 0 };
 	if (!dkdv_pick<HD, 0>(ci, s, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, none))
 		dq_mma<HD, 4, 1>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 	else if (!attn_mma16() && attn_smem_optin() >= attn_smem_dq_fa<HD, dq_cfg<HD>::BN>())
@@ -1927,24 +1953,23 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 // The warp-specialised Hopper dK/dV (attn_bwd_ws) on dkdv_wg's grid: false (nothing launched)
 // where the driver makes no TMA maps.
 template <int HD>
-static bool dkdv_ws(cudaStream_t s, dim3 grid, bool qdesc, int korder, void *dk, void *dv,
-		    const void *dout, const void *q, const void *k, const void *v, const float *lse,
-		    const float *Dd, int B, int T, int nh, int nkv, float scale, const fq_args &f)
+static bool dkdv_ws(cudaStream_t s, dim3 grid, int korder, void *dk, void *dv, const void *dout,
+		    const void *q, const void *k, const void *v, int B, int T, int nh, int nkv, float scale,
+		    const fq_args &f)
 {
-	CUtensorMap mq, mk, mv, mdo;
+	CUtensorMap mq, mk, mv, mdo, ml;
 	if (!tma_map_rows(&mq, q, B, T, nh, HD, 64) || !tma_map_rows(&mdo, dout, B, T, nh, HD, 64) ||
-	    !tma_map_rows(&mk, k, B, T, nkv, HD, 128) || !tma_map_rows(&mv, v, B, T, nkv, HD, 128))
+	    !tma_map_rows(&mk, k, B, T, nkv, HD, 128) || !tma_map_rows(&mv, v, B, T, nkv, HD, 128) ||
+	    !tma_map_vec3(&ml, f.v3, T, f.tp, (int64_t)B * nh * 3))
 		return false;
 	constexpr int smem = attn_smem_bwd_ws<HD>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_ws<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_ws<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_ws<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
-	(qdesc ? attn_bwd_ws<HD, true> : attn_bwd_ws<HD, false>)<<<grid, 384, smem, s>>>((bf16 *)dk,
-		(bf16 *)dv, mq, mk, mv, mdo, lse, Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0,
-		korder, f.hs, f.pk, f.pv);
+	attn_bwd_ws<HD><<<grid, 384, smem, s>>>((bf16 *)dk, (bf16 *)dv, mq, mk, mv, mdo, ml, T, nh, nkv,
+		scale, scale * LOG2E_F, f.acc, f.u0, korder, f.hs, f.pk, f.pv);
 	CU_CHECK_LAUNCH();
 	return true;
 }
@@ -1958,8 +1983,7 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	constexpr int smem = attn_smem_bwd_wg<HD>();
 	static bool attr_set = false;
 	if (!attr_set) {
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+		CU_CHECK(cudaFuncSetAttribute(attn_bwd_wg<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 		attr_set = true;
 	}
 	// KV tiles first (a unit's blocks together: its Q, dO and dQ rows stay in L2) without GQA,
@@ -1968,19 +1992,21 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	// 190 TFLOP/s; GQA 8:1 hd 64 200 against 215). SW_CUDA_ATTN_BWD_ORDER=unit|kv forces one.
 	const char *e = getenv("SW_CUDA_ATTN_BWD_ORDER");
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
-	// A block's query tiles: SW_CUDA_ATTN_BWD_QORDER=desc last to first, each tile's heads
-	// together (attn_bwd_wg's QDESC; built, not yet run on a GPU), else first to last, head by
-	// head.
-	const char *qo = getenv("SW_CUDA_ATTN_BWD_QORDER");
-	const bool qdesc = qo && !strcmp(qo, "desc");
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	// SW_CUDA_ATTN_BWD=ws: the warp-specialised kernel (built, not yet run on a GPU; the same
-	// bits), where the driver makes TMA maps.
+	// SW_CUDA_ATTN_BWD=ws: the warp-specialised kernel (the same bits), where the vector
+	// preparation wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where not,
+	// it says so once and attn_bwd_wg runs.
 	const char *ew = getenv("SW_CUDA_ATTN_BWD");
-	if (!(ew && !strcmp(ew, "ws") &&
-	      dkdv_ws<HD>(s, grid, qdesc, korder, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f))) {
-		(qdesc ? attn_bwd_wg<HD, true> : attn_bwd_wg<HD, false>)<<<grid, 256, smem, s>>>((bf16 *)dk,
+	const bool ws = ew && !strcmp(ew, "ws");
+	if (!(ws && f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
+		static bool told = false;
+		if (ws && !told)
+			fprintf(stderr, "spillway: SW_CUDA_ATTN_BWD=ws: %s; attn_bwd_wg runs\n",
+				f.v3 ? "no TMA descriptor from the driver"
+				     : "needs the vector preparation (not SW_CUDA_ATTN_AUX=scalar; 16-byte aligned rows)");
+		told = told || ws;
+		attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk,
 			(bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse,
 			Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder, f.hs, f.pk, f.pv);
 		CU_CHECK_LAUNCH();
@@ -2128,13 +2154,24 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	const unsigned g = (unsigned)((warps * 32 + 127) / 128);
 	const void *ptrs[] = { dq, dk, dv, dout, q, k, v };
 	const bool mma = use_mma(isbf, hd, ptrs, 7);
-	// Scratch: D, the fixed-point multipliers, the K/V maxima, the dQ accumulator (fused path).
-	const uint64_t rows = ((uint64_t)B * nh * T * 4 + 255) & ~255ull, fixed = 2 * rows + 256;
+	// The fused dQ's preparation in vector form (attn_kv_max_v8, attn_bwd_dot_v8) at head dims 64
+	// and 128 with 16-byte aligned rows (k, v and dout: use_mma); SW_CUDA_ATTN_AUX=scalar: the
+	// scalar kernels (the only ones at other head dims).
+	const char *ea = getenv("SW_CUDA_ATTN_AUX");
+	const bool vaux = !(ea && !strcmp(ea, "scalar")) && (hd == 64 || hd == 128) && ((uintptr_t)out & 15) == 0;
 	const char *eb = getenv("SW_CUDA_ATTN_DQ_BITS");  // 64: int64 accumulator (default int32)
 	const int ab = eb && !strcmp(eb, "64") ? 8 : 4;
+	const bool wg = ab == 4 && (hd == 64 || hd == 128) && sm90_ready(true);
+	// Scratch: D, the fixed-point multipliers, the K/V maxima, on the Hopper path with the vector
+	// preparation the copy of lse, D and the multipliers that attn_bwd_ws loads (kept whether it
+	// runs or not, so that the units per launch and the head split, and so the bits, are the
+	// same with either kernel), then the dQ accumulator (fused path).
+	const int tp = (T + 3) & ~3;
+	const uint64_t rows = ((uint64_t)B * nh * T * 4 + 255) & ~255ull;
+	const uint64_t v3b = wg && vaux ? ((uint64_t)B * nh * 3 * tp * 4 + 255) & ~255ull : 0;
+	const uint64_t fixed = 2 * rows + 256 + v3b;
 	const uint64_t unit_acc = (uint64_t)fx_rows(T) * (nh / nkv) * hd * ab;
 	// The Hopper kernel's head split: its dK / dV partials in the scratch beside the accumulator.
-	const bool wg = ab == 4 && (hd == 64 || hd == 128) && sm90_ready(true);
 	const uint64_t room = ci->scr.bytes > fixed ? ci->scr.bytes - fixed : 0;
 	const int hs = mma && wg ? bwd_hsplit((int64_t)B * nkv, T, nh / nkv, hd, unit_acc, room) : 1;
 	const uint64_t unit_part = hs > 1 ? 2ull * hs * T * hd * 4 : 0, unit = unit_acc + unit_part;
@@ -2144,24 +2181,25 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (per) {
 		float *mq = (float *)(scr + rows);
 		unsigned *mx = (unsigned *)(scr + 2 * rows);
+		// SW_CUDA_ATTN_BWD=ws: the warp-specialised backward (attn_bwd_ws), which loads the
+		// rows' lse, D and multipliers from their copy v3.
+		const char *ew = getenv("SW_CUDA_ATTN_BWD");
+		float *v3 = v3b && ew && !strcmp(ew, "ws") ? (float *)(scr + 2 * rows + 256) : NULL;
 		void *acc = scr + fixed;
 		const int bits = ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS;
 		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));
-		// SW_CUDA_ATTN_AUX=vec: the vector forms of the K/V maxima and D (head dims 64 and 128,
-		// 16-byte aligned; built, not yet run on a GPU).
-		const char *ea = getenv("SW_CUDA_ATTN_AUX");
-		if (ea && !strcmp(ea, "vec") && (hd == 64 || hd == 128) && ((uintptr_t)out & 15) == 0) {
+		if (vaux) {
 			// hd / 8 threads a row, up to 8 blocks of 256 an SM
 			const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, cap = 8 * (int64_t)ci->num_sms;
 			const unsigned gk = cuda_blocks(kr * (hd / 8), 256, cap), gq = cuda_blocks(qr * (hd / 8), 256, cap);
 			if (hd == 64) {
 				attn_kv_max_v8<8><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
 				attn_bwd_dot_v8<8><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
-								      (const bf16 *)out, B, T, nh);
+								      (const bf16 *)out, B, T, nh, lse, v3, tp);
 			} else {
 				attn_kv_max_v8<16><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
 				attn_bwd_dot_v8<16><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
-								       (const bf16 *)out, B, T, nh);
+								       (const bf16 *)out, B, T, nh, lse, v3, tp);
 			}
 		} else {
 			attn_kv_max<<<2 * ci->num_sms, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v,
@@ -2172,7 +2210,7 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 		CU_CHECK_LAUNCH();
 		float *pk = (float *)((char *)acc + per * unit_acc), *pv = pk + (uint64_t)hs * per * T * hd;
 		for (int u0 = 0; u0 < B * nkv; u0 += per) {
-			const fq_args f = { acc, mq, u0, per < B * nkv - u0 ? per : B * nkv - u0, hs, pk, pv };
+			const fq_args f = { acc, mq, u0, per < B * nkv - u0 ? per : B * nkv - u0, hs, pk, pv, v3, tp };
 			if (hd == 64)
 				bwd_fused_ab<64>(ab, ci, s, dq, dk, dv, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale, f);
 			else if (hd == 80)

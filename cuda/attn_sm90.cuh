@@ -553,6 +553,14 @@ __device__ __forceinline__ void tma_load4(uint32_t dst, const CUtensorMap *map, 
 		     "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
 		     : "memory");
 }
+// One box of a 2-d tensor map (attn_bwd_ws's lse / D / multiplier rows) into dst.
+__device__ __forceinline__ void tma_load2(uint32_t dst, const CUtensorMap *map, int c0, int c1, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+		     " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+		     "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(bar)
+		     : "memory");
+}
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 template <int N>
@@ -855,11 +863,10 @@ static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 1
 // together, so its Q, dO and dQ accumulator rows stay in L2); else units first, as the sm_80
 // kernels (the launcher picks). The unit index is unit * hs + head slice; the block owns keys
 // k0 .. k0 + 127 and the slice's hp query heads from h0, and runs `total` steps, one per
-// (query tile i >= i0, head). QDESC: the query tiles last to first, each tile's hp heads
-// together (else head by head, first to last): then the blocks of a unit that run at once read
-// the same Q / dO tile and add to the same dQ accumulator rows at about the same time, from L2
-// instead of DRAM (at 8192 tokens and 64/8 heads the ascending order read 8.4 GB from DRAM for
-// a 7.3 ms backward: each tile once per KV tile). dK / dV sum the tiles in the other order.
+// (query tile i >= i0, head): head by head, each head's tiles first to last. (The tiles last to
+// first with each tile's heads together, so that the blocks of a unit that run at once share Q,
+// dO and dQ rows in L2, read 14 % fewer DRAM bytes at 8192 tokens and ran no faster: docs/cuda.md,
+// "Tried and removed".)
 struct bwd_blk {
 	int ux, sl, nu, b, kvh, G, hp, h0, nqt, k0, i0, ni, total;
 	__device__ __forceinline__ bwd_blk(int T_, int nh, int nkv, int u0, int korder, int hs)
@@ -872,11 +879,10 @@ struct bwd_blk {
 		k0 = kt * 128, i0 = k0 / 64, ni = nqt - i0, total = hp * ni;
 	}
 	// step it's query tile i and head hh (of the group: the query head is kvh * G + hh)
-	template <bool QDESC>
 	__device__ __forceinline__ void step(int it, int &i, int &hh) const
 	{
-		i = QDESC ? nqt - 1 - it / hp : i0 + it % ni;
-		hh = h0 + (QDESC ? it % hp : it / ni);
+		i = i0 + it % ni;
+		hh = h0 + it / ni;
 	}
 };
 
@@ -1023,7 +1029,7 @@ __device__ __forceinline__ void bwd_wg_store(const float (&dka)[HD / 2], const f
 }
 #endif
 
-template <int HD, bool QDESC = false>
+template <int HD>
 __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const bf16 *q,
 		const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse, const float *Dd, int T_,
 		int nh, int nkv, float scale, float scale_log2, void *acc, const float *mq, int u0, int korder,
@@ -1038,9 +1044,8 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	float *lse_s = (float *)(smem_raw + (dSs + BN * BM * 2 - smem_u32(smem_raw)));
 	float *D_s = lse_s + 2 * BM, *M_s = D_s + 2 * BM;
 	const bwd_blk B_(T_, nh, nkv, u0, korder, hs);
-	const int ux = B_.ux, sl = B_.sl, nu = B_.nu, nqt = B_.nqt, b = B_.b, kvh = B_.kvh, G = B_.G;
-	const int hp = B_.hp, h0 = B_.h0, k0 = B_.k0, i0 = B_.i0, ni = B_.ni, total = B_.total;
-	constexpr bool qdesc = QDESC;
+	const int ux = B_.ux, sl = B_.sl, nu = B_.nu, b = B_.b, kvh = B_.kvh, G = B_.G;
+	const int h0 = B_.h0, k0 = B_.k0, i0 = B_.i0, ni = B_.ni, total = B_.total;
 	const int wg = threadIdx.x >> 7, w4 = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t4 = lane & 3;
 	const int64_t qs = (int64_t)nh * HD, ks = (int64_t)nkv * HD;
@@ -1051,7 +1056,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	// Step it's query tile and head as bwd_blk::step, written out here: through the method ptxas
 	// gave this kernel 254 registers at head dim 128 instead of 238.
 	auto issue = [&](int it, int st) {
-		const int h = kvh * G + h0 + (qdesc ? it % hp : it / ni), i = qdesc ? nqt - 1 - it / hp : i0 + it % ni;
+		const int h = kvh * G + h0 + it / ni, i = i0 + it % ni;
 		const int64_t qoff = (int64_t)b * T_ * qs + h * HD;
 		load_sw<HD, BM, 256>(Qs + st * QB, q + qoff, qs, i * BM, T_);
 		load_sw<HD, BM, 256>(dOs + st * QB, dout + qoff, qs, i * BM, T_);
@@ -1072,7 +1077,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 	for (int x = 0; x < HD / 2; x++)
 		dka[x] = dva[x] = 0.f;
 	for (int it = 0; it < total; it++) {
-		const int st = it & 1, i = qdesc ? nqt - 1 - it / hp : i0 + it % ni, hh = h0 + (qdesc ? it % hp : it / ni);
+		const int st = it & 1, i = i0 + it % ni, hh = h0 + it / ni;
 		if (it + 1 < total) {
 			issue(it + 1, st ^ 1);
 			cp_async_commit();
@@ -1100,39 +1105,47 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 }
 
 // ---------------------------------------------------------------- warp-specialised backward
-// attn_bwd_ws (SW_CUDA_ATTN_BWD=ws; built, not yet run on a GPU): attn_bwd_wg's block (two
-// consumer warpgroups of 64 keys each, the same steps in the same order through bwd_wg_tile, so
-// the same bits) with a producer warpgroup in front, as FlashAttention-3's backward: one warp
-// loads K and V once and then each step's Q and dO tiles with TMA and its lse, D and multipliers
-// with plain loads into a ring of two stages, each with a "full" mbarrier (the TMA's bytes and
-// the warp's 32 arrivals) and an "empty" one (each consumer warp arrives once its reads of the
-// stage are done). The consumers' only barrier in a step is the named one between their
-// dS^T writes and the dQ product (dS^T in two buffers, by step parity: a warpgroup writes
-// buffer p again only two steps later, after both passed the barrier of the step between), in
-// place of attn_bwd_wg's three block barriers and its loads issued by every thread (ncu at the
-// 70B layer's shape: barrier the largest stall, two warps a scheduler). setmaxnreg gives the
-// consumers 240 registers a thread and the producer 24.
+// attn_bwd_ws (SW_CUDA_ATTN_BWD=ws): attn_bwd_wg's block (two consumer warpgroups of 64 keys
+// each, the same steps in the same order through bwd_wg_tile, so the same bits) with a producer
+// warpgroup in front, as FlashAttention-3's backward: one thread loads K and V once, then each
+// step's Q and dO tiles and its lse, D and multiplier rows, all with TMA, into a ring of two
+// stages, each with a "full" mbarrier (the TMA's bytes) and an "empty" one (each consumer warp
+// arrives once its reads of the stage are done). The consumers' only barrier in a step is the
+// named one between their dS^T writes and the dQ product (dS^T in two buffers, by step parity:
+// a warpgroup writes buffer p again only two steps later, after both passed the barrier of the
+// step between), in place of attn_bwd_wg's three block barriers and its loads issued by every
+// thread (ncu at the 70B layer's shape: barrier the largest stall, two warps a scheduler).
+// setmaxnreg gives the consumers 240 registers a thread and the producer 24.
+// The lse / D / multiplier rows come from their copy in the map tl: a [B nh 3][T] array of
+// row stride Tp (attn_bwd_dot_v8 writes it), one box of 64 rows x 3 a step, rows past T filled
+// with zeros by the TMA unit, as attn_bwd_wg's loads fill them. (The producer warp first wrote
+// them to shared memory with plain stores, released by its arrivals on the full barrier: correct
+// in the PTX memory model, but compute-sanitizer's racecheck does not take an mbarrier's
+// arrive / wait for an ordering and reported each consumer read against those stores; written
+// by the TMA unit, no thread's store is there to pair, as for Q and dO.)
 template <int HD>
 static constexpr int attn_smem_bwd_ws()
 {
 	return (2 * 128 + 2 * 2 * 64) * HD * 2 + 2 * 128 * 64 * 2 + 2 * 3 * 64 * 4 + 64 + 1024;
 }
 
-template <int HD, bool QDESC>
+template <int HD>
 __global__ void __launch_bounds__(384, 1) attn_bwd_ws(bf16 *dk, bf16 *dv,
 		const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
 		const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap tdo,
-		const float *lse, const float *Dd, int T_, int nh, int nkv, float scale, float scale_log2,
-		void *acc, const float *mq, int u0, int korder, int hs, float *pk, float *pv)
+		const __grid_constant__ CUtensorMap tl, int T_, int nh, int nkv, float scale, float scale_log2,
+		void *acc, int u0, int korder, int hs, float *pk, float *pv)
 {
 #ifdef SW_WGMMA
 	constexpr int BN = 128, BM = 64, STG = 2;
+	constexpr uint32_t VB = 3 * BM * 4;  // a stage's lse, D and multipliers
 	constexpr uint32_t KB = BN * HD * 2, QB = BM * HD * 2, SB = BN * BM * 2;  // K (V) tile, Q (dO) stage, dS^T
 	extern __shared__ __align__(16) unsigned char smem_raw[];
 	const uint32_t Ks = (smem_u32(smem_raw) + 1023) & ~1023u, Vs = Ks + KB, Qs = Vs + KB;
 	const uint32_t dOs = Qs + STG * QB, dSs = dOs + STG * QB;
-	float *vec = (float *)(smem_raw + (dSs + 2 * SB - smem_u32(smem_raw)));  // [STG][lse, D, M][BM]
-	const uint32_t bkv = dSs + 2 * SB + STG * 3 * BM * 4;                      // mbarriers
+	const uint32_t vecs = dSs + 2 * SB;         // [STG][lse, D, M][BM] floats
+	const float *vec = (const float *)(smem_raw + (vecs - smem_u32(smem_raw)));
+	const uint32_t bkv = vecs + STG * VB;       // mbarriers
 	auto bfull = [&](int st) { return bkv + 8 + st * 8; };
 	auto bempty = [&](int st) { return bkv + 8 + STG * 8 + st * 8; };
 	const bwd_blk B_(T_, nh, nkv, u0, korder, hs);
@@ -1143,49 +1156,36 @@ __global__ void __launch_bounds__(384, 1) attn_bwd_ws(bf16 *dk, bf16 *dv,
 	if (threadIdx.x == 0) {
 		mb_init(bkv, 1);
 		for (int st = 0; st < STG; st++) {
-			mb_init(bfull(st), 33);   // the TMA's arrival with its bytes, the warp's 32
+			mb_init(bfull(st), 1);     // the producer's arrival with the TMA's bytes
 			mb_init(bempty(st), 8);    // every consumer warp
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 	}
 	__syncthreads();
 
-	if (wg == 2) {  // producer: its first warp
+	if (wg == 2) {  // producer: its first thread
 		regs_dec<24>();
-		if (threadIdx.x < 256 + 32) {
-			const int lane = threadIdx.x & 31;
-			if (lane == 0) {
-				mb_expect_tx(bkv, 2 * KB);
+		if (threadIdx.x == 256) {
+			mb_expect_tx(bkv, 2 * KB);
 #pragma unroll
-				for (int c = 0; c < HD / 64; c++) {
-					tma_load4(Ks + c * (BN * 128), &tk, c * 64, kvh, k0, b, bkv);
-					tma_load4(Vs + c * (BN * 128), &tv, c * 64, kvh, k0, b, bkv);
-				}
+			for (int c = 0; c < HD / 64; c++) {
+				tma_load4(Ks + c * (BN * 128), &tk, c * 64, kvh, k0, b, bkv);
+				tma_load4(Vs + c * (BN * 128), &tv, c * 64, kvh, k0, b, bkv);
 			}
 			for (int it = 0; it < total; it++) {
 				const int st = it % STG;
 				int i, hh;
-				B_.step<QDESC>(it, i, hh);
+				B_.step(it, i, hh);
 				const int h = kvh * G + hh;
 				if (it >= STG)  // the consumers' release of step it - STG
 					mb_wait(bempty(st), ((it / STG) & 1) ^ 1);
-				if (lane == 0) {
-					mb_expect_tx(bfull(st), 2 * QB);
+				mb_expect_tx(bfull(st), 2 * QB + VB);
 #pragma unroll
-					for (int c = 0; c < HD / 64; c++) {
-						tma_load4(Qs + st * QB + c * (BM * 128), &tq, c * 64, h, i * BM, b, bfull(st));
-						tma_load4(dOs + st * QB + c * (BM * 128), &tdo, c * 64, h, i * BM, b, bfull(st));
-					}
+				for (int c = 0; c < HD / 64; c++) {
+					tma_load4(Qs + st * QB + c * (BM * 128), &tq, c * 64, h, i * BM, b, bfull(st));
+					tma_load4(dOs + st * QB + c * (BM * 128), &tdo, c * 64, h, i * BM, b, bfull(st));
 				}
-				float *vs = vec + st * 3 * BM;
-				for (int r = lane; r < BM; r += 32) {  // rows past T: zeros, as attn_bwd_wg's loads
-					const int row = i * BM + r;
-					const int64_t lo = ((int64_t)b * nh + h) * T_ + (row < T_ ? row : 0);
-					vs[r] = row < T_ ? lse[lo] : 0.f;
-					vs[BM + r] = row < T_ ? Dd[lo] : 0.f;
-					vs[2 * BM + r] = row < T_ ? mq[lo] : 0.f;
-				}
-				mb_arrive(bfull(st));  // release: the stores above before the consumers' reads
+				tma_load2(vecs + st * VB, &tl, i * BM, (b * nh + h) * 3, bfull(st));
 			}
 		}
 		return;
@@ -1202,7 +1202,7 @@ __global__ void __launch_bounds__(384, 1) attn_bwd_ws(bf16 *dk, bf16 *dv,
 	for (int it = 0; it < total; it++) {
 		const int st = it % STG;
 		int i, hh;
-		B_.step<QDESC>(it, i, hh);
+		B_.step(it, i, hh);
 		mb_wait(bfull(st), (it / STG) & 1);
 		const float *vs = vec + st * 3 * BM;
 		const int64_t rb = ((int64_t)B_.ux * (fx_rows(T_) / 16) + i * 4 + w4) * G + hh;
@@ -1218,8 +1218,8 @@ __global__ void __launch_bounds__(384, 1) attn_bwd_ws(bf16 *dk, bf16 *dv,
 	bwd_wg_store<HD>(dka, dva, dk, dv, pk, pv, kr, T_, hs, B_.sl, B_.nu, B_.ux, b, kvh, nkv, t4, scale);
 #else
 	__trap();   // no wgmma in this build: the dispatch must never launch it here
-	(void)dk, (void)dv, (void)tq, (void)tk, (void)tv, (void)tdo, (void)lse, (void)Dd, (void)T_, (void)nh;
-	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)mq, (void)u0, (void)korder;
+	(void)dk, (void)dv, (void)tq, (void)tk, (void)tv, (void)tdo, (void)tl, (void)T_, (void)nh;
+	(void)nkv, (void)scale, (void)scale_log2, (void)acc, (void)u0, (void)korder;
 	(void)hs, (void)pk, (void)pv;
 #endif
 }
