@@ -1950,6 +1950,15 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
+// The Hopper backward's kernel: 2 where SW_CUDA_ATTN_BWD=ws asks for the warp-specialised one
+// (attn_bwd_ws), 0 for attn_bwd_wg (SW_CUDA_ATTN_BWD=wg, or unset: the default until
+// attn_bwd_ws's sanitizer run is clean, docs/cuda.md).
+static int bwd_ws_mode(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_BWD");
+	return e && !strcmp(e, "ws") ? 2 : 0;
+}
+
 // The warp-specialised Hopper dK/dV (attn_bwd_ws) on dkdv_wg's grid: false (nothing launched)
 // where the driver makes no TMA maps.
 template <int HD>
@@ -1994,12 +2003,11 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	// SW_CUDA_ATTN_BWD=ws: the warp-specialised kernel (the same bits), where the vector
-	// preparation wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where not,
-	// it says so once and attn_bwd_wg runs.
-	const char *ew = getenv("SW_CUDA_ATTN_BWD");
-	const bool ws = ew && !strcmp(ew, "ws");
-	if (!(ws && f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
+	// The warp-specialised kernel (bwd_ws_mode; the same bits), where the vector preparation
+	// wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where not, attn_bwd_wg
+	// runs, and where SW_CUDA_ATTN_BWD=ws asked for it, it says so once.
+	const bool ws = bwd_ws_mode() == 2;
+	if (!(f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
 		static bool told = false;
 		if (ws && !told)
 			fprintf(stderr, "spillway: SW_CUDA_ATTN_BWD=ws: %s; attn_bwd_wg runs\n",
@@ -2181,10 +2189,9 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (per) {
 		float *mq = (float *)(scr + rows);
 		unsigned *mx = (unsigned *)(scr + 2 * rows);
-		// SW_CUDA_ATTN_BWD=ws: the warp-specialised backward (attn_bwd_ws), which loads the
-		// rows' lse, D and multipliers from their copy v3.
-		const char *ew = getenv("SW_CUDA_ATTN_BWD");
-		float *v3 = v3b && ew && !strcmp(ew, "ws") ? (float *)(scr + 2 * rows + 256) : NULL;
+		// The warp-specialised backward (attn_bwd_ws, bwd_ws_mode) loads the rows' lse, D and
+		// multipliers from their copy v3.
+		float *v3 = v3b && bwd_ws_mode() ? (float *)(scr + 2 * rows + 256) : NULL;
 		void *acc = scr + fixed;
 		const int bits = ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS;
 		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));
