@@ -1950,13 +1950,13 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
-// The Hopper backward's kernel: 2 where SW_CUDA_ATTN_BWD=ws asks for the warp-specialised one
-// (attn_bwd_ws), 0 for attn_bwd_wg (SW_CUDA_ATTN_BWD=wg, or unset: the default until
-// attn_bwd_ws's sanitizer run is clean, docs/cuda.md).
-static int bwd_ws_mode(void)
+// The Hopper backward's kernel: the warp-specialised one (attn_bwd_ws) where SW_CUDA_ATTN_BWD=ws
+// asks for it, else attn_bwd_wg (the default until attn_bwd_ws's sanitizer run is clean,
+// docs/cuda.md).
+static bool bwd_ws_asked(void)
 {
 	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	return e && !strcmp(e, "ws") ? 2 : 0;
+	return e && !strcmp(e, "ws");
 }
 
 // The warp-specialised Hopper dK/dV (attn_bwd_ws) on dkdv_wg's grid: false (nothing launched)
@@ -2003,12 +2003,12 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	// The warp-specialised kernel (bwd_ws_mode; the same bits), where the vector preparation
-	// wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where not, attn_bwd_wg
-	// runs, and where SW_CUDA_ATTN_BWD=ws asked for it, it says so once.
-	const bool ws = bwd_ws_mode() == 2;
+	// The warp-specialised kernel (the same bits) where it was asked for (bwd_ws_asked), the
+	// vector preparation wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where
+	// not, attn_bwd_wg runs, and where it was asked for, it says so once.
 	if (!(f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
 		static bool told = false;
+		const bool ws = bwd_ws_asked();
 		if (ws && !told)
 			fprintf(stderr, "spillway: SW_CUDA_ATTN_BWD=ws: %s; attn_bwd_wg runs\n",
 				f.v3 ? "no TMA descriptor from the driver"
@@ -2117,6 +2117,20 @@ void cuda_attention_fwd(cuda_impl *ci, cudaStream_t s, int isbf, void *out, floa
 	CU_CHECK_LAUNCH();
 }
 
+// The fused dQ's preparation in vector form at head dim 8 L: the K/V maxima into mx, then D, the
+// rows' multipliers and, with v3, the rows' copy for attn_bwd_ws; L = hd / 8 threads a row, up
+// to 8 blocks of 256 an SM.
+template <int L>
+static void bwd_prep_v8(cuda_impl *ci, cudaStream_t s, float *Dd, float *mq, unsigned *mx, int bits,
+			const void *k, const void *v, const void *dout, const void *out, const float *lse,
+			float *v3, int tp, int B, int T, int nh, int nkv)
+{
+	const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, cap = 8 * (int64_t)ci->num_sms;
+	attn_kv_max_v8<L><<<cuda_blocks(kr * L, 256, cap), 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
+	attn_bwd_dot_v8<L><<<cuda_blocks(qr * L, 256, cap), 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
+									 (const bf16 *)out, B, T, nh, lse, v3, tp);
+}
+
 // Units (b, kv head) per fused-dQ launch that the op scratch holds after D and the multipliers
 // (unit: bytes of one unit's accumulator and, with the Hopper head split in hs slices, its dK/dV
 // partials), or 0 for the two-pass path: SW_CUDA_ATTN_DQ=2pass forces it, SW_CUDA_ATTN_DQ_UNITS=n
@@ -2189,25 +2203,17 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (per) {
 		float *mq = (float *)(scr + rows);
 		unsigned *mx = (unsigned *)(scr + 2 * rows);
-		// The warp-specialised backward (attn_bwd_ws, bwd_ws_mode) loads the rows' lse, D and
+		// The warp-specialised backward (attn_bwd_ws, bwd_ws_asked) loads the rows' lse, D and
 		// multipliers from their copy v3.
-		float *v3 = v3b && bwd_ws_mode() ? (float *)(scr + 2 * rows + 256) : NULL;
+		float *v3 = v3b && bwd_ws_asked() ? (float *)(scr + 2 * rows + 256) : NULL;
 		void *acc = scr + fixed;
 		const int bits = ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS;
 		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));
 		if (vaux) {
-			// hd / 8 threads a row, up to 8 blocks of 256 an SM
-			const int64_t kr = (int64_t)B * T * nkv, qr = (int64_t)B * T * nh, cap = 8 * (int64_t)ci->num_sms;
-			const unsigned gk = cuda_blocks(kr * (hd / 8), 256, cap), gq = cuda_blocks(qr * (hd / 8), 256, cap);
-			if (hd == 64) {
-				attn_kv_max_v8<8><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
-				attn_bwd_dot_v8<8><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
-								      (const bf16 *)out, B, T, nh, lse, v3, tp);
-			} else {
-				attn_kv_max_v8<16><<<gk, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v, kr);
-				attn_bwd_dot_v8<16><<<gq, 256, 0, s>>>(Dd, mq, mx, bits, (const bf16 *)dout,
-								       (const bf16 *)out, B, T, nh, lse, v3, tp);
-			}
+			if (hd == 64)
+				bwd_prep_v8<8>(ci, s, Dd, mq, mx, bits, k, v, dout, out, lse, v3, tp, B, T, nh, nkv);
+			else
+				bwd_prep_v8<16>(ci, s, Dd, mq, mx, bits, k, v, dout, out, lse, v3, tp, B, T, nh, nkv);
 		} else {
 			attn_kv_max<<<2 * ci->num_sms, 256, 0, s>>>(mx, (const bf16 *)k, (const bf16 *)v,
 								    (int64_t)B * T * nkv, hd);

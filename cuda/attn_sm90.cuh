@@ -48,6 +48,23 @@ __device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync
 // Keeps the compiler from moving reads or writes of a register across an asynchronous MMA.
 __device__ __forceinline__ void reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
 __device__ __forceinline__ void reg_fence(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+// ... of every element of an accumulator array, or of A fragments (N of 4 registers)
+template <int N>
+__device__ __forceinline__ void reg_fence(float (&a)[N])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++)
+		reg_fence(a[i]);
+}
+template <int N>
+__device__ __forceinline__ void reg_fence(uint32_t (&a)[N][4])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++)
+#pragma unroll
+		for (int e = 0; e < 4; e++)
+			reg_fence(a[i][e]);
+}
 // Shared-memory writes of the generic proxy (cp.async, st.shared) made visible to wgmma's
 // reads (the async proxy).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -242,9 +259,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 					  wg_desc(kt + (kk >> 2) * (BN * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
 			wg_commit();
 			wg_wait0();
-#pragma unroll
-			for (int i = 0; i < BN / 2; i++)
-				reg_fence(s[i]);
+			reg_fence(s);
 			const bool mask = j * BN + BN - 1 > w0 + warp * 16;
 			float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
@@ -290,23 +305,15 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wg(bf16 *out, float *ls
 			// O += P V: V's tile is [keys][64] per column block, i.e. N-major for this product;
 			// leading byte offset = the next 64 columns (another column block), stride byte
 			// offset = the next 8 keys.
-#pragma unroll
-			for (int i = 0; i < HD / 2; i++)
-				reg_fence(o[i]);
+			reg_fence(o);
 			wg_fence();
 #pragma unroll
 			for (int kk = 0; kk < BN / 16; kk++)
 				wg_rs<HD>(o, pa[kk], wg_desc(vt + kk * 16 * 128, BN * 128, 1024));
 			wg_commit();
 			wg_wait0();
-#pragma unroll
-			for (int i = 0; i < HD / 2; i++)
-				reg_fence(o[i]);
-#pragma unroll
-			for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-				for (int e = 0; e < 4; e++)
-					reg_fence(pa[kk][e]);
+			reg_fence(o);
+			reg_fence(pa);
 		}
 		if (STG == 2)
 			__syncthreads();  // this stage is free for the loads of tile j + 2
@@ -407,9 +414,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wgp(bf16 *out, float *l
 		wg_commit();
 	};
 	auto softmax = [&](int j) {  // s -> exponentials, row statistics, O's correction factors
-#pragma unroll
-		for (int i = 0; i < BN / 2; i++)
-			reg_fence(s[i]);
+		reg_fence(s);
 		const bool mask = j * BN + BN - 1 > w0 + warp * 16;
 		float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
@@ -439,14 +444,8 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wgp(bf16 *out, float *l
 		lrow[1] = lrow[1] * corr[1] + ls[1];
 	};
 	auto rescale_pack = [&]() {  // after the previous P V: O *= corr, P to bf16 A fragments
-#pragma unroll
-		for (int i = 0; i < HD / 2; i++)
-			reg_fence(o[i]);
-#pragma unroll
-		for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-			for (int e = 0; e < 4; e++)
-				reg_fence(pa[kk][e]);
+		reg_fence(o);
+		reg_fence(pa);
 #pragma unroll
 		for (int d = 0; d < HD / 8; d++) {
 			o[d * 4] *= corr[0];
@@ -481,9 +480,7 @@ __global__ void __launch_bounds__(NWG * 128, 1) attn_fwd_wgp(bf16 *out, float *l
 	wg_fence();
 	issue_pv(nkt - 1);
 	wg_wait0();
-#pragma unroll
-	for (int i = 0; i < HD / 2; i++)
-		reg_fence(o[i]);
+	reg_fence(o);
 #pragma unroll
 	for (int r = 0; r < 2; r++) {
 		float l = lrow[r];
@@ -701,9 +698,7 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 		wg_commit();
 	};
 	auto softmax = [&](int j) {  // s -> exponentials, row statistics, O's correction factors
-#pragma unroll
-		for (int i = 0; i < BN / 2; i++)
-			reg_fence(s[i]);
+		reg_fence(s);
 		const bool mask = j * BN + BN - 1 > w0 + warp * 16;
 		float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
@@ -733,14 +728,8 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 		lrow[1] = lrow[1] * corr[1] + ls[1];
 	};
 	auto rescale_pack = [&]() {  // after the previous P V: O *= corr, P to bf16 A fragments
-#pragma unroll
-		for (int i = 0; i < HD / 2; i++)
-			reg_fence(o[i]);
-#pragma unroll
-		for (int kk = 0; kk < BN / 16; kk++)
-#pragma unroll
-			for (int e = 0; e < 4; e++)
-				reg_fence(pa[kk][e]);
+		reg_fence(o);
+		reg_fence(pa);
 #pragma unroll
 		for (int d = 0; d < HD / 8; d++) {
 			o[d * 4] *= corr[0];
@@ -815,9 +804,7 @@ __global__ void __launch_bounds__((NWG + 1) * 128, 1) attn_fwd_ws(bf16 *out, flo
 			mb_arrive(bqe(n % NQB));
 		}
 		kc += nkt;
-#pragma unroll
-		for (int i = 0; i < HD / 2; i++)
-			reg_fence(o[i]);
+		reg_fence(o);
 #pragma unroll
 		for (int r = 0; r < 2; r++) {
 			float l = lrow[r];
@@ -868,14 +855,15 @@ static constexpr int attn_smem_bwd_wg() { return (2 * 128 + 4 * 64) * HD * 2 + 1
 // dO and dQ rows in L2, read 14 % fewer DRAM bytes at 8192 tokens and ran no faster: docs/cuda.md,
 // "Tried and removed".)
 struct bwd_blk {
-	int ux, sl, nu, b, kvh, G, hp, h0, nqt, k0, i0, ni, total;
+	int ux, sl, nu, b, kvh, G, h0, k0, i0, ni, total;
 	__device__ __forceinline__ bwd_blk(int T_, int nh, int nkv, int u0, int korder, int hs)
 	{
 		const int uy = korder ? blockIdx.y : blockIdx.x, kt = korder ? blockIdx.x : blockIdx.y;
 		ux = uy / hs, sl = uy % hs, nu = (korder ? gridDim.y : gridDim.x) / hs;
-		nqt = (T_ + 63) / 64;
-		const int u = u0 + ux;
-		b = u / nkv, kvh = u % nkv, G = nh / nkv, hp = G / hs, h0 = sl * hp;
+		const int nqt = (T_ + 63) / 64, u = u0 + ux;
+		b = u / nkv, kvh = u % nkv, G = nh / nkv;
+		const int hp = G / hs;  // the slice's query heads
+		h0 = sl * hp;
 		k0 = kt * 128, i0 = k0 / 64, ni = nqt - i0, total = hp * ni;
 	}
 	// step it's query tile i and head hh (of the group: the query head is kvh * G + hh)
@@ -915,9 +903,7 @@ __device__ __forceinline__ void bwd_wg_tile(float (&dka)[HD / 2], float (&dva)[H
 				wg_desc(dot + (kk >> 2) * (BM * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
 	wg_commit();
 	wg_wait1();  // S^T; dP^T still running while P^T is formed
-#pragma unroll
-	for (int x = 0; x < BM / 2; x++)
-		reg_fence(sc[x]);
+	reg_fence(sc);
 	const bool mask = i * BM < kr - g + 15;  // some query of the tile before some key of the warp
 #pragma unroll
 	for (int x = 0; x < BM / 2; x++) {
@@ -928,9 +914,7 @@ __device__ __forceinline__ void bwd_wg_tile(float (&dka)[HD / 2], float (&dva)[H
 		sc[x] = p;
 	}
 	wg_wait0();
-#pragma unroll
-	for (int x = 0; x < BM / 2; x++)
-		reg_fence(dp[x]);
+	reg_fence(dp);
 	uint32_t pa[BM / 16][4], da[BM / 16][4];
 	unsigned char *dsw = smem_raw + (dSs - smem_u32(smem_raw));
 #pragma unroll
@@ -975,21 +959,11 @@ __device__ __forceinline__ void bwd_wg_tile(float (&dka)[HD / 2], float (&dva)[H
 				wg_desc(kn + kk * 16 * 128, BN * 128, 1024), kk > 0);
 	wg_commit();
 	wg_wait0();
-#pragma unroll
-	for (int x = 0; x < HD / 2; x++) {
-		reg_fence(dka[x]);
-		reg_fence(dva[x]);
-	}
-#pragma unroll
-	for (int x = 0; x < HN / 2; x++)
-		reg_fence(dq[x]);
-#pragma unroll
-	for (int kk = 0; kk < BM / 16; kk++)
-#pragma unroll
-		for (int e = 0; e < 4; e++) {
-			reg_fence(pa[kk][e]);
-			reg_fence(da[kk][e]);
-		}
+	reg_fence(dka);
+	reg_fence(dva);
+	reg_fence(dq);
+	reg_fence(pa);
+	reg_fence(da);
 	const int rt = w4 * 16 + g;  // query row in the tile (+8)
 #pragma unroll
 	for (int c = 0; c < HN / 16; c++)
