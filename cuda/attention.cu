@@ -1950,10 +1950,16 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 		dq_mma<HD, 8, 2>(s, dq, dout, q, k, v, lse, Dd, B, T, nh, nkv, scale);
 }
 
-// The Hopper backward's kernel: the warp-specialised one (attn_bwd_ws) where SW_CUDA_ATTN_BWD=ws
-// asks for it, else attn_bwd_wg (the default until attn_bwd_ws's sanitizer run is clean,
-// docs/cuda.md).
-static bool bwd_ws_asked(void)
+// The Hopper backward's kernel: the warp-specialised one (attn_bwd_ws, the same bits, 8-16 %
+// faster, docs/cuda.md) unless SW_CUDA_ATTN_BWD=wg asks for the block-barrier one (attn_bwd_wg).
+static bool bwd_ws_on(void)
+{
+	const char *e = getenv("SW_CUDA_ATTN_BWD");
+	return !(e && !strcmp(e, "wg"));
+}
+
+// SW_CUDA_ATTN_BWD=ws set by name (the tests that must not pass on the other kernel).
+static bool bwd_ws_named(void)
 {
 	const char *e = getenv("SW_CUDA_ATTN_BWD");
 	return e && !strcmp(e, "ws");
@@ -2003,17 +2009,19 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	const int korder = e ? !strcmp(e, "kv") : nh == nkv;
 	const int nu = f.nu * f.hs;
 	const dim3 grid = korder ? dim3((T + 127) / 128, nu) : dim3(nu, (T + 127) / 128);
-	// The warp-specialised kernel (the same bits) where it was asked for (bwd_ws_asked), the
+	// The warp-specialised kernel (the same bits) unless wg was asked for (bwd_ws_on), where the
 	// vector preparation wrote the rows' copy for it (f.v3) and the driver makes TMA maps; where
-	// not, attn_bwd_wg runs, and where it was asked for, it says so once.
+	// not, attn_bwd_wg runs. It says so once where the driver refused the maps, or where
+	// SW_CUDA_ATTN_BWD=ws named the kernel (without the copy: the scalar preparation, unaligned
+	// rows), so that a test of ws cannot pass on the other kernel.
 	if (!(f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
 		static bool told = false;
-		const bool ws = bwd_ws_asked();
-		if (ws && !told)
+		const bool say = f.v3 || bwd_ws_named();
+		if (say && !told)
 			fprintf(stderr, "spillway: SW_CUDA_ATTN_BWD=ws: %s; attn_bwd_wg runs\n",
 				f.v3 ? "no TMA descriptor from the driver"
 				     : "needs the vector preparation (not SW_CUDA_ATTN_AUX=scalar; 16-byte aligned rows)");
-		told = told || ws;
+		told = told || say;
 		attn_bwd_wg<HD><<<grid, 256, smem, s>>>((bf16 *)dk,
 			(bf16 *)dv, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, lse,
 			Dd, T, nh, nkv, scale, scale * LOG2E_F, f.acc, f.mq, f.u0, korder, f.hs, f.pk, f.pv);
@@ -2203,9 +2211,9 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	if (per) {
 		float *mq = (float *)(scr + rows);
 		unsigned *mx = (unsigned *)(scr + 2 * rows);
-		// The warp-specialised backward (attn_bwd_ws, bwd_ws_asked) loads the rows' lse, D and
+		// The warp-specialised backward (attn_bwd_ws, bwd_ws_on) loads the rows' lse, D and
 		// multipliers from their copy v3.
-		float *v3 = v3b && bwd_ws_asked() ? (float *)(scr + 2 * rows + 256) : NULL;
+		float *v3 = v3b && bwd_ws_on() ? (float *)(scr + 2 * rows + 256) : NULL;
 		void *acc = scr + fixed;
 		const int bits = ab == 8 ? fx_acc<8>::BITS : fx_acc<4>::BITS;
 		CU_CHECK(cudaMemsetAsync(mx, 0, 8, s));

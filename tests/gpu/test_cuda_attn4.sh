@@ -48,12 +48,14 @@ SW_CUDA_ATTN_BWD_HSPLIT=2 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 # slices are laid out by the launch's unit count).
 SW_CUDA_ATTN_DQ_UNITS=3 SW_TEST_ATTN_ONLY=1 SW_TEST_QUICK=1 "$bin" || exit 1
 SW_CUDA_ATTN_DQ_UNITS=1 SW_TEST_QUICK=1 "$bin" || exit 1
-# The warp-specialised backward (SW_CUDA_ATTN_BWD=ws: TMA producer, mbarrier ring): each
-# attention case's second run with the other backward kernel must give the same bits
-# (SW_TEST_BWD_WS_FLIP=1), then ws with the default head split (one head a block on the tests'
-# grids), none (several heads a block), two slices, and launches of three units. Where it is
-# asked for and cannot run, the library says so on stderr and the block-barrier kernel runs:
-# that fails these runs (ws_run), so that they cannot pass without the kernel they test.
+# The Hopper backward's two kernels: the block-barrier one (SW_CUDA_ATTN_BWD=wg) for every case;
+# then the warp-specialised one (the default; TMA producer, mbarrier ring) with each attention
+# case's second run on the other kernel, which must give the same bits (SW_TEST_BWD_WS_FLIP=1),
+# and by name with the default head split (one head a block on the tests' grids), none (several
+# heads a block), two slices, and launches of three units. Where ws cannot run, the library says
+# so on stderr and the block-barrier kernel runs: that fails these runs (ws_run), so that they
+# cannot pass without the kernel they test.
+SW_CUDA_ATTN_BWD=wg SW_TEST_QUICK=1 "$bin" || exit 1
 err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 ws_run() {

@@ -214,17 +214,17 @@ static void vec_flip(void)
 		setenv("SW_CUDA_VEC", "0", 1);
 }
 
-/* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), switches SW_CUDA_ATTN_BWD between ws
- * (the warp-specialised Hopper backward, attn_bwd_ws) and wg (attn_bwd_wg, as when it is unset),
- * so that an attention test's second run, which checks determinism, runs the other kernel: the
- * two run the same steps (bwd_wg_tile) in the same order and must give the same bits (where the
- * Hopper backward does not run, nothing changes). Called twice, it leaves the same kernel. */
+/* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), switches SW_CUDA_ATTN_BWD between wg
+ * (the block-barrier Hopper backward, attn_bwd_wg) and ws (attn_bwd_ws, as when it is unset), so
+ * that an attention test's second run, which checks determinism, runs the other kernel: the two
+ * run the same steps (bwd_wg_tile) in the same order and must give the same bits (where the Hopper
+ * backward does not run, nothing changes). Called twice, it leaves the same kernel. */
 static void bwd_ws_flip(void)
 {
 	if (!getenv("SW_TEST_BWD_WS_FLIP"))
 		return;
 	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	setenv("SW_CUDA_ATTN_BWD", e && !strcmp(e, "ws") ? "wg" : "ws", 1);
+	setenv("SW_CUDA_ATTN_BWD", e && !strcmp(e, "wg") ? "ws" : "wg", 1);
 }
 
 /* The same floats (bf16 widened exactly, so the same bits) */
