@@ -272,7 +272,7 @@ table() {
   # the model's shape flags that anchor_model.py takes (--layers is its own)
   ANCHOR_HERE=$here ANCHOR_THR=${R1_THREADS:-$(( $(nproc) - 1 ))} ANCHOR_THR3=${R3_THREADS:-$(( $(nproc) - 2 ))} ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
   python3 - "$logs" "$batch" "$r1" "$r3" "$r3_8" "$r2" <<'PY'
-import json, os, re, statistics, sys
+import functools, json, os, re, statistics, sys
 L, batch = sys.argv[1], int(sys.argv[2])
 B = sys.argv[3:7]
 def text(n):
@@ -337,6 +337,7 @@ for what, r in (("", io0), (", after the runs (io-after)", io1)):
     if r:
         print("disk, spillway bench-io 1 MiB qd 32 2 threads%s: write %.3f, read %.3f, mix %.3f GB/s" % (what, *r))
 
+@functools.lru_cache(maxsize=None)   # the table reads each run's log in several places
 def spill(name):
     t = text(name + ".log")
     if not t:

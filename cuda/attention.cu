@@ -1952,18 +1952,7 @@ static void bwd_mma(cuda_impl *ci, cudaStream_t s, void *dq, void *dk, void *dv,
 
 // The Hopper backward's kernel: the warp-specialised one (attn_bwd_ws, the same bits, 8-16 %
 // faster, docs/cuda.md) unless SW_CUDA_ATTN_BWD=wg asks for the block-barrier one (attn_bwd_wg).
-static bool bwd_ws_on(void)
-{
-	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	return !(e && !strcmp(e, "wg"));
-}
-
-// SW_CUDA_ATTN_BWD=ws set by name (the tests that must not pass on the other kernel).
-static bool bwd_ws_named(void)
-{
-	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	return e && !strcmp(e, "ws");
-}
+static bool bwd_ws_on(void) { return !cuda_env_is("SW_CUDA_ATTN_BWD", "wg"); }
 
 // The warp-specialised Hopper dK/dV (attn_bwd_ws) on dkdv_wg's grid: false (nothing launched)
 // where the driver makes no TMA maps.
@@ -2016,7 +2005,7 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	// rows), so that a test of ws cannot pass on the other kernel.
 	if (!(f.v3 && dkdv_ws<HD>(s, grid, korder, dk, dv, dout, q, k, v, B, T, nh, nkv, scale, f))) {
 		static bool told = false;
-		const bool say = f.v3 || bwd_ws_named();
+		const bool say = f.v3 || cuda_env_is("SW_CUDA_ATTN_BWD", "ws");
 		if (say && !told)
 			fprintf(stderr, "spillway: SW_CUDA_ATTN_BWD=ws: %s; attn_bwd_wg runs\n",
 				f.v3 ? "no TMA descriptor from the driver"
@@ -2187,10 +2176,9 @@ void cuda_attention_bwd(cuda_impl *ci, cudaStream_t s, int isbf, void *dq, void 
 	// The fused dQ's preparation in vector form (attn_kv_max_v8, attn_bwd_dot_v8) at head dims 64
 	// and 128 with 16-byte aligned rows (k, v and dout: use_mma); SW_CUDA_ATTN_AUX=scalar: the
 	// scalar kernels (the only ones at other head dims).
-	const char *ea = getenv("SW_CUDA_ATTN_AUX");
-	const bool vaux = !(ea && !strcmp(ea, "scalar")) && (hd == 64 || hd == 128) && ((uintptr_t)out & 15) == 0;
-	const char *eb = getenv("SW_CUDA_ATTN_DQ_BITS");  // 64: int64 accumulator (default int32)
-	const int ab = eb && !strcmp(eb, "64") ? 8 : 4;
+	const bool vaux = !cuda_env_is("SW_CUDA_ATTN_AUX", "scalar") && (hd == 64 || hd == 128) &&
+			  ((uintptr_t)out & 15) == 0;
+	const int ab = cuda_env_is("SW_CUDA_ATTN_DQ_BITS", "64") ? 8 : 4;  // int64 accumulator (default int32)
 	const bool wg = ab == 4 && (hd == 64 || hd == 128) && sm90_ready(true);
 	// Scratch: D, the fixed-point multipliers, the K/V maxima, on the Hopper path with the vector
 	// preparation the copy of lse, D and the multipliers that attn_bwd_ws loads (kept whether it

@@ -1079,7 +1079,7 @@ __global__ void __launch_bounds__(256, 1) attn_bwd_wg(bf16 *dk, bf16 *dv, const 
 }
 
 // ---------------------------------------------------------------- warp-specialised backward
-// attn_bwd_ws (SW_CUDA_ATTN_BWD=ws): attn_bwd_wg's block (two consumer warpgroups of 64 keys
+// attn_bwd_ws (the default; SW_CUDA_ATTN_BWD=wg runs attn_bwd_wg): attn_bwd_wg's block (two consumer warpgroups of 64 keys
 // each, the same steps in the same order through bwd_wg_tile, so the same bits) with a producer
 // warpgroup in front, as FlashAttention-3's backward: one thread loads K and V once, then each
 // step's Q and dO tiles and its lse, D and multiplier rows, all with TMA, into a ring of two

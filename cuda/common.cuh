@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 #include <cublasLt.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "core/backend.h"
@@ -129,6 +131,14 @@ __device__ __forceinline__ uint4 pack8(const float f[8])
 	for (int i = 0; i < 4; i++)
 		h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
 	return u;
+}
+
+// A kernel-choice switch: environment variable `name` set to `val` (read at each call, so tests
+// can flip it between calls).
+static inline bool cuda_env_is(const char *name, const char *val)
+{
+	const char *e = getenv(name);
+	return e && !strcmp(e, val);
 }
 
 static inline unsigned cuda_blocks(int64_t n, int threads, int64_t cap)

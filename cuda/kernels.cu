@@ -50,11 +50,7 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 // The vector forms of RMSNorm (forward and backward), RoPE and SwiGLU's backward (docs/cuda.md
 // "Vector forms"): on unless SW_CUDA_VEC=0, which runs the scalar kernels. Read at every call
 // (the op tests switch it to compare the two forms' bits).
-static int vec_kernels(void)
-{
-	const char *e = getenv("SW_CUDA_VEC");
-	return !(e && !strcmp(e, "0"));
-}
+static int vec_kernels(void) { return !cuda_env_is("SW_CUDA_VEC", "0"); }
 
 // Says once per op that its vector form was launched (the guards also need bf16 and aligned
 // pointers, so the switch alone does not mean it ran): tests/gpu/test_cuda_vec.sh looks for

@@ -201,18 +201,18 @@ static void test_embedding(int N, int C, int V, int runs)
 	free(tok);
 }
 
-/* Flips SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward,
- * on unless it is 0) between 0 and unset, so that a bf16 test runs the other form too and
- * compares: the same bits where the two forms' arithmetic is the same, the reference's tolerance
- * where a sum's order differs. */
-static void vec_flip(void)
+/* Sets kernel-form switch `name` to `a`, or to `b` where it is `a` already (the backend reads it
+ * at each call), so that a test runs the other form too and compares. */
+static void env_other(const char *name, const char *a, const char *b)
 {
-	const char *e = getenv("SW_CUDA_VEC");
-	if (e && !strcmp(e, "0"))
-		unsetenv("SW_CUDA_VEC");
-	else
-		setenv("SW_CUDA_VEC", "0", 1);
+	const char *e = getenv(name);
+	setenv(name, e && !strcmp(e, a) ? b : a, 1);
 }
+
+/* SW_CUDA_VEC (cuda/kernels.cu: the vector forms of RMSNorm, RoPE and SwiGLU's backward, on
+ * unless it is 0): a bf16 test runs the other form too: the same bits where the two forms'
+ * arithmetic is the same, the reference's tolerance where a sum's order differs. */
+static void vec_flip(void) { env_other("SW_CUDA_VEC", "0", "1"); }
 
 /* With SW_TEST_BWD_WS_FLIP=1 (tests/gpu/test_cuda_attn4.sh), switches SW_CUDA_ATTN_BWD between wg
  * (the block-barrier Hopper backward, attn_bwd_wg) and ws (attn_bwd_ws, as when it is unset), so
@@ -221,10 +221,8 @@ static void vec_flip(void)
  * backward does not run, nothing changes). Called twice, it leaves the same kernel. */
 static void bwd_ws_flip(void)
 {
-	if (!getenv("SW_TEST_BWD_WS_FLIP"))
-		return;
-	const char *e = getenv("SW_CUDA_ATTN_BWD");
-	setenv("SW_CUDA_ATTN_BWD", e && !strcmp(e, "wg") ? "ws" : "wg", 1);
+	if (getenv("SW_TEST_BWD_WS_FLIP"))
+		env_other("SW_CUDA_ATTN_BWD", "wg", "ws");
 }
 
 /* The same floats (bf16 widened exactly, so the same bits) */
