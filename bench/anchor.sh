@@ -273,6 +273,8 @@ table() {
   ANCHOR_HERE=$here ANCHOR_THR=${R1_THREADS:-$(( $(nproc) - 1 ))} ANCHOR_THR3=${R3_THREADS:-$(( $(nproc) - 2 ))} ANCHOR_SHAPE28="$(shape_args "$shape28" --layers --dim --heads --kv-heads --ffn --vocab) --seq $seq --tokens $batch" \
   python3 - "$logs" "$batch" "$r1" "$r3" "$r3_8" "$r2" <<'PY'
 import functools, json, os, re, statistics, sys
+sys.path.insert(0, os.environ["ANCHOR_HERE"])
+import nvme_bound   # bench/nvme_bound.py: bench-io's rates, the planner's terms and bytes in a log
 L, batch = sys.argv[1], int(sys.argv[2])
 B = sys.argv[3:7]
 def text(n):
@@ -327,12 +329,7 @@ if dd:
 f = re.findall(r"fio (write|read): ([\d.]+) GB/s", text("io_fio.log"))
 if f:
     print("disk, fio io_uring 1 MiB qd 32: " + ", ".join("%s %s GB/s" % x for x in f))
-def bio(name):
-    """bench-io's best write, read and mix rates (GB/s) in log `name`, or None"""
-    b = text(name)
-    bb = [re.search(r"best %s\s+([\d.]+) GB/s" % k, b) for k in ("write", "read", "mix")]
-    return [float(x.group(1)) for x in bb] if all(bb) else None
-io0, io1 = bio("io_bench.log"), bio("io_after.log")
+io0, io1 = nvme_bound.bench_io_rates(text("io_bench.log")), nvme_bound.bench_io_rates(text("io_after.log"))
 for what, r in (("", io0), (", after the runs (io-after)", io1)):
     if r:
         print("disk, spillway bench-io 1 MiB qd 32 2 threads%s: write %.3f, read %.3f, mix %.3f GB/s" % (what, *r))
@@ -355,19 +352,10 @@ def spill(name):
     # the step boundary's idle time, else the bound
     ex = (re.search(r"^expected step: ([\d.e+-]+) s", t, re.M) or
           re.search(r"^step boundary: .*: ([\d.e+-]+) s per step", t, re.M) or pred)
-    res = {}
-    for k, pat in (("compute", r"(?:GPU|device) compute\s+([\d.e+-]+) s"), ("pcie", r"PCIe\s+([\d.e+-]+) s"),
-                   ("nvme", r"NVMe\s+([\d.e+-]+) s"), ("adam", r"CPU AdamW\s+([\d.e+-]+) s")):
-        mm = re.search(pat, t)
-        res[k] = float(mm.group(1)) if mm else None
+    res = nvme_bound.planner_terms(t)
     rss = re.search(r"host peak RSS ([\d.]+) MiB \(([\d.]+) MiB of it before loading", t)
     gpu = re.search(r"GPU memory measured \(cudaMemGetInfo\): peak ([\d.]+) MiB", t)
     rates = text(name + ".rates").strip()
-    # the bytes the planner counts a step, in GiB ("read 14.60 GiB at ... + write 14.60 GiB at")
-    nv = re.search(r"NVMe\s+[\d.e+-]+ s\s+\(read ([\d.]+) (B|KiB|MiB|GiB|TiB) at .* \+ "
-                   r"write ([\d.]+) (B|KiB|MiB|GiB|TiB) at", t)
-    gib = lambda x, u: float(x) * 1024.0 ** ("B KiB MiB GiB TiB".split().index(u) - 3)
-    res["nvme_gib"] = (gib(nv.group(1), nv.group(2)), gib(nv.group(3), nv.group(4))) if nv else None
     if not st:
         return {"failed": True, "pred": pred, "expect": ex, "res": res}
     use = st[1:] if len(st) > 1 else st   # the first step warms up
@@ -422,16 +410,13 @@ if io1:   # each NVMe run's bound again at the disk's rates from after the runs
     print("\nNVMe runs at the disk's rates from io-after (write %.3f, read %.3f, mix %.3f GB/s):" % tuple(io1))
     for title, sn, fn in rows:
         s = spill(sn)
-        if not s or s["failed"] or not s["res"].get("nvme_gib"):
+        t = text(sn + ".log")
+        if not s or s["failed"] or not nvme_bound.nvme_bytes(t):
             continue
-        rg, wg = s["res"]["nvme_gib"]
-        nvme = rg * 2**30 / 1e9 / io1[1] + wg * 2**30 / 1e9 / io1[0]
-        other = max([v for k, v in s["res"].items() if k in ("compute", "pcie", "adam") and v] + [0])
-        bound = max(nvme, other)
-        mixed = (rg + wg) * 2**30 / 1e9 / io1[2]
+        bound, nvme, mixed = nvme_bound.at_rates(t, io1)
         print("  %s: bound %.3f s (NVMe %.3f s), bound/measured %.2f; at the mixed rate %.3f s (%+.1f %% vs "
-              "the measured %.3f s)" % (sn, bound, nvme, bound / s["step_s"], max(mixed, other),
-                                        100 * (max(mixed, other) / s["step_s"] - 1), s["step_s"]))
+              "the measured %.3f s)" % (sn, bound, nvme, bound / s["step_s"], mixed,
+                                        100 * (mixed / s["step_s"] - 1), s["step_s"]))
 print("\nplanner's per-resource prediction (s) and the rates it used:")
 for title, sn, fn in rows:
     s = spill(sn)

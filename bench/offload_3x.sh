@@ -11,6 +11,12 @@
 # and BUDGET replace the model, the sequence/batch and the budgets (for a quick try elsewhere);
 # SLOTS (default --checkpoint-only: one optimizer slot on NVMe; SLOTS= for two, which one-pass
 # clipping needs: with one slot clipping runs two backward passes, docs/architecture.md).
+# IO=1: the disk measured by `spillway bench-io` in DIR right before the run (BIO_SIZE, default
+# 16GiB: about what a step moves each way; 1 MiB, qd 32, 2 threads: train's I/O settings;
+# BIO_CHUNK its --chunk), those rates passed to train (its bound and expected step are then
+# this disk's), the disk measured again right after, and every step against the bound at the
+# rates from both sides (bench/nvme_bound.py): a virtual disk's rates can move by 2x within
+# minutes of sustained load. Flags given after STEPS override the measured rates.
 set -euo pipefail
 dir=${1:-/tmp}/sw-3x.$$
 steps=${2:-10}
@@ -27,7 +33,26 @@ budget=${BUDGET:---gpu-mem 2GiB --cpu-mem 4GiB --chunk 16777216}
 "$bin" init --arch llama $model --out "$dir/m" | tail -1
 "$bin" data --text tests/data/corpus.txt --out "$dir/d.tok" | tail -1
 echo "init + data: $(( $(date +%s) - t0 )) s"
+# bio NAME: bench-io on DIR, its log OUT/io_NAME.log, its best rates printed
+bio() {
+  mkdir -p "$dir/bio"
+  "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" ${BIO_CHUNK:+--chunk "$BIO_CHUNK"} --bs 1MiB \
+    --qd 32 --threads 2 >"$out/io_$1.log" 2>&1 || { tail -3 "$out/io_$1.log"; echo "offload_3x: bench-io ($1 the run) failed" >&2; exit 1; }
+  rm -rf "$dir/bio"
+  echo "disk $1 the run (spillway bench-io, ${BIO_SIZE:-16GiB}):"
+  grep "^best" "$out/io_$1.log"
+}
+rate() { sed -n "s/^best $1 *\([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log"; }
+rates=()
+if [ "${IO:-0}" = 1 ]; then
+  bio before
+  rates=(--nvme-read-gbs "$(rate read)" --nvme-write-gbs "$(rate write)" --nvme-mix-gbs "$(rate mix)")
+fi
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
-  --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+  --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save "${rates[@]}" "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+if [ "${IO:-0}" = 1 ]; then
+  bio after
+  python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" after="$out/io_after.log"
+fi
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true
