@@ -51,13 +51,14 @@
 # T_IO, T_RATES, T_INIT, T_R1, T_FSDP, T_R3, T_R2 (per-stage timeouts, seconds); DEADLINE (seconds
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
-# size, 16GiB), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape),
-# SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS,
-# R3_THREADS;
+# size, 16GiB), BIO_SUSTAIN (bench-io --sustain seconds: the mix rate passed to train and used
+# in the table is then the sustained one), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a
+# quick try on a small shape), SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of
+# each regime), R1_THREADS, R3_THREADS;
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
 # the GPU sustains).
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,58p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,59p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}
@@ -124,8 +125,9 @@ export dir logs
 # 4.24-4.35 at 16 GiB; docs/perf.md).
 bench_io() {
   mkdir -p "$dir/bio"
+  # shellcheck disable=SC2086
   stage "$1" "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
-    --bs 1MiB --qd 32 --threads 2
+    --bs 1MiB --qd 32 --threads 2 ${BIO_SUSTAIN:+--sustain $BIO_SUSTAIN}
   rm -rf "$dir/bio"
 }
 stage_io() {
@@ -213,7 +215,7 @@ r = re.search(r"best read\s+([\d.]+) GB/s", b)
 w = re.search(r"best write\s+([\d.]+) GB/s", b)
 if r and w:
     out += ["--nvme-read-gbs", r.group(1), "--nvme-write-gbs", w.group(1)]
-x = re.search(r"best mix\s+([\d.]+) GB/s", b)
+x = re.search(r"sustained mix ([\d.]+) GB/s", b) or re.search(r"best mix\s+([\d.]+) GB/s", b)
 if x:
     out += ["--nvme-mix-gbs", x.group(1)]
 print(" ".join(out))

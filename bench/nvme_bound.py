@@ -5,7 +5,8 @@
 
 For each bench-io log (e.g. before=io_before.log after=io_after.log): the bytes a step reads and
 writes on NVMe, as the planner counts them in the log's step-time table, at that log's read and
-write rates (the bound's NVMe term) and at its mixed rate (reads and writes sharing the disk),
+write rates (the bound's NVMe term) and at its mixed rate (reads and writes sharing the disk; the
+sustained mix where bench-io ran with --sustain),
 each beside the planner's other resources (GPU compute, PCIe, CPU AdamW: the bound is the
 longest); then every step's measured time against each. A virtual disk's rates can move by 2x
 within minutes, so a run is read against the rates from both sides of it.
@@ -19,8 +20,10 @@ UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def bench_io_rates(text):
-    """bench-io's best (write, read, mix) rates in GB/s, or None where one is missing"""
+    """bench-io's best (write, read, mix) rates in GB/s, or None where one is missing; the mix
+    is the sustained one where bench-io ran --sustain (the rate a long run gets)"""
     found = [re.search(r"^best %s\s+([\d.]+) GB/s" % k, text, re.M) for k in ("write", "read", "mix")]
+    found[2] = re.search(r"^sustained mix ([\d.]+) GB/s", text, re.M) or found[2]
     return tuple(float(m.group(1)) for m in found) if all(found) else None
 
 

@@ -13,10 +13,11 @@
 # clipping needs: with one slot clipping runs two backward passes, docs/architecture.md).
 # IO=1: the disk measured by `spillway bench-io` in DIR right before the run (BIO_SIZE, default
 # 16GiB: about what a step moves each way; 1 MiB, qd 32, 2 threads: train's I/O settings;
-# BIO_CHUNK its --chunk), those rates passed to train (its bound and expected step are then
-# this disk's), the disk measured again right after, and every step against the bound at the
-# rates from both sides (bench/nvme_bound.py): a virtual disk's rates can move by 2x within
-# minutes of sustained load. Flags given after STEPS override the measured rates.
+# BIO_CHUNK its --chunk; BIO_SUSTAIN=S its --sustain S: the mix rate then is the one held over S
+# seconds of the mix, not a short test's), those rates passed to train (its bound and expected
+# step are then this disk's), the disk measured again right after, and every step against the
+# bound at the rates from both sides (bench/nvme_bound.py): a virtual disk's rates can move by
+# 2x within minutes of sustained load. Flags given after STEPS override the measured rates.
 set -euo pipefail
 dir=${1:-/tmp}/sw-3x.$$
 steps=${2:-10}
@@ -37,12 +38,18 @@ echo "init + data: $(( $(date +%s) - t0 )) s"
 bio() {
   mkdir -p "$dir/bio"
   "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" ${BIO_CHUNK:+--chunk "$BIO_CHUNK"} --bs 1MiB \
-    --qd 32 --threads 2 >"$out/io_$1.log" 2>&1 || { tail -3 "$out/io_$1.log"; echo "offload_3x: bench-io ($1 the run) failed" >&2; exit 1; }
+    --qd 32 --threads 2 ${BIO_SUSTAIN:+--sustain "$BIO_SUSTAIN"} >"$out/io_$1.log" 2>&1 || { tail -3 "$out/io_$1.log"; echo "offload_3x: bench-io ($1 the run) failed" >&2; exit 1; }
   rm -rf "$dir/bio"
   echo "disk $1 the run (spillway bench-io, ${BIO_SIZE:-16GiB}):"
-  grep "^best" "$out/io_$1.log"
+  grep "^best\|^sustained" "$out/io_$1.log"
 }
-rate() { sed -n "s/^best $1 *\([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log"; }
+# rate read|write|mix: bench-io's best before the run (the sustained mix where it ran one)
+rate() {
+  local r
+  [ "$1" = mix ] && r=$(sed -n "s/^sustained mix \([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log")
+  [ -n "${r:-}" ] || r=$(sed -n "s/^best $1 *\([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log")
+  echo "$r"
+}
 rates=()
 if [ "${IO:-0}" = 1 ]; then
   bio before

@@ -2,7 +2,8 @@
 # bench/offload_3x.sh with IO=1 (issue 17: the 3x run read against the disk's rates from both
 # sides of it, in one command), on a small NVMe-bound run on the CPU backend:
 #  * train got the rates bench-io measured before the run: its planner's NVMe term is the step's
-#    bytes at those read and write rates, and its expected step names that mixed rate;
+#    bytes at those read and write rates, and its expected step names the sustained mixed rate
+#    (BIO_SUSTAIN);
 #  * the bound printed at the rates measured after the run is the step's bytes at those rates
 #    (or a longer resource of the planner's), and each step's ratio is that bound over the step's
 #    time (its tokens over its tokens/s), computed here from the logs.
@@ -11,7 +12,7 @@ bin=${SW_BIN:-build/spillway}
 w=$(mktemp -d /tmp/sw-3x-io.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-SW_BIN=$bin IO=1 BIO_SIZE=64MiB BIO_CHUNK=16MiB OUT="$w/out" \
+SW_BIN=$bin IO=1 BIO_SIZE=64MiB BIO_CHUNK=16MiB BIO_SUSTAIN=1 OUT="$w/out" \
   MODEL="--dim 128 --layers 4 --heads 4 --kv-heads 2 --ffn 256 --vocab 512" SHAPE="--seq-len 64 --batch-tokens 256" \
   BUDGET="--gpu-mem 4MiB --cpu-mem 8MiB" bash bench/offload_3x.sh "$w" 3 --clip 0 >"$w/out.txt" 2>&1 \
   || { tail -5 "$w/out.txt"; fail "offload_3x.sh with IO=1"; }
@@ -22,7 +23,10 @@ d, printed = sys.argv[1], open(sys.argv[2]).read()
 log = open(d + "/train.log").read()
 def rates(name):
     t = open("%s/io_%s.log" % (d, name)).read()
-    return {k: float(re.search(r"^best %s\s+([\d.]+) GB/s" % k, t, re.M).group(1)) for k in ("read", "write", "mix")}
+    r = {k: float(re.search(r"^best %s\s+([\d.]+) GB/s" % k, t, re.M).group(1)) for k in ("read", "write")}
+    # BIO_SUSTAIN: the mix is the sustained one
+    r["mix"] = float(re.search(r"^sustained mix ([\d.]+) GB/s over [\d.]+ s", t, re.M).group(1))
+    return r
 before, after = rates("before"), rates("after")
 unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 m = re.search(r"NVMe\s+([\d.e+-]+) s\s+\(read ([\d.]+) (\w+) at [\d.]+ GB/s: ([\d.e+-]+) s \+ "

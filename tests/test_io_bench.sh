@@ -21,6 +21,29 @@ echo "$out" | grep -q 'path scaling' || fail "no path scaling table"
 [ "$(wc -l < "$d/r.tsv")" = 3 ] || fail "tsv should have 3 rows: $(cat "$d/r.tsv")"
 awk -F'\t' 'NF != 7 || $6 <= 0 { exit 1 }' "$d/r.tsv" || fail "bad tsv: $(cat "$d/r.tsv")"
 
+# --sustain 2: the best mix again for at least 2 s; the rate is the passes' bytes over that time
+# (8 chunks of 8 MiB: each pass reads 4 and writes 4, 64 MiB).
+t0=$(date +%s.%N)
+out=$("$bin" bench-io --nvme "$d/a" --quick --sustain 2 2>&1) || fail "--sustain 2: $out"
+t1=$(date +%s.%N)
+line=$(echo "$out" | grep '^sustained mix') || fail "no sustained mix line: $out"
+echo "$line"
+python3 - "$line" "$t0" "$t1" <<'PY' || exit 1
+import re, sys
+m = re.match(r"sustained mix ([\d.]+) GB/s over ([\d.]+) s, (\d+) passes \(first ([\d.]+), last ([\d.]+) GB/s; "
+             r"threads 1, bs 1MiB, qd 16\)$", sys.argv[1])
+if not m:
+    sys.exit("FAIL: unreadable: " + sys.argv[1])
+rate, secs, passes = float(m.group(1)), float(m.group(2)), int(m.group(3))
+if secs < 2 or float(sys.argv[3]) - float(sys.argv[2]) < 2:
+    sys.exit("FAIL: --sustain 2 ran %.1f s (the command %.1f s)" % (secs, float(sys.argv[3]) - float(sys.argv[2])))
+mb = rate * secs * 1e3 / passes    # MB a pass
+if abs(mb - 64 * 2**20 / 1e6) > 0.03 * 64 * 2**20 / 1e6:
+    sys.exit("FAIL: %.3f GB/s x %.1f s / %d passes = %.1f MB a pass, not 64 MiB" % (rate, secs, passes, mb))
+print("  ok: %d passes of 64 MiB in %.1f s" % (passes, secs))
+PY
+[ -z "$(ls "$d/a")" ] || fail "test file left behind after --sustain"
+
 usage() {  # args... : expects exit 2 and one line
   out=$("$bin" bench-io "$@" 2>&1); rc=$?
   [ $rc = 2 ] || fail "'$*' should exit 2, got $rc: $out"
@@ -35,6 +58,8 @@ usage --nvme "$d/a" --threads 1,x
 usage --nvme "$d/a" --size 1MiB --chunk 1MiB
 usage --nvme "$d/a:big" --quick
 usage --nvme "$d/a,$d/a" --quick
+usage --nvme "$d/a" --quick --sustain -1
+usage --nvme "$d/a" --quick --sustain soon
 
 out=$("$bin" bench-io --nvme "$d/missing" --quick 2>&1); rc=$?
 [ $rc = 1 ] || fail "missing path should exit 1, got $rc"
