@@ -52,7 +52,7 @@
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 16GiB), BIO_SUSTAIN (bench-io --sustain seconds: the mix rate passed to train and used
-# in the table is then the sustained one), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a
+# in the table is then the sustained one; T_IO's default grows by twice it), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a
 # quick try on a small shape), SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of
 # each regime), R1_THREADS, R3_THREADS;
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
@@ -126,7 +126,7 @@ export dir logs
 bench_io() {
   mkdir -p "$dir/bio"
   # shellcheck disable=SC2086
-  stage "$1" "${T_IO:-120}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
+  stage "$1" "${T_IO:-$(( 120 + 2 * ${BIO_SUSTAIN:-0} ))}" "$bin" bench-io --nvme "$dir/bio" --size "${BIO_SIZE:-16GiB}" \
     --bs 1MiB --qd 32 --threads 2 ${BIO_SUSTAIN:+--sustain $BIO_SUSTAIN}
   rm -rf "$dir/bio"
 }
@@ -332,9 +332,10 @@ f = re.findall(r"fio (write|read): ([\d.]+) GB/s", text("io_fio.log"))
 if f:
     print("disk, fio io_uring 1 MiB qd 32: " + ", ".join("%s %s GB/s" % x for x in f))
 io0, io1 = nvme_bound.bench_io_rates(text("io_bench.log")), nvme_bound.bench_io_rates(text("io_after.log"))
-for what, r in (("", io0), (", after the runs (io-after)", io1)):
+for what, r, log in (("", io0, "io_bench.log"), (", after the runs (io-after)", io1, "io_after.log")):
     if r:
-        print("disk, spillway bench-io 1 MiB qd 32 2 threads%s: write %.3f, read %.3f, mix %.3f GB/s" % (what, *r))
+        sus = " (sustained)" if "\nsustained mix " in text(log) else ""
+        print("disk, spillway bench-io 1 MiB qd 32 2 threads%s: write %.3f, read %.3f, mix%s %.3f GB/s" % (what, r[0], r[1], sus, r[2]))
 
 @functools.lru_cache(maxsize=None)   # the table reads each run's log in several places
 def spill(name):

@@ -91,7 +91,7 @@ def main(argv):
         at.append((name, bound, mixed))
         print("%s: disk write %.3f, read %.3f, mix %.3f GB/s: bound %.4g s (NVMe %.4g s); at the mixed rate %.4g s"
               % (name, rates[0], rates[1], rates[2], bound, nvme, mixed))
-    print("step | measured s | the disk served GB/s | " +
+    print("step | measured s | the planner's NVMe bytes / measured s, GB/s | " +
           " | ".join("%s: bound / measured, mixed-rate step / measured" % a[0] for a in at))
     for n, s in step_times(text):
         print("%d | %.4g | %.2f | %s" % (n, s, (rb + wb) / 1e9 / s,

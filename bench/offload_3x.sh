@@ -56,10 +56,15 @@ if [ "${IO:-0}" = 1 ]; then
   rates=(--nvme-read-gbs "$(rate read)" --nvme-write-gbs "$(rate write)" --nvme-mix-gbs "$(rate mix)")
 fi
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
-  --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save "${rates[@]}" "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
-if [ "${IO:-0}" = 1 ]; then
-  bio after
-  python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" after="$out/io_after.log"
+  --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save ${rates[@]+"${rates[@]}"} "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
+if [ "${IO:-0}" = 1 ]; then   # after the run: a failure here warns and keeps the run's results
+  if (bio after); then
+    python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" after="$out/io_after.log" ||
+      echo "offload_3x: nvme_bound.py failed (the run's logs are in $out)" >&2
+  else
+    python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" ||
+      echo "offload_3x: nvme_bound.py failed (the run's logs are in $out)" >&2
+  fi
 fi
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true
