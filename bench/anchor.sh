@@ -183,9 +183,11 @@ shape_args() {
 
 # the measured rates as train flags, from the logs of `io` and `rates` (what is missing is left out)
 rate_flags() {
-  python3 - "$logs" <<'PY'
+  python3 - "$logs" "$here" <<'PY'
 import json, os, re, sys
 L = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import nvme_bound   # bench/nvme_bound.py: bench-io's rates as train's flags
 def text(n):
     p = os.path.join(L, n)
     return open(p).read() if os.path.exists(p) else ""
@@ -210,14 +212,9 @@ ad = text("adam.log")
 m = re.findall(r"^\s*(\d+)\s+([\d.]+)\s", ad, re.M)
 if m:
     out += ["--adam-gparams", m[-1][1]]
-b = text("io_bench.log")
-r = re.search(r"best read\s+([\d.]+) GB/s", b)
-w = re.search(r"best write\s+([\d.]+) GB/s", b)
-if r and w:
-    out += ["--nvme-read-gbs", r.group(1), "--nvme-write-gbs", w.group(1)]
-x = re.search(r"sustained mix ([\d.]+) GB/s", b) or re.search(r"best mix\s+([\d.]+) GB/s", b)
-if x:
-    out += ["--nvme-mix-gbs", x.group(1)]
+io = nvme_bound.bench_io_rates(text("io_bench.log"))
+if io:
+    out += nvme_bound.train_flags(io)
 print(" ".join(out))
 PY
 }

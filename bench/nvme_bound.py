@@ -2,6 +2,7 @@
 """A spillway train log's step bound at the disk rates `spillway bench-io` measured.
 
     python3 bench/nvme_bound.py TRAIN_LOG NAME=BENCH_IO_LOG [NAME=BENCH_IO_LOG ...]
+    python3 bench/nvme_bound.py --flags BENCH_IO_LOG     # its rates as train's flags
 
 For each bench-io log (e.g. before=io_before.log after=io_after.log): the bytes a step reads and
 writes on NVMe, as the planner counts them in the log's step-time table, at that log's read and
@@ -25,6 +26,11 @@ def bench_io_rates(text):
     found = [re.search(r"^best %s\s+([\d.]+) GB/s" % k, text, re.M) for k in ("write", "read", "mix")]
     found[2] = re.search(r"^sustained mix ([\d.]+) GB/s", text, re.M) or found[2]
     return tuple(float(m.group(1)) for m in found) if all(found) else None
+
+
+def train_flags(rates):
+    """bench-io's (write, read, mix) rates as train's (and plan's) flags"""
+    return ["--nvme-read-gbs", "%g" % rates[1], "--nvme-write-gbs", "%g" % rates[0], "--nvme-mix-gbs", "%g" % rates[2]]
 
 
 def planner_terms(text):
@@ -67,26 +73,36 @@ def step_times(text):
     return out
 
 
+def read(path):
+    try:
+        return open(path, errors="replace").read()
+    except OSError as e:
+        sys.exit("nvme_bound: %s: %s" % (path, e.strerror))
+
+
+def io_rates(path):
+    rates = bench_io_rates(read(path))
+    if not rates:
+        sys.exit("nvme_bound: %s has no bench-io 'best write/read/mix' lines" % path)
+    return rates
+
+
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--flags":
+        print(" ".join(train_flags(io_rates(argv[2]))))
+        return
     if len(argv) < 3 or any("=" not in a for a in argv[2:]):
         sys.exit("usage: " + __doc__.strip().splitlines()[2].strip())
-    try:
-        text = open(argv[1], errors="replace").read()
-    except OSError as e:
-        sys.exit("nvme_bound: %s: %s" % (argv[1], e.strerror))
-    if not nvme_bytes(text):
+    text = read(argv[1])
+    nb = nvme_bytes(text)
+    if not nb:
         sys.exit("nvme_bound: %s has no NVMe line in its step-time table (a run with --nvme?)" % argv[1])
-    rb, wb = nvme_bytes(text)
+    rb, wb = nb
     print("NVMe a step (the planner's bytes): read %.2f GiB, write %.2f GiB" % (rb / 2**30, wb / 2**30))
     at = []
     for arg in argv[2:]:
         name, path = arg.split("=", 1)
-        try:
-            rates = bench_io_rates(open(path, errors="replace").read())
-        except OSError as e:
-            sys.exit("nvme_bound: %s: %s" % (path, e.strerror))
-        if not rates:
-            sys.exit("nvme_bound: %s has no bench-io 'best write/read/mix' lines" % path)
+        rates = io_rates(path)
         bound, nvme, mixed = at_rates(text, rates)
         at.append((name, bound, mixed))
         print("%s: disk write %.3f, read %.3f, mix %.3f GB/s: bound %.4g s (NVMe %.4g s); at the mixed rate %.4g s"

@@ -43,28 +43,20 @@ bio() {
   echo "disk $1 the run (spillway bench-io, ${BIO_SIZE:-16GiB}):"
   grep "^best\|^sustained" "$out/io_$1.log"
 }
-# rate read|write|mix: bench-io's best before the run (the sustained mix where it ran one)
-rate() {
-  local r
-  [ "$1" = mix ] && r=$(sed -n "s/^sustained mix \([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log")
-  [ -n "${r:-}" ] || r=$(sed -n "s/^best $1 *\([0-9.]*\) GB\/s.*/\1/p" "$out/io_before.log")
-  echo "$r"
-}
+bound=$(dirname "$0")/nvme_bound.py
 rates=()
 if [ "${IO:-0}" = 1 ]; then
   bio before
-  rates=(--nvme-read-gbs "$(rate read)" --nvme-write-gbs "$(rate write)" --nvme-mix-gbs "$(rate mix)")
+  # bench-io's best rates before the run as train's flags (the sustained mix where it ran one)
+  flags=$(python3 "$bound" --flags "$out/io_before.log")
+  read -ra rates <<<"$flags"
 fi
 "$bin" train --model "$dir/m" --data "$dir/d.tok" --steps "$steps" $shape --lr 1e-4 $budget \
   --nvme "$dir/nv" ${SLOTS---checkpoint-only} --no-save ${rates[@]+"${rates[@]}"} "$@" --trace "$out/trace.json" 2>&1 | tee "$out/train.log"
 if [ "${IO:-0}" = 1 ]; then   # after the run: a failure here warns and keeps the run's results
-  if (bio after); then
-    python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" after="$out/io_after.log" ||
-      echo "offload_3x: nvme_bound.py failed (the run's logs are in $out)" >&2
-  else
-    python3 "$(dirname "$0")/nvme_bound.py" "$out/train.log" before="$out/io_before.log" ||
-      echo "offload_3x: nvme_bound.py failed (the run's logs are in $out)" >&2
-  fi
+  at=(before="$out/io_before.log")
+  if (bio after); then at+=(after="$out/io_after.log"); fi
+  python3 "$bound" "$out/train.log" "${at[@]}" || echo "offload_3x: nvme_bound.py failed (the run's logs are in $out)" >&2
 fi
 python3 offload/trace_summary.py "$out/trace.json" | tee "$out/trace_summary.txt"
 python3 offload/trace_summary.py "$out/trace.json" --skip-s 30 | tee "$out/trace_summary_steady.txt" || true
