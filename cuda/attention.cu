@@ -2024,29 +2024,45 @@ static void dkdv_wg(cudaStream_t s, void *dk, void *dv, const void *dout, const 
 	}
 }
 
-// Query-head slices of the Hopper backward (attn_bwd_wg's head split): where a GQA grid has fewer
-// than BWD_HSPLIT_BLOCKS blocks of 128 keys, the smallest divisor hs of the group size G that
-// brings it there (G if none does). A shape constant, not the SM count (four waves of 128), so
-// the bits depend on the shapes alone. E.g. one 2048-token row, 24/8 heads: 128 blocks, each
-// first-KV-tile block 32 query tiles x 3 heads, run as 384 of one head; a 70B layer (64/8) at
-// 4096 tokens: 256 blocks, run as 512 of four heads. The slices' partials take hs*T*hd*8 bytes
-// a unit beside the accumulator (acc bytes a unit): where the scratch (room bytes) cannot hold
-// every unit's, the next smaller divisor that it can, or none (a budget's choice: one more
-// launch of the unsplit kernel would cost more than the split gains). SW_CUDA_ATTN_BWD_HSPLIT=n
-// (n divides G) forces n slices; 1: none.
+// Query-head slices of the Hopper backward (attn_bwd_wg's head split): the smallest divisor hs of
+// the group size G that brings the grid to BWD_HSPLIT_BLOCKS blocks of 128 keys and, at head
+// dim 128 from BWD_HSPLIT_HEADS_T tokens, gives a block at most BWD_HSPLIT_HEADS query heads (G
+// if none does). Shape constants, not the SM count, so the bits depend on the shapes alone. E.g.
+// one 2048-token row, 24/8 heads: 128 blocks, each first-KV-tile block 32 query tiles x 3 heads,
+// run as 384 of one head; a 70B layer (64/8) at 4096 and 8192 tokens: 256 and 512 blocks, run as
+// 1024 and 2048 of two heads. The cap on heads is measured, not modelled (H100, 70B at 8192:
+// 7.6 ms unsplit, 6.6 with two slices, 6.3 with four; at 4096: 2.19, 1.87, 1.72): the tile counts
+// give every SM the same work within 1 % unsplit there, so the gain is not balance; a suspect is
+// L2, as the blocks of one (unit, slice) that run at once read the same Q / dO tiles fewer steps
+// apart when more slices run at once. Where it is off, it was measured to lose or not measured:
+// at 2048 tokens with 8 or 16 rows (grids of 512-1024 blocks unsplit) it made the backward
+// 23-45 % slower at 24/8 heads of 128 and 32/4 of 64; at head dim 64 from 8192 tokens it gained
+// about 1 %, and at 4096 it was not measured (docs/perf.md). The slices' partials take
+// hs*T*hd*8 bytes a unit beside the accumulator (acc bytes a unit): the units run in as many
+// launches as the scratch (room bytes) needs where each launch still holds BWD_HSPLIT_BLOCKS
+// blocks; where not, the next smaller divisor that fits every unit in one launch or keeps that
+// many, or none (a budget's choice: more launches of a small grid would cost more than the split
+// gains).
+// SW_CUDA_ATTN_BWD_HSPLIT=n (n divides G) forces n slices; 1: none.
 #define BWD_HSPLIT_BLOCKS 512
+#define BWD_HSPLIT_HEADS 2
+#define BWD_HSPLIT_HEADS_T 4096
 static int bwd_hsplit(int64_t units, int T, int G, int hd, uint64_t acc, uint64_t room)
 {
 	const char *e = getenv("SW_CUDA_ATTN_BWD_HSPLIT");
 	const int forced = e ? atoi(e) : 0;
 	if (forced >= 1 && G % forced == 0)
 		return forced;
-	const int64_t blocks = units * ((T + 127) / 128);
+	const int64_t tiles = (T + 127) / 128;
 	int hs = 1;
-	while (hs < G && (G % hs || blocks * hs < BWD_HSPLIT_BLOCKS))
+	while (hs < G && (G % hs || units * tiles * hs < BWD_HSPLIT_BLOCKS ||
+	                          (T >= BWD_HSPLIT_HEADS_T && hd >= 128 && G / hs > BWD_HSPLIT_HEADS)))
 		hs++;
-	while (hs > 1 && (G % hs || (uint64_t)units * (acc + 8ull * hs * T * hd) > room))
-		hs--;
+	for (; hs > 1; hs--) {
+		const int64_t fit = (int64_t)(room / (acc + 8ull * hs * T * hd));  // units a launch holds
+		if (G % hs == 0 && (fit >= units || fit * tiles * hs >= BWD_HSPLIT_BLOCKS))
+			break;
+	}
 	return hs;
 }
 
