@@ -52,9 +52,9 @@
 # after the start by which every stage has ended: a later stage runs shorter or is skipped, so
 # that one device call can hold several regimes and still print the table); BIO_SIZE (bench-io
 # size, 16GiB), BIO_SUSTAIN (bench-io --sustain seconds: the mix rate passed to train and used
-# in the table is then the sustained one; T_IO's default grows by twice it), DD_MIB (2048); SHAPE28 / SHAPE67 (model flags, for a
-# quick try on a small shape), SEQ (2048), BATCH (16384), R1 / R3 / R3_8 / R2 (budget flags of
-# each regime), R1_THREADS, R3_THREADS;
+# in the table is then the sustained one; T_IO's default grows by twice it), DD_MIB (2048);
+# SHAPE28 / SHAPE67 (model flags, for a quick try on a small shape), SEQ (2048), BATCH (16384),
+# R1 / R3 / R3_8 / R2 (budget flags of each regime), R1_THREADS, R3_THREADS;
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
 # the GPU sustains).
 set -uo pipefail
