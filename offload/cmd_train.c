@@ -28,7 +28,7 @@ typedef struct train_args {
 	int64_t eval_every;
 	const char *model, *data, *run, *backend, *dtype, *nvme, *trace, *schedule, *keep;
 	int64_t steps, seq_len, batch_tokens, micro_tokens, warmup, seed, threads, save_every;
-	int64_t prefetch, chunk, io_qd, io_threads, grad_bufs;
+	int64_t prefetch, chunk, io_qd, io_threads, grad_bufs, io_depth;
 	uint64_t io_bs, io_stripe;
 	double lr, min_lr, wd, beta1, beta2, eps, clip;
 	uint64_t gpu_mem, cpu_mem;
@@ -68,6 +68,11 @@ static int check_args(const train_args *a)
 	if (a->grad_bufs != INT64_MIN && (a->grad_bufs < 1 || a->grad_bufs > 8)) {
 		sw_error("train: --grad-buffers %lld: give 1 to 8 group-sized gradient buffers on the GPU",
 			 (long long)a->grad_bufs);
+		return 2;
+	}
+	if (a->io_depth != INT64_MIN && (a->io_depth < 1 || a->io_depth > 64)) {
+		sw_error("train: --io-depth %lld: give 1 to 64 checkpoints in flight to / from NVMe "
+			 "each way", (long long)a->io_depth);
 		return 2;
 	}
 	if (a->commit_every < -1) {
@@ -157,7 +162,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = INT64_MIN,   /* not given */
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = INT64_MIN, .io_depth = INT64_MIN,   /* not given */
 		.lora_rank = -1, .lora_alpha = NAN, .lora_dropout = NAN,
 	};
 	const sw_opt opts[] = {
@@ -191,6 +196,7 @@ static int parse_opts(train_args *p, int argc, char **argv)
 		{ "chunk", SW_OPT_INT, &a.chunk, "PARAMS", "NVMe I/O chunk of streamed state (default 67108864)", 0 },
 		{ "io-bs", SW_OPT_SIZE, &a.io_bs, "SIZE", "largest single NVMe transfer (default 1MiB)", 0 },
 		{ "io-qd", SW_OPT_INT, &a.io_qd, "N", "NVMe transfers in flight per I/O thread (default 32)", 0 },
+		{ "io-depth", SW_OPT_INT, &a.io_depth, "N", "activation checkpoints in flight to / from NVMe each way, 1-64: 2N pinned staging buffers of one checkpoint, at most 16 (default 2)", 0 },
 		{ "io-threads", SW_OPT_INT, &a.io_threads, "N", "I/O threads, one io_uring each (default 2)", 0 },
 		{ "io-stripe", SW_OPT_SIZE, &a.io_stripe, "SIZE", "stripe unit over the --nvme paths; must divide one chunk of P16 (default: that chunk)", 0 },
 		{ "save-every", SW_OPT_INT, &a.save_every, "N", "write the state to the run directory every N steps (default: at the end)", 0 },
@@ -293,7 +299,7 @@ int cmd_train(int argc, char **argv)
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
-		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .keep = keep, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
+		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .io_depth = a.io_depth == INT64_MIN ? 0 : (int)a.io_depth, .keep = keep, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .end_commit = a.end_commit, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,

@@ -28,6 +28,7 @@ typedef struct sw_train_plan_opts {
 	int64_t batch_tokens, seq_len, micro_rows, chunk;
 	int fp32, prefetch, slots;
 	int grad_bufs;               /* group-sized fp32 gradient buffers on the GPU */
+	int io_depth;                /* --io-depth: checkpoints in flight to / from NVMe each way */
 	double clip;                 /* > 0: two backward passes */
 	sw_plan_rates rates;         /* each 0: the planner's default (NVMe ones: per path) */
 	uint64_t io_stripe;          /* --io-stripe (0: one I/O chunk of P16) */
@@ -58,6 +59,7 @@ typedef struct sw_train_args {
 	uint64_t seed;
 	int threads, prefetch, fp32, resume, quiet, print_steps;
 	int grad_bufs;               /* --grad-buffers (0: the planner chooses 1 or 2) */
+	int io_depth;                /* --io-depth (0: the planner's default, 2) */
 	int keep;                    /* --keep: SW_PLAN_KEEP_* (0: auto) */
 	int no_save;                 /* --no-save: no run directory, nothing kept */
 	int keep_nvme;               /* --keep-nvme: leave the scratch file at the end */

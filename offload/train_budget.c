@@ -107,7 +107,7 @@ int train_budget_plan(sw_train_ctx *c)
 		.gpu_mem = a->gpu_mem, .cpu_mem = a->cpu_mem, .nvme = a->nvme,
 		.batch_tokens = a->batch_tokens, .seq_len = a->seq_len, .micro_rows = a->micro_rows,
 		.chunk = a->chunk, .fp32 = a->fp32, .prefetch = a->prefetch, .slots = a->slots,
-		.grad_bufs = a->grad_bufs, .keep = a->keep,
+		.grad_bufs = a->grad_bufs, .io_depth = a->io_depth, .keep = a->keep,
 		.clip = a->clip, .rates = a->rates, .io_stripe = a->io_stripe,
 	};
 	sw_plan_input in;

@@ -124,6 +124,8 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	if (o->prefetch)
 		in->prefetch = o->prefetch;
 	in->grad_bufs = o->grad_bufs;     /* 0: the planner chooses 1 or 2 (sw_plan_build) */
+	if (o->io_depth)
+		in->io_depth = o->io_depth;
 	in->keep = o->keep;
 	/* exact clipping: one speculative backward pass where every group has a rollback source
 	 * (the planner decides); SW_CLIP_PASSES=2 asks for the two-pass scheme instead, a hook
