@@ -214,10 +214,12 @@ static int table_counts(sw_exec *ex)
 		case SW_BUF_GRAD: ex->ngb = c; break;
 		case SW_BUF_HOST_GRAD: ex->nhg = c; break;
 		case SW_BUF_STAGE_CKPT: ex->ck_nslot = c; break;
+		case SW_BUF_STAGE_OPT: ex->nset = c; break;
 		default: break;
 		}
 	}
-	SW_ASSERT(ex->nhg <= OPT_HG && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX);
+	SW_ASSERT(ex->nhg <= OPT_HG && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX &&
+		  ex->nset <= NSTAGE);
 	ex->g = calloc((size_t)ex->G, sizeof(grp));
 	ex->ck = calloc((size_t)ex->L * (size_t)ex->M, sizeof(ckpt));
 	ex->streamed = calloc((size_t)ex->G, 1);
@@ -263,7 +265,7 @@ static int events_create(sw_exec *ex)
 		rc = op->event_create(be, &ex->hgrad_ev[i]);
 	for (int i = 0; i < ex->ck_nslot && !rc; i++)
 		rc = op->event_create(be, &ex->ck_ev[i]);
-	for (int i = 0; i < NSTAGE && !rc && ex->p16_stage[0]; i++)
+	for (int i = 0; i < SW_PLAN_P16_STAGES && !rc && ex->p16_stage[0]; i++)
 		rc = op->event_create(be, &ex->p16_ev[i]);
 	if (!rc)
 		rc = op->event_create(be, &ex->held_ev);
@@ -427,7 +429,7 @@ static void events_destroy(sw_exec *ex)
 	sw_backend *be = ex->be;
 	sw_event **all[] = { ex->gb_free, ex->gb_sums, ex->win_ready, ex->win_free, ex->hgrad_ev,
 			     ex->ck_ev, ex->p16_ev, ex->sev };
-	int n[] = { ex->ngb, ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, NSTAGE, ex->maxsev };
+	int n[] = { ex->ngb, ex->ngb, ex->K, ex->K, OPT_HG, CK_MAX_SLOTS, SW_PLAN_P16_STAGES, ex->maxsev };
 	for (size_t a = 0; a < sizeof(n) / sizeof(n[0]); a++)
 		for (int i = 0; i < n[a] && all[a]; i++)
 			if (all[a][i])

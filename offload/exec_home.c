@@ -141,7 +141,7 @@ int exec_home_p16_fetch(sw_exec *ex, int gi, void *dev, sw_stream *st)
 	for (int64_t off = 0; off < n; off += ex->chunk) {
 		int64_t c = n - off < ex->chunk ? n - off : ex->chunk;
 		int s = ex->p16_next;
-		ex->p16_next = (s + 1) % NSTAGE;
+		ex->p16_next = (s + 1) % SW_PLAN_P16_STAGES;
 		op->event_sync(be, ex->p16_ev[s]);       /* the previous H2D from it is done */
 		int rc = exec_io_read(ex, h.ext, (uint64_t)off * ab, exec_io_len((uint64_t)c * (uint64_t)ex->ab),
 				      ex->p16_stage[s]);

@@ -29,8 +29,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#define NSTAGE SW_PLAN_OPT_STAGES  /* staging sets per stream (read-ahead / write-behind) */
-_Static_assert(SW_PLAN_P16_STAGES == NSTAGE, "the P16 and optimizer staging share NSTAGE");
+#define NSTAGE SW_PLAN_OPT_STAGES_MAX   /* most optimizer staging sets (the plan's count: nset) */
 #define OPT_HG SW_PLAN_HOST_GRADS_MAX   /* most pinned host gradient buffers */
 #define OPT_Q (OPT_HG + 4)            /* optimizer queue: an update per buffer, and room for
 				       * the swap, read-ahead and flush messages */
@@ -174,8 +173,8 @@ struct sw_exec {
 	int ck_streams;                    /* 0 (SW_CKPT_STREAMS=0): those copies on the compute
 					    * stream, as before (for comparison; same bits) */
 	/* P16 staging from NVMe */
-	void *p16_stage[NSTAGE];
-	sw_event *p16_ev[NSTAGE];
+	void *p16_stage[SW_PLAN_P16_STAGES];
+	sw_event *p16_ev[SW_PLAN_P16_STAGES];
 	int p16_next;
 	int64_t chunk;                     /* parameters per I/O chunk */
 	/* optimizer thread */
@@ -185,6 +184,7 @@ struct sw_exec {
 	sw_event *hgrad_ev[OPT_HG];
 	int hgrad_busy[OPT_HG];
 	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
+	int nset;                          /* optimizer staging sets: opt_stage[0, nset) */
 	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
 	pthread_t thr;
 	int thr_started;

@@ -99,7 +99,7 @@ static int io_reap(sw_exec *ex)
 	opt_io *o = &ex->oio;
 	int left = 0;
 	double now = sw_now();
-	for (int s = 0; s < NSTAGE; s++) {
+	for (int s = 0; s < ex->nset; s++) {
 		if (o->rd_n[s] && o->tr1[s] <= 0) {
 			if (io_all_done(o->rd[s], o->rd_n[s]))
 				o->tr1[s] = now;
@@ -120,7 +120,7 @@ static int io_reap(sw_exec *ex)
  * flushes them: the staging sets are the caller's after it). */
 static int io_in_flight(const sw_exec *ex)
 {
-	for (int s = 0; s < NSTAGE; s++)
+	for (int s = 0; s < ex->nset; s++)
 		if (ex->oio.rd_n[s] || ex->oio.wr_n[s])
 			return 1;
 	return ex->oio.ra_want > 0;
@@ -143,7 +143,7 @@ static int io_refused(sw_exec *ex, const char *op, int k, int gi, int slot, cons
 static int io_drop_reads(sw_exec *ex, int rc)
 {
 	opt_io *o = &ex->oio;
-	for (int s = 0; s < NSTAGE; s++) {
+	for (int s = 0; s < ex->nset; s++) {
 		for (int k = 0; k < o->rd_n[s]; k++) {
 			int r = sw_io_wait(ex->io, &o->rd[s][k]);
 			if (r && !rc) {
@@ -160,7 +160,7 @@ static int io_drop_reads(sw_exec *ex, int rc)
 /* The writes of group gi's last update still in flight land before its state is read again. */
 static int io_wait_group(sw_exec *ex, int gi, int rc)
 {
-	for (int s = 0; s < NSTAGE; s++)
+	for (int s = 0; s < ex->nset; s++)
 		if (ex->oio.wr_n[s] && ex->oio.wr_group[s] == gi)
 			rc = io_wait_writes(ex, s, rc);
 	return rc;
@@ -172,7 +172,7 @@ static int io_flush(sw_exec *ex, int rc)
 	if (!ex->io)
 		return rc;
 	rc = io_drop_reads(ex, rc);
-	for (int s = 0; s < NSTAGE; s++)
+	for (int s = 0; s < ex->nset; s++)
 		rc = io_wait_writes(ex, s, rc);
 	return rc;
 }
@@ -208,8 +208,8 @@ static int io_ra_pump(sw_exec *ex, int block, int rc)
 {
 	opt_io *o = &ex->oio;
 	while (!rc && o->ra_n < o->ra_want) {
-		int s = (o->next + o->ra_n) % NSTAGE;
-		for (int t = 0; !block && t < NSTAGE; t++)
+		int s = (o->next + o->ra_n) % ex->nset;
+		for (int t = 0; !block && t < ex->nset; t++)
 			if (o->wr_n[t] && (t == s || o->wr_group[t] == o->ra_group) &&
 			    !io_all_done(o->wr[t], o->wr_n[t]))
 				return rc;
@@ -239,7 +239,7 @@ static int io_read_ahead(sw_exec *ex, int gi, int rs, int64_t call)
 		o->ra_rs = rs;
 		o->ra_call = call;
 		o->ra_n = 0;
-		o->ra_want = nch < NSTAGE ? (int)nch : NSTAGE;
+		o->ra_want = nch < ex->nset ? (int)nch : ex->nset;
 	}
 	int rc = io_ra_pump(ex, 0, 0);
 	return rc ? io_drop_reads(ex, rc) : 0;
@@ -274,9 +274,11 @@ static int opt_group_host(sw_exec *ex, const opt_msg *q, const float *hg)
 	return rc;
 }
 
-/* The NVMe pipeline of one group: chunk c is read into staging set (base + c) % 2 before
+/* The NVMe pipeline of one group: chunk c is read into staging set (base + c) % nset before
  * chunk c-1 is written back (read-ahead before write-behind); the writes of a set complete
- * before the set is read into again. */
+ * before the set is read into again: with two sets the read of chunk c waits for the write of
+ * chunk c-2, submitted just before (the disk then runs one read and one write, and both drain
+ * at each chunk); with three, for that of c-3, submitted a chunk earlier. */
 typedef struct opt_pipe {
 	sw_exec *ex;
 	const opt_msg *q;
@@ -295,7 +297,7 @@ static int pipe_update(opt_pipe *p, int64_t ci, int rc)
 	opt_io *o = &ex->oio;
 	const opt_msg *q = p->q;
 	grp *g = &ex->g[q->group];
-	int ps = (int)((p->base + ci) % NSTAGE);
+	int ps = (int)((p->base + ci) % ex->nset);
 	int64_t off = ci * ex->chunk, c = p->n - off < ex->chunk ? p->n - off : ex->chunk;
 	char *base = ex->opt_stage[ps];
 	for (int k = 0; k < o->rd_n[ps]; k++) {
@@ -382,18 +384,18 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 	p.base = o->next;
 	for (int64_t ci = 0; ci <= nch && !rc; ci++) {
 		if (ci < nch && ci >= have)
-			rc = io_read_chunk(ex, gi, q->rs, ci, (int)((p.base + ci) % NSTAGE), q->call, rc);
+			rc = io_read_chunk(ex, gi, q->rs, ci, (int)((p.base + ci) % ex->nset), q->call, rc);
 		if (ci > 0 && !rc)
 			rc = pipe_update(&p, ci - 1, rc);
 	}
-	o->next = (int)((p.base + nch) % NSTAGE);
+	o->next = (int)((p.base + nch) % ex->nset);
 	if (rc)
 		rc = io_drop_reads(ex, rc);   /* reads ahead of a failed update */
 	if (rc || !ex->overlap || g->p16_tier == SW_TIER_NVME)
 		rc = io_flush(ex, rc);
 	else if (!ex->write_behind)   /* SW_OPT_WRITE_BEHIND=0: the writes land before the next
 				       * message (no read of the next group beside them) */
-		for (int s = 0; s < NSTAGE; s++)
+		for (int s = 0; s < ex->nset; s++)
 			rc = io_wait_writes(ex, s, rc);
 	*marked = p.marked;
 	return rc;

@@ -49,6 +49,7 @@ void sw_plan_input_init(sw_plan_input *in, const sw_table *tt)
 	in->speculate = 0;
 	in->chunk_params = 64ll << 20;
 	in->io_depth = 2;
+	in->opt_sets = SW_PLAN_OPT_STAGES;
 	in->vocab_chunk = 8192;
 	in->cublas_workspace = 32ull << 20;
 	in->gpu_reserve = 0;
@@ -127,10 +128,12 @@ static int check_input(sw_plan *p)
 		return -EINVAL;
 	}
 	if (in->prefetch < 1 || in->prefetch > 64 || in->grad_bufs < 1 || in->grad_bufs > 8 ||
-	    in->io_depth < 1 || in->io_depth > 64 || in->chunk_params <= 0 || in->vocab_chunk <= 0) {
+	    in->io_depth < 1 || in->io_depth > 64 || in->chunk_params <= 0 || in->vocab_chunk <= 0 ||
+	    in->opt_sets < 2 || in->opt_sets > SW_PLAN_OPT_STAGES_MAX) {
 		plan_why(p, "--prefetch %d (1-64), grad buffers %d (1-8), --io-depth %d (1-64), --chunk %lld "
-			"and --vocab-chunk %lld (> 0): one is out of range", in->prefetch, in->grad_bufs,
-			in->io_depth, (long long)in->chunk_params, (long long)in->vocab_chunk);
+			"and --vocab-chunk %lld (> 0), SW_OPT_SETS %d (2-%d): one is out of range",
+			in->prefetch, in->grad_bufs, in->io_depth, (long long)in->chunk_params,
+			(long long)in->vocab_chunk, in->opt_sets, SW_PLAN_OPT_STAGES_MAX);
 		return -EINVAL;
 	}
 	if (in->slots != 1 && in->slots != 2) {

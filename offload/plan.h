@@ -89,6 +89,9 @@ typedef struct sw_plan_input {
 				     * chunk of P16 rounded up to 4 KiB (sw_plan_nvme_stripe) */
 	int io_depth;               /* checkpoints on their way to / from NVMe: 2 x io_depth
 				     * pinned staging buffers (at most SW_PLAN_CKPT_SLOTS) */
+	int opt_sets;               /* optimizer staging sets, 2 (default) to SW_PLAN_OPT_STAGES_MAX:
+				     * with 2, a chunk's read waits for the write of the chunk two
+				     * before it (the same set); SW_OPT_SETS=3|4 for comparison */
 	int64_t vocab_chunk;        /* head: logits computed this many vocab entries at a time */
 	uint64_t cublas_workspace;  /* GPU bytes */
 	uint64_t gpu_reserve;       /* GPU bytes held back (e.g. the CUDA context) */
@@ -144,7 +147,8 @@ typedef enum {
 } sw_plan_purpose;
 
 #define SW_PLAN_CKPT_SLOTS 16      /* most checkpoint staging buffers */
-#define SW_PLAN_OPT_STAGES 2       /* optimizer staging sets (read-ahead / write-behind) */
+#define SW_PLAN_OPT_STAGES 2       /* optimizer staging sets by default (read-ahead / write-behind) */
+#define SW_PLAN_OPT_STAGES_MAX 4   /* most optimizer staging sets (SW_OPT_SETS) */
 #define SW_PLAN_XC 3               /* checkpoint-in buffers on the GPU (offload/exec_ckpt.c) */
 #define SW_PLAN_P16_STAGES 2       /* P16 staging buffers between NVMe and the window */
 #define SW_PLAN_HOST_GRADS 2       /* pinned gradient buffers every plan with CPU updates has */

@@ -173,7 +173,7 @@ static void host_needs(const sw_plan *p, const plan_sizes *z, host_need *h)
 	if (!p->carry_on_gpu)
 		h->carry = plan_host(z->carry);
 	h->stage[KIND_P16] = SW_PLAN_P16_STAGES * z->stage_p16;
-	h->stage[KIND_OPT] = SW_PLAN_OPT_STAGES * z->stage_opt;
+	h->stage[KIND_OPT] = (uint64_t)p->in.opt_sets * z->stage_opt;
 	h->stage[KIND_CKPT] = ck_off ? (uint64_t)z->ckpt_slots * z->stage_ckpt : 0;
 }
 

@@ -143,7 +143,8 @@ static const char *purpose_why(const sw_plan *p, sw_tier t, int u)
 	case SW_PURPOSE_CKPT: return "layer inputs, see below";
 	case SW_PURPOSE_STAGE_P16:
 	case SW_PURPOSE_STAGE_OPT:
-		snprintf(buf, sizeof(buf), "pinned, 2 buffers of one chunk (%s params): read-ahead, write-behind",
+		snprintf(buf, sizeof(buf), "pinned, %d buffers of one chunk (%s params): read-ahead, write-behind",
+			 u == SW_PURPOSE_STAGE_P16 ? SW_PLAN_P16_STAGES : p->in.opt_sets,
 			 plan_fmt_count((double)p->chunk_params, n, 32));
 		return buf;
 	case SW_PURPOSE_STAGE_CKPT:

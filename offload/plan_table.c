@@ -183,7 +183,7 @@ static void rows_host(const sw_plan *p, const plan_sizes *z, table *t)
 	row(t, SW_BUF_STAGE_P16, SW_PURPOSE_STAGE_P16, SW_TIER_HOST, -1, -1, 0, z->stage_p16,
 	    nvme_p16 ? SW_PLAN_P16_STAGES : 0);
 	row(t, SW_BUF_STAGE_OPT, SW_PURPOSE_STAGE_OPT, SW_TIER_HOST, -1, -1, 0, z->stage_opt,
-	    nvme_p16 || nvme_opt ? SW_PLAN_OPT_STAGES : 0);
+	    nvme_p16 || nvme_opt ? p->in.opt_sets : 0);
 	row(t, SW_BUF_XFER, SW_PURPOSE_XFER, SW_TIER_HOST, -1, -1, 0, z->xfer, 1);
 }
 
