@@ -219,7 +219,7 @@ static int table_counts(sw_exec *ex)
 		}
 	}
 	SW_ASSERT(ex->nhg <= OPT_HG && ex->ck_nslot <= CK_MAX_SLOTS && ex->K <= SW_WINDOW_MAX &&
-		  ex->nset <= NSTAGE);
+		  ex->nset <= OPT_SETS_MAX);
 	ex->g = calloc((size_t)ex->G, sizeof(grp));
 	ex->ck = calloc((size_t)ex->L * (size_t)ex->M, sizeof(ckpt));
 	ex->streamed = calloc((size_t)ex->G, 1);

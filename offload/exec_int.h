@@ -29,7 +29,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#define NSTAGE SW_PLAN_OPT_STAGES_MAX   /* most optimizer staging sets (the plan's count: nset) */
+#define OPT_SETS_MAX SW_PLAN_OPT_STAGES_MAX   /* most optimizer staging sets (the plan's count: nset) */
 #define OPT_HG SW_PLAN_HOST_GRADS_MAX   /* most pinned host gradient buffers */
 #define OPT_Q (OPT_HG + 4)            /* optimizer queue: an update per buffer, and room for
 				       * the swap, read-ahead and flush messages */
@@ -100,12 +100,12 @@ typedef struct opt_msg {
  * next reads, or at a flush) and the read-ahead of the next step's first NVMe group. Only the
  * optimizer thread touches it. */
 typedef struct opt_io {
-	sw_io_req rd[NSTAGE][3], wr[NSTAGE][4];
-	int rd_n[NSTAGE], wr_n[NSTAGE];
-	int wr_group[NSTAGE], wr_slot[NSTAGE];   /* whose writes are pending in the set */
-	int64_t wr_call[NSTAGE], rd_call[NSTAGE];   /* the steps they serve (trace names) */
-	double tr0[NSTAGE], tw0[NSTAGE];         /* when the set's reads / writes were submitted */
-	double tr1[NSTAGE], tw1[NSTAGE];         /* ... and seen complete (0: not yet; the trace's
+	sw_io_req rd[OPT_SETS_MAX][3], wr[OPT_SETS_MAX][4];
+	int rd_n[OPT_SETS_MAX], wr_n[OPT_SETS_MAX];
+	int wr_group[OPT_SETS_MAX], wr_slot[OPT_SETS_MAX];   /* whose writes are pending in the set */
+	int64_t wr_call[OPT_SETS_MAX], rd_call[OPT_SETS_MAX];   /* the steps they serve (trace names) */
+	double tr0[OPT_SETS_MAX], tw0[OPT_SETS_MAX];         /* when the set's reads / writes were submitted */
+	double tr1[OPT_SETS_MAX], tw1[OPT_SETS_MAX];         /* ... and seen complete (0: not yet; the trace's
 						  * span ends there, not where they are waited for) */
 	int next;                                /* the set the next group's first chunk uses */
 	int ra_group, ra_rs, ra_n, ra_want;      /* read ahead: chunks [0, ra_want) of ra_group
@@ -183,7 +183,7 @@ struct sw_exec {
 	float *hgrad[OPT_HG];
 	sw_event *hgrad_ev[OPT_HG];
 	int hgrad_busy[OPT_HG];
-	void *opt_stage[NSTAGE];           /* P32|m|v|P16 of one chunk */
+	void *opt_stage[OPT_SETS_MAX];           /* P32|m|v|P16 of one chunk */
 	int nset;                          /* optimizer staging sets: opt_stage[0, nset) */
 	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
 	pthread_t thr;

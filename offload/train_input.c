@@ -132,13 +132,13 @@ int sw_train_plan_input(sw_plan_input *in, const sw_table *tt, const sw_train_pl
 	 * for tests and benchmarks (docs/cli.md) */
 	in->passes = o->clip > 0 ? 2 : 1;
 	const char *cp = getenv("SW_CLIP_PASSES");
+	in->speculate = !(cp && !strcmp(cp, "2"));
 	/* SW_OPT_SETS=3|4: the optimizer's NVMe stream through that many staging sets instead of
 	 * two (a chunk's read then waits for the write of the chunk three or four before it, not
 	 * two), for comparison (docs/cli.md); the same bits */
 	const char *os = getenv("SW_OPT_SETS");
 	if (os && *os)
 		in->opt_sets = atoi(os);
-	in->speculate = !(cp && !strcmp(cp, "2"));
 	in->slots = o->slots ? o->slots : 2;
 	if (o->chunk > 0)
 		in->chunk_params = o->chunk;
