@@ -102,11 +102,13 @@ typedef struct opt_msg {
 typedef struct opt_io {
 	sw_io_req rd[OPT_SETS_MAX][3], wr[OPT_SETS_MAX][4];
 	int rd_n[OPT_SETS_MAX], wr_n[OPT_SETS_MAX];
-	int wr_group[OPT_SETS_MAX], wr_slot[OPT_SETS_MAX];   /* whose writes are pending in the set */
-	int64_t wr_call[OPT_SETS_MAX], rd_call[OPT_SETS_MAX];   /* the steps they serve (trace names) */
-	double tr0[OPT_SETS_MAX], tw0[OPT_SETS_MAX];         /* when the set's reads / writes were submitted */
-	double tr1[OPT_SETS_MAX], tw1[OPT_SETS_MAX];         /* ... and seen complete (0: not yet; the trace's
-						  * span ends there, not where they are waited for) */
+	/* per set: whose writes are pending in it; the steps they serve (trace names); when its
+	 * reads / writes were submitted, and seen complete (0: not yet; the trace's span ends
+	 * there, not where they are waited for) */
+	int wr_group[OPT_SETS_MAX], wr_slot[OPT_SETS_MAX];
+	int64_t wr_call[OPT_SETS_MAX], rd_call[OPT_SETS_MAX];
+	double tr0[OPT_SETS_MAX], tw0[OPT_SETS_MAX];
+	double tr1[OPT_SETS_MAX], tw1[OPT_SETS_MAX];
 	int next;                                /* the set the next group's first chunk uses */
 	int ra_group, ra_rs, ra_n, ra_want;      /* read ahead: chunks [0, ra_want) of ra_group
 						  * from slot ra_rs, in sets next, next + 1, ...;
