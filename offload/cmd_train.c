@@ -162,7 +162,8 @@ static int parse_opts(train_args *p, int argc, char **argv)
 	train_args a = {
 		.backend = "auto", .dtype = "bf16", .schedule = "cosine", .seq_len = 0,
 		.micro_tokens = 0, .lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0,
-		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1, .grad_bufs = INT64_MIN, .io_depth = INT64_MIN,   /* not given */
+		.wd = 0.0, .prefetch = 2, .cpu_mem = 16ull << 30, .commit_every = -1,
+		.grad_bufs = INT64_MIN, .io_depth = INT64_MIN,   /* not given */
 		.lora_rank = -1, .lora_alpha = NAN, .lora_dropout = NAN,
 	};
 	const sw_opt opts[] = {
@@ -299,7 +300,8 @@ int cmd_train(int argc, char **argv)
 		.steps = a.steps, .seq_len = a.seq_len, .batch_tokens = a.batch_tokens,
 		.micro_rows = a.micro_tokens / a.seq_len, .seed = (uint64_t)a.seed,
 		.threads = (int)a.threads, .save_every = a.save_every, .commit_every = a.commit_every, .stop_after = a.stop_after, .eval_data = a.eval_data, .eval_every = a.eval_every,
-		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs, .io_depth = a.io_depth == INT64_MIN ? 0 : (int)a.io_depth, .keep = keep, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
+		.prefetch = (int)a.prefetch, .grad_bufs = a.grad_bufs == INT64_MIN ? 0 : (int)a.grad_bufs,
+		.io_depth = a.io_depth == INT64_MIN ? 0 : (int)a.io_depth, .keep = keep, .chunk = a.chunk, .slots = a.checkpoint_only ? 1 : 2,
 		.io_bs = a.io_bs, .io_stripe = a.io_stripe, .io_qd = (int)a.io_qd,
 		.io_threads = (int)a.io_threads, .no_save = a.no_save, .keep_nvme = a.keep_nvme, .end_commit = a.end_commit, .force = a.force,
 		.fp32 = !strcmp(a.dtype, "fp32"), .gpu_mem = a.gpu_mem, .cpu_mem = a.cpu_mem,

@@ -29,7 +29,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#define OPT_SETS_MAX SW_PLAN_OPT_STAGES_MAX   /* most optimizer staging sets (the plan's count: nset) */
+#define OPT_SETS_MAX SW_PLAN_OPT_STAGES_MAX   /* most optimizer staging sets (the plan: nset) */
 #define OPT_HG SW_PLAN_HOST_GRADS_MAX   /* most pinned host gradient buffers */
 #define OPT_Q (OPT_HG + 4)            /* optimizer queue: an update per buffer, and room for
 				       * the swap, read-ahead and flush messages */
