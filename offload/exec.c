@@ -160,7 +160,8 @@ static int alloc_check(sw_exec *ex)
 }
 
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
- * the overlap and the read-ahead off, SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
+ * the overlap and the read-ahead off (SW_OPT_READ_AHEAD=boundary: only the step boundary's,
+ * none from one NVMe group to the next within a pass), SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
  * before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting host-state updates in
  * arrival order, SW_CKPT_STREAMS=0 copies host checkpoints on the compute stream (for
  * comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP and
@@ -173,6 +174,7 @@ static void exec_boundary_init(sw_exec *ex)
 	ex->overlap = !(ov && !strcmp(ov, "0"));
 	ex->first_needed = !(od && !strcmp(od, "fifo"));
 	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
+	ex->read_ahead_pass = ex->read_ahead && !(ra && !strcmp(ra, "boundary"));
 	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
 	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	const char *cks = getenv("SW_CKPT_STREAMS");
@@ -200,6 +202,7 @@ static void exec_boundary_plan(sw_exec *ex)
 	}
 	if (ex->ra_first < 0)
 		ex->read_ahead = 0;
+	ex->read_ahead_pass &= ex->read_ahead;
 }
 
 /* Buffer counts from the table, and the arrays that hold them. */

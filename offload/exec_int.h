@@ -203,6 +203,9 @@ struct sw_exec {
 	int overlap;                       /* SW_STEP_OVERLAP=0 turns it off: drained at step end */
 	int read_ahead;                    /* read the next step's first NVMe state during the
 					    * forward (SW_OPT_READ_AHEAD=0: off) */
+	int read_ahead_pass;               /* and within a pass, the next NVMe group's first
+					    * chunks under this one's write-behind
+					    * (SW_OPT_READ_AHEAD=boundary: off) */
 	int first_needed;                  /* of the host-state updates waiting at the queue's
 					    * head, run the one the next forward needs first
 					    * (SW_OPT_ORDER=fifo: in arrival order) */

@@ -245,6 +245,20 @@ static int io_read_ahead(sw_exec *ex, int gi, int rs, int64_t call)
 	return rc ? io_drop_reads(ex, rc) : 0;
 }
 
+/* After group gi's NVMe update within a pass: the first chunks of the pass's next NVMe update
+ * (every pass sends them from the top group down: the next NVMe group below gi) are read ahead
+ * from the same slot as the sets come free, under gi's write-behind and the wait for that
+ * group's gradient, so the disk does not run one direction alone at each group's edges. Its
+ * state is final: written one step ago (with one slot, its own write-behind lands first). A pass
+ * that goes on otherwise (a rollback, a drain) drops it. */
+static int io_read_ahead_next(sw_exec *ex, int gi, const opt_msg *q)
+{
+	for (int gj = gi - 1; gj >= 0; gj--)
+		if (ex->g[gj].opt_tier == SW_TIER_NVME)
+			return io_read_ahead(ex, gj, q->rs, q->call);
+	return 0;
+}
+
 /* ---- the updates ------------------------------------------------------------------------- */
 
 /* The CPU update of a group whose P32/m/v live in host memory (P16 in the host cache, or
@@ -397,6 +411,8 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 				       * message (no read of the next group beside them) */
 		for (int s = 0; s < ex->nset; s++)
 			rc = io_wait_writes(ex, s, rc);
+	if (!rc && ex->read_ahead_pass)
+		rc = io_read_ahead_next(ex, gi, q);
 	*marked = p.marked;
 	return rc;
 }

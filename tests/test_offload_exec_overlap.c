@@ -22,6 +22,7 @@ typedef struct result {
 	double loss[STEPS], norm[STEPS];
 	int skipped[STEPS], redone[STEPS];
 	int64_t read_ahead, reordered;
+	int opt_nvme;             /* groups whose optimizer state is on NVMe */
 	float *state[3];          /* P32, m, v of all groups, table order */
 } result;
 
@@ -112,6 +113,10 @@ static void set_env(const char *k, const char *v)
  * buffers as the host budget has room for). */
 static const char *order_env, *hgrads_env;
 
+/* SW_OPT_READ_AHEAD for the next runs (NULL: the default, at the step boundary and from one NVMe
+ * group to the next within a pass; "boundary": the step boundary's only). */
+static const char *ra_env;
+
 /* overlap: SW_STEP_OVERLAP's value (NULL: the default, on); resume: the state is read out after
  * step MID and the run goes on in a new executor from it; delay: SW_TEST_DELAY_ADAM. */
 static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, int place,
@@ -123,9 +128,11 @@ static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, i
 	set_env("SW_TEST_NO_WAIT", no_wait ? "1" : NULL);
 	set_env("SW_OPT_ORDER", order_env);
 	set_env("SW_HOST_GRADS", hgrads_env);
+	set_env("SW_OPT_READ_AHEAD", ra_env);
 	memset(r, 0, sizeof(*r));
 	hx_run h;
 	open_run(&h, tt, in, b, place, md);
+	r->opt_nvme = hx_count(&h.plan, tt->ngroups, SW_STATE_P32, SW_TIER_NVME);
 	for (int g = 0; g < tt->ngroups; g++) {
 		float *w = init_group(tt, g);
 		CHECK(sw_exec_set_group(h.ex, g, w) == 0);
@@ -163,6 +170,7 @@ static void run(const sw_table *tt, const sw_plan_input *in, const budgets *b, i
 	set_env("SW_TEST_NO_WAIT", NULL);
 	set_env("SW_OPT_ORDER", NULL);
 	set_env("SW_HOST_GRADS", NULL);
+	set_env("SW_OPT_READ_AHEAD", NULL);
 }
 
 /* 0 when a and b agree bit for bit; else says where first (when loud) and returns 1. */
@@ -263,6 +271,20 @@ static void run_config(int tie)
 				CHECK(!differ(&tt, &old, &off, what, 1));
 				CHECK(old.reordered == 0);
 				free_result(&old);
+				/* the read-ahead at the step boundary only: fewer chunks found read
+				 * ahead where a pass has NVMe groups after its first */
+				result bnd;
+				ra_env = "boundary";
+				run(&tt, &in, &b, place, md, NULL, 0, NULL, 0, &bnd);
+				ra_env = NULL;
+				snprintf(what, sizeof(what), "%s, %s: read ahead at the step boundary "
+					 "only, vs drained", place_name[place], md->name);
+				CHECK(!differ(&tt, &bnd, &off, what, 1));
+				if (on.opt_nvme > 1 && md->clip == 0)
+					CHECKF(on.read_ahead > bnd.read_ahead, "%s: %lld chunks read "
+					       "ahead, %lld at the step boundary only", what,
+					       (long long)on.read_ahead, (long long)bnd.read_ahead);
+				free_result(&bnd);
 			}
 			CHECK(off.read_ahead == 0);
 			if (place != HOST_OPT && md->clip == 0)

@@ -4,7 +4,8 @@
 # updates of each step running into the next one by default and not at all when drained
 # (SW_STEP_OVERLAP=0; a save drains too: --save-every 2), offload/trace_summary.py says so, and
 # the runs' losses (metrics.jsonl) and saved weights and optimizer state (steps 2 and 4) are the
-# same bytes; the read-ahead off as well, and each group's write-behind waited for at its end
+# same bytes; the read-ahead off as well, or at the step boundary only (none from one NVMe group
+# to the next: SW_OPT_READ_AHEAD=boundary), and each group's write-behind waited for at its end
 # (SW_OPT_WRITE_BEHIND=0).
 set -u
 bin=${SW_BIN:-build/spillway}
@@ -27,6 +28,7 @@ run() {   # NAME ENV...: trains into $w/NAME with a trace
 run on
 run off SW_STEP_OVERLAP=0
 run nora SW_OPT_READ_AHEAD=0
+run rabd SW_OPT_READ_AHEAD=boundary
 run nowb SW_OPT_WRITE_BEHIND=0
 past() { sed -n 's/.* ran \([0-9.]*\) s into the next step.*/\1/p' "$w/$1.sum"; }
 awk -v a="$(past on)" 'BEGIN { exit !(a >= 0.1) }' || fail "overlapped: the updates held back 100 ms did not run into the next steps ($(past on) s)"
@@ -43,11 +45,12 @@ python3 bench/trace_gaps.py "$w/on.json" 3 4 >"$w/on.gaps" || fail "trace_gaps.p
   fail "trace_gaps.py: not 36 compute spans in each of steps 2-4: $(grep '^step' "$w/on.gaps" | tr '\n' ' ')"
 losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
 [ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] &&
-  [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] ||
-  fail "losses differ: on $(losses "$w/on"), off $(losses "$w/off"), no read-ahead $(losses "$w/nora"), no write-behind $(losses "$w/nowb")"
+  [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] && [ "$(losses "$w/on")" = "$(losses "$w/rabd")" ] ||
+  fail "losses differ: on $(losses "$w/on"), off $(losses "$w/off"), no read-ahead $(losses "$w/nora"), no write-behind $(losses "$w/nowb"), read-ahead at the boundary only $(losses "$w/rabd")"
 n=0
 for f in $(cd "$w/off" && find . -name '*.safetensors'); do
-  cmp -s "$w/off/$f" "$w/on/$f" && cmp -s "$w/off/$f" "$w/nora/$f" && cmp -s "$w/off/$f" "$w/nowb/$f" ||
+  cmp -s "$w/off/$f" "$w/on/$f" && cmp -s "$w/off/$f" "$w/nora/$f" && cmp -s "$w/off/$f" "$w/nowb/$f" &&
+    cmp -s "$w/off/$f" "$w/rabd/$f" ||
     fail "$f differs between the schedules"
   n=$((n + 1))
 done
