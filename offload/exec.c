@@ -161,11 +161,11 @@ static int alloc_check(sw_exec *ex)
 
 /* The step boundary's switches (exec_int.h): SW_STEP_OVERLAP=0 and SW_OPT_READ_AHEAD=0 turn
  * the overlap and the read-ahead off (SW_OPT_READ_AHEAD=boundary: only the step boundary's,
- * none from one NVMe group to the next within a pass), SW_OPT_WRITE_BEHIND=0 makes each NVMe group's writes land
- * before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting host-state updates in
- * arrival order, SW_CKPT_STREAMS=0 copies host checkpoints on the compute stream (for
- * comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP and
- * SW_TEST_NO_WAIT=1. */
+ * none from one NVMe group to the next within a pass), SW_OPT_WRITE_BEHIND=0 makes each NVMe
+ * group's writes land before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting
+ * host-state updates in arrival order, SW_CKPT_STREAMS=0 copies host checkpoints on the compute
+ * stream (for comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP
+ * and SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
 {
 	const char *ov = getenv("SW_STEP_OVERLAP"), *ra = getenv("SW_OPT_READ_AHEAD");
@@ -173,8 +173,8 @@ static void exec_boundary_init(sw_exec *ex)
 	const char *od = getenv("SW_OPT_ORDER");
 	ex->overlap = !(ov && !strcmp(ov, "0"));
 	ex->first_needed = !(od && !strcmp(od, "fifo"));
-	ex->read_ahead = ex->overlap && !(ra && !strcmp(ra, "0"));
-	ex->read_ahead_pass = ex->read_ahead && !(ra && !strcmp(ra, "boundary"));
+	ex->read_ahead = !ex->overlap || (ra && !strcmp(ra, "0")) ? RA_OFF
+			 : ra && !strcmp(ra, "boundary") ? RA_BOUNDARY : RA_PASS;
 	const char *wb = getenv("SW_OPT_WRITE_BEHIND");
 	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	const char *cks = getenv("SW_CKPT_STREAMS");
@@ -198,11 +198,10 @@ static void exec_boundary_plan(sw_exec *ex)
 				ex->ra_last = gi;
 		}
 		if (ex->g[gi].opt_tier == SW_TIER_HOST && ex->g[gi].p16_tier == SW_TIER_NVME)
-			ex->read_ahead = 0;
+			ex->read_ahead = RA_OFF;
 	}
 	if (ex->ra_first < 0)
-		ex->read_ahead = 0;
-	ex->read_ahead_pass &= ex->read_ahead;
+		ex->read_ahead = RA_OFF;
 }
 
 /* Buffer counts from the table, and the arrays that hold them. */

@@ -85,6 +85,8 @@ typedef struct span { int track; double t0, t1; char name[24]; } span;
  * read the first chunks of group's NVMe state from slot rs into the staging sets (the next
  * step's first NVMe update). OPT_FLUSH: wait for every NVMe request the thread left in flight. */
 enum { OPT_UPDATE, OPT_SWAP, OPT_READ_AHEAD, OPT_FLUSH };
+/* sw_exec.read_ahead: none, the step boundary's, and also within a pass */
+enum { RA_OFF, RA_BOUNDARY, RA_PASS };
 typedef struct opt_msg {
 	int kind, group, hb, spec;
 	double scale;
@@ -185,7 +187,7 @@ struct sw_exec {
 	float *hgrad[OPT_HG];
 	sw_event *hgrad_ev[OPT_HG];
 	int hgrad_busy[OPT_HG];
-	void *opt_stage[OPT_SETS_MAX];           /* P32|m|v|P16 of one chunk */
+	void *opt_stage[OPT_SETS_MAX];     /* P32|m|v|P16 of one chunk */
 	int nset;                          /* optimizer staging sets: opt_stage[0, nset) */
 	float *xfer;                       /* one chunk of fp32 for load / save (sw_exec_xfer) */
 	pthread_t thr;
@@ -201,11 +203,11 @@ struct sw_exec {
 	 * finishes the last ones while the next step begins, and every use of a group's P16
 	 * waits for that group's update only (exec_group_wait) */
 	int overlap;                       /* SW_STEP_OVERLAP=0 turns it off: drained at step end */
-	int read_ahead;                    /* read the next step's first NVMe state during the
-					    * forward (SW_OPT_READ_AHEAD=0: off) */
-	int read_ahead_pass;               /* and within a pass, the next NVMe group's first
-					    * chunks under this one's write-behind
-					    * (SW_OPT_READ_AHEAD=boundary: off) */
+	int read_ahead;                    /* RA_BOUNDARY: read the next step's first NVMe state
+					    * during the forward; RA_PASS: and within a pass, the
+					    * next NVMe group's first chunks under this one's
+					    * write-behind (SW_OPT_READ_AHEAD=0: RA_OFF, =boundary:
+					    * RA_BOUNDARY) */
 	int first_needed;                  /* of the host-state updates waiting at the queue's
 					    * head, run the one the next forward needs first
 					    * (SW_OPT_ORDER=fifo: in arrival order) */

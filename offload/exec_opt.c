@@ -411,7 +411,7 @@ static int opt_group_nvme(sw_exec *ex, const opt_msg *q, const float *hg, int *m
 				       * message (no read of the next group beside them) */
 		for (int s = 0; s < ex->nset; s++)
 			rc = io_wait_writes(ex, s, rc);
-	if (!rc && ex->read_ahead_pass)
+	if (!rc && ex->read_ahead == RA_PASS)
 		rc = io_read_ahead_next(ex, gi, q);
 	*marked = p.marked;
 	return rc;
