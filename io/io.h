@@ -176,6 +176,24 @@ int sw_io_wait(sw_io *io, sw_io_req *req);
 /* Bytes of every read and write request accepted since sw_io_open (counted at submission,
  * whether or not it has completed; the executor's traffic per step is a difference of two). */
 void sw_io_bytes(sw_io *io, uint64_t *read, uint64_t *written);
+/* What the drives were given since sw_io_open, by direction ([0] reads, [1] writes; a block is
+ * one transfer of at most `bs` bytes): the bytes of the blocks completed, the blocks in flight
+ * now (dispatched to a ring, not yet completed), and how the time split between nothing in
+ * flight (state 0), reads alone (1), writes alone (2) and both (3), with the bytes each
+ * direction completed in each state. Where a step's traffic runs slower than the disk's rate,
+ * this says which direction ran alone and how fast (docs/io.md "Counters"). */
+typedef struct sw_io_counters {
+	double t;                     /* when they were read (sw_now) */
+	uint64_t bytes[2];            /* completed */
+	int inflight[2];
+	double state_s[4];            /* seconds in each state */
+	uint64_t state_bytes[4][2];   /* bytes completed in each state, by direction */
+} sw_io_counters;
+/* Reads the counters (any thread; takes the engine's lock). */
+void sw_io_counters_read(sw_io *io, sw_io_counters *c);
+/* b - a: the counters' change between two reads (inflight: b's). */
+void sw_io_counters_diff(const sw_io_counters *b, const sw_io_counters *a, sw_io_counters *d);
+
 /* The one-line message of a failed request ("" when it succeeded). */
 const char *sw_io_req_error(const sw_io_req *req);
 

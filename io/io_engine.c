@@ -72,6 +72,8 @@ struct sw_io {
 	sw_io_fault fault;
 	uint64_t fault_seen;
 	uint64_t submitted[2];   /* bytes of accepted read and write requests (sw_io_bytes) */
+	sw_io_counters cnt;      /* what the drives were given (sw_io_counters_read); under mu,
+				  * cnt.t: when the state last changed */
 };
 
 static struct ext_rec *ext_get(const sw_io *io, uint32_t id)
@@ -268,6 +270,60 @@ static void req_finish_locked(sw_io *io, sw_io_req *r)
 	pthread_cond_broadcast(&io->done_cv);
 }
 
+/* ---- counters ----------------------------------------------------------------------------- */
+
+/* Which directions have blocks in flight: 0 none, 1 reads, 2 writes, 3 both. */
+static int cnt_state(const sw_io_counters *c)
+{
+	return (c->inflight[0] > 0) | (c->inflight[1] > 0) << 1;
+}
+
+/* Charges the time since the last change to the state it was in (under mu). */
+static void cnt_tick_locked(sw_io *io)
+{
+	double now = sw_now();
+	io->cnt.state_s[cnt_state(&io->cnt)] += now - io->cnt.t;
+	io->cnt.t = now;
+}
+
+/* A block of direction d (0 read, 1 write) enters the drives' queues (under mu). */
+static void cnt_dispatch_locked(sw_io *io, int d)
+{
+	cnt_tick_locked(io);
+	io->cnt.inflight[d]++;
+}
+
+/* It completed, having moved `bytes` (0 when it failed): charged to the state it completed in
+ * (under mu). */
+static void cnt_complete_locked(sw_io *io, int d, uint64_t bytes)
+{
+	cnt_tick_locked(io);
+	io->cnt.bytes[d] += bytes;
+	io->cnt.state_bytes[cnt_state(&io->cnt)][d] += bytes;
+	io->cnt.inflight[d]--;
+}
+
+void sw_io_counters_read(sw_io *io, sw_io_counters *c)
+{
+	pthread_mutex_lock(&io->mu);
+	cnt_tick_locked(io);
+	*c = io->cnt;
+	pthread_mutex_unlock(&io->mu);
+}
+
+void sw_io_counters_diff(const sw_io_counters *b, const sw_io_counters *a, sw_io_counters *d)
+{
+	*d = *b;
+	d->t = b->t - a->t;
+	for (int k = 0; k < 2; k++)
+		d->bytes[k] = b->bytes[k] - a->bytes[k];
+	for (int s = 0; s < 4; s++) {
+		d->state_s[s] = b->state_s[s] - a->state_s[s];
+		for (int k = 0; k < 2; k++)
+			d->state_bytes[s][k] = b->state_bytes[s][k] - a->state_bytes[s][k];
+	}
+}
+
 /* Takes the next block of the oldest read, else of the oldest write. 0 when there is none. */
 static int take_block(sw_io *io, struct blk *b)
 {
@@ -300,6 +356,7 @@ static int take_block(sw_io *io, struct blk *b)
 	r->pending++;
 	if (r->cursor == r->len)
 		queue_remove(io, r);
+	cnt_dispatch_locked(io, r->op == SW_IO_WRITE);
 	return 1;
 }
 
@@ -340,6 +397,7 @@ static void blk_done(struct io_thread *th, struct blk *b, int failed)
 	sw_io_req *r = b->req;
 	int last = 0;
 	pthread_mutex_lock(&io->mu);
+	cnt_complete_locked(io, b->op == SW_IO_WRITE, failed ? 0 : b->full_len);
 	if (!failed && !r->status) {
 		r->piece_left[b->piece] -= b->full_len;
 		last = r->piece_left[b->piece] == 0;
@@ -757,6 +815,7 @@ int sw_io_open(const sw_io_config *cfg, sw_io **out)
 		return -ENOMEM;
 	io->cfg = *cfg;
 	pthread_mutex_init(&io->mu, NULL);
+	io->cnt.t = sw_now();
 	pthread_cond_init(&io->work_cv, NULL);
 	pthread_cond_init(&io->done_cv, NULL);
 	for (int i = 0; i < SW_IO_MAX_PATHS; i++)

@@ -326,7 +326,7 @@ static int start_side(sw_exec *ex)
 	fprintf(ex->trace, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
 		"\"args\":{\"name\":\"step\"}}", SW_TRACK_COUNT + 1);
 	ex->trace_first = 0;
-	return 0;
+	return exec_sampler_start(ex);
 }
 
 int sw_exec_create(sw_backend *be, const sw_table *tt, const sw_plan *plan, sw_io *io,
@@ -476,6 +476,7 @@ void sw_exec_destroy(sw_exec *ex)
 		return;
 	sw_backend *be = ex->be;
 	quiesce(ex);
+	exec_sampler_stop(ex);
 	if (ex->trace) {
 		exec_trace_flush(ex);
 		fprintf(ex->trace, "\n]}\n");
@@ -492,7 +493,7 @@ void sw_exec_destroy(sw_exec *ex)
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
 	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_sums, ex->gb_released, ex->win,
-			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16 };
+			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16, ex->samp };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);
 	pthread_mutex_destroy(&ex->mu);

@@ -63,6 +63,7 @@ typedef struct sw_exec_stats {
 				   * often (clip_recent of the clip_seen steps before it) */
 	int clip_recent, clip_seen;   /* steps that clipped among the last ones seen before it */
 	uint64_t nvme_read, nvme_write;   /* bytes of NVMe requests submitted in the step */
+	sw_io_counters nvme;      /* what the drives did in the step's wall time (no NVMe: 0) */
 	int64_t read_ahead;       /* NVMe optimizer chunks the updates found read ahead (since
 				   * the last step returned: the step boundary overlaps) */
 	int64_t reordered;        /* CPU updates run ahead of one queued before them (the

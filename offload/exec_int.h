@@ -276,6 +276,12 @@ struct sw_exec {
 	pthread_mutex_t smu;
 	FILE *trace;
 	int trace_first;
+	/* the NVMe counters sampled for the trace (exec_trace.c), every SAMPLE_MS while tracing */
+	sw_io_counters *samp;
+	int nsamp, maxsamp, samp_quit, samp_started;
+	pthread_t samp_thr;
+	sw_io_counters samp_last;          /* the last sample written (rates are differences) */
+	int samp_have_last;
 };
 
 
@@ -289,6 +295,8 @@ int exec_gspan_begin(sw_exec *ex, sw_stream *st, int track);
 void exec_gspan_end(sw_exec *ex, sw_stream *st, int i);
 void exec_trace_flush(sw_exec *ex);
 void exec_finish_spans(sw_exec *ex, sw_exec_stats *st);
+int exec_sampler_start(sw_exec *ex);
+void exec_sampler_stop(sw_exec *ex);
 
 /* exec_home.c: a buffer's home, one of a device buffer, pinned host memory or an NVMe extent;
  * reads and writes through it have no tier switch at the caller */

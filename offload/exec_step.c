@@ -414,8 +414,11 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	build_uses(ex, &u, passes);
 	op->stream_sync(be, ex->cs);
 	uint64_t r0 = 0, w0 = 0;
-	if (ex->io)
+	sw_io_counters c0 = { 0 };
+	if (ex->io) {
 		sw_io_bytes(ex->io, &r0, &w0);
+		sw_io_counters_read(ex->io, &c0);
+	}
 	ex->t_step0 = sw_now();
 	op->event_record(be, ex->ev0, ex->cs);
 	/* the step's first NVMe update reads its state during the forward (queued behind the last
@@ -446,6 +449,9 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	if (!rc && !(ex->clip_mode && st->s.skipped))
 		ex->slot = exec_write_slot(ex);
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
+	sw_io_counters c1 = { 0 };
+	if (ex->io)
+		sw_io_counters_read(ex->io, &c1);
 	st->step_s = sw_now() - ex->t_step0;
 	if (!rc)
 		exec_clip_observe(ex, st);
@@ -453,6 +459,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		sw_io_bytes(ex->io, &st->nvme_read, &st->nvme_write);
 		st->nvme_read -= r0;
 		st->nvme_write -= w0;
+		sw_io_counters_diff(&c1, &c0, &st->nvme);
 	}
 	st->read_ahead = __atomic_exchange_n(&ex->ra_used, 0, __ATOMIC_RELAXED);
 	st->reordered = __atomic_exchange_n(&ex->reordered, 0, __ATOMIC_RELAXED);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void exec_span_add(sw_exec *ex, int track, const char *name, double t0, double t1)
 {
@@ -55,10 +56,36 @@ const char *const exec_track_name[SW_TRACK_COUNT] = {
 	"compute", "H2D", "D2H", "NVMe read", "NVMe write", "optimizer",
 };
 
+/* The NVMe counters as two Chrome counter tracks: GB/s by direction over each sampling
+ * interval (stamped at its start: a counter holds its value until the next), and the blocks
+ * in flight at each sample. */
+static void samples_flush_locked(sw_exec *ex)
+{
+	for (int i = 0; i < ex->nsamp; i++) {
+		const sw_io_counters *c = &ex->samp[i], *l = &ex->samp_last;
+		if (ex->samp_have_last && c->t > l->t) {
+			double dt = c->t - l->t;
+			fprintf(ex->trace, "%s{\"name\":\"NVMe GB/s\",\"ph\":\"C\",\"pid\":1,\"ts\":%.1f,"
+				"\"args\":{\"read\":%.4f,\"write\":%.4f}}", ex->trace_first ? "" : ",\n",
+				(l->t - ex->t_origin) * 1e6, (double)(c->bytes[0] - l->bytes[0]) / dt / 1e9,
+				(double)(c->bytes[1] - l->bytes[1]) / dt / 1e9);
+			ex->trace_first = 0;
+		}
+		fprintf(ex->trace, "%s{\"name\":\"NVMe blocks in flight\",\"ph\":\"C\",\"pid\":1,"
+			"\"ts\":%.1f,\"args\":{\"read\":%d,\"write\":%d}}", ex->trace_first ? "" : ",\n",
+			(c->t - ex->t_origin) * 1e6, c->inflight[0], c->inflight[1]);
+		ex->trace_first = 0;
+		ex->samp_last = *c;
+		ex->samp_have_last = 1;
+	}
+	ex->nsamp = 0;
+}
+
 static void trace_flush_locked(sw_exec *ex)
 {
 	if (!ex->trace)
 		return;
+	samples_flush_locked(ex);
 	for (int i = 0; i < ex->nspans; i++) {
 		span *s = &ex->spans[i];
 		fprintf(ex->trace, "%s{\"name\":\"%s\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":%.1f,"
@@ -134,8 +161,23 @@ void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
 		/* the step itself, from its start to its return (the step boundary: the optimizer's
 		 * spans named with this step's number may run past it) */
 		fprintf(ex->trace, "%s{\"name\":\"step %lld\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,"
-			"\"ts\":%.1f,\"dur\":%.1f}", ex->trace_first ? "" : ",\n", (long long)ex->calls,
+			"\"ts\":%.1f,\"dur\":%.1f", ex->trace_first ? "" : ",\n", (long long)ex->calls,
 			SW_TRACK_COUNT + 1, (ex->t_step0 - ex->t_origin) * 1e6, st->step_s * 1e6);
+		if (ex->io) {
+			/* what the drives did in the step: seconds with nothing, reads alone, writes
+			 * alone and both in flight, and the bytes each direction moved in each */
+			const sw_io_counters *c = &st->nvme;
+			fprintf(ex->trace, ",\"args\":{\"nvme_s\":[%.6f,%.6f,%.6f,%.6f]", c->state_s[0],
+				c->state_s[1], c->state_s[2], c->state_s[3]);
+			for (int d = 0; d < 2; d++)
+				fprintf(ex->trace, ",\"nvme_%s\":[%llu,%llu,%llu,%llu]", d ? "write" : "read",
+					(unsigned long long)c->state_bytes[0][d],
+					(unsigned long long)c->state_bytes[1][d],
+					(unsigned long long)c->state_bytes[2][d],
+					(unsigned long long)c->state_bytes[3][d]);
+			fprintf(ex->trace, "}");
+		}
+		fprintf(ex->trace, "}");
 		ex->trace_first = 0;
 		trace_flush_locked(ex);
 	}
@@ -144,3 +186,51 @@ void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
 	pthread_mutex_unlock(&ex->smu);
 }
 
+
+/* ---- the NVMe counters' sampler ------------------------------------------------------------ */
+
+#define SAMPLE_MS 10
+
+static void *sampler_main(void *arg)
+{
+	sw_exec *ex = arg;
+	const struct timespec period = { 0, SAMPLE_MS * 1000000L };
+	while (!__atomic_load_n(&ex->samp_quit, __ATOMIC_ACQUIRE)) {
+		sw_io_counters c;
+		sw_io_counters_read(ex->io, &c);
+		pthread_mutex_lock(&ex->smu);
+		if (ex->nsamp == ex->maxsamp) {
+			int n = ex->maxsamp ? ex->maxsamp * 2 : 256;
+			sw_io_counters *v = realloc(ex->samp, (size_t)n * sizeof(*v));
+			if (v) {
+				ex->samp = v;
+				ex->maxsamp = n;
+			}
+		}
+		if (ex->nsamp < ex->maxsamp)
+			ex->samp[ex->nsamp++] = c;
+		pthread_mutex_unlock(&ex->smu);
+		nanosleep(&period, NULL);
+	}
+	return NULL;
+}
+
+/* While tracing with an NVMe tier: samples its counters every SAMPLE_MS for the trace's
+ * counter tracks (the step's own totals come from the step, exec_step.c). */
+int exec_sampler_start(sw_exec *ex)
+{
+	if (!ex->trace || !ex->io)
+		return 0;
+	int rc = -pthread_create(&ex->samp_thr, NULL, sampler_main, ex);
+	ex->samp_started = rc == 0;
+	return rc;
+}
+
+void exec_sampler_stop(sw_exec *ex)
+{
+	if (!ex->samp_started)
+		return;
+	__atomic_store_n(&ex->samp_quit, 1, __ATOMIC_RELEASE);
+	pthread_join(ex->samp_thr, NULL);
+	ex->samp_started = 0;
+}

@@ -6,7 +6,10 @@ named with their step's number) ran past the start of the next step, and how muc
 of the next step ran meanwhile (docs/architecture.md "The step boundary"); and each step's busy
 seconds per track with its own late work: the optimizer thread's spans count for the step they
 serve (their name's number), whenever they ran, the other spans for the step they ran in.
-NVMe spans of the optimizer thread run from a request's submission to its completion.
+NVMe spans of the optimizer thread run from a request's submission to its completion. Where
+the run had an NVMe tier: each step's wall time split by what the drives had in flight (both
+directions, reads alone, writes alone, nothing) with the rate served in each, from the I/O
+engine's counters.
 With --gaps: each step's GPU idle stretches (no compute span) of at least --gap-ms (1 ms),
 where in the step they fall and which other tracks were busy during them (what the GPU waited on).
 Usage: trace_summary.py TRACE.json [--skip-s SECONDS] [--gaps] [--gap-ms MS]"""
@@ -32,7 +35,7 @@ def main():
     ev = json.load(open(path))['traceEvents']
     names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
     step_tid = next((k for k, v in names.items() if v == 'step'), None)
-    spans, steps, tagged, raw = {}, [], {}, []
+    spans, steps, tagged, raw, io_steps = {}, [], {}, [], []
     t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
     for e in ev:
         if e.get('ph') != 'X':
@@ -43,6 +46,8 @@ def main():
         b = a + e['dur'] / 1e6
         if e['tid'] == step_tid:
             steps.append((a, b, int(e['name'].split()[1])))
+            if 'nvme_s' in e.get('args', {}):
+                io_steps.append((int(e['name'].split()[1]), b - a, e['args']))
             continue
         spans.setdefault(e['tid'], []).append((a, b))
         mt = re.match(r'(adam|read|write) (\d+)$', e['name'])
@@ -76,6 +81,7 @@ def main():
     nvme = merge(by.get('NVMe read', []) + by.get('NVMe write', []))
     boundary(steps, tagged, by.get('compute', []), nvme)
     per_step(steps, raw, names, nvme)
+    nvme_states(io_steps)
     if '--gaps' in sys.argv:
         gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
         gaps(steps, by, gms / 1e3)
@@ -173,6 +179,23 @@ def per_step(steps, raw, names, nvme):
         idle = (b0 - a0) - inter(nvme, [[a0, b0]])   # the disk's idle time in the step's wall time
         print(f"{n:>6} {b0 - a0:7.2f} " + " ".join(f"{x:10.2f}" for x in row) + f" {late:7.2f}"
               + (f" {idle:9.2f}" if nv else ""))
+
+def nvme_states(io_steps):
+    """Per step, from the I/O engine's counters (the step event's args): how the step's wall time
+    split between both directions in flight, reads alone, writes alone and nothing, and the rate
+    the drives served in each (the bytes completed in that state over its seconds): a step
+    slower than the disk's mixed rate shows here which direction ran alone, and how fast."""
+    if not io_steps:
+        return
+    print("NVMe by what was in flight (the I/O engine's counters, each step's wall time; GB/s = 1e9 B/s):")
+    print(f"{'step':>6} {'wall s':>7} {'read GB':>8} {'write GB':>8} {'GB/s':>6} | {'both s':>6} {'GB/s':>6} | "
+          f"{'reads alone s':>13} {'GB/s':>6} | {'writes alone s':>14} {'GB/s':>6} | {'idle s':>6}")
+    rate = lambda b, t: b / t / 1e9 if t > 0 else 0.0
+    for n, wall, g in sorted(io_steps):
+        t, r, w = g['nvme_s'], g['nvme_read'], g['nvme_write']
+        print(f"{n:>6} {wall:7.2f} {sum(r) / 1e9:8.3f} {sum(w) / 1e9:8.3f} {rate(sum(r) + sum(w), wall):6.2f} | "
+              f"{t[3]:6.2f} {rate(r[3] + w[3], t[3]):6.2f} | {t[1]:13.2f} {rate(r[1] + w[1], t[1]):6.2f} | "
+              f"{t[2]:14.2f} {rate(r[2] + w[2], t[2]):6.2f} | {t[0]:6.2f}")
 
 def intersect(x, y):
     """The intervals where both x and y (sorted, merged) are busy."""

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,8 @@ int main(void)
 		}
 		fill(src[i], ext[i].len);
 	}
+	sw_io_counters c0, c1, c2, d;
+	sw_io_counters_read(io, &c0);
 	for (int i = 0; i < NE; i++) {
 		const char *buf = src[i];
 		if (i % 2) {
@@ -160,6 +163,19 @@ int main(void)
 	}
 	for (int i = 0; i < NE; i++)
 		check_on_disk(src[i], ext[i].off, ext[i].len);
+	/* the counters: every byte written, by writes alone, nothing left in flight, and the time
+	 * split between states adds up to the time between the two reads */
+	uint64_t all = 0;
+	for (int i = 0; i < NE; i++)
+		all += ext[i].len;
+	sw_io_counters_read(io, &c1);
+	sw_io_counters_diff(&c1, &c0, &d);
+	CHECKF(d.bytes[1] == all && d.bytes[0] == 0, "counters: %llu written, %llu read (wrote %llu)",
+	       (unsigned long long)d.bytes[1], (unsigned long long)d.bytes[0], (unsigned long long)all);
+	CHECK(d.state_bytes[2][1] == all && d.inflight[0] == 0 && d.inflight[1] == 0);
+	CHECK(d.state_s[2] > 0 && d.state_s[1] == 0 && d.state_s[3] == 0);
+	double tsum = d.state_s[0] + d.state_s[1] + d.state_s[2] + d.state_s[3];
+	CHECKF(fabs(tsum - d.t) < 1e-9, "counters: states add to %.9f s of %.9f", tsum, d.t);
 
 	/* Read back, into the arena's tail and into plain memory. */
 	for (int i = 0; i < NE; i++) {
@@ -169,6 +185,10 @@ int main(void)
 		CHECKF(sw_io_wait(io, &req[i]) == 0, "%s", sw_io_req_error(&req[i]));
 		CHECKF(!memcmp(d, src[i], ext[i].len), "extent %d: data differs after round trip", i);
 	}
+	sw_io_counters_read(io, &c2);
+	sw_io_counters_diff(&c2, &c1, &d);
+	CHECK(d.bytes[0] == all && d.state_bytes[1][0] == all && d.bytes[1] == 0);
+	CHECK(d.state_s[1] > 0 && d.state_s[2] == 0 && d.state_s[3] == 0);
 	/* A piece-aligned sub-range: stripes 2..4 of the 3 MiB extent. */
 	memset(dst, 0, 3 * STRIPE);
 	CHECK(sw_io_submit_read(io, &req[0], ext[3], 2 * STRIPE, 3 * STRIPE, dst) == 0);

@@ -43,6 +43,28 @@ echo "$idle" | awk '$1 >= 0.09 { n++ } END { exit !(n == 4 && NR == 4) }' ||
 python3 bench/trace_gaps.py "$w/on.json" 3 4 >"$w/on.gaps" || fail "trace_gaps.py"
 [ "$(grep -c '36 compute spans (expected 36)' "$w/on.gaps")" = 3 ] ||
   fail "trace_gaps.py: not 36 compute spans in each of steps 2-4: $(grep '^step' "$w/on.gaps" | tr '\n' ' ')"
+# the I/O engine's counters in the trace: drained, every byte a step submits completes within its
+# wall time, so each step event's bytes by state add up to the step's submitted bytes
+# (metrics.jsonl, counted at submission) and its seconds by state to its duration; the sampled
+# counter tracks are there, and trace_summary.py prints the table
+python3 - "$w/off.json" "$w/off/metrics.jsonl" <<'PY' || fail "drained: the trace's NVMe counters do not match the steps' bytes"
+import json, sys
+ev = json.load(open(sys.argv[1]))['traceEvents']
+steps = {int(e['name'].split()[1]): e for e in ev if e.get('ph') == 'X' and e['name'].startswith('step ')}
+m = {}
+for l in open(sys.argv[2]):
+    d = json.loads(l)
+    m[d['step']] = d
+assert sorted(steps) == [1, 2, 3, 4], sorted(steps)
+for n, e in steps.items():
+    a, d = e['args'], m[n]
+    assert sum(a['nvme_read']) == d['nvme_read_bytes'] > 0, (n, a['nvme_read'], d['nvme_read_bytes'])
+    assert sum(a['nvme_write']) == d['nvme_write_bytes'] > 0, (n, a['nvme_write'], d['nvme_write_bytes'])
+    assert abs(sum(a['nvme_s']) - e['dur'] / 1e6) < 1e-3, (n, a['nvme_s'], e['dur'])
+assert any(e.get('ph') == 'C' and e['name'] == 'NVMe GB/s' for e in ev)
+assert any(e.get('ph') == 'C' and e['name'] == 'NVMe blocks in flight' for e in ev)
+PY
+grep -q "^NVMe by what was in flight" "$w/off.sum" || fail "trace_summary.py: no NVMe state table"
 losses() { python3 -c 'import json,sys; print(" ".join(repr(json.loads(l)["loss"]) for l in open(sys.argv[1])))' "$1/metrics.jsonl"; }
 [ "$(losses "$w/on")" = "$(losses "$w/off")" ] && [ "$(losses "$w/on")" = "$(losses "$w/nora")" ] &&
   [ "$(losses "$w/on")" = "$(losses "$w/nowb")" ] && [ "$(losses "$w/on")" = "$(losses "$w/rabd")" ] ||
