@@ -291,6 +291,8 @@ static int run_sustain(bench_args *a, const result *r, double seconds)
 	/* untimed: the engine reads back only what this open has written (its checksums) */
 	double t0, first = 0, last = 0;
 	rc = pass_seq(c.io, 0, c.ext, c.n, c.arena, c.chunk, c.depth, &last);
+	sw_io_counters k0, k1, d;
+	sw_io_counters_read(c.io, &k0);
 	t0 = sw_now();
 	int passes = 0;
 	while (!rc && (passes == 0 || sw_now() - t0 < seconds)) {
@@ -299,6 +301,8 @@ static int run_sustain(bench_args *a, const result *r, double seconds)
 			first = last;
 	}
 	double dt = sw_now() - t0;
+	sw_io_counters_read(c.io, &k1);
+	sw_io_counters_diff(&k1, &k0, &d);
 	bench_close(&c);
 	if (rc)
 		return rc;
@@ -306,6 +310,14 @@ static int run_sustain(bench_args *a, const result *r, double seconds)
 	printf("sustained mix %.3f GB/s over %.1f s, %d passes (first %.3f, last %.3f GB/s; threads %d, bs %s, qd %d)\n",
 	       2.0 * (double)passes * (double)(c.n / 2) * (double)c.chunk / dt / 1e9, dt, passes, first, last,
 	       r->threads, short_size(r->bs, b, sizeof(b)), r->qd);
+	/* what the drives had in flight meanwhile (docs/io.md "Counters"): a train step's table
+	 * (offload/trace_summary.py) reads against it */
+	double rate[4];
+	for (int k = 0; k < 4; k++)
+		rate[k] = d.state_s[k] > 0 ? (double)(d.state_bytes[k][0] + d.state_bytes[k][1]) / d.state_s[k] / 1e9 : 0;
+	printf("sustained mix in flight: both %.2f s (%.3f GB/s), reads alone %.2f s (%.3f GB/s), "
+	       "writes alone %.2f s (%.3f GB/s), nothing %.2f s\n", d.state_s[3], rate[3], d.state_s[1], rate[1],
+	       d.state_s[2], rate[2], d.state_s[0]);
 	return 0;
 }
 

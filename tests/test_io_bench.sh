@@ -26,7 +26,7 @@ awk -F'\t' 'NF != 7 || $6 <= 0 { exit 1 }' "$d/r.tsv" || fail "bad tsv: $(cat "$
 t0=$(date +%s.%N)
 out=$("$bin" bench-io --nvme "$d/a" --quick --sustain 2 2>&1) || fail "--sustain 2: $out"
 t1=$(date +%s.%N)
-line=$(echo "$out" | grep '^sustained mix') || fail "no sustained mix line: $out"
+line=$(echo "$out" | grep '^sustained mix [0-9]') || fail "no sustained mix line: $out"
 echo "$line"
 python3 - "$line" "$t0" "$t1" <<'PY' || exit 1
 import re, sys
@@ -41,6 +41,28 @@ mb = rate * secs * 1e3 / passes    # MB a pass
 if abs(mb - 64 * 2**20 / 1e6) > 0.03 * 64 * 2**20 / 1e6:
     sys.exit("FAIL: %.3f GB/s x %.1f s / %d passes = %.1f MB a pass, not 64 MiB" % (rate, secs, passes, mb))
 print("  ok: %d passes of 64 MiB in %.1f s" % (passes, secs))
+PY
+# and what the drives had in flight meanwhile: the four states' seconds add up to the mix's time,
+# and their bytes (GB/s x seconds) to its passes' 64 MiB each
+infl=$(echo "$out" | grep '^sustained mix in flight') || fail "no 'sustained mix in flight' line: $out"
+echo "$infl"
+python3 - "$line" "$infl" <<'PY' || exit 1
+import re, sys
+secs, passes = re.search(r"over ([\d.]+) s, (\d+) passes", sys.argv[1]).groups()
+secs, passes = float(secs), int(passes)
+m = re.match(r"sustained mix in flight: both ([\d.]+) s \(([\d.]+) GB/s\), reads alone ([\d.]+) s \(([\d.]+) GB/s\), "
+             r"writes alone ([\d.]+) s \(([\d.]+) GB/s\), nothing ([\d.]+) s$", sys.argv[2])
+if not m:
+    sys.exit("FAIL: unreadable: " + sys.argv[2])
+v = [float(x) for x in m.groups()]
+t = v[0] + v[2] + v[4] + v[6]
+if abs(t - secs) > 0.05 + 0.01 * secs:
+    sys.exit("FAIL: the states add up to %.2f s of the mix's %.1f s" % (t, secs))
+gb = v[0] * v[1] + v[2] * v[3] + v[4] * v[5]
+want = passes * 64 * 2**20 / 1e9
+if abs(gb - want) > 0.05 * want:
+    sys.exit("FAIL: the states moved %.3f GB, the passes %.3f GB" % (gb, want))
+print("  ok: the states add up to %.2f s and %.3f GB" % (t, gb))
 PY
 [ -z "$(ls "$d/a")" ] || fail "test file left behind after --sustain"
 
