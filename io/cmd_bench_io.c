@@ -313,11 +313,13 @@ static int run_sustain(bench_args *a, const result *r, double seconds)
 	/* what the drives had in flight meanwhile (docs/io.md "Counters"): a train step's table
 	 * (offload/trace_summary.py) reads against it */
 	double rate[4];
-	for (int k = 0; k < 4; k++)
-		rate[k] = d.state_s[k] > 0 ? (double)(d.state_bytes[k][0] + d.state_bytes[k][1]) / d.state_s[k] / 1e9 : 0;
+	for (int k = 0; k < 4; k++) {
+		double b = (double)(d.state_bytes[k][0] + d.state_bytes[k][1]);
+		rate[k] = d.state_s[k] > 0 ? b / d.state_s[k] / 1e9 : 0;
+	}
 	printf("sustained mix in flight: both %.2f s (%.3f GB/s), reads alone %.2f s (%.3f GB/s), "
-	       "writes alone %.2f s (%.3f GB/s), nothing %.2f s\n", d.state_s[3], rate[3], d.state_s[1], rate[1],
-	       d.state_s[2], rate[2], d.state_s[0]);
+	       "writes alone %.2f s (%.3f GB/s), nothing %.2f s\n", d.state_s[3], rate[3],
+	       d.state_s[1], rate[1], d.state_s[2], rate[2], d.state_s[0]);
 	return 0;
 }
 

@@ -493,7 +493,8 @@ void sw_exec_destroy(sw_exec *ex)
 	if (ex->pool)
 		sw_pool_destroy(ex->pool);
 	void *arrays[] = { ex->g, ex->ck, ex->gbuf, ex->gb_free, ex->gb_sums, ex->gb_released, ex->win,
-			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent, ex->upd_p16, ex->samp };
+			   ex->streamed, ex->win_ready, ex->win_free, ex->sev, ex->strack, ex->spans, ex->upd_sent,
+			   ex->upd_p16, ex->samp };
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		free(arrays[i]);
 	pthread_mutex_destroy(&ex->mu);
