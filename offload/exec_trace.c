@@ -191,26 +191,57 @@ void exec_finish_spans(sw_exec *ex, sw_exec_stats *st)
 
 #define SAMPLE_MS 10
 
+/* Appends one sample (under smu; a full array that cannot grow drops it). */
+static void sample_push_locked(sw_exec *ex, const sw_io_counters *c)
+{
+	if (ex->nsamp == ex->maxsamp) {
+		int n = ex->maxsamp ? ex->maxsamp * 2 : 256;
+		sw_io_counters *v = realloc(ex->samp, (size_t)n * sizeof(*v));
+		if (v) {
+			ex->samp = v;
+			ex->maxsamp = n;
+		}
+	}
+	if (ex->nsamp < ex->maxsamp)
+		ex->samp[ex->nsamp++] = *c;
+}
+
+/* 1 when nothing moved between a and b: the same bytes completed and blocks in flight. */
+static int sample_same(const sw_io_counters *a, const sw_io_counters *b)
+{
+	return a->bytes[0] == b->bytes[0] && a->bytes[1] == b->bytes[1] &&
+	       a->inflight[0] == b->inflight[0] && a->inflight[1] == b->inflight[1];
+}
+
+/* While nothing moves (an eval, a save, a stall) the samples are held back, and only the last
+ * one is kept, pushed just before the next that differs. The rate is then 0 over the quiet
+ * stretch and right after it. */
 static void *sampler_main(void *arg)
 {
 	sw_exec *ex = arg;
 	const struct timespec period = { 0, SAMPLE_MS * 1000000L };
+	sw_io_counters prev, held;
+	int have_prev = 0, have_held = 0;
 	while (!__atomic_load_n(&ex->samp_quit, __ATOMIC_ACQUIRE)) {
 		sw_io_counters c;
 		sw_io_counters_read(ex->io, &c);
+		int same = have_prev && sample_same(&c, &prev);
 		pthread_mutex_lock(&ex->smu);
-		if (ex->nsamp == ex->maxsamp) {
-			int n = ex->maxsamp ? ex->maxsamp * 2 : 256;
-			sw_io_counters *v = realloc(ex->samp, (size_t)n * sizeof(*v));
-			if (v) {
-				ex->samp = v;
-				ex->maxsamp = n;
-			}
-		}
-		if (ex->nsamp < ex->maxsamp)
-			ex->samp[ex->nsamp++] = c;
+		if (!same && have_held)
+			sample_push_locked(ex, &held);
+		if (!same)
+			sample_push_locked(ex, &c);
 		pthread_mutex_unlock(&ex->smu);
+		held = c;
+		have_held = same;
+		prev = c;
+		have_prev = 1;
 		nanosleep(&period, NULL);
+	}
+	if (have_held) {
+		pthread_mutex_lock(&ex->smu);
+		sample_push_locked(ex, &held);
+		pthread_mutex_unlock(&ex->smu);
 	}
 	return NULL;
 }

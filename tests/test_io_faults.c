@@ -80,6 +80,25 @@ static void fault(sw_io *io, const char *spec)
 	CHECK(sw_io_fault_set(io, &f) == 0);
 }
 
+/* After every request has returned: no block is left in flight, and each direction's bytes by
+ * state add up to its total (failed, retried and re-queued blocks included). */
+static void settled(sw_io *io, const char *after)
+{
+	sw_io_counters c;
+	sw_io_counters_read(io, &c);
+	CHECKF(c.inflight[0] == 0 && c.inflight[1] == 0, "after %s: %d reads and %d writes left in flight",
+	       after, c.inflight[0], c.inflight[1]);
+	for (int d = 0; d < 2; d++) {
+		uint64_t sum = 0;
+		for (int k = 0; k < 4; k++)
+			sum += c.state_bytes[k][d];
+		CHECKF(sum == c.bytes[d], "after %s: %s bytes by state %llu, total %llu", after,
+		       d ? "write" : "read", (unsigned long long)sum, (unsigned long long)c.bytes[d]);
+	}
+	CHECKF(c.state_bytes[0][0] == 0 && c.state_bytes[0][1] == 0 && c.state_bytes[2][0] == 0 &&
+	       c.state_bytes[1][1] == 0, "after %s: bytes charged to a state without their direction", after);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(root));
@@ -137,6 +156,7 @@ int main(void)
 	fault(io, "EIO:read:2");
 	CHECK(get(io, e[0], dst, msg) == -EIO);
 	CHECK(strstr(msg, "Input/output error") && strstr(msg, "f.data at offset"));
+	settled(io, "EIO on read");
 	fill(src, e[0].len, 0);
 	CHECK(get(io, e[0], dst, msg) == 0 && !memcmp(dst, src, e[0].len));   /* one-shot */
 
@@ -148,6 +168,7 @@ int main(void)
 	CHECK(sw_io_wait(io, &r) == -ENOSPC);
 	CHECK(strstr(sw_io_req_error(&r), "No space left") && strstr(sw_io_req_error(&r), "write of"));
 	CHECK(get(io, e[1], dst, msg) == -ENODATA);
+	settled(io, "ENOSPC on write");
 	put(io, e[1], src);
 	CHECK(get(io, e[1], dst, msg) == 0 && !memcmp(dst, src, e[1].len));
 
@@ -163,6 +184,7 @@ int main(void)
 	CHECK(get(io, e[2], dst, msg) == -EAGAIN && strstr(msg, "giving up"));
 	fault(io, "short:read:1:1000000");
 	CHECK(get(io, e[2], dst, msg) == -EIO && strstr(msg, "short read at end of file"));
+	settled(io, "EAGAIN, partial and short transfers");
 	sw_io_fault none = { 0 };
 	CHECK(sw_io_fault_set(io, &none) == 0);
 
@@ -183,6 +205,7 @@ int main(void)
 	char want[500];
 	snprintf(want, sizeof(want), "%s at offset %llu", victim, (unsigned long long)(foff - 100));
 	CHECKF(strstr(msg, want), "message '%s' does not name '%s'", msg, want);
+	settled(io, "checksum mismatches");
 
 	/* --- short read at end of file: the file on path b is truncated behind our back --- */
 	CHECK(truncate(f1, 0) == 0);
@@ -196,6 +219,7 @@ int main(void)
 	fault(io, "ENODEV:read:1:1:1");          /* the device behind path 1 is gone */
 	CHECK(get(io, e[0], dst, msg) == -ENODEV);
 	CHECK(strstr(msg, f1) && strstr(msg, "path vanished"));
+	settled(io, "a short read and a vanished path");
 	sw_io_close(io);
 	/* The replaced-file case: reopen creates a new file, then it is swapped under us. */
 	io = open_engine(paths, 4u << 20, NULL);
