@@ -60,6 +60,11 @@ TEST_SH  := $(wildcard tests/test_*.sh)
 GPU_SRC  := $(wildcard tests/gpu/test_*.c)
 GPU_BIN  := $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
 GPU_SH   := $(wildcard tests/gpu/test_*.sh)
+# test-gpu PART=1 or PART=2: the list in two parts, for machines lent in calls of at most ten
+# minutes (part 1, all but the sanitizer: about 300 s on an H100; part 2: the sanitizer);
+# no PART: all of it
+GPU_SLOW := tests/gpu/test_cuda_sanitize.sh
+GPU_RUN  := $(if $(filter 2,$(PART)),$(GPU_SLOW),$(GPU_BIN) $(if $(filter 1,$(PART)),$(filter-out $(GPU_SLOW),$(GPU_SH)),$(GPU_SH)))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -74,7 +79,7 @@ help:
 	@echo "make deps       install missing system packages (apt-get; sudo when not root)"
 	@echo "make run        deps + build + fine-tune the embedded default model into runs/"
 	@echo "make test       every CPU test (exit status is the verdict)"
-	@echo "make test-gpu   every GPU test (skips cleanly without a GPU)"
+	@echo "make test-gpu   every GPU test (skips cleanly without a GPU); PART=1 or PART=2: one of its two parts"
 	@echo "make asan       the same tests under AddressSanitizer + UBSan"
 	@echo "make fuzz       libFuzzer targets for the safetensors and config parsers (FUZZ_SECONDS=60)"
 	@echo "make bench      build the benchmarks in bench/"
@@ -115,7 +120,7 @@ test: all $(TEST_BIN)
 
 test-gpu: all $(GPU_BIN) $(BUILD)/tests/test_offload_exec_invariance $(BUILD)/tests/test_offload_exec_clip \
           $(BUILD)/tests/test_offload_keep $(BUILD)/tests/test_offload_lora_golden
-	@SW_BIN=$(BUILD)/spillway bash tests/run.sh --gpu $(GPU_BIN) $(GPU_SH)
+	@SW_BIN=$(BUILD)/spillway bash tests/run.sh --gpu $(GPU_RUN)
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" CUDA=0 test
