@@ -380,6 +380,16 @@ static void build_uses(sw_exec *ex, useq *u, int passes)
 	u->pos = 0;
 }
 
+/* Now; with an NVMe tier, the I/O counters read at that moment, whose clock it is (so that the
+ * step's seconds by drive state add up to its wall time). */
+static double step_clock(sw_exec *ex, sw_io_counters *c)
+{
+	if (!ex->io)
+		return sw_now();
+	sw_io_counters_read(ex->io, c);
+	return c->t;
+}
+
 /* The global norm of this step's gradients: per-group sums of squares, added in group order
  * (optim/clip.h). */
 double exec_step_norm(sw_exec *ex)
@@ -415,12 +425,9 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 	op->stream_sync(be, ex->cs);
 	uint64_t r0 = 0, w0 = 0;
 	sw_io_counters c0 = { 0 };
-	if (ex->io) {
+	if (ex->io)
 		sw_io_bytes(ex->io, &r0, &w0);
-		sw_io_counters_read(ex->io, &c0);
-	}
-	/* with an NVMe tier the step's wall time is the counters' own (their states add up to it) */
-	ex->t_step0 = ex->io ? c0.t : sw_now();
+	ex->t_step0 = step_clock(ex, &c0);
 	op->event_record(be, ex->ev0, ex->cs);
 	/* the step's first NVMe update reads its state during the forward (queued behind the last
 	 * step's updates, whose write-behind lands first) */
@@ -451,9 +458,7 @@ int sw_exec_step(sw_exec *ex, const int32_t *inputs, const int32_t *targets, int
 		ex->slot = exec_write_slot(ex);
 	st->s.loss = st->s.tokens ? loss / (double)st->s.tokens : 0.0;
 	sw_io_counters c1 = { 0 };
-	if (ex->io)
-		sw_io_counters_read(ex->io, &c1);
-	st->step_s = (ex->io ? c1.t : sw_now()) - ex->t_step0;
+	st->step_s = step_clock(ex, &c1) - ex->t_step0;
 	if (!rc)
 		exec_clip_observe(ex, st);
 	if (ex->io) {

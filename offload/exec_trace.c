@@ -220,27 +220,27 @@ static void *sampler_main(void *arg)
 {
 	sw_exec *ex = arg;
 	const struct timespec period = { 0, SAMPLE_MS * 1000000L };
-	sw_io_counters prev, held;
-	int have_prev = 0, have_held = 0;
+	sw_io_counters last;
+	int have_last = 0, held = 0;   /* held: `last` was not pushed (nothing moved up to it) */
 	while (!__atomic_load_n(&ex->samp_quit, __ATOMIC_ACQUIRE)) {
 		sw_io_counters c;
 		sw_io_counters_read(ex->io, &c);
-		int same = have_prev && sample_same(&c, &prev);
-		pthread_mutex_lock(&ex->smu);
-		if (!same && have_held)
-			sample_push_locked(ex, &held);
-		if (!same)
+		int same = have_last && sample_same(&c, &last);
+		if (!same) {
+			pthread_mutex_lock(&ex->smu);
+			if (held)
+				sample_push_locked(ex, &last);
 			sample_push_locked(ex, &c);
-		pthread_mutex_unlock(&ex->smu);
-		held = c;
-		have_held = same;
-		prev = c;
-		have_prev = 1;
+			pthread_mutex_unlock(&ex->smu);
+		}
+		held = same;
+		last = c;
+		have_last = 1;
 		nanosleep(&period, NULL);
 	}
-	if (have_held) {
+	if (held) {
 		pthread_mutex_lock(&ex->smu);
-		sample_push_locked(ex, &held);
+		sample_push_locked(ex, &last);
 		pthread_mutex_unlock(&ex->smu);
 	}
 	return NULL;
