@@ -18,9 +18,10 @@
  *     and ends on piece boundaries (the whole extent always qualifies). They are split into
  *     blocks of at most `bs` bytes (never crossing a stripe unit or a 1 GiB arena piece) and
  *     spread over every I/O thread, so one large request keeps every drive busy.
- *   * Reads are dispatched before writes: a thread that has a free queue slot always takes the
- *     next block of the oldest pending read first, so a read never waits behind queued writes
- *     (at most behind the writes already in the drive's queue).
+ *   * Dispatch order: a thread that has a free queue slot takes the next block of the oldest
+ *     urgent request (sw_io_submit_urgent), else of the oldest read, else of the oldest write.
+ *     A read never waits behind queued writes, and an urgent request (a transfer the GPU waits
+ *     on) never behind either (at most behind the blocks already in the drive's queue).
  *   * Completion: sw_io_poll() (non-blocking) or sw_io_wait() (blocking) from any thread.
  *
  * Errors: every function returns 0 (or a count) on success and -errno on failure; nothing sets
@@ -77,7 +78,7 @@ enum sw_io_op { SW_IO_READ = 1, SW_IO_WRITE = 2 };
 typedef struct sw_io_req {
 	int status;              /* after completion: 0 or -errno (same as sw_io_wait) */
 	/* private */
-	int op, done, pending;
+	int op, done, pending, urgent;
 	sw_io_extent ext;
 	uint64_t off, len, cursor;       /* range inside the extent; next byte to dispatch */
 	char *buf;
@@ -169,6 +170,14 @@ int sw_io_submit_read(sw_io *io, sw_io_req *req, sw_io_extent ext, uint64_t off,
 int sw_io_submit_write(sw_io *io, sw_io_req *req, sw_io_extent ext, uint64_t off, uint64_t len,
 		       const void *buf);
 
+/* sw_io_submit_urgent: as sw_io_submit_read (op SW_IO_READ) or sw_io_submit_write (SW_IO_WRITE),
+ * same arguments and returns, but its blocks are dispatched before those of every request
+ * queued the ordinary way, in submission order among urgent requests. For the few transfers the
+ * GPU waits on (the forward pass's activation checkpoints), so that they do not queue behind a
+ * stream of optimizer state. Ordering between requests of the same range stays the caller's. */
+int sw_io_submit_urgent(sw_io *io, sw_io_req *req, int op, sw_io_extent ext, uint64_t off,
+			uint64_t len, void *buf);
+
 /* sw_io_poll: 1 while the request is in flight, else its status (0 or -errno). Never blocks. */
 int sw_io_poll(sw_io_req *req);
 /* sw_io_wait: blocks until the request is done; returns its status (0 or -errno). */
@@ -221,6 +230,9 @@ typedef struct sw_io_fault {
 } sw_io_fault;
 /* Installs the plan (kind NONE clears it). Returns 0 or -EINVAL. */
 int sw_io_fault_set(sw_io *io, const sw_io_fault *f);
+/* Tests: while held (on = 1) the I/O threads dispatch no new block; requests queue up, blocks
+ * in flight complete. on = 0 lets them go. sw_io_close releases a hold. */
+void sw_io_hold(sw_io *io, int on);
 /* Parses "KIND:OP:NTH[:COUNT[:PATH]]" where KIND is an errno name (EIO, ENOSPC, EAGAIN, ENODEV)
  * or short|partial|corrupt, OP is read|write|any. sw_io_open reads the environment variable
  * SPILLWAY_IO_FAULT with this syntax. Returns 0 or -EINVAL. */

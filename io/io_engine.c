@@ -65,9 +65,10 @@ struct sw_io {
 	int arena_node, arena_reg;
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv, done_cv;
-	sw_io_req *rhead, *rtail, *whead, *wtail;
+	/* the queues of requests with blocks left to dispatch: urgent ones, reads, writes */
+	sw_io_req *uhead, *utail, *rhead, *rtail, *whead, *wtail;
 	uint64_t outstanding;
-	int stop, nthreads;
+	int stop, nthreads, held;
 	struct io_thread *th;
 	sw_io_fault fault;
 	uint64_t fault_seen;
@@ -223,10 +224,20 @@ int sw_io_fault_set(sw_io *io, const sw_io_fault *f)
 
 /* ---- request bookkeeping (io->mu held) ---------------------------------------------------- */
 
+/* The queue request r waits in (sw_io_req's urgent and op). */
+static sw_io_req **queue_head(sw_io *io, const sw_io_req *r, sw_io_req ***tail)
+{
+	if (r->urgent) {
+		*tail = &io->utail;
+		return &io->uhead;
+	}
+	*tail = r->op == SW_IO_READ ? &io->rtail : &io->wtail;
+	return r->op == SW_IO_READ ? &io->rhead : &io->whead;
+}
+
 static void queue_remove(sw_io *io, sw_io_req *r)
 {
-	sw_io_req **head = r->op == SW_IO_READ ? &io->rhead : &io->whead;
-	sw_io_req **tail = r->op == SW_IO_READ ? &io->rtail : &io->wtail;
+	sw_io_req **tail, **head = queue_head(io, r, &tail);
 	sw_io_req *prev = NULL;
 	for (sw_io_req *q = *head; q; prev = q, q = q->next) {
 		if (q != r)
@@ -324,11 +335,12 @@ void sw_io_counters_diff(const sw_io_counters *b, const sw_io_counters *a, sw_io
 	}
 }
 
-/* Takes the next block of the oldest read, else of the oldest write. 0 when there is none. */
+/* Takes the next block of the oldest urgent request, else of the oldest read, else of the
+ * oldest write. 0 when there is none (or the engine is held). */
 static int take_block(sw_io *io, struct blk *b)
 {
-	sw_io_req *r = io->rhead ? io->rhead : io->whead;
-	if (!r)
+	sw_io_req *r = io->uhead ? io->uhead : io->rhead ? io->rhead : io->whead;
+	if (!r || io->held)
 		return 0;
 	uint64_t s = io->cfg.stripe;
 	uint64_t lo = r->ext.off + r->off + r->cursor, end = r->ext.off + r->off + r->len;
@@ -557,15 +569,16 @@ static void *thread_main(void *arg)
 	struct io_thread *th = arg;
 	sw_io *io = th->io;
 	for (;;) {
-		struct blk *batch = NULL;
+		struct blk *batch = NULL, **last = &batch;
 		pthread_mutex_lock(&io->mu);
-		while (th->free) {
+		while (th->free) {   /* in the order taken: the ring gets the oldest block first */
 			struct blk *b = th->free;
 			if (!take_block(io, b))
 				break;
 			th->free = b->next;
-			b->next = batch;
-			batch = b;
+			b->next = NULL;
+			*last = b;
+			last = &b->next;
 		}
 		if (!batch && !th->retry && !th->hashq && th->inflight == 0) {
 			if (io->stop) {
@@ -892,6 +905,8 @@ void sw_io_close(sw_io *io)
 	if (!io)
 		return;
 	pthread_mutex_lock(&io->mu);
+	io->held = 0;
+	pthread_cond_broadcast(&io->work_cv);
 	while (io->outstanding && io->nthreads)
 		pthread_cond_wait(&io->done_cv, &io->mu);
 	io->stop = 1;
@@ -1066,11 +1081,12 @@ int sw_io_extent_sums_set(sw_io *io, sw_io_extent ext, const uint64_t *sums, con
 
 /* ---- submit / wait ------------------------------------------------------------------------ */
 
-static int submit(sw_io *io, sw_io_req *r, int op, sw_io_extent ext, uint64_t off, uint64_t len,
-		  void *buf)
+static int submit(sw_io *io, sw_io_req *r, int op, int urgent, sw_io_extent ext, uint64_t off,
+		  uint64_t len, void *buf)
 {
 	memset(r, 0, sizeof(*r));
 	r->op = op;
+	r->urgent = urgent;
 	r->ext = ext;
 	r->off = off;
 	r->len = len;
@@ -1142,8 +1158,7 @@ static int submit(sw_io *io, sw_io_req *r, int op, sw_io_extent ext, uint64_t of
 	if (op == SW_IO_WRITE)
 		for (uint32_t p = 0; p < r->npieces; p++)
 			e->written[j0 + p] = 0;
-	sw_io_req **head = op == SW_IO_READ ? &io->rhead : &io->whead;
-	sw_io_req **tail = op == SW_IO_READ ? &io->rtail : &io->wtail;
+	sw_io_req **tail, **head = queue_head(io, r, &tail);
 	if (*tail)
 		(*tail)->next = r;
 	else
@@ -1158,13 +1173,34 @@ static int submit(sw_io *io, sw_io_req *r, int op, sw_io_extent ext, uint64_t of
 int sw_io_submit_read(sw_io *io, sw_io_req *req, sw_io_extent ext, uint64_t off, uint64_t len,
 		      void *buf)
 {
-	return submit(io, req, SW_IO_READ, ext, off, len, buf);
+	return submit(io, req, SW_IO_READ, 0, ext, off, len, buf);
 }
 
 int sw_io_submit_write(sw_io *io, sw_io_req *req, sw_io_extent ext, uint64_t off, uint64_t len,
 		       const void *buf)
 {
-	return submit(io, req, SW_IO_WRITE, ext, off, len, (void *)buf);
+	return submit(io, req, SW_IO_WRITE, 0, ext, off, len, (void *)buf);
+}
+
+int sw_io_submit_urgent(sw_io *io, sw_io_req *req, int op, sw_io_extent ext, uint64_t off,
+			uint64_t len, void *buf)
+{
+	if (op != SW_IO_READ && op != SW_IO_WRITE) {
+		memset(req, 0, sizeof(*req));
+		req->status = -EINVAL;
+		req->done = 1;
+		snprintf(req->msg, sizeof(req->msg), "io: urgent request of unknown kind %d", op);
+		return -EINVAL;
+	}
+	return submit(io, req, op, 1, ext, off, len, buf);
+}
+
+void sw_io_hold(sw_io *io, int on)
+{
+	pthread_mutex_lock(&io->mu);
+	io->held = on;
+	pthread_cond_broadcast(&io->work_cv);
+	pthread_mutex_unlock(&io->mu);
 }
 
 int sw_io_poll(sw_io_req *req)

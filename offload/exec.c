@@ -164,7 +164,8 @@ static int alloc_check(sw_exec *ex)
  * none from one NVMe group to the next within a pass), SW_OPT_WRITE_BEHIND=0 makes each NVMe
  * group's writes land before the optimizer goes on, SW_OPT_ORDER=fifo runs the waiting
  * host-state updates in arrival order, SW_CKPT_STREAMS=0 copies host checkpoints on the compute
- * stream (for comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP
+ * stream, SW_CKPT_URGENT=0 queues NVMe checkpoint writes behind the optimizer's writes (for
+ * comparison: all give the same bits); the test hooks SW_TEST_DELAY_ADAM=MS:GROUP
  * and SW_TEST_NO_WAIT=1. */
 static void exec_boundary_init(sw_exec *ex)
 {
@@ -179,6 +180,8 @@ static void exec_boundary_init(sw_exec *ex)
 	ex->write_behind = !(wb && !strcmp(wb, "0"));
 	const char *cks = getenv("SW_CKPT_STREAMS");
 	ex->ck_streams = !(cks && !strcmp(cks, "0"));
+	const char *cku = getenv("SW_CKPT_URGENT");
+	ex->ck_urgent = !(cku && !strcmp(cku, "0"));
 	ex->delay_group = -1;
 	if (dl && sscanf(dl, "%d:%d", &ex->delay_ms, &ex->delay_group) != 2)
 		ex->delay_group = -1;

@@ -85,7 +85,8 @@ void exec_ckpt_saved(sw_exec *ex)
  * stalled the GPU: 0.23 ms for the 2.8B shape's 12 MiB at 55 GB/s, 182 a step each way in
  * regime 1 of docs/perf.md.
  * NVMe: writes behind: the copy to pinned memory is waited for, the NVMe write is not (the
- * slot's next user waits for it, and every read waits for all writes first: ck_read_ahead). */
+ * slot's next user waits for it, and every read waits for all writes first: ck_read_ahead).
+ * The write goes ahead of the optimizer's queued writes (sw_io_submit_urgent). */
 int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x)
 {
 	sw_backend *be = ex->be;
@@ -121,7 +122,12 @@ int exec_ckpt_save(sw_exec *ex, int l, int m, const void *x)
 	be->ops->event_sync(be, ex->ck_ev[i]);
 	ck_slot *c = &ex->cks[i];
 	c->t0 = sw_now();
-	if ((rc = sw_io_submit_write(ex->io, &c->req, k->ext, 0, exec_io_len(exec_xbytes(ex)), ex->ck_stage[i]))) {
+	/* urgent: the forward waits for this write when its slot comes round again, and at the step
+	 * boundary the last updates' write-behind (hundreds of MB) is queued ahead of it */
+	uint64_t len = exec_io_len(exec_xbytes(ex));
+	rc = ex->ck_urgent ? sw_io_submit_urgent(ex->io, &c->req, SW_IO_WRITE, k->ext, 0, len, ex->ck_stage[i])
+			   : sw_io_submit_write(ex->io, &c->req, k->ext, 0, len, ex->ck_stage[i]);
+	if (rc) {
 		exec_io_fail(ex, "write of a checkpoint", &c->req);
 		return rc;
 	}

@@ -211,6 +211,8 @@ struct sw_exec {
 	int first_needed;                  /* of the host-state updates waiting at the queue's
 					    * head, run the one the next forward needs first
 					    * (SW_OPT_ORDER=fifo: in arrival order) */
+	int ck_urgent;                     /* NVMe checkpoint writes go ahead of queued requests
+					    * (SW_CKPT_URGENT=0: behind the optimizer's writes) */
 	int write_behind;                  /* a group's last NVMe writes stay in flight while the
 					    * optimizer goes on (SW_OPT_WRITE_BEHIND=0: waited for
 					    * at the group's end, as drained) */
