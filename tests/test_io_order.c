@@ -47,18 +47,26 @@ static void no_fault(void)
 	CHECK(sw_io_fault_set(io, &f) == 0);
 }
 
-/* Submits a, then b (each urgent or not), while the engine is held; lets it go; returns which
- * failed: 'a', 'b', or 0 when neither (both are checked done). */
-static char first_of(sw_io_extent ea, int opa, int ua, sw_io_extent eb, int opb, int ub)
+static sw_io_extent A, B;
+
+/* Queues a transfer of the whole extent e: urgent or the ordinary way. */
+static void queue(sw_io_req *r, sw_io_extent e, int op, int urgent)
+{
+	char *b = op == SW_IO_READ ? buf + LEN : buf;
+	CHECK((urgent ? sw_io_submit_urgent(io, r, op, e, 0, e.len, b)
+		      : op == SW_IO_READ ? sw_io_submit_read(io, r, e, 0, e.len, b)
+					 : sw_io_submit_write(io, r, e, 0, e.len, b)) == 0);
+}
+
+/* Queues a transfer of A, then one of B (each urgent or not), while the engine is held; lets
+ * it go with the first block prepared failing; returns whose block that was: 'a' or 'b'. */
+static char first_of(int opa, int ua, int opb, int ub)
 {
 	sw_io_req a, b;
+	fault(SW_IO_READ | SW_IO_WRITE, 1);
 	sw_io_hold(io, 1);
-	CHECK((ua ? sw_io_submit_urgent(io, &a, opa, ea, 0, ea.len, buf)
-		  : opa == SW_IO_READ ? sw_io_submit_read(io, &a, ea, 0, ea.len, buf + LEN)
-				      : sw_io_submit_write(io, &a, ea, 0, ea.len, buf)) == 0);
-	CHECK((ub ? sw_io_submit_urgent(io, &b, opb, eb, 0, eb.len, opb == SW_IO_READ ? buf + LEN : buf)
-		  : opb == SW_IO_READ ? sw_io_submit_read(io, &b, eb, 0, eb.len, buf + LEN)
-				      : sw_io_submit_write(io, &b, eb, 0, eb.len, buf)) == 0);
+	queue(&a, A, opa, ua);
+	queue(&b, B, opb, ub);
 	usleep(20000);
 	CHECKF(sw_io_poll(&a) == 1 && sw_io_poll(&b) == 1, "a held engine dispatched a block");
 	sw_io_hold(io, 0);
@@ -66,6 +74,8 @@ static char first_of(sw_io_extent ea, int opa, int ua, sw_io_extent eb, int opb,
 	CHECKF((ra == -EIO) + (rb == -EIO) == 1 && (ra == 0 || rb == 0),
 	       "one of the two fails with the injected EIO: %d, %d", ra, rb);
 	no_fault();
+	put(A);   /* a failed write leaves its extent unreadable: written again */
+	put(B);
 	return ra ? 'a' : 'b';
 }
 
@@ -86,30 +96,21 @@ int main(void)
 	CHECKF(rc == 0, "sw_io_open: %d", rc);
 	CHECK(posix_memalign((void **)&buf, 4096, 2 * LEN) == 0);
 	memset(buf, 0x5a, 2 * LEN);
-	sw_io_extent A, B;
 	CHECK(sw_io_extent_alloc(io, LEN, &A) == 0 && sw_io_extent_alloc(io, LEN, &B) == 0);
 	put(A);
 	put(B);
 
-	/* reads before writes: a write queued first still goes after a read queued behind it */
-	fault(SW_IO_READ | SW_IO_WRITE, 1);
-	CHECK(first_of(A, SW_IO_WRITE, 0, B, SW_IO_READ, 0) == 'b');
-	put(A);
-	/* an urgent write before a queued write, and before a queued read */
-	fault(SW_IO_WRITE, 1);
-	CHECK(first_of(A, SW_IO_WRITE, 0, B, SW_IO_WRITE, 1) == 'b');
-	put(B);
-	fault(SW_IO_READ | SW_IO_WRITE, 1);
-	CHECK(first_of(A, SW_IO_READ, 0, B, SW_IO_WRITE, 1) == 'b');
-	put(B);
-	/* urgent requests in submission order, whatever their direction */
-	fault(SW_IO_READ | SW_IO_WRITE, 1);
-	CHECK(first_of(A, SW_IO_WRITE, 1, B, SW_IO_READ, 1) == 'a');
-	put(A);
-	/* without the urgent queue the first-queued write is the first: the control */
-	fault(SW_IO_WRITE, 1);
-	CHECK(first_of(A, SW_IO_WRITE, 0, B, SW_IO_WRITE, 0) == 'a');
-	put(A);
+	static const struct { int opa, ua, opb, ub; char first; const char *what; } cases[] = {
+		{ SW_IO_WRITE, 0, SW_IO_READ, 0, 'b', "a read before a write queued ahead of it" },
+		{ SW_IO_WRITE, 0, SW_IO_WRITE, 1, 'b', "an urgent write before a queued write" },
+		{ SW_IO_READ, 0, SW_IO_WRITE, 1, 'b', "an urgent write before a queued read" },
+		{ SW_IO_WRITE, 1, SW_IO_READ, 1, 'a', "urgent requests in submission order, either direction" },
+		{ SW_IO_WRITE, 0, SW_IO_WRITE, 0, 'a', "ordinary writes in submission order (the control)" },
+	};
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char got = first_of(cases[i].opa, cases[i].ua, cases[i].opb, cases[i].ub);
+		CHECKF(got == cases[i].first, "%s: request %c went first", cases[i].what, got);
+	}
 
 	/* in one batch the ring gets the blocks in the order taken: the second block prepared is
 	 * the extent's second piece (the request's message names the file offset of the block that
