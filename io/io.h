@@ -20,8 +20,9 @@
  *     spread over every I/O thread, so one large request keeps every drive busy.
  *   * Dispatch order: a thread that has a free queue slot takes the next block of the oldest
  *     urgent request (sw_io_submit_urgent), else of the oldest read, else of the oldest write.
- *     A read never waits behind queued writes, and an urgent request (a transfer the GPU waits
- *     on) never behind either (at most behind the blocks already in the drive's queue).
+ *     A read never waits behind ordinary queued writes (it may behind urgent ones), and an
+ *     urgent request (a transfer the GPU waits on) behind neither (at most behind the blocks
+ *     already in the drive's queue).
  *   * Completion: sw_io_poll() (non-blocking) or sw_io_wait() (blocking) from any thread.
  *
  * Errors: every function returns 0 (or a count) on success and -errno on failure; nothing sets
@@ -231,7 +232,8 @@ typedef struct sw_io_fault {
 /* Installs the plan (kind NONE clears it). Returns 0 or -EINVAL. */
 int sw_io_fault_set(sw_io *io, const sw_io_fault *f);
 /* Tests: while held (on = 1) the I/O threads dispatch no new block; requests queue up, blocks
- * in flight complete. on = 0 lets them go. sw_io_close releases a hold. */
+ * in flight complete. on = 0 lets them go. sw_io_close releases a hold (not to be called while
+ * sw_io_close runs). */
 void sw_io_hold(sw_io *io, int on);
 /* Parses "KIND:OP:NTH[:COUNT[:PATH]]" where KIND is an errno name (EIO, ENOSPC, EAGAIN, ENODEV)
  * or short|partial|corrupt, OP is read|write|any. sw_io_open reads the environment variable

@@ -2,7 +2,8 @@
  * reads, reads before writes, urgent ones in submission order, and a thread hands its ring the
  * blocks in the order it took them. The engine is held while the requests queue up, then let
  * go with one I/O thread; a fault injected into the first (or second) block prepared says which
- * request's block that was. */
+ * request's block that was. Each request is twice the queue depth, so the failed one still has
+ * blocks queued, which must be dropped for the other to run. */
 #include "io/io.h"
 #include "tests/check.h"
 
@@ -13,7 +14,7 @@
 #include <unistd.h>
 
 #define PIECE (64u << 10)
-#define LEN (4 * PIECE)
+#define LEN (8 * PIECE)   /* twice the queue depth: a failed request has blocks left to drop */
 
 static char root[] = "/tmp/sw-io-order.XXXXXX";
 static sw_io *io;
@@ -81,6 +82,7 @@ static char first_of(int opa, int ua, int opb, int ub)
 
 int main(void)
 {
+	alarm(120);   /* a failed request left in its queue would hang the engine: fail instead */
 	CHECK(mkdtemp(root));
 	atexit(cleanup);
 	sw_io_config c = { 0 };
@@ -88,7 +90,7 @@ int main(void)
 	c.size = 4 * LEN;
 	c.stripe = PIECE;
 	c.bs = PIECE;       /* one block per piece: a failed block leaves exactly its piece unwritten */
-	c.qd = 4;           /* a whole extent is one batch of the one thread */
+	c.qd = 4;           /* the first batch: half an extent */
 	c.threads = 1;      /* blocks are prepared in the order taken: the fault's count is that order */
 	c.file_name = "order.data";
 	c.quiet = 1;
