@@ -282,8 +282,8 @@ struct sw_exec {
 	sw_io_counters *samp;
 	int nsamp, maxsamp, samp_quit, samp_started;
 	pthread_t samp_thr;
-	sw_io_counters samp_last;          /* the last sample written (rates are differences) */
-	int samp_have_last;
+	sw_io_counters samp_last;          /* the last sample written, at first the counters as
+					    * the sampler started (rates are differences) */
 };
 
 

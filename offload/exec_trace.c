@@ -63,7 +63,7 @@ static void samples_flush_locked(sw_exec *ex)
 {
 	for (int i = 0; i < ex->nsamp; i++) {
 		const sw_io_counters *c = &ex->samp[i], *l = &ex->samp_last;
-		if (ex->samp_have_last && c->t > l->t) {
+		if (c->t > l->t) {
 			double dt = c->t - l->t;
 			fprintf(ex->trace, "%s{\"name\":\"NVMe GB/s\",\"ph\":\"C\",\"pid\":1,\"ts\":%.1f,"
 				"\"args\":{\"read\":%.4f,\"write\":%.4f}}", ex->trace_first ? "" : ",\n",
@@ -76,7 +76,6 @@ static void samples_flush_locked(sw_exec *ex)
 			(c->t - ex->t_origin) * 1e6, c->inflight[0], c->inflight[1]);
 		ex->trace_first = 0;
 		ex->samp_last = *c;
-		ex->samp_have_last = 1;
 	}
 	ex->nsamp = 0;
 }
@@ -221,11 +220,18 @@ static void *sampler_main(void *arg)
 	sw_exec *ex = arg;
 	const struct timespec period = { 0, SAMPLE_MS * 1000000L };
 	sw_io_counters last;
-	int have_last = 0, held = 0;   /* held: `last` was not pushed (nothing moved up to it) */
-	while (!__atomic_load_n(&ex->samp_quit, __ATOMIC_ACQUIRE)) {
+	int held = 0;   /* held: `last` was not pushed (nothing moved up to it) */
+	pthread_mutex_lock(&ex->smu);
+	last = ex->samp_last;
+	sample_push_locked(ex, &last);
+	pthread_mutex_unlock(&ex->smu);
+	for (;;) {
+		nanosleep(&period, NULL);
+		if (__atomic_load_n(&ex->samp_quit, __ATOMIC_ACQUIRE))
+			break;
 		sw_io_counters c;
 		sw_io_counters_read(ex->io, &c);
-		int same = have_last && sample_same(&c, &last);
+		int same = sample_same(&c, &last);
 		if (!same) {
 			pthread_mutex_lock(&ex->smu);
 			if (held)
@@ -235,8 +241,6 @@ static void *sampler_main(void *arg)
 		}
 		held = same;
 		last = c;
-		have_last = 1;
-		nanosleep(&period, NULL);
 	}
 	if (held) {
 		pthread_mutex_lock(&ex->smu);
@@ -252,6 +256,7 @@ int exec_sampler_start(sw_exec *ex)
 {
 	if (!ex->trace || !ex->io)
 		return 0;
+	sw_io_counters_read(ex->io, &ex->samp_last);   /* the first sample (the thread pushes it) */
 	int rc = -pthread_create(&ex->samp_thr, NULL, sampler_main, ex);
 	ex->samp_started = rc == 0;
 	return rc;
