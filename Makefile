@@ -60,11 +60,13 @@ TEST_SH  := $(wildcard tests/test_*.sh)
 GPU_SRC  := $(wildcard tests/gpu/test_*.c)
 GPU_BIN  := $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
 GPU_SH   := $(wildcard tests/gpu/test_*.sh)
-# test-gpu PART=1 or PART=2: the list in two parts, for machines lent in calls of at most ten
-# minutes (part 1, all but the sanitizer: about 300 s on an H100; part 2: the sanitizer);
-# no PART: all of it
-GPU_SLOW := tests/gpu/test_cuda_sanitize.sh
-GPU_RUN  := $(if $(filter 2,$(PART)),$(GPU_SLOW),$(GPU_BIN) $(if $(filter 1,$(PART)),$(filter-out $(GPU_SLOW),$(GPU_SH)),$(GPU_SH)))
+# test-gpu PART=1, 2 or 3: the list in three parts, for machines lent in calls of at most ten
+# minutes (part 1, all but the sanitizer: about 390 s on an H100; part 2: the sanitizer over the
+# default kernels; part 3: over the attention tests' other backward forms); no PART: all of it
+GPU_SAN1 := tests/gpu/test_cuda_sanitize.sh
+GPU_SAN2 := tests/gpu/test_cuda_sanitize_attn.sh
+GPU_RUN  := $(if $(filter 2,$(PART)),$(GPU_SAN1),$(if $(filter 3,$(PART)),$(GPU_SAN2),$(GPU_BIN) \
+            $(if $(filter 1,$(PART)),$(filter-out $(GPU_SAN1) $(GPU_SAN2),$(GPU_SH)),$(GPU_SH))))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -79,7 +81,7 @@ help:
 	@echo "make deps       install missing system packages (apt-get; sudo when not root)"
 	@echo "make run        deps + build + fine-tune the embedded default model into runs/"
 	@echo "make test       every CPU test (exit status is the verdict)"
-	@echo "make test-gpu   every GPU test (skips cleanly without a GPU); PART=1 or PART=2: one of its two parts"
+	@echo "make test-gpu   every GPU test (skips cleanly without a GPU); PART=1, 2 or 3: one of its three parts"
 	@echo "make asan       the same tests under AddressSanitizer + UBSan"
 	@echo "make fuzz       libFuzzer targets for the safetensors and config parsers (FUZZ_SECONDS=60)"
 	@echo "make bench      build the benchmarks in bench/"
