@@ -32,6 +32,9 @@
 #            thread issuing the GPU work and the CUDA runtime keep a core beside CPU AdamW)
 #   r3       2.8B, optimizer state and streamed weights on NVMe: --gpu-mem 10GiB --cpu-mem 20GiB --nvme
 #   r3-8     the same with --cpu-mem 8GiB (nearly all optimizer state on the disk)
+#   r3-8-u0  r3-8 again with SW_CKPT_URGENT=0: the forward's NVMe checkpoint writes queued with
+#            the optimizer's writes, as before they became urgent requests (the forward's P16
+#            reads from NVMe then wait behind no checkpoint write; run it beside r3-8)
 #   r3-thr   r3 again with --threads R3_THREADS (default: the cores less two, so that the I/O
 #            threads keep cores beside CPU AdamW's bursts: their submissions and checksums)
 #   r3-nwb   r3 again with SW_OPT_WRITE_BEHIND=0: each NVMe group's writes land before the next
@@ -378,6 +381,7 @@ rows = [("1: 2.8B, host memory (`%s`)" % B[0], "r1", "r1-fsdp"),
         ("3: 2.8B, NVMe (`%s --nvme --threads %s`)" % (B[1], os.environ.get("ANCHOR_THR3", "")), "r3-thr", None),
         ("3: 2.8B, NVMe (`%s --nvme`), no write-behind (`SW_OPT_WRITE_BEHIND=0`)" % B[1], "r3-nwb", None),
         ("3: 2.8B, NVMe (`%s --nvme`)" % B[2], "r3-8", None),
+        ("3: 2.8B, NVMe (`%s --nvme`), checkpoint writes not urgent (`SW_CKPT_URGENT=0`)" % B[2], "r3-8-u0", None),
         ("2: 6.7B (`%s --nvme`)" % B[3], "r2", "r2-fsdp")]
 print("\n## step times (median of the steps after the first; FSDP2: median of its timed steps)")
 print("| regime | system | s/step | tokens/s | host peak | GPU peak | tokens/s vs FSDP2 | planner's step (bound) | bound/measured | planner's expected step (vs measured) | busy s: compute h2d d2h nvme-r nvme-w adam |")
@@ -474,10 +478,11 @@ for s in "$@"; do
     r3-thr) model m28 "$shape28" && train r3-thr m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only --threads "${R3_THREADS:-$(( $(nproc) - 2 ))}" ;;
     r3-nwb) model m28 "$shape28" && SW_OPT_WRITE_BEHIND=0 train r3-nwb m28 "$nvme_steps" "${T_R3:-420}" $r3 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r3-8) model m28 "$shape28" && train r3-8 m28 "$nvme_steps" "${T_R3:-420}" $r3_8 --nvme "$(nvme_dir)" --checkpoint-only ;;
+    r3-8-u0) model m28 "$shape28" && SW_CKPT_URGENT=0 train r3-8-u0 m28 "$nvme_steps" "${T_R3:-420}" $r3_8 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2) model m67 "$shape67" && train r2 m67 "$nvme_steps" "${T_R2:-540}" $r2 --nvme "$(nvme_dir)" --checkpoint-only ;;
     r2-fsdp) fsdp r2-fsdp "$shape67" "${T_FSDP:-540}" ;;
     table) table ;;
-    *) fail "unknown stage '$s' (io io-after rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-thr r3-nwb r3-8 r2 r2-fsdp table)" ;;
+    *) fail "unknown stage '$s' (io io-after rates r1 r1-gb2 r1-ck0 r1-fsdp r1-thr r1-q2 r3 r3-thr r3-nwb r3-8 r3-8-u0 r2 r2-fsdp table)" ;;
   esac
 done
 [ "$last" = table ] || table
