@@ -3,7 +3,9 @@
 of tracks was busy at the same time (overlap), over the whole trace or from --skip-s on; and
 the step boundary: how long each step's last updates and NVMe transfers (the optimizer's spans,
 named with their step's number) ran past the start of the next step, and how much GPU compute
-of the next step ran meanwhile (docs/architecture.md "The step boundary"); and each step's busy
+of the next step ran meanwhile (docs/architecture.md "The step boundary"), with one line per
+boundary: when the next forward's first compute starts against the last CPU AdamW and the last
+write-back of the step before; and each step's busy
 seconds per track with its own late work: the optimizer thread's spans count for the step they
 serve (their name's number), whenever they ran, the other spans for the step they ran in.
 NVMe spans of the optimizer thread run from a request's submission to its completion. Where
@@ -35,7 +37,7 @@ def main():
     ev = json.load(open(path))['traceEvents']
     names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
     step_tid = next((k for k, v in names.items() if v == 'step'), None)
-    spans, steps, tagged, raw, io_steps = {}, [], {}, [], []
+    spans, steps, tagged, adam_end, raw, io_steps = {}, [], {}, {}, [], []
     t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
     for e in ev:
         if e.get('ph') != 'X':
@@ -54,6 +56,8 @@ def main():
         if mt:   # the optimizer thread's work for step N
             n = int(mt.group(2))
             tagged[n] = max(tagged.get(n, b), b)
+            if mt.group(1) == 'adam':
+                adam_end[n] = max(adam_end.get(n, b), b)
         raw.append((e['tid'], a, b, int(mt.group(2)) if mt else None))
     m = {k: merge(v) for k, v in spans.items()}
     end = max((b for v in m.values() for _, b in v), default=0)
@@ -80,6 +84,7 @@ def main():
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
     nvme = merge(by.get('NVMe read', []) + by.get('NVMe write', []))
     boundary(steps, tagged, by.get('compute', []), nvme)
+    forward_start(steps, tagged, adam_end, by.get('compute', []))
     per_step(steps, raw, names, nvme)
     nvme_states(io_steps)
     if '--gaps' in sys.argv:
@@ -118,6 +123,26 @@ def boundary(steps, tagged, compute, nvme):
     if n:
         print(f"cross-step overlap: the last updates/write-backs of a step ran {past:.2f} s into the next "
               f"step ({past / n:.3f} s per boundary, {n} boundaries); next step's compute meanwhile: {ov:.2f} s")
+
+def forward_start(steps, tagged, adam_end, compute):
+    """Per boundary, in seconds from step N+1's start: when step N's last CPU AdamW span ends,
+    when step N+1's first compute span starts, and when step N's late work (every optimizer
+    span of step N) ends; then how long the forward ran under that late work, and under step N's
+    CPU AdamW, with the compute in the first. The forward waits for the update of the first
+    group it needs, which is updated last when its state is off the GPU (docs/architecture.md
+    "The step boundary"), so where the last AdamW span is that group's, the forward starts after
+    it and can run only under the write-backs left."""
+    steps = sorted(steps)
+    for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
+        first = min((a for a, b in compute if a >= a1), default=None)
+        if s1 != s0 + 1 or first is None or s0 not in tagged:
+            continue
+        late, adam = tagged[s0], adam_end.get(s0, a1)
+        under = max(0.0, late - first)
+        print(f"boundary {s0}->{s1}: step {s0}'s last CPU AdamW ends {adam - a1:+.3f} s, its late work "
+              f"{late - a1:+.3f} s; step {s1}'s first compute {first - a1:+.3f} s: the forward under the late "
+              f"work {under:.3f} s ({inter(compute, [[first, late]]) if under else 0.0:.3f} s of compute), "
+              f"under the CPU AdamW {max(0.0, adam - first):.3f} s")
 
 def gaps(steps, by, least):
     """Per step: the stretches of its wall time with no compute span, at least `least` seconds

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# offload/trace_summary.py's per-boundary line on a trace written here, whose spans give the
+# answers by hand: step 1's last CPU AdamW span ends 0.6 s into step 2, its last write-back
+# 1.2 s in; step 2's compute starts 0.62 s in, and 0.18 s of it falls before 1.2 s. A second
+# trace has step 2's forward start 0.2 s in, under the AdamW (0.4 s of it left).
+set -u
+w=$(mktemp -d /tmp/sw-tsum.XXXXXX)
+trap 'rm -rf "$w"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+# trace FILE FIRST: steps [0,10] and [10,20] s; step 1's optimizer spans (adam 1: 9.0-9.5 and
+# 10.0-10.6; write 1: 10.6-11.2); compute spans 1-8 (step 1), then from FIRST: FIRST-(FIRST+0.08),
+# 10.9-11.0, 11.5-19
+trace() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, first = sys.argv[1], float(sys.argv[2])
+ev = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": t, "args": {"name": n}}
+      for t, n in ((1, "compute"), (5, "NVMe write"), (6, "optimizer"), (7, "step"))]
+def x(tid, name, a, b):
+    ev.append({"name": name, "ph": "X", "pid": 1, "tid": tid, "ts": a * 1e6, "dur": (b - a) * 1e6})
+x(7, "step 1", 0, 10); x(7, "step 2", 10, 20)
+x(6, "adam 1", 9.0, 9.5); x(6, "adam 1", 10.0, 10.6); x(5, "write 1", 10.6, 11.2)
+for a, b in ((1, 8), (first, first + 0.08), (10.9, 11.0), (11.5, 19)):
+    x(1, "compute", a, b)
+json.dump({"traceEvents": ev}, open(path, "w"))
+PY
+}
+trace "$w/a.json" 10.62 || fail "writing the trace"
+python3 offload/trace_summary.py "$w/a.json" >"$w/a.sum" 2>&1 || { cat "$w/a.sum"; fail "trace_summary.py"; }
+want="boundary 1->2: step 1's last CPU AdamW ends +0.600 s, its late work +1.200 s; step 2's first compute +0.620 s: the forward under the late work 0.580 s (0.180 s of compute), under the CPU AdamW 0.000 s"
+grep -qxF "$want" "$w/a.sum" || { grep "^boundary" "$w/a.sum"; fail "expected: $want"; }
+trace "$w/b.json" 10.2 || fail "writing the trace"
+python3 offload/trace_summary.py "$w/b.json" >"$w/b.sum" 2>&1 || { cat "$w/b.sum"; fail "trace_summary.py"; }
+want="boundary 1->2: step 1's last CPU AdamW ends +0.600 s, its late work +1.200 s; step 2's first compute +0.200 s: the forward under the late work 1.000 s (0.180 s of compute), under the CPU AdamW 0.400 s"
+grep -qxF "$want" "$w/b.sum" || { grep "^boundary" "$w/b.sum"; fail "expected: $want"; }
+echo "test_trace_summary_boundary: the boundary line's times are the trace's"
