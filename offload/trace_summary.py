@@ -11,11 +11,13 @@ serve (their name's number), whenever they ran, the other spans for the step the
 NVMe spans of the optimizer thread run from a request's submission to its completion. Where
 the run had an NVMe tier: each step's wall time split by what the drives had in flight (both
 directions, reads alone, writes alone, nothing) with the rate served in each, from the I/O
-engine's counters.
+engine's counters; and each step's idle stretches of the disk at the trace's samples of the
+blocks in flight, with how much of them ended with an optimizer read's submission (the
+optimizer's chunk edges).
 With --gaps: each step's GPU idle stretches (no compute span) of at least --gap-ms (1 ms),
 where in the step they fall and which other tracks were busy during them (what the GPU waited on).
 Usage: trace_summary.py TRACE.json [--skip-s SECONDS] [--gaps] [--gap-ms MS]"""
-import json, re, sys
+import bisect, json, re, sys
 
 def merge(iv):
     iv = sorted(iv)
@@ -37,7 +39,7 @@ def main():
     ev = json.load(open(path))['traceEvents']
     names = {e['tid']: e['args']['name'] for e in ev if e.get('ph') == 'M'}
     step_tid = next((k for k, v in names.items() if v == 'step'), None)
-    spans, steps, tagged, adam_end, raw, io_steps = {}, [], {}, {}, [], []
+    spans, steps, tagged, adam_end, raw, io_steps, opt_reads = {}, [], {}, {}, [], [], []
     t0 = min((e['ts'] for e in ev if e.get('ph') == 'X'), default=0)
     for e in ev:
         if e.get('ph') != 'X':
@@ -58,6 +60,8 @@ def main():
             tagged[n] = max(tagged.get(n, b), b)
             if mt.group(1) == 'adam':
                 adam_end[n] = max(adam_end.get(n, b), b)
+            elif mt.group(1) == 'read':
+                opt_reads.append(a)   # an optimizer read's submission
         raw.append((e['tid'], a, b, int(mt.group(2)) if mt else None))
     m = {k: merge(v) for k, v in spans.items()}
     end = max((b for v in m.values() for _, b in v), default=0)
@@ -87,6 +91,9 @@ def main():
     forward_start(steps, tagged, adam_end, by.get('compute', []))
     per_step(steps, raw, names, nvme)
     nvme_states(io_steps)
+    flight = sorted(((e['ts'] - t0) / 1e6, e['args']['read'] + e['args']['write']) for e in ev
+                    if e.get('ph') == 'C' and e.get('name') == 'NVMe blocks in flight' and (e['ts'] - t0) / 1e6 >= skip)
+    idle_edges(steps, flight, sorted(opt_reads))
     if '--gaps' in sys.argv:
         gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
         gaps(steps, by, gms / 1e3)
@@ -221,6 +228,39 @@ def nvme_states(io_steps):
         print(f"{n:>6} {wall:7.2f} {sum(r) / 1e9:8.3f} {sum(w) / 1e9:8.3f} {rate(sum(r) + sum(w), wall):6.2f} | "
               f"{t[3]:6.2f} {rate(r[3] + w[3], t[3]):6.2f} | {t[1]:13.2f} {rate(r[1] + w[1], t[1]):6.2f} | "
               f"{t[2]:14.2f} {rate(r[2] + w[2], t[2]):6.2f} | {t[0]:6.2f}")
+
+def idle_edges(steps, flight, opt_reads, slack=0.005):
+    """Per step, the disk's idle stretches seen by the trace's samples of the blocks in flight
+    (from a sample with none to the next with some), and how much of them ended with an
+    optimizer read's submission (one starting from `slack` before the stretch to its end): the
+    optimizer's chunk edges, where with two staging sets the read of a chunk waits for the write
+    of the chunk two before it to complete, so the drives drain (docs/architecture.md)."""
+    if not flight or not steps:
+        return
+    rows = []
+    for a0, b0, n in sorted(steps):
+        tot = edge = 0.0
+        k = 0
+        pts = [(t, v) for t, v in flight if a0 <= t < b0]
+        i = 0
+        while i < len(pts):
+            if pts[i][1] != 0:
+                i += 1
+                continue
+            j = i
+            while j < len(pts) and pts[j][1] == 0:
+                j += 1
+            a, b = pts[i][0], pts[j][0] if j < len(pts) else b0
+            tot += b - a
+            k += 1
+            lo = bisect.bisect_left(opt_reads, a - slack)
+            if lo < len(opt_reads) and opt_reads[lo] <= b:
+                edge += b - a
+            i = j
+        rows.append((n, tot, k, edge))
+    print("NVMe idle at the trace's samples of the blocks in flight (each step; 'at chunk edges': ended by an optimizer read's submission):")
+    for n, tot, k, edge in rows:
+        print(f"  step {n}: idle {tot:.2f} s in {k} stretches, {edge:.2f} s of it at the optimizer's chunk edges")
 
 def intersect(x, y):
     """The intervals where both x and y (sorted, merged) are busy."""
