@@ -61,7 +61,7 @@
 # LAYER_WARM_S (3: seconds of the layer's work before its rate is timed, so the rate is the one
 # the GPU sustains).
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n '2,59p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 dir=$1
 shift
 bin=${SW_BIN:-build/spillway}

@@ -91,8 +91,9 @@ def main():
     forward_start(steps, tagged, adam_end, by.get('compute', []))
     per_step(steps, raw, names, nvme)
     nvme_states(io_steps)
+    # every sample, those before --skip-s too: the value held at a step's start is the last one before it
     flight = sorted(((e['ts'] - t0) / 1e6, e['args']['read'] + e['args']['write']) for e in ev
-                    if e.get('ph') == 'C' and e.get('name') == 'NVMe blocks in flight' and (e['ts'] - t0) / 1e6 >= skip)
+                    if e.get('ph') == 'C' and e.get('name') == 'NVMe blocks in flight')
     idle_edges(steps, flight, sorted(opt_reads))
     if '--gaps' in sys.argv:
         gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
@@ -141,15 +142,16 @@ def forward_start(steps, tagged, adam_end, compute):
     it and can run only under the write-backs left."""
     steps = sorted(steps)
     for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
-        first = min((a for a, b in compute if a >= a1), default=None)
+        first = min((a for a, b in compute if a1 <= a < b1), default=None)
         if s1 != s0 + 1 or first is None or s0 not in tagged:
             continue
-        late, adam = tagged[s0], adam_end.get(s0, a1)
+        late, adam = tagged[s0], adam_end.get(s0)
         under = max(0.0, late - first)
-        print(f"boundary {s0}->{s1}: step {s0}'s last CPU AdamW ends {adam - a1:+.3f} s, its late work "
+        ends = f"ends {adam - a1:+.3f} s" if adam is not None else "none"
+        print(f"boundary {s0}->{s1}: step {s0}'s last CPU AdamW {ends}, its late work "
               f"{late - a1:+.3f} s; step {s1}'s first compute {first - a1:+.3f} s: the forward under the late "
               f"work {under:.3f} s ({inter(compute, [[first, late]]) if under else 0.0:.3f} s of compute), "
-              f"under the CPU AdamW {max(0.0, adam - first):.3f} s")
+              f"under the CPU AdamW {max(0.0, adam - first) if adam is not None else 0.0:.3f} s")
 
 def gaps(steps, by, least):
     """Per step: the stretches of its wall time with no compute span, at least `least` seconds
@@ -231,35 +233,38 @@ def nvme_states(io_steps):
 
 def idle_edges(steps, flight, opt_reads, slack=0.005):
     """Per step, the disk's idle stretches seen by the trace's samples of the blocks in flight
-    (from a sample with none to the next with some), and how much of them ended with an
-    optimizer read's submission (one starting from `slack` before the stretch to its end): the
-    optimizer's chunk edges, where with two staging sets the read of a chunk waits for the write
-    of the chunk two before it to complete, so the drives drain (docs/architecture.md)."""
+    (from a sample with none to the next with some; a sample's value holds until the next, so a
+    stretch may begin before the step and run past it: each step counts the part within its wall
+    time), and how much of them ended with an optimizer read's submission (one starting from
+    `slack` before the stretch to its end, wherever the step boundary falls): the optimizer's
+    chunk edges, where with two staging sets the read of a chunk waits for the write of the
+    chunk two before it to complete, so the drives drain (docs/architecture.md)."""
     if not flight or not steps:
         return
-    rows = []
+    stretches = []   # (start, end, ended by an optimizer read)
+    i = 0
+    while i < len(flight):
+        if flight[i][1] != 0:
+            i += 1
+            continue
+        j = i
+        while j < len(flight) and flight[j][1] == 0:
+            j += 1
+        a = flight[i][0]
+        b = flight[j][0] if j < len(flight) else max(b0 for _, b0, _ in steps)
+        lo = bisect.bisect_left(opt_reads, a - slack)
+        stretches.append((a, b, lo < len(opt_reads) and opt_reads[lo] <= b))
+        i = j
+    print("NVMe idle at the trace's samples of the blocks in flight (each step; 'at chunk edges': ended by an optimizer read's submission):")
     for a0, b0, n in sorted(steps):
         tot = edge = 0.0
         k = 0
-        pts = [(t, v) for t, v in flight if a0 <= t < b0]
-        i = 0
-        while i < len(pts):
-            if pts[i][1] != 0:
-                i += 1
-                continue
-            j = i
-            while j < len(pts) and pts[j][1] == 0:
-                j += 1
-            a, b = pts[i][0], pts[j][0] if j < len(pts) else b0
-            tot += b - a
-            k += 1
-            lo = bisect.bisect_left(opt_reads, a - slack)
-            if lo < len(opt_reads) and opt_reads[lo] <= b:
-                edge += b - a
-            i = j
-        rows.append((n, tot, k, edge))
-    print("NVMe idle at the trace's samples of the blocks in flight (each step; 'at chunk edges': ended by an optimizer read's submission):")
-    for n, tot, k, edge in rows:
+        for a, b, e in stretches:
+            d = min(b, b0) - max(a, a0)
+            if d > 0:
+                tot += d
+                k += 1
+                edge += d if e else 0.0
         print(f"  step {n}: idle {tot:.2f} s in {k} stretches, {edge:.2f} s of it at the optimizer's chunk edges")
 
 def intersect(x, y):

@@ -24,14 +24,15 @@ sanitize() {
   local r=$?
   tail -n 3 "$log"
   echo "   ($(( SECONDS - t0 )) s)"
-  if [ $r != 0 ]; then echo "FAIL: $tool$label (exit $r)"; grep -m 20 -E "=========" "$log"; rc=1; fi
+  if [ $r != 0 ]; then echo "FAIL: $tool$label (exit $r; its log: $log)"; grep -m 20 -E "=========" "$log"; rc=1; fi
   # the library's one line where the warp-specialised backward could not run (the driver made
   # no TMA maps): the block-barrier kernel ran instead, and the default's kernel went untested
   if [ -z "$label" ] && grep -q "SW_CUDA_ATTN_BWD=ws:" "$log"; then
     echo "FAIL: $tool: the warp-specialised backward did not run"; rc=1
   fi
-  rm -f "$log"
+  [ $r != 0 ] || rm -f "$log"   # a failed run's log stays, to read
 }
+case ${SW_SAN_SET:-default} in default|variants) ;; *) echo "SW_SAN_SET=$SW_SAN_SET: use default or variants"; exit 2 ;; esac
 if [ "${SW_SAN_SET:-default}" = default ]; then
   for tool in memcheck racecheck synccheck; do sanitize $tool ""; done
 else
