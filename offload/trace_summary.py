@@ -87,8 +87,7 @@ def main():
             both = intersect(both, by[t])
         print(f"all three of compute, NVMe read and optimizer busy: {sum(b - a for a, b in both):.2f} s")
     nvme = merge(by.get('NVMe read', []) + by.get('NVMe write', []))
-    boundary(steps, tagged, by.get('compute', []), nvme)
-    forward_start(steps, tagged, adam_end, by.get('compute', []))
+    boundary(steps, tagged, adam_end, by.get('compute', []), nvme)
     per_step(steps, raw, names, nvme)
     nvme_states(io_steps)
     # every sample, those before --skip-s too: the value held at a step's start is the last one before it
@@ -99,16 +98,23 @@ def main():
         gms = float(sys.argv[sys.argv.index('--gap-ms') + 1]) if '--gap-ms' in sys.argv else 1.0
         gaps(steps, by, gms / 1e3)
 
-def boundary(steps, tagged, compute, nvme):
+def boundary(steps, tagged, adam_end, compute, nvme):
     """The step boundary: step N's optimizer work (CPU AdamW, its NVMe reads and write-backs)
     running past step N+1's start, and step N+1's compute in that time; and the disk's idle
     stretch across the boundary (from the last NVMe transfer before step N+1's start to the
     first one after it, 0 when one is in flight then): what the planner's step-boundary term
-    predicts for an NVMe-bound step."""
+    predicts for an NVMe-bound step. Then one line per boundary, in seconds from step N+1's
+    start: when step N's last CPU AdamW span ends, when step N+1's first compute span starts,
+    and when step N's late work (every optimizer span of step N) ends; and how long the forward
+    ran under that late work, and under step N's CPU AdamW, with the compute in the first. The
+    forward waits for the update of the first group it needs, which is updated last when its
+    state is off the GPU (docs/architecture.md "The step boundary"), so where the last AdamW
+    span is that group's, the forward starts after it and can run only under the write-backs
+    left."""
     steps.sort()
     past = ov = 0.0
     n = 0
-    idle = []
+    idle, lines = [], []
     for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
         if s1 != s0 + 1 or not nvme:
             continue
@@ -128,30 +134,21 @@ def boundary(steps, tagged, compute, nvme):
         if end > a1:
             past += end - a1
             ov += inter(compute, [[a1, end]])
+        first = min((a for a, b in compute if a1 <= a < b1), default=None)
+        if first is None or s0 not in tagged:
+            continue
+        adam = adam_end.get(s0)
+        under = max(0.0, end - first)
+        ends = f"ends {adam - a1:+.3f} s" if adam is not None else "none"
+        lines.append(f"boundary {s0}->{s1}: step {s0}'s last CPU AdamW {ends}, its late work "
+                     f"{end - a1:+.3f} s; step {s1}'s first compute {first - a1:+.3f} s: the forward under the late "
+                     f"work {under:.3f} s ({inter(compute, [[first, end]]) if under else 0.0:.3f} s of compute), "
+                     f"under the CPU AdamW {max(0.0, adam - first) if adam is not None else 0.0:.3f} s")
     if n:
         print(f"cross-step overlap: the last updates/write-backs of a step ran {past:.2f} s into the next "
               f"step ({past / n:.3f} s per boundary, {n} boundaries); next step's compute meanwhile: {ov:.2f} s")
-
-def forward_start(steps, tagged, adam_end, compute):
-    """Per boundary, in seconds from step N+1's start: when step N's last CPU AdamW span ends,
-    when step N+1's first compute span starts, and when step N's late work (every optimizer
-    span of step N) ends; then how long the forward ran under that late work, and under step N's
-    CPU AdamW, with the compute in the first. The forward waits for the update of the first
-    group it needs, which is updated last when its state is off the GPU (docs/architecture.md
-    "The step boundary"), so where the last AdamW span is that group's, the forward starts after
-    it and can run only under the write-backs left."""
-    steps = sorted(steps)
-    for (a0, b0, s0), (a1, b1, s1) in zip(steps, steps[1:]):
-        first = min((a for a, b in compute if a1 <= a < b1), default=None)
-        if s1 != s0 + 1 or first is None or s0 not in tagged:
-            continue
-        late, adam = tagged[s0], adam_end.get(s0)
-        under = max(0.0, late - first)
-        ends = f"ends {adam - a1:+.3f} s" if adam is not None else "none"
-        print(f"boundary {s0}->{s1}: step {s0}'s last CPU AdamW {ends}, its late work "
-              f"{late - a1:+.3f} s; step {s1}'s first compute {first - a1:+.3f} s: the forward under the late "
-              f"work {under:.3f} s ({inter(compute, [[first, late]]) if under else 0.0:.3f} s of compute), "
-              f"under the CPU AdamW {max(0.0, adam - first) if adam is not None else 0.0:.3f} s")
+    for line in lines:
+        print(line)
 
 def gaps(steps, by, least):
     """Per step: the stretches of its wall time with no compute span, at least `least` seconds
