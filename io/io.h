@@ -61,6 +61,9 @@ typedef struct sw_io_config {
 	int numa_node;
 	int buffered;            /* 1: do not even try O_DIRECT */
 	int no_checksum;         /* 1: skip XXH3 (bench only; unwritten reads still fail) */
+	int sums_after;          /* 1: a write's checksums after its transfer, as a read's, not
+	                            while it is in flight (for comparison: the caller then waits
+	                            for the hashing; SW_IO_SUMS_AHEAD=0 sets it) */
 	int quiet;               /* 1: no info lines (fallbacks are still logged as warnings) */
 } sw_io_config;
 
@@ -85,7 +88,7 @@ typedef struct sw_io_req {
 	char *buf;
 	uint64_t first_piece;
 	uint32_t npieces, pieces_left;
-	uint32_t *piece_left;            /* bytes outstanding per piece */
+	struct sw_io_piece *piece;       /* per piece: bytes outstanding, a write's checksum */
 	struct sw_io_req *next;
 	char msg[320];
 } sw_io_req;
