@@ -445,7 +445,7 @@ static void blk_prehash(struct io_thread *th, struct blk *b)
 }
 
 /* A block moved all its bytes (or failed: err set): piece accounting, checksum, completion. */
-static void blk_finish(struct io_thread *th, struct blk *b, int last);
+static void blk_finish(struct io_thread *th, struct blk *b, int last, const uint64_t *ahead);
 
 static void blk_done(struct io_thread *th, struct blk *b, int failed)
 {
@@ -458,10 +458,11 @@ static void blk_done(struct io_thread *th, struct blk *b, int failed)
 		r->piece[b->piece].left -= b->full_len;
 		last = r->piece[b->piece].left == 0;
 	}
-	int ready = last && r->piece[b->piece].pre_done;   /* its checksum was computed ahead */
+	int ready = last && r->piece[b->piece].pre_done;   /* a write's checksum, computed ahead */
+	uint64_t ahead = ready ? r->piece[b->piece].sum : 0;
 	pthread_mutex_unlock(&io->mu);
 	if (ready) {
-		blk_finish(th, b, 1);
+		blk_finish(th, b, 1, &ahead);
 		return;
 	}
 	if (last) {
@@ -470,11 +471,12 @@ static void blk_done(struct io_thread *th, struct blk *b, int failed)
 		th->hashq = b;
 		return;
 	}
-	blk_finish(th, b, 0);
+	blk_finish(th, b, 0, NULL);
 }
 
-/* Checksums a completed piece (last) and retires the block; may complete the request. */
-static void blk_finish(struct io_thread *th, struct blk *b, int last)
+/* Checksums a completed piece (last; ahead: a write's checksum computed while it was in flight,
+ * read under the lock by blk_done, else NULL) and retires the block; may complete the request. */
+static void blk_finish(struct io_thread *th, struct blk *b, int last, const uint64_t *ahead)
 {
 	sw_io *io = th->io;
 	sw_io_req *r = b->req;
@@ -485,8 +487,8 @@ static void blk_finish(struct io_thread *th, struct blk *b, int last)
 	if (last) {
 		uint64_t plo, phi;
 		piece_span(io, r, b->piece, &plo, &phi);
-		if (r->piece[b->piece].pre_done)   /* a write's, hashed ahead (blk_prehash) */
-			sum = r->piece[b->piece].sum;
+		if (ahead)
+			sum = *ahead;
 		else if (!io->cfg.no_checksum)
 			sum = XXH3_64bits(r->buf + (plo - (r->ext.off + r->off)), phi - plo);
 		if (r->op == SW_IO_READ && !io->cfg.no_checksum && sum != e->sums[j]) {
@@ -664,7 +666,7 @@ static void *thread_main(void *arg)
 			while (th->hashq) {
 				struct blk *b = th->hashq;
 				th->hashq = b->next;
-				blk_finish(th, b, 1);
+				blk_finish(th, b, 1, NULL);
 			}
 			while (th->preq) {
 				struct blk *b = th->preq;

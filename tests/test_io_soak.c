@@ -37,11 +37,15 @@ static uint64_t mix64(uint64_t x)
 	return x ^ (x >> 33);
 }
 
+/* The soak's phase: salts the data, so that a write lost in the second phase does not
+ * find the first phase's bytes of the same extent and version on the disk. */
+static uint64_t salt;
+
 /* The content of extent e at version v, bytes [off, off+len) of the extent. */
 static void pattern(char *p, int e, uint32_t v, uint64_t off, uint64_t len)
 {
 	for (uint64_t i = 0; i < len; i += 8) {
-		uint64_t x = mix64(((uint64_t)e << 48) ^ ((uint64_t)v << 32) ^ ((off + i) >> 3));
+		uint64_t x = mix64(((uint64_t)e << 48) ^ ((uint64_t)v << 32) ^ ((off + i) >> 3) ^ salt);
 		memcpy(p + i, &x, 8);
 	}
 }
@@ -75,6 +79,9 @@ static void soak(const char *paths, double seconds, int sums_after)
 	c.arena_bytes = (uint64_t)SLOTS * MAXLEN;
 	sw_io *io;
 	CHECK(sw_io_open(&c, &io) == 0);
+	salt = mix64(0x5eed0000u + (uint64_t)sums_after);   /* the phase's */
+	CHECK(!sums_after || sw_io_settings(io)->sums_after);
+	sums_after = sw_io_settings(io)->sums_after;   /* SW_IO_SUMS_AHEAD=0 sets it in both */
 	char *arena = sw_io_arena(io, NULL), *want = malloc(MAXLEN);
 	CHECK(want);
 
@@ -226,6 +233,8 @@ int main(void)
 		o += snprintf(paths + o, sizeof(paths) - (size_t)o, "%s%s", i ? "," : "", d);
 	}
 	soak(paths, seconds, 0);
+	if (getenv("SW_IO_SUMS_AHEAD") && !strcmp(getenv("SW_IO_SUMS_AHEAD"), "0"))
+		printf("SW_IO_SUMS_AHEAD=0: both phases checksummed writes after the transfer\n");
 	/* the other way of checksumming writes, for a second (the engine's files are scratch:
 	 * its extents start never written) */
 	soak(paths, seconds < 1 ? seconds : 1, 1);
