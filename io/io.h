@@ -201,6 +201,8 @@ typedef struct sw_io_counters {
 	int inflight[2];
 	double state_s[4];            /* seconds in each state */
 	uint64_t state_bytes[4][2];   /* bytes completed in each state, by direction */
+	uint64_t sums[2];             /* pieces checksummed: [0] after their transfer (a read's; a
+	                                 write's with sums_after), [1] while in flight (a write's) */
 } sw_io_counters;
 /* Reads the counters (any thread; takes the engine's lock). */
 void sw_io_counters_read(sw_io *io, sw_io_counters *c);

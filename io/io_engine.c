@@ -342,8 +342,10 @@ void sw_io_counters_diff(const sw_io_counters *b, const sw_io_counters *a, sw_io
 {
 	*d = *b;
 	d->t = b->t - a->t;
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 2; k++) {
 		d->bytes[k] = b->bytes[k] - a->bytes[k];
+		d->sums[k] = b->sums[k] - a->sums[k];
+	}
 	for (int s = 0; s < 4; s++) {
 		d->state_s[s] = b->state_s[s] - a->state_s[s];
 		for (int k = 0; k < 2; k++)
@@ -441,6 +443,7 @@ static void blk_prehash(struct io_thread *th, struct blk *b)
 	pthread_mutex_lock(&io->mu);
 	r->piece[b->piece].sum = sum;
 	r->piece[b->piece].pre_done = 1;
+	io->cnt.sums[1]++;
 	pthread_mutex_unlock(&io->mu);
 }
 
@@ -507,6 +510,8 @@ static void blk_finish(struct io_thread *th, struct blk *b, int last, const uint
 	}
 	pthread_mutex_lock(&io->mu);
 	if (last) {
+		if (!ahead && !io->cfg.no_checksum)
+			io->cnt.sums[0]++;
 		if (r->op == SW_IO_WRITE && !r->status) {
 			e->sums[j] = sum;
 			e->written[j] = 1;

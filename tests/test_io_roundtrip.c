@@ -176,6 +176,14 @@ int main(void)
 	CHECK(d.state_s[2] > 0 && d.state_s[1] == 0 && d.state_s[3] == 0);
 	double tsum = d.state_s[0] + d.state_s[1] + d.state_s[2] + d.state_s[3];
 	CHECKF(fabs(tsum - d.t) < 1e-9, "counters: states add to %.9f s of %.9f", tsum, d.t);
+	/* every written piece checksummed once, while in flight (SW_IO_SUMS_AHEAD=0: after) */
+	uint64_t pieces = 0;
+	for (int i = 0; i < NE; i++)
+		pieces += sw_io_extent_npieces(io, ext[i]);
+	int after = sw_io_settings(io)->sums_after;
+	CHECKF(d.sums[!after] == pieces && d.sums[after] == 0,
+	       "counters: %llu pieces checksummed in flight, %llu after, of %llu written",
+	       (unsigned long long)d.sums[1], (unsigned long long)d.sums[0], (unsigned long long)pieces);
 
 	/* Read back, into the arena's tail and into plain memory. */
 	for (int i = 0; i < NE; i++) {
@@ -189,6 +197,7 @@ int main(void)
 	sw_io_counters_diff(&c2, &c1, &d);
 	CHECK(d.bytes[0] == all && d.state_bytes[1][0] == all && d.bytes[1] == 0);
 	CHECK(d.state_s[1] > 0 && d.state_s[2] == 0 && d.state_s[3] == 0);
+	CHECK(d.sums[0] == pieces && d.sums[1] == 0);   /* a read's, after its bytes arrived */
 	/* A piece-aligned sub-range: stripes 2..4 of the 3 MiB extent. */
 	memset(dst, 0, 3 * STRIPE);
 	CHECK(sw_io_submit_read(io, &req[0], ext[3], 2 * STRIPE, 3 * STRIPE, dst) == 0);
