@@ -30,7 +30,7 @@ struct ext_rec {
 
 /* A request's piece: bytes still to move, and for a write its checksum. A write's checksum is
  * computed while the drives move it: the I/O thread that dispatches the piece's first block
- * (claimed) hashes the whole piece right after submitting its ring (pre_done), so the write
+ * hashes the whole piece right after submitting its ring (pre_done), so the write
  * completes when its last block does. Without that, the last pieces' hashing came after the
  * transfer: about 5 ms a 32 MiB piece, during which a caller waiting for the write to reuse its
  * buffer left the disk idle (the optimizer's chunk edges, docs/io.md). The buffer may not
@@ -38,7 +38,7 @@ struct ext_rec {
 struct sw_io_piece {
 	uint64_t sum;
 	uint32_t left;
-	uint8_t claimed, pre_done;
+	uint8_t pre_done;
 };
 
 /* One transfer in flight (an SQE), or waiting in a thread's retry list. */
@@ -353,6 +353,15 @@ void sw_io_counters_diff(const sw_io_counters *b, const sw_io_counters *a, sw_io
 	}
 }
 
+/* The logical range [*lo, *hi) of piece p of request r. */
+static void piece_span(const sw_io *io, const sw_io_req *r, uint32_t p, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t s = io->cfg.stripe, start = r->ext.off + r->off, end = start + r->len;
+	uint64_t plo = (r->first_piece + p) * s, phi = plo + s;
+	*lo = plo > start ? plo : start;
+	*hi = phi < end ? phi : end;
+}
+
 /* Takes the next block of the oldest urgent request, else of the oldest read, else of the
  * oldest write. 0 when there is none (or the engine is held). */
 static int take_block(sw_io *io, struct blk *b)
@@ -382,10 +391,9 @@ static int take_block(sw_io *io, struct blk *b)
 	b->piece = (uint32_t)(lo / s - r->first_piece);
 	b->retries = 0;
 	b->fault = 0;
-	b->pre = r->op == SW_IO_WRITE && !io->cfg.no_checksum && !io->cfg.sums_after &&
-		 !r->piece[b->piece].claimed;
-	if (b->pre)
-		r->piece[b->piece].claimed = 1;
+	uint64_t plo, phi;
+	piece_span(io, r, b->piece, &plo, &phi);
+	b->pre = r->op == SW_IO_WRITE && !io->cfg.no_checksum && !io->cfg.sums_after && lo == plo;
 	r->cursor += n;
 	r->pending++;
 	if (r->cursor == r->len)
@@ -420,15 +428,6 @@ static void blk_fail(struct io_thread *th, struct blk *b, int err, const char *c
 	pthread_mutex_lock(&io->mu);
 	req_fail_locked(io, b->req, err, msg);
 	pthread_mutex_unlock(&io->mu);
-}
-
-/* The logical range [*lo, *hi) of piece p of request r. */
-static void piece_span(const sw_io *io, const sw_io_req *r, uint32_t p, uint64_t *lo, uint64_t *hi)
-{
-	uint64_t s = io->cfg.stripe, start = r->ext.off + r->off, end = start + r->len;
-	uint64_t plo = (r->first_piece + p) * s, phi = plo + s;
-	*lo = plo > start ? plo : start;
-	*hi = phi < end ? phi : end;
 }
 
 /* Checksums the write piece whose first block b is in flight on this thread. The piece cannot

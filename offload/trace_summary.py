@@ -234,8 +234,9 @@ def idle_edges(steps, flight, opt_reads, slack=0.005):
     stretch may begin before the step and run past it: each step counts the part within its wall
     time), and how much of them ended with an optimizer read's submission (one starting from
     `slack` before the stretch to its end, wherever the step boundary falls): the optimizer's
-    chunk edges, where with two staging sets the read of a chunk waits for the write of the
-    chunk two before it to complete, so the drives drain (docs/architecture.md)."""
+    chunk edges, where the read of a chunk waits for the write of the chunk two before it (two
+    staging sets) to complete, so the drives drain until it is submitted (docs/architecture.md;
+    docs/io.md on the write's checksum, which made most of that wait)."""
     if not flight or not steps:
         return
     stretches = []   # (start, end, ended by an optimizer read)
